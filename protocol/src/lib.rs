@@ -1,0 +1,30 @@
+//! The hallmark wire protocol: message types, the frame codec, plan/pattern types and clock-sync math.
+//!
+//! This crate is sans-IO: no sockets, no async runtime, no clocks of its own. Times are plain nanosecond
+//! integers passed in by the caller, so every state machine built on it can be driven by a simulated clock.
+//!
+//! * [`message`] — the versioned messages exchanged between a probe and the coordinator.
+//! * [`codec`] — length-prefixed framing over serde (postcard) with a hard frame-size limit and typed errors.
+//! * [`clock`] — NTP-style four-timestamp exchanges and the minimum-RTT filter.
+//! * [`pattern`] — load patterns (level over time) that phases run under.
+//! * [`ids`] — validated identifiers (node ids) that also end up in file names and certificates.
+
+pub mod clock;
+pub mod codec;
+pub mod ids;
+pub mod message;
+pub mod pattern;
+
+pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME_LEN};
+pub use ids::{NodeId, NodeIdError};
+pub use message::*;
+
+/// The protocol version this build speaks. Bumped on any incompatible change of a message.
+///
+/// Compatibility rule that every future version keeps: [`ProbeMessage::Hello`] stays variant 0 and
+/// `protocol_version` stays its first field, so that a coordinator can always read the version of a
+/// Hello it cannot otherwise decode and refuse it with a clear reason.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The ALPN protocol identifier negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"hallmark/1";

@@ -1,0 +1,14 @@
+//! Mutual-TLS QUIC transport shared by the coordinator and the probes.
+//!
+//! * [`pki`] — the private CA: generate it, issue the coordinator's server certificate and one client
+//!   certificate per node (the node id is carried in the certificate), read node ids back.
+//! * [`tls`] — rustls and quinn configurations (ring provider only, client certificates required,
+//!   ALPN `hallmark/1`, keep-alive below the idle timeout) and the authenticated peer's node id.
+//! * [`framed`] — protocol frames over quinn streams.
+//!
+//! This crate is the only place that knows about certificates and QUIC; the protocol crate stays
+//! sans-IO and the coordinator's and probe's state machines never see a socket.
+
+pub mod framed;
+pub mod pki;
+pub mod tls;
