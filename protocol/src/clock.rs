@@ -208,15 +208,7 @@ mod tests {
         let t2 = t1 + out + offset;
         let t3 = t2 + processing;
         let t4 = t3 - offset + back;
-        (
-            ClockPong {
-                seq: 0,
-                t1,
-                t2,
-                t3,
-            },
-            t4,
-        )
+        (ClockPong { seq: 0, t1, t2, t3 }, t4)
     }
 
     #[test]
@@ -235,11 +227,21 @@ mod tests {
             let out = rng.random_range(1_000i64..2_000_000);
             let back = rng.random_range(1_000i64..2_000_000);
             let proc_ = rng.random_range(0i64..100_000);
-            let (pong, t4) = exchange(rng.random_range(0..1_000_000_000_000), offset, out, back, proc_);
+            let (pong, t4) = exchange(
+                rng.random_range(0..1_000_000_000_000),
+                offset,
+                out,
+                back,
+                proc_,
+            );
             let est = ClockSample::from_exchange(&pong, t4).unwrap().estimate();
             let err = (est.offset_ns - offset).abs();
             assert_eq!(est.rtt_ns, out + back);
-            assert!(err <= est.uncertainty_ns, "error {err} > bound {}", est.uncertainty_ns);
+            assert!(
+                err <= est.uncertainty_ns,
+                "error {err} > bound {}",
+                est.uncertainty_ns
+            );
             // The error is exactly half the asymmetry (within rounding).
             assert!((err - (out - back).abs() / 2).abs() <= 1);
         }
@@ -252,7 +254,7 @@ mod tests {
             t1: 100,
             t2: 50,
             t3: 40,
-            };
+        };
         assert!(ClockSample::from_exchange(&pong, 200).is_none());
         let pong = ClockPong {
             seq: 0,
@@ -278,7 +280,10 @@ mod tests {
         for _ in 0..100 {
             now = now.max(sync.poll_timeout());
             let (ping, est) = sync.handle_timeout(now);
-            assert!(est.is_none(), "no burst may time out when every pong arrives");
+            assert!(
+                est.is_none(),
+                "no burst may time out when every pong arrives"
+            );
             let Some(ping) = ping else { break };
             // Out: 100 µs base + queueing; back: 300 µs base + queueing (asymmetric).
             let out = 100_000 + rng.random_range(0..400_000);

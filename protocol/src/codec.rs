@@ -240,7 +240,13 @@ mod tests {
     fn oversized_frame_is_refused_before_buffering() {
         let mut d = FrameDecoder::new(1024);
         let err = d.push(&2048u32.to_be_bytes()).unwrap_err();
-        assert_eq!(err, DecodeError::FrameTooLarge { len: 2048, max: 1024 });
+        assert_eq!(
+            err,
+            DecodeError::FrameTooLarge {
+                len: 2048,
+                max: 1024
+            }
+        );
     }
 
     #[test]
@@ -251,7 +257,11 @@ mod tests {
         let mut out = vec![1, 2, 3];
         let err = encode_frame_into(&big, 50, &mut out).unwrap_err();
         assert!(matches!(err, EncodeError::FrameTooLarge { max: 50, .. }));
-        assert_eq!(out, vec![1, 2, 3], "a refused frame leaves the buffer as it was");
+        assert_eq!(
+            out,
+            vec![1, 2, 3],
+            "a refused frame leaves the buffer as it was"
+        );
     }
 
     #[test]
@@ -263,7 +273,10 @@ mod tests {
         let mut padded = frame[HEADER_LEN..].to_vec();
         padded.push(0);
         let err = decode_payload::<CoordinatorMessage>(&padded).unwrap_err();
-        assert!(matches!(err, DecodeError::TrailingBytes { extra: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, DecodeError::TrailingBytes { extra: 1, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -273,7 +286,10 @@ mod tests {
             DecodeError::EmptyFrame
         );
         let err = decode_payload::<ProbeMessage>(&[99]).unwrap_err();
-        assert!(matches!(err, DecodeError::Malformed { len: 1, .. }), "{err:?}");
+        assert!(
+            matches!(err, DecodeError::Malformed { len: 1, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

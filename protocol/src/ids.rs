@@ -78,7 +78,7 @@ impl std::str::FromStr for NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -96,11 +96,26 @@ mod tests {
     #[test]
     fn rejects_bad_ids() {
         assert_eq!(NodeId::new(""), Err(NodeIdError::Empty));
-        assert!(matches!(NodeId::new("a/b"), Err(NodeIdError::BadChar { ch: '/', .. })));
-        assert!(matches!(NodeId::new("a b"), Err(NodeIdError::BadChar { ch: ' ', .. })));
-        assert!(matches!(NodeId::new("..x"), Err(NodeIdError::BadStart { ch: '.', .. })));
-        assert!(matches!(NodeId::new("-x"), Err(NodeIdError::BadStart { ch: '-', .. })));
-        assert!(matches!(NodeId::new("x".repeat(65)), Err(NodeIdError::TooLong { len: 65 })));
+        assert!(matches!(
+            NodeId::new("a/b"),
+            Err(NodeIdError::BadChar { ch: '/', .. })
+        ));
+        assert!(matches!(
+            NodeId::new("a b"),
+            Err(NodeIdError::BadChar { ch: ' ', .. })
+        ));
+        assert!(matches!(
+            NodeId::new("..x"),
+            Err(NodeIdError::BadStart { ch: '.', .. })
+        ));
+        assert!(matches!(
+            NodeId::new("-x"),
+            Err(NodeIdError::BadStart { ch: '-', .. })
+        ));
+        assert!(matches!(
+            NodeId::new("x".repeat(65)),
+            Err(NodeIdError::TooLong { len: 65 })
+        ));
     }
 
     #[test]

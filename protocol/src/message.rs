@@ -122,7 +122,10 @@ pub enum RefusalReason {
     /// The coordinator speaks `supported`, the probe spoke `offered`.
     ProtocolVersion { offered: u16, supported: u16 },
     /// The Hello claims `claimed` but the probe's certificate names `certificate`.
-    NodeIdMismatch { claimed: String, certificate: String },
+    NodeIdMismatch {
+        claimed: String,
+        certificate: String,
+    },
     /// Another live probe already holds this node id.
     DuplicateNode { node_id: String },
     /// The first message was not a Hello.

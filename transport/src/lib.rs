@@ -5,10 +5,13 @@
 //! * [`tls`] — rustls and quinn configurations (ring provider only, client certificates required,
 //!   ALPN `hallmark/1`, keep-alive below the idle timeout) and the authenticated peer's node id.
 //! * [`framed`] — protocol frames over quinn streams.
+//! * [`clock`] — the process clock (epoch nanoseconds that never go backwards) that shells feed to the
+//!   state machines.
 //!
 //! This crate is the only place that knows about certificates and QUIC; the protocol crate stays
 //! sans-IO and the coordinator's and probe's state machines never see a socket.
 
+pub mod clock;
 pub mod framed;
 pub mod pki;
 pub mod tls;

@@ -1,0 +1,473 @@
+//! The coordinator's state machine: connections, registration, refusals and clock sync.
+//!
+//! Sans-IO in the manner of quinn-proto: the shell ([`crate::server`]) reports connections,
+//! received frame payloads, frame errors and closed connections, each with `now` on the
+//! coordinator's clock, and drives timers through [`Coordinator::poll_timeout`] /
+//! [`Coordinator::handle_timeout`]. The machine answers through queues the shell drains:
+//! [`Coordinator::poll_transmit`] (messages to send), [`Coordinator::poll_close`] (connections to
+//! close, after their queued messages) and [`Coordinator::poll_event`] (what happened, for logs,
+//! status and tests).
+
+use hallmark_protocol::clock::{ClockSync, ClockSyncConfig};
+use hallmark_protocol::codec::{decode_payload, peek_hello_version};
+use hallmark_protocol::{
+    ClockEstimate, CoordinatorMessage, DecodeError, DeviceInfo, Hello, Labels, NodeId,
+    ProbeMessage, Refusal, RefusalReason, Welcome, PROTOCOL_VERSION,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The shell's handle on one connection.
+pub type ConnId = u64;
+
+/// QUIC application close codes used by the coordinator.
+pub mod close_code {
+    /// Normal end (coordinator shutting down).
+    pub const DONE: u32 = 0;
+    /// The Hello was refused; the reason is in the Refused message and the close reason.
+    pub const REFUSED: u32 = 1;
+    /// The peer broke the protocol (garbage frame, message out of place).
+    pub const PROTOCOL_ERROR: u32 = 2;
+}
+
+/// Tunables of the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub clock_sync: ClockSyncConfig,
+    /// Dead-man interval announced to probes.
+    pub dead_man_ms: u32,
+    /// Version string announced in Welcome.
+    pub version: String,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            clock_sync: ClockSyncConfig::default(),
+            dead_man_ms: 2000,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// A registered probe, as the coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeRecord {
+    pub node_id: NodeId,
+    pub labels: Labels,
+    pub inventory: Vec<DeviceInfo>,
+    pub backend: String,
+    pub hallmark_version: String,
+    pub session_id: u64,
+    /// Peer address as the shell saw it.
+    pub remote: String,
+    /// Coordinator clock, ns.
+    pub registered_at_ns: i64,
+    /// Latest clock estimate (probe − coordinator).
+    pub clock: Option<ClockEstimate>,
+}
+
+/// A connection to be closed once its queued messages are out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u32,
+    pub reason: String,
+}
+
+/// What happened, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Registered(ProbeRecord),
+    Refused {
+        conn: ConnId,
+        /// The node id the peer's certificate carries.
+        certificate_node: NodeId,
+        remote: String,
+        refusal: Refusal,
+    },
+    ClockUpdated {
+        node_id: NodeId,
+        estimate: ClockEstimate,
+    },
+    /// A peer broke the protocol; its connection is closed, nobody else is affected.
+    ProtocolError {
+        conn: ConnId,
+        certificate_node: NodeId,
+        remote: String,
+        error: String,
+    },
+    /// A registered probe's connection ended.
+    Departed {
+        node_id: NodeId,
+        reason: String,
+    },
+    /// A probe reported an error.
+    ProbeError {
+        node_id: NodeId,
+        message: String,
+    },
+}
+
+#[derive(Debug)]
+enum ConnState {
+    AwaitingHello,
+    Registered {
+        node_id: NodeId,
+        clock: ClockSync,
+    },
+    /// Refused or broken: everything more from it is ignored until the shell reports it closed.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Conn {
+    certificate_node: NodeId,
+    remote: String,
+    state: ConnState,
+}
+
+/// The coordinator's sans-IO state machine.
+#[derive(Debug)]
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    conns: BTreeMap<ConnId, Conn>,
+    probes: BTreeMap<NodeId, (ConnId, ProbeRecord)>,
+    next_session: u64,
+    transmits: VecDeque<(ConnId, CoordinatorMessage)>,
+    closes: VecDeque<(ConnId, Close)>,
+    events: VecDeque<Event>,
+}
+
+impl Coordinator {
+    pub fn new(config: CoordinatorConfig) -> Self {
+        Coordinator {
+            config,
+            conns: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            next_session: 1,
+            transmits: VecDeque::new(),
+            closes: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Registered probes, by node id.
+    pub fn probes(&self) -> impl Iterator<Item = &ProbeRecord> {
+        self.probes.values().map(|(_, r)| r)
+    }
+
+    /// A registered probe.
+    pub fn probe(&self, node: &NodeId) -> Option<&ProbeRecord> {
+        self.probes.get(node).map(|(_, r)| r)
+    }
+
+    /// A TLS-authenticated connection whose certificate names `certificate_node` is up.
+    pub fn on_connected(&mut self, conn: ConnId, certificate_node: NodeId, remote: String) {
+        self.conns.insert(
+            conn,
+            Conn {
+                certificate_node,
+                remote,
+                state: ConnState::AwaitingHello,
+            },
+        );
+    }
+
+    /// The shell could not cut a frame out of the byte stream (oversized, truncated).
+    pub fn on_frame_error(&mut self, conn: ConnId, error: &DecodeError) {
+        self.protocol_error(conn, format!("invalid frame: {error}"));
+    }
+
+    /// One whole frame's payload arrived at `now`.
+    pub fn on_payload(&mut self, conn: ConnId, payload: &[u8], now: i64) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        match decode_payload::<ProbeMessage>(payload) {
+            Ok(msg) => self.on_message(conn, msg, now),
+            Err(e) => {
+                let awaiting = matches!(c.state, ConnState::AwaitingHello);
+                match peek_hello_version(payload) {
+                    Some(v) if awaiting && v != PROTOCOL_VERSION => {
+                        self.refuse_version(conn, v);
+                    }
+                    _ => self.protocol_error(conn, format!("undecodable message: {e}")),
+                }
+            }
+        }
+    }
+
+    /// One decoded message arrived at `now`.
+    pub fn on_message(&mut self, conn: ConnId, msg: ProbeMessage, now: i64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match (&mut c.state, msg) {
+            (ConnState::Closing, _) => {}
+            (ConnState::AwaitingHello, ProbeMessage::Hello(hello)) => {
+                self.on_hello(conn, hello, now)
+            }
+            (ConnState::AwaitingHello, _) => self.refuse(
+                conn,
+                RefusalReason::ExpectedHello,
+                "the first message on a control stream must be Hello".into(),
+            ),
+            (ConnState::Registered { node_id, clock }, ProbeMessage::ClockPong(pong)) => {
+                if let Some(estimate) = clock.on_pong(&pong, now) {
+                    let node_id = node_id.clone();
+                    self.publish_clock(conn, node_id, estimate);
+                }
+            }
+            (ConnState::Registered { node_id, .. }, ProbeMessage::Error(report)) => {
+                let node_id = node_id.clone();
+                self.events.push_back(Event::ProbeError {
+                    node_id,
+                    message: format!("{:?}: {}", report.code, report.message),
+                });
+            }
+            (ConnState::Registered { .. }, ProbeMessage::Hello(_)) => {
+                self.protocol_error(conn, "second Hello on a registered session".into())
+            }
+            (ConnState::Registered { .. }, other) => {
+                self.protocol_error(conn, format!("{} outside a run", message_name(&other)))
+            }
+        }
+    }
+
+    /// The shell saw the connection end (closed by either side, timed out, reset).
+    pub fn on_closed(&mut self, conn: ConnId, reason: &str) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let ConnState::Registered { node_id, .. } = c.state {
+            if self.probes.get(&node_id).is_some_and(|(id, _)| *id == conn) {
+                self.probes.remove(&node_id);
+                self.events.push_back(Event::Departed {
+                    node_id,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+
+    /// The earliest instant at which [`Coordinator::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<i64> {
+        self.conns
+            .values()
+            .filter_map(|c| match &c.state {
+                ConnState::Registered { clock, .. } => Some(clock.poll_timeout()),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: i64) {
+        let mut published = Vec::new();
+        for (&conn, c) in self.conns.iter_mut() {
+            if let ConnState::Registered { node_id, clock } = &mut c.state {
+                // Bounded: each call either sends a ping or closes a burst, and the timer moves on.
+                for _ in 0..4 {
+                    if clock.poll_timeout() > now {
+                        break;
+                    }
+                    let (ping, estimate) = clock.handle_timeout(now);
+                    if let Some(ping) = ping {
+                        self.transmits
+                            .push_back((conn, CoordinatorMessage::ClockPing(ping)));
+                    }
+                    if let Some(e) = estimate {
+                        published.push((conn, node_id.clone(), e));
+                    }
+                }
+            }
+        }
+        for (conn, node, e) in published {
+            self.publish_clock(conn, node, e);
+        }
+    }
+
+    /// Next message to send.
+    pub fn poll_transmit(&mut self) -> Option<(ConnId, CoordinatorMessage)> {
+        self.transmits.pop_front()
+    }
+
+    /// Next connection to close (after the messages queued for it before this close).
+    pub fn poll_close(&mut self) -> Option<(ConnId, Close)> {
+        self.closes.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn on_hello(&mut self, conn: ConnId, hello: Hello, now: i64) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return self.refuse_version(conn, hello.protocol_version);
+        }
+        if hello.node_id != c.certificate_node {
+            let message = format!(
+                "the Hello claims node {} but the probe's certificate was issued to node {}; \
+                 start the probe with --node {} or issue a certificate for {} with `hallmark certs issue`",
+                hello.node_id, c.certificate_node, c.certificate_node, hello.node_id
+            );
+            let reason = RefusalReason::NodeIdMismatch {
+                claimed: hello.node_id.to_string(),
+                certificate: c.certificate_node.to_string(),
+            };
+            return self.refuse(conn, reason, message);
+        }
+        if let Some((_, existing)) = self.probes.get(&hello.node_id) {
+            let message = format!(
+                "node {} is already connected from {} (session {}); two probes must not share a \
+                 node id — stop the other probe or give this one its own id and certificate",
+                hello.node_id, existing.remote, existing.session_id
+            );
+            let reason = RefusalReason::DuplicateNode {
+                node_id: hello.node_id.to_string(),
+            };
+            return self.refuse(conn, reason, message);
+        }
+        let session_id = self.next_session;
+        self.next_session += 1;
+        let record = ProbeRecord {
+            node_id: hello.node_id.clone(),
+            labels: hello.labels,
+            inventory: hello.inventory,
+            backend: hello.backend,
+            hallmark_version: hello.hallmark_version,
+            session_id,
+            remote: c.remote.clone(),
+            registered_at_ns: now,
+            clock: None,
+        };
+        self.transmits.push_back((
+            conn,
+            CoordinatorMessage::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                coordinator_version: self.config.version.clone(),
+                session_id,
+                dead_man_ms: self.config.dead_man_ms,
+            }),
+        ));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Registered {
+                node_id: hello.node_id.clone(),
+                clock: ClockSync::new(self.config.clock_sync, now),
+            };
+        }
+        self.probes.insert(hello.node_id, (conn, record.clone()));
+        self.events.push_back(Event::Registered(record));
+        // Start the first clock-sync burst right away.
+        self.handle_timeout(now);
+    }
+
+    fn publish_clock(&mut self, conn: ConnId, node_id: NodeId, estimate: ClockEstimate) {
+        if let Some((_, record)) = self.probes.get_mut(&node_id) {
+            record.clock = Some(estimate);
+        }
+        self.transmits
+            .push_back((conn, CoordinatorMessage::ClockEstimate(estimate)));
+        self.events
+            .push_back(Event::ClockUpdated { node_id, estimate });
+    }
+
+    fn refuse_version(&mut self, conn: ConnId, offered: u16) {
+        let message = format!(
+            "the probe speaks protocol version {offered} but this coordinator speaks version \
+             {PROTOCOL_VERSION}; run the same hallmark release on the coordinator and every probe"
+        );
+        let reason = RefusalReason::ProtocolVersion {
+            offered,
+            supported: PROTOCOL_VERSION,
+        };
+        self.refuse(conn, reason, message);
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: RefusalReason, message: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.state = ConnState::Closing;
+        let refusal = Refusal { reason, message };
+        self.transmits
+            .push_back((conn, CoordinatorMessage::Refused(refusal.clone())));
+        self.closes.push_back((
+            conn,
+            Close {
+                code: close_code::REFUSED,
+                reason: refusal.message.clone(),
+            },
+        ));
+        self.events.push_back(Event::Refused {
+            conn,
+            certificate_node: c.certificate_node.clone(),
+            remote: c.remote.clone(),
+            refusal,
+        });
+    }
+
+    fn protocol_error(&mut self, conn: ConnId, error: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if matches!(c.state, ConnState::Closing) {
+            return;
+        }
+        let was_registered = matches!(c.state, ConnState::Registered { .. });
+        c.state = ConnState::Closing;
+        let (certificate_node, remote) = (c.certificate_node.clone(), c.remote.clone());
+        if was_registered
+            && self
+                .probes
+                .get(&certificate_node)
+                .is_some_and(|(id, _)| *id == conn)
+        {
+            self.probes.remove(&certificate_node);
+            self.events.push_back(Event::Departed {
+                node_id: certificate_node.clone(),
+                reason: format!("protocol error: {error}"),
+            });
+        }
+        self.closes.push_back((
+            conn,
+            Close {
+                code: close_code::PROTOCOL_ERROR,
+                reason: error.clone(),
+            },
+        ));
+        self.events.push_back(Event::ProtocolError {
+            conn,
+            certificate_node,
+            remote,
+            error,
+        });
+    }
+}
+
+fn message_name(m: &ProbeMessage) -> &'static str {
+    match m {
+        ProbeMessage::Hello(_) => "Hello",
+        ProbeMessage::ClockPong(_) => "ClockPong",
+        ProbeMessage::PhaseStarted { .. } => "PhaseStarted",
+        ProbeMessage::Telemetry(_) => "Telemetry",
+        ProbeMessage::PhaseReport(_) => "PhaseReport",
+        ProbeMessage::Error(_) => "Error",
+    }
+}
+
+impl Coordinator {
+    /// The node id a live connection's certificate names.
+    pub fn connection_node(&self, conn: ConnId) -> Option<&NodeId> {
+        self.conns.get(&conn).map(|c| &c.certificate_node)
+    }
+
+    /// Live connections, registered or not.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+}

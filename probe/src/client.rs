@@ -1,0 +1,507 @@
+//! The probe's tokio shell: connect to the coordinator, register, answer it, reconnect.
+//!
+//! One control session at a time: connect (mutual TLS over QUIC), open the control stream, send the
+//! Hello, then feed every coordinator message to the [`ProbeSession`] state machine and write what
+//! it answers. When the coordinator is not up yet or goes away, the probe retries with capped,
+//! jittered exponential backoff (a restarted coordinator is not stormed by every probe at once).
+//! What retrying cannot fix — a refusal, a certificate the coordinator rejects, a coordinator this
+//! probe does not trust — ends the probe with an error that says what to do.
+
+use crate::session::{ProbeSession, SessionEvent};
+use hallmark_protocol::{ClockEstimate, CoordinatorMessage, Hello, Refusal};
+use hallmark_transport::clock::WallClock;
+use hallmark_transport::framed::{FramedError, FramedRecv, FramedSend};
+use hallmark_transport::tls::{self, ConnectFailure, Identity, TransportOptions};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tracing::{debug, info, warn};
+
+/// Why a probe stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("the coordinator refused this probe: {}", .0.message)]
+    Refused(Refusal),
+    /// The coordinator closed the connection as a refusal, and its Refused message did not arrive.
+    #[error("the coordinator refused this probe: {0}")]
+    RefusedOnClose(String),
+    #[error("{0}")]
+    Connect(ConnectFailure),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot resolve the coordinator address {addr:?}: {detail}; give HOST:PORT, e.g. coordinator.example:4433 or 10.0.0.1:4433")]
+    Resolve { addr: String, detail: String },
+    #[error("cannot open a local UDP socket: {0}")]
+    Socket(std::io::Error),
+    #[error("the probe task failed: {0}")]
+    Task(String),
+}
+
+impl ProbeError {
+    /// The exit code the CLI uses: 2 for refusals and authentication, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ProbeError::Refused(_) | ProbeError::RefusedOnClose(_) | ProbeError::Connect(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Capped exponential backoff between connection attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// The pause before attempt `attempt` (1-based; attempt 1 is immediate), jittered into
+    /// [½, 1] of the capped exponential value by `jitter` in 0..1.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << (attempt - 2).min(20))
+            .min(self.max);
+        exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// How to run a probe.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Coordinator address, HOST:PORT.
+    pub coordinator: String,
+    /// Name to verify the coordinator's certificate against; defaults to the host in `coordinator`.
+    pub server_name: Option<String>,
+    pub transport: TransportOptions,
+    pub hello: Hello,
+    pub backoff: Backoff,
+    /// Longest wait for one connection attempt's handshake.
+    pub connect_timeout: Duration,
+    /// Clock the probe stamps with (tests shift it to simulate a skewed node).
+    pub clock: WallClock,
+}
+
+impl ProbeOptions {
+    pub fn new(coordinator: impl Into<String>, hello: Hello) -> Self {
+        ProbeOptions {
+            coordinator: coordinator.into(),
+            server_name: None,
+            transport: TransportOptions::default(),
+            hello,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+            clock: WallClock::new(),
+        }
+    }
+}
+
+/// What the probe is doing now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeStatus {
+    Connecting {
+        attempt: u32,
+        last_error: Option<String>,
+    },
+    Registered {
+        session_id: u64,
+        clock: Option<ClockEstimate>,
+    },
+    Stopped,
+}
+
+/// A running probe.
+#[derive(Debug)]
+pub struct ProbeHandle {
+    status: watch::Receiver<ProbeStatus>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ProbeError>>,
+    /// Set once the task's result has been taken.
+    joined: bool,
+}
+
+impl ProbeHandle {
+    /// Starts a probe in the background.
+    pub fn spawn(identity: &Identity, opts: ProbeOptions) -> Result<Self, ProbeError> {
+        let client = tls::client_config(identity, &opts.transport)?;
+        let (status_tx, status) = watch::channel(ProbeStatus::Connecting {
+            attempt: 0,
+            last_error: None,
+        });
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let task = tokio::spawn(run(client, opts, status_tx, shutdown_rx));
+        Ok(ProbeHandle {
+            status,
+            shutdown: Some(shutdown_tx),
+            task,
+            joined: false,
+        })
+    }
+
+    /// What the probe is doing now.
+    pub fn status(&self) -> ProbeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status changes.
+    pub fn watch(&self) -> watch::Receiver<ProbeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until the status satisfies `pred`, at most `limit`.
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        mut pred: impl FnMut(&ProbeStatus) -> bool,
+    ) -> Option<ProbeStatus> {
+        let mut rx = self.status.clone();
+        let wait = async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if pred(&s) {
+                        return Some(s.clone());
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait).await.ok().flatten()
+    }
+
+    /// Whether the probe task has ended (fatal error or shutdown).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the probe and waits for it.
+    pub async fn shutdown(mut self) -> Result<(), ProbeError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.join().await
+    }
+
+    /// Waits for the probe to end by itself (a fatal error).
+    pub async fn join(mut self) -> Result<(), ProbeError> {
+        self.finished().await
+    }
+
+    /// Waits for the probe task to end and takes its result; cancel-safe (for `select!`). After it
+    /// returned once, later calls return `Ok(())` at once.
+    pub async fn finished(&mut self) -> Result<(), ProbeError> {
+        if self.joined {
+            return Ok(());
+        }
+        let r = (&mut self.task).await;
+        self.joined = true;
+        match r {
+            Ok(r) => r,
+            Err(e) => Err(ProbeError::Task(e.to_string())),
+        }
+    }
+}
+
+/// How one session ended.
+enum SessionEnd {
+    /// Worth another attempt; `registered` says whether this one got as far as a Welcome.
+    Retry {
+        registered: bool,
+        reason: String,
+    },
+    Fatal(ProbeError),
+}
+
+async fn run(
+    client: quinn::ClientConfig,
+    opts: ProbeOptions,
+    status: watch::Sender<ProbeStatus>,
+    mut shutdown: oneshot::Receiver<()>,
+) -> Result<(), ProbeError> {
+    let (host, _) = split_host(&opts.coordinator);
+    let server_name = opts.server_name.clone().unwrap_or_else(|| host.to_string());
+    let mut attempt = 0u32;
+    let mut rng = jitter_seed(&opts.hello.node_id.to_string());
+    let mut last_error: Option<String> = None;
+    let result = loop {
+        attempt += 1;
+        let pause = opts.backoff.delay(attempt, next_unit(&mut rng));
+        status.send_replace(ProbeStatus::Connecting {
+            attempt,
+            last_error: last_error.clone(),
+        });
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        let addr = match resolve(&opts.coordinator).await {
+            Ok(a) => a,
+            Err(e @ ProbeError::Resolve { .. })
+                if attempt == 1 && !looks_like_host_port(&opts.coordinator) =>
+            {
+                break Err(e);
+            }
+            Err(e) => {
+                warn!("attempt {attempt}: {e}");
+                last_error = Some(e.to_string());
+                continue;
+            }
+        };
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+                .parse()
+                .map_err(|_| ProbeError::Task("bad bind address".into()))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| ProbeError::Task("bad bind address".into()))?
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(ProbeError::Socket)?;
+        endpoint.set_default_client_config(client.clone());
+        let end = tokio::select! {
+            _ = &mut shutdown => {
+                endpoint.close(0u32.into(), b"probe shutting down");
+                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+                break Ok(());
+            }
+            end = session(&endpoint, addr, &server_name, &opts, &status) => end,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        match end {
+            SessionEnd::Fatal(e) => break Err(e),
+            SessionEnd::Retry { registered, reason } => {
+                if registered {
+                    // A session that worked: start the backoff over.
+                    attempt = 0;
+                    warn!("lost the coordinator at {addr}: {reason}; reconnecting");
+                } else {
+                    debug!("attempt {attempt} to reach {addr} failed: {reason}");
+                }
+                last_error = Some(reason);
+            }
+        }
+    };
+    status.send_replace(ProbeStatus::Stopped);
+    result
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    opts: &ProbeOptions,
+    status: &watch::Sender<ProbeStatus>,
+) -> SessionEnd {
+    let fail = |f: ConnectFailure, registered: bool| {
+        if f.is_fatal() {
+            SessionEnd::Fatal(ProbeError::Connect(f))
+        } else {
+            SessionEnd::Retry {
+                registered,
+                reason: f.to_string(),
+            }
+        }
+    };
+    let connecting = match endpoint.connect(addr, server_name) {
+        Ok(c) => c,
+        Err(e) => return fail(tls::classify_connect_error(&e), false),
+    };
+    let conn = match tokio::time::timeout(opts.connect_timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return fail(tls::classify_connection_error(&e), false),
+        Err(_) => return fail(ConnectFailure::TimedOut, false),
+    };
+    let (send, recv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => return fail(tls::classify_connection_error(&e), false),
+    };
+    let mut send = FramedSend::new(send);
+    let mut recv = FramedRecv::new(recv);
+    let mut machine = ProbeSession::new(opts.hello.clone());
+    if let Err(e) = send.send(&machine.hello()).await {
+        return lost(&conn, &e, false);
+    }
+    let mut registered = false;
+    loop {
+        let msg = match recv.recv::<CoordinatorMessage>().await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                // The coordinator ended the stream; the close that follows says why.
+                let reason = tokio::time::timeout(Duration::from_secs(2), conn.closed())
+                    .await
+                    .ok();
+                return match reason {
+                    Some(e) => closed(&e, registered),
+                    None => SessionEnd::Retry {
+                        registered,
+                        reason: "the coordinator ended the control stream".into(),
+                    },
+                };
+            }
+            Err(e) => return lost(&conn, &e, registered),
+        };
+        let (replies, event) = machine.handle(msg, opts.clock.now_ns());
+        for reply in &replies {
+            if let Err(e) = send.send(reply).await {
+                return lost(&conn, &e, registered);
+            }
+        }
+        match event {
+            Some(SessionEvent::Registered(w)) => {
+                registered = true;
+                info!(
+                    "registered with the coordinator at {addr} as node {} (session {}, {} devices)",
+                    opts.hello.node_id,
+                    w.session_id,
+                    opts.hello.inventory.len()
+                );
+                status.send_replace(ProbeStatus::Registered {
+                    session_id: w.session_id,
+                    clock: machine.clock(),
+                });
+            }
+            Some(SessionEvent::Refused(r)) => {
+                conn.close(0u32.into(), b"refused");
+                return SessionEnd::Fatal(ProbeError::Refused(r));
+            }
+            Some(SessionEvent::ClockUpdated(e)) => {
+                debug!(
+                    "clock offset to the coordinator {:.3} ms ± {:.1} µs",
+                    e.offset_ns as f64 / 1e6,
+                    e.uncertainty_ns as f64 / 1e3
+                );
+                status.send_modify(|s| {
+                    if let ProbeStatus::Registered { clock, .. } = s {
+                        *clock = Some(e);
+                    }
+                });
+            }
+            Some(SessionEvent::Aborted(reason)) => warn!("coordinator aborted the run: {reason}"),
+            Some(SessionEvent::CoordinatorError(e)) => {
+                warn!("coordinator reported {:?}: {}", e.code, e.message)
+            }
+            None => {}
+        }
+    }
+}
+
+/// A stream error: classify by the connection's close reason when there is one.
+fn lost(conn: &quinn::Connection, e: &FramedError, registered: bool) -> SessionEnd {
+    match conn.close_reason() {
+        Some(reason) => closed(&reason, registered),
+        None => {
+            conn.close(2u32.into(), b"protocol error");
+            SessionEnd::Retry {
+                registered,
+                reason: format!("control stream failed: {e}"),
+            }
+        }
+    }
+}
+
+/// The connection is gone: a refusal and authentication failures are final, the rest is retried.
+fn closed(e: &quinn::ConnectionError, registered: bool) -> SessionEnd {
+    if let quinn::ConnectionError::ApplicationClosed(c) = e {
+        // The coordinator closes with code 1 after a refusal; its Refused message normally arrives
+        // first and ends the session there.
+        if c.error_code.into_inner() == 1 {
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            return SessionEnd::Fatal(ProbeError::RefusedOnClose(reason));
+        }
+    }
+    let f = tls::classify_connection_error(e);
+    if f.is_fatal() {
+        SessionEnd::Fatal(ProbeError::Connect(f))
+    } else {
+        SessionEnd::Retry {
+            registered,
+            reason: f.to_string(),
+        }
+    }
+}
+
+fn split_host(addr: &str) -> (&str, &str) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), p),
+        None => (addr, ""),
+    }
+}
+
+fn looks_like_host_port(addr: &str) -> bool {
+    matches!(split_host(addr), (h, p) if !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, ProbeError> {
+    let err = |detail: String| ProbeError::Resolve {
+        addr: addr.to_string(),
+        detail,
+    };
+    if !looks_like_host_port(addr) {
+        return Err(err("expected HOST:PORT".into()));
+    }
+    let mut addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    addrs.next().ok_or_else(|| err("no address found".into()))
+}
+
+/// A small xorshift generator for backoff jitter, seeded per node so that probes spread out.
+fn jitter_seed(node: &str) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ WallClock::new().now_ns() as u64;
+    for b in node.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h | 1
+}
+
+fn next_unit(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1, 0.3), Duration::ZERO);
+        assert_eq!(b.delay(2, 1.0), Duration::from_millis(200));
+        assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
+        assert_eq!(b.delay(2, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay(40, 1.0), Duration::from_secs(5));
+        assert!(b.delay(40, 0.0) >= Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        assert!(looks_like_host_port("127.0.0.1:4433"));
+        assert!(looks_like_host_port("[::1]:4433"));
+        assert!(looks_like_host_port("coordinator.example:1"));
+        assert!(!looks_like_host_port("coordinator.example"));
+        assert!(!looks_like_host_port(":4433"));
+        assert_eq!(split_host("[::1]:4433").0, "::1");
+        let mut s = jitter_seed("n1");
+        for _ in 0..100 {
+            let u = next_unit(&mut s);
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+}

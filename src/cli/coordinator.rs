@@ -1,0 +1,76 @@
+//! `hallmark coordinator`: serve probes until Ctrl-C.
+
+use anyhow::Context;
+use clap::Args;
+use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_transport::tls::Identity;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tracing::{info, warn};
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// UDP address to listen on, e.g. 0.0.0.0:4433 or [::]:4433.
+    #[arg(long, default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+    /// The cluster's CA certificate (ca.pem from `certs init`).
+    #[arg(long)]
+    ca: PathBuf,
+    /// The coordinator's certificate (coordinator.pem).
+    #[arg(long)]
+    cert: PathBuf,
+    /// The coordinator's private key (coordinator-key.pem).
+    #[arg(long)]
+    key: PathBuf,
+    /// Number of probes expected; the coordinator says when all are registered and warns when
+    /// they are not within --expect-timeout.
+    #[arg(long, value_name = "N")]
+    expect: Option<usize>,
+    /// How long to wait for the expected probes, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    expect_timeout: u64,
+    /// Keep this JSON file up to date with the registered probes (labels, devices, clock offsets).
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+}
+
+pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    let identity =
+        Identity::load(&a.ca, &a.cert, &a.key).context("loading the coordinator's TLS identity")?;
+    let mut opts = ServerOptions::new(a.listen);
+    opts.status_file = a.status_file.clone();
+    let server = ServerHandle::start(&identity, opts)
+        .await
+        .context("starting the coordinator")?;
+    if let Some(path) = &a.status_file {
+        info!("registered probes are listed in {}", path.display());
+    }
+    let expect = async {
+        let Some(n) = a.expect else {
+            return std::future::pending::<()>().await;
+        };
+        let limit = Duration::from_secs(a.expect_timeout);
+        match server.wait_for(limit, |p| p.len() >= n).await {
+            Some(p) => {
+                let devices: usize = p.iter().map(|r| r.inventory.len()).sum();
+                info!("all {n} expected probes registered ({devices} devices)");
+            }
+            None => {
+                let have = server.probes().len();
+                warn!("only {have} of {n} expected probes registered within {limit:?}");
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = super::shutdown_signal() => info!("shutting down"),
+        _ = expect => {}
+    }
+    server
+        .shutdown()
+        .await
+        .context("stopping the coordinator")?;
+    Ok(ExitCode::SUCCESS)
+}

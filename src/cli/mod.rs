@@ -1,0 +1,93 @@
+//! Command-line wiring: clap definitions and dispatch. Each command lives in its own module and
+//! only translates arguments into calls of the library crates.
+
+mod certs;
+mod coordinator;
+mod demo;
+mod probe;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// hallmark: benchmark and validate AI data halls — load every GPU, watch power, cooling and fabric,
+/// and judge the hall against a certification spec.
+#[derive(Debug, Parser)]
+#[command(name = "hallmark", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors in the log.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a simulated hall end to end in this process: certificates, coordinator and probes over
+    /// loopback QUIC.
+    Demo(demo::DemoArgs),
+    /// Make the private CA and certificates a cluster needs.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Run the coordinator: accept probes, register them, keep their clocks in sync.
+    Coordinator(coordinator::CoordinatorArgs),
+    /// Run the probe of one node: connect to the coordinator and take its orders.
+    Probe(probe::ProbeArgs),
+}
+
+/// Dispatches a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a).await,
+        Command::Certs(c) => certs::run(c),
+        Command::Coordinator(a) => coordinator::run(a).await,
+        Command::Probe(a) => probe::run(a).await,
+    }
+}
+
+/// Logs to stderr; stdout stays free for results.
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,hallmark={level},hallmark_coordinator={level},hallmark_probe={level},hallmark_transport={level}"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

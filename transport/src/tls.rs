@@ -1,0 +1,645 @@
+//! rustls and quinn configurations for mutual-TLS QUIC, and what a failed connection means.
+//!
+//! Both sides load an [`Identity`] (the CA to trust, their own certificate chain and private key).
+//! [`server_config`] makes client certificates mandatory and [`client_config`] verifies the
+//! coordinator against the same CA; both use the ring crypto provider explicitly (never the
+//! process default, which panics when two providers are linked), TLS 1.3 only and ALPN
+//! [`hallmark_protocol::ALPN`]. [`peer_node_id`] names the authenticated probe on the server.
+//!
+//! In TLS 1.3 a client whose certificate the server rejects still completes its own handshake: the
+//! rejection arrives afterwards, on first use, as the connection closing with a TLS alert.
+//! [`classify_connection_error`] turns that and every other [`quinn::ConnectionError`] into a
+//! [`ConnectFailure`] that says whether retrying can help.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hallmark_protocol::{NodeId, ALPN};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::pki::{self, PkiError};
+
+/// Why a TLS identity or configuration could not be built, or a peer could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{what} file {file} does not exist; pass the file written by `hallmark certs init` or `hallmark certs issue`")]
+    Missing { what: &'static str, file: String },
+    #[error("cannot read {what} file {file}: {source}; check the path and its permissions")]
+    Read {
+        what: &'static str,
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file} contains no {what} ({detail}); it must hold a PEM block `-----BEGIN CERTIFICATE-----`, as written by `hallmark certs`")]
+    NoCertificate {
+        what: &'static str,
+        file: String,
+        detail: String,
+    },
+    #[error("{file} contains no private key ({detail}); it must hold a PEM block `-----BEGIN PRIVATE KEY-----`, as written by `hallmark certs`")]
+    NoPrivateKey { file: String, detail: String },
+    #[error("{file} holds a CA certificate that cannot be trusted ({detail}); pass the ca.pem written by `hallmark certs init`")]
+    BadCa { file: String, detail: String },
+    #[error("the private key in {key_file} cannot be used with the certificate in {cert_file} ({detail}); pass the key issued together with that certificate")]
+    KeyMismatch {
+        cert_file: String,
+        key_file: String,
+        detail: String,
+    },
+    #[error("invalid transport options: {0}")]
+    Options(String),
+    #[error("cannot build the {what}: {detail}")]
+    Config { what: &'static str, detail: String },
+    #[error(
+        "the peer presented no certificate; every probe needs one from `hallmark certs issue`"
+    )]
+    NoPeerCertificate,
+    #[error("the peer's certificate does not identify a node: {0}")]
+    PeerNodeId(#[from] PkiError),
+}
+
+/// The trusted CA plus this side's certificate chain and private key (elided from `Debug`).
+#[derive(Debug)]
+pub struct Identity {
+    roots: RootCertStore,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            roots: self.roots.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl Identity {
+    /// Builds an identity from PEM texts: the CA certificate(s) to trust, this side's certificate
+    /// (chain, leaf first) and its private key.
+    pub fn from_pem(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Identity, TlsError> {
+        let names = ["the CA PEM", "the certificate PEM", "the private key PEM"];
+        Self::from_pem_named([ca_pem, cert_pem, key_pem], names)
+    }
+
+    /// Loads an identity from the CA certificate file, this side's certificate file and its key file.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+        let ca_pem = read("CA certificate", ca)?;
+        let cert_pem = read("certificate", cert)?;
+        let key_pem = read("private key", key)?;
+        let names = [ca, cert, key].map(|p| p.display().to_string());
+        let names = names.each_ref().map(String::as_str);
+        Self::from_pem_named([&ca_pem, &cert_pem, &key_pem], names)
+    }
+
+    /// `pems` and their `names` (for messages): CA, certificate, key.
+    fn from_pem_named(pems: [&str; 3], names: [&str; 3]) -> Result<Identity, TlsError> {
+        let ([ca_pem, cert_pem, key_pem], [ca_name, cert_name, key_name]) = (pems, names);
+        let mut roots = RootCertStore::empty();
+        for der in certificates("CA certificate", ca_name, ca_pem)? {
+            roots.add(der).map_err(|e| TlsError::BadCa {
+                file: ca_name.to_owned(),
+                detail: e.to_string(),
+            })?;
+        }
+        let chain = certificates("certificate", cert_name, cert_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+            TlsError::NoPrivateKey {
+                file: key_name.to_owned(),
+                detail: pem_detail(&e),
+            }
+        })?;
+        // Catch a key that belongs to another certificate now, with both file names, instead of
+        // as an obscure handshake failure later.
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider()).map_err(
+            |e| TlsError::KeyMismatch {
+                cert_file: cert_name.to_owned(),
+                key_file: key_name.to_owned(),
+                detail: e.to_string(),
+            },
+        )?;
+        Ok(Identity { roots, chain, key })
+    }
+
+    /// The trusted CA certificates.
+    pub fn roots(&self) -> &RootCertStore {
+        &self.roots
+    }
+
+    /// This side's certificate chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// This side's private key.
+    pub fn key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
+    }
+
+    /// The node id carried by this side's own certificate (meaningful for probes).
+    pub fn node_id(&self) -> Result<NodeId, TlsError> {
+        let leaf = self.chain.first().ok_or(TlsError::NoPeerCertificate)?;
+        Ok(pki::node_id_from_cert(leaf)?)
+    }
+}
+
+fn read(what: &'static str, path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| {
+        let file = path.display().to_string();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            TlsError::Missing { what, file }
+        } else {
+            TlsError::Read { what, file, source }
+        }
+    })
+}
+
+fn certificates(
+    what: &'static str,
+    file: &str,
+    pem: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let no_cert = |detail: String| TlsError::NoCertificate {
+        what,
+        file: file.to_owned(),
+        detail,
+    };
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| no_cert(pem_detail(&e)))?;
+    if certs.is_empty() {
+        return Err(no_cert("no certificate block found".into()));
+    }
+    Ok(certs)
+}
+
+fn pem_detail(e: &rustls_pki_types::pem::Error) -> String {
+    match e {
+        rustls_pki_types::pem::Error::NoItemsFound => "no matching PEM block found".into(),
+        e => format!("invalid PEM: {e}"),
+    }
+}
+
+fn config_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> TlsError + Copy {
+    move |e| TlsError::Config {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+fn provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// QUIC transport settings shared by both sides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// A connection with no traffic for this long is dead.
+    pub idle_timeout: Duration,
+    /// Ping interval that keeps a quiet connection alive; must be below `idle_timeout`.
+    pub keep_alive: Duration,
+    /// Bytes a peer may send on one stream before it is read.
+    pub stream_receive_window: u32,
+    /// Bytes a peer may send on all streams of a connection before they are read.
+    pub receive_window: u32,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            idle_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(2),
+            stream_receive_window: 8 << 20,
+            receive_window: 32 << 20,
+        }
+    }
+}
+
+impl TransportOptions {
+    /// Checks the options: non-zero values, keep-alive below the idle timeout.
+    pub fn validate(&self) -> Result<(), TlsError> {
+        let bad = |s: String| Err(TlsError::Options(s));
+        if self.idle_timeout.is_zero() {
+            return bad("the idle timeout is zero; use a few seconds, e.g. 10 s".into());
+        }
+        if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
+            return bad(format!(
+                "the keep-alive interval ({:?}) must be non-zero and below the idle timeout ({:?}), \
+                 or quiet connections die; use about a fifth of the idle timeout",
+                self.keep_alive, self.idle_timeout
+            ));
+        }
+        if self.stream_receive_window == 0 || self.receive_window == 0 {
+            return bad(
+                "receive windows must be non-zero; the defaults are 8 MiB and 32 MiB".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The quinn transport configuration for these options. The send window matches the receive
+    /// window so bulk transfers are not capped by quinn's smaller default.
+    pub fn transport_config(&self) -> Result<quinn::TransportConfig, TlsError> {
+        self.validate()?;
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout).map_err(|_| {
+            TlsError::Options(format!(
+                "the idle timeout {:?} is too long",
+                self.idle_timeout
+            ))
+        })?;
+        let mut config = quinn::TransportConfig::default();
+        config
+            .max_idle_timeout(Some(idle))
+            .keep_alive_interval(Some(self.keep_alive))
+            .stream_receive_window(self.stream_receive_window.into())
+            .receive_window(self.receive_window.into())
+            .send_window(u64::from(self.receive_window));
+        Ok(config)
+    }
+}
+
+/// The coordinator's QUIC server configuration: TLS 1.3, client certificates signed by the
+/// identity's CA required, ALPN `hallmark/1`.
+pub fn server_config(
+    id: &Identity,
+    opts: &TransportOptions,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let transport = opts.transport_config()?;
+    let provider = Arc::new(provider());
+    let rustls_err = config_err::<rustls::Error>("TLS server configuration");
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(id.roots.clone()), provider.clone())
+            .build()
+            .map_err(config_err("client certificate verifier"))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(rustls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(config_err("QUIC server configuration"))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// A probe's QUIC client configuration: trusts only the identity's CA, presents the identity's
+/// certificate, TLS 1.3, ALPN `hallmark/1`.
+pub fn client_config(
+    id: &Identity,
+    opts: &TransportOptions,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let transport = opts.transport_config()?;
+    let rustls_err = config_err::<rustls::Error>("TLS client configuration");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_err)?
+        .with_root_certificates(id.roots.clone())
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(rustls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(config_err("QUIC client configuration"))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The node id of the authenticated peer of `conn` (on the coordinator: the probe), read from the
+/// first certificate it presented.
+pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, TlsError> {
+    let identity = conn.peer_identity().ok_or(TlsError::NoPeerCertificate)?;
+    let chain = identity
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| TlsError::NoPeerCertificate)?;
+    let leaf = chain.first().ok_or(TlsError::NoPeerCertificate)?;
+    Ok(pki::node_id_from_cert(leaf)?)
+}
+
+/// What a failed or lost connection to the coordinator means, seen from the probe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectFailure {
+    /// No answer within the idle timeout.
+    #[error("no answer from the coordinator within the idle timeout (it is not running, unreachable, or UDP is blocked); retrying")]
+    TimedOut,
+    /// The coordinator forgot the connection (it probably restarted).
+    #[error("the coordinator reset the connection (it probably restarted); retrying")]
+    Reset,
+    /// The coordinator refused this probe's certificate.
+    #[error("the coordinator rejected this probe's certificate ({detail}): issue it from the coordinator's CA with `hallmark certs issue`")]
+    CertificateRejected { detail: String },
+    /// The coordinator's certificate is not signed by the CA this probe trusts.
+    #[error("the coordinator's certificate is not signed by the CA in --ca ({detail}); use the ca.pem of the coordinator's `hallmark certs init`")]
+    ServerNotTrusted { detail: String },
+    /// The coordinator's certificate does not name the host this probe connected to.
+    #[error("the coordinator's certificate does not cover the name this probe connected to ({detail}); connect by a name it lists or reissue it with `hallmark certs init --san NAME`")]
+    ServerNameMismatch { detail: String },
+    /// The two sides do not speak the same protocol (QUIC version, TLS version or ALPN).
+    #[error("the coordinator does not speak this probe's protocol ({detail}); run the same hallmark version on both sides")]
+    ProtocolMismatch { detail: String },
+    /// The connection cannot even be attempted with these settings.
+    #[error("cannot connect to the coordinator: {detail}")]
+    Misconfigured { detail: String },
+    /// The connection was closed by an application, the peer's or ours.
+    #[error("connection closed by {}: {detail}", if *by_peer { "the coordinator" } else { "this side" })]
+    Closed { by_peer: bool, detail: String },
+    /// Anything else; worth a retry.
+    #[error("connection to the coordinator failed: {detail}; retrying")]
+    Other { detail: String },
+}
+
+impl ConnectFailure {
+    /// True when retrying cannot help (authentication or configuration): the probe should exit.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            ConnectFailure::CertificateRejected { .. }
+                | ConnectFailure::ServerNotTrusted { .. }
+                | ConnectFailure::ServerNameMismatch { .. }
+                | ConnectFailure::ProtocolMismatch { .. }
+                | ConnectFailure::Misconfigured { .. }
+        )
+    }
+
+    /// True when the probe should retry after a pause.
+    pub fn is_transient(&self) -> bool {
+        !self.is_fatal()
+    }
+}
+
+/// TLS alerts that mean "your certificate is not acceptable": bad_certificate (42),
+/// unsupported_certificate, certificate_revoked, certificate_expired, certificate_unknown (46),
+/// unknown_ca (48), access_denied, decrypt_error (51: bad signature), certificate_required (116).
+const CERTIFICATE_ALERTS: &[u8] = &[42, 43, 44, 45, 46, 48, 49, 51, 116];
+
+/// TLS alerts that mean no protocol in common: handshake_failure (40), protocol_version (70),
+/// no_application_protocol (120).
+const PROTOCOL_ALERTS: &[u8] = &[40, 70, 120];
+
+/// The TLS alert carried by a QUIC CRYPTO_ERROR code (0x100 + alert), if it is one.
+fn tls_alert(code: quinn::TransportErrorCode) -> Option<u8> {
+    let code = u64::from(code);
+    (0x100..0x200).contains(&code).then(|| (code - 0x100) as u8)
+}
+
+/// Classifies why a connection to the coordinator failed or was lost.
+///
+/// A TLS alert the probe raised itself (`TransportError`) is about the coordinator's certificate;
+/// one the coordinator sent (`ConnectionClosed`) is about the probe's.
+pub fn classify_connection_error(e: &quinn::ConnectionError) -> ConnectFailure {
+    use quinn::ConnectionError as E;
+    match e {
+        E::TimedOut => ConnectFailure::TimedOut,
+        E::Reset => ConnectFailure::Reset,
+        E::VersionMismatch => ConnectFailure::ProtocolMismatch {
+            detail: "no common QUIC version".into(),
+        },
+        E::TransportError(te) => {
+            let detail = te.to_string();
+            match tls_alert(te.code) {
+                Some(_) if te.reason.contains("NotValidForName") => {
+                    ConnectFailure::ServerNameMismatch { detail }
+                }
+                Some(alert)
+                    if CERTIFICATE_ALERTS.contains(&alert)
+                        || te.reason.contains("peer certificate") =>
+                {
+                    ConnectFailure::ServerNotTrusted { detail }
+                }
+                Some(alert) if PROTOCOL_ALERTS.contains(&alert) => {
+                    ConnectFailure::ProtocolMismatch { detail }
+                }
+                _ => ConnectFailure::Other { detail },
+            }
+        }
+        E::ConnectionClosed(close) => {
+            let detail = close.to_string();
+            match tls_alert(close.error_code) {
+                Some(alert) if CERTIFICATE_ALERTS.contains(&alert) => {
+                    ConnectFailure::CertificateRejected { detail }
+                }
+                Some(alert) if PROTOCOL_ALERTS.contains(&alert) => {
+                    ConnectFailure::ProtocolMismatch { detail }
+                }
+                _ => ConnectFailure::Other { detail },
+            }
+        }
+        E::ApplicationClosed(close) => ConnectFailure::Closed {
+            by_peer: true,
+            detail: close.to_string(),
+        },
+        E::LocallyClosed => ConnectFailure::Closed {
+            by_peer: false,
+            detail: e.to_string(),
+        },
+        E::CidsExhausted => ConnectFailure::Other {
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Classifies an error from [`quinn::Endpoint::connect`] (raised before any packet is sent).
+pub fn classify_connect_error(e: &quinn::ConnectError) -> ConnectFailure {
+    use quinn::ConnectError as E;
+    match e {
+        E::EndpointStopping | E::CidsExhausted => ConnectFailure::Other {
+            detail: e.to_string(),
+        },
+        E::InvalidServerName(_)
+        | E::InvalidRemoteAddress(_)
+        | E::NoDefaultClientConfig
+        | E::UnsupportedVersion => ConnectFailure::Misconfigured {
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// Why `conn` was lost, classified; `None` while it is still open. Use it after a stream error.
+pub fn connection_failure(conn: &quinn::Connection) -> Option<ConnectFailure> {
+    conn.close_reason().map(|e| classify_connection_error(&e))
+}
+
+/// A one-line explanation of a connection error, with what to do about it.
+pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
+    classify_connection_error(e).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Ca;
+    use std::net::SocketAddr;
+    use tokio::time::timeout;
+
+    const WAIT: Duration = Duration::from_secs(5);
+    type Outcome<T> = Result<T, quinn::ConnectionError>;
+
+    /// A node identity issued by `issuer` that trusts `trusted`.
+    fn node_identity(issuer: &Ca, trusted: &Ca, node: &str) -> Identity {
+        let issued = issuer.issue_node(&NodeId::new(node).unwrap()).unwrap();
+        Identity::from_pem(trusted.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
+    }
+
+    /// A coordinator endpoint on loopback serving one connection: it echoes one stream reversed
+    /// and yields the peer's node id, or the handshake error.
+    fn serve_one(ca: &Ca) -> (quinn::Endpoint, tokio::task::JoinHandle<Outcome<NodeId>>) {
+        let issued = ca.issue_coordinator(&[]).unwrap();
+        let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+        let config = server_config(&id, &TransportOptions::default()).unwrap();
+        let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let accepting = endpoint.clone();
+        let task = tokio::spawn(async move {
+            let conn = accepting.accept().await.unwrap().await?;
+            let node = peer_node_id(&conn).unwrap();
+            let (mut send, mut recv) = conn.accept_bi().await?;
+            let mut data = recv.read_to_end(1024).await.unwrap();
+            data.reverse();
+            send.write_all(&data).await.unwrap();
+            send.finish().unwrap();
+            conn.closed().await;
+            Ok(node)
+        });
+        (endpoint, task)
+    }
+
+    /// Connects, sends `hello` on a bi stream and reads the answer; a failure at any step (the
+    /// rejection of a client certificate shows only on first use) yields the connection error.
+    async fn exchange(id: &Identity, addr: SocketAddr) -> Outcome<Vec<u8>> {
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_default_client_config(client_config(id, &TransportOptions::default()).unwrap());
+        let connecting = client.connect(addr, "localhost").unwrap();
+        let result = async {
+            let conn = connecting.await?;
+            let reply = async {
+                let (mut send, mut recv) = conn.open_bi().await.ok()?;
+                send.write_all(b"hello").await.ok()?;
+                send.finish().ok()?;
+                recv.read_to_end(1024).await.ok()
+            };
+            let reply = match reply.await {
+                Some(reply) => Ok(reply),
+                None => Err(conn.closed().await),
+            };
+            conn.close(0u32.into(), b"done");
+            reply
+        }
+        .await;
+        client.wait_idle().await;
+        result
+    }
+
+    /// Runs a client with `id` against a coordinator of `ca`: (client result, server result).
+    async fn run(ca: &Ca, id: &Identity) -> (Outcome<Vec<u8>>, Outcome<NodeId>) {
+        let (endpoint, served) = serve_one(ca);
+        let addr = endpoint.local_addr().unwrap();
+        let client = timeout(WAIT, exchange(id, addr)).await.unwrap();
+        let server = timeout(WAIT, served).await.unwrap().unwrap();
+        endpoint.close(0u32.into(), b"");
+        timeout(WAIT, endpoint.wait_idle()).await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_exchange_identifies_the_node() {
+        let ca = Ca::generate().unwrap();
+        let id = node_identity(&ca, &ca, "probe-7");
+        assert_eq!(id.node_id().unwrap().as_str(), "probe-7");
+        let (client, server) = run(&ca, &id).await;
+        assert_eq!(client.unwrap(), b"olleh");
+        assert_eq!(server.unwrap().as_str(), "probe-7");
+    }
+
+    #[tokio::test]
+    async fn certificate_from_another_ca_is_rejected() {
+        let (ca, rogue) = (Ca::generate().unwrap(), Ca::generate().unwrap());
+        // Trusts the right CA, but its own certificate comes from another one.
+        let (client, server) = run(&ca, &node_identity(&rogue, &ca, "intruder")).await;
+        assert!(server.is_err(), "server accepted a rogue probe: {server:?}");
+        let failure = classify_connection_error(&client.unwrap_err());
+        assert!(
+            matches!(failure, ConnectFailure::CertificateRejected { .. }),
+            "{failure:?}"
+        );
+        assert!(failure.is_fatal() && failure.to_string().contains("hallmark certs issue"));
+    }
+
+    #[tokio::test]
+    async fn server_from_another_ca_is_not_trusted() {
+        let (ca, other) = (Ca::generate().unwrap(), Ca::generate().unwrap());
+        // Its certificate is fine, but it trusts another CA than the coordinator's.
+        let (client, server) = run(&ca, &node_identity(&ca, &other, "probe-1")).await;
+        assert!(server.is_err());
+        let failure = classify_connection_error(&client.unwrap_err());
+        assert!(
+            matches!(failure, ConnectFailure::ServerNotTrusted { .. }),
+            "{failure:?}"
+        );
+        assert!(failure.is_fatal() && failure.to_string().contains("--ca"));
+    }
+
+    #[test]
+    fn classifier_maps_alerts_and_transient_errors() {
+        let closed = |alert: u8| {
+            quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+                error_code: quinn::TransportErrorCode::crypto(alert),
+                frame_type: None,
+                reason: b"".as_slice().into(),
+            })
+        };
+        for alert in [42, 48, 116] {
+            let f = classify_connection_error(&closed(alert));
+            assert!(
+                matches!(f, ConnectFailure::CertificateRejected { .. }),
+                "{f:?}"
+            );
+        }
+        let f = classify_connection_error(&closed(120));
+        assert!(matches!(f, ConnectFailure::ProtocolMismatch { .. }) && f.is_fatal());
+        for e in [
+            quinn::ConnectionError::TimedOut,
+            quinn::ConnectionError::Reset,
+        ] {
+            assert!(classify_connection_error(&e).is_transient());
+        }
+        let bad_name = quinn::ConnectError::InvalidServerName("".into());
+        assert!(classify_connect_error(&bad_name).is_fatal());
+        let keep_alive = Duration::from_secs(10);
+        let opts = TransportOptions {
+            keep_alive,
+            ..TransportOptions::default()
+        };
+        assert!(opts
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("keep-alive"));
+        TransportOptions::default().validate().unwrap();
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("hallmark-tls-{}", std::process::id()));
+        let written = pki::init_dir(&dir, &[]).unwrap();
+        let (ca, cert, key) = (&written[0], &written[2], &written[3]);
+        Identity::load(ca, cert, key).unwrap();
+        let err = Identity::load(ca, &dir.join("nope.pem"), key).unwrap_err();
+        assert!(matches!(err, TlsError::Missing { .. }) && err.to_string().contains("nope.pem"));
+        let err = Identity::load(ca, key, key).unwrap_err();
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
+        assert!(err.to_string().contains("coordinator-key.pem"));
+        let err = Identity::load(ca, cert, cert).unwrap_err();
+        assert!(matches!(err, TlsError::NoPrivateKey { .. }), "{err}");
+        let err = Identity::load(ca, cert, &written[1]).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
