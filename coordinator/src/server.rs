@@ -415,7 +415,16 @@ async fn connection(
     let connection = match tokio::time::timeout(handshake_timeout, async { incoming.await }).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            warn!("refused connection from {remote}: TLS handshake failed: {e}");
+            let why = match &e {
+                quinn::ConnectionError::ConnectionClosed(c) => format!(
+                    "the probe aborted the TLS handshake ({c}); its --ca does not hold this coordinator's CA"
+                ),
+                quinn::ConnectionError::TransportError(t) => format!(
+                    "TLS handshake failed ({t}); the probe's certificate is not from this coordinator's CA"
+                ),
+                other => format!("TLS handshake failed: {other}"),
+            };
+            warn!("refused connection from {remote}: {why}");
             return;
         }
         Err(_) => {

@@ -1,0 +1,157 @@
+//! The `hallmark` binary as an operator uses it: certificates on disk, a coordinator process and a
+//! probe process over loopback, and the errors a misconfigured probe gets.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn hallmark() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hallmark"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    hallmark().args(args).output().expect("hallmark runs")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hallmark-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn init_certs(dir: &Path, nodes: &[&str]) {
+    let out = run(&["certs", "init", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for node in nodes {
+        let out = run(&[
+            "certs", "issue", "--ca", dir.to_str().unwrap(), "--node", node, "--out",
+            dir.join("nodes").to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn certs_are_written_with_private_keys_closed() {
+    let dir = tempdir("certs");
+    init_certs(&dir, &["r01-n01"]);
+    for f in ["ca.pem", "coordinator.pem"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    for f in ["ca-key.pem", "coordinator-key.pem", "nodes/r01-n01-key.pem"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    assert!(dir.join("nodes/r01-n01.pem").exists());
+
+    // A second init would orphan every issued certificate: refused, nothing overwritten.
+    let before = std::fs::read(dir.join("ca-key.pem")).unwrap();
+    let out = run(&["certs", "init", "--out", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ca-key.pem"), "{err}");
+    assert_eq!(std::fs::read(dir.join("ca-key.pem")).unwrap(), before);
+
+    // A node id that cannot be a file name is refused by the argument parser.
+    let out = run(&["certs", "issue", "--ca", dir.to_str().unwrap(), "--node", "../x", "--out", "/tmp"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node id"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_probe_with_a_missing_key_file_says_which_file() {
+    let dir = tempdir("missing");
+    init_certs(&dir, &["n1"]);
+    let out = run(&[
+        "probe", "--coordinator", "127.0.0.1:1", "--ca", dir.join("ca.pem").to_str().unwrap(),
+        "--cert", dir.join("nodes/n1.pem").to_str().unwrap(), "--key",
+        dir.join("nodes/nope-key.pem").to_str().unwrap(), "--node", "n1", "--rack", "r1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope-key.pem"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn coordinator_and_probe_processes_register_and_refuse() {
+    let dir = tempdir("cluster");
+    init_certs(&dir, &["n1", "n2"]);
+    let addr = common::free_udp_port();
+    let status = dir.join("status.json");
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let _coordinator = Killed(
+        hallmark()
+            .args(["coordinator", "--listen", &addr.to_string(), "--ca", &p("ca.pem"), "--cert",
+                &p("coordinator.pem"), "--key", &p("coordinator-key.pem"), "--status-file", &p("status.json")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let probe_args = |node: &str, cert: &str| -> Vec<String> {
+        vec![
+            "probe".into(), "--coordinator".into(), addr.to_string(), "--ca".into(), p("ca.pem"),
+            "--cert".into(), p(&format!("nodes/{cert}.pem")), "--key".into(),
+            p(&format!("nodes/{cert}-key.pem")), "--node".into(), node.into(), "--rack".into(),
+            "rack07".into(), "--row".into(), "row2".into(), "--hall".into(), "hall-x".into(),
+        ]
+    };
+    let _probe = Killed(
+        hallmark()
+            .args(probe_args("n1", "n1"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The status file lists the probe once it has registered.
+    let deadline = Instant::now() + common::WAIT;
+    let listed = loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if text.contains("\"n1\"") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "n1 never appeared in the status file: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let probe = &v["probes"][0];
+    assert_eq!(probe["labels"]["rack"], "rack07");
+    assert_eq!(probe["labels"]["hall"], "hall-x");
+    assert_eq!(probe["inventory"].as_array().unwrap().len(), 8);
+
+    // A probe claiming n2 with n1's certificate exits 2 and says why.
+    let out = hallmark().args(probe_args("n2", "n1")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate was issued to node n1"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_registers_a_small_hall_and_exits_zero() {
+    let out = run(&["demo", "--racks", "2", "--nodes-per-rack", "2", "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("4 probes registered with 32 devices"), "{text}");
+    assert!(text.contains("r02-n02"), "{text}");
+}
