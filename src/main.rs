@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_tracing(args.verbose, args.quiet);
+    // A simulated hall in one process logs every probe's registration: keep those runs quiet
+    // unless asked, so the progress line and the summary are what the operator sees.
+    let quiet = args.quiet || (args.verbose == 0 && args.command.simulates_a_hall());
+    cli::init_tracing(args.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

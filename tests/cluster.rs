@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use hallmark_coordinator::Event;
-use hallmark_probe::{ProbeError, ProbeHandle, ProbeStatus};
+use hallmark_probe::{ProbeError, ProbeStatus};
 use hallmark_protocol::{RefusalReason, PROTOCOL_VERSION};
 use hallmark_transport::framed::FramedSend;
 use hallmark_transport::pki::Ca;
@@ -18,7 +18,7 @@ async fn three_probes_register_with_labels_inventory_and_clocks() {
     let addr = server.local_addr();
     let mut probes = Vec::new();
     for (node, rack) in [("n1", "rack-a"), ("n2", "rack-a"), ("n3", "rack-b")] {
-        probes.push(ProbeHandle::spawn(&pki.node(node), probe_opts(addr, node, rack)).unwrap());
+        probes.push(spawn(&pki.node(node), probe_opts(addr, node, rack)));
     }
     let registered = server
         .wait_for(WAIT, |p| {
@@ -75,14 +75,14 @@ async fn a_probe_with_a_certificate_from_another_ca_is_refused() {
     let pki = TestPki::new();
     let server = pki.start().await;
     let addr = server.local_addr();
-    let good = ProbeHandle::spawn(&pki.node("n1"), probe_opts(addr, "n1", "r")).unwrap();
+    let good = spawn(&pki.node("n1"), probe_opts(addr, "n1", "r"));
     wait_registered(&good).await;
 
     // Issued by a stranger CA, but trusting the coordinator's CA.
     let other = Ca::generate().unwrap();
     let c = other.issue_node(&"n2".parse().unwrap()).unwrap();
     let id = Identity::from_pem(pki.ca.cert_pem(), &c.cert_pem, &c.key_pem).unwrap();
-    let bad = ProbeHandle::spawn(&id, probe_opts(addr, "n2", "r")).unwrap();
+    let bad = spawn(&id, probe_opts(addr, "n2", "r"));
     let err = tokio::time::timeout(WAIT, bad.join())
         .await
         .expect("bad probe gives up")
@@ -103,7 +103,7 @@ async fn a_probe_with_a_certificate_from_another_ca_is_refused() {
     // A probe that does not trust the coordinator's CA gives up too.
     let c = pki.ca.issue_node(&"n3".parse().unwrap()).unwrap();
     let id = Identity::from_pem(other.cert_pem(), &c.cert_pem, &c.key_pem).unwrap();
-    let untrusting = ProbeHandle::spawn(&id, probe_opts(addr, "n3", "r")).unwrap();
+    let untrusting = spawn(&id, probe_opts(addr, "n3", "r"));
     let err = tokio::time::timeout(WAIT, untrusting.join())
         .await
         .unwrap()
@@ -124,7 +124,7 @@ async fn refusal_of(
     opts: hallmark_probe::ProbeOptions,
     cert_node: &str,
 ) -> RefusalReason {
-    let probe = ProbeHandle::spawn(&pki.node(cert_node), opts).unwrap();
+    let probe = spawn(&pki.node(cert_node), opts);
     match tokio::time::timeout(WAIT, probe.join())
         .await
         .expect("refused probe stops")
@@ -140,7 +140,7 @@ async fn mismatched_duplicate_and_wrong_version_probes_are_refused() {
     let server = pki.start().await;
     let addr = server.local_addr();
     let mut events = server.subscribe();
-    let first = ProbeHandle::spawn(&pki.node("n1"), probe_opts(addr, "n1", "r")).unwrap();
+    let first = spawn(&pki.node("n1"), probe_opts(addr, "n1", "r"));
     wait_registered(&first).await;
 
     // Certificate for n2, Hello claims n9.
@@ -207,7 +207,7 @@ async fn a_garbage_frame_closes_only_that_connection() {
     let pki = TestPki::new();
     let server = pki.start().await;
     let addr = server.local_addr();
-    let good = ProbeHandle::spawn(&pki.node("n1"), probe_opts(addr, "n1", "r")).unwrap();
+    let good = spawn(&pki.node("n1"), probe_opts(addr, "n1", "r"));
     wait_registered(&good).await;
 
     // A well-framed but undecodable payload.
@@ -249,7 +249,7 @@ async fn a_garbage_frame_closes_only_that_connection() {
 async fn a_probe_started_before_the_coordinator_connects_once_it_is_up() {
     let pki = TestPki::new();
     let addr = free_udp_port();
-    let probe = ProbeHandle::spawn(&pki.node("early"), probe_opts(addr, "early", "r")).unwrap();
+    let probe = spawn(&pki.node("early"), probe_opts(addr, "early", "r"));
     // Let it fail a few attempts.
     probe
         .wait_for(

@@ -2,10 +2,16 @@
 //! plans against them and stores what they measure.
 //!
 //! * [`machine`] — the sans-IO state machine (registration, refusals, clock sync).
+//! * [`run`] — the run engine inside it: inventory, phase schedule, telemetry, limits.
 //! * [`server`] — the tokio/quinn shell that drives it.
 
+mod conn;
 pub mod machine;
+pub mod record;
+pub mod run;
 pub mod server;
+pub mod store;
 
 pub use machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
-pub use server::{ServerError, ServerHandle, ServerOptions};
+pub use server::{RunProgress, RunStage, ServerError, ServerHandle, ServerOptions};
+pub use store::StoreRecorder;

@@ -8,11 +8,14 @@
 //! close, after their queued messages) and [`Coordinator::poll_event`] (what happened, for logs,
 //! status and tests).
 
+use crate::run::{Outcome, Run};
 use hallmark_protocol::clock::{ClockSync, ClockSyncConfig};
 use hallmark_protocol::codec::{decode_payload, peek_hello_version};
+use hallmark_protocol::plan::Plan;
 use hallmark_protocol::{
-    ClockEstimate, CoordinatorMessage, DecodeError, DeviceInfo, Hello, Labels, NodeId,
-    ProbeMessage, Refusal, RefusalReason, Welcome, PROTOCOL_VERSION,
+    ClockEstimate, CoordinatorMessage, DecodeError, DeviceInfo, ErrorCode, Hello, Labels, NodeId,
+    PhaseReport, PhaseStart, ProbeMessage, Refusal, RefusalReason, TelemetryBatch, Welcome,
+    PROTOCOL_VERSION,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -58,6 +61,8 @@ pub struct ProbeRecord {
     pub inventory: Vec<DeviceInfo>,
     pub backend: String,
     pub hallmark_version: String,
+    /// The probe process's random id (a restarted probe gets a new one).
+    pub instance_id: u64,
     pub session_id: u64,
     /// Peer address as the shell saw it.
     pub remote: String,
@@ -106,6 +111,66 @@ pub enum Event {
         node_id: NodeId,
         message: String,
     },
+    /// A probe's own safety interlock acted.
+    SafetyStop {
+        node_id: NodeId,
+        message: String,
+    },
+    /// The run's inventory is complete (or its wait timed out) and its phases are scheduled.
+    RunStarted {
+        run_id: String,
+        nodes: Vec<NodeId>,
+        phases: Vec<PhaseStart>,
+    },
+    /// A probe started a phase at `actual_start_ns` (coordinator clock).
+    PhaseStarted {
+        node_id: NodeId,
+        phase_id: u32,
+        actual_start_ns: i64,
+    },
+    /// Telemetry to store; call [`Coordinator::telemetry_stored`] once it is, so that it is
+    /// acknowledged.
+    Telemetry {
+        node_id: NodeId,
+        batch: TelemetryBatch,
+        received_at_ns: i64,
+    },
+    /// Telemetry that will never arrive.
+    Gap {
+        node_id: NodeId,
+        from_ns: i64,
+        to_ns: i64,
+        reason: String,
+    },
+    PhaseReport {
+        node_id: NodeId,
+        report: PhaseReport,
+    },
+    /// A participant of the run disconnected during it.
+    ProbeLost {
+        node_id: NodeId,
+        at_ns: i64,
+        reason: String,
+    },
+    /// A lost participant reconnected (the same probe process).
+    ProbeBack {
+        node_id: NodeId,
+        at_ns: i64,
+    },
+    RunFinished {
+        run_id: String,
+        outcome: Outcome,
+        reason: String,
+        at_ns: i64,
+    },
+}
+
+/// What the machine wants done, drained by the shell.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub transmits: VecDeque<(ConnId, CoordinatorMessage)>,
+    pub closes: VecDeque<(ConnId, Close)>,
+    pub events: VecDeque<Event>,
 }
 
 #[derive(Debug)]
@@ -133,9 +198,12 @@ pub struct Coordinator {
     conns: BTreeMap<ConnId, Conn>,
     probes: BTreeMap<NodeId, (ConnId, ProbeRecord)>,
     next_session: u64,
-    transmits: VecDeque<(ConnId, CoordinatorMessage)>,
-    closes: VecDeque<(ConnId, Close)>,
-    events: VecDeque<Event>,
+    out: Outputs,
+    run: Option<Run>,
+    /// Instance ids of the run's participants when it started.
+    run_instances: BTreeMap<NodeId, u64>,
+    /// The latest instant any input carried.
+    now: i64,
 }
 
 impl Coordinator {
@@ -145,9 +213,67 @@ impl Coordinator {
             conns: BTreeMap::new(),
             probes: BTreeMap::new(),
             next_session: 1,
-            transmits: VecDeque::new(),
-            closes: VecDeque::new(),
-            events: VecDeque::new(),
+            out: Outputs::default(),
+            run: None,
+            run_instances: BTreeMap::new(),
+            now: 0,
+        }
+    }
+
+    /// Starts a run of `plan`: it waits for the plan's expected inventory (at most its timeout),
+    /// then schedules every phase. One run at a time.
+    pub fn start_run(&mut self, run_id: String, plan: Plan, now: i64) {
+        self.run = Some(Run::new(run_id, plan, now));
+        self.run_instances.clear();
+        self.try_start_run(now);
+    }
+
+    /// The current (or last) run.
+    pub fn run(&self) -> Option<&Run> {
+        self.run.as_ref()
+    }
+
+    /// Stops every probe's load and ends the run (Ctrl-C, a breach noticed by the shell).
+    pub fn abort_run(&mut self, reason: &str, now: i64) {
+        if let Some(run) = self.run.as_mut() {
+            run.abort(reason, now, &mut self.out);
+        }
+    }
+
+    /// The telemetry batch `seq` of `node` is stored: acknowledge it to the probe.
+    pub fn telemetry_stored(&mut self, node: &NodeId, seq: u64) {
+        if let Some((conn, _)) = self.probes.get(node) {
+            self.out
+                .transmits
+                .push_back((*conn, CoordinatorMessage::Ack { seq }));
+        }
+    }
+
+    fn try_start_run(&mut self, now: i64) {
+        let Some(run) = self.run.as_mut() else { return };
+        if !run.is_waiting() {
+            return;
+        }
+        let registered: Vec<_> = self
+            .probes
+            .iter()
+            .map(|(n, (c, r))| {
+                (
+                    n.clone(),
+                    r.labels.rack.clone(),
+                    r.inventory.len(),
+                    *c,
+                    r.clock.is_some(),
+                )
+            })
+            .collect();
+        run.try_start(&registered, now, &mut self.out);
+        if !run.is_waiting() {
+            for n in run.participants() {
+                if let Some((_, r)) = self.probes.get(n) {
+                    self.run_instances.insert(n.clone(), r.instance_id);
+                }
+            }
         }
     }
 
@@ -180,6 +306,7 @@ impl Coordinator {
 
     /// One whole frame's payload arrived at `now`.
     pub fn on_payload(&mut self, conn: ConnId, payload: &[u8], now: i64) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -199,6 +326,7 @@ impl Coordinator {
 
     /// One decoded message arrived at `now`.
     pub fn on_message(&mut self, conn: ConnId, msg: ProbeMessage, now: i64) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -216,33 +344,82 @@ impl Coordinator {
                 if let Some(estimate) = clock.on_pong(&pong, now) {
                     let node_id = node_id.clone();
                     self.publish_clock(conn, node_id, estimate);
+                    self.try_start_run(now);
                 }
             }
             (ConnState::Registered { node_id, .. }, ProbeMessage::Error(report)) => {
                 let node_id = node_id.clone();
-                self.events.push_back(Event::ProbeError {
-                    node_id,
-                    message: format!("{:?}: {}", report.code, report.message),
-                });
+                let ev = if report.code == ErrorCode::Safety {
+                    Event::SafetyStop {
+                        node_id,
+                        message: report.message,
+                    }
+                } else {
+                    Event::ProbeError {
+                        node_id,
+                        message: format!("{:?}: {}", report.code, report.message),
+                    }
+                };
+                self.out.events.push_back(ev);
+            }
+            (ConnState::Registered { node_id, .. }, ProbeMessage::Telemetry(batch)) => {
+                let node_id = node_id.clone();
+                // Only the probe process that joined the run feeds it: a restarted one numbers its
+                // batches from 0 again.
+                let same_process = self.probes.get(&node_id).map(|(_, r)| r.instance_id)
+                    == self.run_instances.get(&node_id).copied();
+                match self
+                    .run
+                    .as_mut()
+                    .filter(|r| same_process && r.is_participant(&node_id))
+                {
+                    Some(run) => run.on_telemetry(&node_id, batch, now, &mut self.out),
+                    None => self.out.events.push_back(Event::ProbeError {
+                        node_id,
+                        message: format!(
+                            "sent telemetry batch {} outside a run it takes part in; not stored",
+                            batch.seq
+                        ),
+                    }),
+                }
+            }
+            (
+                ConnState::Registered { node_id, .. },
+                ProbeMessage::PhaseStarted {
+                    phase_id,
+                    actual_start_ns,
+                },
+            ) => {
+                let node_id = node_id.clone();
+                if let Some(run) = self.run.as_mut() {
+                    run.on_phase_started(&node_id, phase_id, actual_start_ns, &mut self.out);
+                }
+            }
+            (ConnState::Registered { node_id, .. }, ProbeMessage::PhaseReport(report)) => {
+                let node_id = node_id.clone();
+                if let Some(run) = self.run.as_mut() {
+                    run.on_phase_report(&node_id, report, &mut self.out);
+                }
             }
             (ConnState::Registered { .. }, ProbeMessage::Hello(_)) => {
                 self.protocol_error(conn, "second Hello on a registered session".into())
-            }
-            (ConnState::Registered { .. }, other) => {
-                self.protocol_error(conn, format!("{} outside a run", message_name(&other)))
             }
         }
     }
 
     /// The shell saw the connection end (closed by either side, timed out, reset).
-    pub fn on_closed(&mut self, conn: ConnId, reason: &str) {
+    pub fn on_closed(&mut self, conn: ConnId, reason: &str, now: i64) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         if let ConnState::Registered { node_id, .. } = c.state {
             if self.probes.get(&node_id).is_some_and(|(id, _)| *id == conn) {
                 self.probes.remove(&node_id);
-                self.events.push_back(Event::Departed {
+                if let Some(run) = self.run.as_mut() {
+                    run.on_departed(&node_id, reason, now, &mut self.out);
+                }
+                self.out.events.push_back(Event::Departed {
                     node_id,
                     reason: reason.to_string(),
                 });
@@ -258,11 +435,13 @@ impl Coordinator {
                 ConnState::Registered { clock, .. } => Some(clock.poll_timeout()),
                 _ => None,
             })
+            .chain(self.run.as_ref().and_then(|r| r.poll_timeout()))
             .min()
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: i64) {
+        self.now = self.now.max(now);
         let mut published = Vec::new();
         for (&conn, c) in self.conns.iter_mut() {
             if let ConnState::Registered { node_id, clock } = &mut c.state {
@@ -273,7 +452,8 @@ impl Coordinator {
                     }
                     let (ping, estimate) = clock.handle_timeout(now);
                     if let Some(ping) = ping {
-                        self.transmits
+                        self.out
+                            .transmits
                             .push_back((conn, CoordinatorMessage::ClockPing(ping)));
                     }
                     if let Some(e) = estimate {
@@ -285,21 +465,25 @@ impl Coordinator {
         for (conn, node, e) in published {
             self.publish_clock(conn, node, e);
         }
+        self.try_start_run(now);
+        if let Some(run) = self.run.as_mut() {
+            run.handle_timeout(now, &mut self.out);
+        }
     }
 
     /// Next message to send.
     pub fn poll_transmit(&mut self) -> Option<(ConnId, CoordinatorMessage)> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     /// Next connection to close (after the messages queued for it before this close).
     pub fn poll_close(&mut self) -> Option<(ConnId, Close)> {
-        self.closes.pop_front()
+        self.out.closes.pop_front()
     }
 
     /// Next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     fn on_hello(&mut self, conn: ConnId, hello: Hello, now: i64) {
@@ -321,7 +505,25 @@ impl Coordinator {
             };
             return self.refuse(conn, reason, message);
         }
-        if let Some((_, existing)) = self.probes.get(&hello.node_id) {
+        if let Some((old_conn, existing)) = self.probes.get(&hello.node_id) {
+            if existing.instance_id == hello.instance_id {
+                // The same probe process on a new connection: its old one is dead and this side
+                // has not noticed yet (the idle timeout). The new connection replaces it.
+                let old_conn = *old_conn;
+                self.out.closes.push_back((
+                    old_conn,
+                    Close {
+                        code: close_code::DONE,
+                        reason: "replaced by a new connection of the same probe".into(),
+                    },
+                ));
+                self.on_closed(
+                    old_conn,
+                    "replaced by a new connection of the same probe",
+                    now,
+                );
+                return self.on_hello(conn, hello, now);
+            }
             let message = format!(
                 "node {} is already connected from {} (session {}); two probes must not share a \
                  node id — stop the other probe or give this one its own id and certificate",
@@ -340,12 +542,13 @@ impl Coordinator {
             inventory: hello.inventory,
             backend: hello.backend,
             hallmark_version: hello.hallmark_version,
+            instance_id: hello.instance_id,
             session_id,
             remote: c.remote.clone(),
             registered_at_ns: now,
             clock: None,
         };
-        self.transmits.push_back((
+        self.out.transmits.push_back((
             conn,
             CoordinatorMessage::Welcome(Welcome {
                 protocol_version: PROTOCOL_VERSION,
@@ -360,8 +563,23 @@ impl Coordinator {
                 clock: ClockSync::new(self.config.clock_sync, now),
             };
         }
-        self.probes.insert(hello.node_id, (conn, record.clone()));
-        self.events.push_back(Event::Registered(record));
+        self.probes
+            .insert(hello.node_id.clone(), (conn, record.clone()));
+        self.out.events.push_back(Event::Registered(record));
+        if let Some(run) = self.run.as_mut() {
+            match self.run_instances.get(&hello.node_id) {
+                Some(&i) if i == hello.instance_id => {
+                    run.on_registered(&hello.node_id, conn, now, &mut self.out)
+                }
+                Some(_) => self.out.events.push_back(Event::ProbeError {
+                    node_id: hello.node_id.clone(),
+                    message: "came back as a new probe process during the run: its schedule and \
+                              telemetry started over, so it stays out of this run"
+                        .into(),
+                }),
+                None => {}
+            }
+        }
         // Start the first clock-sync burst right away.
         self.handle_timeout(now);
     }
@@ -370,9 +588,11 @@ impl Coordinator {
         if let Some((_, record)) = self.probes.get_mut(&node_id) {
             record.clock = Some(estimate);
         }
-        self.transmits
+        self.out
+            .transmits
             .push_back((conn, CoordinatorMessage::ClockEstimate(estimate)));
-        self.events
+        self.out
+            .events
             .push_back(Event::ClockUpdated { node_id, estimate });
     }
 
@@ -394,16 +614,17 @@ impl Coordinator {
         };
         c.state = ConnState::Closing;
         let refusal = Refusal { reason, message };
-        self.transmits
+        self.out
+            .transmits
             .push_back((conn, CoordinatorMessage::Refused(refusal.clone())));
-        self.closes.push_back((
+        self.out.closes.push_back((
             conn,
             Close {
                 code: close_code::REFUSED,
                 reason: refusal.message.clone(),
             },
         ));
-        self.events.push_back(Event::Refused {
+        self.out.events.push_back(Event::Refused {
             conn,
             certificate_node: c.certificate_node.clone(),
             remote: c.remote.clone(),
@@ -428,35 +649,24 @@ impl Coordinator {
                 .is_some_and(|(id, _)| *id == conn)
         {
             self.probes.remove(&certificate_node);
-            self.events.push_back(Event::Departed {
+            self.out.events.push_back(Event::Departed {
                 node_id: certificate_node.clone(),
                 reason: format!("protocol error: {error}"),
             });
         }
-        self.closes.push_back((
+        self.out.closes.push_back((
             conn,
             Close {
                 code: close_code::PROTOCOL_ERROR,
                 reason: error.clone(),
             },
         ));
-        self.events.push_back(Event::ProtocolError {
+        self.out.events.push_back(Event::ProtocolError {
             conn,
             certificate_node,
             remote,
             error,
         });
-    }
-}
-
-fn message_name(m: &ProbeMessage) -> &'static str {
-    match m {
-        ProbeMessage::Hello(_) => "Hello",
-        ProbeMessage::ClockPong(_) => "ClockPong",
-        ProbeMessage::PhaseStarted { .. } => "PhaseStarted",
-        ProbeMessage::Telemetry(_) => "Telemetry",
-        ProbeMessage::PhaseReport(_) => "PhaseReport",
-        ProbeMessage::Error(_) => "Error",
     }
 }
 

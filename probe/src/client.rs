@@ -12,6 +12,7 @@ use hallmark_protocol::{ClockEstimate, CoordinatorMessage, Hello, Refusal};
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedError, FramedRecv, FramedSend};
 use hallmark_transport::tls::{self, ConnectFailure, Identity, TransportOptions};
+use hallmark_workloads::backend::Backend;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
@@ -133,15 +134,20 @@ pub struct ProbeHandle {
 }
 
 impl ProbeHandle {
-    /// Starts a probe in the background.
-    pub fn spawn(identity: &Identity, opts: ProbeOptions) -> Result<Self, ProbeError> {
+    /// Starts a probe in the background, loading `backend`.
+    pub fn spawn(
+        identity: &Identity,
+        opts: ProbeOptions,
+        backend: Box<dyn Backend>,
+    ) -> Result<Self, ProbeError> {
         let client = tls::client_config(identity, &opts.transport)?;
         let (status_tx, status) = watch::channel(ProbeStatus::Connecting {
             attempt: 0,
             last_error: None,
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let task = tokio::spawn(run(client, opts, status_tx, shutdown_rx));
+        let session = ProbeSession::new(opts.hello.clone(), backend);
+        let task = tokio::spawn(run(client, opts, session, status_tx, shutdown_rx));
         Ok(ProbeHandle {
             status,
             shutdown: Some(shutdown_tx),
@@ -224,18 +230,21 @@ enum SessionEnd {
         reason: String,
     },
     Fatal(ProbeError),
+    /// The probe was told to stop; the load is stopped and reported.
+    Shutdown,
 }
 
 async fn run(
     client: quinn::ClientConfig,
     opts: ProbeOptions,
+    mut machine: ProbeSession,
     status: watch::Sender<ProbeStatus>,
     mut shutdown: oneshot::Receiver<()>,
 ) -> Result<(), ProbeError> {
     let (host, _) = split_host(&opts.coordinator);
     let server_name = opts.server_name.clone().unwrap_or_else(|| host.to_string());
     let mut attempt = 0u32;
-    let mut rng = jitter_seed(&opts.hello.node_id.to_string());
+    let mut rng = jitter_seed(opts.hello.node_id.as_str());
     let mut last_error: Option<String> = None;
     let result = loop {
         attempt += 1;
@@ -244,45 +253,43 @@ async fn run(
             attempt,
             last_error: last_error.clone(),
         });
-        tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            _ = tokio::time::sleep(pause) => {}
+        if !pause_running(&mut machine, &opts.clock, pause, &mut shutdown).await {
+            break Ok(());
         }
         let addr = match resolve(&opts.coordinator).await {
             Ok(a) => a,
-            Err(e @ ProbeError::Resolve { .. })
-                if attempt == 1 && !looks_like_host_port(&opts.coordinator) =>
-            {
-                break Err(e);
-            }
+            Err(e) if !looks_like_host_port(&opts.coordinator) => break Err(e),
             Err(e) => {
                 warn!("attempt {attempt}: {e}");
                 last_error = Some(e.to_string());
                 continue;
             }
         };
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0"
-                .parse()
-                .map_err(|_| ProbeError::Task("bad bind address".into()))?
+        let bind = if addr.is_ipv6() {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
         } else {
-            "0.0.0.0:0"
-                .parse()
-                .map_err(|_| ProbeError::Task("bad bind address".into()))?
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(ProbeError::Socket)?;
         endpoint.set_default_client_config(client.clone());
-        let end = tokio::select! {
-            _ = &mut shutdown => {
-                endpoint.close(0u32.into(), b"probe shutting down");
-                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-                break Ok(());
-            }
-            end = session(&endpoint, addr, &server_name, &opts, &status) => end,
-        };
+        let end = session(
+            &endpoint,
+            addr,
+            &server_name,
+            &opts,
+            &mut machine,
+            &status,
+            &mut shutdown,
+        )
+        .await;
+        machine.disconnected();
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         match end {
-            SessionEnd::Fatal(e) => break Err(e),
+            SessionEnd::Shutdown => break Ok(()),
+            SessionEnd::Fatal(e) => {
+                machine.stop_load(opts.clock.now_ns(), &format!("probe stopped: {e}"));
+                break Err(e);
+            }
             SessionEnd::Retry { registered, reason } => {
                 if registered {
                     // A session that worked: start the backoff over.
@@ -299,64 +306,122 @@ async fn run(
     result
 }
 
+/// Waits `pause` while running the session's timers (a phase goes on while disconnected, until
+/// the dead-man interlock stops it). Returns false when told to shut down (the load is stopped).
+async fn pause_running(
+    machine: &mut ProbeSession,
+    clock: &WallClock,
+    pause: Duration,
+    shutdown: &mut oneshot::Receiver<()>,
+) -> bool {
+    let until = tokio::time::Instant::now() + pause;
+    // Bounded: each turn either sleeps to the next timer or to the end of the pause.
+    for _ in 0..1_000_000 {
+        let timer = machine.poll_timeout().map(|t| clock.instant_at(t).into());
+        let wake = timer.map_or(until, |t: tokio::time::Instant| t.min(until));
+        tokio::select! {
+            _ = &mut *shutdown => {
+                machine.stop_load(clock.now_ns(), "probe shutting down");
+                return false;
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if tokio::time::Instant::now() >= until {
+            return true;
+        }
+        machine.handle_timeout(clock.now_ns());
+    }
+    true
+}
+
+async fn sleep_until_ns(clock: &WallClock, at: Option<i64>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(clock.instant_at(t).into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn session(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
     server_name: &str,
     opts: &ProbeOptions,
+    machine: &mut ProbeSession,
     status: &watch::Sender<ProbeStatus>,
+    shutdown: &mut oneshot::Receiver<()>,
 ) -> SessionEnd {
-    let fail = |f: ConnectFailure, registered: bool| {
+    let fail = |f: ConnectFailure| {
         if f.is_fatal() {
             SessionEnd::Fatal(ProbeError::Connect(f))
         } else {
             SessionEnd::Retry {
-                registered,
+                registered: false,
                 reason: f.to_string(),
             }
         }
     };
     let connecting = match endpoint.connect(addr, server_name) {
         Ok(c) => c,
-        Err(e) => return fail(tls::classify_connect_error(&e), false),
+        Err(e) => return fail(tls::classify_connect_error(&e)),
     };
-    let conn = match tokio::time::timeout(opts.connect_timeout, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return fail(tls::classify_connection_error(&e), false),
-        Err(_) => return fail(ConnectFailure::TimedOut, false),
+    let conn = tokio::select! {
+        _ = &mut *shutdown => {
+            machine.stop_load(opts.clock.now_ns(), "probe shutting down");
+            return SessionEnd::Shutdown;
+        }
+        c = tokio::time::timeout(opts.connect_timeout, connecting) => match c {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return fail(tls::classify_connection_error(&e)),
+            Err(_) => return fail(ConnectFailure::TimedOut),
+        },
     };
     let (send, recv) = match conn.open_bi().await {
         Ok(s) => s,
-        Err(e) => return fail(tls::classify_connection_error(&e), false),
+        Err(e) => return fail(tls::classify_connection_error(&e)),
     };
     let mut send = FramedSend::new(send);
     let mut recv = FramedRecv::new(recv);
-    let mut machine = ProbeSession::new(opts.hello.clone());
-    if let Err(e) = send.send(&machine.hello()).await {
+    if let Err(e) = send.send(&machine.connected()).await {
         return lost(&conn, &e, false);
     }
     let mut registered = false;
     loop {
-        let msg = match recv.recv::<CoordinatorMessage>().await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                // The coordinator ended the stream; the close that follows says why.
-                let reason = tokio::time::timeout(Duration::from_secs(2), conn.closed())
-                    .await
-                    .ok();
-                return match reason {
-                    Some(e) => closed(&e, registered),
-                    None => SessionEnd::Retry {
-                        registered,
-                        reason: "the coordinator ended the control stream".into(),
-                    },
-                };
+        let (outgoing, event) = tokio::select! {
+            _ = &mut *shutdown => {
+                // Stop the load first, then report, then leave.
+                let out = machine.stop_load(opts.clock.now_ns(), "probe shutting down");
+                for m in &out {
+                    if send.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), send.finish()).await;
+                conn.close(0u32.into(), b"probe shutting down");
+                return SessionEnd::Shutdown;
             }
-            Err(e) => return lost(&conn, &e, registered),
+            _ = sleep_until_ns(&opts.clock, machine.poll_timeout()) => {
+                (machine.handle_timeout(opts.clock.now_ns()), None)
+            }
+            msg = recv.recv::<CoordinatorMessage>() => match msg {
+                Ok(Some(m)) => machine.handle(m, opts.clock.now_ns()),
+                Ok(None) => {
+                    // The coordinator ended the stream; the close that follows says why.
+                    let reason = tokio::time::timeout(Duration::from_secs(2), conn.closed())
+                        .await
+                        .ok();
+                    return match reason {
+                        Some(e) => closed(&e, registered),
+                        None => SessionEnd::Retry {
+                            registered,
+                            reason: "the coordinator ended the control stream".into(),
+                        },
+                    };
+                }
+                Err(e) => return lost(&conn, &e, registered),
+            },
         };
-        let (replies, event) = machine.handle(msg, opts.clock.now_ns());
-        for reply in &replies {
-            if let Err(e) = send.send(reply).await {
+        for m in &outgoing {
+            if let Err(e) = send.send(m).await {
                 return lost(&conn, &e, registered);
             }
         }
@@ -389,6 +454,9 @@ async fn session(
                         *clock = Some(e);
                     }
                 });
+            }
+            Some(SessionEvent::PhaseScheduled { phase_id, name }) => {
+                debug!("phase {phase_id} ({name}) scheduled")
             }
             Some(SessionEvent::Aborted(reason)) => warn!("coordinator aborted the run: {reason}"),
             Some(SessionEvent::CoordinatorError(e)) => {

@@ -1,35 +1,49 @@
 //! The probe: the agent on one node that registers with the coordinator, agrees on time with it and
 //! (as the project grows) loads its devices and streams what they measure.
 //!
-//! * [`session`] — the sans-IO state machine of a control session.
+//! * [`session`] — the sans-IO state machine of the probe's side of the protocol (registration,
+//!   clock, phases), living across reconnections.
+//! * [`runner`] — the phase runner: pattern → load level, sampling, telemetry batches with replay,
+//!   and the probe's own safety interlocks (dead-man, temperature, overrun).
 //! * [`client`] — the tokio/quinn shell: connect, register, answer, reconnect with backoff.
 
 pub mod client;
+pub mod runner;
 pub mod session;
 
 pub use client::{Backoff, ProbeError, ProbeHandle, ProbeOptions, ProbeStatus};
 pub use session::{ProbeSession, SessionEvent, SessionState};
 
-use hallmark_protocol::{DeviceInfo, Hello, Labels, NodeId, PROTOCOL_VERSION};
+use hallmark_protocol::{Hello, Labels, NodeId, PROTOCOL_VERSION};
+use hallmark_workloads::backend::Backend;
 
-/// The Hello a probe sends: who it is, where it stands, what it has.
-pub fn hello(node_id: NodeId, labels: Labels, backend: &str, inventory: Vec<DeviceInfo>) -> Hello {
+/// The Hello a probe sends: who it is, where it stands, and the devices `backend` loads.
+pub fn hello(node_id: NodeId, labels: Labels, backend: &dyn Backend) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
         node_id,
         labels,
-        inventory,
-        backend: backend.to_string(),
+        inventory: backend.inventory().to_vec(),
+        backend: backend.name().to_string(),
         hallmark_version: env!("CARGO_PKG_VERSION").to_string(),
+        instance_id: instance_id(),
     }
 }
 
-/// The Hello of a probe on the simulated backend with `devices` simulated GPUs.
-pub fn sim_hello(node_id: NodeId, labels: Labels, devices: u16) -> Hello {
-    let inventory = hallmark_workloads::sim::sim_inventory(
-        &node_id,
-        devices,
-        &hallmark_workloads::sim::SimGpuSpec::default(),
-    );
-    hello(node_id, labels, "sim", inventory)
+/// A random id for this probe process (from the clock, the process id and the address of a
+/// stack variable; not a secret).
+fn instance_id() -> u64 {
+    let marker = 0u8;
+    let t = hallmark_transport::clock::WallClock::new().now_ns() as u64;
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for v in [
+        t,
+        u64::from(std::process::id()),
+        &marker as *const u8 as u64,
+    ] {
+        for b in v.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
 }

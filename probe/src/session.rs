@@ -1,66 +1,109 @@
-//! The probe's side of a control session, as a sans-IO state machine.
+//! The probe's side of the control protocol, as a sans-IO state machine that lives as long as the
+//! probe process, across reconnections.
 //!
-//! The shell ([`crate::client`]) opens the control stream, sends [`ProbeSession::hello`], and then
-//! feeds every coordinator message with the instant it arrived; the session answers with the
-//! messages to send back and keeps what the coordinator told it (registration, clock estimate).
-//! Nothing here touches a socket or reads a clock, so whole sessions can be tested under a
-//! simulated clock.
+//! The shell ([`crate::client`]) calls [`ProbeSession::connected`] on every new control stream and
+//! sends the Hello it returns, feeds every coordinator message with the instant it arrived to
+//! [`ProbeSession::handle`], runs [`ProbeSession::handle_timeout`] when
+//! [`ProbeSession::poll_timeout`] says, and sends what they return. Phases keep running while the
+//! connection is down (until the dead-man interlock stops them); their telemetry is kept and
+//! replayed after the next Welcome. Nothing here touches a socket or reads a clock.
 
+use crate::runner::PhaseRunner;
 use hallmark_protocol::{
     ClockEstimate, ClockPong, CoordinatorMessage, ErrorCode, ErrorReport, Hello, ProbeMessage,
     Refusal, Welcome,
 };
+use hallmark_workloads::backend::Backend;
+
+/// Dead-man interval used until a Welcome says otherwise, ns.
+pub const DEFAULT_DEAD_MAN_NS: i64 = 2_000_000_000;
 
 /// Where a session stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionState {
+    /// No control stream.
+    Disconnected,
     /// Hello sent, no answer yet.
     AwaitingWelcome,
     /// The coordinator accepted the Hello.
     Registered(Welcome),
-    /// The coordinator refused the Hello; the session is over.
+    /// The coordinator refused the Hello; the probe must stop.
     Refused(Refusal),
 }
 
-/// What a message did to the session, for the shell to act on.
+/// What a message did to the session, for the shell to act on and log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
     Registered(Welcome),
     Refused(Refusal),
     ClockUpdated(ClockEstimate),
+    PhaseScheduled {
+        phase_id: u32,
+        name: String,
+    },
     /// The coordinator ordered all load stopped.
     Aborted(String),
     /// The coordinator reported an error concerning this probe.
     CoordinatorError(ErrorReport),
 }
 
-/// The probe's control-session state machine.
-#[derive(Debug)]
+/// The probe's state machine.
 pub struct ProbeSession {
     hello: Hello,
     state: SessionState,
     clock: Option<ClockEstimate>,
-    /// Probe-clock instant of the last message from the coordinator (the dead-man timer's input).
     last_heard_ns: Option<i64>,
+    dead_man_ns: i64,
+    backend: Box<dyn Backend>,
+    runner: PhaseRunner,
+    /// Phase starts and reports produced while disconnected, sent after the next Welcome.
+    held: Vec<ProbeMessage>,
+}
+
+impl std::fmt::Debug for ProbeSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeSession")
+            .field("node", &self.hello.node_id)
+            .field("state", &self.state)
+            .field("clock", &self.clock)
+            .field("backend", &self.backend.name())
+            .finish()
+    }
 }
 
 impl ProbeSession {
-    /// A new session that will introduce itself with `hello`.
-    pub fn new(hello: Hello) -> Self {
+    /// A session that introduces itself with `hello` and loads `backend`.
+    pub fn new(hello: Hello, backend: Box<dyn Backend>) -> Self {
         ProbeSession {
             hello,
-            state: SessionState::AwaitingWelcome,
+            state: SessionState::Disconnected,
             clock: None,
             last_heard_ns: None,
+            dead_man_ns: DEFAULT_DEAD_MAN_NS,
+            backend,
+            runner: PhaseRunner::new(),
+            held: Vec::new(),
         }
     }
 
-    /// The first message to send on a new control stream.
-    pub fn hello(&self) -> ProbeMessage {
+    /// A new control stream is open: returns the Hello to send first.
+    pub fn connected(&mut self) -> ProbeMessage {
+        self.state = SessionState::AwaitingWelcome;
         ProbeMessage::Hello(self.hello.clone())
     }
 
-    /// Where the session stands.
+    /// The control stream is gone. Running phases go on until the dead-man interlock stops them.
+    pub fn disconnected(&mut self) {
+        if !matches!(self.state, SessionState::Refused(_)) {
+            self.state = SessionState::Disconnected;
+        }
+    }
+
+    /// The node id this session introduces itself with.
+    pub fn hello_node(&self) -> &hallmark_protocol::NodeId {
+        &self.hello.node_id
+    }
+
     pub fn state(&self) -> &SessionState {
         &self.state
     }
@@ -70,9 +113,33 @@ impl ProbeSession {
         self.clock
     }
 
-    /// Probe-clock instant of the last message from the coordinator.
+    /// Probe-clock instant of the last message from the coordinator (the dead-man timer's input).
     pub fn last_heard_ns(&self) -> Option<i64> {
         self.last_heard_ns
+    }
+
+    /// Whether a phase is loading the devices.
+    pub fn in_phase(&self) -> bool {
+        self.runner.in_phase()
+    }
+
+    /// The phase runner (telemetry buffer, replay state).
+    pub fn runner(&self) -> &PhaseRunner {
+        &self.runner
+    }
+
+    /// The backend, for inspection.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The backend, to read it (tests check that an interlock really removed the load).
+    pub fn backend_mut(&mut self) -> &mut dyn Backend {
+        self.backend.as_mut()
+    }
+
+    fn registered(&self) -> bool {
+        matches!(self.state, SessionState::Registered(_))
     }
 
     /// Takes one coordinator message that arrived at `now` (probe clock). Returns the messages to
@@ -83,11 +150,14 @@ impl ProbeSession {
         now: i64,
     ) -> (Vec<ProbeMessage>, Option<SessionEvent>) {
         self.last_heard_ns = Some(now);
-        let registered = matches!(self.state, SessionState::Registered(_));
         match msg {
-            CoordinatorMessage::Welcome(w) if !registered => {
+            CoordinatorMessage::Welcome(w) if !self.registered() => {
+                self.dead_man_ns = i64::from(w.dead_man_ms.max(100)) * 1_000_000;
                 self.state = SessionState::Registered(w.clone());
-                (Vec::new(), Some(SessionEvent::Registered(w)))
+                // Whatever the coordinator has not acknowledged yet, and what happened meanwhile.
+                let mut out: Vec<ProbeMessage> = std::mem::take(&mut self.held);
+                out.extend(self.runner.unacked().cloned().map(ProbeMessage::Telemetry));
+                (out, Some(SessionEvent::Registered(w)))
             }
             CoordinatorMessage::Refused(r) => {
                 self.state = SessionState::Refused(r.clone());
@@ -109,117 +179,109 @@ impl ProbeSession {
                 self.clock = Some(e);
                 (Vec::new(), Some(SessionEvent::ClockUpdated(e)))
             }
-            CoordinatorMessage::Abort { reason } => {
-                (Vec::new(), Some(SessionEvent::Aborted(reason)))
+            CoordinatorMessage::PhaseStart(p) => {
+                if let Err(e) = p.pattern.validate() {
+                    let report = unexpected(format!("phase {} refused: {e}", p.name));
+                    return (vec![report], None);
+                }
+                if !(p.sample_hz > 0.0 && p.sample_hz <= 1000.0) {
+                    let report = unexpected(format!(
+                        "phase {} refused: sample rate {} Hz is outside (0, 1000]",
+                        p.name, p.sample_hz
+                    ));
+                    return (vec![report], None);
+                }
+                let event = SessionEvent::PhaseScheduled {
+                    phase_id: p.phase_id,
+                    name: p.name.clone(),
+                };
+                self.runner.schedule(p);
+                (Vec::new(), Some(event))
             }
-            CoordinatorMessage::Error(e) => (Vec::new(), Some(SessionEvent::CoordinatorError(e))),
-            CoordinatorMessage::Heartbeat { .. } | CoordinatorMessage::Ack { .. } => {
+            CoordinatorMessage::PhaseStop { .. } => {
+                let out = self.stop_load(now, "stopped by the coordinator");
+                (out, None)
+            }
+            CoordinatorMessage::Abort { reason } => {
+                let out = self.stop_load(now, &format!("run aborted by the coordinator: {reason}"));
+                (out, Some(SessionEvent::Aborted(reason)))
+            }
+            CoordinatorMessage::Ack { seq } => {
+                self.runner.ack(seq);
                 (Vec::new(), None)
             }
-            other => {
-                let what = match other {
-                    CoordinatorMessage::Welcome(_) => "a second Welcome",
-                    CoordinatorMessage::PhaseStart(_) => {
-                        "PhaseStart: this probe version runs no phases yet"
-                    }
-                    CoordinatorMessage::PhaseStop { .. } => {
-                        "PhaseStop: this probe version runs no phases yet"
-                    }
-                    _ => "an unexpected message",
-                };
-                let report = ErrorReport {
-                    code: ErrorCode::UnexpectedMessage,
-                    message: format!("probe {} received {what}", self.hello.node_id),
-                };
-                (vec![ProbeMessage::Error(report)], None)
+            CoordinatorMessage::Error(e) => (Vec::new(), Some(SessionEvent::CoordinatorError(e))),
+            CoordinatorMessage::Heartbeat { .. } => (Vec::new(), None),
+            CoordinatorMessage::Welcome(_) => (
+                vec![unexpected(format!(
+                    "probe {} received a second Welcome",
+                    self.hello.node_id
+                ))],
+                None,
+            ),
+        }
+    }
+
+    /// Stops all load now (abort, signal); the running phase ends early with `reason`.
+    pub fn stop_load(&mut self, now: i64, reason: &str) -> Vec<ProbeMessage> {
+        let clock = self.clock.unwrap_or(ClockEstimate {
+            offset_ns: 0,
+            uncertainty_ns: i64::MAX,
+            rtt_ns: 0,
+            measured_at_ns: 0,
+        });
+        let out = self.runner.stop(now, reason, &clock, self.backend.as_mut());
+        self.route(out)
+    }
+
+    /// When [`ProbeSession::handle_timeout`] next has work (probe clock).
+    pub fn poll_timeout(&self) -> Option<i64> {
+        let runner = self.runner.poll_timeout(self.clock.as_ref());
+        let dead_man = if self.runner.in_phase() {
+            self.last_heard_ns.map(|t| t + self.dead_man_ns + 1)
+        } else {
+            None
+        };
+        match (runner, dead_man) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs everything due at `now` (probe clock).
+    pub fn handle_timeout(&mut self, now: i64) -> Vec<ProbeMessage> {
+        let Some(clock) = self.clock else {
+            return Vec::new();
+        };
+        let last_heard = self.last_heard_ns.unwrap_or(now);
+        let out = self.runner.handle_timeout(
+            now,
+            &clock,
+            last_heard,
+            self.dead_man_ns,
+            self.backend.as_mut(),
+        );
+        self.route(out)
+    }
+
+    /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
+    /// held for the next Welcome.
+    fn route(&mut self, out: Vec<ProbeMessage>) -> Vec<ProbeMessage> {
+        if self.registered() {
+            return out;
+        }
+        for m in out {
+            if !matches!(m, ProbeMessage::Telemetry(_)) {
+                self.held.push(m);
             }
         }
+        Vec::new()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hallmark_protocol::{ClockPing, Labels, NodeId, RefusalReason, PROTOCOL_VERSION};
-
-    fn hello() -> Hello {
-        Hello {
-            protocol_version: PROTOCOL_VERSION,
-            node_id: NodeId::new("n1").unwrap(),
-            labels: Labels {
-                hall: "h".into(),
-                row: "r".into(),
-                rack: "k".into(),
-            },
-            inventory: vec![],
-            backend: "sim".into(),
-            hallmark_version: "0".into(),
-        }
-    }
-
-    #[test]
-    fn registers_answers_pings_and_keeps_the_estimate() {
-        let mut s = ProbeSession::new(hello());
-        assert!(matches!(s.hello(), ProbeMessage::Hello(_)));
-        let w = Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            coordinator_version: "0".into(),
-            session_id: 9,
-            dead_man_ms: 2000,
-        };
-        let (out, ev) = s.handle(CoordinatorMessage::Welcome(w.clone()), 10);
-        assert!(out.is_empty());
-        assert_eq!(ev, Some(SessionEvent::Registered(w.clone())));
-        assert_eq!(s.state(), &SessionState::Registered(w));
-
-        let (out, _) = s.handle(
-            CoordinatorMessage::ClockPing(ClockPing { seq: 4, t1: 100 }),
-            500,
-        );
-        assert_eq!(
-            out,
-            vec![ProbeMessage::ClockPong(ClockPong {
-                seq: 4,
-                t1: 100,
-                t2: 500,
-                t3: 500
-            })]
-        );
-        let e = ClockEstimate {
-            offset_ns: 399,
-            uncertainty_ns: 1,
-            rtt_ns: 2,
-            measured_at_ns: 100,
-        };
-        s.handle(CoordinatorMessage::ClockEstimate(e), 600);
-        assert_eq!(s.clock(), Some(e));
-        assert_eq!(s.last_heard_ns(), Some(600));
-    }
-
-    #[test]
-    fn a_refusal_ends_the_session() {
-        let mut s = ProbeSession::new(hello());
-        let r = Refusal {
-            reason: RefusalReason::DuplicateNode {
-                node_id: "n1".into(),
-            },
-            message: "already connected".into(),
-        };
-        let (_, ev) = s.handle(CoordinatorMessage::Refused(r.clone()), 1);
-        assert_eq!(ev, Some(SessionEvent::Refused(r.clone())));
-        assert_eq!(s.state(), &SessionState::Refused(r));
-    }
-
-    #[test]
-    fn unexpected_messages_are_reported_back() {
-        let mut s = ProbeSession::new(hello());
-        let (out, _) = s.handle(CoordinatorMessage::PhaseStop { phase_id: 1 }, 1);
-        match out.as_slice() {
-            [ProbeMessage::Error(e)] => {
-                assert_eq!(e.code, ErrorCode::UnexpectedMessage);
-                assert!(e.message.contains("PhaseStop"), "{}", e.message);
-            }
-            other => panic!("expected one error report, got {other:?}"),
-        }
-    }
+fn unexpected(message: String) -> ProbeMessage {
+    ProbeMessage::Error(ErrorReport {
+        code: ErrorCode::UnexpectedMessage,
+        message,
+    })
 }

@@ -124,6 +124,9 @@ pub struct FrameDecoder {
     /// Start of unconsumed bytes in `buf`.
     pos: usize,
     max: usize,
+    /// Set once an oversized frame was announced: the stream cannot be resynchronised, so every
+    /// later call returns this error.
+    refused: Option<DecodeError>,
 }
 
 impl FrameDecoder {
@@ -133,6 +136,7 @@ impl FrameDecoder {
             buf: Vec::new(),
             pos: 0,
             max,
+            refused: None,
         }
     }
 
@@ -141,9 +145,13 @@ impl FrameDecoder {
         self.buf.len() - self.pos
     }
 
-    /// Appends received bytes. Fails early when the frame being received announces a length over
-    /// the limit, so that an oversized frame is never buffered.
+    /// Appends received bytes. Fails as soon as the frame being received announces a length over
+    /// the limit; the chunk that carried that header is not kept, so an oversized frame is never
+    /// buffered.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        if let Some(e) = &self.refused {
+            return Err(e.clone());
+        }
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -152,8 +160,15 @@ impl FrameDecoder {
             self.pos = 0;
         }
         self.check_header()?;
+        let before = self.buf.len();
         self.buf.extend_from_slice(bytes);
-        self.check_header()
+        if let Err(e) = self.check_header() {
+            // Keep nothing of a chunk that completes an oversized frame's header.
+            self.buf.truncate(before);
+            self.refused = Some(e.clone());
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn pending_len(&self) -> Option<usize> {
@@ -171,6 +186,9 @@ impl FrameDecoder {
 
     /// The payload of the next complete frame, if one is buffered.
     pub fn next_payload(&mut self) -> Result<Option<&[u8]>, DecodeError> {
+        if let Some(e) = &self.refused {
+            return Err(e.clone());
+        }
         let Some(len) = self.pending_len() else {
             return Ok(None);
         };

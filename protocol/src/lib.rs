@@ -7,6 +7,7 @@
 //! * [`codec`] — length-prefixed framing over serde (postcard) with a hard frame-size limit and typed errors.
 //! * [`clock`] — NTP-style four-timestamp exchanges and the minimum-RTT filter.
 //! * [`pattern`] — load patterns (level over time) that phases run under.
+//! * [`plan`] — plans (phases, expected inventory, limits) and the TOML plan-file parser.
 //! * [`ids`] — validated identifiers (node ids) that also end up in file names and certificates.
 
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod ids;
 pub mod message;
 pub mod pattern;
+pub mod plan;
 
 pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME_LEN};
 pub use ids::{NodeId, NodeIdError};

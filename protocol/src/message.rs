@@ -64,6 +64,9 @@ pub struct Hello {
     pub backend: String,
     /// The probe's hallmark version (crate version).
     pub hallmark_version: String,
+    /// Random per probe process: tells a reconnecting probe from a restarted one, whose telemetry
+    /// sequence numbers and phase schedule started over.
+    pub instance_id: u64,
 }
 
 /// Where a node stands in the hall.

@@ -1,5 +1,38 @@
-//! The run store, criteria evaluation, reports, comparison and export.
+//! The run store: everything a run measured, in one SQLite file per results directory
+//! (`DIR/hallmark.sqlite`; schema in `docs/SCHEMA.md`), and the summary a commissioning engineer reads.
 //!
-//! Nothing is stored yet: the SQLite run store (schema in `docs/SCHEMA.md`) arrives with the
-//! plans-and-telemetry work. The crate exists now so that the dependency direction
-//! (protocol ← results ← coordinator, never results → coordinator) is fixed from the start.
+//! * [`Store::open`] creates or opens the database (WAL journal, `synchronous=NORMAL`, foreign keys on,
+//!   schema versioned by `PRAGMA user_version`); [`Store::open_read_only`] reads one a coordinator is
+//!   writing.
+//! * Writer API (the coordinator, from one task): [`Store::create_run`], [`Store::add_probe`],
+//!   [`Store::add_devices`], [`Store::add_phase`], [`Store::phase_started`], [`Store::insert_batch`] and
+//!   [`Store::insert_batches`] (many telemetry batches in one transaction; replays are recognised by
+//!   sequence number), [`Store::record_gap`], [`Store::phase_report`], [`Store::probe_lost`],
+//!   [`Store::event`], [`Store::finish_run`].
+//! * Reader API: [`Store::list_runs`], [`Store::resolve_run`], [`Store::run_summary`] → [`RunSummary`]
+//!   (serde; rendered by [`render_text`] / `Display`).
+//!
+//! Dependencies point one way: this crate uses `hallmark-protocol` and never the coordinator.
+
+pub mod aggregate;
+mod error;
+mod load;
+mod model;
+mod read;
+mod render;
+mod schema;
+mod store;
+mod summary;
+mod telemetry;
+pub mod time;
+
+pub use aggregate::throttle;
+pub use error::StoreError;
+pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus};
+pub use render::render_text;
+pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use store::{Store, DB_FILE};
+pub use summary::{
+    DeviceRef, EventSummary, GapSummary, LostProbe, NodeNote, PhaseSummary, RackSummary,
+    RunSummary, SUSTAINED_WINDOW_S,
+};

@@ -4,7 +4,12 @@
 mod certs;
 mod coordinator;
 mod demo;
+mod execute;
 mod probe;
+mod progress;
+mod run;
+mod runs;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,9 +31,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a simulated hall end to end in this process: certificates, coordinator and probes over
-    /// loopback QUIC.
+    /// Run the built-in plan on the built-in simulated hall, end to end in this process:
+    /// certificates, a coordinator and 80 probes over loopback QUIC, the run stored and summarised.
     Demo(demo::DemoArgs),
+    /// Run a plan on a simulated hall (--simulate) or as the coordinator of a real cluster (--listen).
+    Run(run::RunArgs),
+    /// List and show stored runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
     /// Make the private CA and certificates a cluster needs.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -38,10 +48,23 @@ pub enum Command {
     Probe(probe::ProbeArgs),
 }
 
+impl Command {
+    /// Whether the command runs a whole simulated hall in this process.
+    pub fn simulates_a_hall(&self) -> bool {
+        match self {
+            Command::Demo(_) => true,
+            Command::Run(a) => a.simulates(),
+            _ => false,
+        }
+    }
+}
+
 /// Dispatches a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => demo::run(a).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Runs(c) => runs::run(c),
         Command::Certs(c) => certs::run(c),
         Command::Coordinator(a) => coordinator::run(a).await,
         Command::Probe(a) => probe::run(a).await,

@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::tls::Identity;
+use hallmark_workloads::sim::{load_hall, HallSpec, SimBackend};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing::info;
@@ -36,38 +37,65 @@ pub struct ProbeArgs {
     /// This node's id; must be the one its certificate was issued for.
     #[arg(long)]
     node: NodeId,
-    /// Rack the node is in.
-    #[arg(long)]
-    rack: String,
+    /// Rack the node is in (taken from --sim-hall when that is given).
+    #[arg(long, required_unless_present = "sim_hall")]
+    rack: Option<String>,
     /// Row the rack is in.
     #[arg(long, default_value = "row1")]
     row: String,
     /// Hall the row is in.
     #[arg(long, default_value = "hall1")]
     hall: String,
+    /// Simulate this node as the hall file describes it (its GPUs, faults and rack cooling; the
+    /// rest of its rack is assumed to run the same synchronised load).
+    #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["rack", "devices"])]
+    sim_hall: Option<PathBuf>,
     /// Device backend.
     #[arg(long, value_enum, default_value_t = Backend::Sim)]
     backend: Backend,
-    /// Number of simulated GPUs (sim backend).
-    #[arg(long, default_value_t = 8)]
-    devices: u16,
+    /// Number of simulated GPUs (sim backend without --sim-hall).
+    #[arg(long)]
+    devices: Option<u16>,
 }
 
 pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let identity =
         Identity::load(&a.ca, &a.cert, &a.key).context("loading the probe's TLS identity")?;
-    let labels = Labels {
-        hall: a.hall,
-        row: a.row,
-        rack: a.rack,
+    let (backend, labels): (Box<dyn hallmark_workloads::Backend>, Labels) = match a.backend {
+        Backend::Sim => match &a.sim_hall {
+            Some(file) => {
+                let hall = load_hall(file)?;
+                let node = hall.node(a.node.as_str()).with_context(|| {
+                    format!(
+                        "node {} is not in hall {} ({}); its nodes are named like {}",
+                        a.node,
+                        hall.name,
+                        file.display(),
+                        HallSpec::node_name(1, 1, 1)
+                    )
+                })?;
+                let backend = hall
+                    .backend_scaled(&a.node)
+                    .context("building the simulated node")?;
+                (Box::new(backend), node.labels)
+            }
+            None => {
+                let backend = SimBackend::standalone(a.node.clone(), a.devices.unwrap_or(8))
+                    .context("building the simulated node")?;
+                let labels = Labels {
+                    hall: a.hall,
+                    row: a.row,
+                    rack: a.rack.unwrap_or_default(),
+                };
+                (Box::new(backend), labels)
+            }
+        },
     };
-    let hello = match a.backend {
-        Backend::Sim => hallmark_probe::sim_hello(a.node.clone(), labels, a.devices),
-    };
+    let hello = hallmark_probe::hello(a.node.clone(), labels, backend.as_ref());
     let mut opts = ProbeOptions::new(a.coordinator.clone(), hello);
     opts.server_name = a.server_name;
     info!("probe {} connecting to {}", a.node, a.coordinator);
-    let mut probe = ProbeHandle::spawn(&identity, opts).context("starting the probe")?;
+    let mut probe = ProbeHandle::spawn(&identity, opts, backend).context("starting the probe")?;
     let ended = tokio::select! {
         _ = super::shutdown_signal() => None,
         r = probe.finished() => Some(r),

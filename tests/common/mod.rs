@@ -7,6 +7,8 @@ use hallmark_probe::{Backoff, ProbeHandle, ProbeOptions, ProbeStatus};
 use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::Identity;
+use hallmark_workloads::backend::Backend;
+use hallmark_workloads::sim::SimBackend;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,9 +53,21 @@ pub fn labels(rack: &str) -> Labels {
     }
 }
 
+/// A standalone simulated node of 8 GPUs.
+pub fn sim_backend(node: &str) -> Box<dyn Backend> {
+    Box::new(SimBackend::standalone(NodeId::new(node).unwrap(), 8).unwrap())
+}
+
+/// Starts a probe on a standalone simulated node named like its Hello.
+pub fn spawn(identity: &Identity, opts: ProbeOptions) -> ProbeHandle {
+    let backend = sim_backend(opts.hello.node_id.as_str());
+    ProbeHandle::spawn(identity, opts, backend).unwrap()
+}
+
 /// Probe options with a short backoff, so reconnection tests stay fast.
 pub fn probe_opts(addr: SocketAddr, node: &str, rack: &str) -> ProbeOptions {
-    let hello = hallmark_probe::sim_hello(NodeId::new(node).unwrap(), labels(rack), 8);
+    let backend = sim_backend(node);
+    let hello = hallmark_probe::hello(NodeId::new(node).unwrap(), labels(rack), backend.as_ref());
     let mut opts = ProbeOptions::new(addr.to_string(), hello);
     opts.backoff = Backoff {
         initial: Duration::from_millis(50),
@@ -75,3 +89,4 @@ pub fn free_udp_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap()
 }
+pub mod simnet;

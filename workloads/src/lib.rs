@@ -1,7 +1,15 @@
 //! Load generators and device backends.
 //!
-//! Today this crate holds the simulated backend's inventory: the devices a `sim` probe reports in its
-//! Hello. The physics of the simulated hall, the pattern controller and the real backends (cpu, cuda)
-//! grow here.
+//! * [`backend`] — the [`backend::Backend`] trait the probe's phase runner drives (set load levels,
+//!   sample every device at an instant, stop everything), its readings and errors.
+//! * [`throttle`] — NVML's clock-event reason bits and their names.
+//! * [`sim`] — the simulated backend: GPU physics, rack coolant loops, hall files (TOML) and
+//!   [`sim::SimBackend`].
+//!
+//! The pattern controller and the real backends (cpu, cuda) grow here.
 
+pub mod backend;
 pub mod sim;
+pub mod throttle;
+
+pub use backend::{Backend, BackendError, DeviceReading, NodeReading};

@@ -1,0 +1,504 @@
+//! The run engine inside the coordinator's state machine: wait for the plan's expected inventory,
+//! schedule every phase at a future instant on the coordinator's clock, ingest telemetry, enforce
+//! the plan's limits, and finish the run.
+//!
+//! Phases are scheduled back to back from a start instant `t0` a little in the future, so that every
+//! probe has its PhaseStart (sent [`SEND_AHEAD_NS`] before each phase) well before the phase begins
+//! and starts it through its own clock offset at the same coordinator instant. During a run every
+//! participant gets a Heartbeat every [`HEARTBEAT_NS`], which feeds its dead-man interlock.
+
+use crate::machine::{ConnId, Event, Outputs};
+use hallmark_protocol::plan::Plan;
+use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
+use std::collections::BTreeMap;
+
+/// First phase starts this long after the run is scheduled.
+pub const START_LEAD_NS: i64 = 2_000_000_000;
+/// Each PhaseStart is sent this long before its phase.
+pub const SEND_AHEAD_NS: i64 = 1_500_000_000;
+/// Heartbeat period during a run (well under the dead-man interval).
+pub const HEARTBEAT_NS: i64 = 400_000_000;
+/// How long after the last phase's end the coordinator waits for reports and late telemetry.
+pub const REPORT_GRACE_NS: i64 = 3_000_000_000;
+
+/// How a run ended, as far as its data is concerned (verdicts judge the hall itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every expected probe ran every phase and reported.
+    Complete,
+    /// Something expected is missing: inventory, a lost probe, a missing report.
+    Incomplete,
+    /// Stopped before its end: an operator or a breached limit.
+    Aborted,
+}
+
+/// A phase as scheduled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledPhase {
+    pub start: PhaseStart,
+}
+
+/// A probe taking part in the run.
+#[derive(Debug, Clone)]
+struct Participant {
+    conn: Option<ConnId>,
+    rack: String,
+    /// Next telemetry sequence number expected, and the last sample instant seen.
+    next_seq: u64,
+    last_t_ns: Option<i64>,
+    /// Latest node power, W, and its instant.
+    power: Option<(i64, f64)>,
+    reported: Vec<u32>,
+    /// Why it is lost, while it is.
+    lost: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Stage {
+    /// Waiting for the expected inventory until the deadline.
+    Waiting {
+        deadline: i64,
+    },
+    /// Phases scheduled; `sent` of them have been sent.
+    Running {
+        sent: usize,
+        next_heartbeat: i64,
+    },
+    Done,
+}
+
+/// One run of a plan.
+#[derive(Debug)]
+pub struct Run {
+    pub run_id: String,
+    pub plan: Plan,
+    stage: Stage,
+    phases: Vec<ScheduledPhase>,
+    participants: BTreeMap<NodeId, Participant>,
+    /// Why the run is not complete, in words.
+    shortfalls: Vec<String>,
+}
+
+impl Run {
+    /// A run that starts waiting for the plan's inventory at `now`.
+    pub fn new(run_id: String, plan: Plan, now: i64) -> Self {
+        let deadline = now.saturating_add(
+            i64::try_from(plan.expect.timeout_ms)
+                .unwrap_or(i64::MAX / 4)
+                .saturating_mul(1_000_000),
+        );
+        Run {
+            run_id,
+            plan,
+            stage: Stage::Waiting { deadline },
+            phases: Vec::new(),
+            participants: BTreeMap::new(),
+            shortfalls: Vec::new(),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.stage, Stage::Waiting { .. })
+    }
+
+    /// Scheduled phases (empty while waiting).
+    pub fn phases(&self) -> &[ScheduledPhase] {
+        &self.phases
+    }
+
+    /// The nodes taking part (empty while waiting).
+    pub fn participants(&self) -> impl Iterator<Item = &NodeId> {
+        self.participants.keys()
+    }
+
+    /// Whether `node` takes part.
+    pub fn is_participant(&self, node: &NodeId) -> bool {
+        self.participants.contains_key(node)
+    }
+
+    /// Live power per rack, kW: the sum of each node's latest node power.
+    pub fn rack_power_kw(&self) -> BTreeMap<String, f64> {
+        let mut racks = BTreeMap::new();
+        for p in self.participants.values() {
+            let entry = racks.entry(p.rack.clone()).or_insert(0.0);
+            if let Some((_, w)) = p.power {
+                *entry += w / 1000.0;
+            }
+        }
+        racks
+    }
+
+    /// When the run next needs [`Run::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<i64> {
+        match &self.stage {
+            Stage::Waiting { deadline } => Some(*deadline),
+            Stage::Running {
+                sent,
+                next_heartbeat,
+            } => {
+                let next_send = self
+                    .phases
+                    .get(*sent)
+                    .map(|p| p.start.start_at_ns - SEND_AHEAD_NS);
+                let end = self.end_ns() + REPORT_GRACE_NS;
+                Some(next_send.unwrap_or(end).min(*next_heartbeat).min(end))
+            }
+            Stage::Done => None,
+        }
+    }
+
+    fn end_ns(&self) -> i64 {
+        self.phases
+            .last()
+            .map(|p| p.start.start_at_ns + p.start.duration_ms as i64 * 1_000_000)
+            .unwrap_or(0)
+    }
+
+    /// Checks the registered probes against the plan; starts the run when they are all there and
+    /// have clock estimates. `registered` holds (node, rack, devices, connection, clock known).
+    pub fn try_start(
+        &mut self,
+        registered: &[(NodeId, String, usize, ConnId, bool)],
+        now: i64,
+        out: &mut Outputs,
+    ) {
+        let Stage::Waiting { deadline } = self.stage else {
+            return;
+        };
+        let inventory: Vec<(NodeId, String, usize)> = registered
+            .iter()
+            .map(|(n, r, d, _, _)| (n.clone(), r.clone(), *d))
+            .collect();
+        let missing = self.plan.expect.missing(&inventory);
+        let clocks_ready = registered.iter().all(|r| r.4);
+        let timed_out = now >= deadline;
+        let ready = missing.is_empty() && clocks_ready;
+        if !(timed_out || ready) {
+            return;
+        }
+        if timed_out && !missing.is_empty() {
+            self.shortfalls.push(format!(
+                "expected inventory incomplete: {}",
+                missing.join("; ")
+            ));
+        }
+        let ready: Vec<_> = registered.iter().filter(|r| r.4).collect();
+        if ready.is_empty() {
+            self.shortfalls
+                .push("no probe registered with a clock estimate".into());
+            self.finish(Outcome::Incomplete, now, out);
+            return;
+        }
+        for (node, rack, _, conn, _) in ready {
+            self.participants.insert(
+                node.clone(),
+                Participant {
+                    conn: Some(*conn),
+                    rack: rack.clone(),
+                    next_seq: 0,
+                    last_t_ns: None,
+                    power: None,
+                    reported: Vec::new(),
+                    lost: None,
+                },
+            );
+        }
+        let mut at = now + START_LEAD_NS;
+        for (i, spec) in self.plan.phases.iter().enumerate() {
+            let start = PhaseStart {
+                phase_id: i as u32,
+                name: spec.name.clone(),
+                workload: spec.workload.clone(),
+                pattern: spec.pattern.clone(),
+                start_at_ns: at,
+                duration_ms: spec.duration_ms,
+                sample_hz: self.plan.sample_hz,
+            };
+            at += spec.duration_ms as i64 * 1_000_000;
+            self.phases.push(ScheduledPhase { start });
+        }
+        self.stage = Stage::Running {
+            sent: 0,
+            next_heartbeat: now,
+        };
+        out.events.push_back(Event::RunStarted {
+            run_id: self.run_id.clone(),
+            nodes: self.participants.keys().cloned().collect(),
+            phases: self.phases.iter().map(|p| p.start.clone()).collect(),
+        });
+        self.handle_timeout(now, out);
+    }
+
+    /// Sends due PhaseStarts and heartbeats; finishes the run after its last phase.
+    pub fn handle_timeout(&mut self, now: i64, out: &mut Outputs) {
+        let Stage::Running {
+            sent,
+            next_heartbeat,
+        } = &mut self.stage
+        else {
+            return;
+        };
+        while let Some(p) = self.phases.get(*sent) {
+            if p.start.start_at_ns - SEND_AHEAD_NS > now {
+                break;
+            }
+            for part in self.participants.values() {
+                if let Some(conn) = part.conn {
+                    out.transmits
+                        .push_back((conn, CoordinatorMessage::PhaseStart(p.start.clone())));
+                }
+            }
+            *sent += 1;
+        }
+        if *next_heartbeat <= now {
+            *next_heartbeat = now + HEARTBEAT_NS;
+            for part in self.participants.values() {
+                if let Some(conn) = part.conn {
+                    out.transmits
+                        .push_back((conn, CoordinatorMessage::Heartbeat { now_ns: now }));
+                }
+            }
+        }
+        let all_reported = !self.phases.is_empty()
+            && self
+                .participants
+                .values()
+                .all(|p| p.lost.is_some() || p.reported.len() >= self.phases.len());
+        if now >= self.end_ns() + REPORT_GRACE_NS || (all_reported && now >= self.end_ns()) {
+            for (node, p) in &self.participants {
+                let missing = self.phases.len().saturating_sub(p.reported.len());
+                match &p.lost {
+                    Some(reason) => self
+                        .shortfalls
+                        .push(format!("node {node} was lost: {reason}")),
+                    None if missing > 0 => self
+                        .shortfalls
+                        .push(format!("node {node} did not report {missing} phase(s)")),
+                    None => {}
+                }
+            }
+            let outcome = if self.shortfalls.is_empty() {
+                Outcome::Complete
+            } else {
+                Outcome::Incomplete
+            };
+            self.finish(outcome, now, out);
+        }
+    }
+
+    /// Stops every probe's load and ends the run.
+    pub fn abort(&mut self, reason: &str, now: i64, out: &mut Outputs) {
+        if self.stage == Stage::Done {
+            return;
+        }
+        for p in self.participants.values() {
+            if let Some(conn) = p.conn {
+                out.transmits.push_back((
+                    conn,
+                    CoordinatorMessage::Abort {
+                        reason: reason.to_string(),
+                    },
+                ));
+            }
+        }
+        self.shortfalls.push(format!("aborted: {reason}"));
+        self.finish(Outcome::Aborted, now, out);
+    }
+
+    fn finish(&mut self, outcome: Outcome, now: i64, out: &mut Outputs) {
+        self.stage = Stage::Done;
+        // The first few shortfalls in full, then a count: a hall of lost nodes is one story.
+        const SHOWN: usize = 6;
+        let mut reason = self
+            .shortfalls
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.shortfalls.len() > SHOWN {
+            reason.push_str(&format!("; and {} more", self.shortfalls.len() - SHOWN));
+        }
+        out.events.push_back(Event::RunFinished {
+            run_id: self.run_id.clone(),
+            outcome,
+            reason,
+            at_ns: now,
+        });
+    }
+
+    /// A participant's connection is back (or new) after registration.
+    pub fn on_registered(&mut self, node: &NodeId, conn: ConnId, now: i64, out: &mut Outputs) {
+        let Some(p) = self.participants.get_mut(node) else {
+            return;
+        };
+        p.conn = Some(conn);
+        if p.lost.take().is_some() {
+            out.events.push_back(Event::ProbeBack {
+                node_id: node.clone(),
+                at_ns: now,
+            });
+        }
+        // Phases it has not been sent yet come with the schedule; the ones already sent are
+        // still scheduled in the probe, which outlives its connections.
+        let _ = now;
+    }
+
+    /// A participant's connection is gone: it is lost until it comes back.
+    pub fn on_departed(&mut self, node: &NodeId, reason: &str, now: i64, out: &mut Outputs) {
+        let Some(p) = self.participants.get_mut(node) else {
+            return;
+        };
+        p.conn = None;
+        if self.stage != Stage::Done && p.lost.is_none() {
+            p.lost = Some(reason.to_string());
+            out.events.push_back(Event::ProbeLost {
+                node_id: node.clone(),
+                at_ns: now,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    pub fn on_phase_started(&mut self, node: &NodeId, phase_id: u32, at: i64, out: &mut Outputs) {
+        if self.participants.contains_key(node) {
+            out.events.push_back(Event::PhaseStarted {
+                node_id: node.clone(),
+                phase_id,
+                actual_start_ns: at,
+            });
+        }
+    }
+
+    pub fn on_phase_report(&mut self, node: &NodeId, report: PhaseReport, out: &mut Outputs) {
+        let Some(p) = self.participants.get_mut(node) else {
+            return;
+        };
+        if !p.reported.contains(&report.phase_id) {
+            p.reported.push(report.phase_id);
+        }
+        if let (Some(why), false) = (&report.stopped_early, self.stage == Stage::Done) {
+            let name = self
+                .phases
+                .get(report.phase_id as usize)
+                .map_or("?", |p| p.start.name.as_str());
+            self.shortfalls
+                .push(format!("node {node} ended phase {name} early: {why}"));
+        }
+        out.events.push_back(Event::PhaseReport {
+            node_id: node.clone(),
+            report,
+        });
+    }
+
+    /// A telemetry batch: checks the sequence, the plan's limits, and hands it to the store.
+    pub fn on_telemetry(
+        &mut self,
+        node: &NodeId,
+        batch: TelemetryBatch,
+        now: i64,
+        out: &mut Outputs,
+    ) {
+        let Some(p) = self.participants.get_mut(node) else {
+            return;
+        };
+        let first_t = batch
+            .samples
+            .iter()
+            .map(|s| s.t_ns)
+            .chain(batch.node_power_w.iter().map(|(t, _)| *t))
+            .min();
+        if batch.seq > p.next_seq {
+            out.events.push_back(Event::Gap {
+                node_id: node.clone(),
+                from_ns: p.last_t_ns.unwrap_or(first_t.unwrap_or(now)),
+                to_ns: first_t.unwrap_or(now),
+                reason: format!(
+                    "telemetry batches {}..{} never arrived (the probe's replay buffer overflowed)",
+                    p.next_seq,
+                    batch.seq - 1
+                ),
+            });
+        }
+        if batch.seq >= p.next_seq {
+            p.next_seq = batch.seq + 1;
+            if let Some(t) = batch
+                .samples
+                .iter()
+                .map(|s| s.t_ns)
+                .chain(batch.node_power_w.iter().map(|(t, _)| *t))
+                .max()
+            {
+                p.last_t_ns = Some(t);
+            }
+            if let Some(&(t, w)) = batch.node_power_w.iter().max_by_key(|(t, _)| *t) {
+                p.power = Some((t, f64::from(w)));
+            }
+        }
+        let hottest = batch
+            .samples
+            .iter()
+            .filter_map(|s| s.gpu_temp_c.map(|t| (t, s.device)))
+            .fold(None, |acc: Option<(f32, u16)>, x| match acc {
+                Some(a) if a.0 >= x.0 => Some(a),
+                _ => Some(x),
+            });
+        let node_kw = batch
+            .node_power_w
+            .iter()
+            .map(|(_, w)| f64::from(*w) / 1000.0)
+            .fold(0.0, f64::max);
+        out.events.push_back(Event::Telemetry {
+            node_id: node.clone(),
+            batch,
+            received_at_ns: now,
+        });
+        self.check_limits(node, node_kw, hottest, now, out);
+    }
+
+    fn check_limits(
+        &mut self,
+        node: &NodeId,
+        node_kw: f64,
+        hottest: Option<(f32, u16)>,
+        now: i64,
+        out: &mut Outputs,
+    ) {
+        if self.stage == Stage::Done {
+            return;
+        }
+        let limits = self.plan.limits.clone();
+        if let Some(max) = limits.max_node_kw {
+            if node_kw > max {
+                let reason = format!(
+                    "node {node} drew {node_kw:.1} kW, above the plan limit of {max:.1} kW"
+                );
+                return self.abort(&reason, now, out);
+            }
+        }
+        if let (Some(max), Some((t, dev))) = (limits.max_gpu_temp_c, hottest) {
+            if f64::from(t) > max {
+                let reason = format!(
+                    "device {dev} of node {node} reached {t:.1} °C, above the plan limit of {max:.1} °C"
+                );
+                return self.abort(&reason, now, out);
+            }
+        }
+        if let Some(max) = limits.max_rack_kw {
+            let Some(rack) = self.participants.get(node).map(|p| p.rack.clone()) else {
+                return;
+            };
+            let kw = self.rack_power_kw().get(&rack).copied().unwrap_or(0.0);
+            if kw > max {
+                let reason =
+                    format!("rack {rack} drew {kw:.1} kW, above the plan limit (breaker rating) of {max:.1} kW");
+                self.abort(&reason, now, out);
+            }
+        }
+    }
+}

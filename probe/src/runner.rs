@@ -1,0 +1,352 @@
+//! The phase runner: turns scheduled phases into load levels, samples, telemetry batches and phase
+//! reports, and enforces the probe's own safety interlocks.
+//!
+//! Sans-IO apart from the [`Backend`] it drives: the caller passes `now` (probe clock, ns) and the
+//! current clock estimate; the runner says when it next needs to run ([`PhaseRunner::poll_timeout`])
+//! and returns the messages to send. Interlocks, which hold whatever the coordinator says:
+//!
+//! * **dead-man** — the coordinator has been silent longer than the dead-man interval during a
+//!   phase: all load stops and the phase ends early;
+//! * **temperature** — a device at its shutdown temperature minus [`SHUTDOWN_MARGIN_C`] has its
+//!   load removed for the rest of the phase;
+//! * **overrun** — a phase's load never outlives its duration: the runner ends it at its end instant
+//!   whether or not the coordinator says so.
+//!
+//! Telemetry batches are numbered from 0 for the life of the probe process and kept until the
+//! coordinator acknowledges them, so that they are replayed after a reconnect. The buffer is bounded;
+//! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
+//! and records it as a gap.
+
+use hallmark_protocol::{
+    ClockEstimate, ErrorCode, ErrorReport, PhaseReport, PhaseStart, ProbeMessage, Sample,
+    TelemetryBatch,
+};
+use hallmark_workloads::backend::{Backend, NodeReading};
+use std::collections::VecDeque;
+
+/// Margin below a device's shutdown temperature at which the probe removes its load, °C.
+pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
+
+/// Unacknowledged batches kept for replay (one per second: an hour).
+pub const MAX_UNACKED_BATCHES: usize = 3600;
+
+/// Seconds of samples in one telemetry batch.
+const BATCH_SECONDS: f64 = 1.0;
+
+/// A phase that is scheduled or running.
+#[derive(Debug)]
+struct Active {
+    spec: PhaseStart,
+    /// Probe-clock instants.
+    start_ns: i64,
+    end_ns: i64,
+    /// Index of the next sample (sample k is due at start + k / sample_hz).
+    next_sample: u64,
+    started: bool,
+    /// Devices whose load an interlock removed.
+    interlocked: Vec<bool>,
+    stopped_early: Option<String>,
+}
+
+impl Active {
+    fn sample_due_ns(&self) -> i64 {
+        let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
+        self.start_ns + (self.next_sample as f64 * 1e9 / hz).round() as i64
+    }
+}
+
+/// Runs phases on one node.
+#[derive(Debug, Default)]
+pub struct PhaseRunner {
+    scheduled: VecDeque<PhaseStart>,
+    active: Option<Active>,
+    pending_samples: Vec<Sample>,
+    pending_power: Vec<(i64, f32)>,
+    /// Sample instants in the pending batch, and how many make a batch.
+    pending_ticks: u32,
+    ticks_per_batch: u32,
+    next_seq: u64,
+    unacked: VecDeque<TelemetryBatch>,
+    dropped_batches: u64,
+}
+
+impl PhaseRunner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a phase is loading the devices now.
+    pub fn in_phase(&self) -> bool {
+        self.active.as_ref().is_some_and(|a| a.started)
+    }
+
+    /// Batches sent but not yet acknowledged, oldest first (replayed after a reconnect).
+    pub fn unacked(&self) -> impl Iterator<Item = &TelemetryBatch> {
+        self.unacked.iter()
+    }
+
+    /// Batches dropped because the replay buffer overflowed.
+    pub fn dropped_batches(&self) -> u64 {
+        self.dropped_batches
+    }
+
+    /// Accepts a phase order. Phases run in the order of their start instants.
+    pub fn schedule(&mut self, spec: PhaseStart) {
+        let pos = self
+            .scheduled
+            .iter()
+            .position(|p| p.start_at_ns > spec.start_at_ns)
+            .unwrap_or(self.scheduled.len());
+        self.scheduled.insert(pos, spec);
+    }
+
+    /// The coordinator stored every batch up to `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        while self.unacked.front().is_some_and(|b| b.seq <= seq) {
+            self.unacked.pop_front();
+        }
+    }
+
+    /// When the runner next has work, on the probe's clock.
+    pub fn poll_timeout(&self, clock: Option<&ClockEstimate>) -> Option<i64> {
+        if let Some(a) = &self.active {
+            return Some(if a.started {
+                a.sample_due_ns().min(a.end_ns)
+            } else {
+                a.start_ns
+            });
+        }
+        let clock = clock?;
+        self.scheduled
+            .front()
+            .map(|p| clock.to_probe(p.start_at_ns))
+    }
+
+    /// Stops the load at once (coordinator abort, shutdown): the phase ends early with `reason`.
+    pub fn stop(
+        &mut self,
+        now: i64,
+        reason: &str,
+        clock: &ClockEstimate,
+        backend: &mut dyn Backend,
+    ) -> Vec<ProbeMessage> {
+        backend.stop_all();
+        self.scheduled.clear();
+        let mut out = Vec::new();
+        if let Some(mut a) = self.active.take() {
+            a.stopped_early.get_or_insert_with(|| reason.to_string());
+            self.finish(a, now, clock, &mut out);
+        }
+        out
+    }
+
+    /// Does everything due at `now`: starts phases, samples, enforces interlocks, ends phases and
+    /// cuts batches. `last_heard_ns` is the probe-clock instant of the coordinator's last message.
+    pub fn handle_timeout(
+        &mut self,
+        now: i64,
+        clock: &ClockEstimate,
+        last_heard_ns: i64,
+        dead_man_ns: i64,
+        backend: &mut dyn Backend,
+    ) -> Vec<ProbeMessage> {
+        let mut out = Vec::new();
+        // Bounded: at most a few phase transitions per call.
+        for _ in 0..8 {
+            if self.active.is_none() {
+                match self.scheduled.front() {
+                    Some(p) if clock.to_probe(p.start_at_ns) <= now => {
+                        let Some(spec) = self.scheduled.pop_front() else {
+                            break;
+                        };
+                        self.activate(spec, clock, backend);
+                    }
+                    _ => break,
+                }
+            }
+            let Some(a) = self.active.as_mut() else { break };
+            if !a.started {
+                if now < a.start_ns {
+                    break;
+                }
+                a.started = true;
+                out.push(ProbeMessage::PhaseStarted {
+                    phase_id: a.spec.phase_id,
+                    actual_start_ns: clock.to_coordinator(now),
+                });
+            }
+            if now - last_heard_ns > dead_man_ns {
+                backend.stop_all();
+                a.stopped_early = Some(format!(
+                    "dead-man: coordinator silent for {} ms (limit {} ms); load stopped",
+                    (now - last_heard_ns) / 1_000_000,
+                    dead_man_ns / 1_000_000
+                ));
+                let a = self.active.take();
+                if let Some(a) = a {
+                    self.finish(a, now, clock, &mut out);
+                }
+                continue;
+            }
+            if now >= a.end_ns {
+                // Samples are taken at start + k / sample_hz for every such instant before the end;
+                // the end instant belongs to whatever comes next.
+                if let Some(a) = self.active.take() {
+                    self.finish(a, now, clock, &mut out);
+                }
+                continue;
+            }
+            if a.sample_due_ns() <= now {
+                self.sample(now, clock, backend, &mut out);
+            }
+            break;
+        }
+        if self.pending_ticks >= self.ticks_per_batch.max(1) {
+            self.cut_batch(&mut out);
+        }
+        out
+    }
+
+    fn activate(&mut self, spec: PhaseStart, clock: &ClockEstimate, backend: &mut dyn Backend) {
+        let start_ns = clock.to_probe(spec.start_at_ns);
+        let duration_ns = i64::try_from(spec.duration_ms).unwrap_or(i64::MAX / 4) * 1_000_000;
+        let devices = backend.inventory().len();
+        self.ticks_per_batch = (spec.sample_hz * BATCH_SECONDS).round().max(1.0) as u32;
+        self.active = Some(Active {
+            end_ns: start_ns.saturating_add(duration_ns),
+            start_ns,
+            next_sample: 0,
+            started: false,
+            interlocked: vec![false; devices],
+            stopped_early: None,
+            spec,
+        });
+    }
+
+    /// Applies the pattern's level, reads the devices and enforces the temperature interlock.
+    fn sample(
+        &mut self,
+        now: i64,
+        clock: &ClockEstimate,
+        backend: &mut dyn Backend,
+        out: &mut Vec<ProbeMessage>,
+    ) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let elapsed = now - a.start_ns;
+        let duration = a.end_ns - a.start_ns;
+        let level = match a.spec.workload {
+            hallmark_protocol::Workload::Burn => a.spec.pattern.level_at(elapsed, duration),
+            hallmark_protocol::Workload::Idle => 0.0,
+        };
+        let inventory: Vec<(u16, Option<f64>)> = backend
+            .inventory()
+            .iter()
+            .map(|d| (d.index, d.shutdown_temp_c))
+            .collect();
+        for (i, (index, _)) in inventory.iter().enumerate() {
+            let l = if a.interlocked.get(i).copied().unwrap_or(false) {
+                0.0
+            } else {
+                level
+            };
+            if let Err(e) = backend.set_level(*index, l) {
+                out.push(device_error(format!(
+                    "device {index}: cannot set load: {e}"
+                )));
+            }
+        }
+        let reading = match backend.sample(now) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(device_error(format!("reading the devices failed: {e}")));
+                a.next_sample += 1;
+                return;
+            }
+        };
+        // Temperature interlock.
+        for (i, (index, shutdown)) in inventory.iter().enumerate() {
+            let (Some(limit), Some(d)) = (
+                shutdown,
+                reading.devices.iter().find(|d| d.device == *index),
+            ) else {
+                continue;
+            };
+            let hot = d.gpu_temp_c.is_some_and(|t| t >= limit - SHUTDOWN_MARGIN_C);
+            if hot && !a.interlocked.get(i).copied().unwrap_or(true) {
+                a.interlocked[i] = true;
+                let _ = backend.set_level(*index, 0.0);
+                out.push(ProbeMessage::Error(ErrorReport {
+                    code: ErrorCode::Safety,
+                    message: format!(
+                        "device {index} reached {:.1} °C, within {SHUTDOWN_MARGIN_C} °C of its shutdown \
+                         temperature {limit:.1} °C: load removed for the rest of phase {}",
+                        d.gpu_temp_c.unwrap_or(f64::NAN),
+                        a.spec.name
+                    ),
+                }));
+            }
+        }
+        a.next_sample += 1;
+        let t_ns = clock.to_coordinator(now);
+        self.record(t_ns, &reading);
+    }
+
+    fn record(&mut self, t_ns: i64, reading: &NodeReading) {
+        self.pending_ticks += 1;
+        if let Some(p) = reading.node_power_w {
+            self.pending_power.push((t_ns, p as f32));
+        }
+        for d in &reading.devices {
+            self.pending_samples.push(Sample {
+                t_ns,
+                device: d.device,
+                power_w: d.power_w.map(|v| v as f32),
+                energy_j: d.energy_j,
+                gpu_temp_c: d.gpu_temp_c.map(|v| v as f32),
+                mem_temp_c: d.mem_temp_c.map(|v| v as f32),
+                sm_clock_mhz: d.sm_clock_mhz,
+                util_pct: d.util_pct.map(|v| v as f32),
+                throttle_reasons: d.throttle_reasons,
+            });
+        }
+    }
+
+    fn finish(&mut self, a: Active, now: i64, clock: &ClockEstimate, out: &mut Vec<ProbeMessage>) {
+        self.cut_batch(out);
+        out.push(ProbeMessage::PhaseReport(PhaseReport {
+            phase_id: a.spec.phase_id,
+            ended_at_ns: clock.to_coordinator(now.min(a.end_ns.max(a.start_ns))),
+            stopped_early: a.stopped_early,
+            devices: Vec::new(),
+            histograms: Vec::new(),
+        }));
+    }
+
+    fn cut_batch(&mut self, out: &mut Vec<ProbeMessage>) {
+        if self.pending_samples.is_empty() && self.pending_power.is_empty() {
+            return;
+        }
+        let batch = TelemetryBatch {
+            seq: self.next_seq,
+            node_power_w: std::mem::take(&mut self.pending_power),
+            samples: std::mem::take(&mut self.pending_samples),
+        };
+        self.pending_ticks = 0;
+        self.next_seq += 1;
+        if self.unacked.len() >= MAX_UNACKED_BATCHES {
+            self.unacked.pop_front();
+            self.dropped_batches += 1;
+        }
+        self.unacked.push_back(batch.clone());
+        out.push(ProbeMessage::Telemetry(batch));
+    }
+}
+
+fn device_error(message: String) -> ProbeMessage {
+    ProbeMessage::Error(ErrorReport {
+        code: ErrorCode::Device,
+        message,
+    })
+}

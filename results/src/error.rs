@@ -1,0 +1,103 @@
+//! Errors of the run store.
+//!
+//! Every error names the database file it concerns and, where the user can do something about it, says
+//! what to do. SQLite errors are classified on the way in ([`StoreError::sql`]): a busy or locked
+//! database becomes [`StoreError::Locked`], a file that is not SQLite becomes [`StoreError::NotHallmark`].
+
+use rusqlite::ErrorCode;
+use std::path::{Path, PathBuf};
+
+/// What went wrong in the run store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the results directory {dir}: {source}; check that the parent exists and is writable, or choose another results directory")]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("no results database at {path}; run a plan first, or point at the directory that holds hallmark.sqlite")]
+    Missing { path: PathBuf },
+
+    #[error("{path} is not a hallmark results database ({detail}); move the file away or choose another results directory")]
+    NotHallmark { path: PathBuf, detail: String },
+
+    #[error("{path} was written by a newer hallmark (schema version {found}; this build reads up to {supported}); use a newer hallmark to read it")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("{path} has schema version {found}, older than this build's {supported}; open it once for writing (e.g. run a plan) to upgrade it")]
+    NeedsUpgrade {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("{path} is locked by another hallmark process (while {op}); wait for it to finish or use another results directory")]
+    Locked { path: PathBuf, op: &'static str },
+
+    #[error("no run {run_id:?} in {path}; list the stored runs with `hallmark runs list`")]
+    UnknownRun { path: PathBuf, run_id: String },
+
+    #[error("run id {query:?} matches {count} runs in {path}; give more characters of the id (see `hallmark runs list`)")]
+    AmbiguousRun {
+        path: PathBuf,
+        query: String,
+        count: usize,
+    },
+
+    #[error("node {node_id} is not registered in run {run_id}; store its probe (add_probe) before its data")]
+    UnknownNode { run_id: String, node_id: String },
+
+    #[error("invalid value for {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+
+    #[error("corrupt record in {path}: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+
+    #[error("SQLite error in {path} while {op}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl StoreError {
+    /// Classifies a SQLite error that happened while doing `op` on the database at `path`.
+    pub(crate) fn sql(path: &Path, op: &'static str, source: rusqlite::Error) -> StoreError {
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Locked {
+                path: path.to_path_buf(),
+                op,
+            },
+            Some(ErrorCode::NotADatabase) => StoreError::NotHallmark {
+                path: path.to_path_buf(),
+                detail: "the file is not an SQLite database".into(),
+            },
+            _ => StoreError::Sqlite {
+                path: path.to_path_buf(),
+                op,
+                source,
+            },
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> StoreError {
+        StoreError::Invalid {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Converts an unsigned value to SQLite's signed 64-bit integer, or says which value did not fit.
+pub(crate) fn to_i64(what: &'static str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v)
+        .map_err(|_| StoreError::invalid(what, format!("{v} is larger than {}", i64::MAX)))
+}

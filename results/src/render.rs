@@ -1,0 +1,223 @@
+//! The text summary of a run that a commissioning engineer reads: header, samples expected vs stored,
+//! the per-rack table (racks that throttled marked `!` with the reasons), phases, gaps, lost probes and
+//! events. `Display for RunSummary` prints the same text.
+
+use crate::summary::{DeviceRef, RunSummary};
+use crate::time::format_utc;
+use std::fmt::{self, Write};
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.prec$}"))
+}
+
+fn device(d: &Option<DeviceRef>) -> String {
+    d.as_ref()
+        .map_or_else(|| "-".to_string(), |d| format!("{}/{}", d.node, d.device))
+}
+
+fn rel(s: &RunSummary, t_ns: i64) -> String {
+    format!(
+        "+{:.3} s",
+        t_ns.saturating_sub(s.started_at_ns) as f64 / 1e9
+    )
+}
+
+fn reasons(by: &std::collections::BTreeMap<String, f64>) -> String {
+    let mut v: Vec<(&String, &f64)> = by.iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(k, s)| format!("{k} {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Renders the human summary of a run.
+pub fn render_text(s: &RunSummary) -> String {
+    let mut o = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_text(&mut o, s);
+    o
+}
+
+fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
+    writeln!(
+        o,
+        "Run {} \"{}\" — plan {} (sha256 {}…){}",
+        s.run_id,
+        s.name,
+        s.plan_name,
+        s.plan_sha256.get(..12).unwrap_or(&s.plan_sha256),
+        s.hall.as_ref().map_or_else(
+            || ", real hardware".to_string(),
+            |h| format!(", simulated hall {h}")
+        )
+    )?;
+    write!(o, "Status: {}", s.status.as_str().to_uppercase())?;
+    if let Some(r) = &s.status_reason {
+        write!(o, " — {r}")?;
+    }
+    writeln!(o)?;
+    write!(o, "Started {}", format_utc(s.started_at_ns))?;
+    match s.ended_at_ns {
+        Some(end) => write!(
+            o,
+            ", ended {} ({:.1} s)",
+            format_utc(end),
+            end.saturating_sub(s.started_at_ns) as f64 / 1e9
+        )?,
+        None => write!(o, ", not ended")?,
+    }
+    writeln!(
+        o,
+        "; {} probes, {} Hz, hallmark {}",
+        s.probes, s.sample_hz, s.hallmark_version
+    )?;
+    let pct = if s.samples_expected > 0 {
+        format!(
+            " ({:.1} %)",
+            s.samples_stored as f64 * 100.0 / s.samples_expected as f64
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        o,
+        "Samples: {} stored of {} expected{pct}",
+        s.samples_stored, s.samples_expected
+    )?;
+    writeln!(
+        o,
+        "Hall: peak {} kW, max GPU {} °C ({}), throttling {:.1} device-s",
+        opt(s.peak_kw, 2),
+        opt(s.max_gpu_temp_c, 1),
+        device(&s.hottest_device),
+        s.throttle_s
+    )?;
+
+    writeln!(o)?;
+    writeln!(
+        o,
+        "  {:<16} {:>5} {:>8} {:>8} {:>14} {:>10} {:<20} {:>10}",
+        "rack",
+        "nodes",
+        "peak kW",
+        "mean kW",
+        "sustained kW",
+        "max GPU °C",
+        "hottest",
+        "throttle s"
+    )?;
+    for r in &s.racks {
+        let marker = if r.throttle_s > 0.0 { '!' } else { ' ' };
+        let sustained = match r.sustained_kw {
+            Some(kw) => format!("{kw:.2} ({:.0} s)", r.sustained_window_s),
+            None => "-".to_string(),
+        };
+        write!(
+            o,
+            "{marker} {:<16} {:>5} {:>8} {:>8} {:>14} {:>10} {:<20} {:>10.1}",
+            r.rack,
+            r.nodes.len(),
+            opt(r.peak_kw, 2),
+            opt(r.mean_kw, 2),
+            sustained,
+            opt(r.max_gpu_temp_c, 1),
+            device(&r.hottest_device),
+            r.throttle_s
+        )?;
+        if r.throttle_s > 0.0 {
+            write!(o, "  THROTTLED: {}", reasons(&r.throttle_s_by_reason))?;
+        }
+        writeln!(o)?;
+    }
+    let throttled: Vec<_> = s.racks.iter().filter(|r| r.throttle_s > 0.0).collect();
+    if throttled.is_empty() {
+        writeln!(o, "  no rack throttled")?;
+    } else {
+        writeln!(
+            o,
+            "  ! {} of {} racks throttled (device-seconds slowed by heat, a hardware slowdown or the power brake)",
+            throttled.len(),
+            s.racks.len()
+        )?;
+    }
+
+    writeln!(o)?;
+    writeln!(
+        o,
+        "  {:>5} {:<20} {:>13} {:>7} {:>11} {:>8} {:>19}",
+        "phase", "name", "start skew ms", "nodes", "energy kWh", "mean kW", "samples stored/exp"
+    )?;
+    for p in &s.phases {
+        writeln!(
+            o,
+            "  {:>5} {:<20} {:>13} {:>7} {:>11.4} {:>8.2} {:>19}",
+            p.phase_id,
+            p.name,
+            opt(p.start_skew_ms, 3),
+            p.nodes_started,
+            p.energy_kwh,
+            p.mean_kw,
+            format!("{}/{}", p.samples_stored, p.samples_expected)
+        )?;
+        if p.wrong_elements > 0 {
+            writeln!(
+                o,
+                "        ! {} wrong elements in result checks (silent data corruption)",
+                p.wrong_elements
+            )?;
+        }
+        for n in &p.stopped_early {
+            writeln!(o, "        ! {} stopped early: {}", n.node, n.message)?;
+        }
+    }
+    if s.phases.is_empty() {
+        writeln!(o, "  no phases stored")?;
+    }
+
+    writeln!(o)?;
+    if s.gaps.is_empty() {
+        writeln!(o, "Gaps: none")?;
+    } else {
+        writeln!(o, "Gaps ({}):", s.gaps.len())?;
+        for g in &s.gaps {
+            writeln!(
+                o,
+                "  {}  {} → {} ({:.3} s)  {}",
+                g.node,
+                rel(s, g.from_ns),
+                rel(s, g.to_ns),
+                g.to_ns.saturating_sub(g.from_ns) as f64 / 1e9,
+                g.reason
+            )?;
+        }
+    }
+    if s.lost_probes.is_empty() {
+        writeln!(o, "Lost probes: none")?;
+    } else {
+        writeln!(o, "Lost probes ({}):", s.lost_probes.len())?;
+        for l in &s.lost_probes {
+            writeln!(o, "  {} at {}: {}", l.node, rel(s, l.at_ns), l.reason)?;
+        }
+    }
+    if !s.events.is_empty() {
+        writeln!(o, "Events ({}):", s.events.len())?;
+        for e in &s.events {
+            writeln!(
+                o,
+                "  {} {:<12} {:<10} {}",
+                rel(s, e.t_ns),
+                e.kind,
+                e.node.as_deref().unwrap_or("-"),
+                e.message
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render_text(self))
+    }
+}

@@ -1,0 +1,103 @@
+//! Running a plan on a coordinator that is up: create the run in the store, start it, show its
+//! progress, stop every probe's load on Ctrl-C, and read back the summary once everything is stored.
+
+use super::progress::Progress;
+use anyhow::Context;
+use hallmark_coordinator::{RunStage, ServerHandle, StoreRecorder};
+use hallmark_protocol::plan::Plan;
+use hallmark_results::{NewRun, RunSummary, Store};
+use hallmark_transport::clock::WallClock;
+use std::path::Path;
+use std::time::Duration;
+use tracing::warn;
+
+/// What to run and where to keep it.
+pub struct RunRequest<'a> {
+    pub plan: Plan,
+    /// The plan file's text (stored with the run, hashed for provenance).
+    pub plan_source: String,
+    /// The simulated hall's name; `None` on real hardware.
+    pub hall: Option<String>,
+    pub results: &'a Path,
+    /// Show the live progress line on stderr.
+    pub progress: bool,
+}
+
+/// Runs the plan to its end (or an abort) and returns the stored run's summary.
+pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Result<RunSummary> {
+    let mut store = Store::open(req.results)
+        .with_context(|| format!("opening the run store in {}", req.results.display()))?;
+    let new = NewRun {
+        name: req.plan.name.clone(),
+        plan_name: req.plan.name.clone(),
+        plan_toml: req.plan_source,
+        hall: req.hall,
+        started_at_ns: WallClock::new().now_ns(),
+        hallmark_version: env!("CARGO_PKG_VERSION").to_string(),
+        sample_hz: req.plan.sample_hz,
+    };
+    let run_id = store.create_run(&new).context("creating the run")?;
+    // Longest the run can take: waiting for probes, the phases, the grace after them, and slack.
+    let limit = Duration::from_millis(req.plan.expect.timeout_ms)
+        + Duration::from_millis(req.plan.total_duration_ms())
+        + Duration::from_secs(60);
+    server
+        .start_run(
+            run_id.as_str().to_string(),
+            req.plan,
+            Box::new(StoreRecorder::new(store, run_id.clone())),
+        )
+        .await
+        .context("starting the run")?;
+
+    let bar = Progress::new(req.progress);
+    let mut progress = server.progress();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            _ = super::shutdown_signal(), if !interrupted => {
+                interrupted = true;
+                warn!("interrupted: stopping every probe's load");
+                server.abort_run("interrupted by the operator");
+            }
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let current = progress.borrow_and_update().clone();
+                if let Some(p) = current {
+                    bar.show(&p);
+                    if matches!(p.stage, RunStage::Finished { .. }) {
+                        break;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                server.abort_run("the run overran its plan by more than a minute");
+                // Give the abort and the store a moment, then report what is there.
+                let _ = server.wait_run_finished(Duration::from_secs(10)).await;
+                break;
+            }
+        }
+    }
+    bar.finish();
+    let store = Store::open_read_only(req.results)
+        .with_context(|| format!("reopening the run store in {}", req.results.display()))?;
+    store
+        .run_summary(run_id.as_str())
+        .with_context(|| format!("summarising run {run_id}"))
+}
+
+/// Prints a summary as text or as one JSON object on stdout.
+pub fn print_summary(summary: &RunSummary, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(summary).context("serialising the summary")?
+        );
+    } else {
+        print!("{}", hallmark_results::render_text(summary));
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `hallmark run PLAN`: run a plan on a simulated hall (`--simulate HALL.toml`) or, as the
+//! coordinator of a real cluster, on the probes that register (`--listen ADDR --ca … --cert …
+//! --key …`). Both store the run and print its summary exactly as the demo does.
+//!
+//! Exit codes, until certification verdicts exist: 0 when the run is complete, 2 when it is
+//! incomplete or aborted (missing inventory, a lost probe, an interrupted run), 1 on an error.
+
+use super::execute::{execute, print_summary, RunRequest};
+use super::simulate::run_on_simulated_hall;
+use anyhow::{bail, Context};
+use clap::Args;
+use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_protocol::plan::parse_plan;
+use hallmark_results::RunStatus;
+use hallmark_transport::tls::Identity;
+use hallmark_workloads::sim::load_hall;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file (TOML; see docs/PLAN.md and examples/plan-*.toml).
+    plan: PathBuf,
+    /// Run on a simulated hall described by this file (see docs/HALL.md), in this process.
+    #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["listen", "ca", "cert", "key"])]
+    simulate: Option<PathBuf>,
+    /// Be the coordinator of a real cluster on this UDP address.
+    #[arg(long, requires_all = ["ca", "cert", "key"])]
+    listen: Option<SocketAddr>,
+    /// The cluster's CA certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The coordinator's certificate.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The coordinator's private key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Keep this JSON file up to date with the registered probes.
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+    /// Where runs are stored.
+    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
+    results: PathBuf,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunArgs {
+    /// Whether this run is on a simulated hall in this process.
+    pub fn simulates(&self) -> bool {
+        self.simulate.is_some()
+    }
+}
+
+pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let source = std::fs::read_to_string(&a.plan)
+        .with_context(|| format!("reading the plan {}", a.plan.display()))?;
+    let plan = parse_plan(&source, &a.plan.display().to_string())?;
+    let progress = !a.json && std::io::stderr().is_terminal();
+    let summary = match (&a.simulate, a.listen) {
+        (Some(hall_file), _) => {
+            let hall = load_hall(hall_file)?;
+            run_on_simulated_hall(&hall, plan, source, &a.results, progress).await?
+        }
+        (None, Some(listen)) => {
+            let (Some(ca), Some(cert), Some(key)) = (&a.ca, &a.cert, &a.key) else {
+                bail!("--listen needs --ca, --cert and --key");
+            };
+            let identity =
+                Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
+            let mut opts = ServerOptions::new(listen);
+            opts.status_file = a.status_file.clone();
+            let server = ServerHandle::start(&identity, opts)
+                .await
+                .context("starting the coordinator")?;
+            let request = RunRequest {
+                plan,
+                plan_source: source,
+                hall: None,
+                results: &a.results,
+                progress,
+            };
+            let summary = execute(&server, request).await;
+            server
+                .shutdown()
+                .await
+                .context("stopping the coordinator")?;
+            summary?
+        }
+        (None, None) => bail!(
+            "say where to run the plan: --simulate HALL.toml for a simulated hall, or \
+             --listen ADDR --ca FILE --cert FILE --key FILE to coordinate a real cluster"
+        ),
+    };
+    print_summary(&summary, a.json)?;
+    Ok(match summary.status {
+        RunStatus::Complete => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    })
+}

@@ -1,0 +1,87 @@
+//! The interface between the probe's phase runner and whatever loads and measures the devices.
+//!
+//! A [`Backend`] is driven from one thread at the sample rate: the runner sets each device's load level
+//! from the phase's pattern, then calls [`Backend::sample`] with the probe's clock, which brings the
+//! backend up to that instant (the simulation integrates its physics there) and reads every device.
+//! Sensors that cannot be read are `None`, never 0.
+
+use hallmark_protocol::DeviceInfo;
+
+pub use crate::throttle;
+
+/// Why a backend could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "device {device} does not exist on this node (it has {count} devices, numbered from 0)"
+    )]
+    NoSuchDevice { device: u16, count: usize },
+    #[error("load level {level} of device {device} is outside 0.0..=1.0")]
+    BadLevel { device: u16, level: f64 },
+    #[error("backend configuration: {0}")]
+    Config(String),
+    #[error("reading the devices failed: {0}")]
+    Read(String),
+}
+
+/// One device's readings at one instant. Power in W, energy in J (since the backend started),
+/// temperatures in °C, the SM clock in MHz, utilisation in percent (0–100).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceReading {
+    pub device: u16,
+    pub power_w: Option<f64>,
+    pub energy_j: Option<f64>,
+    pub gpu_temp_c: Option<f64>,
+    pub mem_temp_c: Option<f64>,
+    pub sm_clock_mhz: Option<u32>,
+    pub util_pct: Option<f64>,
+    /// NVML clock-event reason bits ([`throttle`]).
+    pub throttle_reasons: u64,
+    /// The device shut itself down (at its shutdown temperature) and carries no load any more.
+    pub shut_down: bool,
+}
+
+/// Every device of a node at one instant, and the node's power at the wall where known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeReading {
+    pub devices: Vec<DeviceReading>,
+    pub node_power_w: Option<f64>,
+}
+
+/// Loads a node's devices and reads them. Blocking; called from one thread at the sample rate.
+pub trait Backend: Send {
+    /// The backend's name as the Hello reports it: `sim`, `cpu`, `cuda`.
+    fn name(&self) -> &'static str;
+    /// The devices this backend loads, indexed as [`Backend::set_level`] numbers them.
+    fn inventory(&self) -> &[DeviceInfo];
+    /// Applies a load level 0.0..=1.0 to one device (it holds until changed).
+    fn set_level(&mut self, device: u16, level: f64) -> Result<(), BackendError>;
+    /// Brings the backend to instant `now_ns` (the probe's clock, ns; monotonic) and reads every device.
+    fn sample(&mut self, now_ns: i64) -> Result<NodeReading, BackendError>;
+    /// Stops all load at once (safety interlock); levels go to 0.
+    fn stop_all(&mut self);
+}
+
+/// Checks a load level for device `device`: finite and within 0.0..=1.0.
+pub fn check_level(device: u16, level: f64) -> Result<f64, BackendError> {
+    if (0.0..=1.0).contains(&level) {
+        Ok(level)
+    } else {
+        Err(BackendError::BadLevel { device, level })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_outside_the_unit_interval_are_refused() {
+        assert_eq!(check_level(0, 0.5), Ok(0.5));
+        assert!(check_level(1, -0.1).is_err());
+        assert!(check_level(1, 1.0001).is_err());
+        assert!(check_level(1, f64::NAN).is_err());
+        let e = check_level(3, 2.0).unwrap_err().to_string();
+        assert!(e.contains("device 3") && e.contains("0.0..=1.0"), "{e}");
+    }
+}

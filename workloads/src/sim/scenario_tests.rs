@@ -1,0 +1,189 @@
+//! Whole-plan tests: the demo plan's level profile run against nodes of the built-in demo hall.
+
+use super::hall::HallSpec;
+use super::node::SimBackend;
+use crate::backend::{throttle, Backend};
+use hallmark_protocol::pattern::Pattern;
+use hallmark_protocol::NodeId;
+
+const S: i64 = 1_000_000_000;
+
+/// (pattern, seconds): ramp 0→1, full load, square wave 0.2/1.0 with a 1 s period.
+fn plan(ramp: i64, steady: i64, square: i64) -> Vec<(Pattern, i64)> {
+    vec![
+        (Pattern::Ramp { from: 0.0, to: 1.0 }, ramp),
+        (Pattern::Steady { level: 1.0 }, steady),
+        (
+            Pattern::Square {
+                low: 0.2,
+                high: 1.0,
+                period_ms: 1000,
+                duty: 0.5,
+            },
+            square,
+        ),
+    ]
+}
+
+/// What a node did over a plan.
+#[derive(Debug, Default)]
+struct Trace {
+    first_thermal_s: Option<f64>,
+    max_temp_c: f64,
+    max_supply_c: f64,
+    /// Lowest power of a thermally throttled device at full load.
+    min_throttled_power_w: Option<f64>,
+    shut_down: bool,
+}
+
+/// Runs `phases` on every backend in lockstep, sampling at 10 Hz; returns one trace per backend.
+fn run(backends: &mut [SimBackend], phases: &[(Pattern, i64)], verbose: bool) -> Vec<Trace> {
+    let mut traces: Vec<Trace> = backends.iter().map(|_| Trace::default()).collect();
+    let step = S / 10;
+    let mut t0 = 0;
+    for (pattern, seconds) in phases {
+        let duration = seconds * S;
+        let mut elapsed = 0;
+        while elapsed < duration {
+            let level = pattern.level_at(elapsed, duration);
+            let now = t0 + elapsed;
+            for (b, tr) in backends.iter_mut().zip(traces.iter_mut()) {
+                for d in 0..b.inventory().len() as u16 {
+                    b.set_level(d, level).unwrap();
+                }
+                let r = b.sample(now).unwrap();
+                tr.max_supply_c = tr.max_supply_c.max(b.supply_c());
+                for d in &r.devices {
+                    let temp = d.gpu_temp_c.unwrap_or(0.0);
+                    tr.max_temp_c = tr.max_temp_c.max(temp);
+                    tr.shut_down |= d.shut_down;
+                    if d.throttle_reasons & throttle::THERMAL != 0 {
+                        tr.first_thermal_s.get_or_insert(now as f64 / 1e9);
+                        if level == 1.0 {
+                            let p = d.power_w.unwrap_or(0.0);
+                            let min = tr.min_throttled_power_w.get_or_insert(p);
+                            *min = min.min(p);
+                        }
+                    }
+                }
+                if verbose && elapsed % S == 0 {
+                    let hottest = r
+                        .devices
+                        .iter()
+                        .max_by(|a, b| a.gpu_temp_c.partial_cmp(&b.gpu_temp_c).unwrap())
+                        .unwrap();
+                    println!(
+                        "{:>5.1}s {} lvl {level:.2} rack {:6.1} kW supply {:5.1} °C hottest {:5.1} °C {:6.0} W {:4} MHz {}",
+                        now as f64 / 1e9,
+                        b.node_id(),
+                        b.rack_heat_w() / 1e3,
+                        b.supply_c(),
+                        hottest.gpu_temp_c.unwrap(),
+                        hottest.power_w.unwrap(),
+                        hottest.sm_clock_mhz.unwrap(),
+                        throttle::describe(hottest.throttle_reasons)
+                    );
+                }
+            }
+            elapsed += step;
+        }
+        t0 += duration;
+    }
+    traces
+}
+
+fn demo_pair() -> Vec<SimBackend> {
+    let hall = HallSpec::demo();
+    ["row1-rack01-n01", "row2-rack03-n01"]
+        .iter()
+        .map(|id| hall.backend_scaled(&NodeId::new(*id).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn demo_plan_throttles_the_undersized_rack_only() {
+    let mut nodes = demo_pair();
+    let traces = run(&mut nodes, &plan(15, 30, 15), false);
+    let (healthy, faulty) = (&traces[0], &traces[1]);
+    assert_eq!(healthy.first_thermal_s, None, "{healthy:?}");
+    assert!(healthy.max_temp_c < 85.0, "{healthy:?}");
+    assert_eq!(healthy.max_supply_c, 30.0);
+    let at = faulty
+        .first_thermal_s
+        .expect("the undersized rack throttles");
+    assert!(
+        at > 15.0 && at < 45.0,
+        "throttled at {at} s, outside the full-load phase"
+    );
+    assert!(faulty.max_supply_c > 45.0, "{faulty:?}");
+    // Clocks, and so power, drop while throttled; the controller holds it below shutdown.
+    assert!(
+        faulty.min_throttled_power_w.is_some_and(|p| p < 900.0),
+        "{faulty:?}"
+    );
+    // ... and below the probe's interlock (shutdown − 3 K = 92 °C).
+    assert!(faulty.max_temp_c < 91.0, "{faulty:?}");
+    assert!(!faulty.shut_down && !healthy.shut_down);
+}
+
+#[test]
+fn quick_plan_shows_the_undersized_rack_hotter() {
+    let mut nodes = demo_pair();
+    let traces = run(&mut nodes, &plan(3, 8, 4), false);
+    let (healthy, faulty) = (&traces[0], &traces[1]);
+    assert_eq!(healthy.first_thermal_s, None);
+    assert!(faulty.max_temp_c > healthy.max_temp_c + 7.0, "{traces:?}");
+}
+
+#[test]
+fn shared_rack_loop_behaves_like_the_scaled_one() {
+    let hall = HallSpec::demo();
+    let loops = hall.coolant_loops();
+    let mut rack: Vec<SimBackend> = (1..=10)
+        .map(|n| {
+            let id = NodeId::new(HallSpec::node_name(2, 3, n)).unwrap();
+            hall.backend_shared(&id, &loops).unwrap()
+        })
+        .collect();
+    let mut alone = vec![hall
+        .backend_scaled(&NodeId::new("row2-rack03-n01").unwrap())
+        .unwrap()];
+    let shared = run(&mut rack, &plan(15, 30, 15), false);
+    let scaled = run(&mut alone, &plan(15, 30, 15), false);
+    assert!(
+        (shared[0].max_supply_c - scaled[0].max_supply_c).abs() < 1.0,
+        "{} vs {}",
+        shared[0].max_supply_c,
+        scaled[0].max_supply_c
+    );
+    assert!(shared.iter().all(|t| t.first_thermal_s.is_some()));
+}
+
+/// Prints the tuned behaviour: `cargo test -p hallmark-workloads tuning -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn tuning_timeline() {
+    for (name, p) in [("full", plan(15, 30, 15)), ("quick", plan(3, 8, 4))] {
+        println!("== {name} plan");
+        let mut nodes = demo_pair();
+        let traces = run(&mut nodes, &p, true);
+        println!("{traces:#?}");
+        let hall = HallSpec::demo();
+        let (_, all) = hall.backends().unwrap();
+        let mut all: Vec<SimBackend> = all.into_iter().map(|(_, b)| b).collect();
+        let traces = run(&mut all, &p, false);
+        let faulty = &traces[60..70];
+        let healthy: Vec<_> = traces[..60].iter().chain(&traces[70..]).collect();
+        let max = |t: &mut dyn Iterator<Item = &Trace>| t.map(|t| t.max_temp_c).fold(0.0, f64::max);
+        let starts: Vec<f64> = faulty.iter().filter_map(|t| t.first_thermal_s).collect();
+        let first = starts.iter().copied().fold(f64::INFINITY, f64::min);
+        let last = starts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "whole hall: healthy max {:.1} °C, faulty rack max {:.1} °C, supply max {:.1} °C, first throttle {first:.1}..{last:.1} s, throttled nodes {}/10",
+            max(&mut healthy.iter().copied()),
+            max(&mut faulty.iter()),
+            faulty[0].max_supply_c,
+            faulty.iter().filter(|t| t.first_thermal_s.is_some()).count()
+        );
+    }
+}
