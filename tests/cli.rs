@@ -268,3 +268,138 @@ fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
     assert!(String::from_utf8_lossy(&shown.stdout).contains("row2-rack03"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A plan for the two nodes of rack row1-rack01 in examples/hall-small.toml, about 3 s long.
+const TWO_NODE_PLAN: &str = r#"
+name = "two-nodes"
+sample_hz = 10
+[expect]
+timeout_s = 20
+[expect.racks]
+"row1-rack01" = ["row1-rack01-n01", "row1-rack01-n02"]
+[[phase]]
+name = "ramp"
+workload = "burn"
+duration_s = 1.5
+pattern = { kind = "ramp", from = 0.0, to = 1.0 }
+[[phase]]
+name = "steady"
+workload = "burn"
+duration_s = 1.5
+pattern = { kind = "steady", level = 1.0 }
+"#;
+
+#[test]
+fn a_run_across_processes_stores_every_sample() {
+    let dir = tempdir("processes");
+    let nodes = ["row1-rack01-n01", "row1-rack01-n02"];
+    init_certs(&dir, &nodes);
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, TWO_NODE_PLAN).unwrap();
+    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
+    let addr = common::free_udp_port();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let coordinator = hallmark()
+        .args([
+            "run",
+            &p("plan.toml"),
+            "--listen",
+            &addr.to_string(),
+            "--ca",
+            &p("ca.pem"),
+            "--cert",
+            &p("coordinator.pem"),
+            "--key",
+            &p("coordinator-key.pem"),
+            "--results",
+            &p("results"),
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut coordinator = Killed(coordinator);
+    let _probes: Vec<Killed> = nodes
+        .iter()
+        .map(|node| {
+            Killed(
+                hallmark()
+                    .args([
+                        "probe",
+                        "--coordinator",
+                        &addr.to_string(),
+                        "--ca",
+                        &p("ca.pem"),
+                        "--cert",
+                        &p(&format!("nodes/{node}.pem")),
+                        "--key",
+                        &p(&format!("nodes/{node}-key.pem")),
+                        "--node",
+                        node,
+                        "--sim-hall",
+                        hall,
+                    ])
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    // The coordinator exits by itself once the run is stored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = coordinator.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish in time");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(coordinator.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "exit {status:?}: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["status"], "complete");
+    assert_eq!(v["samples_expected"].as_u64(), Some(2 * 8 * 30));
+    assert_eq!(v["samples_stored"].as_u64(), Some(2 * 8 * 30));
+    assert_eq!(v["racks"][0]["rack"], "row1-rack01");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_plan_and_hall_files_are_refused_with_line_and_column() {
+    let dir = tempdir("badfiles");
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, TWO_NODE_PLAN.replace("level = 1.0", "level = 1.5")).unwrap();
+    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
+    let out = run(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--simulate",
+        hall,
+        "--results",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plan.toml:17:38:"), "{err}");
+    assert!(err.contains("1.5"), "{err}");
+
+    let bad_hall = dir.join("hall.toml");
+    std::fs::write(&bad_hall, "name = \"h\"\nseed = 1\nrows = 1\nracks_per_row = 1\nnodes_per_rack = 2\ngpus_per_node = 8\n[gpu]\npower_limit_w = 5000\n").unwrap();
+    std::fs::write(&plan, TWO_NODE_PLAN).unwrap();
+    let out = run(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--simulate",
+        bad_hall.to_str().unwrap(),
+        "--results",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hall.toml:8:17"), "{err}");
+    assert!(err.contains("power_limit_w"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
