@@ -2,14 +2,18 @@
 //! plans against them and stores what they measure.
 //!
 //! * [`machine`] — the sans-IO state machine (registration, refusals, clock sync).
+//! * [`event`] — its configuration, probe records, events and outputs.
 //! * [`run`] — the run engine inside it: inventory, phase schedule, telemetry, limits.
 //! * [`server`] — the tokio/quinn shell that drives it.
 
 mod conn;
+pub mod event;
 pub mod machine;
 pub mod record;
 pub mod run;
 pub mod server;
+mod shell;
+mod status;
 pub mod store;
 
 pub use machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};

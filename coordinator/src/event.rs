@@ -1,0 +1,164 @@
+//! The vocabulary of the coordinator's state machine: its configuration, what it knows of a
+//! registered probe, the events it reports and the outputs the shell drains.
+
+use crate::run::Outcome;
+use hallmark_protocol::clock::ClockSyncConfig;
+use hallmark_protocol::{
+    ClockEstimate, CoordinatorMessage, DeviceInfo, Labels, NodeId, PhaseReport, PhaseStart,
+    Refusal, TelemetryBatch,
+};
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// The shell's handle on one connection.
+pub type ConnId = u64;
+
+/// QUIC application close codes used by the coordinator.
+pub mod close_code {
+    /// Normal end (coordinator shutting down).
+    pub const DONE: u32 = 0;
+    /// The Hello was refused; the reason is in the Refused message and the close reason.
+    pub const REFUSED: u32 = 1;
+    /// The peer broke the protocol (garbage frame, message out of place).
+    pub const PROTOCOL_ERROR: u32 = 2;
+}
+
+/// Tunables of the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub clock_sync: ClockSyncConfig,
+    /// Dead-man interval announced to probes.
+    pub dead_man_ms: u32,
+    /// Version string announced in Welcome.
+    pub version: String,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            clock_sync: ClockSyncConfig::default(),
+            dead_man_ms: 2000,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// A registered probe, as the coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeRecord {
+    pub node_id: NodeId,
+    pub labels: Labels,
+    pub inventory: Vec<DeviceInfo>,
+    pub backend: String,
+    pub hallmark_version: String,
+    /// The probe process's random id (a restarted probe gets a new one).
+    pub instance_id: u64,
+    pub session_id: u64,
+    /// Peer address as the shell saw it.
+    pub remote: String,
+    /// Coordinator clock, ns.
+    pub registered_at_ns: i64,
+    /// Latest clock estimate (probe − coordinator).
+    pub clock: Option<ClockEstimate>,
+}
+
+/// A connection to be closed once its queued messages are out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u32,
+    pub reason: String,
+}
+
+/// What happened, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Registered(ProbeRecord),
+    Refused {
+        conn: ConnId,
+        /// The node id the peer's certificate carries.
+        certificate_node: NodeId,
+        remote: String,
+        refusal: Refusal,
+    },
+    ClockUpdated {
+        node_id: NodeId,
+        estimate: ClockEstimate,
+    },
+    /// A peer broke the protocol; its connection is closed, nobody else is affected.
+    ProtocolError {
+        conn: ConnId,
+        certificate_node: NodeId,
+        remote: String,
+        error: String,
+    },
+    /// A registered probe's connection ended.
+    Departed {
+        node_id: NodeId,
+        reason: String,
+    },
+    /// A probe reported an error.
+    ProbeError {
+        node_id: NodeId,
+        message: String,
+    },
+    /// A probe's own safety interlock acted.
+    SafetyStop {
+        node_id: NodeId,
+        message: String,
+    },
+    /// The run's inventory is complete (or its wait timed out) and its phases are scheduled.
+    RunStarted {
+        run_id: String,
+        nodes: Vec<NodeId>,
+        phases: Vec<PhaseStart>,
+    },
+    /// A probe started a phase at `actual_start_ns` (coordinator clock).
+    PhaseStarted {
+        node_id: NodeId,
+        phase_id: u32,
+        actual_start_ns: i64,
+    },
+    /// Telemetry to store; call [`Coordinator::telemetry_stored`] once it is, so that it is
+    /// acknowledged.
+    Telemetry {
+        node_id: NodeId,
+        batch: TelemetryBatch,
+        received_at_ns: i64,
+    },
+    /// Telemetry that will never arrive.
+    Gap {
+        node_id: NodeId,
+        from_ns: i64,
+        to_ns: i64,
+        reason: String,
+    },
+    PhaseReport {
+        node_id: NodeId,
+        report: PhaseReport,
+    },
+    /// A participant of the run disconnected during it.
+    ProbeLost {
+        node_id: NodeId,
+        at_ns: i64,
+        reason: String,
+    },
+    /// A lost participant reconnected (the same probe process).
+    ProbeBack {
+        node_id: NodeId,
+        at_ns: i64,
+    },
+    RunFinished {
+        run_id: String,
+        outcome: Outcome,
+        reason: String,
+        at_ns: i64,
+    },
+}
+
+/// What the machine wants done, drained by the shell.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub transmits: VecDeque<(ConnId, CoordinatorMessage)>,
+    pub closes: VecDeque<(ConnId, Close)>,
+    pub events: VecDeque<Event>,
+}
