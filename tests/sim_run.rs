@@ -294,3 +294,32 @@ fn a_breach_of_a_plan_limit_aborts_the_run_and_stops_every_load() {
         );
     }
 }
+
+#[test]
+fn a_probe_away_when_a_phase_was_sent_gets_it_on_its_return() {
+    let (mut sim, _) = hall_with_run(0x5a5a, "");
+    let start = sim.now;
+    sim.run_until(start + 3 * S);
+    let square = phase_starts(&sim)[2].start_at_ns;
+    let victim = idx(&sim, "row1-rack03-n01");
+    // Away across the instant the coordinator sends the square wave (1.5 s before it starts), back
+    // before the dead-man interval runs out.
+    sim.run_until(square - 1_600 * MS);
+    sim.cut(victim, 100 * MS);
+    sim.run_until(square - 400 * MS);
+    sim.reconnect(victim, "row1-rack03-n01");
+    sim.run_until(start + 60 * S);
+
+    let (outcome, reason) = sim.finished().expect("the run finished");
+    assert_eq!(outcome, Outcome::Complete, "{reason}");
+    assert_eq!(sim.stored_samples("row1-rack03-n01"), 8 * 280);
+    let started: Vec<u32> = sim.probes[victim]
+        .sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            ProbeMessage::PhaseStarted { phase_id, .. } => Some(*phase_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [0, 1, 2], "every phase ran once");
+}

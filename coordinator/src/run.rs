@@ -187,6 +187,17 @@ impl Run {
                 missing.join("; ")
             ));
         }
+        let unsynced: Vec<String> = registered
+            .iter()
+            .filter(|r| !r.4)
+            .map(|r| r.0.to_string())
+            .collect();
+        if !unsynced.is_empty() {
+            self.shortfalls.push(format!(
+                "left out, no clock estimate in time: {}",
+                unsynced.join(", ")
+            ));
+        }
         let ready: Vec<_> = registered.iter().filter(|r| r.4).collect();
         if ready.is_empty() {
             self.shortfalls
@@ -344,9 +355,19 @@ impl Run {
                 at_ns: now,
             });
         }
-        // Phases it has not been sent yet come with the schedule; the ones already sent are
-        // still scheduled in the probe, which outlives its connections.
-        let _ = now;
+        // Phases sent while it was away: send every phase already sent that has not ended (the
+        // probe ignores the ones it already has); later ones come with the schedule.
+        let sent = match self.stage {
+            Stage::Running { sent, .. } => sent,
+            _ => 0,
+        };
+        for ph in self.phases.iter().take(sent) {
+            let end = ph.start.start_at_ns + ph.start.duration_ms as i64 * 1_000_000;
+            if end > now {
+                out.transmits
+                    .push_back((conn, CoordinatorMessage::PhaseStart(ph.start.clone())));
+            }
+        }
     }
 
     /// A participant's connection is gone: it is lost until it comes back.

@@ -22,7 +22,7 @@ use hallmark_protocol::{
     TelemetryBatch,
 };
 use hallmark_workloads::backend::{Backend, NodeReading};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 /// Margin below a device's shutdown temperature at which the probe removes its load, °C.
 pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
@@ -68,6 +68,8 @@ pub struct PhaseRunner {
     next_seq: u64,
     unacked: VecDeque<TelemetryBatch>,
     dropped_batches: u64,
+    /// Every phase id ever scheduled: a PhaseStart sent again after a reconnect is not run twice.
+    known_phases: BTreeSet<u32>,
 }
 
 impl PhaseRunner {
@@ -90,8 +92,12 @@ impl PhaseRunner {
         self.dropped_batches
     }
 
-    /// Accepts a phase order. Phases run in the order of their start instants.
+    /// Accepts a phase order. Phases run in the order of their start instants; a phase id already
+    /// known (scheduled, running or run) is ignored.
     pub fn schedule(&mut self, spec: PhaseStart) {
+        if !self.known_phases.insert(spec.phase_id) {
+            return;
+        }
         let pos = self
             .scheduled
             .iter()

@@ -189,6 +189,23 @@ fn a_phase_samples_on_its_grid_batches_every_second_and_reports() {
 }
 
 #[test]
+fn a_phase_sent_twice_runs_once() {
+    let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
+    let c = clock(0);
+    r.schedule(phase(0, S, 1000, Pattern::Steady { level: 1.0 }));
+    r.schedule(phase(0, S, 1000, Pattern::Steady { level: 1.0 }));
+    let out = drive(&mut r, &mut b, &c, 0, 5 * S, |now| now);
+    let reports = out
+        .iter()
+        .filter(|(_, m)| matches!(m, ProbeMessage::PhaseReport(_)))
+        .count();
+    assert_eq!(reports, 1);
+    // Sent again after it ran (a reconnect): still not run again.
+    r.schedule(phase(0, S, 1000, Pattern::Steady { level: 1.0 }));
+    assert_eq!(r.poll_timeout(Some(&c)), None);
+}
+
+#[test]
 fn a_hot_device_loses_its_load_and_the_others_carry_on() {
     let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
     let c = clock(0);
