@@ -3,7 +3,9 @@
 //! Run with `cargo bench --bench control_rtt` (release build). `-- --quick` (or
 //! `HALLMARK_BENCH_QUICK=1`) does 2 000 exchanges instead of 20 000, for a smoke test;
 //! `HALLMARK_RTT_EXCHANGES=N` sets the number of measured exchanges; other arguments select
-//! configurations by a part of their name (`-- headline`, `-- UDP`).
+//! configurations by a part of their name (`-- headline`, `-- UDP`). `HALLMARK_RTT_CPUS=A,B` pins
+//! the coordinator's thread to CPU A and the probe's to CPU B in the two-thread configurations
+//! (Linux); to run everything on one CPU, start the bench under `taskset -c 0`.
 //!
 //! The roles are those of a real run: the coordinator is the QUIC server, the probe the client that
 //! opens the control stream and sends its Hello; then the coordinator sends `ClockPing` frames and
@@ -52,6 +54,8 @@ const SHUTDOWN: Duration = Duration::from_secs(2);
 struct Counts {
     warmup: u32,
     measured: u32,
+    /// CPUs to pin the coordinator's and the probe's thread to in the two-thread configurations.
+    cpus: Option<(usize, usize)>,
 }
 
 impl Counts {
@@ -62,17 +66,27 @@ impl Counts {
             Counts {
                 warmup: 200,
                 measured: 2_000,
+                cpus: None,
             }
         } else {
             Counts {
                 warmup: 1_000,
                 measured: 20_000,
+                cpus: None,
             }
         };
         if let Ok(n) = std::env::var("HALLMARK_RTT_EXCHANGES") {
             c.measured = n
                 .parse()
                 .with_context(|| format!("HALLMARK_RTT_EXCHANGES={n:?} is not a count"))?;
+        }
+        if let Ok(v) = std::env::var("HALLMARK_RTT_CPUS") {
+            let bad = || anyhow!("HALLMARK_RTT_CPUS={v:?} is not two CPU numbers such as 0,1");
+            let (a, b) = v.split_once(',').ok_or_else(bad)?;
+            c.cpus = Some((
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ));
         }
         Ok(c)
     }
@@ -219,8 +233,32 @@ fn current_thread() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Runs `server` and `client` in two OS threads; `server` hands its address to `client`.
-fn two_threads<S, C>(server: S, client: C) -> Result<Histogram<u64>>
+/// Pins the calling thread to `cpu`.
+#[cfg(target_os = "linux")]
+fn pin_to(cpu: usize) -> Result<()> {
+    // SAFETY: `set` is a plain bit set that lives across the call; pid 0 is the calling thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        bail!(
+            "cannot pin a thread to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_cpu: usize) -> Result<()> {
+    bail!("HALLMARK_RTT_CPUS is only supported on Linux")
+}
+
+/// Runs `server` and `client` in two OS threads, pinned to `cpus` when given; `server` hands its
+/// address to `client`.
+fn two_threads<S, C>(cpus: Option<(usize, usize)>, server: S, client: C) -> Result<Histogram<u64>>
 where
     S: FnOnce(mpsc::Sender<SocketAddr>) -> Result<Histogram<u64>> + Send + 'static,
     C: FnOnce(SocketAddr) -> Result<()> + Send + 'static,
@@ -228,7 +266,12 @@ where
     let (addr_tx, addr_rx) = mpsc::channel();
     let s = std::thread::Builder::new()
         .name("coordinator".into())
-        .spawn(move || server(addr_tx))?;
+        .spawn(move || {
+            if let Some((cpu, _)) = cpus {
+                pin_to(cpu)?;
+            }
+            server(addr_tx)
+        })?;
     let Ok(addr) = addr_rx.recv_timeout(LIMIT) else {
         // The server failed before it could listen: its error says why.
         let failed = s.join().map_err(|_| anyhow!("server thread panicked"))?;
@@ -236,7 +279,12 @@ where
     };
     let c = std::thread::Builder::new()
         .name("probe".into())
-        .spawn(move || client(addr))?;
+        .spawn(move || {
+            if let Some((_, cpu)) = cpus {
+                pin_to(cpu)?;
+            }
+            client(addr)
+        })?;
     let hist = s.join().map_err(|_| anyhow!("server thread panicked"))?;
     c.join().map_err(|_| anyhow!("client thread panicked"))??;
     hist
@@ -250,6 +298,7 @@ fn quic_two_threads(counts: Counts) -> Result<Histogram<u64>> {
         client: client_cfg,
     } = pki;
     two_threads(
+        counts.cpus,
         move |addr_tx| {
             current_thread()?.block_on(async move {
                 let server = quinn::Endpoint::server(server_cfg, loopback())?;
@@ -292,6 +341,7 @@ fn udp_std(counts: Counts) -> Result<Histogram<u64>> {
     let (ping, pong) = frames()?;
     let pong_len = pong.len();
     two_threads(
+        counts.cpus,
         move |addr_tx| {
             let sock = UdpSocket::bind(loopback())?;
             sock.set_read_timeout(Some(SHUTDOWN))?;
@@ -334,6 +384,7 @@ fn udp_tokio(counts: Counts) -> Result<Histogram<u64>> {
     let (ping, pong) = frames()?;
     let pong_len = pong.len();
     two_threads(
+        counts.cpus,
         move |addr_tx| {
             current_thread()?.block_on(async move {
                 let sock = tokio::net::UdpSocket::bind(loopback()).await?;
@@ -409,6 +460,12 @@ fn main() -> Result<()> {
         "control_rtt: {} warm-up + {} measured exchanges per configuration, one at a time; µs",
         counts.warmup, counts.measured
     );
+    match counts.cpus {
+        Some((a, b)) => {
+            println!("two-thread configurations: coordinator on CPU {a}, probe on CPU {b}")
+        }
+        None => println!("two-thread configurations: threads placed by the scheduler"),
+    }
     let multi = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
