@@ -23,7 +23,7 @@ use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::{client_config, Identity, TransportOptions};
 use hallmark_workloads::sim::SimBackend;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,7 @@ async fn sender(
     node: String,
     window: u64,
     acked: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let cfg = client_config(&id, &TransportOptions::default()).map_err(|e| e.to_string())?;
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().map_err(|_| "addr")?)
@@ -152,6 +153,15 @@ async fn sender(
         // Stream while the phase runs and the window allows.
         if let Some(end) = phase_end {
             if clock.now_ns() >= end {
+                // Stay connected (a probe that leaves is lost, which ends the run early) until
+                // the measurement is taken.
+                while !done.load(Ordering::Relaxed) {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(50),
+                        recv.recv::<CoordinatorMessage>(),
+                    )
+                    .await;
+                }
                 break;
             }
             while next_seq < acked_to.map_or(0, |a| a + 1) + window {
@@ -251,12 +261,20 @@ fn main() {
         .expect("start run");
 
     let acked = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     for i in 0..a.probes {
         let node = format!("ingest-n{i:04}");
         let c = ca.issue_node(&node.parse().unwrap()).expect("node cert");
         let id = Identity::from_pem(ca.cert_pem(), &c.cert_pem, &c.key_pem).expect("identity");
-        senders.push(send_rt.spawn(sender(id, addr, node, a.window, acked.clone())));
+        senders.push(send_rt.spawn(sender(
+            id,
+            addr,
+            node,
+            a.window,
+            acked.clone(),
+            done.clone(),
+        )));
     }
     // Measure from the first acknowledged sample to the end of the phase.
     let wait_start = Instant::now();
@@ -266,6 +284,23 @@ fn main() {
     let cpu0 = cpu_by_thread();
     let t0 = Instant::now();
     let n0 = acked.load(Ordering::Relaxed);
+    // The window ends when acknowledgements stop (the phase is over), measured before the run's
+    // grace period ends and its recorder thread goes away with its CPU counters.
+    let (mut last_n, mut last_change) = (n0, Instant::now());
+    let limit = Instant::now() + Duration::from_secs(a.seconds + 120);
+    while Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+        let n = acked.load(Ordering::Relaxed);
+        if n != last_n {
+            (last_n, last_change) = (n, Instant::now());
+        } else if last_change.elapsed() > Duration::from_millis(400) {
+            break;
+        }
+    }
+    let cpu1 = cpu_by_thread();
+    done.store(true, Ordering::Relaxed);
+    let elapsed = (last_change - t0).as_secs_f64();
+    let n = last_n - n0;
     let mut errors = 0;
     for s in senders {
         match send_rt.block_on(s) {
@@ -280,9 +315,6 @@ fn main() {
             }
         }
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let n = acked.load(Ordering::Relaxed) - n0;
-    let cpu1 = cpu_by_thread();
     let _ = coord_rt.block_on(server.wait_run_finished(Duration::from_secs(30)));
     coord_rt.block_on(server.shutdown()).expect("shutdown");
     let stored = Store::open_read_only(&dir)
