@@ -403,3 +403,183 @@ fn bad_plan_and_hall_files_are_refused_with_line_and_column() {
     assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lines a child writes to stderr, collected by a thread as they come.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`, at most `limit`; returns when it came.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    limit: Duration,
+) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Some(Instant::now()),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+#[test]
+fn a_probe_whose_coordinator_dies_mid_phase_stops_its_load_within_the_dead_man_interval() {
+    let dir = tempdir("deadman");
+    let node = "row1-rack01-n01";
+    init_certs(&dir, &[node]);
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "name = \"long\"\n[expect]\nnodes = 1\n[[phase]]\nname = \"steady\"\nworkload = \"burn\"\n\
+         duration_s = 60\npattern = { kind = \"steady\", level = 1.0 }\n",
+    )
+    .unwrap();
+    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
+    let addr = common::free_udp_port();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut coordinator = Killed(
+        hallmark()
+            .args([
+                "run",
+                &p("plan.toml"),
+                "--listen",
+                &addr.to_string(),
+                "--ca",
+                &p("ca.pem"),
+                "--cert",
+                &p("coordinator.pem"),
+                "--key",
+                &p("coordinator-key.pem"),
+                "--results",
+                &p("results"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut probe = Killed(
+        hallmark()
+            .args([
+                "-v",
+                "probe",
+                "--coordinator",
+                &addr.to_string(),
+                "--ca",
+                &p("ca.pem"),
+                "--cert",
+                &p(&format!("nodes/{node}.pem")),
+                "--key",
+                &p(&format!("nodes/{node}-key.pem")),
+                "--node",
+                node,
+                "--sim-hall",
+                hall,
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = stderr_lines(&mut probe.0);
+    assert!(wait_line(
+        &lines,
+        "phase 0 (steady) scheduled",
+        Duration::from_secs(20)
+    )
+    .is_some());
+    // The first phase starts 2 s after it is scheduled; let it run a little, then kill the
+    // coordinator outright (no goodbye: the probe only notices the silence).
+    std::thread::sleep(Duration::from_millis(3000));
+    coordinator.0.kill().unwrap();
+    let killed = Instant::now();
+    let stopped = wait_line(&lines, "dead-man", Duration::from_secs(10))
+        .expect("the dead-man stopped the load");
+    let after = stopped - killed;
+    // Dead-man interval 2 s after the last heartbeat (which came ≤ 0.4 s before the kill), seen at
+    // the next sample instant (0.1 s); the rest is slack for a loaded machine.
+    assert!(
+        after <= Duration::from_millis(3500),
+        "load stopped {after:?} after the coordinator died"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_aborts_the_run_stops_every_load_and_keeps_what_was_measured() {
+    let dir = tempdir("interrupt");
+    let results = dir.join("results");
+    let mut demo = Killed(
+        hallmark()
+            .args([
+                "demo",
+                "--quick",
+                "--json",
+                "--results",
+                results.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Into the steady phase (probes register in ~1-3 s, phases start 2 s later, ramp 3 s).
+    std::thread::sleep(Duration::from_secs(9));
+    let pid = demo.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(demo.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{status:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["status"], "aborted", "{stdout}");
+    assert!(
+        v["status_reason"].as_str().unwrap().contains("interrupted"),
+        "{stdout}"
+    );
+    // Measured data up to the interrupt is stored, and less than a full run's.
+    let stored = v["samples_stored"].as_u64().unwrap();
+    assert!(
+        stored > 0 && stored < v["samples_expected"].as_u64().unwrap(),
+        "{stored}"
+    );
+    // Every probe stopped the phase it was running and said so.
+    let stopped_early: usize = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["stopped_early"].as_array().map_or(0, |a| a.len()))
+        .sum();
+    assert_eq!(stopped_early, 80, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -244,7 +244,7 @@ impl Coordinator {
             (ConnState::Registered { node_id, .. }, ProbeMessage::PhaseReport(report)) => {
                 let node_id = node_id.clone();
                 if let Some(run) = self.run.as_mut() {
-                    run.on_phase_report(&node_id, report, &mut self.out);
+                    run.on_phase_report(&node_id, report, now, &mut self.out);
                 }
             }
             (ConnState::Registered { .. }, ProbeMessage::Hello(_)) => {

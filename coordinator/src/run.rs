@@ -20,6 +20,8 @@ pub const SEND_AHEAD_NS: i64 = 1_500_000_000;
 pub const HEARTBEAT_NS: i64 = 400_000_000;
 /// How long after the last phase's end the coordinator waits for reports and late telemetry.
 pub const REPORT_GRACE_NS: i64 = 3_000_000_000;
+/// How long after an abort the coordinator waits for the probes' last telemetry and reports.
+pub const ABORT_GRACE_NS: i64 = 2_000_000_000;
 
 /// How a run ended, as far as its data is concerned (verdicts judge the hall itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -64,6 +66,11 @@ enum Stage {
     Running {
         sent: usize,
         next_heartbeat: i64,
+    },
+    /// Aborted: every probe was told to stop; waiting until the deadline for their last
+    /// telemetry and the reports of the phases they had started, so that nothing measured is lost.
+    Stopping {
+        deadline: i64,
     },
     Done,
 }
@@ -148,6 +155,7 @@ impl Run {
                 let end = self.end_ns() + REPORT_GRACE_NS;
                 Some(next_send.unwrap_or(end).min(*next_heartbeat).min(end))
             }
+            Stage::Stopping { deadline } => Some(*deadline),
             Stage::Done => None,
         }
     }
@@ -247,6 +255,12 @@ impl Run {
 
     /// Sends due PhaseStarts and heartbeats; finishes the run after its last phase.
     pub fn handle_timeout(&mut self, now: i64, out: &mut Outputs) {
+        if let Stage::Stopping { deadline } = self.stage {
+            if now >= deadline || self.stopped_reports_in(now) {
+                self.finish(Outcome::Aborted, now, out);
+            }
+            return;
+        }
         let Stage::Running {
             sent,
             next_heartbeat,
@@ -302,11 +316,27 @@ impl Run {
         }
     }
 
-    /// Stops every probe's load and ends the run.
+    /// Whether every connected participant has reported every phase that had started by `now`.
+    fn stopped_reports_in(&self, now: i64) -> bool {
+        let started: Vec<u32> = self
+            .phases
+            .iter()
+            .filter(|p| p.start.start_at_ns <= now)
+            .map(|p| p.start.phase_id)
+            .collect();
+        self.participants
+            .values()
+            .filter(|p| p.lost.is_none() && p.conn.is_some())
+            .all(|p| started.iter().all(|id| p.reported.contains(id)))
+    }
+
+    /// Stops every probe's load and ends the run once their last telemetry and reports are in
+    /// (at most [`ABORT_GRACE_NS`]).
     pub fn abort(&mut self, reason: &str, now: i64, out: &mut Outputs) {
-        if self.stage == Stage::Done {
+        if matches!(self.stage, Stage::Done | Stage::Stopping { .. }) {
             return;
         }
+        let was_running = matches!(self.stage, Stage::Running { .. });
         for p in self.participants.values() {
             if let Some(conn) = p.conn {
                 out.transmits.push_back((
@@ -318,7 +348,16 @@ impl Run {
             }
         }
         self.shortfalls.push(format!("aborted: {reason}"));
-        self.finish(Outcome::Aborted, now, out);
+        if was_running {
+            self.stage = Stage::Stopping {
+                deadline: now + ABORT_GRACE_NS,
+            };
+            if self.stopped_reports_in(now) {
+                self.finish(Outcome::Aborted, now, out);
+            }
+        } else {
+            self.finish(Outcome::Aborted, now, out);
+        }
     }
 
     fn finish(&mut self, outcome: Outcome, now: i64, out: &mut Outputs) {
@@ -396,14 +435,21 @@ impl Run {
         }
     }
 
-    pub fn on_phase_report(&mut self, node: &NodeId, report: PhaseReport, out: &mut Outputs) {
+    pub fn on_phase_report(
+        &mut self,
+        node: &NodeId,
+        report: PhaseReport,
+        now: i64,
+        out: &mut Outputs,
+    ) {
         let Some(p) = self.participants.get_mut(node) else {
             return;
         };
         if !p.reported.contains(&report.phase_id) {
             p.reported.push(report.phase_id);
         }
-        if let (Some(why), false) = (&report.stopped_early, self.stage == Stage::Done) {
+        let running = matches!(self.stage, Stage::Running { .. });
+        if let (Some(why), true) = (&report.stopped_early, running) {
             let name = self
                 .phases
                 .get(report.phase_id as usize)
@@ -415,6 +461,9 @@ impl Run {
             node_id: node.clone(),
             report,
         });
+        if matches!(self.stage, Stage::Stopping { .. }) && self.stopped_reports_in(now) {
+            self.finish(Outcome::Aborted, now, out);
+        }
     }
 
     /// A telemetry batch: checks the sequence, the plan's limits, and hands it to the store.
@@ -490,7 +539,7 @@ impl Run {
         now: i64,
         out: &mut Outputs,
     ) {
-        if self.stage == Stage::Done {
+        if !matches!(self.stage, Stage::Running { .. }) {
             return;
         }
         let limits = self.plan.limits.clone();

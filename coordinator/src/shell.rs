@@ -31,6 +31,8 @@ pub(crate) struct Core {
     recorded_tx: mpsc::UnboundedSender<Recorded>,
     batches_stored: u64,
     lost: Vec<String>,
+    /// The task that waits for a finished run's recorder thread to write its last records.
+    closing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the run's progress is published.
@@ -59,6 +61,7 @@ impl Core {
             recorded_tx,
             batches_stored: 0,
             lost: Vec::new(),
+            closing: None,
         }
     }
 
@@ -74,13 +77,24 @@ impl Core {
         let mut next_conn: ConnId = 1;
         let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
         progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // Set when told to shut down during a run: the run is aborted and the loop goes on until
+        // the probes' last telemetry and reports are stored (bounded by the abort's grace period).
+        let mut stopping: Option<tokio::time::Instant> = None;
         loop {
             let deadline = self
                 .machine
                 .poll_timeout()
                 .map(|t| self.clock.instant_at(t));
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if stopping.is_none() => {
+                    if self.machine.run().is_some_and(|r| !r.is_done()) {
+                        self.machine
+                            .abort_run("the coordinator is shutting down", self.clock.now_ns());
+                        stopping = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                    } else {
+                        break;
+                    }
+                }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     let conn = next_conn;
@@ -96,11 +110,12 @@ impl Core {
                 _ = progress_tick.tick() => self.publish_progress(None),
             }
             self.drain()?;
-        }
-        if self.machine.run().is_some_and(|r| !r.is_done()) {
-            self.machine
-                .abort_run("the coordinator is shutting down", self.clock.now_ns());
-            self.drain()?;
+            if let Some(limit) = stopping {
+                let done = self.machine.run().is_none_or(|r| r.is_done());
+                if done || tokio::time::Instant::now() >= limit {
+                    break;
+                }
+            }
         }
         for (_, w) in self.writers.drain() {
             let _ = w.try_send(WriterCmd::Close(Close {
@@ -114,6 +129,9 @@ impl Core {
         if let Some((tx, handle)) = self.recorder.take() {
             drop(tx);
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        if let Some(closing) = self.closing.take() {
+            let _ = closing.await;
         }
         info!("coordinator stopped");
         Ok(())
@@ -431,13 +449,13 @@ impl Core {
                 lost: self.lost.clone(),
             })
         });
-        tokio::spawn(async move {
+        self.closing = Some(tokio::spawn(async move {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
             if let Some(p) = last.as_mut() {
                 p.stage = RunStage::Finished { outcome, reason };
             }
             progress.send_replace(last);
-        });
+        }));
         // Acks for the last batches arrive through `recorded` as usual.
     }
 }

@@ -302,6 +302,7 @@ async fn run(
             }
         }
     };
+    log_notices(&mut machine);
     status.send_replace(ProbeStatus::Stopped);
     result
 }
@@ -330,8 +331,16 @@ async fn pause_running(
             return true;
         }
         machine.handle_timeout(clock.now_ns());
+        log_notices(machine);
     }
     true
+}
+
+/// Logs what the probe did on its own authority (interlocks, early phase ends).
+fn log_notices(machine: &mut ProbeSession) {
+    for n in machine.take_notices() {
+        warn!("{n}");
+    }
 }
 
 async fn sleep_until_ns(clock: &WallClock, at: Option<i64>) {
@@ -390,6 +399,7 @@ async fn session(
             _ = &mut *shutdown => {
                 // Stop the load first, then report, then leave.
                 let out = machine.stop_load(opts.clock.now_ns(), "probe shutting down");
+                log_notices(machine);
                 for m in &out {
                     if send.send(m).await.is_err() {
                         break;
@@ -420,6 +430,7 @@ async fn session(
                 Err(e) => return lost(&conn, &e, registered),
             },
         };
+        log_notices(machine);
         for m in &outgoing {
             if let Err(e) = send.send(m).await {
                 return lost(&conn, &e, registered);

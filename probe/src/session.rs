@@ -58,6 +58,8 @@ pub struct ProbeSession {
     runner: PhaseRunner,
     /// Phase starts and reports produced while disconnected, sent after the next Welcome.
     held: Vec<ProbeMessage>,
+    /// Safety actions and early phase ends since the shell last asked, for the local log.
+    notices: Vec<String>,
 }
 
 impl std::fmt::Debug for ProbeSession {
@@ -83,6 +85,7 @@ impl ProbeSession {
             backend,
             runner: PhaseRunner::new(),
             held: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -116,6 +119,12 @@ impl ProbeSession {
     /// Probe-clock instant of the last message from the coordinator (the dead-man timer's input).
     pub fn last_heard_ns(&self) -> Option<i64> {
         self.last_heard_ns
+    }
+
+    /// Safety actions and early phase ends since the last call, for the probe's own log (they
+    /// also go to the coordinator, later if it is unreachable now).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 
     /// Whether a phase is loading the devices.
@@ -267,6 +276,21 @@ impl ProbeSession {
     /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
     /// held for the next Welcome.
     fn route(&mut self, out: Vec<ProbeMessage>) -> Vec<ProbeMessage> {
+        // Whatever the probe did on its own authority is logged locally too, connected or not.
+        for m in &out {
+            match m {
+                ProbeMessage::PhaseReport(r) => {
+                    if let Some(why) = &r.stopped_early {
+                        self.notices
+                            .push(format!("phase {} ended early: {why}", r.phase_id));
+                    }
+                }
+                ProbeMessage::Error(e) if e.code == ErrorCode::Safety => {
+                    self.notices.push(e.message.clone())
+                }
+                _ => {}
+            }
+        }
         if self.registered() {
             return out;
         }

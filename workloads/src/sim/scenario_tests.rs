@@ -159,31 +159,67 @@ fn shared_rack_loop_behaves_like_the_scaled_one() {
     assert!(shared.iter().all(|t| t.first_thermal_s.is_some()));
 }
 
-/// Prints the tuned behaviour: `cargo test -p hallmark-workloads tuning -- --ignored --nocapture`.
+/// The whole demo hall (80 nodes on shared rack loops) under the demo plan and its quick form: the
+/// undersized rack throttles within the full plan's steady phase and only it does, and it is clearly
+/// hotter in the quick plan. `-- --nocapture` prints the timeline the constants were tuned by.
 #[test]
-#[ignore]
-fn tuning_timeline() {
+fn the_whole_demo_hall_under_the_demo_plans() {
     for (name, p) in [("full", plan(15, 30, 15)), ("quick", plan(3, 8, 4))] {
-        println!("== {name} plan");
-        let mut nodes = demo_pair();
-        let traces = run(&mut nodes, &p, true);
-        println!("{traces:#?}");
         let hall = HallSpec::demo();
         let (_, all) = hall.backends().unwrap();
-        let mut all: Vec<SimBackend> = all.into_iter().map(|(_, b)| b).collect();
-        let traces = run(&mut all, &p, false);
-        let faulty = &traces[60..70];
-        let healthy: Vec<_> = traces[..60].iter().chain(&traces[70..]).collect();
-        let max = |t: &mut dyn Iterator<Item = &Trace>| t.map(|t| t.max_temp_c).fold(0.0, f64::max);
+        let (nodes, mut backends): (Vec<_>, Vec<SimBackend>) = all.into_iter().unzip();
+        let traces = run(&mut backends, &p, false);
+        let faulty: Vec<&Trace> = nodes
+            .iter()
+            .zip(&traces)
+            .filter(|(n, _)| n.labels.rack == "row2-rack03")
+            .map(|(_, t)| t)
+            .collect();
+        let healthy: Vec<&Trace> = nodes
+            .iter()
+            .zip(&traces)
+            .filter(|(n, _)| n.labels.rack != "row2-rack03")
+            .map(|(_, t)| t)
+            .collect();
+        let max = |ts: &[&Trace]| ts.iter().map(|t| t.max_temp_c).fold(0.0, f64::max);
         let starts: Vec<f64> = faulty.iter().filter_map(|t| t.first_thermal_s).collect();
-        let first = starts.iter().copied().fold(f64::INFINITY, f64::min);
-        let last = starts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "whole hall: healthy max {:.1} °C, faulty rack max {:.1} °C, supply max {:.1} °C, first throttle {first:.1}..{last:.1} s, throttled nodes {}/10",
-            max(&mut healthy.iter().copied()),
-            max(&mut faulty.iter()),
+            "{name} plan: healthy max {:.1} °C, faulty rack max {:.1} °C, supply max {:.1} °C, \
+             throttled nodes {}/{} from {:?} s",
+            max(&healthy),
+            max(&faulty),
             faulty[0].max_supply_c,
-            faulty.iter().filter(|t| t.first_thermal_s.is_some()).count()
+            starts.len(),
+            faulty.len(),
+            starts.iter().copied().reduce(f64::min)
         );
+        assert_eq!(faulty.len(), 10);
+        assert_eq!(healthy.len(), 70);
+        assert!(
+            healthy.iter().all(|t| t.first_thermal_s.is_none()),
+            "{name}: a healthy rack throttled"
+        );
+        assert!(
+            max(&healthy) < 85.0,
+            "{name}: healthy GPUs stay below max-operating"
+        );
+        assert!(faulty.iter().all(|t| !t.shut_down));
+        if name == "full" {
+            assert_eq!(
+                starts.len(),
+                10,
+                "every node of the undersized rack throttles"
+            );
+            // Within the steady phase (15–45 s).
+            assert!(
+                starts.iter().all(|s| (15.0..45.0).contains(s)),
+                "{starts:?}"
+            );
+        } else {
+            assert!(
+                max(&faulty) > max(&healthy) + 5.0,
+                "the undersized rack stands out"
+            );
+        }
     }
 }
