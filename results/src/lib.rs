@@ -25,6 +25,7 @@ mod store;
 mod summary;
 mod telemetry;
 pub mod time;
+pub mod verdict;
 
 pub use aggregate::throttle;
 pub use error::StoreError;
@@ -32,6 +33,7 @@ pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow,
 pub use render::render_text;
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use store::{Store, DB_FILE};
+pub use verdict::{overall, Comparison, Evidence, Scope, Status, Verdict};
 pub use summary::{
     DeviceRef, EventSummary, GapSummary, LostProbe, NodeNote, PhaseSummary, RackSummary,
     RunSummary, SUSTAINED_WINDOW_S,
