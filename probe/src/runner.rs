@@ -141,7 +141,7 @@ impl PhaseRunner {
         let mut out = Vec::new();
         if let Some(mut a) = self.active.take() {
             a.stopped_early.get_or_insert_with(|| reason.to_string());
-            self.finish(a, now, clock, &mut out);
+            self.finish(a, now, clock, backend, &mut out);
         }
         out
     }
@@ -176,6 +176,8 @@ impl PhaseRunner {
                     break;
                 }
                 a.started = true;
+                // Begin counting what the devices achieve in this phase.
+                backend.take_results(now);
                 out.push(ProbeMessage::PhaseStarted {
                     phase_id: a.spec.phase_id,
                     actual_start_ns: clock.to_coordinator(now),
@@ -190,7 +192,7 @@ impl PhaseRunner {
                 ));
                 let a = self.active.take();
                 if let Some(a) = a {
-                    self.finish(a, now, clock, &mut out);
+                    self.finish(a, now, clock, backend, &mut out);
                 }
                 continue;
             }
@@ -198,7 +200,7 @@ impl PhaseRunner {
                 // Samples are taken at start + k / sample_hz for every such instant before the end;
                 // the end instant belongs to whatever comes next.
                 if let Some(a) = self.active.take() {
-                    self.finish(a, now, clock, &mut out);
+                    self.finish(a, now, clock, backend, &mut out);
                 }
                 continue;
             }
@@ -319,13 +321,27 @@ impl PhaseRunner {
         }
     }
 
-    fn finish(&mut self, a: Active, now: i64, clock: &ClockEstimate, out: &mut Vec<ProbeMessage>) {
+    fn finish(
+        &mut self,
+        a: Active,
+        now: i64,
+        clock: &ClockEstimate,
+        backend: &mut dyn Backend,
+        out: &mut Vec<ProbeMessage>,
+    ) {
         self.cut_batch(out);
+        let ended = now.min(a.end_ns.max(a.start_ns));
+        // What the devices achieved from the phase's start to its end (counting began at start).
+        let devices = if a.started {
+            backend.take_results(ended)
+        } else {
+            Vec::new()
+        };
         out.push(ProbeMessage::PhaseReport(PhaseReport {
             phase_id: a.spec.phase_id,
-            ended_at_ns: clock.to_coordinator(now.min(a.end_ns.max(a.start_ns))),
+            ended_at_ns: clock.to_coordinator(ended),
             stopped_early: a.stopped_early,
-            devices: Vec::new(),
+            devices,
             histograms: Vec::new(),
         }));
     }

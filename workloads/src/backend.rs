@@ -5,7 +5,7 @@
 //! backend up to that instant (the simulation integrates its physics there) and reads every device.
 //! Sensors that cannot be read are `None`, never 0.
 
-use hallmark_protocol::DeviceInfo;
+use hallmark_protocol::{DeviceInfo, DeviceResult};
 
 pub use crate::throttle;
 
@@ -60,6 +60,15 @@ pub trait Backend: Send {
     fn sample(&mut self, now_ns: i64) -> Result<NodeReading, BackendError>;
     /// Stops all load at once (safety interlock); levels go to 0.
     fn stop_all(&mut self);
+
+    /// What the load achieved on each device since the previous call (or since the backend was
+    /// made), up to `now_ns`: achieved GFLOP/s and the result check. The phase runner calls it
+    /// when a phase starts (to begin counting) and when it ends. A backend that measures nothing
+    /// returns no results; a value it cannot measure is `None`, never 0.
+    fn take_results(&mut self, now_ns: i64) -> Vec<DeviceResult> {
+        let _ = now_ns;
+        Vec::new()
+    }
 }
 
 /// Checks a load level for device `device`: finite and within 0.0..=1.0.

@@ -53,6 +53,9 @@ pub struct SimGpuSpec {
     pub efficiency_spread: f64,
     /// Seeded manufacturing spread of the cold-plate resistance, ± fraction (0.10 = ±10 %).
     pub resistance_spread: f64,
+    /// Dense throughput at full clocks, TFLOP/s: what a device achieves is this × load level ×
+    /// clock factor (thermal slowdown and power cap), the simulation's model of a GEMM burn.
+    pub peak_tflops: f64,
 }
 
 impl Default for SimGpuSpec {
@@ -72,6 +75,7 @@ impl Default for SimGpuSpec {
             cold_plate_resistance_k_per_w: 0.045,
             efficiency_spread: 0.03,
             resistance_spread: 0.10,
+            peak_tflops: 2250.0,
         }
     }
 }

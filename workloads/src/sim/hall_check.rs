@@ -240,6 +240,14 @@ pub(super) fn resolve(cx: &Cx<'_>, raw: RawHall) -> Result<HallSpec, HallError> 
             0.4,
             "",
         )?,
+        peak_tflops: cx.opt(
+            &g.peak_tflops,
+            "gpu.peak_tflops",
+            d.peak_tflops,
+            1.0,
+            100_000.0,
+            " TFLOP/s",
+        )?,
     };
 
     let base_load_w = cx.opt(

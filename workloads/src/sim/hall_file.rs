@@ -46,6 +46,7 @@ pub(super) struct RawGpu {
     pub cold_plate_resistance_k_per_w: Option<Spanned<f64>>,
     pub efficiency_spread: Option<Spanned<f64>>,
     pub resistance_spread: Option<Spanned<f64>>,
+    pub peak_tflops: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,7 @@ use super::coolant::{CoolantSpec, RackCooling};
 use super::physics::{GpuParams, SimGpu};
 use super::{sim_inventory, spread, SimGpuSpec};
 use crate::backend::{check_level, Backend, BackendError, NodeReading};
-use hallmark_protocol::{DeviceInfo, NodeId};
+use hallmark_protocol::{DeviceInfo, DeviceResult, NodeId};
 
 /// Longest integration step, ns (50 ms).
 pub const MAX_STEP_NS: i64 = 50_000_000;
@@ -94,6 +94,7 @@ impl SimNodeSpec {
             shutdown_temp_c: g.shutdown_temp_c,
             max_sm_clock_mhz: g.max_sm_clock_mhz,
             idle_sm_clock_mhz: g.idle_sm_clock_mhz,
+            peak_tflops: g.peak_tflops,
         }
     }
 }
@@ -106,6 +107,8 @@ pub struct SimBackend {
     gpus: Vec<SimGpu>,
     cooling: RackCooling,
     t_ns: Option<i64>,
+    /// Each device's work (TFLOP) and the instant at the previous `take_results`.
+    results_mark: Option<(i64, Vec<f64>)>,
 }
 
 impl SimBackend {
@@ -126,6 +129,7 @@ impl SimBackend {
             gpus,
             cooling,
             t_ns: None,
+            results_mark: None,
         })
     }
 
@@ -252,6 +256,32 @@ impl Backend for SimBackend {
         }
         let heat = self.node_power_w();
         self.cooling.report_heat(heat);
+    }
+
+    /// Achieved GFLOP/s since the previous call: the modelled work (peak × level × clock factor)
+    /// over the time between the calls. The modelled GEMM's result check is clean: 0 wrong
+    /// elements (the simulation injects no silent data corruption).
+    fn take_results(&mut self, now_ns: i64) -> Vec<DeviceResult> {
+        // Bring the physics up to `now_ns` first, so the work is counted to that instant.
+        let _ = self.sample(now_ns);
+        let work: Vec<f64> = self.gpus.iter().map(|g| g.work_tflop()).collect();
+        let previous = self.results_mark.replace((now_ns, work.clone()));
+        let Some((since, before)) = previous else {
+            return Vec::new();
+        };
+        let seconds = (now_ns - since) as f64 / 1e9;
+        if seconds <= 0.0 {
+            return Vec::new();
+        }
+        work.iter()
+            .zip(before)
+            .enumerate()
+            .map(|(i, (now, then))| DeviceResult {
+                device: i as u16,
+                gflops: Some((now - then) * 1000.0 / seconds),
+                wrong_elements: 0,
+            })
+            .collect()
     }
 }
 
@@ -392,6 +422,38 @@ mod tests {
         let r = b.sample(i64::MAX).unwrap();
         assert!(r.devices[0].gpu_temp_c.is_some_and(f64::is_finite));
         assert!(r.devices[0].energy_j.is_some_and(f64::is_finite));
+    }
+
+    #[test]
+    fn achieved_throughput_follows_level_and_clocks() {
+        // Plenty of cooling: half load for 10 s gives half the peak, less the power cap's cut.
+        let mut b = alone(vec![], 1000.0);
+        assert!(
+            b.take_results(0).is_empty(),
+            "the first call only starts counting"
+        );
+        for d in 0..8 {
+            b.set_level(d, 0.5).unwrap();
+        }
+        let half = b.take_results(10 * S);
+        assert_eq!(half.len(), 8);
+        let peak = SimGpuSpec::default().peak_tflops * 1000.0;
+        for r in &half {
+            let g = r.gflops.unwrap();
+            assert!(
+                (g - 0.5 * peak).abs() < 1.0,
+                "device {}: {g} GFLOP/s",
+                r.device
+            );
+            assert_eq!(r.wrong_elements, 0);
+        }
+        // An undersized loop throttles the devices: full load achieves clearly less than peak.
+        let mut hot = alone(vec![], 20.0);
+        hot.take_results(0);
+        full_load(&mut hot, 120);
+        let throttled = hot.take_results(121 * S);
+        let mean = throttled.iter().map(|r| r.gflops.unwrap()).sum::<f64>() / 8.0;
+        assert!(mean < 0.9 * peak, "throttled mean {mean} GFLOP/s");
     }
 
     #[test]

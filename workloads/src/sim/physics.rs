@@ -39,6 +39,8 @@ pub struct GpuParams {
     pub shutdown_temp_c: f64,
     pub max_sm_clock_mhz: u32,
     pub idle_sm_clock_mhz: u32,
+    /// Dense throughput at full clocks and full load, TFLOP/s.
+    pub peak_tflops: f64,
 }
 
 impl GpuParams {
@@ -68,6 +70,8 @@ pub struct SimGpu {
     temp_c: f64,
     mem_temp_c: f64,
     energy_j: f64,
+    /// Work done since creation, TFLOP (the model of a GEMM burn's arithmetic).
+    work_tflop: f64,
     shut_down: bool,
     rising: bool,
 }
@@ -83,6 +87,7 @@ impl SimGpu {
             temp_c,
             mem_temp_c,
             energy_j: 0.0,
+            work_tflop: 0.0,
             shut_down: false,
             rising: false,
         }
@@ -117,6 +122,11 @@ impl SimGpu {
 
     pub fn energy_j(&self) -> f64 {
         self.energy_j
+    }
+
+    /// Work done since creation, TFLOP: peak × level × clock factor, integrated over time.
+    pub fn work_tflop(&self) -> f64 {
+        self.work_tflop
     }
 
     pub fn is_shut_down(&self) -> bool {
@@ -170,6 +180,7 @@ impl SimGpu {
         }
         let op = self.operating_point();
         self.energy_j += op.power_w * dt_s;
+        self.work_tflop += self.params.peak_tflops * self.level * op.clocks * dt_s;
         let tau = self.params.time_constant_s().max(1e-3);
         let steady = coolant_c + op.power_w * self.params.resistance_k_per_w;
         let before = self.temp_c;
@@ -262,6 +273,7 @@ mod tests {
             slowdown_temp_c: 88.0,
             shutdown_temp_c: 93.0,
             max_sm_clock_mhz: 1980,
+            peak_tflops: 2000.0,
             idle_sm_clock_mhz: 345,
         }
     }
