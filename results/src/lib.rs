@@ -11,16 +11,23 @@
 //!   [`Store::event`], [`Store::finish_run`].
 //! * Reader API: [`Store::list_runs`], [`Store::resolve_run`], [`Store::run_summary`] → [`RunSummary`]
 //!   (serde; rendered by [`render_text`] / `Display`).
+//! * Certification: [`spec::parse_spec`] reads a spec file, [`spec::evaluate`] judges a run against it
+//!   ([`Verdict`]s), [`Store::store_certification`] / [`Store::certifications`] store and read them,
+//!   [`spec::render_verdicts`] prints them (`docs/SPEC.md`).
 //!
 //! Dependencies point one way: this crate uses `hallmark-protocol` and never the coordinator.
 
 pub mod aggregate;
+pub mod bundle;
+mod certify;
 mod error;
 mod load;
 mod model;
 mod read;
 mod render;
+pub mod report;
 mod schema;
+pub mod spec;
 mod store;
 mod summary;
 mod telemetry;
@@ -28,13 +35,18 @@ pub mod time;
 pub mod verdict;
 
 pub use aggregate::throttle;
+pub use certify::Certification;
 pub use error::StoreError;
 pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus};
 pub use render::render_text;
-pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use report::{
+    write_report, write_report_with, ReportError, ReportFiles, ReportOptions, SpecRef,
+};
+pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
+pub use spec::{demo_spec, evaluate, parse_spec, render_verdicts, Spec, SpecError, DEMO_SPEC};
 pub use store::{Store, DB_FILE};
-pub use verdict::{overall, Comparison, Evidence, Scope, Status, Verdict};
 pub use summary::{
     DeviceRef, EventSummary, GapSummary, LostProbe, NodeNote, PhaseSummary, RackSummary,
     RunSummary, SUSTAINED_WINDOW_S,
 };
+pub use verdict::{overall, Comparison, Evidence, Scope, Status, Verdict};

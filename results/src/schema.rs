@@ -29,7 +29,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE runs (
@@ -211,6 +211,40 @@ CREATE TABLE events (
     message   TEXT NOT NULL
 );
 CREATE INDEX events_by_time ON events (run_id, t_ns);
+"#;
+
+/// Version 2: certifications of runs against specs, and their verdicts (`crate::certify`).
+const V2: &str = r#"
+CREATE TABLE certifications (
+    certification_id  INTEGER PRIMARY KEY,
+    run_id            TEXT NOT NULL REFERENCES runs (run_id),
+    spec_name         TEXT NOT NULL,
+    spec_toml         TEXT NOT NULL,
+    spec_sha256       TEXT NOT NULL,
+    certified_at_ns   INTEGER NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('PASS', 'WARN', 'FAIL', 'INCOMPLETE')),
+    hallmark_version  TEXT NOT NULL,
+    UNIQUE (run_id, spec_name)
+);
+
+CREATE TABLE verdicts (
+    certification_id  INTEGER NOT NULL REFERENCES certifications (certification_id) ON DELETE CASCADE,
+    seq               INTEGER NOT NULL,
+    criterion         TEXT NOT NULL,
+    title             TEXT NOT NULL,
+    scope             TEXT NOT NULL CHECK (scope IN ('device', 'node', 'rack', 'row', 'hall')),
+    subject           TEXT NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('PASS', 'WARN', 'FAIL', 'INCOMPLETE')),
+    measured          REAL,
+    limit_value       REAL,
+    comparison        TEXT NOT NULL CHECK (comparison IN ('>=', '<=')),
+    unit              TEXT NOT NULL,
+    from_ns           INTEGER,
+    to_ns             INTEGER,
+    subjects_json     TEXT NOT NULL,
+    detail            TEXT NOT NULL,
+    PRIMARY KEY (certification_id, seq)
+) WITHOUT ROWID;
 "#;
 
 /// Per-connection settings: WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout.

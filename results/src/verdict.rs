@@ -177,8 +177,14 @@ mod tests {
     fn overall_is_the_worst_and_nothing_is_incomplete() {
         assert_eq!(overall(&[]), Status::Incomplete);
         assert_eq!(overall(&[v(Status::Pass), v(Status::Warn)]), Status::Warn);
-        assert_eq!(overall(&[v(Status::Incomplete), v(Status::Warn)]), Status::Incomplete);
-        assert_eq!(overall(&[v(Status::Incomplete), v(Status::Fail), v(Status::Pass)]), Status::Fail);
+        assert_eq!(
+            overall(&[v(Status::Incomplete), v(Status::Warn)]),
+            Status::Incomplete
+        );
+        assert_eq!(
+            overall(&[v(Status::Incomplete), v(Status::Fail), v(Status::Pass)]),
+            Status::Fail
+        );
         assert_eq!(Status::Fail.exit_code(), 1);
         assert_eq!(Status::Incomplete.exit_code(), 2);
         assert_eq!(Status::Warn.exit_code(), 0);
@@ -189,7 +195,13 @@ mod tests {
         for s in [Status::Pass, Status::Warn, Status::Incomplete, Status::Fail] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
-        for s in [Scope::Device, Scope::Node, Scope::Rack, Scope::Row, Scope::Hall] {
+        for s in [
+            Scope::Device,
+            Scope::Node,
+            Scope::Rack,
+            Scope::Row,
+            Scope::Hall,
+        ] {
             assert_eq!(Scope::parse(s.as_str()), Some(s));
         }
         let json = serde_json::to_string(&v(Status::Fail)).unwrap();

@@ -3,7 +3,8 @@
 //! one-minute plan (ramp, steady full load, square wave), a coordinator and 80 probes over real
 //! loopback QUIC, every measurement stored, and the run's summary at the end.
 
-use super::execute::print_summary;
+use super::certify::{certify_run, SpecSource};
+use super::execute::print_outcome;
 use super::simulate::run_on_simulated_hall;
 use clap::Args;
 use hallmark_protocol::plan::{demo_plan, DEMO_PLAN, DEMO_QUICK_PLAN};
@@ -23,6 +24,9 @@ pub struct DemoArgs {
     /// Where runs are stored.
     #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
     results: PathBuf,
+    /// Certify against this spec instead of the built-in 100 kW spec (examples/spec-demo-100kw.toml).
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -40,10 +44,16 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             hall.gpus_per_node
         );
     }
+    // A bad spec is refused before the run, not after it.
+    let spec = match &a.spec {
+        Some(path) => SpecSource::load(path)?,
+        None => SpecSource::demo(),
+    };
     let progress = !a.json && std::io::stderr().is_terminal();
     let summary =
         run_on_simulated_hall(&hall, plan, source.to_string(), &a.results, progress).await?;
-    print_summary(&summary, a.json)?;
+    let verdicts = certify_run(&a.results, &summary.run_id, &spec)?;
+    print_outcome(&summary, &spec.spec, &verdicts, a.json)?;
     if !a.json {
         println!(
             "stored as run {} in {} (hallmark runs show {} --results {})",

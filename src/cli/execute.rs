@@ -54,9 +54,13 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
     let mut progress = server.progress();
     let deadline = tokio::time::Instant::now() + limit;
     let mut interrupted = false;
+    // One listener for the whole run: a signal that arrives between two turns of the loop is not
+    // lost.
+    let interrupt = super::shutdown_signal();
+    tokio::pin!(interrupt);
     loop {
         tokio::select! {
-            _ = super::shutdown_signal(), if !interrupted => {
+            _ = &mut interrupt, if !interrupted => {
                 interrupted = true;
                 warn!("interrupted: stopping every probe's load");
                 server.abort_run("interrupted by the operator");
@@ -87,6 +91,34 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
     store
         .run_summary(run_id.as_str())
         .with_context(|| format!("summarising run {run_id}"))
+}
+
+/// Prints a run's summary and its certification: as text, or as one JSON object on stdout (the
+/// summary's fields plus `spec`, `verdict` (the overall status) and `verdicts`).
+pub fn print_outcome(
+    summary: &RunSummary,
+    spec: &hallmark_results::Spec,
+    verdicts: &[hallmark_results::Verdict],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(summary).context("serialising the summary")?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("spec".into(), serde_json::Value::String(spec.name.clone()));
+            obj.insert(
+                "verdict".into(),
+                serde_json::to_value(hallmark_results::overall(verdicts))?,
+            );
+            obj.insert("verdicts".into(), serde_json::to_value(verdicts)?);
+        }
+        println!("{v}");
+    } else {
+        print!("{}", hallmark_results::render_text(summary));
+        println!();
+        println!("Certification against spec {}:", spec.name);
+        print!("{}", hallmark_results::render_verdicts(verdicts));
+    }
+    Ok(())
 }
 
 /// Prints a summary as text or as one JSON object on stdout.

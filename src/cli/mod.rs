@@ -1,9 +1,11 @@
 //! Command-line wiring: clap definitions and dispatch. Each command lives in its own module and
 //! only translates arguments into calls of the library crates.
 
+mod certify;
 mod certs;
 mod coordinator;
 mod demo;
+mod evidence;
 mod execute;
 mod probe;
 mod progress;
@@ -39,6 +41,16 @@ pub enum Command {
     /// List and show stored runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Judge a stored run against a certification spec; exit 0 PASS, 1 FAIL, 2 INCOMPLETE, 3 error.
+    Certify(certify::CertifyArgs),
+    /// Write a run's self-contained HTML report with charts, and JSON and CSV exports.
+    Report(evidence::ReportArgs),
+    /// Make an Ed25519 key pair for signing bundles.
+    Keygen(evidence::KeygenArgs),
+    /// Write a run's signed bundle (report, exports, spec; a SHA-256 of each, signed manifest).
+    Bundle(evidence::BundleArgs),
+    /// Check a bundle against a public key: fails on any changed byte.
+    Verify(evidence::VerifyArgs),
     /// Make the private CA and certificates a cluster needs.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -65,6 +77,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a).await,
         Command::Run(a) => run::run(a).await,
         Command::Runs(c) => runs::run(c),
+        Command::Certify(a) => certify::run(a),
+        Command::Report(a) => evidence::report(a),
+        Command::Keygen(a) => evidence::keygen_cmd(a),
+        Command::Bundle(a) => evidence::bundle(a),
+        Command::Verify(a) => evidence::verify(a),
         Command::Certs(c) => certs::run(c),
         Command::Coordinator(a) => coordinator::run(a).await,
         Command::Probe(a) => probe::run(a).await,

@@ -2,16 +2,18 @@
 //! coordinator of a real cluster, on the probes that register (`--listen ADDR --ca … --cert …
 //! --key …`). Both store the run and print its summary exactly as the demo does.
 //!
-//! Exit codes, until certification verdicts exist: 0 when the run is complete, 2 when it is
-//! incomplete or aborted (missing inventory, a lost probe, an interrupted run), 1 on an error.
+//! Exit codes: with `--spec`, the certification's (0 PASS or WARN, 1 FAIL, 2 INCOMPLETE, 3 when
+//! certification itself failed); without, 0 when the run is complete, 2 when it is incomplete or
+//! aborted (missing inventory, a lost probe, an interrupted run). Other errors exit 1.
 
-use super::execute::{execute, print_summary, RunRequest};
+use super::certify::{certify_run, SpecSource, EXIT_ERROR};
+use super::execute::{execute, print_outcome, print_summary, RunRequest};
 use super::simulate::run_on_simulated_hall;
 use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
 use hallmark_protocol::plan::parse_plan;
-use hallmark_results::RunStatus;
+use hallmark_results::{overall, RunStatus};
 use hallmark_transport::tls::Identity;
 use hallmark_workloads::sim::load_hall;
 use std::io::IsTerminal;
@@ -47,6 +49,9 @@ pub struct RunArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Certify the run against this spec at the end; the exit code is then the verdict's.
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -60,6 +65,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(&a.plan)
         .with_context(|| format!("reading the plan {}", a.plan.display()))?;
     let plan = parse_plan(&source, &a.plan.display().to_string())?;
+    // A bad spec is refused before the run, not after it.
+    let spec = a.spec.as_deref().map(SpecSource::load).transpose()?;
     let progress = !a.json && std::io::stderr().is_terminal();
     let summary = match (&a.simulate, a.listen) {
         (Some(hall_file), _) => {
@@ -96,9 +103,21 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
              --listen ADDR --ca FILE --cert FILE --key FILE to coordinate a real cluster"
         ),
     };
-    print_summary(&summary, a.json)?;
-    Ok(match summary.status {
-        RunStatus::Complete => ExitCode::SUCCESS,
-        _ => ExitCode::from(2),
-    })
+    let Some(spec) = spec else {
+        print_summary(&summary, a.json)?;
+        return Ok(match summary.status {
+            RunStatus::Complete => ExitCode::SUCCESS,
+            _ => ExitCode::from(2),
+        });
+    };
+    let verdicts = match certify_run(&a.results, &summary.run_id, &spec) {
+        Ok(v) => v,
+        Err(e) => {
+            print_summary(&summary, a.json)?;
+            eprintln!("error: certifying run {}: {e:#}", summary.run_id);
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    };
+    print_outcome(&summary, &spec.spec, &verdicts, a.json)?;
+    Ok(ExitCode::from(overall(&verdicts).exit_code()))
 }

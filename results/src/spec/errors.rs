@@ -1,0 +1,146 @@
+//! [`SpecError`] and its positions and wording: byte spans to line and column, and the TOML
+//! reader's messages rewritten in the words of a spec file (as `hallmark_protocol::plan` does for
+//! plan files).
+
+use std::ops::Range;
+
+use super::KINDS;
+
+/// Why a spec file was refused: where (file, 1-based line and column in characters), and what is
+/// wrong and what is allowed. Displays as `file:line:column: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct SpecError {
+    /// The file name given to [`parse_spec`](super::parse_spec).
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The text being read and its file name: what turns a byte span into a [`SpecError`].
+pub(super) struct Cx<'a> {
+    pub(super) text: &'a str,
+    pub(super) file: &'a str,
+}
+
+impl Cx<'_> {
+    pub(super) fn err(&self, span: Range<usize>, message: impl Into<String>) -> SpecError {
+        let (line, column) = line_col(self.text, span.start);
+        SpecError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// An error at the key of the value at `value_span` (`key = value`).
+    pub(super) fn err_at_key(
+        &self,
+        value_span: Range<usize>,
+        message: impl Into<String>,
+    ) -> SpecError {
+        let start = key_start(self.text, value_span.start);
+        self.err(start..value_span.end, message)
+    }
+
+    pub(super) fn line_of(&self, span: &Range<usize>) -> usize {
+        line_col(self.text, span.start).0
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let (mut line, mut column) = (1, 1);
+    for (i, ch) in text.char_indices() {
+        if i >= offset {
+            break;
+        }
+        if ch == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
+}
+
+/// The start of the key whose value starts at byte `value_start` (`key = value`), or `value_start`
+/// when the text before the value is not a plain `key =`.
+fn key_start(text: &str, value_start: usize) -> usize {
+    let Some(before) = text.get(..value_start) else {
+        return value_start;
+    };
+    let Some(before) = before.trim_end_matches([' ', '\t']).strip_suffix('=') else {
+        return value_start;
+    };
+    let before = before.trim_end_matches([' ', '\t']);
+    let bare = before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare.len() < before.len() {
+        bare.len()
+    } else {
+        value_start
+    }
+}
+
+/// Rewrites a message of the TOML reader in the words of a spec file.
+pub(super) fn explain(text: &str, span: Range<usize>, message: &str) -> String {
+    let mut m = message.to_string();
+    if m.starts_with("invalid type") {
+        for (rust, toml) in [
+            ("expected f64", "expected a number"),
+            ("expected i64", "expected a whole number"),
+            ("expected a string", "expected a string in quotes"),
+            ("expected a sequence", "expected an array"),
+            ("map,", "table,"),
+            ("sequence,", "array,"),
+        ] {
+            m = m.replace(rust, toml);
+        }
+    }
+    let line = text
+        .get(..span.start)
+        .map(|b| b.rfind('\n').map_or(0, |i| i + 1))
+        .and_then(|start| text.get(start..))
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("")
+        .trim();
+    if let Some(rest) = m.strip_prefix("missing field ").map(str::to_string) {
+        let place = if span.start == 0 && (span.is_empty() || span.end == text.len()) {
+            "at the top level of the spec".to_string()
+        } else if line.starts_with('[') {
+            format!("in the table `{line}`")
+        } else {
+            "in this table".to_string()
+        };
+        m = format!("missing key {rest} {place}");
+        if rest == "`kind`" {
+            m.push_str(&format!(
+                "; a criterion's kind is one of {}",
+                KINDS.join(", ")
+            ));
+        }
+    }
+    if m.starts_with("invalid type: table, expected an array")
+        && line.starts_with('[')
+        && !line.starts_with("[[")
+    {
+        m.push_str(&format!(
+            "; a list of tables is written with double brackets: `[{line}]`"
+        ));
+    }
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        m = format!(
+            "unknown key {}",
+            rest.replace("expected one of", "allowed keys are")
+        );
+        if m.contains("`min_fraction_of_median`") {
+            m.push_str(
+                " (which of them a criterion takes depends on its `kind`; see docs/SPEC.md)",
+            );
+        }
+    }
+    m
+}

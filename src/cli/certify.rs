@@ -1,0 +1,122 @@
+//! `hallmark certify RUN --spec SPEC`: judge a stored run against a certification spec, store the
+//! verdicts, print them, and exit with the overall verdict's code (0 PASS or WARN, 1 FAIL,
+//! 2 INCOMPLETE, 3 when certification itself failed). `run` and `demo` certify through
+//! [`certify_run`] too.
+
+use anyhow::Context;
+use clap::Args;
+use hallmark_results::{
+    evaluate, overall, parse_spec, render_verdicts, Spec, Status, Store, Verdict,
+};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit code when certification could not be carried out (bad spec, unknown run, store error).
+pub const EXIT_ERROR: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct CertifyArgs {
+    /// The run id (or a unique prefix, or `latest`).
+    run: String,
+    /// The certification spec (TOML; see docs/SPEC.md and examples/spec-*.toml).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Where runs are stored.
+    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
+    results: PathBuf,
+    /// Print the verdicts as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The verdicts of one certification, as `--json` prints them.
+#[derive(Debug, Serialize)]
+pub struct CertificationOutput<'a> {
+    pub run_id: &'a str,
+    pub spec: &'a str,
+    pub overall: Status,
+    pub verdicts: &'a [Verdict],
+}
+
+/// A spec read from a file, or the built-in one.
+pub struct SpecSource {
+    pub spec: Spec,
+    pub text: String,
+}
+
+impl SpecSource {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path) -> anyhow::Result<SpecSource> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the spec {}", path.display()))?;
+        let spec = parse_spec(&text, &path.display().to_string())?;
+        Ok(SpecSource { spec, text })
+    }
+
+    /// The built-in 100 kW spec of the demo hall.
+    pub fn demo() -> SpecSource {
+        SpecSource {
+            spec: hallmark_results::demo_spec(),
+            text: hallmark_results::DEMO_SPEC.to_string(),
+        }
+    }
+}
+
+/// Evaluates `spec` against run `run_id` in `results`, stores the verdicts and returns them.
+pub fn certify_run(
+    results: &Path,
+    run_id: &str,
+    spec: &SpecSource,
+) -> anyhow::Result<Vec<Verdict>> {
+    let mut store = Store::open(results)
+        .with_context(|| format!("opening the run store in {}", results.display()))?;
+    let verdicts = evaluate(&store, run_id, &spec.spec)
+        .with_context(|| format!("evaluating spec {} against run {run_id}", spec.spec.name))?;
+    store
+        .store_certification(run_id, &spec.spec.name, &spec.text, &verdicts)
+        .context("storing the verdicts")?;
+    Ok(verdicts)
+}
+
+/// Prints verdicts as text (or JSON) on stdout.
+pub fn print_verdicts(
+    run_id: &str,
+    spec: &Spec,
+    verdicts: &[Verdict],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let out = CertificationOutput {
+            run_id,
+            spec: &spec.name,
+            overall: overall(verdicts),
+            verdicts,
+        };
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("Certification against spec {}:", spec.name);
+        print!("{}", render_verdicts(verdicts));
+    }
+    Ok(())
+}
+
+pub fn run(a: CertifyArgs) -> anyhow::Result<ExitCode> {
+    let result = (|| -> anyhow::Result<Status> {
+        let spec = SpecSource::load(&a.spec)?;
+        let store = Store::open_read_only(&a.results)
+            .with_context(|| format!("opening the run store in {}", a.results.display()))?;
+        let run_id = store.resolve_run(&a.run)?;
+        drop(store);
+        let verdicts = certify_run(&a.results, run_id.as_str(), &spec)?;
+        print_verdicts(run_id.as_str(), &spec.spec, &verdicts, a.json)?;
+        Ok(overall(&verdicts))
+    })();
+    match result {
+        Ok(status) => Ok(ExitCode::from(status.exit_code())),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(EXIT_ERROR))
+        }
+    }
+}

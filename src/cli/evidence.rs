@@ -1,0 +1,182 @@
+//! The evidence a commissioning engineer hands over: `hallmark report RUN --out DIR` (a
+//! self-contained HTML report with charts, plus JSON and CSV exports), `hallmark keygen --out DIR`,
+//! `hallmark bundle RUN --key KEY --out FILE` (the run's files with a SHA-256 each and an Ed25519
+//! signature over the manifest) and `hallmark verify FILE --pubkey PUB`.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hallmark_results::bundle::{
+    fingerprint, keygen, load_public_key, load_signing_key, verify_bundle, write_bundle, BundleFile,
+};
+use hallmark_results::{
+    write_report_with, Certification, ReportFiles, ReportOptions, SpecRef, Store,
+};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run id (or a unique prefix, or `latest`).
+    run: String,
+    /// Directory to write index.html and the exports into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Where runs are stored.
+    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
+    results: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write signing.key (mode 0600) and signing.pub into.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The run id (or a unique prefix, or `latest`).
+    run: String,
+    /// The signing key (signing.key from `hallmark keygen`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The bundle file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where runs are stored.
+    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
+    results: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle file.
+    file: PathBuf,
+    /// The public key (signing.pub) of whoever signed it.
+    #[arg(long)]
+    pubkey: PathBuf,
+}
+
+/// The latest certification of a run, if it has one.
+fn latest_certification(store: &Store, run_id: &str) -> anyhow::Result<Option<Certification>> {
+    let mut all = store
+        .certifications(run_id)
+        .with_context(|| format!("reading the verdicts of run {run_id}"))?;
+    all.sort_by_key(|c| c.certified_at_ns);
+    Ok(all.pop())
+}
+
+/// Writes the report of `run` into `out`; returns the files and the run's full id.
+fn write(
+    results: &Path,
+    run: &str,
+    out: &Path,
+) -> anyhow::Result<(ReportFiles, String, Option<Certification>)> {
+    let store = Store::open_read_only(results)
+        .with_context(|| format!("opening the run store in {}", results.display()))?;
+    let run_id = store.resolve_run(run)?.as_str().to_string();
+    let cert = latest_certification(&store, &run_id)?;
+    let verdicts = cert.as_ref().map_or(&[][..], |c| c.verdicts.as_slice());
+    let options = ReportOptions {
+        spec: cert.as_ref().map(|c| SpecRef {
+            name: c.spec_name.clone(),
+            sha256: c.spec_sha256.clone(),
+        }),
+    };
+    let files = write_report_with(&store, &run_id, verdicts, out, &options)
+        .with_context(|| format!("writing the report of run {run_id} into {}", out.display()))?;
+    Ok((files, run_id, cert))
+}
+
+pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let (files, run_id, cert) = write(&a.results, &a.run, &a.out)?;
+    if cert.is_none() {
+        eprintln!(
+            "note: run {run_id} has not been certified; the report has no verdicts \
+             (hallmark certify {run_id} --spec SPEC)"
+        );
+    }
+    for f in &files.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let (key, public) =
+        keygen(&a.out).with_context(|| format!("making a key pair in {}", a.out.display()))?;
+    println!(
+        "wrote {} (keep it secret) and {}",
+        key.display(),
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
+    let key = load_signing_key(&a.key)?;
+    let staging = std::env::temp_dir().join(format!("hallmark-bundle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let written = write(&a.results, &a.run, &staging);
+    let result = written.and_then(|(files, run_id, cert)| {
+        let mut members = Vec::new();
+        for path in &files.files {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                bail!("report file {} has no usable name", path.display());
+            };
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            members.push(BundleFile::new(format!("report/{name}"), bytes));
+        }
+        let store = Store::open_read_only(&a.results)?;
+        let plan = store
+            .list_runs()?
+            .into_iter()
+            .find(|r| r.run_id.as_str() == run_id)
+            .map(|r| r.plan_name);
+        if let Some(c) = &cert {
+            members.push(BundleFile::new(
+                "spec.toml",
+                c.spec_toml.clone().into_bytes(),
+            ));
+        }
+        let manifest = write_bundle(&a.out, &run_id, &members, &key)
+            .with_context(|| format!("writing the bundle {}", a.out.display()))?;
+        println!(
+            "wrote {}: run {run_id} (plan {}), {} files, signed by key {}",
+            a.out.display(),
+            plan.unwrap_or_default(),
+            manifest.files.len(),
+            fingerprint(&key.verifying_key())
+        );
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let public = load_public_key(&a.pubkey)?;
+    match verify_bundle(&a.file, &public) {
+        Ok(m) => {
+            println!(
+                "OK: {} is intact and signed by key {} — run {}, written {} by hallmark {}, {} files:",
+                a.file.display(),
+                fingerprint(&public),
+                m.run_id,
+                m.created_at,
+                m.hallmark_version,
+                m.files.len()
+            );
+            for f in &m.files {
+                println!("  {:<28} {:>12} bytes  sha256 {}", f.name, f.size, f.sha256);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("FAILED: {}: {e}", a.file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

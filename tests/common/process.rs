@@ -1,0 +1,98 @@
+//! Running the `hallmark` binary in tests: commands, temporary directories, certificates on disk,
+//! children killed when dropped, and their stderr read line by line.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn hallmark() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hallmark"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    hallmark().args(args).output().expect("hallmark runs")
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hallmark-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+pub struct Killed(pub Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn init_certs(dir: &Path, nodes: &[&str]) {
+    let out = run(&["certs", "init", "--out", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in nodes {
+        let out = run(&[
+            "certs",
+            "issue",
+            "--ca",
+            dir.to_str().unwrap(),
+            "--node",
+            node,
+            "--out",
+            dir.join("nodes").to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Lines a child writes to stderr, collected by a thread as they come.
+pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr piped");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`, at most `limit`; returns when it came.
+pub fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    limit: Duration,
+) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Some(Instant::now()),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}

@@ -1,0 +1,326 @@
+//! The main job end to end: `hallmark demo` (80 probes over loopback QUIC), its certification, the
+//! report, the signed bundle, and Ctrl-C. These tests each run a whole simulated hall, so they take
+//! turns (a lock) rather than share the machine's cores, whose timing the assertions depend on.
+
+mod common;
+
+use common::process::*;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One simulated hall at a time.
+static HALL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
+    let _turn = HALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("demo");
+    let results = dir.join("results");
+    let out = run(&[
+        "demo",
+        "--quick",
+        "--json",
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let expected = v["samples_expected"].as_u64().unwrap();
+    // 80 nodes × 8 GPUs × 15 s × 10 Hz.
+    assert_eq!(expected, 80 * 8 * 150);
+    assert_eq!(
+        v["samples_stored"].as_u64().unwrap(),
+        expected,
+        "every sample stored once"
+    );
+    assert_eq!(v["status"], "complete");
+    let racks = v["racks"].as_array().unwrap();
+    assert_eq!(racks.len(), 8);
+    let temp = |r: &serde_json::Value| r["max_gpu_temp_c"].as_f64().unwrap();
+    let hottest = racks
+        .iter()
+        .max_by(|a, b| temp(a).total_cmp(&temp(b)))
+        .unwrap();
+    // The built-in fault: row2-rack03's coolant loop is undersized.
+    assert_eq!(hottest["rack"], "row2-rack03");
+    for r in racks {
+        assert!(r["peak_kw"].as_f64().unwrap() > 90.0, "{r}");
+        if r["rack"] != "row2-rack03" {
+            assert!(temp(hottest) > temp(r) + 5.0, "{r}");
+        }
+    }
+    for p in v["phases"].as_array().unwrap() {
+        assert!(p["start_skew_ms"].as_f64().unwrap() < 1000.0, "{p}");
+        assert!(p["name"].is_string());
+    }
+    // The run is in the store, listed and shown by id.
+    let listed = run(&["runs", "list", "--results", results.to_str().unwrap()]);
+    let run_id = v["run_id"].as_str().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(run_id));
+    let shown = run(&[
+        "runs",
+        "show",
+        run_id,
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(shown.status.success());
+
+    // The quick demo was certified against the built-in spec: its 8 s steady phase cannot show 20 s
+    // of sustained power, so that criterion is INCOMPLETE, not PASS.
+    assert_eq!(v["spec"], "demo-100kw");
+    assert_eq!(v["verdict"], "INCOMPLETE", "{}", v["verdict"]);
+    let verdicts = v["verdicts"].as_array().unwrap();
+    assert!(verdicts
+        .iter()
+        .any(|x| x["criterion"] == "rack-sustained-power" && x["status"] == "INCOMPLETE"));
+    assert!(!verdicts.iter().any(|x| x["status"] == "FAIL"));
+
+    // certify again with a spec of its own: exit code 1 on FAIL.
+    let spec = dir.join("spec.toml");
+    std::fs::write(
+        &spec,
+        "name = \"tight\"\n[[criterion]]\nid = \"peak\"\nkind = \"peak_power\"\nscope = \"rack\"\nmax = \"90 kW\"\n",
+    )
+    .unwrap();
+    let r = results.to_str().unwrap();
+    let out = run(&[
+        "certify",
+        run_id,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--results",
+        r,
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["overall"], "FAIL");
+    assert_eq!(c["verdicts"].as_array().unwrap().len(), 8);
+    // A spec with a unit of the wrong kind is an error: exit code 3, the file and the line named.
+    std::fs::write(
+        &spec,
+        "name = \"bad\"\n[[criterion]]\nid = \"peak\"\nkind = \"peak_power\"\nmax = \"90 °C\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "certify",
+        run_id,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--results",
+        r,
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.toml:5:") && err.contains("power"),
+        "{err}"
+    );
+
+    // The report: self-contained HTML with the verdicts of the latest certification.
+    let report = dir.join("report");
+    let out = run(&[
+        "report",
+        run_id,
+        "--results",
+        r,
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("FAIL") && html.contains("row2-rack03"));
+    assert!(!html.contains("<script"));
+    let samples = std::fs::read_to_string(report.join("samples.csv")).unwrap();
+    assert_eq!(
+        samples.lines().count() as u64,
+        expected + 1,
+        "one row per sample and a header"
+    );
+
+    // The signed bundle: verified with the right key, refused after any change or with another key.
+    let keys = dir.join("keys");
+    assert!(run(&["keygen", "--out", keys.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(mode(&keys.join("signing.key")), 0o600);
+    let bundle = dir.join("run.bundle");
+    let key = keys.join("signing.key");
+    let out = run(&[
+        "bundle",
+        run_id,
+        "--results",
+        r,
+        "--key",
+        key.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = keys.join("signing.pub");
+    let verify = |file: &std::path::Path, public: &std::path::Path| {
+        run(&[
+            "verify",
+            file.to_str().unwrap(),
+            "--pubkey",
+            public.to_str().unwrap(),
+        ])
+    };
+    assert!(verify(&bundle, &public).status.success());
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let tampered = dir.join("tampered.bundle");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let out = verify(&tampered, &public);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
+    let other = dir.join("other-keys");
+    assert!(run(&["keygen", "--out", other.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(
+        verify(&bundle, &other.join("signing.pub")).status.code(),
+        Some(1)
+    );
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("row2-rack03"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_aborts_the_run_stops_every_load_and_keeps_what_was_measured() {
+    let _turn = HALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("interrupt");
+    let results = dir.join("results");
+    let mut demo = Killed(
+        hallmark()
+            .args([
+                "demo",
+                "--quick",
+                "--json",
+                "--results",
+                results.to_str().unwrap(),
+            ])
+            // To a file: the summary with its verdicts is megabytes, more than a pipe holds.
+            .stdout(std::fs::File::create(dir.join("stdout.json")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Into the steady phase (probes register in ~1-3 s, phases start 2 s later, ramp 3 s).
+    std::thread::sleep(Duration::from_secs(9));
+    let pid = demo.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(dir.join("stdout.json")).unwrap();
+    assert!(status.success(), "{status:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["status"], "aborted", "{stdout}");
+    assert!(
+        v["status_reason"].as_str().unwrap().contains("interrupted"),
+        "{stdout}"
+    );
+    // Measured data up to the interrupt is stored, and less than a full run's.
+    let stored = v["samples_stored"].as_u64().unwrap();
+    assert!(
+        stored > 0 && stored < v["samples_expected"].as_u64().unwrap(),
+        "{stored}"
+    );
+    // Every probe stopped the phase it was running and said so.
+    let stopped_early: usize = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["stopped_early"].as_array().map_or(0, |a| a.len()))
+        .sum();
+    assert_eq!(stopped_early, 80, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_demo_fails_the_undersized_rack_on_temperature_and_throttling_and_passes_the_rest() {
+    let _turn = HALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("demo-full");
+    let results = dir.join("results");
+    let out = run(&["demo", "--json", "--results", results.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["samples_stored"], v["samples_expected"]);
+    assert_eq!(v["verdict"], "FAIL");
+    let verdicts = v["verdicts"].as_array().unwrap();
+    let failing = |criterion: &str| -> Vec<String> {
+        verdicts
+            .iter()
+            .filter(|x| x["criterion"] == criterion && x["status"] == "FAIL")
+            .map(|x| x["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Every GPU of the rack with undersized cooling runs above its max-operating temperature and
+    // throttles; no GPU elsewhere does.
+    for criterion in ["gpu-temperature", "throttle-sw-thermal"] {
+        let f = failing(criterion);
+        assert_eq!(f.len(), 80, "{criterion}: {f:?}");
+        assert!(
+            f.iter().all(|s| s.starts_with("row2-rack03-")),
+            "{criterion}: {f:?}"
+        );
+    }
+    // Nothing fails outside that rack, and nothing at all fails on power, hardware throttling,
+    // skew, inventory or coverage.
+    for x in verdicts.iter().filter(|x| x["status"] == "FAIL") {
+        assert!(
+            x["subject"].as_str().unwrap().starts_with("row2-rack03"),
+            "{x}"
+        );
+    }
+    for criterion in [
+        "rack-peak-power",
+        "throttle-hw-thermal",
+        "throttle-hw-power-brake",
+        "start-skew",
+        "inventory",
+        "coverage",
+        "wrong-elements",
+    ] {
+        assert!(failing(criterion).is_empty(), "{criterion}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
