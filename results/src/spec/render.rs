@@ -11,6 +11,31 @@ use crate::verdict::{overall, Status, Verdict};
 /// How many distinct reasons for INCOMPLETE are shown per criterion.
 const MAX_REASONS: usize = 3;
 
+/// How many FAIL subjects are listed one per line per criterion before the rest are summarised.
+const MAX_FAILS: usize = 6;
+
+/// How far past its limit a verdict is, in its unit (0 without both values).
+fn excess(v: &Verdict) -> f64 {
+    match (v.measured, v.limit) {
+        (Some(m), Some(l)) => match v.comparison {
+            crate::verdict::Comparison::AtMost => m - l,
+            crate::verdict::Comparison::AtLeast => l - m,
+        },
+        _ => 0.0,
+    }
+}
+
+/// `row2-rack03-n01/0 … row2-rack03-n10/7`: the first and last subject in name order.
+fn subjects_summary(vs: &[&&Verdict]) -> String {
+    let mut names: Vec<&str> = vs.iter().map(|v| v.subject.as_str()).collect();
+    names.sort_unstable();
+    match (names.first(), names.last()) {
+        (Some(a), Some(b)) if a != b => format!("{a} … {b}"),
+        (Some(a), _) => a.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// A value with its unit, to the precision the unit deserves (`89.4 °C`, `99.57 kW`, `99.950 %`).
 pub(crate) fn fmt_value(x: f64, unit: &str) -> String {
     let decimals = match unit {
@@ -110,8 +135,38 @@ pub fn render_verdicts(verdicts: &[Verdict]) -> String {
             count(Status::Fail, vs),
             count(Status::Incomplete, vs)
         );
-        for v in vs.iter().filter(|v| v.status == Status::Fail) {
+        // FAIL subjects: all of them when few, else the worst few and the range of the rest (the
+        // report and `--json` list every one).
+        let mut fails: Vec<&&Verdict> = vs.iter().filter(|v| v.status == Status::Fail).collect();
+        fails.sort_by(|a, b| excess(b).total_cmp(&excess(a)));
+        let shown = if fails.len() > MAX_FAILS {
+            MAX_FAILS - 1
+        } else {
+            fails.len()
+        };
+        for v in &fails[..shown] {
             let _ = writeln!(o, "      FAIL  {}: {}", v.subject, measured(v));
+        }
+        if fails.len() > shown {
+            let rest = &fails[shown..];
+            let values: Vec<f64> = rest.iter().filter_map(|v| v.measured).collect();
+            let range = match (
+                values.iter().copied().reduce(f64::min),
+                values.iter().copied().reduce(f64::max),
+            ) {
+                (Some(lo), Some(hi)) => format!(
+                    ", measured {} to {}",
+                    fmt_value(lo, &rest[0].unit),
+                    fmt_value(hi, &rest[0].unit)
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "      FAIL  and {} more ({}{range}); every subject is in the report and in --json",
+                rest.len(),
+                subjects_summary(rest)
+            );
         }
         for v in vs.iter().filter(|v| v.status == Status::Warn) {
             // The threshold crossed, as `note_warn` wrote it, or the detail's last clause.
@@ -146,4 +201,54 @@ pub fn render_verdicts(verdicts: &[Verdict]) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{Comparison, Evidence, Scope};
+
+    fn fail(subject: String, measured: f64) -> Verdict {
+        Verdict {
+            criterion: "gpu-temperature".into(),
+            title: "t".into(),
+            scope: Scope::Device,
+            subject,
+            status: Status::Fail,
+            measured: Some(measured),
+            limit: Some(85.0),
+            comparison: Comparison::AtMost,
+            unit: "°C".into(),
+            evidence: Evidence::default(),
+        }
+    }
+
+    #[test]
+    fn many_failures_list_the_worst_and_summarise_the_rest() {
+        let vs: Vec<Verdict> = (0..80)
+            .map(|i| {
+                fail(
+                    format!("r3-n{:02}/{}", i / 8, i % 8),
+                    86.0 + f64::from(i) / 20.0,
+                )
+            })
+            .collect();
+        let text = render_verdicts(&vs);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("      FAIL  ")).collect();
+        assert_eq!(lines.len(), MAX_FAILS, "{text}");
+        // The worst first: 86 + 79/20 = 89.95 °C.
+        assert!(lines[0].contains("r3-n09/7: 90.0 °C"), "{text}");
+        assert!(
+            lines[MAX_FAILS - 1]
+                .contains("and 75 more (r3-n00/0 … r3-n09/2, measured 86.0 °C to 89.7 °C)"),
+            "{text}"
+        );
+        // A few failures are all listed.
+        let few = render_verdicts(&vs[..3]);
+        assert_eq!(
+            few.lines().filter(|l| l.starts_with("      FAIL  ")).count(),
+            3,
+            "{few}"
+        );
+    }
 }
