@@ -7,6 +7,8 @@
 //! * [`codec`] — length-prefixed framing over serde (postcard) with a hard frame-size limit and typed errors.
 //! * [`clock`] — NTP-style four-timestamp exchanges and the minimum-RTT filter.
 //! * [`pattern`] — load patterns (level over time) that phases run under.
+//! * [`textpos`] — line and column of an offset in a file, for error messages.
+//! * [`throttle`] — NVML's clock-event (throttle) reason bits that a [`Sample`] carries.
 //! * [`plan`] — plans (phases, expected inventory, limits) and the TOML plan-file parser.
 //! * [`ids`] — validated identifiers (node ids) that also end up in file names and certificates.
 
@@ -16,6 +18,8 @@ pub mod ids;
 pub mod message;
 pub mod pattern;
 pub mod plan;
+pub mod textpos;
+pub mod throttle;
 
 pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME_LEN};
 pub use ids::{NodeId, NodeIdError};

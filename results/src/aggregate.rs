@@ -14,15 +14,10 @@ use std::collections::BTreeMap;
 
 /// NVML clock-event (throttle) reason bits.
 pub mod throttle {
-    pub const GPU_IDLE: u64 = 0x1;
-    pub const APPLICATIONS_CLOCKS: u64 = 0x2;
-    pub const SW_POWER_CAP: u64 = 0x4;
-    pub const HW_SLOWDOWN: u64 = 0x8;
-    pub const SYNC_BOOST: u64 = 0x10;
-    pub const SW_THERMAL: u64 = 0x20;
-    pub const HW_THERMAL: u64 = 0x40;
-    pub const HW_POWER_BRAKE: u64 = 0x80;
-    pub const DISPLAY_CLOCK: u64 = 0x100;
+    pub use hallmark_protocol::throttle::{
+        APPLICATIONS_CLOCKS, DISPLAY_CLOCK, GPU_IDLE, HW_POWER_BRAKE, HW_SLOWDOWN, HW_THERMAL,
+        SW_POWER_CAP, SW_THERMAL, SYNC_BOOST,
+    };
 
     /// The bits that mean the device was slowed by heat or power (idle, application clocks, sync boost
     /// and display clocks are not throttling).

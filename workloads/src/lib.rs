@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod sim;
-pub mod throttle;
+/// NVML's clock-event reason bits (defined with the protocol's `Sample`, which carries them).
+pub use hallmark_protocol::throttle;
 
 pub use backend::{Backend, BackendError, DeviceReading, NodeReading};

@@ -1,6 +1,7 @@
 //! Error positions and wording: byte spans to line and column, and the TOML reader's messages
 //! rewritten in the words of a plan file.
 
+pub(super) use crate::textpos::{key_start, line_col};
 use std::ops::Range;
 
 use super::{PlanError, PATTERN_KINDS, WORKLOAD_KINDS};
@@ -25,43 +26,6 @@ impl Cx<'_> {
     pub(super) fn line_of(&self, span: &Range<usize>) -> usize {
         line_col(self.text, span.start).0
     }
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let (mut line, mut column) = (1, 1);
-    for (i, ch) in text.char_indices() {
-        if i >= offset {
-            break;
-        }
-        if ch == '\n' {
-            line += 1;
-            column = 1;
-        } else {
-            column += 1;
-        }
-    }
-    (line, column)
-}
-
-/// The start of the key whose value starts at byte `value_start` (`key = value`), or `value_start`
-/// when the text before the value is not a plain `key =`.
-pub(super) fn key_start(text: &str, value_start: usize) -> usize {
-    let Some(before) = text.get(..value_start) else {
-        return value_start;
-    };
-    let Some(before) = before.trim_end_matches([' ', '\t']).strip_suffix('=') else {
-        return value_start;
-    };
-    let before = before.trim_end_matches([' ', '\t']);
-    let key_start = if let Some(quoted) = before.strip_suffix('"') {
-        quoted.rfind('"')
-    } else {
-        let bare =
-            before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        (bare.len() < before.len()).then_some(bare.len())
-    };
-    key_start.unwrap_or(value_start)
 }
 
 /// Rewrites a message of the TOML reader in the words of a plan file: TOML type names instead of

@@ -2,6 +2,7 @@
 //! reader's messages rewritten in the words of a spec file (as `hallmark_protocol::plan` does for
 //! plan files).
 
+pub(super) use hallmark_protocol::textpos::{key_start, line_col};
 use std::ops::Range;
 
 use super::KINDS;
@@ -47,41 +48,6 @@ impl Cx<'_> {
 
     pub(super) fn line_of(&self, span: &Range<usize>) -> usize {
         line_col(self.text, span.start).0
-    }
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let (mut line, mut column) = (1, 1);
-    for (i, ch) in text.char_indices() {
-        if i >= offset {
-            break;
-        }
-        if ch == '\n' {
-            line += 1;
-            column = 1;
-        } else {
-            column += 1;
-        }
-    }
-    (line, column)
-}
-
-/// The start of the key whose value starts at byte `value_start` (`key = value`), or `value_start`
-/// when the text before the value is not a plain `key =`.
-fn key_start(text: &str, value_start: usize) -> usize {
-    let Some(before) = text.get(..value_start) else {
-        return value_start;
-    };
-    let Some(before) = before.trim_end_matches([' ', '\t']).strip_suffix('=') else {
-        return value_start;
-    };
-    let before = before.trim_end_matches([' ', '\t']);
-    let bare = before.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare.len() < before.len() {
-        bare.len()
-    } else {
-        value_start
     }
 }
 

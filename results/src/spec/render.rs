@@ -234,7 +234,10 @@ mod tests {
             })
             .collect();
         let text = render_verdicts(&vs);
-        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("      FAIL  ")).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("      FAIL  "))
+            .collect();
         assert_eq!(lines.len(), MAX_FAILS, "{text}");
         // The worst first: 86 + 79/20 = 89.95 °C.
         assert!(lines[0].contains("r3-n09/7: 90.0 °C"), "{text}");
@@ -246,7 +249,9 @@ mod tests {
         // A few failures are all listed.
         let few = render_verdicts(&vs[..3]);
         assert_eq!(
-            few.lines().filter(|l| l.starts_with("      FAIL  ")).count(),
+            few.lines()
+                .filter(|l| l.starts_with("      FAIL  "))
+                .count(),
             3,
             "{few}"
         );

@@ -5,6 +5,7 @@
 //! Sections and optional keys are `Option`s here; [`super::hall`] fills in the defaults and checks
 //! ranges and references.
 
+pub(super) use hallmark_protocol::textpos::line_col;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -168,15 +169,6 @@ fn inline_parents(before: &str) -> Vec<String> {
             (!k.is_empty()).then_some(k)
         })
         .collect()
-}
-
-/// 1-based line and column (in characters) of byte `offset` of `text`.
-pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_boundary(text, offset);
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[start..].chars().count() + 1)
 }
 
 fn floor_boundary(text: &str, offset: usize) -> usize {
