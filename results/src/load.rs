@@ -49,6 +49,35 @@ impl Store {
         Ok((samples, power))
     }
 
+    /// Calls `f(node_key, t_ns, power_w)` for every node-power reading in the row-id `ranges` (from
+    /// [`Store::row_ranges`]) that has a value; absent readings are skipped.
+    pub(crate) fn for_each_node_power(
+        &self,
+        ranges: &[Range],
+        mut f: impl FnMut(i64, i64, f64),
+    ) -> Result<(), StoreError> {
+        let e = || self.err("reading node power");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT node_key, t_ns, power_w FROM node_power_rows \
+                 WHERE node_power_row >= ?1 AND node_power_row < ?2",
+            )
+            .map_err(e())?;
+        for (from, to) in ranges {
+            let mut rows = stmt.query([from, to]).map_err(e())?;
+            while let Some(r) = rows.next().map_err(e())? {
+                let key: i64 = r.get(0).map_err(e())?;
+                let t: i64 = r.get(1).map_err(e())?;
+                let w: Option<f64> = r.get(2).map_err(e())?;
+                if let Some(w) = w {
+                    f(key, t, w);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn probes(&self, run_id: &str) -> Result<Vec<Probe>, StoreError> {
         let mut stmt = self
             .conn

@@ -221,25 +221,12 @@ impl Store {
             probes.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
 
         let mut readings: Vec<Vec<(i64, f64)>> = vec![Vec::new(); probes.len()];
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT node_key, t_ns, power_w FROM node_power_rows \
-                 WHERE node_power_row >= ?1 AND node_power_row < ?2",
-            )
-            .map_err(e("reading node power"))?;
-        for (from, to) in power_ranges {
-            let mut rows = stmt.query([from, to]).map_err(e("reading node power"))?;
-            while let Some(r) = rows.next().map_err(e("reading node power"))? {
-                let key: i64 = r.get(0).map_err(e("reading node power"))?;
-                let t: i64 = r.get(1).map_err(e("reading node power"))?;
-                let w: Option<f64> = r.get(2).map_err(e("reading node power"))?;
-                if let (Some(&i), Some(w)) = (slot.get(&key), w) {
-                    windows.each(t, |i| watt_samples[i] += w);
-                    readings[i].push((t, w));
-                }
+        self.for_each_node_power(&power_ranges, |key, t, w| {
+            if let Some(&i) = slot.get(&key) {
+                windows.each(t, |i| watt_samples[i] += w);
+                readings[i].push((t, w));
             }
-        }
+        })?;
 
         let mut per_device: Vec<Vec<DeviceAgg>> = vec![Vec::new(); probes.len()];
         let mut stmt = self

@@ -271,24 +271,11 @@ impl Store {
         }
 
         let mut power: Vec<Vec<(i64, f64)>> = vec![Vec::new(); nodes.len()];
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT node_key, t_ns, power_w FROM node_power_rows \
-                 WHERE node_power_row >= ?1 AND node_power_row < ?2",
-            )
-            .map_err(e("reading node power"))?;
-        for (from, to) in power_ranges {
-            let mut rows = stmt.query([from, to]).map_err(e("reading node power"))?;
-            while let Some(r) = rows.next().map_err(e("reading node power"))? {
-                let key: i64 = r.get(0).map_err(e("reading node power"))?;
-                let t: i64 = r.get(1).map_err(e("reading node power"))?;
-                let w: Option<f64> = r.get(2).map_err(e("reading node power"))?;
-                if let (Some(&n), Some(w)) = (key_pos.get(&key), w) {
-                    power[n].push((t, w));
-                }
+        self.for_each_node_power(&power_ranges, |key, t, w| {
+            if let Some(&n) = key_pos.get(&key) {
+                power[n].push((t, w));
             }
-        }
+        })?;
 
         let phase_pos: HashMap<u32, usize> =
             phases.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
