@@ -270,7 +270,13 @@ async fn run(
         } else {
             SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(ProbeError::Socket)?;
+        let mut endpoint = match quinn::Endpoint::client(bind) {
+            Ok(e) => e,
+            Err(e) => {
+                machine.stop_load(opts.clock.now_ns(), "probe stopped: no UDP socket");
+                break Err(ProbeError::Socket(e));
+            }
+        };
         endpoint.set_default_client_config(client.clone());
         let end = session(
             &endpoint,
