@@ -324,3 +324,96 @@ fn the_demo_fails_the_undersized_rack_on_temperature_and_throttling_and_passes_t
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_probe_on_the_cpu_backend_burns_for_real_and_reports_what_it_achieved() {
+    let _turn = HALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("cpu");
+    let node = "cpu-node";
+    init_certs(&dir, &[node]);
+    std::fs::write(
+        dir.join("plan.toml"),
+        "name = \"cpu-burn\"\n[expect]\nnodes = 1\ndevices_per_node = 1\n\
+         [[phase]]\nname = \"half\"\nworkload = \"burn\"\nduration_s = 1.5\n\
+         pattern = { kind = \"steady\", level = 0.5 }\n\
+         [[phase]]\nname = \"full\"\nworkload = \"burn\"\nduration_s = 1.5\n\
+         pattern = { kind = \"steady\", level = 1.0 }\n",
+    )
+    .unwrap();
+    let addr = common::free_udp_port();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut coordinator = Killed(
+        hallmark()
+            .args([
+                "run",
+                &p("plan.toml"),
+                "--listen",
+                &addr.to_string(),
+                "--ca",
+                &p("ca.pem"),
+                "--cert",
+                &p("coordinator.pem"),
+                "--key",
+                &p("coordinator-key.pem"),
+                "--results",
+                &p("results"),
+                "--json",
+            ])
+            .stdout(std::fs::File::create(dir.join("out.json")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _probe = Killed(
+        hallmark()
+            .args([
+                "probe",
+                "--coordinator",
+                &addr.to_string(),
+                "--ca",
+                &p("ca.pem"),
+                "--cert",
+                &p(&format!("nodes/{node}.pem")),
+                "--key",
+                &p(&format!("nodes/{node}-key.pem")),
+                "--node",
+                node,
+                "--rack",
+                "rack1",
+                "--backend",
+                "cpu",
+                "--threads",
+                "1",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = coordinator.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = std::fs::read_to_string(dir.join("out.json")).unwrap();
+    assert!(status.success(), "{status:?}: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "complete");
+    // One CPU socket, 10 Hz, 3 s.
+    assert_eq!(v["samples_expected"].as_u64(), Some(30));
+    assert_eq!(v["samples_stored"].as_u64(), Some(30));
+    let phases = v["phases"].as_array().unwrap();
+    let gflops = |i: usize| phases[i]["gflops"].as_f64().unwrap_or(0.0);
+    // Real SGEMM work was done and checked: more at full load than at half.
+    assert!(
+        gflops(0) > 1.0 && gflops(1) > gflops(0),
+        "{} then {}",
+        gflops(0),
+        gflops(1)
+    );
+    assert_eq!(phases[0]["wrong_elements"].as_u64(), Some(0));
+    assert_eq!(phases[1]["wrong_elements"].as_u64(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

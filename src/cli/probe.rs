@@ -1,10 +1,11 @@
 //! `hallmark probe`: the agent of one node.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::tls::Identity;
+use hallmark_workloads::cpu::CpuBackend;
 use hallmark_workloads::sim::{load_hall, HallSpec, SimBackend};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,11 @@ use tracing::info;
 /// Device backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// Simulated GPUs (the only backend so far; cpu and cuda are being built).
+    /// Simulated GPUs (`--devices`, or the node as `--sim-hall` describes it).
     Sim,
+    /// The CPUs: multithreaded SGEMM burn on every core (or `--threads`), one device per socket,
+    /// results checked against a reference. (The CUDA backend is being built.)
+    Cpu,
 }
 
 #[derive(Debug, Args)]
@@ -56,11 +60,17 @@ pub struct ProbeArgs {
     /// Number of simulated GPUs (sim backend without --sim-hall).
     #[arg(long)]
     devices: Option<u16>,
+    /// Worker threads of the cpu backend (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let identity =
         Identity::load(&a.ca, &a.cert, &a.key).context("loading the probe's TLS identity")?;
+    if a.backend == Backend::Sim && a.threads.is_some() {
+        bail!("--threads is for --backend cpu");
+    }
     let (backend, labels): (Box<dyn hallmark_workloads::Backend>, Labels) = match a.backend {
         Backend::Sim => match &a.sim_hall {
             Some(file) => {
@@ -90,6 +100,18 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
                 (Box::new(backend), labels)
             }
         },
+        Backend::Cpu => {
+            if a.sim_hall.is_some() || a.devices.is_some() {
+                bail!("--sim-hall and --devices are for --backend sim");
+            }
+            let backend = CpuBackend::new(a.threads).context("starting the cpu backend")?;
+            let labels = Labels {
+                hall: a.hall,
+                row: a.row,
+                rack: a.rack.unwrap_or_default(),
+            };
+            (Box::new(backend), labels)
+        }
     };
     let hello = hallmark_probe::hello(a.node.clone(), labels, backend.as_ref());
     let mut opts = ProbeOptions::new(a.coordinator.clone(), hello);

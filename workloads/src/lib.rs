@@ -5,10 +5,13 @@
 //! * [`throttle`] — NVML's clock-event reason bits and their names.
 //! * [`sim`] — the simulated backend: GPU physics, rack coolant loops, hall files (TOML) and
 //!   [`sim::SimBackend`].
+//! * [`cpu`] — the CPU burn backend [`cpu::CpuBackend`]: single-threaded SGEMM workers per socket under
+//!   a duty cycle, counting the work done and checking results against a reference.
 //!
 //! The pattern controller and the real backends (cpu, cuda) grow here.
 
 pub mod backend;
+pub mod cpu;
 pub mod sim;
 /// NVML's clock-event reason bits (defined with the protocol's `Sample`, which carries them).
 pub use hallmark_protocol::throttle;
