@@ -32,7 +32,7 @@ pub fn sign_manifest(manifest_json: &[u8], key: &SigningKey) -> Vec<u8> {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -142,7 +142,7 @@ pub fn run(shared: Arc<Shared>, device: usize, n: usize, seed: u64) {
             sgemm(n, &a, &b, &mut c);
             dev.flop.fetch_add(flop_per_gemm, Ordering::Relaxed);
             gemms += 1;
-            if gemms % CHECK_EVERY == 0 {
+            if gemms.is_multiple_of(CHECK_EVERY) {
                 #[cfg(test)]
                 if dev.corrupt_reference.swap(false, Ordering::Relaxed) {
                     if let Some(x) = reference.first_mut() {
