@@ -74,56 +74,25 @@ fn a_probe_with_a_missing_key_file_says_which_file() {
 fn coordinator_and_probe_processes_register_and_refuse() {
     let dir = tempdir("cluster");
     init_certs(&dir, &["n1", "n2"]);
-    let addr = common::free_udp_port();
-    let status = dir.join("status.json");
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let _coordinator = Killed(
-        hallmark()
-            .args([
-                "coordinator",
-                "--listen",
-                &addr.to_string(),
-                "--ca",
-                &p("ca.pem"),
-                "--cert",
-                &p("coordinator.pem"),
-                "--key",
-                &p("coordinator-key.pem"),
-                "--status-file",
-                &p("status.json"),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let probe_args = |node: &str, cert: &str| -> Vec<String> {
-        vec![
-            "probe".into(),
-            "--coordinator".into(),
-            addr.to_string(),
-            "--ca".into(),
-            p("ca.pem"),
-            "--cert".into(),
-            p(&format!("nodes/{cert}.pem")),
-            "--key".into(),
-            p(&format!("nodes/{cert}-key.pem")),
-            "--node".into(),
-            node.into(),
-            "--rack".into(),
-            "rack07".into(),
-            "--row".into(),
-            "row2".into(),
-            "--hall".into(),
-            "hall-x".into(),
-        ]
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: common::free_udp_port(),
     };
-    let _probe = Killed(
-        hallmark()
-            .args(probe_args("n1", "n1"))
+    let status = dir.join("status.json");
+    let _coordinator = Killed(
+        cluster
+            .coordinator()
+            .args(["--status-file", &cluster.path("status.json")])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    let probe_cmd = |node: &str, cert: &str| {
+        let mut c = cluster.probe(node, cert);
+        c.args(["--rack", "rack07", "--row", "row2", "--hall", "hall-x"]);
+        c
+    };
+    let _probe = Killed(probe_cmd("n1", "n1").stderr(Stdio::null()).spawn().unwrap());
     // The status file lists the probe once it has registered.
     let deadline = Instant::now() + common::WAIT;
     let listed = loop {
@@ -144,7 +113,7 @@ fn coordinator_and_probe_processes_register_and_refuse() {
     assert_eq!(probe["inventory"].as_array().unwrap().len(), 8);
 
     // A probe claiming n2 with n1's certificate exits 2 and says why.
-    let out = hallmark().args(probe_args("n2", "n1")).output().unwrap();
+    let out = probe_cmd("n2", "n1").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate was issued to node n1"), "{err}");
@@ -179,49 +148,25 @@ fn a_run_across_processes_stores_every_sample() {
     let plan = dir.join("plan.toml");
     std::fs::write(&plan, TWO_NODE_PLAN).unwrap();
     let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
-    let addr = common::free_udp_port();
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let coordinator = hallmark()
-        .args([
-            "run",
-            &p("plan.toml"),
-            "--listen",
-            &addr.to_string(),
-            "--ca",
-            &p("ca.pem"),
-            "--cert",
-            &p("coordinator.pem"),
-            "--key",
-            &p("coordinator-key.pem"),
-            "--results",
-            &p("results"),
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut coordinator = Killed(coordinator);
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: common::free_udp_port(),
+    };
+    let mut coordinator = Killed(
+        cluster
+            .run_listen("plan.toml")
+            .arg("--json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let _probes: Vec<Killed> = nodes
         .iter()
         .map(|node| {
+            let mut c = cluster.probe(node, node);
             Killed(
-                hallmark()
-                    .args([
-                        "probe",
-                        "--coordinator",
-                        &addr.to_string(),
-                        "--ca",
-                        &p("ca.pem"),
-                        "--cert",
-                        &p(&format!("nodes/{node}.pem")),
-                        "--key",
-                        &p(&format!("nodes/{node}-key.pem")),
-                        "--node",
-                        node,
-                        "--sim-hall",
-                        hall,
-                    ])
+                c.args(["--sim-hall", hall])
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap(),
@@ -229,14 +174,11 @@ fn a_run_across_processes_stores_every_sample() {
         })
         .collect();
     // The coordinator exits by itself once the run is stored.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = coordinator.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish in time");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(
+        &mut coordinator.0,
+        Duration::from_secs(60),
+        "the run did not finish in time",
+    );
     let mut stdout = String::new();
     std::io::Read::read_to_string(coordinator.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert!(status.success(), "exit {status:?}: {stdout}");
@@ -299,47 +241,22 @@ fn a_probe_whose_coordinator_dies_mid_phase_stops_its_load_within_the_dead_man_i
     )
     .unwrap();
     let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
-    let addr = common::free_udp_port();
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: common::free_udp_port(),
+    };
     let mut coordinator = Killed(
-        hallmark()
-            .args([
-                "run",
-                &p("plan.toml"),
-                "--listen",
-                &addr.to_string(),
-                "--ca",
-                &p("ca.pem"),
-                "--cert",
-                &p("coordinator.pem"),
-                "--key",
-                &p("coordinator-key.pem"),
-                "--results",
-                &p("results"),
-            ])
+        cluster
+            .run_listen("plan.toml")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let mut probe = Killed(
-        hallmark()
-            .args([
-                "-v",
-                "probe",
-                "--coordinator",
-                &addr.to_string(),
-                "--ca",
-                &p("ca.pem"),
-                "--cert",
-                &p(&format!("nodes/{node}.pem")),
-                "--key",
-                &p(&format!("nodes/{node}-key.pem")),
-                "--node",
-                node,
-                "--sim-hall",
-                hall,
-            ])
+        cluster
+            .probe(node, node)
+            .args(["-v", "--sim-hall", hall])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),

@@ -7,7 +7,7 @@ mod common;
 use common::process::*;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One simulated hall at a time.
 static HALL: Mutex<()> = Mutex::new(());
@@ -235,17 +235,11 @@ fn ctrl_c_aborts_the_run_stops_every_load_and_keeps_what_was_measured() {
         .status()
         .unwrap()
         .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = demo.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(
+        &mut demo.0,
+        Duration::from_secs(30),
+        "the demo did not stop after Ctrl-C",
+    );
     let stdout = std::fs::read_to_string(dir.join("stdout.json")).unwrap();
     assert!(status.success(), "{status:?}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -340,63 +334,32 @@ fn a_probe_on_the_cpu_backend_burns_for_real_and_reports_what_it_achieved() {
          pattern = { kind = \"steady\", level = 1.0 }\n",
     )
     .unwrap();
-    let addr = common::free_udp_port();
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: common::free_udp_port(),
+    };
     let mut coordinator = Killed(
-        hallmark()
-            .args([
-                "run",
-                &p("plan.toml"),
-                "--listen",
-                &addr.to_string(),
-                "--ca",
-                &p("ca.pem"),
-                "--cert",
-                &p("coordinator.pem"),
-                "--key",
-                &p("coordinator-key.pem"),
-                "--results",
-                &p("results"),
-                "--json",
-            ])
+        cluster
+            .run_listen("plan.toml")
+            .arg("--json")
             .stdout(std::fs::File::create(dir.join("out.json")).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let _probe = Killed(
-        hallmark()
-            .args([
-                "probe",
-                "--coordinator",
-                &addr.to_string(),
-                "--ca",
-                &p("ca.pem"),
-                "--cert",
-                &p(&format!("nodes/{node}.pem")),
-                "--key",
-                &p(&format!("nodes/{node}-key.pem")),
-                "--node",
-                node,
-                "--rack",
-                "rack1",
-                "--backend",
-                "cpu",
-                "--threads",
-                "1",
-            ])
+        cluster
+            .probe(node, node)
+            .args(["--rack", "rack1", "--backend", "cpu", "--threads", "1"])
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = coordinator.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(
+        &mut coordinator.0,
+        Duration::from_secs(60),
+        "the run did not finish",
+    );
     let out = std::fs::read_to_string(dir.join("out.json")).unwrap();
     assert!(status.success(), "{status:?}: {out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

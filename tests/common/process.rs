@@ -1,9 +1,10 @@
 //! Running the `hallmark` binary in tests: commands, temporary directories, certificates on disk,
 //! children killed when dropped, and their stderr read line by line.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 pub fn hallmark() -> Command {
@@ -95,4 +96,79 @@ pub fn wait_line(
         }
     }
     None
+}
+
+/// Waits for `child` to exit, at most `limit`; fails the test with `what` if it does not.
+pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("child status") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The files of a cluster made by [`init_certs`] in `dir` and the coordinator's address: the
+/// command lines of its processes.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Cluster {
+    /// `dir/file` as a string argument.
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_string_lossy().into_owned()
+    }
+
+    /// The coordinator's TLS arguments: `--listen ADDR --ca --cert --key`.
+    fn coordinator_tls(&self) -> Vec<String> {
+        vec![
+            "--listen".into(),
+            self.addr.to_string(),
+            "--ca".into(),
+            self.path("ca.pem"),
+            "--cert".into(),
+            self.path("coordinator.pem"),
+            "--key".into(),
+            self.path("coordinator-key.pem"),
+        ]
+    }
+
+    /// `hallmark coordinator` with the cluster's certificates.
+    pub fn coordinator(&self) -> Command {
+        let mut c = hallmark();
+        c.arg("coordinator").args(self.coordinator_tls());
+        c
+    }
+
+    /// `hallmark run PLAN --listen …` storing into `dir/results`.
+    pub fn run_listen(&self, plan: &str) -> Command {
+        let mut c = hallmark();
+        c.args(["run", &self.path(plan)])
+            .args(self.coordinator_tls())
+            .args(["--results", &self.path("results")]);
+        c
+    }
+
+    /// `hallmark probe` as `node` with the certificate issued to `cert` (usually the same).
+    pub fn probe(&self, node: &str, cert: &str) -> Command {
+        let mut c = hallmark();
+        c.args([
+            "probe",
+            "--coordinator",
+            &self.addr.to_string(),
+            "--ca",
+            &self.path("ca.pem"),
+            "--cert",
+            &self.path(&format!("nodes/{cert}.pem")),
+            "--key",
+            &self.path(&format!("nodes/{cert}-key.pem")),
+            "--node",
+            node,
+        ]);
+        c
+    }
 }
