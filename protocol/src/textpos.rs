@@ -1,6 +1,7 @@
 //! Positions in text files: byte offsets (as the `toml` parser reports spans) turned into the 1-based
-//! line and column an error message names, and the start of the `key` whose value is at an offset.
-//! Every file format of hallmark (plans, halls, specs) reports its errors with these.
+//! line and column an error message names, the start of the `key` whose value is at an offset, and
+//! the `toml` reader's messages reworded for the people who write the files. Every file format of
+//! hallmark (plans, halls, specs) reports its errors with these.
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -37,6 +38,77 @@ pub fn key_start(text: &str, value_start: usize) -> usize {
         (bare.len() < before.len()).then_some(bare.len())
     };
     key_start.unwrap_or(value_start)
+}
+
+/// A message of the `toml` reader reworded for the people who write hallmark's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TomlMessage<'a> {
+    /// The reworded message; callers may append format-specific hints.
+    pub message: String,
+    /// The source line the error points into, trimmed.
+    pub line: &'a str,
+    /// For a missing key, the key as the reader names it (e.g. `` `kind` ``).
+    pub missing_key: Option<String>,
+}
+
+/// Rewords a message of the `toml` reader at `span` of `text`, a `document` ("plan", "spec"): TOML
+/// type names instead of Rust ones, the table a missing key belongs in, "key" for "field", and how
+/// to write a list of tables.
+pub fn explain_toml<'a>(
+    text: &'a str,
+    span: std::ops::Range<usize>,
+    message: &str,
+    document: &str,
+) -> TomlMessage<'a> {
+    let mut m = message.to_string();
+    if m.starts_with("invalid type") {
+        for (rust, toml) in [
+            ("expected f64", "expected a number"),
+            ("expected i64", "expected a whole number"),
+            ("expected a string", "expected a string in quotes"),
+            ("expected a sequence", "expected an array"),
+            ("map,", "table,"),
+            ("sequence,", "array,"),
+        ] {
+            m = m.replace(rust, toml);
+        }
+    }
+    let line = text
+        .get(..span.start)
+        .map(|b| b.rfind('\n').map_or(0, |i| i + 1))
+        .and_then(|start| text.get(start..))
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("")
+        .trim();
+    let mut missing_key = None;
+    if let Some(rest) = m.strip_prefix("missing field ").map(str::to_string) {
+        // The reader gives the root table an empty span at 0, and any other table its header or value.
+        let place = if span.start == 0 && (span.is_empty() || span.end == text.len()) {
+            format!("at the top level of the {document}")
+        } else if line.starts_with('[') {
+            format!("in the table `{line}`")
+        } else {
+            "in this table".to_string()
+        };
+        m = format!("missing key {rest} {place}");
+        missing_key = Some(rest);
+    }
+    if m.starts_with("invalid type: table, expected an array")
+        && line.starts_with('[')
+        && !line.starts_with("[[")
+    {
+        m.push_str(&format!(
+            "; a list of tables is written with double brackets: `[{line}]`"
+        ));
+    }
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        m = format!("unknown key {rest}");
+    }
+    TomlMessage {
+        message: m,
+        line,
+        missing_key,
+    }
 }
 
 #[cfg(test)]

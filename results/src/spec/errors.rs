@@ -51,57 +51,20 @@ impl Cx<'_> {
     }
 }
 
-/// Rewrites a message of the TOML reader in the words of a spec file.
+/// Rewrites a message of the TOML reader in the words of a spec file
+/// ([`hallmark_protocol::textpos::explain_toml`]), plus the criterion kinds and where to find which
+/// keys a kind takes.
 pub(super) fn explain(text: &str, span: Range<usize>, message: &str) -> String {
-    let mut m = message.to_string();
-    if m.starts_with("invalid type") {
-        for (rust, toml) in [
-            ("expected f64", "expected a number"),
-            ("expected i64", "expected a whole number"),
-            ("expected a string", "expected a string in quotes"),
-            ("expected a sequence", "expected an array"),
-            ("map,", "table,"),
-            ("sequence,", "array,"),
-        ] {
-            m = m.replace(rust, toml);
-        }
-    }
-    let line = text
-        .get(..span.start)
-        .map(|b| b.rfind('\n').map_or(0, |i| i + 1))
-        .and_then(|start| text.get(start..))
-        .and_then(|rest| rest.lines().next())
-        .unwrap_or("")
-        .trim();
-    if let Some(rest) = m.strip_prefix("missing field ").map(str::to_string) {
-        let place = if span.start == 0 && (span.is_empty() || span.end == text.len()) {
-            "at the top level of the spec".to_string()
-        } else if line.starts_with('[') {
-            format!("in the table `{line}`")
-        } else {
-            "in this table".to_string()
-        };
-        m = format!("missing key {rest} {place}");
-        if rest == "`kind`" {
-            m.push_str(&format!(
-                "; a criterion's kind is one of {}",
-                KINDS.join(", ")
-            ));
-        }
-    }
-    if m.starts_with("invalid type: table, expected an array")
-        && line.starts_with('[')
-        && !line.starts_with("[[")
-    {
+    let e = hallmark_protocol::textpos::explain_toml(text, span, message, "spec");
+    let mut m = e.message;
+    if e.missing_key.as_deref() == Some("`kind`") {
         m.push_str(&format!(
-            "; a list of tables is written with double brackets: `[{line}]`"
+            "; a criterion's kind is one of {}",
+            KINDS.join(", ")
         ));
     }
-    if let Some(rest) = m.strip_prefix("unknown field ") {
-        m = format!(
-            "unknown key {}",
-            rest.replace("expected one of", "allowed keys are")
-        );
+    if m.starts_with("unknown key") {
+        m = m.replace("expected one of", "allowed keys are");
         if m.contains("`min_fraction_of_median`") {
             m.push_str(
                 " (which of them a criterion takes depends on its `kind`; see docs/SPEC.md)",
