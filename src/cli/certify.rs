@@ -104,7 +104,9 @@ pub fn print_verdicts(
 pub fn run(a: CertifyArgs) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<Status> {
         let spec = SpecSource::load(&a.spec)?;
-        let store = Store::open_read_only(&a.results)
+        // Opened for writing (certifying stores verdicts), which also brings an older store's
+        // schema up to date.
+        let store = Store::open(&a.results)
             .with_context(|| format!("opening the run store in {}", a.results.display()))?;
         let run_id = store.resolve_run(&a.run)?;
         drop(store);

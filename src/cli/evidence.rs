@@ -66,37 +66,55 @@ fn latest_certification(store: &Store, run_id: &str) -> anyhow::Result<Option<Ce
     Ok(all.pop())
 }
 
-/// Writes the report of `run` into `out`; returns the files and the run's full id.
-fn write(
-    results: &Path,
-    run: &str,
-    out: &Path,
-) -> anyhow::Result<(ReportFiles, String, Option<Certification>)> {
+/// A report written for a run.
+struct Written {
+    files: ReportFiles,
+    run_id: String,
+    plan_name: String,
+    certification: Option<Certification>,
+}
+
+/// Writes the report of `run` into `out`.
+fn write(results: &Path, run: &str, out: &Path) -> anyhow::Result<Written> {
     let store = Store::open_read_only(results)
         .with_context(|| format!("opening the run store in {}", results.display()))?;
     let run_id = store.resolve_run(run)?.as_str().to_string();
-    let cert = latest_certification(&store, &run_id)?;
-    let verdicts = cert.as_ref().map_or(&[][..], |c| c.verdicts.as_slice());
+    let certification = latest_certification(&store, &run_id)?;
+    let verdicts = certification
+        .as_ref()
+        .map_or(&[][..], |c| c.verdicts.as_slice());
     let options = ReportOptions {
-        spec: cert.as_ref().map(|c| SpecRef {
+        spec: certification.as_ref().map(|c| SpecRef {
             name: c.spec_name.clone(),
             sha256: c.spec_sha256.clone(),
         }),
     };
     let files = write_report_with(&store, &run_id, verdicts, out, &options)
         .with_context(|| format!("writing the report of run {run_id} into {}", out.display()))?;
-    Ok((files, run_id, cert))
+    let plan_name = store
+        .list_runs()?
+        .into_iter()
+        .find(|r| r.run_id.as_str() == run_id)
+        .map(|r| r.plan_name)
+        .unwrap_or_default();
+    Ok(Written {
+        files,
+        run_id,
+        plan_name,
+        certification,
+    })
 }
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let (files, run_id, cert) = write(&a.results, &a.run, &a.out)?;
-    if cert.is_none() {
+    let w = write(&a.results, &a.run, &a.out)?;
+    if w.certification.is_none() {
         eprintln!(
-            "note: run {run_id} has not been certified; the report has no verdicts \
-             (hallmark certify {run_id} --spec SPEC)"
+            "note: run {} has not been certified; the report has no verdicts \
+             (hallmark certify {} --spec SPEC)",
+            w.run_id, w.run_id
         );
     }
-    for f in &files.files {
+    for f in &w.files.files {
         println!("wrote {}", f.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -118,9 +136,9 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     let staging = std::env::temp_dir().join(format!("hallmark-bundle-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let written = write(&a.results, &a.run, &staging);
-    let result = written.and_then(|(files, run_id, cert)| {
+    let result = written.and_then(|w| {
         let mut members = Vec::new();
-        for path in &files.files {
+        for path in &w.files.files {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 bail!("report file {} has no usable name", path.display());
             };
@@ -128,24 +146,19 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             members.push(BundleFile::new(format!("report/{name}"), bytes));
         }
-        let store = Store::open_read_only(&a.results)?;
-        let plan = store
-            .list_runs()?
-            .into_iter()
-            .find(|r| r.run_id.as_str() == run_id)
-            .map(|r| r.plan_name);
-        if let Some(c) = &cert {
+        if let Some(c) = &w.certification {
             members.push(BundleFile::new(
                 "spec.toml",
                 c.spec_toml.clone().into_bytes(),
             ));
         }
-        let manifest = write_bundle(&a.out, &run_id, &members, &key)
+        let manifest = write_bundle(&a.out, &w.run_id, &members, &key)
             .with_context(|| format!("writing the bundle {}", a.out.display()))?;
         println!(
-            "wrote {}: run {run_id} (plan {}), {} files, signed by key {}",
+            "wrote {}: run {} (plan {}), {} files, signed by key {}",
             a.out.display(),
-            plan.unwrap_or_default(),
+            w.run_id,
+            w.plan_name,
             manifest.files.len(),
             fingerprint(&key.verifying_key())
         );
