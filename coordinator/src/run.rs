@@ -237,6 +237,7 @@ impl Run {
                 start_at_ns: at,
                 duration_ms: spec.duration_ms,
                 sample_hz: self.plan.sample_hz,
+                fabric: None,
             };
             at += spec.duration_ms as i64 * 1_000_000;
             self.phases.push(ScheduledPhase { start });

@@ -27,6 +27,7 @@ pub fn hello(node_id: NodeId, labels: Labels, backend: &dyn Backend) -> Hello {
         backend: backend.name().to_string(),
         hallmark_version: env!("CARGO_PKG_VERSION").to_string(),
         instance_id: instance_id(),
+        data_plane: None,
     }
 }
 

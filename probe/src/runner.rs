@@ -245,8 +245,11 @@ impl PhaseRunner {
         let elapsed = now - a.start_ns;
         let duration = a.end_ns - a.start_ns;
         let level = match a.spec.workload {
-            hallmark_protocol::Workload::Burn => a.spec.pattern.level_at(elapsed, duration),
             hallmark_protocol::Workload::Idle => 0.0,
+            // Fabric phases load the devices under their pattern too (fabric under thermal load).
+            hallmark_protocol::Workload::Burn
+            | hallmark_protocol::Workload::Latency
+            | hallmark_protocol::Workload::Collective => a.spec.pattern.level_at(elapsed, duration),
         };
         let inventory: Vec<(u16, Option<f64>)> = backend
             .inventory()
@@ -342,7 +345,7 @@ impl PhaseRunner {
             ended_at_ns: clock.to_coordinator(ended),
             stopped_early: a.stopped_early,
             devices,
-            histograms: Vec::new(),
+            fabric: None,
         }));
     }
 

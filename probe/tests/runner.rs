@@ -102,6 +102,7 @@ fn phase(id: u32, start_at_ns: i64, duration_ms: u64, pattern: Pattern) -> Phase
         start_at_ns,
         duration_ms,
         sample_hz: 10.0,
+        fabric: None,
     }
 }
 

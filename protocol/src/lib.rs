@@ -4,6 +4,7 @@
 //! integers passed in by the caller, so every state machine built on it can be driven by a simulated clock.
 //!
 //! * [`message`] — the versioned messages exchanged between a probe and the coordinator.
+//! * [`fabric`] — fabric (interconnect) phases: members, session key, latency and collective results.
 //! * [`codec`] — length-prefixed framing over serde (postcard) with a hard frame-size limit and typed errors.
 //! * [`clock`] — NTP-style four-timestamp exchanges and the minimum-RTT filter.
 //! * [`pattern`] — load patterns (level over time) that phases run under.
@@ -14,6 +15,7 @@
 
 pub mod clock;
 pub mod codec;
+pub mod fabric;
 pub mod ids;
 pub mod message;
 pub mod pattern;
@@ -22,6 +24,11 @@ pub mod textpos;
 pub mod throttle;
 
 pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME_LEN};
+pub use fabric::{
+    CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, DataPlaneAddr,
+    FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, LatencyPair, LatencyParams,
+    SessionKey,
+};
 pub use ids::{NodeId, NodeIdError};
 pub use message::*;
 
@@ -30,7 +37,7 @@ pub use message::*;
 /// Compatibility rule that every future version keeps: [`ProbeMessage::Hello`] stays variant 0 and
 /// `protocol_version` stays its first field, so that a coordinator can always read the version of a
 /// Hello it cannot otherwise decode and refuse it with a clear reason.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The ALPN protocol identifier negotiated in the TLS handshake.
 pub const ALPN: &[u8] = b"hallmark/1";

@@ -5,6 +5,7 @@
 //! Power is in watts, energy in joules, temperatures in °C, clocks in MHz. A sensor that could not be
 //! read is `None`, never 0.
 
+use crate::fabric::{DataPlaneAddr, FabricPhase, FabricReport};
 use crate::ids::NodeId;
 use crate::pattern::Pattern;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,8 @@ pub struct Hello {
     /// Random per probe process: tells a reconnecting probe from a restarted one, whose telemetry
     /// sequence numbers and phase schedule started over.
     pub instance_id: u64,
+    /// Where this probe's data plane listens, if it has one (fabric phases need it).
+    pub data_plane: Option<DataPlaneAddr>,
 }
 
 /// Where a node stands in the hall.
@@ -178,6 +181,10 @@ pub enum Workload {
     Burn,
     /// No load; telemetry only.
     Idle,
+    /// The latency mesh between the phase's probes (devices under the phase's pattern meanwhile).
+    Latency,
+    /// Collective operations between the phase's probes (devices under the phase's pattern).
+    Collective,
 }
 
 /// Orders a probe to run one phase.
@@ -192,6 +199,8 @@ pub struct PhaseStart {
     pub duration_ms: u64,
     /// Telemetry sampling rate.
     pub sample_hz: f64,
+    /// Peers, key and parameters of a `Latency` or `Collective` phase; `None` otherwise.
+    pub fabric: Option<FabricPhase>,
 }
 
 /// One telemetry reading of one device at one instant.
@@ -231,13 +240,6 @@ pub struct DeviceResult {
     pub wrong_elements: u64,
 }
 
-/// A named HDR histogram, serialised as V2 + deflate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistogramBlob {
-    pub name: String,
-    pub v2_deflate: Vec<u8>,
-}
-
 /// What a phase achieved on one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseReport {
@@ -247,7 +249,8 @@ pub struct PhaseReport {
     /// Why the phase ended early, if it did (a safety interlock, an abort).
     pub stopped_early: Option<String>,
     pub devices: Vec<DeviceResult>,
-    pub histograms: Vec<HistogramBlob>,
+    /// What a fabric phase measured on this node; `None` for other phases.
+    pub fabric: Option<FabricReport>,
 }
 
 /// A recorded error from either side.

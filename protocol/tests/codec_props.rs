@@ -146,6 +146,7 @@ fn hello() -> impl Strategy<Value = Hello> {
         text(),
         text(),
         any::<u64>(),
+        option::of(data_plane_addr()),
     )
         .prop_map(
             |(
@@ -156,6 +157,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 backend,
                 hallmark_version,
                 instance_id,
+                data_plane,
             )| {
                 Hello {
                     protocol_version,
@@ -165,9 +167,113 @@ fn hello() -> impl Strategy<Value = Hello> {
                     backend,
                     hallmark_version,
                     instance_id,
+                    data_plane,
                 }
             },
         )
+}
+
+fn socket_addr() -> impl Strategy<Value = std::net::SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| (ip, port).into()),
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| (ip, port).into()),
+    ]
+}
+
+fn data_plane_addr() -> impl Strategy<Value = DataPlaneAddr> {
+    (option::of(socket_addr()), any::<u16>()).prop_map(|(a, port)| DataPlaneAddr {
+        ip: a.map(|a| a.ip()),
+        port,
+    })
+}
+
+fn collective_op() -> impl Strategy<Value = CollectiveOp> {
+    (0usize..5).prop_map(|i| CollectiveOp::ALL[i])
+}
+
+fn collective_algorithm() -> impl Strategy<Value = CollectiveAlgorithm> {
+    prop_oneof![
+        Just(CollectiveAlgorithm::Auto),
+        Just(CollectiveAlgorithm::Ring),
+        Just(CollectiveAlgorithm::LatencyOptimal),
+    ]
+}
+
+fn fabric_phase() -> impl Strategy<Value = FabricPhase> {
+    let params = prop_oneof![
+        any::<u32>().prop_map(|packet_bytes| FabricParams::Latency(LatencyParams { packet_bytes })),
+        (
+            vec(collective_op(), 0..6),
+            any::<u64>(),
+            any::<u64>(),
+            collective_algorithm()
+        )
+            .prop_map(|(ops, min_bytes, max_bytes, algorithm)| {
+                FabricParams::Collective(CollectiveParams {
+                    ops,
+                    min_bytes,
+                    max_bytes,
+                    algorithm,
+                })
+            }),
+    ];
+    (
+        any::<[u8; 32]>(),
+        vec(
+            (node_id(), socket_addr()).prop_map(|(node_id, addr)| FabricMember { node_id, addr }),
+            0..5,
+        ),
+        params,
+    )
+        .prop_map(|(key, members, params)| FabricPhase {
+            session_key: SessionKey(key),
+            members,
+            params,
+        })
+}
+
+fn fabric_report() -> impl Strategy<Value = FabricReport> {
+    let pair = (
+        node_id(),
+        node_id(),
+        any::<u64>(),
+        any::<u64>(),
+        vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(src, dst, sent, lost, rtt_ns_hist)| LatencyPair {
+            src,
+            dst,
+            sent,
+            lost,
+            rtt_ns_hist,
+        });
+    let result = (
+        collective_op(),
+        collective_algorithm(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(op, algorithm, size_bytes, iterations, mean_ns, wrong_elements)| CollectiveResult {
+                op,
+                algorithm,
+                size_bytes,
+                iterations,
+                mean_ns,
+                wrong_elements,
+            },
+        );
+    let fault =
+        (option::of(node_id()), text()).prop_map(|(peer, message)| FabricFault { peer, message });
+    (vec(pair, 0..3), vec(result, 0..3), vec(fault, 0..2)).prop_map(
+        |(latency, collectives, faults)| FabricReport {
+            latency,
+            collectives,
+            faults,
+        },
+    )
 }
 
 fn clock_ping() -> impl Strategy<Value = ClockPing> {
@@ -250,26 +356,21 @@ fn device_result() -> impl Strategy<Value = DeviceResult> {
     )
 }
 
-fn histogram_blob() -> impl Strategy<Value = HistogramBlob> {
-    (text(), vec(any::<u8>(), 0..40))
-        .prop_map(|(name, v2_deflate)| HistogramBlob { name, v2_deflate })
-}
-
 fn phase_report() -> impl Strategy<Value = PhaseReport> {
     (
         any::<u32>(),
         any::<i64>(),
         option::of(text()),
         vec(device_result(), 0..4),
-        vec(histogram_blob(), 0..3),
+        option::of(fabric_report()),
     )
         .prop_map(
-            |(phase_id, ended_at_ns, stopped_early, devices, histograms)| PhaseReport {
+            |(phase_id, ended_at_ns, stopped_early, devices, fabric)| PhaseReport {
                 phase_id,
                 ended_at_ns,
                 stopped_early,
                 devices,
-                histograms,
+                fabric,
             },
         )
 }
@@ -317,7 +418,12 @@ fn refusal() -> impl Strategy<Value = Refusal> {
 }
 
 fn workload() -> impl Strategy<Value = Workload> {
-    prop_oneof![Just(Workload::Burn), Just(Workload::Idle)]
+    prop_oneof![
+        Just(Workload::Burn),
+        Just(Workload::Idle),
+        Just(Workload::Latency),
+        Just(Workload::Collective)
+    ]
 }
 
 fn pattern() -> impl Strategy<Value = Pattern> {
@@ -354,16 +460,20 @@ fn phase_start() -> impl Strategy<Value = PhaseStart> {
         any::<i64>(),
         any::<u64>(),
         f64_any(),
+        option::of(fabric_phase()),
     )
         .prop_map(
-            |(phase_id, name, workload, pattern, start_at_ns, duration_ms, sample_hz)| PhaseStart {
-                phase_id,
-                name,
-                workload,
-                pattern,
-                start_at_ns,
-                duration_ms,
-                sample_hz,
+            |(phase_id, name, workload, pattern, start_at_ns, duration_ms, sample_hz, fabric)| {
+                PhaseStart {
+                    phase_id,
+                    name,
+                    workload,
+                    pattern,
+                    start_at_ns,
+                    duration_ms,
+                    sample_hz,
+                    fabric,
+                }
             },
         )
 }

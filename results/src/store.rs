@@ -518,19 +518,6 @@ fn write_report(
             wrong
         ])?;
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO phase_histograms (run_id, phase_id, node_id, name, v2_deflate) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for h in &report.histograms {
-        stmt.execute(params![
-            run.as_str(),
-            report.phase_id,
-            node.as_str(),
-            h.name,
-            h.v2_deflate
-        ])?;
-    }
     Ok(())
 }
 

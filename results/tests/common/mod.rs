@@ -241,7 +241,7 @@ pub fn build(store: &mut Store) -> RunId {
                         wrong_elements: 3,
                     },
                 ],
-                histograms: vec![],
+                fabric: None,
             },
         )
         .unwrap();

@@ -210,7 +210,7 @@ impl Run {
                             ended_at_ns: start + ms as i64 * MS,
                             stopped_early: None,
                             devices,
-                            histograms: vec![],
+                            fabric: None,
                         },
                     )
                     .unwrap();
