@@ -238,6 +238,7 @@ impl Run {
                 duration_ms: spec.duration_ms,
                 sample_hz: self.plan.sample_hz,
                 fabric: None,
+                target_power_w: None,
             };
             at += spec.duration_ms as i64 * 1_000_000;
             self.phases.push(ScheduledPhase { start });

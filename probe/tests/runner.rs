@@ -103,6 +103,7 @@ fn phase(id: u32, start_at_ns: i64, duration_ms: u64, pattern: Pattern) -> Phase
         duration_ms,
         sample_hz: 10.0,
         fabric: None,
+        target_power_w: None,
     }
 }
 

@@ -185,6 +185,10 @@ pub enum Workload {
     Latency,
     /// Collective operations between the phase's probes (devices under the phase's pattern).
     Collective,
+    /// Device-memory bandwidth (copy kernel) at the pattern's level.
+    MemoryBandwidth,
+    /// Closed-loop power: each device held at `target_power_w` × the pattern's level.
+    TargetPower,
 }
 
 /// Orders a probe to run one phase.
@@ -201,6 +205,8 @@ pub struct PhaseStart {
     pub sample_hz: f64,
     /// Peers, key and parameters of a `Latency` or `Collective` phase; `None` otherwise.
     pub fabric: Option<FabricPhase>,
+    /// Per-device power set point of a `TargetPower` phase, W (scaled by the pattern's level).
+    pub target_power_w: Option<f64>,
 }
 
 /// One telemetry reading of one device at one instant.

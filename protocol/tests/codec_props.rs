@@ -422,7 +422,9 @@ fn workload() -> impl Strategy<Value = Workload> {
         Just(Workload::Burn),
         Just(Workload::Idle),
         Just(Workload::Latency),
-        Just(Workload::Collective)
+        Just(Workload::Collective),
+        Just(Workload::MemoryBandwidth),
+        Just(Workload::TargetPower)
     ]
 }
 
@@ -460,10 +462,19 @@ fn phase_start() -> impl Strategy<Value = PhaseStart> {
         any::<i64>(),
         any::<u64>(),
         f64_any(),
-        option::of(fabric_phase()),
+        (option::of(fabric_phase()), option::of(f64_any())),
     )
         .prop_map(
-            |(phase_id, name, workload, pattern, start_at_ns, duration_ms, sample_hz, fabric)| {
+            |(
+                phase_id,
+                name,
+                workload,
+                pattern,
+                start_at_ns,
+                duration_ms,
+                sample_hz,
+                (fabric, target_power_w),
+            )| {
                 PhaseStart {
                     phase_id,
                     name,
@@ -473,6 +484,7 @@ fn phase_start() -> impl Strategy<Value = PhaseStart> {
                     duration_ms,
                     sample_hz,
                     fabric,
+                    target_power_w,
                 }
             },
         )
@@ -1069,6 +1081,7 @@ struct RawHello {
     backend: String,
     hallmark_version: String,
     instance_id: u64,
+    data_plane: Option<DataPlaneAddr>,
 }
 
 fn raw_hello(h: &Hello, node_id: String) -> Vec<u8> {
@@ -1080,6 +1093,7 @@ fn raw_hello(h: &Hello, node_id: String) -> Vec<u8> {
         backend: h.backend.clone(),
         hallmark_version: h.hallmark_version.clone(),
         instance_id: h.instance_id,
+        data_plane: h.data_plane,
     }))
     .unwrap()
 }
