@@ -242,6 +242,9 @@ pub struct TelemetryBatch {
 pub struct DeviceResult {
     pub device: u16,
     pub gflops: Option<f64>,
+    /// Achieved device-memory bandwidth of a memory-bandwidth phase, GB/s (10⁹ bytes/s, read +
+    /// written).
+    pub mem_bandwidth_gbps: Option<f64>,
     /// Elements of checked results that differed from the reference (silent data corruption).
     pub wrong_elements: u64,
 }

@@ -347,13 +347,20 @@ fn telemetry_batch() -> impl Strategy<Value = TelemetryBatch> {
 }
 
 fn device_result() -> impl Strategy<Value = DeviceResult> {
-    (any::<u16>(), option::of(f64_any()), any::<u64>()).prop_map(
-        |(device, gflops, wrong_elements)| DeviceResult {
-            device,
-            gflops,
-            wrong_elements,
-        },
+    (
+        any::<u16>(),
+        option::of(f64_any()),
+        option::of(f64_any()),
+        any::<u64>(),
     )
+        .prop_map(
+            |(device, gflops, mem_bandwidth_gbps, wrong_elements)| DeviceResult {
+                device,
+                gflops,
+                mem_bandwidth_gbps,
+                wrong_elements,
+            },
+        )
 }
 
 fn phase_report() -> impl Strategy<Value = PhaseReport> {

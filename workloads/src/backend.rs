@@ -22,6 +22,8 @@ pub enum BackendError {
     Config(String),
     #[error("reading the devices failed: {0}")]
     Read(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// One device's readings at one instant. Power in W, energy in J (since the backend started),
@@ -48,6 +50,27 @@ pub struct NodeReading {
     pub node_power_w: Option<f64>,
 }
 
+/// One sensor a backend reads, and whether it works on this machine (`--list-devices`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SensorStatus {
+    /// What is measured, e.g. `power (instant)`, `energy counter`, `RAPL package-0`.
+    pub name: String,
+    /// The device it belongs to; `None` for a node-wide sensor.
+    pub device: Option<u16>,
+    pub available: bool,
+    /// Where it is read from, or why it cannot be read.
+    pub detail: String,
+}
+
+/// What a loaded device runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Matrix multiplication (GEMM): the compute burn, the default.
+    Gemm,
+    /// Streaming copies through device memory: the memory-bandwidth workload.
+    MemoryBandwidth,
+}
+
 /// Loads a node's devices and reads them. Blocking; called from one thread at the sample rate.
 pub trait Backend: Send {
     /// The backend's name as the Hello reports it: `sim`, `cpu`, `cuda`.
@@ -60,6 +83,38 @@ pub trait Backend: Send {
     fn sample(&mut self, now_ns: i64) -> Result<NodeReading, BackendError>;
     /// Stops all load at once (safety interlock); levels go to 0.
     fn stop_all(&mut self);
+
+    /// The sensors this backend reads and whether each works here. Absent sensors are reported in
+    /// samples as `None`.
+    fn sensors(&self) -> Vec<SensorStatus> {
+        Vec::new()
+    }
+
+    /// Chooses what every device runs from now on (levels are kept). A backend that has only the
+    /// GEMM burn refuses the others.
+    fn set_kernel(&mut self, kernel: Kernel) -> Result<(), BackendError> {
+        match kernel {
+            Kernel::Gemm => Ok(()),
+            other => Err(BackendError::Unsupported(format!(
+                "the {} backend has no {other:?} kernel",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Holds `device` at `watts` by closed-loop control of its load level (`None`: back to open
+    /// loop, the level set by [`Backend::set_level`]). A backend that cannot measure power fast
+    /// enough to control it refuses.
+    fn set_power_target(&mut self, device: u16, watts: Option<f64>) -> Result<(), BackendError> {
+        let _ = device;
+        match watts {
+            None => Ok(()),
+            Some(_) => Err(BackendError::Unsupported(format!(
+                "the {} backend cannot hold a power target",
+                self.name()
+            ))),
+        }
+    }
 
     /// What the load achieved on each device since the previous call (or since the backend was
     /// made), up to `now_ns`: achieved GFLOP/s and the result check. The phase runner calls it

@@ -233,11 +233,13 @@ pub fn build(store: &mut Store) -> RunId {
                     DeviceResult {
                         device: 0,
                         gflops: Some(100.0),
+                        mem_bandwidth_gbps: None,
                         wrong_elements: 0,
                     },
                     DeviceResult {
                         device: 1,
                         gflops: Some(50.0),
+                        mem_bandwidth_gbps: None,
                         wrong_elements: 3,
                     },
                 ],

@@ -194,6 +194,7 @@ impl Run {
                         (self.result)(n, d, phase_id).map(|(gflops, wrong)| DeviceResult {
                             device: d,
                             gflops,
+                            mem_bandwidth_gbps: None,
                             wrong_elements: wrong,
                         })
                     })

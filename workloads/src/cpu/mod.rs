@@ -210,6 +210,7 @@ impl Backend for CpuBackend {
             .map(|((&(flop, wrong), (flop0, wrong0)), device)| DeviceResult {
                 device,
                 gflops: Some(flop.saturating_sub(flop0) as f64 / seconds / 1e9),
+                mem_bandwidth_gbps: None,
                 wrong_elements: wrong.saturating_sub(wrong0),
             })
             .collect()

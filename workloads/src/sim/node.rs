@@ -279,6 +279,7 @@ impl Backend for SimBackend {
             .map(|(i, (now, then))| DeviceResult {
                 device: i as u16,
                 gflops: Some((now - then) * 1000.0 / seconds),
+                mem_bandwidth_gbps: None,
                 wrong_elements: 0,
             })
             .collect()
