@@ -8,10 +8,11 @@ use toml::Spanned;
 
 use super::errors::{key_start, one_of, Cx};
 use super::file::{ExpectFile, LimitsFile, PatternFile, PhaseFile, PlanFile};
+use super::workload::convert_workload;
 use super::{
     Expect, ExpectedNodes, Limits, PhaseSpec, Plan, PlanError, DEFAULT_EXPECT_TIMEOUT_S,
     DEFAULT_SAMPLE_HZ, MAX_EXPECT_TIMEOUT_S, MAX_NAME_LEN, MAX_PATTERN_HZ, MAX_PHASE_S,
-    MAX_SAMPLE_HZ, MIN_SAMPLE_HZ, PATTERN_KINDS, WORKLOAD_KINDS,
+    MAX_SAMPLE_HZ, MIN_SAMPLE_HZ, PATTERN_KINDS,
 };
 use crate::ids::NodeId;
 use crate::message::Workload;
@@ -245,22 +246,14 @@ impl PhaseFile {
         let name = check_name(cx, "a phase's `name`", &self.name)?;
         let ctx = format!("phase `{name}`: ");
         let w = self.workload.get_ref();
-        let workload = match w.kind.as_str() {
-            "burn" => Workload::Burn,
-            "idle" => Workload::Idle,
-            other => {
-                return Err(cx.err(
-                    w.kind_span.clone().unwrap_or_else(|| self.workload.span()),
-                    format!(
-                        "{ctx}unknown workload `{other}`; expected one of {}",
-                        one_of(WORKLOAD_KINDS)
-                    ),
-                ))
-            }
-        };
+        let spec = convert_workload(cx, &ctx, &self.workload)?;
+        let workload = spec.workload.clone();
         let duration_ms = seconds_to_ms(cx, &ctx, "duration_s", &self.duration_s, MAX_PHASE_S)?;
         let pattern = match (&workload, &self.pattern) {
             (Workload::Idle, None) => Pattern::Steady { level: 0.0 },
+            // Fabric phases load nothing unless they say so; a power target is held in full.
+            (Workload::Latency | Workload::Collective, None) => Pattern::Steady { level: 0.0 },
+            (Workload::TargetPower, None) => Pattern::Steady { level: 1.0 },
             (Workload::Idle, Some(p)) => {
                 return Err(cx.err(
                     p.span(),
@@ -284,6 +277,8 @@ impl PhaseFile {
             workload,
             pattern,
             duration_ms,
+            fabric: spec.fabric,
+            target_power_w: spec.target_power_w,
         })
     }
 }

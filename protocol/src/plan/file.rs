@@ -55,17 +55,43 @@ pub(super) struct PhaseFile {
 }
 
 /// `workload = "burn"` or `workload = { kind = "burn" }`; the table form is where workloads with
-/// parameters (collectives, latency meshes) put them.
+/// parameters (collectives, latency meshes, target power) put them.
 pub(super) struct WorkloadFile {
     pub(super) kind: String,
     /// The span of `kind` in the table form; the string form uses the whole value's span.
     pub(super) kind_span: Option<Range<usize>>,
+    /// The parameters of the table form (every key any kind takes; which apply is checked later).
+    pub(super) params: WorkloadParams,
+}
+
+/// A byte size: an integer number of bytes or a string with a binary unit (`"64MiB"`).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum SizeFile {
+    Bytes(i64),
+    Text(String),
+}
+
+#[derive(Default)]
+pub(super) struct WorkloadParams {
+    pub(super) packet_bytes: Option<Spanned<i64>>,
+    pub(super) ops: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) min_size: Option<Spanned<SizeFile>>,
+    pub(super) max_size: Option<Spanned<SizeFile>>,
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) target_w: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkloadTable {
     kind: Spanned<String>,
+    packet_bytes: Option<Spanned<i64>>,
+    ops: Option<Spanned<Vec<Spanned<String>>>>,
+    min_size: Option<Spanned<SizeFile>>,
+    max_size: Option<Spanned<SizeFile>>,
+    algorithm: Option<Spanned<String>>,
+    target_w: Option<Spanned<f64>>,
 }
 
 impl<'de> Deserialize<'de> for WorkloadFile {
@@ -84,6 +110,7 @@ impl<'de> Deserialize<'de> for WorkloadFile {
                 Ok(WorkloadFile {
                     kind: v.to_string(),
                     kind_span: None,
+                    params: WorkloadParams::default(),
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WorkloadFile, A::Error> {
@@ -92,6 +119,14 @@ impl<'de> Deserialize<'de> for WorkloadFile {
                 Ok(WorkloadFile {
                     kind: t.kind.into_inner(),
                     kind_span: Some(span),
+                    params: WorkloadParams {
+                        packet_bytes: t.packet_bytes,
+                        ops: t.ops,
+                        min_size: t.min_size,
+                        max_size: t.max_size,
+                        algorithm: t.algorithm,
+                        target_w: t.target_w,
+                    },
                 })
             }
         }

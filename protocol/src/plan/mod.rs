@@ -18,18 +18,21 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fabric::FabricParams;
 use crate::ids::NodeId;
 use crate::message::Workload;
 use crate::pattern::Pattern;
 
 use errors::{explain, Cx};
 use file::PlanFile;
+pub use workload::{parse_size, COLLECTIVE_SIZE_RANGE, MAX_TARGET_W, PACKET_BYTES_RANGE};
 
 mod convert;
 mod errors;
 mod file;
 #[cfg(test)]
 mod tests;
+mod workload;
 
 /// Telemetry sampling rate when a plan does not name one, Hz.
 pub const DEFAULT_SAMPLE_HZ: f64 = 10.0;
@@ -51,7 +54,14 @@ pub const MAX_NAME_LEN: usize = 64;
 /// The pattern kinds a plan file accepts, as written in `pattern = { kind = "..." }`.
 pub const PATTERN_KINDS: &[&str] = &["steady", "ramp", "steps", "square", "sweep"];
 /// The workloads a plan file accepts, as written in `workload = "..."`.
-pub const WORKLOAD_KINDS: &[&str] = &["burn", "idle"];
+pub const WORKLOAD_KINDS: &[&str] = &[
+    "burn",
+    "idle",
+    "latency",
+    "collective",
+    "memory-bandwidth",
+    "target-power",
+];
 
 /// What a run does: phases in order, the sampling rate, the expected inventory and the limits.
 ///
@@ -88,6 +98,12 @@ pub struct PhaseSpec {
     pub pattern: Pattern,
     /// At least 1.
     pub duration_ms: u64,
+    /// The parameters of a `latency` or `collective` phase.
+    #[serde(default)]
+    pub fabric: Option<FabricParams>,
+    /// The per-device power set point of a `target-power` phase, W.
+    #[serde(default)]
+    pub target_power_w: Option<f64>,
 }
 
 /// The inventory a run expects before its first phase.
