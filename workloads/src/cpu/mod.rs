@@ -7,12 +7,30 @@
 //! ([`worker`]). The kernel is the `gemm` crate (faer's), which dispatches at run time to the CPU's
 //! widest SIMD (AVX2+FMA here; AVX-512 kernels need its `x86-v4` feature).
 //!
-//! There are no sensors here: power and temperatures read `None`; utilisation is the applied level.
+//! # Sensors
+//! Each socket device is read through [`HostSensors`] ([`crate::host`]) at every
+//! [`Backend::sample`], which never sleeps:
+//! * `power_w` is RAPL package power **plus DRAM power** where the package has a readable `dram`
+//!   zone, the package alone where it has none (`sensors()` says which for each device); `None`
+//!   where RAPL cannot be read (no powercap tree, as in VMs, or root-only counters).
+//! * `energy_j` is the RAPL energy on the same terms, accumulated since the backend was made.
+//! * `gpu_temp_c` (the device's main temperature) is, for a CPU socket, its **package
+//!   temperature** from hwmon (`coretemp Package id N`; AMD's node-wide `k10temp` on a one-socket
+//!   node); `mem_temp_c` and `sm_clock_mhz` are `None`.
+//! * `util_pct` is the measured utilisation of the socket's logical CPUs (sysinfo, refreshed at most
+//!   every [`crate::host::system::REFRESH_INTERVAL`]; `None` in the first such interval, before two
+//!   readings exist). Only where sysinfo cannot read utilisation at all is it the applied load
+//!   level, and `sensors()` says so.
+//! * `node_power_w` stays `None`: RAPL measures packages and memory, not the node at the wall.
 
 pub mod topology;
 pub mod worker;
 
-use crate::backend::{check_level, Backend, BackendError, DeviceReading, NodeReading};
+use crate::backend::{
+    check_level, Backend, BackendError, DeviceReading, NodeReading, SensorStatus,
+};
+use crate::host::rapl::{is_dram, is_package};
+use crate::host::{HostOptions, HostSensors};
 use hallmark_protocol::{DeviceInfo, DeviceResult};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +54,8 @@ pub struct CpuBackend {
     levels: Vec<f64>,
     /// The instant and each device's cumulative (flop, wrong) at the previous `take_results`.
     results_mark: Option<(i64, Vec<(u64, u64)>)>,
+    /// RAPL, utilisation and temperatures, one socket per device.
+    host: HostSensors,
 }
 
 impl CpuBackend {
@@ -47,6 +67,16 @@ impl CpuBackend {
 
     /// As [`CpuBackend::new`] with `n × n` matrices (1..=4096).
     pub fn with_matrix_order(threads: Option<usize>, n: usize) -> Result<Self, BackendError> {
+        CpuBackend::with_options(threads, n, HostOptions::default())
+    }
+
+    /// As [`CpuBackend::with_matrix_order`], reading the host sensors as `host` says (another
+    /// powercap root, another clock).
+    pub fn with_options(
+        threads: Option<usize>,
+        n: usize,
+        host: HostOptions,
+    ) -> Result<Self, BackendError> {
         if !(1..=4096).contains(&n) {
             return Err(BackendError::Config(format!(
                 "matrix order {n} is outside 1..=4096"
@@ -72,6 +102,7 @@ impl CpuBackend {
             workers: Vec::with_capacity(threads),
             levels: vec![0.0; sockets.len()],
             results_mark: None,
+            host: HostSensors::new(sockets.clone(), cpus.clone(), host),
         };
         for w in 0..threads {
             let device = topology::worker_device(w, &cpus, &sockets);
@@ -152,34 +183,90 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    /// Utilisation is the applied level; no sensors, so power, energy, temperatures and clocks are
-    /// `None`. Fails if a worker has ended abnormally.
+    /// Reads the host sensors (see the module docs for what each field is); what cannot be read is
+    /// `None`. Never sleeps. Fails if a worker has ended abnormally.
     fn sample(&mut self, _now_ns: i64) -> Result<NodeReading, BackendError> {
         if self.shared.failed.load(Ordering::Relaxed) {
             return Err(BackendError::Read(
                 "a CPU burn worker ended abnormally".into(),
             ));
         }
+        let host = self.host.read();
         let devices = self
             .levels
             .iter()
             .zip(0u16..)
-            .map(|(&level, device)| DeviceReading {
-                device,
-                power_w: None,
-                energy_j: None,
-                gpu_temp_c: None,
-                mem_temp_c: None,
-                sm_clock_mhz: None,
-                util_pct: Some(level * 100.0),
-                throttle_reasons: 0,
-                shut_down: false,
+            .map(|(&level, device)| {
+                let i = usize::from(device);
+                let socket = host.per_socket.get(i);
+                let util_pct = match self.host.util_unreadable(i) {
+                    Some(_) => Some(level * 100.0),
+                    None => socket.and_then(|s| s.util_pct),
+                };
+                DeviceReading {
+                    device,
+                    power_w: socket.and_then(|s| s.power_w()),
+                    energy_j: socket.and_then(|s| s.energy_j()),
+                    gpu_temp_c: socket.and_then(|s| s.temp_c),
+                    mem_temp_c: None,
+                    sm_clock_mhz: None,
+                    util_pct,
+                    throttle_reasons: 0,
+                    shut_down: false,
+                }
             })
             .collect();
         Ok(NodeReading {
             devices,
             node_power_w: None,
         })
+    }
+
+    /// The host sensors' statuses, and per device what its power and utilisation are made of.
+    fn sensors(&self) -> Vec<SensorStatus> {
+        let mut out = self.host.sensors();
+        let rapl = self.host.rapl();
+        for (i, &p) in self.host.sockets().iter().enumerate() {
+            let device = u16::try_from(i).ok();
+            let (packages, drams) = (
+                rapl.package_sum(p, is_package).2,
+                rapl.package_sum(p, is_dram).2,
+            );
+            let (available, detail) = match (packages, drams) {
+                (0, _) => (
+                    false,
+                    format!("absent: no readable RAPL zone for package-{p} (see its RAPL entries)"),
+                ),
+                (_, 0) => (
+                    true,
+                    format!("RAPL package-{p} alone (no readable dram zone)"),
+                ),
+                _ => (true, format!("RAPL package-{p} + dram")),
+            };
+            out.push(SensorStatus {
+                name: "power and energy".into(),
+                device,
+                available,
+                detail,
+            });
+            let (available, detail) = match self.host.util_unreadable(i) {
+                Some(why) => (
+                    false,
+                    format!("not measured: the applied load level is reported instead ({why})"),
+                ),
+                None => (
+                    true,
+                    "measured: the socket's CPU utilisation from sysinfo".to_string(),
+                ),
+            };
+            out.push(SensorStatus {
+                name: "utilisation".into(),
+                device,
+                available,
+                detail,
+            });
+        }
+        out
     }
 
     fn stop_all(&mut self) {

@@ -60,8 +60,8 @@ pub fn model_name(cpuinfo: &str) -> String {
         .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
-/// The inventory: one [`DeviceKind::CpuSocket`] per socket; no sensors, so power and temperature
-/// figures are `None`.
+/// The inventory: one [`DeviceKind::CpuSocket`] per socket. Power limits and temperature thresholds
+/// are not known for CPU sockets, so those figures are `None`.
 pub fn inventory(sockets: &[u32], model: &str) -> Vec<DeviceInfo> {
     sockets
         .iter()
