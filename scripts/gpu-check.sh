@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# gpu-check.sh — checks the cuda backend on a machine with NVIDIA GPUs, in about 4 minutes.
+#
+# Runs the release binary ($HALLMARK, default target/release/hallmark):
+#   1. nvidia-smi -L (if present);
+#   2. hallmark probe --list-devices --backend cuda --json (inventory, sensors, one reading);
+#   3. a square wave: bench gemm bf16, full load for half of each period, none for the other half
+#      (SQUARE_S seconds, PERIOD_MS period);
+#   4. torch.matmul bf16 on GPU 0 at the bench's matrix order for STEADY_S seconds, where
+#      `python3 -c 'import torch'` works (the reference TFLOP/s);
+#   5. the steady burn: bench gemm bf16 at full load for STEADY_S seconds (all GPUs);
+#   6. the memory-bandwidth kernel for MEMBW_S seconds (0 skips it).
+# and prints what each showed, then a summary table LAST: metric, value, goal, ok?
+#   - TFLOP/s of GPU 0 ≥ 0.97 × torch bf16 TFLOP/s;
+#   - mean power ≥ 0.98 × the enforced power limit over the steady burn (every GPU);
+#   - no HW_POWER_BRAKE throttle bit in either burn;
+#   - 0 wrong elements in either burn.
+# Exit status: 0 when every goal that could be measured is met, 1 otherwise, 2 when a step failed.
+#
+# It only reads the GPUs: it never changes clocks, power limits, persistence or compute modes, and
+# never resets a GPU.
+#
+# Environment: HALLMARK (binary), STEADY_S (default 60), SQUARE_S (20), PERIOD_MS (50),
+# MEMBW_S (10), GPU_CHECK_DIR (where the JSON results are kept; default a new temporary directory).
+
+set -euo pipefail
+
+HALLMARK="${HALLMARK:-target/release/hallmark}"
+STEADY_S="${STEADY_S:-60}"
+SQUARE_S="${SQUARE_S:-20}"
+PERIOD_MS="${PERIOD_MS:-50}"
+MEMBW_S="${MEMBW_S:-10}"
+DIR="${GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}"
+mkdir -p "$DIR"
+
+say() { printf '\n== %s\n' "$*"; }
+
+if [[ ! -x "$HALLMARK" ]]; then
+    echo "error: $HALLMARK is not an executable; build it with 'cargo build --release' or set HALLMARK" >&2
+    exit 2
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "error: python3 is needed to read the JSON results" >&2
+    exit 2
+fi
+echo "gpu-check: $("$HALLMARK" --version), results in $DIR"
+
+# Runs hallmark with its arguments, JSON to $DIR/$1.json, stderr to $DIR/$1.log; never aborts the
+# script: the exit status is left in $DIR/$1.rc.
+run_json() {
+    local name="$1"
+    shift
+    local rc=0
+    "$HALLMARK" "$@" >"$DIR/$name.json" 2>"$DIR/$name.log" || rc=$?
+    echo "$rc" >"$DIR/$name.rc"
+    if [[ "$rc" -ne 0 ]]; then
+        echo "hallmark $* exited $rc:"
+        tail -n 20 "$DIR/$name.log"
+    fi
+    return 0
+}
+
+rc_of() { cat "$DIR/$1.rc" 2>/dev/null || echo 99; }
+
+say "nvidia-smi -L"
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi -L || true
+else
+    echo "(nvidia-smi not found)"
+fi
+
+say "probe --list-devices --backend cuda --json"
+run_json list probe --list-devices --backend cuda --json
+if [[ "$(rc_of list)" -ne 0 ]]; then
+    echo "error: the cuda backend does not start here (exit $(rc_of list)); nothing more to check" >&2
+    exit 2
+fi
+if python3 - "$DIR/list.json" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+print(f"driver {v.get('driver_version')}, {len(v['devices'])} GPU(s)")
+for d in v["devices"]:
+    gib = (d.get("memory_bytes") or 0) / 2**30
+    print(f"  {d['index']}: {d['model']} {d['uuid']} serial {d.get('serial')} {gib:.1f} GiB, "
+          f"limit {d.get('power_limit_w')} W, idle {d.get('idle_power_w')} W, slowdown "
+          f"{d.get('slowdown_temp_c')} °C, shutdown {d.get('shutdown_temp_c')} °C, max operating "
+          f"{d.get('max_operating_temp_c')} °C")
+absent = [s for s in v["sensors"] if not s["available"]]
+print(f"sensors: {len(v['sensors']) - len(absent)} of {len(v['sensors'])} answer")
+for s in absent:
+    print(f"  absent on GPU {s['device']}: {s['name']}: {s['detail']}")
+for r in v.get("readings", []):
+    print(f"  reading {r}")
+for i, e in enumerate(v.get("extended") or []):
+    print(f"  other counters of GPU {i}: {e}")
+for l in v.get("libraries") or []:
+    print(f"  {l['library']}: {'present' if l['present'] else 'MISSING'}")
+PY
+then :; else echo "(could not read the device list)"; fi
+
+say "bench gemm bf16, square wave: ${SQUARE_S} s, period ${PERIOD_MS} ms"
+run_json square bench gemm --backend cuda --dtype bf16 --seconds "$SQUARE_S" \
+    --pattern square --period-ms "$PERIOD_MS" --json
+
+# Prints one bench result; the matrix order of GPU 0 goes to $DIR/$1.order.
+show_bench() {
+    python3 - "$DIR/$1.json" "$DIR/$1.order" <<'PY'
+import json, sys
+try:
+    v = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(f"(no result: {e})")
+    sys.exit(0)
+print(f"{v['backend']} {v['kernel']} {v['dtype']} {v['pattern']} for {v['seconds']:.1f} s: "
+      f"{v['tflops'] or 0:.1f} TFLOP/s in total, {v['wrong_elements']} wrong elements"
+      + (f", {v['mem_bandwidth_gbps']:.0f} GB/s" if v.get("mem_bandwidth_gbps") else ""))
+for d in v["devices"]:
+    line = (f"  GPU {d['index']}: {d['tflops'] or 0:.1f} TFLOP/s, n={d['matrix_order']}, "
+            f"{d['c_buffers']} C buffers ({d['allocated_gib'] or 0:.1f} GiB), power mean "
+            f"{d['mean_power_w']} W peak {d['peak_power_w']} W of limit {d['power_limit_w']} W, "
+            f"max temp GPU {d['max_gpu_temp_c']} °C memory {d['max_mem_temp_c']} °C, SM "
+            f"{d['min_sm_clock_mhz']}-{d['max_sm_clock_mhz']} MHz, throttle "
+            f"{'|'.join(d['throttle_reasons']) or 'none'}, wrong elements {d['wrong_elements']}")
+    if d.get("mem_bandwidth_gbps"):
+        line += f", {d['mem_bandwidth_gbps']:.0f} GB/s"
+    print(line)
+    if d.get("square"):
+        s = d["square"]
+        print(f"    square wave: mean power {s['high_mean_power_w']} W loaded, "
+              f"{s['low_mean_power_w']} W idle")
+if v["devices"]:
+    open(sys.argv[2], "w").write(str(v["devices"][0]["matrix_order"] or 8192))
+PY
+}
+show_bench square || echo "(could not read the square-wave result)"
+
+ORDER="$(cat "$DIR/square.order" 2>/dev/null || echo 8192)"
+TORCH="no"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+    TORCH="yes"
+    say "torch.matmul bf16 on GPU 0: n=${ORDER}, ${STEADY_S} s"
+    python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
+import json, sys, time
+import torch
+n, seconds = int(sys.argv[1]), float(sys.argv[2])
+torch.cuda.set_device(0)
+a = torch.rand(n, n, device="cuda", dtype=torch.bfloat16) * 2 - 1
+b = torch.rand(n, n, device="cuda", dtype=torch.bfloat16) * 2 - 1
+c = torch.empty(n, n, device="cuda", dtype=torch.bfloat16)
+for _ in range(5):
+    torch.matmul(a, b, out=c)
+torch.cuda.synchronize()
+iters, start = 0, time.perf_counter()
+while True:
+    for _ in range(20):
+        torch.matmul(a, b, out=c)
+    iters += 20
+    torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    if elapsed >= seconds:
+        break
+print(json.dumps({"tflops": 2 * n**3 * iters / elapsed / 1e12, "n": n, "seconds": elapsed,
+                  "torch": torch.__version__, "cuda": torch.version.cuda}))
+PY
+    if [[ "$TORCH" == "yes" ]]; then
+        cat "$DIR/torch.json"
+    else
+        echo "torch failed:"
+        tail -n 20 "$DIR/torch.log"
+    fi
+else
+    say "torch: not available here (python3 -c 'import torch' with CUDA fails): no reference"
+fi
+
+say "bench gemm bf16, steady: ${STEADY_S} s"
+run_json steady bench gemm --backend cuda --dtype bf16 --seconds "$STEADY_S" --json
+show_bench steady || echo "(could not read the steady result)"
+
+if [[ "$MEMBW_S" != "0" ]]; then
+    say "bench gemm --kernel memory-bandwidth: ${MEMBW_S} s"
+    run_json membw bench gemm --backend cuda --kernel memory-bandwidth --seconds "$MEMBW_S" --json
+    show_bench membw || echo "(could not read the memory-bandwidth result)"
+fi
+
+say "summary"
+set +e
+python3 - "$DIR" "$TORCH" "$(rc_of square)" "$(rc_of steady)" <<'PY'
+import json, os, sys
+d, torch_state, rc_square, rc_steady = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+
+def load(name):
+    try:
+        return json.load(open(os.path.join(d, name + ".json")))
+    except Exception:
+        return None
+
+steady, square, torch, membw = load("steady"), load("square"), load("torch"), load("membw")
+rows, failed, broken = [], False, False
+
+def row(metric, value, goal, ok):
+    global failed
+    if ok is False:
+        failed = True
+    mark = {True: "ok", False: "FAIL", None: "n/a" if goal else ""}[ok]
+    rows.append((metric, value, goal, mark))
+
+if steady is None:
+    broken = True
+    row("steady burn", f"no result (exit {rc_steady})", "runs", False)
+else:
+    g0 = steady["devices"][0] if steady["devices"] else {}
+    ours = g0.get("tflops")
+    row("bf16 TFLOP/s, GPU 0 (steady)", f"{ours:.1f}" if ours else "-", "", None)
+    row("bf16 TFLOP/s, all GPUs", f"{steady['tflops'] or 0:.1f}", "", None)
+    if torch_state == "yes" and torch and ours:
+        ratio = ours / torch["tflops"]
+        row("vs torch.matmul bf16", f"{ours:.1f} / {torch['tflops']:.1f} = {ratio:.3f}",
+            ">= 0.97", ratio >= 0.97)
+    else:
+        row("vs torch.matmul bf16", f"torch {torch_state}", ">= 0.97", None)
+    worst = None
+    for g in steady["devices"]:
+        r = g.get("mean_power_over_limit")
+        if r is not None and (worst is None or r < worst[0]):
+            worst = (r, g)
+    if worst:
+        r, g = worst
+        row("mean power / enforced limit (worst GPU)",
+            f"GPU {g['index']}: {g['mean_power_w']:.1f} / {g['power_limit_w']:.0f} W = {r:.3f}",
+            ">= 0.98", r >= 0.98)
+    else:
+        row("mean power / enforced limit", "no power reading", ">= 0.98", False)
+    peak = max((g["peak_power_w"] or 0) for g in steady["devices"])
+    row("peak power (steady)", f"{peak:.1f} W", "", None)
+    tmax = max((g["max_gpu_temp_c"] or 0) for g in steady["devices"])
+    mmax = max((g["max_mem_temp_c"] or 0) for g in steady["devices"])
+    row("max GPU / memory temperature", f"{tmax:.0f} / {mmax:.0f} °C", "", None)
+    reasons = sorted({r for g in steady["devices"] for r in g["throttle_reasons"]})
+    row("throttle reasons seen (steady)", "|".join(reasons) or "none", "", None)
+runs = [x for x in (steady, square) if x is not None]
+brake = any(g["power_brake_seen"] for x in runs for g in x["devices"])
+row("HW_POWER_BRAKE throttle bit", "seen" if brake else "not seen", "not seen",
+    (not brake) if runs else None)
+if square is None:
+    broken = True
+    row("square wave", f"no result (exit {rc_square})", "runs", False)
+else:
+    for g in square["devices"]:
+        s = g.get("square") or {}
+        hi, lo = s.get("high_mean_power_w"), s.get("low_mean_power_w")
+        row(f"square wave {square['period_ms']} ms, GPU {g['index']}",
+            f"{hi:.0f} W loaded / {lo:.0f} W idle" if hi and lo else "-", "", None)
+wrong = sum(x["wrong_elements"] for x in runs)
+row("wrong elements (steady + square)", str(wrong), "0", (wrong == 0) if runs else None)
+if membw:
+    row("memory bandwidth (copies, all GPUs)", f"{membw['mem_bandwidth_gbps'] or 0:.0f} GB/s", "",
+        None)
+
+w = [max(len(str(r[i])) for r in rows + [("metric", "value", "goal", "ok?")]) for i in range(4)]
+print("  ".join(h.ljust(w[i]) for i, h in enumerate(("metric", "value", "goal", "ok?"))).rstrip())
+for r in rows:
+    print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)).rstrip())
+sys.exit(2 if broken else (1 if failed else 0))
+PY
+status=$?
+exit "$status"
