@@ -70,7 +70,13 @@ pub struct CollectiveParams {
     pub min_bytes: u64,
     pub max_bytes: u64,
     pub algorithm: CollectiveAlgorithm,
+    /// Timed iterations per size (1 to [`MAX_COLLECTIVE_ITERATIONS`]); `None`: as many as fit a
+    /// short per-size budget (at most 20). Either way never more than the phase's time allows.
+    pub iterations: Option<u32>,
 }
+
+/// The most timed iterations per size a plan may ask for.
+pub const MAX_COLLECTIVE_ITERATIONS: u32 = 1000;
 
 impl Default for CollectiveParams {
     fn default() -> Self {
@@ -79,6 +85,7 @@ impl Default for CollectiveParams {
             min_bytes: 8,
             max_bytes: 256 << 20,
             algorithm: CollectiveAlgorithm::Auto,
+            iterations: None,
         }
     }
 }

@@ -206,14 +206,16 @@ fn fabric_phase() -> impl Strategy<Value = FabricPhase> {
             vec(collective_op(), 0..6),
             any::<u64>(),
             any::<u64>(),
-            collective_algorithm()
+            collective_algorithm(),
+            option::of(any::<u32>()),
         )
-            .prop_map(|(ops, min_bytes, max_bytes, algorithm)| {
+            .prop_map(|(ops, min_bytes, max_bytes, algorithm, iterations)| {
                 FabricParams::Collective(CollectiveParams {
                     ops,
                     min_bytes,
                     max_bytes,
                     algorithm,
+                    iterations,
                 })
             }),
     ];

@@ -79,6 +79,7 @@ pub(super) struct WorkloadParams {
     pub(super) min_size: Option<Spanned<SizeFile>>,
     pub(super) max_size: Option<Spanned<SizeFile>>,
     pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) iterations: Option<Spanned<i64>>,
     pub(super) target_w: Option<Spanned<f64>>,
 }
 
@@ -91,6 +92,7 @@ struct WorkloadTable {
     min_size: Option<Spanned<SizeFile>>,
     max_size: Option<Spanned<SizeFile>>,
     algorithm: Option<Spanned<String>>,
+    iterations: Option<Spanned<i64>>,
     target_w: Option<Spanned<f64>>,
 }
 
@@ -125,6 +127,7 @@ impl<'de> Deserialize<'de> for WorkloadFile {
                         min_size: t.min_size,
                         max_size: t.max_size,
                         algorithm: t.algorithm,
+                        iterations: t.iterations,
                         target_w: t.target_w,
                     },
                 })

@@ -119,14 +119,18 @@ fn fabric_workloads_take_their_parameters_and_default_to_no_device_load() {
     );
     let plan = parse_plan(
         &one_phase(
-            "{ kind = \"collective\", ops = [\"all-reduce\", \"broadcast\"], min_size = 8, max_size = \"64MiB\", algorithm = \"ring\" }",
+            "{ kind = \"collective\", ops = [\"all-reduce\", \"broadcast\"], min_size = 8, max_size = \"64MiB\", algorithm = \"ring\", iterations = 10 }",
             "pattern = { kind = \"steady\", level = 1.0 }\n",
         ),
         "t.toml",
     )
     .unwrap();
     let p = &plan.phases[0];
-    assert_eq!(p.pattern, Pattern::Steady { level: 1.0 }, "fabric under load");
+    assert_eq!(
+        p.pattern,
+        Pattern::Steady { level: 1.0 },
+        "fabric under load"
+    );
     assert_eq!(
         p.fabric,
         Some(FabricParams::Collective(CollectiveParams {
@@ -134,6 +138,7 @@ fn fabric_workloads_take_their_parameters_and_default_to_no_device_load() {
             min_bytes: 8,
             max_bytes: 64 << 20,
             algorithm: CollectiveAlgorithm::Ring,
+            iterations: Some(10),
         }))
     );
     let plan = parse_plan(&one_phase("\"collective\"", ""), "t.toml").unwrap();
@@ -163,11 +168,17 @@ fn fabric_workloads_take_their_parameters_and_default_to_no_device_load() {
 
 #[test]
 fn fabric_parameters_are_checked_where_they_are_written() {
-    let e = err(&one_phase("{ kind = \"collective\", ops = [\"all-reduse\"] }", ""));
+    let e = err(&one_phase(
+        "{ kind = \"collective\", ops = [\"all-reduse\"] }",
+        "",
+    ));
     assert!(e.message.contains("unknown collective `all-reduse`"), "{e}");
     assert!(e.message.contains("all-reduce, all-gather"), "{e}");
     assert_eq!((e.line, e.column), (6, 42), "{e}");
-    let e = err(&one_phase("{ kind = \"collective\", max_size = \"64 furlongs\" }", ""));
+    let e = err(&one_phase(
+        "{ kind = \"collective\", max_size = \"64 furlongs\" }",
+        "",
+    ));
     assert!(e.message.contains("`max_size` must be a size"), "{e}");
     let e = err(&one_phase(
         "{ kind = \"collective\", min_size = \"1MiB\", max_size = 8 }",
@@ -176,19 +187,26 @@ fn fabric_parameters_are_checked_where_they_are_written() {
     assert!(e.message.contains("larger than `max_size`"), "{e}");
     let e = err(&one_phase("{ kind = \"burn\", packet_bytes = 64 }", ""));
     assert!(
-        e.message
-            .contains("`packet_bytes` does not apply to a `burn` workload, which takes no parameters"),
+        e.message.contains(
+            "`packet_bytes` does not apply to a `burn` workload, which takes no parameters"
+        ),
         "{e}"
     );
     let e = err(&one_phase("{ kind = \"latency\", target_w = 64 }", ""));
     assert!(e.message.contains("which takes packet_bytes"), "{e}");
-    let e = err(&one_phase("{ kind = \"latency\", packet_bytes = 9000 }", ""));
-    assert!(e.message.contains("48 to 1472 bytes"), "{e}");
+    let e = err(&one_phase(
+        "{ kind = \"latency\", packet_bytes = 9000 }",
+        "",
+    ));
+    assert!(e.message.contains("40 to 1472 bytes"), "{e}");
     let e = err(&one_phase("\"target-power\"", ""));
     assert!(e.message.contains("needs `target_w`"), "{e}");
     let e = err(&one_phase("{ kind = \"target-power\", target_w = -5 }", ""));
     assert!(e.message.contains("greater than 0"), "{e}");
-    let e = err(&one_phase("{ kind = \"collective\", algorithm = \"tree\" }", ""));
+    let e = err(&one_phase(
+        "{ kind = \"collective\", algorithm = \"tree\" }",
+        "",
+    ));
     assert!(e.message.contains("auto, ring, latency-optimal"), "{e}");
     let e = err(&one_phase("{ kind = \"collective\", bogus = 1 }", ""));
     assert!(e.message.contains("bogus"), "{e}");

@@ -10,11 +10,13 @@ use super::file::{SizeFile, WorkloadFile, WorkloadParams};
 use super::{PlanError, WORKLOAD_KINDS};
 use crate::fabric::{
     CollectiveAlgorithm, CollectiveOp, CollectiveParams, FabricParams, LatencyParams,
+    MAX_COLLECTIVE_ITERATIONS,
 };
 use crate::message::Workload;
 
-/// Smallest and largest latency test packet, bytes (the largest fits a 1500-byte Ethernet frame).
-pub const PACKET_BYTES_RANGE: (i64, i64) = (48, 1472);
+/// Smallest and largest latency test packet, bytes: header and tag take 40; the largest is the UDP
+/// payload of a 1500-byte Ethernet frame over IPv4.
+pub const PACKET_BYTES_RANGE: (i64, i64) = (40, 1472);
 /// Smallest and largest collective message size, bytes (f32 elements: at least one).
 pub const COLLECTIVE_SIZE_RANGE: (u64, u64) = (4, 4 << 30);
 /// Highest accepted power target per device, W.
@@ -31,7 +33,7 @@ pub(super) struct WorkloadSpec {
 fn keys_of(kind: &str) -> &'static [&'static str] {
     match kind {
         "latency" => &["packet_bytes"],
-        "collective" => &["ops", "min_size", "max_size", "algorithm"],
+        "collective" => &["ops", "min_size", "max_size", "algorithm", "iterations"],
         "target-power" => &["target_w"],
         _ => &[],
     }
@@ -114,12 +116,13 @@ fn refuse_foreign_keys(
     kind: &str,
     p: &WorkloadParams,
 ) -> Result<(), PlanError> {
-    let given: [(&str, Option<Range<usize>>); 6] = [
+    let given: [(&str, Option<Range<usize>>); 7] = [
         ("packet_bytes", p.packet_bytes.as_ref().map(Spanned::span)),
         ("ops", p.ops.as_ref().map(Spanned::span)),
         ("min_size", p.min_size.as_ref().map(Spanned::span)),
         ("max_size", p.max_size.as_ref().map(Spanned::span)),
         ("algorithm", p.algorithm.as_ref().map(Spanned::span)),
+        ("iterations", p.iterations.as_ref().map(Spanned::span)),
         ("target_w", p.target_w.as_ref().map(Spanned::span)),
     ];
     let takes = keys_of(kind);
@@ -196,6 +199,17 @@ fn collective(cx: &Cx, ctx: &str, p: &WorkloadParams) -> Result<CollectiveParams
                 out.min_bytes, out.max_bytes
             ),
         ));
+    }
+    if let Some(i) = &p.iterations {
+        let v = *i.get_ref();
+        let max = i64::from(MAX_COLLECTIVE_ITERATIONS);
+        if !(1..=max).contains(&v) {
+            return Err(cx.err(
+                i.span(),
+                format!("{ctx}`iterations` = {v} is not allowed; give 1 to {max} timed iterations per size"),
+            ));
+        }
+        out.iterations = Some(v as u32);
     }
     if let Some(a) = &p.algorithm {
         out.algorithm = CollectiveAlgorithm::from_name(a.get_ref()).ok_or_else(|| {
