@@ -196,7 +196,7 @@ impl Store {
         Status::parse(s).ok_or_else(|| self.corrupt(format!("verdict status {s:?} cannot be read")))
     }
 
-    fn corrupt(&self, detail: String) -> StoreError {
+    pub(crate) fn corrupt(&self, detail: String) -> StoreError {
         StoreError::Corrupt {
             path: self.path.clone(),
             detail,

@@ -8,9 +8,12 @@
 //!   [`Store::add_devices`], [`Store::add_phase`], [`Store::phase_started`], [`Store::insert_batch`] and
 //!   [`Store::insert_batches`] (many telemetry batches in one transaction; replays are recognised by
 //!   sequence number), [`Store::record_gap`], [`Store::phase_report`], [`Store::probe_lost`],
-//!   [`Store::event`], [`Store::finish_run`].
+//!   [`Store::event`], [`Store::finish_run`]; for fabric phases [`Store::fabric_members`] (the
+//!   phase's members in rank order; its latency pairs, collective results and faults come with
+//!   [`Store::phase_report`]).
 //! * Reader API: [`Store::list_runs`], [`Store::resolve_run`], [`Store::run_summary`] → [`RunSummary`]
-//!   (serde; rendered by [`render_text`] / `Display`).
+//!   (serde; rendered by [`render_text`] / `Display`), [`Store::fabric_summary`] → [`FabricSummary`]
+//!   (also in [`RunSummary::fabric`]; printed by [`render_fabric`]).
 //! * Certification: [`spec::parse_spec`] reads a spec file, [`spec::evaluate`] judges a run against it
 //!   ([`Verdict`]s), [`Store::store_certification`] / [`Store::certifications`] store and read them,
 //!   [`spec::render_verdicts`] prints them (`docs/SPEC.md`).
@@ -21,6 +24,7 @@ pub mod aggregate;
 pub mod bundle;
 mod certify;
 mod error;
+pub mod fabric;
 mod load;
 mod model;
 mod read;
@@ -37,6 +41,7 @@ pub mod verdict;
 pub use aggregate::throttle;
 pub use certify::Certification;
 pub use error::StoreError;
+pub use fabric::{render_fabric, FabricPhaseSummary, FabricSummary};
 pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus};
 pub use render::render_text;
 pub use report::{

@@ -1,6 +1,7 @@
 //! The text summary of a run that a commissioning engineer reads: header, samples expected vs stored,
-//! the per-rack table (racks that throttled marked `!` with the reasons), phases, gaps, lost probes and
-//! events. `Display for RunSummary` prints the same text.
+//! the per-rack table (racks that throttled marked `!` with the reasons), phases, the fabric phases
+//! (latency percentiles and worst pairs, the collective table: [`crate::fabric::render_fabric`]),
+//! gaps, lost probes and events. `Display for RunSummary` prints the same text.
 
 use crate::summary::{DeviceRef, RunSummary};
 use crate::time::format_utc;
@@ -174,6 +175,7 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
     if s.phases.is_empty() {
         writeln!(o, "  no phases stored")?;
     }
+    o.push_str(&crate::fabric::render_fabric(&s.fabric));
 
     writeln!(o)?;
     if s.gaps.is_empty() {

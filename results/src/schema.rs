@@ -13,6 +13,10 @@
 //! name their node by an integer `node_key` (the probe's row in `probes`) rather than repeating run id
 //! and node id; the views `samples` and `node_power` show them with `run_id` and `node_id` through the
 //! batch index, so `SELECT * FROM samples WHERE run_id = ? AND node_id = ?` reads only that node's rows.
+//!
+//! Versions: 1 the run store, 2 certifications and verdicts, 3 the fabric phases (`fabric_members`,
+//! `fabric_latency`, `fabric_collectives`, `fabric_faults`); the upgrade to 3 drops the v1 table
+//! `phase_histograms` when it is empty, which it is in every store hallmark wrote.
 
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -29,7 +33,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE runs (
@@ -247,6 +251,91 @@ CREATE TABLE verdicts (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 3: fabric phases — their members, latency per directed node pair (HDR histogram blob and
+/// percentile columns), collective results per rank, and faults (`crate::fabric`). The v1 table
+/// `phase_histograms` is dropped by the upgrade when it is empty (see [`drop_empty_legacy`]).
+const V3: &str = r#"
+CREATE TABLE fabric_members (
+    run_id    TEXT NOT NULL,
+    phase_id  INTEGER NOT NULL,
+    rank      INTEGER NOT NULL CHECK (rank >= 0),
+    node_id   TEXT NOT NULL,
+    addr      TEXT NOT NULL,
+    PRIMARY KEY (run_id, phase_id, rank),
+    UNIQUE (run_id, phase_id, node_id),
+    FOREIGN KEY (run_id, phase_id) REFERENCES phases (run_id, phase_id),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE fabric_latency (
+    run_id       TEXT NOT NULL,
+    phase_id     INTEGER NOT NULL,
+    src          TEXT NOT NULL,
+    dst          TEXT NOT NULL,
+    sent         INTEGER NOT NULL CHECK (sent >= 0),
+    lost         INTEGER NOT NULL CHECK (lost >= 0 AND lost <= sent),
+    rtt_count    INTEGER NOT NULL CHECK (rtt_count >= 0),
+    rtt_p50_ns   INTEGER,
+    rtt_p99_ns   INTEGER,
+    rtt_p999_ns  INTEGER,
+    rtt_max_ns   INTEGER,
+    rtt_ns_hist  BLOB NOT NULL,
+    PRIMARY KEY (run_id, phase_id, src, dst),
+    FOREIGN KEY (run_id, phase_id, src) REFERENCES phase_reports (run_id, phase_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE fabric_collectives (
+    run_id          TEXT NOT NULL,
+    phase_id        INTEGER NOT NULL,
+    node_id         TEXT NOT NULL,
+    op              TEXT NOT NULL,
+    size_bytes      INTEGER NOT NULL CHECK (size_bytes >= 0),
+    algorithm       TEXT NOT NULL,
+    iterations      INTEGER NOT NULL CHECK (iterations >= 0),
+    mean_ns         INTEGER NOT NULL CHECK (mean_ns >= 0),
+    wrong_elements  INTEGER NOT NULL CHECK (wrong_elements >= 0),
+    PRIMARY KEY (run_id, phase_id, node_id, op, size_bytes),
+    FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE fabric_faults (
+    fault_id  INTEGER PRIMARY KEY,
+    run_id    TEXT NOT NULL,
+    phase_id  INTEGER NOT NULL,
+    node_id   TEXT NOT NULL,
+    peer      TEXT,
+    message   TEXT NOT NULL,
+    FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
+);
+CREATE INDEX fabric_faults_by_node ON fabric_faults (run_id, phase_id, node_id);
+"#;
+
+/// Drops the version 1 table `phase_histograms` when it holds no row. No hallmark probe ever filled
+/// it (probes of protocol version 1 always sent an empty list, and version 2 has no such field), so
+/// on every store hallmark wrote it is empty and goes; a store whose table holds rows written by
+/// something else keeps it, read-only: nothing writes it any more and nothing of it is lost.
+fn drop_empty_legacy(tx: &Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |op| move |e| StoreError::sql(path, op, e);
+    let exists: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("looking for the legacy histogram table"))?;
+    if exists == 0 {
+        return Ok(());
+    }
+    let rows: i64 = tx
+        .query_row("SELECT count(*) FROM phase_histograms", [], |r| r.get(0))
+        .map_err(sql("counting legacy histograms"))?;
+    if rows == 0 {
+        tx.execute_batch("DROP TABLE phase_histograms")
+            .map_err(sql("dropping the empty legacy histogram table"))?;
+    }
+    Ok(())
+}
+
 /// Per-connection settings: WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout.
 fn configure(conn: &Connection, path: &Path, write: bool) -> Result<(), StoreError> {
     let sql = |op| move |e| StoreError::sql(path, op, e);
@@ -333,9 +422,12 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, StoreError> {
         let (app, version, objects) = ids(&tx, path)?;
         check_identity(path, app, version, objects)?;
         let from = usize::try_from(version).unwrap_or(0);
-        for migration in &MIGRATIONS[from..] {
+        for migration in MIGRATIONS.get(from..).unwrap_or_default() {
             tx.execute_batch(migration)
                 .map_err(sql("creating the schema"))?;
+        }
+        if from < 3 {
+            drop_empty_legacy(&tx, path)?;
         }
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"

@@ -4,6 +4,7 @@
 //! (`insert_batch`, `insert_batches`) is in [`crate::telemetry`].
 
 use crate::error::{to_i64, StoreError};
+use crate::fabric;
 use crate::model::{event_kind, label_of, NewRun, PhaseRow, ProbeRow, RunId, RunStatus};
 use crate::schema;
 use hallmark_protocol::{ClockEstimate, DeviceInfo, NodeId, PhaseReport};
@@ -375,8 +376,11 @@ impl Store {
         Ok(())
     }
 
-    /// Stores what a phase achieved on a node: the report, each device's result and the histograms.
-    /// A second report for the same phase and node replaces the first.
+    /// Stores what a phase achieved on a node, in one transaction: the report, each device's result
+    /// and, for a fabric phase, its latency pairs, collective results and faults
+    /// ([`crate::fabric`]). A second report for the same phase and node replaces the first. A
+    /// fabric report that does not check out (a histogram that does not decode, another node's
+    /// pair) is refused with [`StoreError::Invalid`] and nothing of the report is written.
     pub fn phase_report(
         &mut self,
         run: &RunId,
@@ -389,11 +393,16 @@ impl Store {
             wrong.push(to_i64("wrong_elements", d.wrong_elements)?);
         }
         let phase_id = report.phase_id;
+        let fabric = match &report.fabric {
+            Some(f) => Some(fabric::prepare(run, phase_id, node, f)?),
+            None => None,
+        };
         let tx = self
             .conn
             .transaction()
             .map_err(|e| StoreError::sql(&self.path, "storing a phase report", e))?;
-        let res = write_report(&tx, run, node, report, &wrong);
+        let res = write_report(&tx, run, node, report, &wrong)
+            .and_then(|()| fabric::write_report_fabric(&tx, run, phase_id, node, fabric.as_ref()));
         match res.and_then(|()| tx.commit()) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.unknown_phase(run, phase_id, e)),

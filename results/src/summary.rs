@@ -6,6 +6,7 @@
 
 use crate::aggregate::{node_bins, throttle, Bins, DeviceAgg, GroupBins, PhaseWindows};
 use crate::error::StoreError;
+use crate::fabric::FabricPhaseSummary;
 use crate::model::RunStatus;
 use crate::store::{parse_col, Store};
 use rusqlite::OptionalExtension;
@@ -135,6 +136,10 @@ pub struct RunSummary {
     pub gaps: Vec<GapSummary>,
     pub lost_probes: Vec<LostProbe>,
     pub events: Vec<EventSummary>,
+    /// The fabric (`latency`, `collective`) phases: latency per pair, node and hall, collectives
+    /// with algbw and busbw, faults ([`crate::fabric`]).
+    #[serde(default)]
+    pub fabric: Vec<FabricPhaseSummary>,
 }
 
 /// A rack's data while its nodes are streamed.
@@ -180,6 +185,7 @@ impl Store {
                         gaps: Vec::new(),
                         lost_probes: Vec::new(),
                         events: Vec::new(),
+                        fabric: Vec::new(),
                     })
                     .and_then(|s| Ok((s, r.get::<_, String>(5)?)))
                 },
@@ -363,6 +369,7 @@ impl Store {
             .collect();
         s.gaps = self.gaps(run_id)?;
         s.events = self.events(run_id)?;
+        s.fabric = self.fabric_phases(run_id, true)?;
         Ok(s)
     }
 }

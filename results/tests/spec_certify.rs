@@ -1,6 +1,7 @@
 //! Certifications: `overall` of a mixed spec, the terminal rendering, storing, replacing and reading
-//! certifications back (also read-only), and the schema migration from version 1 to 2. The demo
-//! spec on a real demo run is checked end to end by the root package's `tests/demo.rs`.
+//! certifications back (also read-only), and the schema migration from version 1 to the current
+//! one. The demo spec on a real demo run is checked end to end by the root package's
+//! `tests/demo.rs`.
 
 mod spec_support;
 
@@ -101,7 +102,7 @@ fn a_mixed_spec_gives_the_worst_overall_and_renders_compactly() {
 }
 
 #[test]
-fn a_version_1_database_migrates_to_version_2_keeping_its_runs() {
+fn a_version_1_database_migrates_to_the_current_version_keeping_its_runs() {
     let dir = TempDir::new("migrate");
     std::fs::create_dir_all(dir.path()).unwrap();
     let path = dir.path().join(hallmark_results::DB_FILE);
@@ -131,8 +132,8 @@ fn a_version_1_database_migrates_to_version_2_keeping_its_runs() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
-    assert_eq!(hallmark_results::SCHEMA_VERSION, 2);
+    assert_eq!(version, 3);
+    assert_eq!(hallmark_results::SCHEMA_VERSION, 3);
     let runs = store.list_runs().unwrap();
     assert_eq!(runs.len(), 1);
     let id = runs[0].run_id.as_str().to_string();

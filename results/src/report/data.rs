@@ -1,6 +1,6 @@
 //! What the report reads from the store besides [`crate::RunSummary`], with its own SQL against the
 //! documented schema (`docs/SCHEMA.md`): the probes with their labels, versions and clock estimates,
-//! the device inventory, the plan text, the batch index, and rack power over time in chart buckets.
+//! the device inventory, the plan text, the batch index, the count of legacy histograms, and rack power over time in chart buckets.
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -40,13 +40,14 @@ pub struct RunContext {
     pub plan_toml: String,
     pub probes: Vec<ProbeInfo>,
     pub devices: Vec<DeviceInfo>,
-    /// Rows of `phase_histograms` (latency and bandwidth data of interconnect phases).
-    pub histograms: u64,
+    /// Rows of the version 1 table `phase_histograms`, which the schema upgrade keeps only when it
+    /// is not empty (hallmark never wrote it; the fabric data is in the `fabric_*` tables).
+    pub legacy_histograms: u64,
     /// Latest instant of any stored batch, ns.
     pub last_data_ns: Option<i64>,
 }
 
-/// Reads the probes, devices, plan and histogram count of a run.
+/// Reads the probes, devices, plan and legacy histogram count of a run.
 pub fn context(store: &Store, run_id: &str) -> Result<RunContext, StoreError> {
     let e = |op| store.err(op);
     let conn = &store.conn;
@@ -101,13 +102,23 @@ pub fn context(store: &Store, run_id: &str) -> Result<RunContext, StoreError> {
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(e("reading devices"))?;
-    let histograms: i64 = conn
+    let legacy: i64 = conn
         .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(e("looking for legacy histograms"))?;
+    let histograms: i64 = if legacy > 0 {
+        conn.query_row(
             "SELECT count(*) FROM phase_histograms WHERE run_id = ?1",
             [run_id],
             |r| r.get(0),
         )
-        .map_err(e("reading histograms"))?;
+        .map_err(e("reading legacy histograms"))?
+    } else {
+        0
+    };
     let last_data_ns: Option<i64> = conn
         .query_row(
             "SELECT max(to_ns) FROM telemetry_batches WHERE run_id = ?1",
@@ -119,7 +130,7 @@ pub fn context(store: &Store, run_id: &str) -> Result<RunContext, StoreError> {
         plan_toml,
         probes,
         devices,
-        histograms: histograms.max(0) as u64,
+        legacy_histograms: histograms.max(0) as u64,
         last_data_ns,
     })
 }

@@ -1,6 +1,6 @@
 //! Sections assembled from several sources: the floor map (summary racks and verdicts), the GPU
-//! temperature distribution with the hottest devices (the sample pass and the inventory), and the
-//! interconnect section (a note until a run has interconnect data).
+//! temperature distribution with the hottest devices (the sample pass and the inventory). The
+//! interconnect section is in `fabric`.
 
 use super::charts::RackLabel;
 use super::data::RunContext;
@@ -156,39 +156,4 @@ pub fn temperature_section(
         title: "GPU temperatures",
         body,
     })
-}
-
-/// Latency heatmap and bus bandwidth: only a note until a run stores interconnect data.
-pub fn interconnect_section(s: &RunSummary, ctx: &RunContext) -> Section {
-    const WORDS: [&str; 5] = ["allreduce", "nccl", "interconnect", "busbw", "latency"];
-    let phases: Vec<&str> = s
-        .phases
-        .iter()
-        .filter(|p| {
-            let w = p.workload.to_lowercase();
-            WORDS.iter().any(|k| w.contains(k))
-        })
-        .map(|p| p.name.as_str())
-        .collect();
-    let body = if ctx.histograms == 0 && phases.is_empty() {
-        "<p class=\"note\">No interconnect phase in this run: there is no latency heatmap or bus \
-         bandwidth chart to show.</p>\n"
-            .to_string()
-    } else {
-        format!(
-            "<p class=\"note\">This run stored {} latency/bandwidth histograms{}; this version of the \
-             report does not chart them yet (they are in the run store, table phase_histograms).</p>\n",
-            ctx.histograms,
-            if phases.is_empty() {
-                String::new()
-            } else {
-                format!(" (phases {})", esc(&phases.join(", ")))
-            }
-        )
-    };
-    Section {
-        id: "interconnect",
-        title: "Interconnect",
-        body,
-    }
 }

@@ -1,6 +1,7 @@
 //! The run report: `DIR/index.html`, one self-contained page (inline CSS and SVG charts drawn with
 //! plotters; no scripts, nothing fetched from anywhere), plus the exports `summary.json`,
-//! `summary.csv`, `samples.csv` and `verdicts.csv`.
+//! `summary.csv`, `samples.csv`, `verdicts.csv`, `latency.csv` and `collectives.csv` ([`FILES`];
+//! a signed bundle carries whatever [`ReportFiles::files`] lists).
 //!
 //! [`write_report`] takes the verdicts as given (it does not read or judge them itself), reads the
 //! run's summary ([`crate::RunSummary`]) and its time series with its own queries against the
@@ -9,14 +10,17 @@
 //! The page, top to bottom: the overall verdict and the verdict table ([`verdicts`]); rack power over
 //! time with phases, the sustained target and the peak limit ([`charts`]); the hall floor map and the
 //! GPU temperature distribution with the hottest devices ([`floor`]); the throttle timeline; energy
-//! and perf/W per phase; interconnect data (when a run has any); data completeness; inventory and
-//! provenance ([`tables`]). Time series are bucketed to at most 2000 points per line, so a long run
+//! and perf/W per phase; the interconnect (latency heat map, worst pairs, busbw by message size and
+//! the collective tables, [`fabric`]; a note when the run has no fabric phase); data completeness;
+//! inventory and provenance ([`tables`]). Time series are bucketed to at most 2000 points per line, so a long run
 //! stays a small page.
 
 mod charts;
 mod data;
 mod export;
 mod extra;
+mod fabric;
+mod fabric_charts;
 mod floor;
 mod html;
 mod samples;
@@ -36,12 +40,14 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// File names written into the report directory, in this order.
-pub const FILES: [&str; 5] = [
+pub const FILES: [&str; 7] = [
     "index.html",
     "summary.json",
     "summary.csv",
     "samples.csv",
     "verdicts.csv",
+    "latency.csv",
+    "collectives.csv",
 ];
 
 /// Points of the power chart, all racks together (each line has 200 to 2000): keeps the page small
@@ -340,7 +346,7 @@ pub fn write_report_with(
         title: "Energy and perf/W per phase",
         body: tables::phases(&s),
     });
-    sections.push(extra::interconnect_section(&s, &ctx));
+    sections.push(fabric::section(&s, ctx.legacy_histograms)?);
     sections.push(Section {
         id: "data",
         title: "Data completeness",
@@ -384,6 +390,12 @@ pub fn write_report_with(
     let mut w = create(&path(4))?;
     export::verdicts_csv(verdicts, &mut w).map_err(write_err(path(4)))?;
     finish(w, &path(4))?;
+    let mut w = create(&path(5))?;
+    fabric::latency_csv(&s, &mut w).map_err(write_err(path(5)))?;
+    finish(w, &path(5))?;
+    let mut w = create(&path(6))?;
+    fabric::collectives_csv(&s, &mut w).map_err(write_err(path(6)))?;
+    finish(w, &path(6))?;
 
     Ok(ReportFiles {
         dir: out_dir.to_path_buf(),

@@ -106,6 +106,25 @@ pub fn throttle_scale(t: f64) -> RGBColor {
     lerp(RGBColor(0xfd, 0xd4, 0x9e), RGBColor(0x99, 0x00, 0x0d), t)
 }
 
+/// Sequential scale for a latency, `t` in 0..=1 (pale yellow through orange to dark red).
+pub fn latency_scale(t: f64) -> RGBColor {
+    const STOPS: [RGBColor; 3] = [
+        RGBColor(0xff, 0xf7, 0xbc),
+        RGBColor(0xfd, 0x8d, 0x3c),
+        RGBColor(0x80, 0x00, 0x26),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    if t < 0.5 {
+        lerp(STOPS[0], STOPS[1], t * 2.0)
+    } else {
+        lerp(STOPS[1], STOPS[2], (t - 0.5) * 2.0)
+    }
+}
+
 /// `#rrggbb`.
 pub fn hex(c: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)

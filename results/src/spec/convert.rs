@@ -89,14 +89,14 @@ const KIND_KEYS: &[KindKeys] = &[
     (
         "latency_p99",
         &["max"],
-        &["warn_max", "scope"],
+        &["warn_max", "scope", "phase"],
         Scope::Hall,
-        HALL,
+        &[Scope::Hall, Scope::Node],
     ),
     (
         "collective_busbw",
         &["min", "size"],
-        &["warn_min", "scope"],
+        &["warn_min", "scope", "phase"],
         Scope::Hall,
         HALL,
     ),
@@ -258,6 +258,9 @@ fn default_title(kind: &CriterionKind, scope: Scope) -> String {
         CriterionKind::Tflops { .. } => "Achieved TFLOP/s against the fleet median".into(),
         CriterionKind::WrongElements { .. } => "Wrong result elements".into(),
         CriterionKind::StartSkew { .. } => "Phase start skew".into(),
+        CriterionKind::LatencyP99 { .. } if scope == Scope::Node => {
+            "Latency p99 of the node's pairs".into()
+        }
         CriterionKind::LatencyP99 { .. } => "Latency p99 per node pair".into(),
         CriterionKind::CollectiveBusbw { .. } => "All-reduce bus bandwidth".into(),
         CriterionKind::Inventory { .. } => "Expected inventory present".into(),

@@ -1,8 +1,9 @@
 //! [`evaluate`]: every criterion of a spec judged against a stored run, one [`Verdict`] per criterion
 //! per subject. This file holds the dispatch and what the kinds share — subjects by scope, the phase
 //! selection, and the comparison of a measured value with its limit; the kinds are in `eval_power`
-//! (sustained and peak power), `eval_device` (temperature, throttling, TFLOP/s, wrong elements) and
-//! `eval_hall` (start skew, interconnect, inventory, coverage).
+//! (sustained and peak power), `eval_device` (temperature, throttling, TFLOP/s, wrong elements),
+//! `eval_fabric` (latency p99 per node pair, all-reduce bus bandwidth) and `eval_hall` (start skew,
+//! inventory, coverage).
 //!
 //! Subjects are named as [`Verdict::subject`] documents: a device `node/index`, a node by its id, a
 //! rack by its rack label (`row/rack` when two rows use the same rack label), a row by its label, the
@@ -11,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::data::RunData;
-use super::{eval_device, eval_hall, eval_power, Criterion, CriterionKind, Spec};
+use super::{eval_device, eval_fabric, eval_hall, eval_power, Criterion, CriterionKind, Spec};
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::verdict::{Comparison, Evidence, Scope, Status, Verdict};
@@ -20,6 +21,19 @@ use crate::verdict::{Comparison, Evidence, Scope, Status, Verdict};
 /// the spec's order, subjects in hall order. An unknown run is [`StoreError::UnknownRun`].
 pub fn evaluate(store: &Store, run_id: &str, spec: &Spec) -> Result<Vec<Verdict>, StoreError> {
     let data = store.spec_data(run_id)?;
+    let interconnect = |c: &Criterion| {
+        matches!(
+            c.kind,
+            CriterionKind::LatencyP99 { .. } | CriterionKind::CollectiveBusbw { .. }
+        )
+    };
+    // The fabric phases, read only when a criterion needs them (percentiles per pair come from
+    // the stored columns; no histogram is decoded).
+    let fabric = if spec.criteria.iter().any(interconnect) {
+        store.fabric_phases(run_id, false)?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for c in &spec.criteria {
         let sel = match Sel::new(&data, c) {
@@ -58,6 +72,9 @@ pub fn evaluate(store: &Store, run_id: &str, spec: &Spec) -> Result<Vec<Verdict>
             | CriterionKind::Throttle { .. }
             | CriterionKind::Tflops { .. }
             | CriterionKind::WrongElements { .. } => eval_device::judge(&data, c, &sel, &mut out),
+            CriterionKind::LatencyP99 { .. } | CriterionKind::CollectiveBusbw { .. } => {
+                eval_fabric::judge(&data, &fabric, c, &sel, &mut out)
+            }
             _ => eval_hall::judge(&data, c, &sel, &mut out),
         }
     }

@@ -1,5 +1,5 @@
-//! Hall criteria: `start_skew` per phase, `inventory`, `coverage`, and the interconnect criteria
-//! (`latency_p99`, `collective_busbw`), which no workload measures yet and so are INCOMPLETE.
+//! Hall criteria: `start_skew` per phase, `inventory`, `coverage`. (The interconnect criteria,
+//! `latency_p99` and `collective_busbw`, are judged in `eval_fabric` on the fabric phases.)
 //!
 //! * **start_skew**: latest − earliest `actual_start_ns` of a phase over the nodes that started it.
 //!   A node registered for the phase (at or before its scheduled start) that reported no start
@@ -25,21 +25,6 @@ pub(super) fn judge(d: &RunData, c: &Criterion, sel: &Sel, out: &mut Vec<Verdict
         CriterionKind::StartSkew { warn_max_s, .. } => {
             start_skew(d, c, sel, warn_max_s.map(|w| w * 1e3), out)
         }
-        CriterionKind::LatencyP99 { .. } => out.push(interconnect(
-            d,
-            c,
-            "latency",
-            "a latency-mesh phase (p99 per node pair)",
-        )),
-        CriterionKind::CollectiveBusbw { size_bytes, .. } => out.push(interconnect(
-            d,
-            c,
-            "collective",
-            &format!(
-                "an all-reduce phase at {} MiB",
-                *size_bytes as f64 / 1_048_576.0
-            ),
-        )),
         CriterionKind::Inventory {
             nodes,
             devices_per_node,
@@ -150,26 +135,6 @@ fn start_skew(d: &RunData, c: &Criterion, sel: &Sel, warn_ms: Option<f64>, out: 
             ev,
         ));
     }
-}
-
-/// A criterion whose workload does not exist yet: INCOMPLETE, saying which phase would be needed.
-fn interconnect(d: &RunData, c: &Criterion, what: &str, needs: &str) -> Verdict {
-    let (cmp, unit, limit) = limit_of(c);
-    let mut workloads: Vec<&str> = d.phases.iter().map(|p| p.workload.as_str()).collect();
-    workloads.sort_unstable();
-    workloads.dedup();
-    let ran = if workloads.is_empty() {
-        "the run has no phases".to_string()
-    } else {
-        format!("the run's workloads are {}", workloads.join(", "))
-    };
-    let ev = Evidence {
-        detail: format!(
-            "no {what} phase ran ({ran}); the criterion needs {needs}, which this version of hallmark does not measure yet"
-        ),
-        ..Evidence::default()
-    };
-    verdict(c, &d.hall, Status::Incomplete, None, limit, cmp, unit, ev)
 }
 
 fn inventory(

@@ -19,7 +19,8 @@
 //!
 //! The module is split by stage: `units` (quantities and dimensions), `file` (private structs that
 //! mirror the TOML), `convert` and `values` (their checks and conversion into a [`Spec`]), `errors` (positions
-//! and wording), `data` (the run loaded once for evaluation), `eval*` (the verdicts) and `render`.
+//! and wording), `data` (the run loaded once for evaluation; the fabric phases come from
+//! [`crate::fabric`]), `eval*` (the verdicts) and `render`.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,7 @@ mod demo;
 mod errors;
 mod eval;
 mod eval_device;
+mod eval_fabric;
 mod eval_hall;
 mod eval_power;
 mod file;
@@ -175,10 +177,11 @@ pub enum CriterionKind {
     WrongElements { max: u64 },
     /// Latest − earliest actual phase start, per phase, must be at most `max_s`.
     StartSkew { max_s: f64, warn_max_s: Option<f64> },
-    /// p99 latency between node pairs must be at most `max_s` (no workload measures it yet).
+    /// The p99 round trip of every directed node pair of the latency phases must be at most
+    /// `max_s` (the worst pair judged, per hall or per node).
     LatencyP99 { max_s: f64, warn_max_s: Option<f64> },
-    /// All-reduce bus bandwidth at `size_bytes` must be at least `min_gb_s` (no workload measures it
-    /// yet).
+    /// The all-reduce's bus bandwidth at `size_bytes` must be at least `min_gb_s`, and no
+    /// collective may find a wrong element.
     CollectiveBusbw {
         min_gb_s: f64,
         size_bytes: u64,

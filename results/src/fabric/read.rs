@@ -1,0 +1,613 @@
+//! Reading fabric phases back: [`Store::fabric_summary`] and what `RunSummary`, the spec evaluation
+//! and the report build on ([`Store::fabric_phases`]).
+
+use super::hist::{add, decode, merged, recorded, NsPercentiles, Percentiles, RttHistogram};
+use super::{
+    CollectiveSummary, FabricPhaseSummary, FabricSummary, Fault, LatencySummary, Member,
+    NodeLatency, PairLatency, PairRef, SlowNode, WORST_PAIRS,
+};
+use crate::error::StoreError;
+use crate::store::Store;
+use hallmark_protocol::fabric::bandwidths;
+use hallmark_protocol::CollectiveOp;
+use rusqlite::OptionalExtension;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A stored latency row.
+struct LatencyRow {
+    phase: u32,
+    pair: PairLatency,
+    count: i64,
+    blob: Vec<u8>,
+}
+
+/// A stored collective row.
+struct CollectiveRow {
+    phase: u32,
+    node: String,
+    op: String,
+    size: i64,
+    algorithm: String,
+    iterations: i64,
+    mean_ns: i64,
+    wrong: i64,
+}
+
+impl Store {
+    /// The fabric phases of run `run_id` (see [`FabricSummary`]); an unknown id is
+    /// [`StoreError::UnknownRun`], a histogram blob that no longer decodes [`StoreError::Corrupt`].
+    pub fn fabric_summary(&self, run_id: &str) -> Result<FabricSummary, StoreError> {
+        let found = self
+            .conn
+            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
+            .optional()
+            .map_err(self.err("looking up a run"))?;
+        if found.is_none() {
+            return Err(StoreError::UnknownRun {
+                path: self.path.clone(),
+                run_id: run_id.to_string(),
+            });
+        }
+        Ok(FabricSummary {
+            phases: self.fabric_phases(run_id, true)?,
+        })
+    }
+
+    /// The run's fabric phases. Without `merge`, the histograms are not read: per-node and hall
+    /// percentiles are left out (`None`), the rest is complete.
+    pub(crate) fn fabric_phases(
+        &self,
+        run_id: &str,
+        merge: bool,
+    ) -> Result<Vec<FabricPhaseSummary>, StoreError> {
+        let e = |op| self.err(op);
+        let mut members: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, rank, node_id, addr FROM fabric_members WHERE run_id = ?1 \
+                 ORDER BY phase_id, rank",
+            )
+            .map_err(e("reading fabric members"))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    Member {
+                        rank: r.get(1)?,
+                        node: r.get(2)?,
+                        addr: r.get(3)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(e("reading fabric members"))?;
+        for (phase, m) in rows {
+            members.entry(phase).or_default().push(m);
+        }
+
+        let latency = self.latency_rows(run_id, merge)?;
+        let collectives = self.collective_rows(run_id)?;
+        let mut faults: BTreeMap<u32, Vec<Fault>> = BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, node_id, peer, message FROM fabric_faults WHERE run_id = ?1 \
+                 ORDER BY phase_id, node_id, fault_id",
+            )
+            .map_err(e("reading fabric faults"))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    Fault {
+                        node: r.get(1)?,
+                        peer: r.get(2)?,
+                        message: r.get(3)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(e("reading fabric faults"))?;
+        for (phase, f) in rows {
+            faults.entry(phase).or_default().push(f);
+        }
+        let mut reported: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, node_id FROM phase_reports WHERE run_id = ?1 \
+                 ORDER BY phase_id, node_id",
+            )
+            .map_err(e("reading phase reports"))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(e("reading phase reports"))?;
+        for (phase, node) in rows {
+            reported.entry(phase).or_default().push(node);
+        }
+
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, name, workload, scheduled_start_ns, duration_ms FROM phases \
+                 WHERE run_id = ?1 ORDER BY scheduled_start_ns, phase_id",
+            )
+            .map_err(e("reading phases"))?;
+        type PhaseHead = (u32, String, String, i64, i64);
+        let phases: Vec<PhaseHead> = stmt
+            .query_map([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(e("reading phases"))?;
+
+        let mut out = Vec::new();
+        for (id, name, workload, start, duration_ms) in phases {
+            let lat: Vec<&LatencyRow> = latency.iter().filter(|r| r.phase == id).collect();
+            let col: Vec<&CollectiveRow> = collectives.iter().filter(|r| r.phase == id).collect();
+            let fabric_workload = workload == "latency" || workload == "collective";
+            if !fabric_workload
+                && lat.is_empty()
+                && col.is_empty()
+                && !members.contains_key(&id)
+                && !faults.contains_key(&id)
+            {
+                continue;
+            }
+            let reported = reported.remove(&id).unwrap_or_default();
+            let (members, members_stored) = match members.remove(&id) {
+                Some(m) if !m.is_empty() => (m, true),
+                _ => (inferred_members(&reported, &lat, &col), false),
+            };
+            let latency =
+                if !lat.is_empty() || workload == "latency" {
+                    Some(latency_summary(&members, &lat, merge).map_err(|d| {
+                        self.corrupt(format!("fabric results of run {run_id}: {d}"))
+                    })?)
+                } else {
+                    None
+                };
+            out.push(FabricPhaseSummary {
+                phase_id: id,
+                name,
+                workload,
+                scheduled_start_ns: start,
+                duration_ms: duration_ms.max(0) as u64,
+                collectives: collective_summary(&members, &col)
+                    .map_err(|d| self.corrupt(format!("fabric results of run {run_id}: {d}")))?,
+                members,
+                members_stored,
+                reported,
+                latency,
+                faults: faults.remove(&id).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn latency_rows(&self, run_id: &str, blobs: bool) -> Result<Vec<LatencyRow>, StoreError> {
+        let e = || self.err("reading latency pairs");
+        let mut stmt = self
+            .conn
+            .prepare(if blobs {
+                "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
+                 rtt_max_ns, rtt_ns_hist FROM fabric_latency WHERE run_id = ?1 \
+                 ORDER BY phase_id, src, dst"
+            } else {
+                "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
+                 rtt_max_ns, x'' FROM fabric_latency WHERE run_id = ?1 ORDER BY phase_id, src, dst"
+            })
+            .map_err(e())?;
+        let mut rows = stmt.query([run_id]).map_err(e())?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(e())? {
+            let get_i = |i| r.get::<_, Option<i64>>(i);
+            let count: i64 = r.get(5).map_err(e())?;
+            let ps = (
+                get_i(6).map_err(e())?,
+                get_i(7).map_err(e())?,
+                get_i(8).map_err(e())?,
+                get_i(9).map_err(e())?,
+            );
+            let us = |ns: i64| ns as f64 / 1e3;
+            let rtt = match ps {
+                (Some(p50), Some(p99), Some(p999), Some(max)) if count > 0 => Some(Percentiles {
+                    count: count as u64,
+                    p50_us: us(p50),
+                    p99_us: us(p99),
+                    p999_us: us(p999),
+                    max_us: us(max),
+                }),
+                _ => None,
+            };
+            let sent: i64 = r.get(3).map_err(e())?;
+            let lost: i64 = r.get(4).map_err(e())?;
+            out.push(LatencyRow {
+                phase: r.get(0).map_err(e())?,
+                pair: PairLatency {
+                    src: r.get(1).map_err(e())?,
+                    dst: r.get(2).map_err(e())?,
+                    sent: sent.max(0) as u64,
+                    lost: lost.max(0) as u64,
+                    rtt,
+                },
+                count,
+                blob: r.get(10).map_err(e())?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn collective_rows(&self, run_id: &str) -> Result<Vec<CollectiveRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase_id, node_id, op, size_bytes, algorithm, iterations, mean_ns, \
+                 wrong_elements FROM fabric_collectives WHERE run_id = ?1 \
+                 ORDER BY phase_id, op, size_bytes, node_id",
+            )
+            .map_err(self.err("reading collective results"))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(CollectiveRow {
+                    phase: r.get(0)?,
+                    node: r.get(1)?,
+                    op: r.get(2)?,
+                    size: r.get(3)?,
+                    algorithm: r.get(4)?,
+                    iterations: r.get(5)?,
+                    mean_ns: r.get(6)?,
+                    wrong: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("reading collective results"))?;
+        Ok(rows)
+    }
+}
+
+fn latency_summary(
+    members: &[Member],
+    rows: &[&LatencyRow],
+    merge: bool,
+) -> Result<LatencySummary, String> {
+    let n = members.len() as u64;
+    let pos: HashMap<&str, usize> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.node.as_str(), i))
+        .collect();
+    let measured: BTreeSet<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.pair.sent > 0 || r.count > 0)
+        .map(|r| (r.pair.src.as_str(), r.pair.dst.as_str()))
+        .collect();
+    let mut missing = Vec::new();
+    for a in members {
+        for b in members {
+            if a.node != b.node && !measured.contains(&(a.node.as_str(), b.node.as_str())) {
+                missing.push(PairRef {
+                    src: a.node.clone(),
+                    dst: b.node.clone(),
+                });
+            }
+        }
+    }
+    let mut nodes: Vec<NodeLatency> = members
+        .iter()
+        .map(|m| NodeLatency {
+            node: m.node.clone(),
+            pairs: 0,
+            sent: 0,
+            lost: 0,
+            rtt: None,
+        })
+        .collect();
+    let mut node_hist: Vec<Option<RttHistogram>> = vec![None; members.len()];
+    let mut hall_hist: Option<RttHistogram> = None;
+    let (mut sent, mut lost) = (0u64, 0u64);
+    let mut all_lost = Vec::new();
+    for r in rows {
+        let p = &r.pair;
+        sent = sent.saturating_add(p.sent);
+        lost = lost.saturating_add(p.lost);
+        if p.sent > 0 && p.rtt.is_none() {
+            all_lost.push(p.pair());
+        }
+        let ends = [pos.get(p.src.as_str()), pos.get(p.dst.as_str())];
+        for &i in ends.iter().flatten() {
+            let node = &mut nodes[*i];
+            node.pairs += 1;
+            node.sent = node.sent.saturating_add(p.sent);
+            node.lost = node.lost.saturating_add(p.lost);
+        }
+        if !merge || r.count <= 0 {
+            continue;
+        }
+        let values = recorded(&decode(&r.blob).map_err(|why| {
+            format!(
+                "the stored histogram of pair {}→{} does not decode: {why}",
+                p.src, p.dst
+            )
+        })?);
+        let into = |slot: &mut Option<RttHistogram>| -> Result<(), String> {
+            let m = match slot {
+                Some(m) => m,
+                None => slot.insert(merged()?),
+            };
+            add(m, &values)
+        };
+        into(&mut hall_hist)?;
+        for &i in ends.iter().flatten() {
+            into(&mut node_hist[*i])?;
+        }
+    }
+    for (node, h) in nodes.iter_mut().zip(&node_hist) {
+        node.rtt = h
+            .as_ref()
+            .and_then(NsPercentiles::of)
+            .map(NsPercentiles::micros);
+    }
+    let pairs: Vec<PairLatency> = rows.iter().map(|r| r.pair.clone()).collect();
+    let mut ranked: Vec<&PairLatency> = pairs.iter().filter(|p| p.rtt.is_some()).collect();
+    let key = |p: &PairLatency| p.rtt.map_or((0.0, 0.0), |r| (r.p99_us, r.max_us));
+    ranked.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        kb.0.total_cmp(&ka.0)
+            .then(kb.1.total_cmp(&ka.1))
+            .then_with(|| a.pair().cmp(&b.pair()))
+    });
+    let worst: Vec<PairLatency> = ranked.into_iter().take(WORST_PAIRS).cloned().collect();
+    Ok(LatencySummary {
+        pairs_expected: n.saturating_mul(n.saturating_sub(1)),
+        pairs_reported: measured.len() as u64,
+        missing,
+        all_lost,
+        sent,
+        lost,
+        hall: hall_hist
+            .as_ref()
+            .and_then(NsPercentiles::of)
+            .map(NsPercentiles::micros),
+        nodes,
+        slow_node: slow_node(&worst),
+        worst,
+        pairs,
+    })
+}
+
+fn collective_summary(
+    members: &[Member],
+    rows: &[&CollectiveRow],
+) -> Result<Vec<CollectiveSummary>, String> {
+    // (op order, size) → rows.
+    let mut groups: BTreeMap<(usize, &str, i64), Vec<&CollectiveRow>> = BTreeMap::new();
+    for r in rows {
+        let op = CollectiveOp::from_name(&r.op)
+            .ok_or_else(|| format!("collective operation {:?} is not known", r.op))?;
+        let order = CollectiveOp::ALL.iter().position(|o| *o == op).unwrap_or(0);
+        groups.entry((order, &r.op, r.size)).or_default().push(r);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for ((order, op_name, size), rs) in groups {
+        let op = CollectiveOp::ALL[order.min(CollectiveOp::ALL.len() - 1)];
+        let size_bytes = size.max(0) as u64;
+        let Some(slowest) = rs.iter().max_by_key(|r| r.mean_ns) else {
+            continue;
+        };
+        let ranks = if members.is_empty() {
+            rs.len()
+        } else {
+            members.len()
+        };
+        let time_ns = slowest.mean_ns.max(0) as f64;
+        let (algbw, busbw) = bandwidths(op, ranks, size_bytes, time_ns);
+        let mut algorithms: Vec<&str> = rs.iter().map(|r| r.algorithm.as_str()).collect();
+        algorithms.sort_unstable();
+        algorithms.dedup();
+        let have: BTreeSet<&str> = rs.iter().map(|r| r.node.as_str()).collect();
+        out.push(CollectiveSummary {
+            op: op_name.to_string(),
+            algorithm: algorithms.join("+"),
+            size_bytes,
+            count: size_bytes / 4,
+            ranks,
+            ranks_reported: rs.len(),
+            iterations: rs
+                .iter()
+                .map(|r| r.iterations.clamp(0, i64::from(u32::MAX)) as u32)
+                .min()
+                .unwrap_or(0),
+            time_us: time_ns / 1e3,
+            slowest: slowest.node.clone(),
+            algbw_gb_s: algbw,
+            busbw_gb_s: busbw,
+            wrong_elements: rs.iter().map(|r| r.wrong.max(0) as u64).sum(),
+            wrong_nodes: rs
+                .iter()
+                .filter(|r| r.wrong > 0)
+                .map(|r| r.node.clone())
+                .collect(),
+            missing: members
+                .iter()
+                .filter(|m| !have.contains(m.node.as_str()))
+                .map(|m| m.node.clone())
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Without stored members: every node that reported the phase or appears in its data, by node id.
+fn inferred_members(
+    reported: &[String],
+    latency: &[&LatencyRow],
+    collectives: &[&CollectiveRow],
+) -> Vec<Member> {
+    let mut nodes: BTreeSet<&str> = reported.iter().map(String::as_str).collect();
+    for r in latency {
+        nodes.insert(&r.pair.src);
+        nodes.insert(&r.pair.dst);
+    }
+    for r in collectives {
+        nodes.insert(&r.node);
+    }
+    nodes
+        .into_iter()
+        .enumerate()
+        .map(|(rank, node)| Member {
+            rank: rank as u32,
+            node: node.to_string(),
+            addr: String::new(),
+        })
+        .collect()
+}
+
+/// The node that most of the worst pairs share: in at least two of them and at least half, and in
+/// more of them than any other node. Between nodes in equally many, the one whose worst pairs add
+/// up to the higher p99 is named (a node whose inbound path alone is slow is in only the pairs
+/// into it, which on a small mesh the pairs of two healthy nodes can equal in number, never in
+/// time); an exact tie names nobody.
+pub(crate) fn slow_node(worst: &[PairLatency]) -> Option<SlowNode> {
+    let mut count: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for p in worst {
+        let p99 = p.rtt.map_or(f64::INFINITY, |r| r.p99_us);
+        let dst = (p.dst != p.src).then_some(p.dst.as_str());
+        for n in std::iter::once(p.src.as_str()).chain(dst) {
+            let e = count.entry(n).or_default();
+            e.0 += 1;
+            e.1 += p99;
+        }
+    }
+    let top = count.values().map(|c| c.0).max()?;
+    let mut at_top: Vec<(&str, f64)> = count
+        .iter()
+        .filter(|(_, c)| c.0 == top)
+        .map(|(n, c)| (*n, c.1))
+        .collect();
+    at_top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (node, time) = *at_top.first()?;
+    let tied = at_top.get(1).is_some_and(|(_, t)| *t == time);
+    if tied || top < 2 || top * 2 < worst.len() {
+        return None;
+    }
+    Some(SlowNode {
+        node: node.to_string(),
+        in_worst: top,
+        worst: worst.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(src: &str, dst: &str, p99: f64) -> PairLatency {
+        PairLatency {
+            src: src.into(),
+            dst: dst.into(),
+            sent: 10,
+            lost: 0,
+            rtt: Some(Percentiles {
+                count: 10,
+                p50_us: 1.0,
+                p99_us: p99,
+                p999_us: p99,
+                max_us: p99,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_node_the_worst_pairs_share_is_named() {
+        let worst = [
+            pair("r2n3", "r1n1", 90.0),
+            pair("r1n2", "r2n3", 80.0),
+            pair("r2n3", "r1n2", 70.0),
+            pair("r2n2", "r2n1", 20.0),
+            pair("r2n1", "r2n4", 10.0),
+        ];
+        let s = slow_node(&worst).unwrap();
+        assert_eq!((s.node.as_str(), s.in_worst, s.worst), ("r2n3", 3, 5));
+        // A pair and its reverse: both nodes in both pairs, a tie: nobody is named.
+        assert_eq!(slow_node(&[pair("a", "b", 5.0), pair("b", "a", 4.0)]), None);
+        assert_eq!(slow_node(&[pair("a", "b", 5.0)]), None);
+        assert_eq!(slow_node(&[]), None);
+    }
+
+    /// Four nodes, only the path into p4 slow: the three pairs into p4 and two healthy pairs that
+    /// share p3 put p3 and p4 in three worst pairs each; p4's add up to far more time.
+    #[test]
+    fn a_tie_in_count_goes_to_the_node_whose_worst_pairs_are_slower() {
+        let worst = [
+            pair("p3", "p4", 10_400.0),
+            pair("p2", "p4", 10_300.0),
+            pair("p1", "p4", 10_200.0),
+            pair("p3", "p1", 90.0),
+            pair("p2", "p3", 80.0),
+        ];
+        let s = slow_node(&worst).unwrap();
+        assert_eq!((s.node.as_str(), s.in_worst, s.worst), ("p4", 3, 5));
+        // Equal counts and equal time: nobody.
+        let even = [pair("a", "b", 5.0), pair("c", "d", 5.0)];
+        assert_eq!(slow_node(&even), None);
+    }
+
+    /// Worked by hand: an all-reduce of 64 MiB on 4 ranks whose mean times are 10, 12, 11 and
+    /// 12.5 ms. The slowest rank sets the time: 12.5 ms. algbw = 67 108 864 B / 12.5 ms =
+    /// 5.368 709 12 GB/s; busbw = algbw × 2 × 3 / 4 = 8.053 063 68 GB/s.
+    #[test]
+    fn busbw_from_the_slowest_rank() {
+        let members: Vec<Member> = (0..4)
+            .map(|i| Member {
+                rank: i,
+                node: format!("n{i}"),
+                addr: String::new(),
+            })
+            .collect();
+        let rows: Vec<CollectiveRow> = [10_000_000, 12_000_000, 11_000_000, 12_500_000]
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| CollectiveRow {
+                phase: 1,
+                node: format!("n{i}"),
+                op: "all-reduce".into(),
+                size: 64 << 20,
+                algorithm: "ring".into(),
+                iterations: 20 + i as i64,
+                mean_ns: t,
+                wrong: i as i64 % 2,
+            })
+            .collect();
+        let refs: Vec<&CollectiveRow> = rows.iter().collect();
+        let s = collective_summary(&members, &refs).unwrap();
+        assert_eq!(s.len(), 1);
+        let c = &s[0];
+        assert_eq!((c.ranks, c.ranks_reported, c.iterations), (4, 4, 20));
+        assert_eq!(c.slowest, "n3");
+        assert!((c.time_us - 12_500.0).abs() < 1e-9);
+        assert!(
+            (c.algbw_gb_s - 5.368_709_12).abs() < 1e-9,
+            "{}",
+            c.algbw_gb_s
+        );
+        assert!(
+            (c.busbw_gb_s - 8.053_063_68).abs() < 1e-9,
+            "{}",
+            c.busbw_gb_s
+        );
+        assert_eq!((c.wrong_elements, c.count), (2, 16 << 20));
+        assert_eq!(c.wrong_nodes, ["n1", "n3"]);
+        assert!(c.missing.is_empty());
+        // Rank n2 did not report: 3 of 4 ranks, n2 named, the bus factor still of 4 ranks.
+        let three: Vec<&CollectiveRow> = rows.iter().filter(|r| r.node != "n2").collect();
+        let s = collective_summary(&members, &three).unwrap();
+        assert_eq!((s[0].ranks, s[0].ranks_reported), (4, 3));
+        assert_eq!(s[0].missing, ["n2"]);
+        assert!((s[0].busbw_gb_s - 8.053_063_68).abs() < 1e-9);
+    }
+}
