@@ -60,6 +60,9 @@ pub struct ProbeRecord {
     pub registered_at_ns: i64,
     /// Latest clock estimate (probe − coordinator).
     pub clock: Option<ClockEstimate>,
+    /// Where the probe's data plane listens: the Hello's address, or its port on the address the
+    /// control connection came from. `None`: the probe has no data plane (no fabric phases).
+    pub data_plane: Option<std::net::SocketAddr>,
 }
 
 /// A connection to be closed once its queued messages are out.

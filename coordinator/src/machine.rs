@@ -9,7 +9,7 @@
 //! status and tests).
 
 pub use crate::event::{close_code, Close, ConnId, CoordinatorConfig, Event, Outputs, ProbeRecord};
-use crate::run::Run;
+use crate::run::{Candidate, Run};
 use hallmark_protocol::clock::ClockSync;
 use hallmark_protocol::codec::{decode_payload, peek_hello_version};
 use hallmark_protocol::plan::Plan;
@@ -103,14 +103,13 @@ impl Coordinator {
         let registered: Vec<_> = self
             .probes
             .iter()
-            .map(|(n, (c, r))| {
-                (
-                    n.clone(),
-                    r.labels.rack.clone(),
-                    r.inventory.len(),
-                    *c,
-                    r.clock.is_some(),
-                )
+            .map(|(n, (c, r))| Candidate {
+                node: n.clone(),
+                rack: r.labels.rack.clone(),
+                devices: r.inventory.len(),
+                conn: *c,
+                clock_known: r.clock.is_some(),
+                data_plane: r.data_plane,
             })
             .collect();
         run.try_start(&registered, now, &mut self.out);
@@ -382,6 +381,7 @@ impl Coordinator {
         }
         let session_id = self.next_session;
         self.next_session += 1;
+        let data_plane = data_plane_addr(hello.data_plane, &c.remote);
         let record = ProbeRecord {
             node_id: hello.node_id.clone(),
             labels: hello.labels,
@@ -393,6 +393,7 @@ impl Coordinator {
             remote: c.remote.clone(),
             registered_at_ns: now,
             clock: None,
+            data_plane,
         };
         self.out.transmits.push_back((
             conn,
@@ -526,4 +527,18 @@ impl Coordinator {
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
+}
+
+/// A probe's data-plane address: the one its Hello gives, else its port on the IP its control
+/// connection came from (`remote` as the shell formats a socket address).
+fn data_plane_addr(
+    hello: Option<hallmark_protocol::DataPlaneAddr>,
+    remote: &str,
+) -> Option<std::net::SocketAddr> {
+    let dp = hello?;
+    let ip = match dp.ip {
+        Some(ip) if !ip.is_unspecified() => ip,
+        _ => remote.parse::<std::net::SocketAddr>().ok()?.ip(),
+    };
+    Some(std::net::SocketAddr::new(ip, dp.port))
 }

@@ -9,8 +9,12 @@
 
 use crate::machine::{ConnId, Event, Outputs};
 use hallmark_protocol::plan::Plan;
-use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
+use hallmark_protocol::{
+    CoordinatorMessage, FabricMember, FabricParams, FabricPhase, NodeId, PhaseReport, PhaseStart,
+    SessionKey, TelemetryBatch,
+};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// First phase starts this long after the run is scheduled.
 pub const START_LEAD_NS: i64 = 2_000_000_000;
@@ -168,22 +172,17 @@ impl Run {
     }
 
     /// Checks the registered probes against the plan; starts the run when they are all there and
-    /// have clock estimates. `registered` holds (node, rack, devices, connection, clock known).
-    pub fn try_start(
-        &mut self,
-        registered: &[(NodeId, String, usize, ConnId, bool)],
-        now: i64,
-        out: &mut Outputs,
-    ) {
+    /// have clock estimates.
+    pub fn try_start(&mut self, registered: &[Candidate], now: i64, out: &mut Outputs) {
         let Stage::Waiting { deadline } = self.stage else {
             return;
         };
         let inventory: Vec<(NodeId, String, usize)> = registered
             .iter()
-            .map(|(n, r, d, _, _)| (n.clone(), r.clone(), *d))
+            .map(|c| (c.node.clone(), c.rack.clone(), c.devices))
             .collect();
         let missing = self.plan.expect.missing(&inventory);
-        let clocks_ready = registered.iter().all(|r| r.4);
+        let clocks_ready = registered.iter().all(|r| r.clock_known);
         let timed_out = now >= deadline;
         let ready = missing.is_empty() && clocks_ready;
         if !(timed_out || ready) {
@@ -197,8 +196,8 @@ impl Run {
         }
         let unsynced: Vec<String> = registered
             .iter()
-            .filter(|r| !r.4)
-            .map(|r| r.0.to_string())
+            .filter(|r| !r.clock_known)
+            .map(|r| r.node.to_string())
             .collect();
         if !unsynced.is_empty() {
             self.shortfalls.push(format!(
@@ -206,19 +205,19 @@ impl Run {
                 unsynced.join(", ")
             ));
         }
-        let ready: Vec<_> = registered.iter().filter(|r| r.4).collect();
+        let ready: Vec<_> = registered.iter().filter(|r| r.clock_known).collect();
         if ready.is_empty() {
             self.shortfalls
                 .push("no probe registered with a clock estimate".into());
             self.finish(Outcome::Incomplete, now, out);
             return;
         }
-        for (node, rack, _, conn, _) in ready {
+        for c in &ready {
             self.participants.insert(
-                node.clone(),
+                c.node.clone(),
                 Participant {
-                    conn: Some(*conn),
-                    rack: rack.clone(),
+                    conn: Some(c.conn),
+                    rack: c.rack.clone(),
                     next_seq: 0,
                     last_t_ns: None,
                     power: None,
@@ -227,8 +226,31 @@ impl Run {
                 },
             );
         }
+        let members: Vec<FabricMember> = ready
+            .iter()
+            .filter_map(|c| {
+                c.data_plane.map(|addr| FabricMember {
+                    node_id: c.node.clone(),
+                    addr,
+                })
+            })
+            .collect();
         let mut at = now + START_LEAD_NS;
         for (i, spec) in self.plan.phases.iter().enumerate() {
+            let fabric = match &spec.fabric {
+                None => None,
+                Some(params) => match fabric_phase(&spec.name, params, &members, &ready) {
+                    Ok((phase, shortfall)) => {
+                        self.shortfalls.extend(shortfall);
+                        Some(phase)
+                    }
+                    Err(e) => {
+                        self.shortfalls.push(e);
+                        self.finish(Outcome::Aborted, now, out);
+                        return;
+                    }
+                },
+            };
             let start = PhaseStart {
                 phase_id: i as u32,
                 name: spec.name.clone(),
@@ -237,8 +259,8 @@ impl Run {
                 start_at_ns: at,
                 duration_ms: spec.duration_ms,
                 sample_hz: self.plan.sample_hz,
-                fabric: None,
-                target_power_w: None,
+                fabric,
+                target_power_w: spec.target_power_w,
             };
             at += spec.duration_ms as i64 * 1_000_000;
             self.phases.push(ScheduledPhase { start });
@@ -573,4 +595,56 @@ impl Run {
             }
         }
     }
+}
+
+/// A registered probe as the run sees it when deciding to start.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub node: NodeId,
+    pub rack: String,
+    pub devices: usize,
+    pub conn: ConnId,
+    pub clock_known: bool,
+    pub data_plane: Option<SocketAddr>,
+}
+
+/// The fabric part of a phase's order: the members (every participant with a data plane, in node
+/// order) and a fresh session key. Also returns what the run lacks for this phase (participants
+/// without a data plane, fewer than two members). Fails only when no random key can be made.
+fn fabric_phase(
+    phase: &str,
+    params: &FabricParams,
+    members: &[FabricMember],
+    participants: &[&Candidate],
+) -> Result<(FabricPhase, Vec<String>), String> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| {
+        format!("no session key for fabric phase {phase}: the operating system's random source failed: {e}")
+    })?;
+    let mut shortfall = Vec::new();
+    let without: Vec<String> = participants
+        .iter()
+        .filter(|c| c.data_plane.is_none())
+        .map(|c| c.node.to_string())
+        .collect();
+    if !without.is_empty() {
+        shortfall.push(format!(
+            "left out of fabric phase {phase}: {} (no data plane: the probe was started without one)",
+            without.join(", ")
+        ));
+    }
+    if members.len() < 2 {
+        shortfall.push(format!(
+            "fabric phase {phase} has {} member(s) with a data plane; it needs at least 2",
+            members.len()
+        ));
+    }
+    Ok((
+        FabricPhase {
+            session_key: SessionKey(key),
+            members: members.to_vec(),
+            params: params.clone(),
+        },
+        shortfall,
+    ))
 }

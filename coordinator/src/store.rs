@@ -6,7 +6,7 @@
 use crate::record::{Record, RecordError, Recorder};
 use crate::run::Outcome;
 use hallmark_protocol::{NodeId, TelemetryBatch};
-use hallmark_results::{PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
+use hallmark_results::{event_kind, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
 
 /// Writes one run into a [`Store`].
 pub struct StoreRecorder {
@@ -69,6 +69,9 @@ impl StoreRecorder {
                     }
                     for ph in &phases {
                         self.store.add_phase(run, &PhaseRow::from(ph))?;
+                        if let Some(f) = &ph.fabric {
+                            self.store.fabric_members(run, ph.phase_id, &f.members)?;
+                        }
                     }
                 }
                 Record::PhaseStarted {
@@ -87,7 +90,27 @@ impl StoreRecorder {
                     .store
                     .record_gap(run, &node_id, from_ns, to_ns, &reason)?,
                 Record::PhaseReport { node_id, report } => {
-                    self.store.phase_report(run, &node_id, &report)?
+                    match self.store.phase_report(run, &node_id, &report) {
+                        // A fabric report the store refuses (a histogram that does not decode, a
+                        // pair twice) comes from one probe: keep the rest of its report and say
+                        // why its fabric results are missing, rather than abort the run.
+                        Err(StoreError::Invalid { detail, .. }) if report.fabric.is_some() => {
+                            let mut rest = report.clone();
+                            rest.fabric = None;
+                            self.store.phase_report(run, &node_id, &rest)?;
+                            self.store.event(
+                                run,
+                                report.ended_at_ns,
+                                Some(&node_id),
+                                event_kind::ERROR,
+                                &format!(
+                                    "fabric results of phase {} refused: {detail}",
+                                    report.phase_id
+                                ),
+                            )?;
+                        }
+                        other => other?,
+                    }
                 }
                 Record::ProbeLost {
                     node_id,

@@ -140,13 +140,27 @@ impl ProbeHandle {
         opts: ProbeOptions,
         backend: Box<dyn Backend>,
     ) -> Result<Self, ProbeError> {
+        ProbeHandle::spawn_with_fabric(identity, opts, backend, None)
+    }
+
+    /// As [`ProbeHandle::spawn`], with a data plane for fabric phases (its address goes in the
+    /// Hello).
+    pub fn spawn_with_fabric(
+        identity: &Identity,
+        opts: ProbeOptions,
+        backend: Box<dyn Backend>,
+        fabric: Option<Box<dyn crate::fabric::FabricDriver>>,
+    ) -> Result<Self, ProbeError> {
         let client = tls::client_config(identity, &opts.transport)?;
         let (status_tx, status) = watch::channel(ProbeStatus::Connecting {
             attempt: 0,
             last_error: None,
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let session = ProbeSession::new(opts.hello.clone(), backend);
+        let session = match fabric {
+            Some(f) => ProbeSession::with_fabric(opts.hello.clone(), backend, f),
+            None => ProbeSession::new(opts.hello.clone(), backend),
+        };
         let task = tokio::spawn(run(client, opts, session, status_tx, shutdown_rx));
         Ok(ProbeHandle {
             status,

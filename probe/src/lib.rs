@@ -5,9 +5,11 @@
 //!   clock, phases), living across reconnections.
 //! * [`runner`] — the phase runner: pattern → load level, sampling, telemetry batches with replay,
 //!   and the probe's own safety interlocks (dead-man, temperature, overrun).
+//! * [`fabric`] — fabric phases beside the load: the data plane and the phase thread on it.
 //! * [`client`] — the tokio/quinn shell: connect, register, answer, reconnect with backoff.
 
 pub mod client;
+pub mod fabric;
 pub mod runner;
 pub mod session;
 

@@ -17,11 +17,12 @@
 //! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
 //! and records it as a gap.
 
+use crate::fabric::FabricDriver;
 use hallmark_protocol::{
-    ClockEstimate, ErrorCode, ErrorReport, PhaseReport, PhaseStart, ProbeMessage, Sample,
-    TelemetryBatch,
+    ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, PhaseReport, PhaseStart,
+    ProbeMessage, Sample, TelemetryBatch, Workload,
 };
-use hallmark_workloads::backend::{Backend, NodeReading};
+use hallmark_workloads::backend::{Backend, Kernel, NodeReading};
 use std::collections::{BTreeSet, VecDeque};
 
 /// Margin below a device's shutdown temperature at which the probe removes its load, °C.
@@ -46,6 +47,17 @@ struct Active {
     /// Devices whose load an interlock removed.
     interlocked: Vec<bool>,
     stopped_early: Option<String>,
+    /// The phase's fabric work: running on the driver, or what it could not do.
+    fabric: Option<FabricState>,
+    /// The backend cannot run this phase's workload: its devices stay unloaded.
+    unsupported: bool,
+}
+
+/// A fabric phase's work on this probe.
+#[derive(Debug)]
+enum FabricState {
+    Running,
+    Failed(String),
 }
 
 impl Active {
@@ -70,11 +82,26 @@ pub struct PhaseRunner {
     dropped_batches: u64,
     /// Every phase id ever scheduled: a PhaseStart sent again after a reconnect is not run twice.
     known_phases: BTreeSet<u32>,
+    /// Runs fabric phases (the data plane); `None`: this probe has none.
+    fabric: Option<Box<dyn FabricDriver>>,
 }
 
 impl PhaseRunner {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A runner whose fabric phases run on `driver`.
+    pub fn with_fabric(driver: Box<dyn FabricDriver>) -> Self {
+        PhaseRunner {
+            fabric: Some(driver),
+            ..Self::default()
+        }
+    }
+
+    /// The fabric driver, if this probe has a data plane.
+    pub fn fabric(&self) -> Option<&dyn FabricDriver> {
+        self.fabric.as_deref()
     }
 
     /// Whether a phase is loading the devices now.
@@ -137,6 +164,9 @@ impl PhaseRunner {
         backend: &mut dyn Backend,
     ) -> Vec<ProbeMessage> {
         backend.stop_all();
+        if let Some(f) = self.fabric.as_deref_mut() {
+            f.stop();
+        }
         self.scheduled.clear();
         let mut out = Vec::new();
         if let Some(mut a) = self.active.take() {
@@ -176,6 +206,16 @@ impl PhaseRunner {
                     break;
                 }
                 a.started = true;
+                let late = now - a.start_ns;
+                let duration = a.end_ns - a.start_ns;
+                begin_workload(
+                    a,
+                    late,
+                    duration,
+                    backend,
+                    self.fabric.as_deref_mut(),
+                    &mut out,
+                );
                 // Begin counting what the devices achieve in this phase.
                 backend.take_results(now);
                 out.push(ProbeMessage::PhaseStarted {
@@ -185,6 +225,9 @@ impl PhaseRunner {
             }
             if now - last_heard_ns > dead_man_ns {
                 backend.stop_all();
+                if let Some(f) = self.fabric.as_deref_mut() {
+                    f.stop();
+                }
                 a.stopped_early = Some(format!(
                     "dead-man: coordinator silent for {} ms (limit {} ms); load stopped",
                     (now - last_heard_ns) / 1_000_000,
@@ -227,6 +270,8 @@ impl PhaseRunner {
             started: false,
             interlocked: vec![false; devices],
             stopped_early: None,
+            fabric: None,
+            unsupported: false,
             spec,
         });
     }
@@ -249,7 +294,11 @@ impl PhaseRunner {
             // Fabric phases load the devices under their pattern too (fabric under thermal load).
             hallmark_protocol::Workload::Burn
             | hallmark_protocol::Workload::Latency
-            | hallmark_protocol::Workload::Collective => a.spec.pattern.level_at(elapsed, duration),
+            | hallmark_protocol::Workload::Collective
+            | hallmark_protocol::Workload::MemoryBandwidth
+            | hallmark_protocol::Workload::TargetPower => {
+                a.spec.pattern.level_at(elapsed, duration)
+            }
         };
         let inventory: Vec<(u16, Option<f64>)> = backend
             .inventory()
@@ -257,12 +306,22 @@ impl PhaseRunner {
             .map(|d| (d.index, d.shutdown_temp_c))
             .collect();
         for (i, (index, _)) in inventory.iter().enumerate() {
-            let l = if a.interlocked.get(i).copied().unwrap_or(false) {
+            let l = if a.unsupported || a.interlocked.get(i).copied().unwrap_or(false) {
                 0.0
             } else {
                 level
             };
-            if let Err(e) = backend.set_level(*index, l) {
+            let set = match (&a.spec.workload, a.spec.target_power_w) {
+                _ if a.unsupported => backend.set_level(*index, 0.0),
+                (Workload::TargetPower, Some(w)) if l > 0.0 => {
+                    backend.set_power_target(*index, Some(w * l))
+                }
+                (Workload::TargetPower, _) => backend
+                    .set_power_target(*index, None)
+                    .and_then(|()| backend.set_level(*index, 0.0)),
+                _ => backend.set_level(*index, l),
+            };
+            if let Err(e) = set {
                 out.push(device_error(format!(
                     "device {index}: cannot set load: {e}"
                 )));
@@ -287,6 +346,7 @@ impl PhaseRunner {
             let hot = d.gpu_temp_c.is_some_and(|t| t >= limit - SHUTDOWN_MARGIN_C);
             if hot && !a.interlocked.get(i).copied().unwrap_or(true) {
                 a.interlocked[i] = true;
+                let _ = backend.set_power_target(*index, None);
                 let _ = backend.set_level(*index, 0.0);
                 out.push(ProbeMessage::Error(ErrorReport {
                     code: ErrorCode::Safety,
@@ -340,12 +400,27 @@ impl PhaseRunner {
         } else {
             Vec::new()
         };
+        end_workload(&a, backend);
+        let fabric = match a.fabric {
+            Some(FabricState::Running) => Some(match self.fabric.as_deref_mut() {
+                Some(f) => f.finish(),
+                None => FabricReport::default(),
+            }),
+            Some(FabricState::Failed(message)) => Some(FabricReport {
+                faults: vec![FabricFault {
+                    peer: None,
+                    message,
+                }],
+                ..FabricReport::default()
+            }),
+            None => None,
+        };
         out.push(ProbeMessage::PhaseReport(PhaseReport {
             phase_id: a.spec.phase_id,
             ended_at_ns: clock.to_coordinator(ended),
             stopped_early: a.stopped_early,
             devices,
-            fabric: None,
+            fabric,
         }));
     }
 
@@ -366,6 +441,70 @@ impl PhaseRunner {
         }
         self.unacked.push_back(batch.clone());
         out.push(ProbeMessage::Telemetry(batch));
+    }
+}
+
+/// Sets up what a phase runs beside its load levels: the backend's kernel (memory bandwidth or
+/// GEMM) and the fabric work of a latency or collective phase.
+fn begin_workload(
+    a: &mut Active,
+    late_ns: i64,
+    duration_ns: i64,
+    backend: &mut dyn Backend,
+    fabric: Option<&mut (dyn FabricDriver + 'static)>,
+    out: &mut Vec<ProbeMessage>,
+) {
+    let kernel = match a.spec.workload {
+        Workload::MemoryBandwidth => Kernel::MemoryBandwidth,
+        _ => Kernel::Gemm,
+    };
+    let mut refused = backend.set_kernel(kernel).err();
+    if let (Workload::TargetPower, Some(w)) = (&a.spec.workload, a.spec.target_power_w) {
+        for i in 0..backend.inventory().len() {
+            if refused.is_none() {
+                refused = backend.set_power_target(i as u16, Some(w)).err();
+            }
+        }
+        if refused.is_some() {
+            for i in 0..backend.inventory().len() {
+                let _ = backend.set_power_target(i as u16, None);
+            }
+        }
+    }
+    if let Some(e) = refused {
+        // The phase's workload cannot run here: the devices stay unloaded and the phase says why,
+        // rather than running some other load under its name.
+        let why = format!(
+            "the {} backend cannot run phase {}: {e}",
+            backend.name(),
+            a.spec.name
+        );
+        out.push(device_error(why.clone()));
+        a.unsupported = true;
+        a.stopped_early.get_or_insert(why);
+    }
+    if let Some(phase) = &a.spec.fabric {
+        a.fabric = Some(match fabric {
+            None => FabricState::Failed(
+                "this probe has no data plane (it was started without one), so it took no part in the fabric phase".into(),
+            ),
+            Some(f) => match f.begin(a.spec.phase_id, phase, late_ns, duration_ns) {
+                Ok(()) => FabricState::Running,
+                Err(e) => FabricState::Failed(e),
+            },
+        });
+    }
+}
+
+/// Puts the backend back to its plain GEMM burn without power targets after a phase.
+fn end_workload(a: &Active, backend: &mut dyn Backend) {
+    if a.spec.workload == Workload::TargetPower {
+        for i in 0..backend.inventory().len() {
+            let _ = backend.set_power_target(i as u16, None);
+        }
+    }
+    if a.spec.workload == Workload::MemoryBandwidth {
+        let _ = backend.set_kernel(Kernel::Gemm);
     }
 }
 

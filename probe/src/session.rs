@@ -89,6 +89,18 @@ impl ProbeSession {
         }
     }
 
+    /// A session whose fabric phases run on `fabric`; the Hello announces its data-plane address.
+    pub fn with_fabric(
+        mut hello: Hello,
+        backend: Box<dyn Backend>,
+        fabric: Box<dyn crate::fabric::FabricDriver>,
+    ) -> Self {
+        hello.data_plane = fabric.addr();
+        let mut s = ProbeSession::new(hello, backend);
+        s.runner = PhaseRunner::with_fabric(fabric);
+        s
+    }
+
     /// A new control stream is open: returns the Hello to send first.
     pub fn connected(&mut self) -> ProbeMessage {
         self.state = SessionState::AwaitingWelcome;

@@ -1,0 +1,349 @@
+//! What the phase runner does beside load levels: the backend's kernel for a memory-bandwidth
+//! phase, power targets for a target-power phase, and the fabric work of latency and collective
+//! phases (started at the phase's start with the right window, stopped on an abort, its report in
+//! the phase report; a probe without a data plane says so instead of measuring nothing silently).
+
+use hallmark_probe::fabric::FabricDriver;
+use hallmark_probe::runner::PhaseRunner;
+use hallmark_protocol::pattern::Pattern;
+use hallmark_protocol::{
+    ClockEstimate, CollectiveParams, DataPlaneAddr, DeviceInfo, DeviceKind, FabricMember,
+    FabricParams, FabricPhase, FabricReport, NodeId, PhaseStart, ProbeMessage, SessionKey,
+    Workload,
+};
+use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, Kernel, NodeReading};
+use std::sync::{Arc, Mutex};
+
+const S: i64 = 1_000_000_000;
+const MS: i64 = 1_000_000;
+
+/// What the fake backend and driver were asked to do, in order.
+#[derive(Debug, Default)]
+struct Log(Vec<String>);
+
+type Shared = Arc<Mutex<Log>>;
+
+fn log(l: &Shared, s: String) {
+    l.lock().unwrap().0.push(s);
+}
+
+struct RecordingBackend {
+    inventory: Vec<DeviceInfo>,
+    log: Shared,
+}
+
+impl RecordingBackend {
+    fn new(log: Shared) -> Self {
+        let dev = DeviceInfo {
+            index: 0,
+            kind: DeviceKind::SimulatedGpu,
+            model: "test".into(),
+            uuid: "GPU-0".into(),
+            serial: None,
+            memory_bytes: None,
+            power_limit_w: Some(700.0),
+            idle_power_w: None,
+            slowdown_temp_c: None,
+            shutdown_temp_c: None,
+            max_operating_temp_c: None,
+        };
+        RecordingBackend {
+            inventory: vec![dev],
+            log,
+        }
+    }
+}
+
+impl Backend for RecordingBackend {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn inventory(&self) -> &[DeviceInfo] {
+        &self.inventory
+    }
+    fn set_level(&mut self, device: u16, level: f64) -> Result<(), BackendError> {
+        log(&self.log, format!("level {device} {level:.2}"));
+        Ok(())
+    }
+    fn sample(&mut self, _now_ns: i64) -> Result<NodeReading, BackendError> {
+        Ok(NodeReading {
+            devices: vec![DeviceReading {
+                device: 0,
+                power_w: None,
+                energy_j: None,
+                gpu_temp_c: None,
+                mem_temp_c: None,
+                sm_clock_mhz: None,
+                util_pct: None,
+                throttle_reasons: 0,
+                shut_down: false,
+            }],
+            node_power_w: None,
+        })
+    }
+    fn stop_all(&mut self) {
+        log(&self.log, "stop_all".into());
+    }
+    fn set_kernel(&mut self, kernel: Kernel) -> Result<(), BackendError> {
+        log(&self.log, format!("kernel {kernel:?}"));
+        Ok(())
+    }
+    fn set_power_target(&mut self, device: u16, watts: Option<f64>) -> Result<(), BackendError> {
+        log(&self.log, format!("target {device} {watts:?}"));
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct FakeDriver {
+    log: Shared,
+}
+
+impl FabricDriver for FakeDriver {
+    fn addr(&self) -> Option<DataPlaneAddr> {
+        None
+    }
+    fn begin(
+        &mut self,
+        phase_id: u32,
+        phase: &FabricPhase,
+        late_ns: i64,
+        duration_ns: i64,
+    ) -> Result<(), String> {
+        log(
+            &self.log,
+            format!(
+                "begin {phase_id} members={} late={}ms duration={}ms",
+                phase.members.len(),
+                late_ns / MS,
+                duration_ns / MS
+            ),
+        );
+        Ok(())
+    }
+    fn stop(&mut self) {
+        log(&self.log, "fabric stop".into());
+    }
+    fn finish(&mut self) -> FabricReport {
+        log(&self.log, "finish".into());
+        FabricReport {
+            faults: vec![hallmark_protocol::FabricFault {
+                peer: None,
+                message: "from the fake driver".into(),
+            }],
+            ..FabricReport::default()
+        }
+    }
+}
+
+fn clock() -> ClockEstimate {
+    ClockEstimate {
+        offset_ns: 0,
+        uncertainty_ns: 10_000,
+        rtt_ns: 20_000,
+        measured_at_ns: 0,
+    }
+}
+
+fn phase(workload: Workload, duration_ms: u64) -> PhaseStart {
+    let fabric =
+        matches!(workload, Workload::Latency | Workload::Collective).then(|| FabricPhase {
+            session_key: SessionKey([9; 32]),
+            members: ["a", "b"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| FabricMember {
+                    node_id: NodeId::new(*n).unwrap(),
+                    addr: ([127, 0, 0, 1], 4000 + i as u16).into(),
+                })
+                .collect(),
+            params: FabricParams::Collective(CollectiveParams::default()),
+        });
+    PhaseStart {
+        phase_id: 7,
+        name: "p".into(),
+        target_power_w: (workload == Workload::TargetPower).then_some(600.0),
+        workload,
+        pattern: Pattern::Steady { level: 0.5 },
+        start_at_ns: S,
+        duration_ms,
+        sample_hz: 10.0,
+        fabric,
+    }
+}
+
+/// Drives the runner from 0 to `until`, with the coordinator heard from all along.
+fn drive(r: &mut PhaseRunner, b: &mut RecordingBackend, until: i64) -> Vec<ProbeMessage> {
+    let c = clock();
+    let mut out = Vec::new();
+    let mut now = 0;
+    for _ in 0..10_000 {
+        let Some(t) = r.poll_timeout(Some(&c)) else {
+            break;
+        };
+        if t > until {
+            break;
+        }
+        now = now.max(t);
+        out.extend(r.handle_timeout(now, &c, now, 2 * S, b));
+    }
+    out
+}
+
+fn report(out: &[ProbeMessage]) -> &hallmark_protocol::PhaseReport {
+    out.iter()
+        .find_map(|m| match m {
+            ProbeMessage::PhaseReport(r) => Some(r),
+            _ => None,
+        })
+        .expect("a phase report")
+}
+
+#[test]
+fn a_fabric_phase_runs_on_the_driver_from_its_start_to_its_end() {
+    let l = Shared::default();
+    let mut r = PhaseRunner::with_fabric(Box::new(FakeDriver { log: l.clone() }));
+    let mut b = RecordingBackend::new(l.clone());
+    r.schedule(phase(Workload::Collective, 1000));
+    let out = drive(&mut r, &mut b, 3 * S);
+    let rep = report(&out);
+    let fabric = rep.fabric.as_ref().expect("the fabric report");
+    assert_eq!(fabric.faults[0].message, "from the fake driver");
+    let log = l.lock().unwrap().0.clone();
+    let begin = log
+        .iter()
+        .position(|s| s.starts_with("begin 7 members=2 late=0ms duration=1000ms"));
+    let finish = log.iter().position(|s| s == "finish");
+    assert!(begin.is_some() && finish > begin, "{log:?}");
+    // The devices carry the pattern's level meanwhile (fabric under load).
+    assert!(log.contains(&"level 0 0.50".to_string()), "{log:?}");
+}
+
+#[test]
+fn an_abort_stops_the_fabric_work_and_still_reports_it() {
+    let l = Shared::default();
+    let mut r = PhaseRunner::with_fabric(Box::new(FakeDriver { log: l.clone() }));
+    let mut b = RecordingBackend::new(l.clone());
+    r.schedule(phase(Workload::Latency, 10_000));
+    drive(&mut r, &mut b, 2 * S);
+    let out = r.stop(2 * S, "run aborted", &clock(), &mut b);
+    let rep = report(&out);
+    assert_eq!(rep.stopped_early.as_deref(), Some("run aborted"));
+    assert!(rep.fabric.is_some());
+    let log = l.lock().unwrap().0.clone();
+    let stop = log.iter().position(|s| s == "fabric stop");
+    let finish = log.iter().position(|s| s == "finish");
+    assert!(stop.is_some() && finish > stop, "{log:?}");
+}
+
+#[test]
+fn a_probe_without_a_data_plane_reports_why_it_measured_nothing() {
+    let l = Shared::default();
+    let mut r = PhaseRunner::new();
+    let mut b = RecordingBackend::new(l);
+    r.schedule(phase(Workload::Latency, 500));
+    let out = drive(&mut r, &mut b, 3 * S);
+    let fabric = report(&out).fabric.as_ref().expect("a fabric report");
+    assert!(fabric.latency.is_empty());
+    assert!(
+        fabric.faults[0].message.contains("no data plane"),
+        "{:?}",
+        fabric.faults
+    );
+}
+
+#[test]
+fn memory_bandwidth_and_target_power_phases_set_up_the_backend_and_restore_it() {
+    let l = Shared::default();
+    let mut r = PhaseRunner::new();
+    let mut b = RecordingBackend::new(l.clone());
+    r.schedule(phase(Workload::MemoryBandwidth, 300));
+    let out = drive(&mut r, &mut b, 2 * S);
+    assert!(report(&out).fabric.is_none());
+    let log = std::mem::take(&mut l.lock().unwrap().0);
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("kernel MemoryBandwidth")
+    );
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("kernel Gemm"),
+        "{log:?}"
+    );
+
+    let mut p = phase(Workload::TargetPower, 300);
+    p.phase_id = 8;
+    p.start_at_ns = 3 * S;
+    r.schedule(p);
+    drive(&mut r, &mut b, 5 * S);
+    let log = std::mem::take(&mut l.lock().unwrap().0);
+    // Level 0.5 of a 600 W target, then the target released at the end.
+    assert!(log.contains(&"target 0 Some(300.0)".to_string()), "{log:?}");
+    assert!(!log.iter().any(|s| s.starts_with("level 0 0.5")), "{log:?}");
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("target 0 None"),
+        "{log:?}"
+    );
+}
+
+/// A backend with only the GEMM burn and no power control (the trait's defaults).
+struct PlainBackend(RecordingBackend);
+
+impl Backend for PlainBackend {
+    fn name(&self) -> &'static str {
+        "plain"
+    }
+    fn inventory(&self) -> &[DeviceInfo] {
+        self.0.inventory()
+    }
+    fn set_level(&mut self, device: u16, level: f64) -> Result<(), BackendError> {
+        self.0.set_level(device, level)
+    }
+    fn sample(&mut self, now_ns: i64) -> Result<NodeReading, BackendError> {
+        self.0.sample(now_ns)
+    }
+    fn stop_all(&mut self) {
+        self.0.stop_all()
+    }
+}
+
+#[test]
+fn a_workload_the_backend_cannot_run_leaves_the_devices_unloaded_and_says_why_once() {
+    for workload in [Workload::MemoryBandwidth, Workload::TargetPower] {
+        let l = Shared::default();
+        let mut r = PhaseRunner::new();
+        let mut b = PlainBackend(RecordingBackend::new(l.clone()));
+        r.schedule(phase(workload.clone(), 1000));
+        let c = clock();
+        let mut out = Vec::new();
+        for k in 0..40 {
+            out.extend(r.handle_timeout(k * 100 * MS, &c, k * 100 * MS, 2 * S, &mut b));
+        }
+        let errors: Vec<_> = out
+            .iter()
+            .filter_map(|m| match m {
+                ProbeMessage::Error(e) => Some(e.message.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{workload:?}: {errors:?}");
+        assert!(
+            errors[0].contains("the plain backend cannot run phase p"),
+            "{errors:?}"
+        );
+        let rep = report(&out);
+        assert!(rep
+            .stopped_early
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot run"));
+        let log = l.lock().unwrap().0.clone();
+        assert!(
+            log.iter()
+                .filter(|s| s.starts_with("level"))
+                .all(|s| s == "level 0 0.00"),
+            "{workload:?}: {log:?}"
+        );
+    }
+}
