@@ -1,12 +1,16 @@
 //! Command-line wiring: clap definitions and dispatch. Each command lives in its own module and
 //! only translates arguments into calls of the library crates.
 
+mod bench;
+mod bench_fabric;
 mod certify;
 mod certs;
 mod coordinator;
 mod demo;
+mod devices;
 mod evidence;
 mod execute;
+mod local;
 mod probe;
 mod progress;
 mod run;
@@ -58,6 +62,10 @@ pub enum Command {
     Coordinator(coordinator::CoordinatorArgs),
     /// Run the probe of one node: connect to the coordinator and take its orders.
     Probe(probe::ProbeArgs),
+    /// Quick single-node checks without a coordinator (`bench gemm`: load the devices, print
+    /// GFLOP/s, result checks, power, temperatures and throttling).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 impl Command {
@@ -85,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(c) => certs::run(c),
         Command::Coordinator(a) => coordinator::run(a).await,
         Command::Probe(a) => probe::run(a).await,
+        Command::Bench(c) => bench::run(c).await,
     }
 }
 

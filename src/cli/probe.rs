@@ -1,12 +1,16 @@
-//! `hallmark probe`: the agent of one node.
+//! `hallmark probe`: the agent of one node, and `hallmark probe --list-devices`: what this node's
+//! backend sees (inventory, sensors, one reading), without a coordinator.
 
+use super::devices::{self, OpenOptions, Real};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use hallmark_probe::fabric::{DataPlaneDriver, FabricDriver};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::tls::Identity;
-use hallmark_workloads::cpu::CpuBackend;
+use hallmark_workloads::cuda::{CudaConfig, Dtype};
 use hallmark_workloads::sim::{load_hall, HallSpec, SimBackend};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing::info;
@@ -17,32 +21,43 @@ pub enum Backend {
     /// Simulated GPUs (`--devices`, or the node as `--sim-hall` describes it).
     Sim,
     /// The CPUs: multithreaded SGEMM burn on every core (or `--threads`), one device per socket,
-    /// results checked against a reference. (The CUDA backend is being built.)
+    /// results checked against a reference.
     Cpu,
+    /// NVIDIA GPUs: cuBLAS GEMM burn (`--dtype`) over most of each GPU's memory under a 5 ms duty
+    /// cycle, results checked on the GPU, NVML sensors. Needs the NVIDIA driver (libcuda.so.1,
+    /// libnvidia-ml.so.1) and the CUDA 13 libraries (libcublas.so.13, libnvrtc.so.13).
+    Cuda,
+    /// cuda where the NVIDIA driver and NVML load and a GPU is visible, else cpu.
+    Auto,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 ended normally (or listed the devices), 1 error, 2 refused by the \
+coordinator or not authenticated, 4 the cuda backend cannot run here (CUDA or NVML libraries \
+missing, driver not loaded, or no GPU)."
+)]
 pub struct ProbeArgs {
     /// The coordinator's address, HOST:PORT.
-    #[arg(long)]
-    coordinator: String,
+    #[arg(long, required_unless_present = "list_devices")]
+    coordinator: Option<String>,
     /// Name to check the coordinator's certificate against (default: the HOST of --coordinator).
     #[arg(long)]
     server_name: Option<String>,
     /// The cluster's CA certificate (ca.pem).
-    #[arg(long)]
-    ca: PathBuf,
+    #[arg(long, required_unless_present = "list_devices")]
+    ca: Option<PathBuf>,
     /// This node's certificate (NODE.pem from `certs issue`).
-    #[arg(long)]
-    cert: PathBuf,
+    #[arg(long, required_unless_present = "list_devices")]
+    cert: Option<PathBuf>,
     /// This node's private key (NODE-key.pem).
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, required_unless_present = "list_devices")]
+    key: Option<PathBuf>,
     /// This node's id; must be the one its certificate was issued for.
-    #[arg(long)]
-    node: NodeId,
+    #[arg(long, required_unless_present = "list_devices")]
+    node: Option<NodeId>,
     /// Rack the node is in (taken from --sim-hall when that is given).
-    #[arg(long, required_unless_present = "sim_hall")]
+    #[arg(long, required_unless_present_any = ["sim_hall", "list_devices"])]
     rack: Option<String>,
     /// Row the rack is in.
     #[arg(long, default_value = "row1")]
@@ -54,70 +69,227 @@ pub struct ProbeArgs {
     /// rest of its rack is assumed to run the same synchronised load).
     #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["rack", "devices"])]
     sim_hall: Option<PathBuf>,
-    /// Device backend.
-    #[arg(long, value_enum, default_value_t = Backend::Sim)]
-    backend: Backend,
+    /// Device backend [default: sim; auto with --list-devices].
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
     /// Number of simulated GPUs (sim backend without --sim-hall).
     #[arg(long)]
     devices: Option<u16>,
     /// Worker threads of the cpu backend (default: every core).
     #[arg(long)]
     threads: Option<usize>,
+    /// What the cuda backend's GEMMs multiply: bf16, fp16, fp32 or tf32 [default: bf16].
+    #[arg(long)]
+    dtype: Option<Dtype>,
+    /// Print this node's devices, the sensors that work and one reading, then exit (needs no
+    /// coordinator or certificates).
+    #[arg(long)]
+    list_devices: bool,
+    /// With --list-devices: one JSON object instead of text.
+    #[arg(long, requires = "list_devices")]
+    json: bool,
+    /// Where the data plane (latency and collective phases; UDP and TCP on one port) listens,
+    /// IP:PORT; port 0 takes any free port.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:0")]
+    data_listen: SocketAddr,
+    /// The address the other probes reach this one's data plane at, when it is not the address of
+    /// --data-listen or the one the coordinator sees the probe connect from (NAT, several
+    /// interfaces): IP, or IP:PORT when a relay or port mapping sits in between.
+    #[arg(long, value_name = "IP[:PORT]")]
+    data_announce: Option<String>,
+    /// Run without a data plane: this probe then takes no part in latency and collective phases
+    /// (their runs are INCOMPLETE).
+    #[arg(long, conflicts_with_all = ["data_listen", "data_announce"])]
+    no_data_plane: bool,
+}
+
+/// `name` of a probe argument clap requires unless --list-devices.
+fn required<T>(v: Option<T>, name: &str) -> anyhow::Result<T> {
+    v.with_context(|| format!("--{name} is required to run a probe"))
+}
+
+/// `probe --list-devices`.
+fn list_devices(a: &ProbeArgs) -> anyhow::Result<ExitCode> {
+    let kind = a.backend.unwrap_or(Backend::Auto);
+    if kind != Backend::Cuda && kind != Backend::Auto && a.dtype.is_some() {
+        bail!("--dtype is for --backend cuda");
+    }
+    let real = match kind {
+        Backend::Sim => {
+            let node = a.node.clone().unwrap_or(NodeId::new("local")?);
+            let backend: Box<dyn hallmark_workloads::Backend> = match &a.sim_hall {
+                Some(file) => {
+                    let hall = load_hall(file)?;
+                    Box::new(
+                        hall.backend_scaled(&node)
+                            .with_context(|| format!("node {node} of hall {}", hall.name))?,
+                    )
+                }
+                None => Box::new(
+                    SimBackend::standalone(node, a.devices.unwrap_or(8))
+                        .context("building the simulated node")?,
+                ),
+            };
+            return Ok(list_sim(backend, a.json));
+        }
+        Backend::Cpu => Real::Cpu,
+        Backend::Cuda => Real::Cuda,
+        Backend::Auto => Real::Auto,
+    };
+    if a.devices.is_some() || a.sim_hall.is_some() {
+        bail!("--devices and --sim-hall are for --backend sim");
+    }
+    Ok(devices::list(
+        real,
+        a.threads,
+        a.dtype.unwrap_or_default(),
+        a.json,
+    ))
+}
+
+/// `--list-devices` of the simulated backend.
+fn list_sim(mut backend: Box<dyn hallmark_workloads::Backend>, json: bool) -> ExitCode {
+    let reading = backend.sample(0);
+    let inventory = backend.inventory().to_vec();
+    let sensors = backend.sensors();
+    if json {
+        let v = serde_json::json!({
+            "backend": backend.name(),
+            "devices": inventory,
+            "sensors": sensors,
+            "readings": reading
+                .as_ref()
+                .map(|r| r.devices.iter().map(devices::reading_json).collect::<Vec<_>>())
+                .unwrap_or_default(),
+            "reading_error": reading.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{v}");
+    } else {
+        let mut out = vec![format!(
+            "backend {}: {} simulated device(s)",
+            backend.name(),
+            inventory.len()
+        )];
+        out.extend(devices::inventory_lines(&inventory));
+        out.push("sensors:".into());
+        out.extend(devices::sensor_lines(&sensors));
+        println!("{}", out.join("\n"));
+    }
+    ExitCode::SUCCESS
 }
 
 pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let identity =
-        Identity::load(&a.ca, &a.cert, &a.key).context("loading the probe's TLS identity")?;
-    if a.backend == Backend::Sim && a.threads.is_some() {
+    if a.list_devices {
+        return list_devices(&a);
+    }
+    let coordinator = required(a.coordinator.clone(), "coordinator")?;
+    let node = required(a.node.clone(), "node")?;
+    let identity = Identity::load(
+        &required(a.ca.clone(), "ca")?,
+        &required(a.cert.clone(), "cert")?,
+        &required(a.key.clone(), "key")?,
+    )
+    .context("loading the probe's TLS identity")?;
+    let kind = a.backend.unwrap_or(Backend::Sim);
+    if kind == Backend::Sim && a.threads.is_some() {
         bail!("--threads is for --backend cpu");
     }
-    let (backend, labels): (Box<dyn hallmark_workloads::Backend>, Labels) = match a.backend {
+    if kind != Backend::Sim && (a.sim_hall.is_some() || a.devices.is_some()) {
+        bail!("--sim-hall and --devices are for --backend sim");
+    }
+    if matches!(kind, Backend::Sim | Backend::Cpu) && a.dtype.is_some() {
+        bail!("--dtype is for --backend cuda");
+    }
+    let labels = Labels {
+        hall: a.hall.clone(),
+        row: a.row.clone(),
+        rack: a.rack.clone().unwrap_or_default(),
+    };
+    let (backend, labels): (Box<dyn hallmark_workloads::Backend>, Labels) = match kind {
         Backend::Sim => match &a.sim_hall {
             Some(file) => {
                 let hall = load_hall(file)?;
-                let node = hall.node(a.node.as_str()).with_context(|| {
+                let n = hall.node(node.as_str()).with_context(|| {
                     format!(
                         "node {} is not in hall {} ({}); its nodes are named like {}",
-                        a.node,
+                        node,
                         hall.name,
                         file.display(),
                         HallSpec::node_name(1, 1, 1)
                     )
                 })?;
                 let backend = hall
-                    .backend_scaled(&a.node)
+                    .backend_scaled(&node)
                     .context("building the simulated node")?;
-                (Box::new(backend), node.labels)
+                (Box::new(backend), n.labels)
             }
             None => {
-                let backend = SimBackend::standalone(a.node.clone(), a.devices.unwrap_or(8))
+                let backend = SimBackend::standalone(node.clone(), a.devices.unwrap_or(8))
                     .context("building the simulated node")?;
-                let labels = Labels {
-                    hall: a.hall,
-                    row: a.row,
-                    rack: a.rack.unwrap_or_default(),
-                };
                 (Box::new(backend), labels)
             }
         },
-        Backend::Cpu => {
-            if a.sim_hall.is_some() || a.devices.is_some() {
-                bail!("--sim-hall and --devices are for --backend sim");
-            }
-            let backend = CpuBackend::new(a.threads).context("starting the cpu backend")?;
-            let labels = Labels {
-                hall: a.hall,
-                row: a.row,
-                rack: a.rack.unwrap_or_default(),
+        Backend::Cpu | Backend::Cuda | Backend::Auto => {
+            let real = match kind {
+                Backend::Cpu => Real::Cpu,
+                Backend::Cuda => Real::Cuda,
+                _ => Real::Auto,
             };
-            (Box::new(backend), labels)
+            let opts = OpenOptions {
+                threads: a.threads,
+                cuda: CudaConfig {
+                    dtype: a.dtype.unwrap_or_default(),
+                    ..CudaConfig::default()
+                },
+                sensors_only: false,
+            };
+            // Preparing the GPUs blocks for seconds: off the async runtime's threads.
+            let opened = tokio::task::spawn_blocking(move || devices::open(real, &opts))
+                .await
+                .context("opening the backend")?;
+            match opened {
+                Ok((o, _)) => (o.into_box(), labels),
+                Err(e) => return Ok(e.report()),
+            }
         }
     };
-    let hello = hallmark_probe::hello(a.node.clone(), labels, backend.as_ref());
-    let mut opts = ProbeOptions::new(a.coordinator.clone(), hello);
+    info!(
+        "probe {node}: {} backend, {} device(s)",
+        backend.name(),
+        backend.inventory().len()
+    );
+    let fabric: Option<Box<dyn FabricDriver>> = if a.no_data_plane {
+        None
+    } else {
+        let (ip, port) = match &a.data_announce {
+            Some(text) => parse_announce(text)?,
+            None => (None, None),
+        };
+        let driver = DataPlaneDriver::bind(node.clone(), a.data_listen, ip, port)
+            .with_context(|| {
+                format!(
+                    "binding the data plane on {} (UDP and TCP): choose another --data-listen, or --no-data-plane",
+                    a.data_listen
+                )
+            })?;
+        if let Some(dp) = driver.addr() {
+            info!(
+                "data plane on {} (UDP and TCP), announced as {}:{}",
+                a.data_listen,
+                dp.ip
+                    .map_or("the address the coordinator sees".to_string(), |ip| ip
+                        .to_string()),
+                dp.port
+            );
+        }
+        Some(Box::new(driver))
+    };
+    let hello = hallmark_probe::hello(node.clone(), labels, backend.as_ref());
+    let mut opts = ProbeOptions::new(coordinator.clone(), hello);
     opts.server_name = a.server_name;
-    info!("probe {} connecting to {}", a.node, a.coordinator);
-    let mut probe = ProbeHandle::spawn(&identity, opts, backend).context("starting the probe")?;
+    info!("probe {node} connecting to {coordinator}");
+    let mut probe = ProbeHandle::spawn_with_fabric(&identity, opts, backend, fabric)
+        .context("starting the probe")?;
     let ended = tokio::select! {
         _ = super::shutdown_signal() => None,
         r = probe.finished() => Some(r),
@@ -132,8 +304,21 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     match ended {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("error: probe {}: {e}", a.node);
+            eprintln!("error: probe {node}: {e}");
             Ok(ExitCode::from(e.exit_code() as u8))
         }
+    }
+}
+
+/// `--data-announce`: `IP` or `IP:PORT` (IPv6 with a port as `[IP]:PORT`).
+fn parse_announce(text: &str) -> anyhow::Result<(Option<IpAddr>, Option<u16>)> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((Some(ip), None));
+    }
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Ok((Some(a.ip()), Some(a.port()))),
+        Err(_) => bail!(
+            "--data-announce {text}: give an IP address (10.0.0.7, fd00::7) or IP:PORT (10.0.0.7:7000, [fd00::7]:7000)"
+        ),
     }
 }

@@ -1,15 +1,12 @@
-//! A simulated hall in this process: an ephemeral CA, a coordinator on 127.0.0.1 and one probe per
-//! simulated node, each over its own real QUIC connection, the nodes of a rack sharing one coolant
-//! loop. Used by `hallmark demo` and `hallmark run PLAN --simulate HALL`.
+//! A simulated hall in this process (a [`LocalCluster`]): one probe per simulated node, each over
+//! its own real QUIC connection and with its own data plane, the nodes of a rack sharing one
+//! coolant loop. Used by `hallmark demo` and `hallmark run PLAN --simulate HALL`.
 
 use super::execute::{execute, RunRequest};
+use super::local::{LocalCluster, LocalNode};
 use anyhow::{bail, Context};
-use hallmark_coordinator::{ServerHandle, ServerOptions};
-use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::plan::Plan;
 use hallmark_results::RunSummary;
-use hallmark_transport::pki::Ca;
-use hallmark_transport::tls::Identity;
 use hallmark_workloads::sim::HallSpec;
 use std::path::Path;
 use tracing::info;
@@ -43,33 +40,24 @@ pub async fn run_on_simulated_hall(
             plan.expect.timeout_ms / 1000
         );
     }
-    let ca = Ca::generate().context("making an ephemeral CA")?;
-    let server_cert = ca
-        .issue_coordinator(&["127.0.0.1".to_string()])
-        .context("issuing the coordinator certificate")?;
-    let identity = Identity::from_pem(ca.cert_pem(), &server_cert.cert_pem, &server_cert.key_pem)?;
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = ServerHandle::start(&identity, ServerOptions::new(listen))
-        .await
-        .context("starting the coordinator")?;
-    let addr = server.local_addr();
+    let (_loops, backends) = hall.backends().context("building the simulated nodes")?;
+    let local: Vec<LocalNode> = backends
+        .into_iter()
+        .map(|(node, backend)| LocalNode {
+            node_id: node.node_id,
+            labels: node.labels,
+            backend: Box::new(backend),
+        })
+        .collect();
+    // Every simulated probe gets a data plane on 127.0.0.1, so plans with fabric phases run too.
+    let cluster = LocalCluster::start(local, true).await?;
     info!(
-        "simulated hall {}: {} nodes in {} racks, coordinator on {addr}",
+        "simulated hall {}: {} nodes in {} racks, coordinator on {}",
         hall.name,
         nodes.len(),
-        hall.racks().len()
+        hall.racks().len(),
+        cluster.server().local_addr()
     );
-    let (_loops, backends) = hall.backends().context("building the simulated nodes")?;
-    let mut probes = Vec::with_capacity(backends.len());
-    for (node, backend) in backends {
-        let issued = ca
-            .issue_node(&node.node_id)
-            .with_context(|| format!("issuing a certificate for {}", node.node_id))?;
-        let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
-        let hello = hallmark_probe::hello(node.node_id.clone(), node.labels.clone(), &backend);
-        let opts = ProbeOptions::new(addr.to_string(), hello);
-        probes.push(ProbeHandle::spawn(&id, opts, Box::new(backend))?);
-    }
     let request = RunRequest {
         plan,
         plan_source,
@@ -77,19 +65,7 @@ pub async fn run_on_simulated_hall(
         results,
         progress,
     };
-    let summary = execute(&server, request).await;
-    let stops: Vec<_> = probes
-        .into_iter()
-        .map(|p| tokio::spawn(p.shutdown()))
-        .collect();
-    for stop in stops {
-        stop.await
-            .context("stopping a probe")?
-            .context("stopping a probe")?;
-    }
-    server
-        .shutdown()
-        .await
-        .context("stopping the coordinator")?;
+    let summary = execute(cluster.server(), request).await;
+    cluster.stop().await?;
     summary
 }

@@ -89,5 +89,6 @@ pub fn free_udp_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap()
 }
+pub mod netns;
 pub mod process;
 pub mod simnet;

@@ -1,0 +1,96 @@
+//! A cluster in this process: an ephemeral CA, a coordinator on 127.0.0.1 and one probe per node,
+//! each over its own real QUIC connection, each with its own data plane on 127.0.0.1 when asked.
+//! Used by `hallmark demo`, `hallmark run PLAN --simulate HALL` and the `bench latency` /
+//! `bench collective` commands.
+
+use anyhow::Context;
+use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_probe::fabric::{DataPlaneDriver, FabricDriver};
+use hallmark_probe::{ProbeHandle, ProbeOptions};
+use hallmark_protocol::{Labels, NodeId};
+use hallmark_transport::pki::Ca;
+use hallmark_transport::tls::Identity;
+use hallmark_workloads::Backend;
+use std::net::SocketAddr;
+
+/// One node of a local cluster.
+pub struct LocalNode {
+    pub node_id: NodeId,
+    pub labels: Labels,
+    pub backend: Box<dyn Backend>,
+}
+
+/// A coordinator and its probes in this process.
+pub struct LocalCluster {
+    server: ServerHandle,
+    probes: Vec<ProbeHandle>,
+}
+
+impl LocalCluster {
+    /// Starts the coordinator and a probe per node; with `data_plane` each probe binds a data plane
+    /// on 127.0.0.1 (any free port), so the cluster can run fabric phases.
+    pub async fn start(nodes: Vec<LocalNode>, data_plane: bool) -> anyhow::Result<LocalCluster> {
+        let ca = Ca::generate().context("making an ephemeral CA")?;
+        let server_cert = ca
+            .issue_coordinator(&["127.0.0.1".to_string()])
+            .context("issuing the coordinator certificate")?;
+        let identity =
+            Identity::from_pem(ca.cert_pem(), &server_cert.cert_pem, &server_cert.key_pem)?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = ServerHandle::start(&identity, ServerOptions::new(listen))
+            .await
+            .context("starting the coordinator")?;
+        let addr = server.local_addr();
+        let mut probes = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let issued = ca
+                .issue_node(&node.node_id)
+                .with_context(|| format!("issuing a certificate for {}", node.node_id))?;
+            let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
+            let hello =
+                hallmark_probe::hello(node.node_id.clone(), node.labels, node.backend.as_ref());
+            let opts = ProbeOptions::new(addr.to_string(), hello);
+            let fabric: Option<Box<dyn FabricDriver>> = if data_plane {
+                let driver = DataPlaneDriver::bind(
+                    node.node_id.clone(),
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    None,
+                    None,
+                )
+                .with_context(|| format!("binding the data plane of {}", node.node_id))?;
+                Some(Box::new(driver))
+            } else {
+                None
+            };
+            probes.push(ProbeHandle::spawn_with_fabric(
+                &id,
+                opts,
+                node.backend,
+                fabric,
+            )?);
+        }
+        Ok(LocalCluster { server, probes })
+    }
+
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    /// Stops every probe, then the coordinator.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let stops: Vec<_> = self
+            .probes
+            .into_iter()
+            .map(|p| tokio::spawn(p.shutdown()))
+            .collect();
+        for stop in stops {
+            stop.await
+                .context("stopping a probe")?
+                .context("stopping a probe")?;
+        }
+        self.server
+            .shutdown()
+            .await
+            .context("stopping the coordinator")
+    }
+}
