@@ -37,7 +37,8 @@ pub(crate) enum ShellEvent {
 
 /// What the core task tells a connection's writer.
 pub(crate) enum WriterCmd {
-    Send(CoordinatorMessage),
+    /// Boxed: a message (a phase order with its fabric members) is far larger than a close.
+    Send(Box<CoordinatorMessage>),
     Close(Close),
 }
 

@@ -104,6 +104,11 @@ pub enum Event {
         node_id: NodeId,
         message: String,
     },
+    /// Something about the run worth recording that is not a probe's doing (a fabric phase falling
+    /// back from NCCL to the data plane).
+    RunNote {
+        message: String,
+    },
     /// A probe's own safety interlock acted.
     SafetyStop {
         node_id: NodeId,

@@ -4,10 +4,12 @@
 //! * [`machine`] — the sans-IO state machine (registration, refusals, clock sync).
 //! * [`event`] — its configuration, probe records, events and outputs.
 //! * [`run`] — the run engine inside it: inventory, phase schedule, telemetry, limits.
+//! * [`fabric`] — fabric phases: members, session keys, the NCCL unique id for GPU collectives.
 //! * [`server`] — the tokio/quinn shell that drives it.
 
 mod conn;
 pub mod event;
+pub mod fabric;
 pub mod machine;
 pub mod record;
 pub mod run;

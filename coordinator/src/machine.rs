@@ -9,7 +9,8 @@
 //! status and tests).
 
 pub use crate::event::{close_code, Close, ConnId, CoordinatorConfig, Event, Outputs, ProbeRecord};
-use crate::run::{Candidate, Run};
+use crate::fabric::Candidate;
+use crate::run::Run;
 use hallmark_protocol::clock::ClockSync;
 use hallmark_protocol::codec::{decode_payload, peek_hello_version};
 use hallmark_protocol::plan::Plan;
@@ -110,6 +111,7 @@ impl Coordinator {
                 conn: *c,
                 clock_known: r.clock.is_some(),
                 data_plane: r.data_plane,
+                backend: r.backend.clone(),
             })
             .collect();
         run.try_start(&registered, now, &mut self.out);
@@ -244,6 +246,18 @@ impl Coordinator {
                 let node_id = node_id.clone();
                 if let Some(run) = self.run.as_mut() {
                     run.on_phase_report(&node_id, report, now, &mut self.out);
+                }
+            }
+            (
+                ConnState::Registered { node_id, .. },
+                ProbeMessage::FabricPrepared {
+                    phase_id,
+                    nccl_unique_id,
+                },
+            ) => {
+                let node_id = node_id.clone();
+                if let Some(run) = self.run.as_mut() {
+                    run.on_fabric_prepared(&node_id, phase_id, nccl_unique_id, &mut self.out);
                 }
             }
             (ConnState::Registered { .. }, ProbeMessage::Hello(_)) => {

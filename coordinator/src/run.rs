@@ -7,14 +7,11 @@
 //! and starts it through its own clock offset at the same coordinator instant. During a run every
 //! participant gets a Heartbeat every [`HEARTBEAT_NS`], which feeds its dead-man interlock.
 
+use crate::fabric::{assign, Candidate, NcclOutcome, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
 use hallmark_protocol::plan::Plan;
-use hallmark_protocol::{
-    CoordinatorMessage, FabricMember, FabricParams, FabricPhase, NodeId, PhaseReport, PhaseStart,
-    SessionKey, TelemetryBatch,
-};
+use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 /// First phase starts this long after the run is scheduled.
 pub const START_LEAD_NS: i64 = 2_000_000_000;
@@ -89,6 +86,8 @@ pub struct Run {
     participants: BTreeMap<NodeId, Participant>,
     /// Why the run is not complete, in words.
     shortfalls: Vec<String>,
+    /// Collective phases through NCCL waiting for their unique id.
+    nccl: NcclWaits,
 }
 
 impl Run {
@@ -106,6 +105,7 @@ impl Run {
             phases: Vec::new(),
             participants: BTreeMap::new(),
             shortfalls: Vec::new(),
+            nccl: NcclWaits::default(),
         }
     }
 
@@ -226,23 +226,27 @@ impl Run {
                 },
             );
         }
-        let members: Vec<FabricMember> = ready
-            .iter()
-            .filter_map(|c| {
-                c.data_plane.map(|addr| FabricMember {
-                    node_id: c.node.clone(),
-                    addr,
-                })
-            })
-            .collect();
         let mut at = now + START_LEAD_NS;
         for (i, spec) in self.plan.phases.iter().enumerate() {
             let fabric = match &spec.fabric {
                 None => None,
-                Some(params) => match fabric_phase(&spec.name, params, &members, &ready) {
-                    Ok((phase, shortfall)) => {
-                        self.shortfalls.extend(shortfall);
-                        Some(phase)
+                Some(params) => match assign(&spec.name, params, &ready) {
+                    Ok(a) => {
+                        self.shortfalls.extend(a.shortfall);
+                        if let Some(plan) = a.nccl {
+                            // Ask the first member for the NCCL unique id now; the phase is sent
+                            // SEND_AHEAD_NS before it starts, at least START_LEAD_NS − that away.
+                            if let Some(conn) =
+                                ready.iter().find(|c| c.node == plan.first).map(|c| c.conn)
+                            {
+                                out.transmits.push_back((
+                                    conn,
+                                    CoordinatorMessage::FabricPrepare { phase_id: i as u32 },
+                                ));
+                            }
+                            self.nccl.insert(i as u32, plan);
+                        }
+                        Some(a.phase)
                     }
                     Err(e) => {
                         self.shortfalls.push(e);
@@ -296,6 +300,21 @@ impl Run {
             if p.start.start_at_ns - SEND_AHEAD_NS > now {
                 break;
             }
+            let phase_id = p.start.phase_id;
+            if let Some(outcome) = self.nccl.due(phase_id) {
+                let name = p.start.name.clone();
+                apply_nccl(
+                    &mut self.phases,
+                    &mut self.shortfalls,
+                    phase_id,
+                    &name,
+                    outcome,
+                    out,
+                );
+            }
+            let Some(p) = self.phases.get(*sent) else {
+                break;
+            };
             for part in self.participants.values() {
                 if let Some(conn) = part.conn {
                     out.transmits
@@ -449,6 +468,31 @@ impl Run {
         }
     }
 
+    /// The first member of an NCCL collective phase sent its unique id (or why it has none).
+    pub fn on_fabric_prepared(
+        &mut self,
+        node: &NodeId,
+        phase_id: u32,
+        id: Result<Vec<u8>, String>,
+        out: &mut Outputs,
+    ) {
+        let Some(outcome) = self.nccl.answer(node, phase_id, id) else {
+            return;
+        };
+        let name = self
+            .phases
+            .get(phase_id as usize)
+            .map_or_else(|| phase_id.to_string(), |p| p.start.name.clone());
+        apply_nccl(
+            &mut self.phases,
+            &mut self.shortfalls,
+            phase_id,
+            &name,
+            outcome,
+            out,
+        );
+    }
+
     pub fn on_phase_started(&mut self, node: &NodeId, phase_id: u32, at: i64, out: &mut Outputs) {
         if self.participants.contains_key(node) {
             out.events.push_back(Event::PhaseStarted {
@@ -597,54 +641,33 @@ impl Run {
     }
 }
 
-/// A registered probe as the run sees it when deciding to start.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub node: NodeId,
-    pub rack: String,
-    pub devices: usize,
-    pub conn: ConnId,
-    pub clock_known: bool,
-    pub data_plane: Option<SocketAddr>,
-}
-
-/// The fabric part of a phase's order: the members (every participant with a data plane, in node
-/// order) and a fresh session key. Also returns what the run lacks for this phase (participants
-/// without a data plane, fewer than two members). Fails only when no random key can be made.
-fn fabric_phase(
-    phase: &str,
-    params: &FabricParams,
-    members: &[FabricMember],
-    participants: &[&Candidate],
-) -> Result<(FabricPhase, Vec<String>), String> {
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| {
-        format!("no session key for fabric phase {phase}: the operating system's random source failed: {e}")
-    })?;
-    let mut shortfall = Vec::new();
-    let without: Vec<String> = participants
-        .iter()
-        .filter(|c| c.data_plane.is_none())
-        .map(|c| c.node.to_string())
-        .collect();
-    if !without.is_empty() {
-        shortfall.push(format!(
-            "left out of fabric phase {phase}: {} (no data plane: the probe was started without one)",
-            without.join(", ")
-        ));
+/// Puts a phase's NCCL outcome into its order: the setup, or the fallback to the data plane with
+/// the reason (an event; a shortfall too where the plan required NCCL).
+fn apply_nccl(
+    phases: &mut [ScheduledPhase],
+    shortfalls: &mut Vec<String>,
+    phase_id: u32,
+    name: &str,
+    outcome: NcclOutcome,
+    out: &mut Outputs,
+) {
+    let Some(f) = phases
+        .get_mut(phase_id as usize)
+        .and_then(|p| p.start.fabric.as_mut())
+    else {
+        return;
+    };
+    match outcome {
+        NcclOutcome::Ready(setup) => f.nccl = Some(setup),
+        NcclOutcome::Fallback { why, required } => {
+            f.nccl = None;
+            let message = format!(
+                "collective phase {name}: {why}; its collectives run over the data plane instead"
+            );
+            if required {
+                shortfalls.push(message.clone());
+            }
+            out.events.push_back(Event::RunNote { message });
+        }
     }
-    if members.len() < 2 {
-        shortfall.push(format!(
-            "fabric phase {phase} has {} member(s) with a data plane; it needs at least 2",
-            members.len()
-        ));
-    }
-    Ok((
-        FabricPhase {
-            session_key: SessionKey(key),
-            members: members.to_vec(),
-            params: params.clone(),
-        },
-        shortfall,
-    ))
 }

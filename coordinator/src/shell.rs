@@ -274,7 +274,7 @@ impl Core {
             let Some(w) = self.writers.get(&conn) else {
                 continue;
             };
-            if w.try_send(WriterCmd::Send(msg)).is_err() {
+            if w.try_send(WriterCmd::Send(Box::new(msg))).is_err() {
                 warn!(
                     conn,
                     "probe is not reading its control stream; disconnecting it"
@@ -374,6 +374,12 @@ impl Core {
                 at_ns: self.clock.now_ns(),
                 node_id: Some(node_id.clone()),
                 kind: "safety_stop",
+                message: message.clone(),
+            }),
+            Event::RunNote { message } => Some(Record::Note {
+                at_ns: self.clock.now_ns(),
+                node_id: None,
+                kind: "note",
                 message: message.clone(),
             }),
             Event::ProbeError { node_id, message } if self.machine.run().is_some() => {

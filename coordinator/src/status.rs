@@ -65,6 +65,10 @@ pub(crate) fn log_event(ev: &Event) -> bool {
             warn!("node {node_id} safety interlock: {message}");
             false
         }
+        Event::RunNote { message } => {
+            warn!("{message}");
+            false
+        }
         Event::RunStarted {
             run_id,
             nodes,

@@ -17,13 +17,16 @@
 //! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
 //! and records it as a gap.
 
+mod work;
+
 use crate::fabric::FabricDriver;
 use hallmark_protocol::{
-    ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, PhaseReport, PhaseStart,
-    ProbeMessage, Sample, TelemetryBatch, Workload,
+    ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
+    PhaseStart, ProbeMessage, Sample, TelemetryBatch, Workload,
 };
-use hallmark_workloads::backend::{Backend, Kernel, NodeReading};
+use hallmark_workloads::backend::{Backend, NodeReading};
 use std::collections::{BTreeSet, VecDeque};
+use work::{begin_workload, end_workload, FabricState};
 
 /// Margin below a device's shutdown temperature at which the probe removes its load, °C.
 pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
@@ -53,13 +56,6 @@ struct Active {
     unsupported: bool,
 }
 
-/// A fabric phase's work on this probe.
-#[derive(Debug)]
-enum FabricState {
-    Running,
-    Failed(String),
-}
-
 impl Active {
     fn sample_due_ns(&self) -> i64 {
         let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
@@ -84,6 +80,8 @@ pub struct PhaseRunner {
     known_phases: BTreeSet<u32>,
     /// Runs fabric phases (the data plane); `None`: this probe has none.
     fabric: Option<Box<dyn FabricDriver>>,
+    /// This probe's node id: its rank in fabric phases.
+    me: Option<NodeId>,
 }
 
 impl PhaseRunner {
@@ -91,10 +89,19 @@ impl PhaseRunner {
         Self::default()
     }
 
-    /// A runner whose fabric phases run on `driver`.
-    pub fn with_fabric(driver: Box<dyn FabricDriver>) -> Self {
+    /// A runner for node `me`, without a data plane.
+    pub fn for_node(me: NodeId) -> Self {
+        PhaseRunner {
+            me: Some(me),
+            ..Self::default()
+        }
+    }
+
+    /// A runner for node `me` whose fabric phases run on `driver`.
+    pub fn with_fabric(me: NodeId, driver: Box<dyn FabricDriver>) -> Self {
         PhaseRunner {
             fabric: Some(driver),
+            me: Some(me),
             ..Self::default()
         }
     }
@@ -164,6 +171,7 @@ impl PhaseRunner {
         backend: &mut dyn Backend,
     ) -> Vec<ProbeMessage> {
         backend.stop_all();
+        backend.stop_nccl();
         if let Some(f) = self.fabric.as_deref_mut() {
             f.stop();
         }
@@ -208,12 +216,14 @@ impl PhaseRunner {
                 a.started = true;
                 let late = now - a.start_ns;
                 let duration = a.end_ns - a.start_ns;
+                let fabric = self.fabric.as_deref_mut();
                 begin_workload(
                     a,
+                    self.me.as_ref(),
                     late,
                     duration,
                     backend,
-                    self.fabric.as_deref_mut(),
+                    fabric,
                     &mut out,
                 );
                 // Begin counting what the devices achieve in this phase.
@@ -225,6 +235,7 @@ impl PhaseRunner {
             }
             if now - last_heard_ns > dead_man_ns {
                 backend.stop_all();
+                backend.stop_nccl();
                 if let Some(f) = self.fabric.as_deref_mut() {
                     f.stop();
                 }
@@ -406,6 +417,7 @@ impl PhaseRunner {
                 Some(f) => f.finish(),
                 None => FabricReport::default(),
             }),
+            Some(FabricState::Nccl) => Some(backend.finish_nccl(crate::fabric::FINISH_WAIT)),
             Some(FabricState::Failed(message)) => Some(FabricReport {
                 faults: vec![FabricFault {
                     peer: None,
@@ -441,70 +453,6 @@ impl PhaseRunner {
         }
         self.unacked.push_back(batch.clone());
         out.push(ProbeMessage::Telemetry(batch));
-    }
-}
-
-/// Sets up what a phase runs beside its load levels: the backend's kernel (memory bandwidth or
-/// GEMM) and the fabric work of a latency or collective phase.
-fn begin_workload(
-    a: &mut Active,
-    late_ns: i64,
-    duration_ns: i64,
-    backend: &mut dyn Backend,
-    fabric: Option<&mut (dyn FabricDriver + 'static)>,
-    out: &mut Vec<ProbeMessage>,
-) {
-    let kernel = match a.spec.workload {
-        Workload::MemoryBandwidth => Kernel::MemoryBandwidth,
-        _ => Kernel::Gemm,
-    };
-    let mut refused = backend.set_kernel(kernel).err();
-    if let (Workload::TargetPower, Some(w)) = (&a.spec.workload, a.spec.target_power_w) {
-        for i in 0..backend.inventory().len() {
-            if refused.is_none() {
-                refused = backend.set_power_target(i as u16, Some(w)).err();
-            }
-        }
-        if refused.is_some() {
-            for i in 0..backend.inventory().len() {
-                let _ = backend.set_power_target(i as u16, None);
-            }
-        }
-    }
-    if let Some(e) = refused {
-        // The phase's workload cannot run here: the devices stay unloaded and the phase says why,
-        // rather than running some other load under its name.
-        let why = format!(
-            "the {} backend cannot run phase {}: {e}",
-            backend.name(),
-            a.spec.name
-        );
-        out.push(device_error(why.clone()));
-        a.unsupported = true;
-        a.stopped_early.get_or_insert(why);
-    }
-    if let Some(phase) = &a.spec.fabric {
-        a.fabric = Some(match fabric {
-            None => FabricState::Failed(
-                "this probe has no data plane (it was started without one), so it took no part in the fabric phase".into(),
-            ),
-            Some(f) => match f.begin(a.spec.phase_id, phase, late_ns, duration_ns) {
-                Ok(()) => FabricState::Running,
-                Err(e) => FabricState::Failed(e),
-            },
-        });
-    }
-}
-
-/// Puts the backend back to its plain GEMM burn without power targets after a phase.
-fn end_workload(a: &Active, backend: &mut dyn Backend) {
-    if a.spec.workload == Workload::TargetPower {
-        for i in 0..backend.inventory().len() {
-            let _ = backend.set_power_target(i as u16, None);
-        }
-    }
-    if a.spec.workload == Workload::MemoryBandwidth {
-        let _ = backend.set_kernel(Kernel::Gemm);
     }
 }
 

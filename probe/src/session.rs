@@ -76,6 +76,7 @@ impl std::fmt::Debug for ProbeSession {
 impl ProbeSession {
     /// A session that introduces itself with `hello` and loads `backend`.
     pub fn new(hello: Hello, backend: Box<dyn Backend>) -> Self {
+        let runner = PhaseRunner::for_node(hello.node_id.clone());
         ProbeSession {
             hello,
             state: SessionState::Disconnected,
@@ -83,7 +84,7 @@ impl ProbeSession {
             last_heard_ns: None,
             dead_man_ns: DEFAULT_DEAD_MAN_NS,
             backend,
-            runner: PhaseRunner::new(),
+            runner,
             held: Vec::new(),
             notices: Vec::new(),
         }
@@ -97,7 +98,7 @@ impl ProbeSession {
     ) -> Self {
         hello.data_plane = fabric.addr();
         let mut s = ProbeSession::new(hello, backend);
-        s.runner = PhaseRunner::with_fabric(fabric);
+        s.runner = PhaseRunner::with_fabric(s.hello.node_id.clone(), fabric);
         s
     }
 
@@ -233,6 +234,16 @@ impl ProbeSession {
             }
             CoordinatorMessage::Error(e) => (Vec::new(), Some(SessionEvent::CoordinatorError(e))),
             CoordinatorMessage::Heartbeat { .. } => (Vec::new(), None),
+            CoordinatorMessage::FabricPrepare { phase_id } => {
+                let nccl_unique_id = self.backend.nccl_unique_id().map_err(|e| e.to_string());
+                (
+                    vec![ProbeMessage::FabricPrepared {
+                        phase_id,
+                        nccl_unique_id,
+                    }],
+                    None,
+                )
+            }
             CoordinatorMessage::Welcome(_) => (
                 vec![unexpected(format!(
                     "probe {} received a second Welcome",

@@ -8,10 +8,12 @@ use hallmark_probe::runner::PhaseRunner;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
     ClockEstimate, CollectiveParams, DataPlaneAddr, DeviceInfo, DeviceKind, FabricMember,
-    FabricParams, FabricPhase, FabricReport, NodeId, PhaseStart, ProbeMessage, SessionKey,
-    Workload,
+    FabricParams, FabricPhase, FabricReport, NcclSetup, NodeId, PhaseStart, ProbeMessage,
+    SessionKey, Workload,
 };
-use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, Kernel, NodeReading};
+use hallmark_workloads::backend::{
+    Backend, BackendError, DeviceReading, Kernel, NcclJob, NodeReading,
+};
 use std::sync::{Arc, Mutex};
 
 const S: i64 = 1_000_000_000;
@@ -92,6 +94,33 @@ impl Backend for RecordingBackend {
         log(&self.log, format!("target {device} {watts:?}"));
         Ok(())
     }
+    fn start_nccl(&mut self, job: NcclJob) -> Result<(), BackendError> {
+        let window = job.end.duration_since(job.start);
+        let (first, count) = job.setup.ranks_of(job.member).unwrap_or((0, 0));
+        log(
+            &self.log,
+            format!(
+                "nccl start member={} ranks={first}+{count} world={} window={}ms",
+                job.member,
+                job.setup.world(),
+                window.as_millis()
+            ),
+        );
+        Ok(())
+    }
+    fn stop_nccl(&mut self) {
+        log(&self.log, "nccl stop".into());
+    }
+    fn finish_nccl(&mut self, _wait: std::time::Duration) -> FabricReport {
+        log(&self.log, "nccl finish".into());
+        FabricReport {
+            faults: vec![hallmark_protocol::FabricFault {
+                peer: None,
+                message: "from the backend's NCCL".into(),
+            }],
+            ..FabricReport::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -136,6 +165,10 @@ impl FabricDriver for FakeDriver {
     }
 }
 
+fn node(id: &str) -> NodeId {
+    NodeId::new(id).unwrap()
+}
+
 fn clock() -> ClockEstimate {
     ClockEstimate {
         offset_ns: 0,
@@ -158,6 +191,7 @@ fn phase(workload: Workload, duration_ms: u64) -> PhaseStart {
                 })
                 .collect(),
             params: FabricParams::Collective(CollectiveParams::default()),
+            nccl: None,
         });
     PhaseStart {
         phase_id: 7,
@@ -202,7 +236,7 @@ fn report(out: &[ProbeMessage]) -> &hallmark_protocol::PhaseReport {
 #[test]
 fn a_fabric_phase_runs_on_the_driver_from_its_start_to_its_end() {
     let l = Shared::default();
-    let mut r = PhaseRunner::with_fabric(Box::new(FakeDriver { log: l.clone() }));
+    let mut r = PhaseRunner::with_fabric(node("a"), Box::new(FakeDriver { log: l.clone() }));
     let mut b = RecordingBackend::new(l.clone());
     r.schedule(phase(Workload::Collective, 1000));
     let out = drive(&mut r, &mut b, 3 * S);
@@ -222,7 +256,7 @@ fn a_fabric_phase_runs_on_the_driver_from_its_start_to_its_end() {
 #[test]
 fn an_abort_stops_the_fabric_work_and_still_reports_it() {
     let l = Shared::default();
-    let mut r = PhaseRunner::with_fabric(Box::new(FakeDriver { log: l.clone() }));
+    let mut r = PhaseRunner::with_fabric(node("a"), Box::new(FakeDriver { log: l.clone() }));
     let mut b = RecordingBackend::new(l.clone());
     r.schedule(phase(Workload::Latency, 10_000));
     drive(&mut r, &mut b, 2 * S);
@@ -345,5 +379,83 @@ fn a_workload_the_backend_cannot_run_leaves_the_devices_unloaded_and_says_why_on
                 .all(|s| s == "level 0 0.00"),
             "{workload:?}: {log:?}"
         );
+    }
+}
+
+#[test]
+fn an_nccl_phase_runs_on_the_backends_gpus_not_on_the_data_plane() {
+    let l = Shared::default();
+    // This probe is member "b", the second of two: its ranks follow the first member's 8.
+    let mut r = PhaseRunner::with_fabric(node("b"), Box::new(FakeDriver { log: l.clone() }));
+    let mut b = RecordingBackend::new(l.clone());
+    let mut p = phase(Workload::Collective, 1000);
+    if let Some(f) = p.fabric.as_mut() {
+        f.nccl = Some(NcclSetup {
+            unique_id: vec![1; NcclSetup::ID_LEN],
+            gpus: vec![8, 4],
+        });
+    }
+    r.schedule(p);
+    let out = drive(&mut r, &mut b, 3 * S);
+    let fabric = report(&out).fabric.as_ref().expect("a fabric report");
+    assert_eq!(fabric.faults[0].message, "from the backend's NCCL");
+    let log = l.lock().unwrap().0.clone();
+    assert!(
+        log.contains(&"nccl start member=1 ranks=8+4 world=12 window=1000ms".to_string()),
+        "{log:?}"
+    );
+    assert!(log.contains(&"nccl finish".to_string()), "{log:?}");
+    assert!(
+        !log.iter().any(|s| s.starts_with("begin")),
+        "not on the data plane: {log:?}"
+    );
+
+    // An abort stops the NCCL work before the report is collected.
+    let mut p = phase(Workload::Collective, 10_000);
+    p.phase_id = 9;
+    p.start_at_ns = 4 * S;
+    if let Some(f) = p.fabric.as_mut() {
+        f.nccl = Some(NcclSetup {
+            unique_id: vec![1; NcclSetup::ID_LEN],
+            gpus: vec![8, 4],
+        });
+    }
+    r.schedule(p);
+    drive(&mut r, &mut b, 5 * S);
+    l.lock().unwrap().0.clear();
+    r.stop(5 * S, "aborted", &clock(), &mut b);
+    let log = l.lock().unwrap().0.clone();
+    let stop = log.iter().position(|s| s == "nccl stop");
+    let finish = log.iter().position(|s| s == "nccl finish");
+    assert!(stop.is_some() && finish > stop, "{log:?}");
+}
+
+#[test]
+fn a_backend_without_gpus_answers_a_request_for_an_nccl_id_with_the_reason() {
+    use hallmark_probe::ProbeSession;
+    use hallmark_protocol::{CoordinatorMessage, Labels, PROTOCOL_VERSION};
+    let l = Shared::default();
+    let hello = hallmark_protocol::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        node_id: node("a"),
+        labels: Labels {
+            hall: "h".into(),
+            row: "r".into(),
+            rack: "k".into(),
+        },
+        inventory: Vec::new(),
+        backend: "plain".into(),
+        hallmark_version: "0".into(),
+        instance_id: 1,
+        data_plane: None,
+    };
+    let mut s = ProbeSession::new(hello, Box::new(PlainBackend(RecordingBackend::new(l))));
+    let (out, _) = s.handle(CoordinatorMessage::FabricPrepare { phase_id: 2 }, 0);
+    match out.as_slice() {
+        [ProbeMessage::FabricPrepared {
+            phase_id: 2,
+            nccl_unique_id: Err(why),
+        }] => assert!(why.contains("no GPUs for NCCL"), "{why}"),
+        other => panic!("{other:?}"),
     }
 }

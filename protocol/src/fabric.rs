@@ -70,6 +70,9 @@ pub struct CollectiveParams {
     pub min_bytes: u64,
     pub max_bytes: u64,
     pub algorithm: CollectiveAlgorithm,
+    /// Where the data moves: between host buffers over the data plane, or between the GPUs'
+    /// memories through NCCL.
+    pub transport: CollectiveTransport,
     /// Timed iterations per size (1 to [`MAX_COLLECTIVE_ITERATIONS`]); `None`: as many as fit a
     /// short per-size budget (at most 20). Either way never more than the phase's time allows.
     pub iterations: Option<u32>,
@@ -85,6 +88,7 @@ impl Default for CollectiveParams {
             min_bytes: 8,
             max_bytes: 256 << 20,
             algorithm: CollectiveAlgorithm::Auto,
+            transport: CollectiveTransport::Auto,
             iterations: None,
         }
     }
@@ -140,6 +144,37 @@ impl CollectiveOp {
     }
 }
 
+/// Where a collective phase moves its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CollectiveTransport {
+    /// NCCL when every member runs the cuda backend, the data plane otherwise.
+    Auto,
+    /// Host buffers over the probes' data plane (TCP), one rank per probe.
+    DataPlane,
+    /// GPU buffers through NCCL, one rank per GPU; the phase fails where a member has no GPUs.
+    Nccl,
+}
+
+impl CollectiveTransport {
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectiveTransport::Auto => "auto",
+            CollectiveTransport::DataPlane => "data-plane",
+            CollectiveTransport::Nccl => "nccl",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<CollectiveTransport> {
+        [
+            CollectiveTransport::Auto,
+            CollectiveTransport::DataPlane,
+            CollectiveTransport::Nccl,
+        ]
+        .into_iter()
+        .find(|t| t.name() == s)
+    }
+}
+
 /// Which algorithm moves the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CollectiveAlgorithm {
@@ -149,6 +184,8 @@ pub enum CollectiveAlgorithm {
     Ring,
     /// Fewest sequential steps: recursive doubling / direct exchange.
     LatencyOptimal,
+    /// NCCL's own choice (ring, tree, …) between GPUs; reported by NCCL phases only.
+    Nccl,
 }
 
 /// Message size from which `Auto` uses the ring.
@@ -160,6 +197,7 @@ impl CollectiveAlgorithm {
             CollectiveAlgorithm::Auto => "auto",
             CollectiveAlgorithm::Ring => "ring",
             CollectiveAlgorithm::LatencyOptimal => "latency-optimal",
+            CollectiveAlgorithm::Nccl => "nccl",
         }
     }
 
@@ -192,6 +230,48 @@ pub struct FabricPhase {
     /// Every member in rank order (sorted by node id); a probe finds its rank by its node id.
     pub members: Vec<FabricMember>,
     pub params: FabricParams,
+    /// Set when the collectives run through NCCL between the members' GPUs.
+    pub nccl: Option<NcclSetup>,
+}
+
+/// NCCL between the GPUs of a collective phase: one rank per GPU, the ranks of member `m` (in
+/// member order) starting at the sum of `gpus[..m]`. `unique_id` is the 128-byte `ncclUniqueId`
+/// the first member made (`FabricPrepared`), passed to every member by the coordinator.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NcclSetup {
+    pub unique_id: Vec<u8>,
+    /// GPUs (ranks) of each member, in member order.
+    pub gpus: Vec<u32>,
+}
+
+impl fmt::Debug for NcclSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "NcclSetup {{ unique_id: {} bytes, gpus: {:?} }}",
+            self.unique_id.len(),
+            self.gpus
+        )
+    }
+}
+
+impl NcclSetup {
+    /// Bytes of an `ncclUniqueId`.
+    pub const ID_LEN: usize = 128;
+
+    /// All ranks: the GPUs of every member.
+    pub fn world(&self) -> u32 {
+        self.gpus.iter().fold(0u32, |a, g| a.saturating_add(*g))
+    }
+
+    /// The first rank of member `member` and how many it has.
+    pub fn ranks_of(&self, member: usize) -> Option<(u32, u32)> {
+        let n = *self.gpus.get(member)?;
+        let first = self.gpus[..member]
+            .iter()
+            .fold(0u32, |a, g| a.saturating_add(*g));
+        Some((first, n))
+    }
 }
 
 impl FabricPhase {
@@ -223,6 +303,9 @@ pub struct CollectiveResult {
     pub size_bytes: u64,
     /// Timed iterations (after one warm-up).
     pub iterations: u32,
+    /// Ranks of the operation (the n of the bus factor): the members on the data plane, all the
+    /// GPUs with NCCL.
+    pub world: u32,
     /// Mean time of one operation on this rank, ns.
     pub mean_ns: u64,
     /// Output elements that differed from the expected value (any NaN counts).
@@ -288,6 +371,22 @@ mod tests {
         );
         for op in CollectiveOp::ALL {
             assert_eq!(CollectiveOp::from_name(op.name()), Some(op));
+        }
+    }
+
+    #[test]
+    fn nccl_ranks_follow_the_members_gpus() {
+        let s = NcclSetup {
+            unique_id: vec![0; NcclSetup::ID_LEN],
+            gpus: vec![8, 8, 4],
+        };
+        assert_eq!(s.world(), 20);
+        assert_eq!(s.ranks_of(0), Some((0, 8)));
+        assert_eq!(s.ranks_of(2), Some((16, 4)));
+        assert_eq!(s.ranks_of(3), None);
+        assert!(format!("{s:?}").contains("128 bytes"));
+        for t in ["auto", "data-plane", "nccl"] {
+            assert_eq!(CollectiveTransport::from_name(t).map(|t| t.name()), Some(t));
         }
     }
 

@@ -25,9 +25,9 @@ pub mod throttle;
 
 pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME_LEN};
 pub use fabric::{
-    CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, DataPlaneAddr,
-    FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, LatencyPair, LatencyParams,
-    SessionKey,
+    CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, CollectiveTransport,
+    DataPlaneAddr, FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, LatencyPair,
+    LatencyParams, NcclSetup, SessionKey,
 };
 pub use ids::{NodeId, NodeIdError};
 pub use message::*;

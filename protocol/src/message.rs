@@ -25,6 +25,12 @@ pub enum ProbeMessage {
     PhaseReport(PhaseReport),
     /// Something went wrong on the probe that the coordinator should record.
     Error(ErrorReport),
+    /// Answer to [`CoordinatorMessage::FabricPrepare`]: the NCCL unique id this probe made for the
+    /// phase, or why it could not.
+    FabricPrepared {
+        phase_id: u32,
+        nccl_unique_id: Result<Vec<u8>, String>,
+    },
 }
 
 /// Coordinator → probe.
@@ -51,6 +57,9 @@ pub enum CoordinatorMessage {
     Heartbeat { now_ns: i64 },
     /// Something went wrong on the coordinator that concerns this probe.
     Error(ErrorReport),
+    /// Make what a collective phase through NCCL needs from its first member: the NCCL unique id
+    /// (the probe keeps its bootstrap listening until the phase).
+    FabricPrepare { phase_id: u32 },
 }
 
 /// Who a probe is and what it has.

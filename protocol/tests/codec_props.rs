@@ -196,6 +196,7 @@ fn collective_algorithm() -> impl Strategy<Value = CollectiveAlgorithm> {
         Just(CollectiveAlgorithm::Auto),
         Just(CollectiveAlgorithm::Ring),
         Just(CollectiveAlgorithm::LatencyOptimal),
+        Just(CollectiveAlgorithm::Nccl),
     ]
 }
 
@@ -208,16 +209,26 @@ fn fabric_phase() -> impl Strategy<Value = FabricPhase> {
             any::<u64>(),
             collective_algorithm(),
             option::of(any::<u32>()),
-        )
-            .prop_map(|(ops, min_bytes, max_bytes, algorithm, iterations)| {
-                FabricParams::Collective(CollectiveParams {
-                    ops,
-                    min_bytes,
-                    max_bytes,
-                    algorithm,
-                    iterations,
-                })
+            (0usize..3).prop_map(|i| {
+                [
+                    CollectiveTransport::Auto,
+                    CollectiveTransport::DataPlane,
+                    CollectiveTransport::Nccl,
+                ][i]
             }),
+        )
+            .prop_map(
+                |(ops, min_bytes, max_bytes, algorithm, iterations, transport)| {
+                    FabricParams::Collective(CollectiveParams {
+                        ops,
+                        min_bytes,
+                        max_bytes,
+                        algorithm,
+                        transport,
+                        iterations,
+                    })
+                },
+            ),
     ];
     (
         any::<[u8; 32]>(),
@@ -226,11 +237,16 @@ fn fabric_phase() -> impl Strategy<Value = FabricPhase> {
             0..5,
         ),
         params,
+        option::of(
+            (vec(any::<u8>(), 0..130), vec(any::<u32>(), 0..4))
+                .prop_map(|(unique_id, gpus)| NcclSetup { unique_id, gpus }),
+        ),
     )
-        .prop_map(|(key, members, params)| FabricPhase {
+        .prop_map(|(key, members, params, nccl)| FabricPhase {
             session_key: SessionKey(key),
             members,
             params,
+            nccl,
         })
 }
 
@@ -256,15 +272,19 @@ fn fabric_report() -> impl Strategy<Value = FabricReport> {
         any::<u32>(),
         any::<u64>(),
         any::<u64>(),
+        any::<u32>(),
     )
         .prop_map(
-            |(op, algorithm, size_bytes, iterations, mean_ns, wrong_elements)| CollectiveResult {
-                op,
-                algorithm,
-                size_bytes,
-                iterations,
-                mean_ns,
-                wrong_elements,
+            |(op, algorithm, size_bytes, iterations, mean_ns, wrong_elements, world)| {
+                CollectiveResult {
+                    op,
+                    algorithm,
+                    size_bytes,
+                    iterations,
+                    world,
+                    mean_ns,
+                    wrong_elements,
+                }
             },
         );
     let fault =
@@ -512,6 +532,14 @@ fn probe_message() -> impl Strategy<Value = ProbeMessage> {
         telemetry_batch().prop_map(ProbeMessage::Telemetry),
         phase_report().prop_map(ProbeMessage::PhaseReport),
         error_report().prop_map(ProbeMessage::Error),
+        (
+            any::<u32>(),
+            prop_oneof![vec(any::<u8>(), 0..130).prop_map(Ok), text().prop_map(Err)]
+        )
+            .prop_map(|(phase_id, nccl_unique_id)| ProbeMessage::FabricPrepared {
+                phase_id,
+                nccl_unique_id
+            }),
     ]
 }
 
@@ -527,6 +555,7 @@ fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
         any::<u64>().prop_map(|seq| CoordinatorMessage::Ack { seq }),
         any::<i64>().prop_map(|now_ns| CoordinatorMessage::Heartbeat { now_ns }),
         error_report().prop_map(CoordinatorMessage::Error),
+        any::<u32>().prop_map(|phase_id| CoordinatorMessage::FabricPrepare { phase_id }),
     ]
 }
 
@@ -1137,6 +1166,7 @@ fn probe_variant(m: &ProbeMessage) -> usize {
         ProbeMessage::Telemetry(_) => 3,
         ProbeMessage::PhaseReport(_) => 4,
         ProbeMessage::Error(_) => 5,
+        ProbeMessage::FabricPrepared { .. } => 6,
     }
 }
 
@@ -1168,6 +1198,7 @@ fn coordinator_variant(m: &CoordinatorMessage) -> usize {
         CoordinatorMessage::Ack { .. } => 5,
         CoordinatorMessage::Heartbeat { .. } => 6,
         CoordinatorMessage::Error(_) => 7,
+        CoordinatorMessage::FabricPrepare { .. } => 8,
     }
 }
 
@@ -1186,8 +1217,8 @@ fn strategies_generate_every_variant() {
             &coordinator.new_tree(&mut runner).unwrap().current(),
         ));
     }
-    assert_eq!(seen_probe, (0..6).collect());
-    let want: std::collections::BTreeSet<usize> = (0..8).chain(10..15).chain(20..25).collect();
+    assert_eq!(seen_probe, (0..7).collect());
+    let want: std::collections::BTreeSet<usize> = (0..9).chain(10..15).chain(20..25).collect();
     assert_eq!(seen_coordinator, want);
 }
 

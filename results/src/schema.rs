@@ -292,6 +292,7 @@ CREATE TABLE fabric_collectives (
     size_bytes      INTEGER NOT NULL CHECK (size_bytes >= 0),
     algorithm       TEXT NOT NULL,
     iterations      INTEGER NOT NULL CHECK (iterations >= 0),
+    world           INTEGER NOT NULL CHECK (world >= 0),
     mean_ns         INTEGER NOT NULL CHECK (mean_ns >= 0),
     wrong_elements  INTEGER NOT NULL CHECK (wrong_elements >= 0),
     PRIMARY KEY (run_id, phase_id, node_id, op, size_bytes),

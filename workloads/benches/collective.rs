@@ -79,6 +79,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             min_bytes: min,
             max_bytes: max,
             algorithm,
+            transport: hallmark_protocol::CollectiveTransport::DataPlane,
             iterations: None,
         },
         repeats,
@@ -106,6 +107,7 @@ fn phase(ranks: usize, p: &CollectiveParams, phase_id: u32) -> Result<Vec<Fabric
         session_key: key,
         members,
         params: FabricParams::Collective(p.clone()),
+        nccl: None,
     };
     let start = Instant::now() + Duration::from_millis(20);
     let window = PhaseWindow {

@@ -5,7 +5,8 @@
 //! backend up to that instant (the simulation integrates its physics there) and reads every device.
 //! Sensors that cannot be read are `None`, never 0.
 
-use hallmark_protocol::{DeviceInfo, DeviceResult};
+use hallmark_protocol::{CollectiveParams, DeviceInfo, DeviceResult, FabricReport, NcclSetup};
+use std::time::{Duration, Instant};
 
 pub use crate::throttle;
 
@@ -62,6 +63,19 @@ pub struct SensorStatus {
     pub detail: String,
 }
 
+/// A collective phase through NCCL between the GPUs of its members (one rank per GPU).
+#[derive(Debug, Clone)]
+pub struct NcclJob {
+    pub phase_id: u32,
+    pub params: CollectiveParams,
+    pub setup: NcclSetup,
+    /// This node's position among the members: its ranks are `setup.ranks_of(member)`.
+    pub member: usize,
+    /// The phase's window on this process's monotonic clock; the work ends by `end`.
+    pub start: Instant,
+    pub end: Instant,
+}
+
 /// What a loaded device runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -100,6 +114,36 @@ pub trait Backend: Send {
                 self.name()
             ))),
         }
+    }
+
+    /// Makes an NCCL unique id (the 128 bytes of `ncclUniqueId`) for a collective phase whose first
+    /// member this node is; its bootstrap must stay reachable until the phase. Backends without
+    /// GPUs refuse.
+    fn nccl_unique_id(&mut self) -> Result<Vec<u8>, BackendError> {
+        Err(BackendError::Unsupported(format!(
+            "the {} backend has no GPUs for NCCL",
+            self.name()
+        )))
+    }
+
+    /// Starts a collective phase through NCCL on this node's GPUs and returns at once; the work
+    /// runs on the backend's own threads until it is done, `stop_nccl` is called or `job.end`.
+    fn start_nccl(&mut self, job: NcclJob) -> Result<(), BackendError> {
+        let _ = job;
+        Err(BackendError::Unsupported(format!(
+            "the {} backend has no GPUs for NCCL",
+            self.name()
+        )))
+    }
+
+    /// Asks the running NCCL phase to end now (abort, interlock).
+    fn stop_nccl(&mut self) {}
+
+    /// The NCCL phase's results (one per op and size: the slowest of this node's GPUs), waiting at
+    /// most `wait` for its threads; what could not be done is in the report's faults.
+    fn finish_nccl(&mut self, wait: Duration) -> FabricReport {
+        let _ = wait;
+        FabricReport::default()
     }
 
     /// Holds `device` at `watts` by closed-loop control of its load level (`None`: back to open

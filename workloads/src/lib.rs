@@ -33,4 +33,6 @@ pub mod sim;
 /// NVML's clock-event reason bits (defined with the protocol's `Sample`, which carries them).
 pub use hallmark_protocol::throttle;
 
-pub use backend::{Backend, BackendError, DeviceReading, Kernel, NodeReading, SensorStatus};
+pub use backend::{
+    Backend, BackendError, DeviceReading, Kernel, NcclJob, NodeReading, SensorStatus,
+};

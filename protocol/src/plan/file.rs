@@ -80,6 +80,7 @@ pub(super) struct WorkloadParams {
     pub(super) max_size: Option<Spanned<SizeFile>>,
     pub(super) algorithm: Option<Spanned<String>>,
     pub(super) iterations: Option<Spanned<i64>>,
+    pub(super) transport: Option<Spanned<String>>,
     pub(super) target_w: Option<Spanned<f64>>,
 }
 
@@ -93,6 +94,7 @@ struct WorkloadTable {
     max_size: Option<Spanned<SizeFile>>,
     algorithm: Option<Spanned<String>>,
     iterations: Option<Spanned<i64>>,
+    transport: Option<Spanned<String>>,
     target_w: Option<Spanned<f64>>,
 }
 
@@ -128,6 +130,7 @@ impl<'de> Deserialize<'de> for WorkloadFile {
                         max_size: t.max_size,
                         algorithm: t.algorithm,
                         iterations: t.iterations,
+                        transport: t.transport,
                         target_w: t.target_w,
                     },
                 })

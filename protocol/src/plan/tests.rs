@@ -119,7 +119,7 @@ fn fabric_workloads_take_their_parameters_and_default_to_no_device_load() {
     );
     let plan = parse_plan(
         &one_phase(
-            "{ kind = \"collective\", ops = [\"all-reduce\", \"broadcast\"], min_size = 8, max_size = \"64MiB\", algorithm = \"ring\", iterations = 10 }",
+            "{ kind = \"collective\", ops = [\"all-reduce\", \"broadcast\"], min_size = 8, max_size = \"64MiB\", algorithm = \"ring\", iterations = 10, transport = \"data-plane\" }",
             "pattern = { kind = \"steady\", level = 1.0 }\n",
         ),
         "t.toml",
@@ -138,6 +138,7 @@ fn fabric_workloads_take_their_parameters_and_default_to_no_device_load() {
             min_bytes: 8,
             max_bytes: 64 << 20,
             algorithm: CollectiveAlgorithm::Ring,
+            transport: crate::fabric::CollectiveTransport::DataPlane,
             iterations: Some(10),
         }))
     );
@@ -205,6 +206,16 @@ fn fabric_parameters_are_checked_where_they_are_written() {
     assert!(e.message.contains("greater than 0"), "{e}");
     let e = err(&one_phase(
         "{ kind = \"collective\", algorithm = \"tree\" }",
+        "",
+    ));
+    assert!(e.message.contains("auto, ring, latency-optimal"), "{e}");
+    let e = err(&one_phase(
+        "{ kind = \"collective\", transport = \"rdma\" }",
+        "",
+    ));
+    assert!(e.message.contains("auto, data-plane, nccl"), "{e}");
+    let e = err(&one_phase(
+        "{ kind = \"collective\", algorithm = \"nccl\" }",
         "",
     ));
     assert!(e.message.contains("auto, ring, latency-optimal"), "{e}");

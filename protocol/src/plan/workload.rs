@@ -9,8 +9,8 @@ use super::errors::{one_of, Cx};
 use super::file::{SizeFile, WorkloadFile, WorkloadParams};
 use super::{PlanError, WORKLOAD_KINDS};
 use crate::fabric::{
-    CollectiveAlgorithm, CollectiveOp, CollectiveParams, FabricParams, LatencyParams,
-    MAX_COLLECTIVE_ITERATIONS,
+    CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveTransport, FabricParams,
+    LatencyParams, MAX_COLLECTIVE_ITERATIONS,
 };
 use crate::message::Workload;
 
@@ -33,7 +33,14 @@ pub(super) struct WorkloadSpec {
 fn keys_of(kind: &str) -> &'static [&'static str] {
     match kind {
         "latency" => &["packet_bytes"],
-        "collective" => &["ops", "min_size", "max_size", "algorithm", "iterations"],
+        "collective" => &[
+            "ops",
+            "min_size",
+            "max_size",
+            "algorithm",
+            "iterations",
+            "transport",
+        ],
         "target-power" => &["target_w"],
         _ => &[],
     }
@@ -116,13 +123,14 @@ fn refuse_foreign_keys(
     kind: &str,
     p: &WorkloadParams,
 ) -> Result<(), PlanError> {
-    let given: [(&str, Option<Range<usize>>); 7] = [
+    let given: [(&str, Option<Range<usize>>); 8] = [
         ("packet_bytes", p.packet_bytes.as_ref().map(Spanned::span)),
         ("ops", p.ops.as_ref().map(Spanned::span)),
         ("min_size", p.min_size.as_ref().map(Spanned::span)),
         ("max_size", p.max_size.as_ref().map(Spanned::span)),
         ("algorithm", p.algorithm.as_ref().map(Spanned::span)),
         ("iterations", p.iterations.as_ref().map(Spanned::span)),
+        ("transport", p.transport.as_ref().map(Spanned::span)),
         ("target_w", p.target_w.as_ref().map(Spanned::span)),
     ];
     let takes = keys_of(kind);
@@ -211,8 +219,23 @@ fn collective(cx: &Cx, ctx: &str, p: &WorkloadParams) -> Result<CollectiveParams
         }
         out.iterations = Some(v as u32);
     }
+    if let Some(t) = &p.transport {
+        out.transport = CollectiveTransport::from_name(t.get_ref()).ok_or_else(|| {
+            cx.err(
+                t.span(),
+                format!(
+                    "{ctx}unknown transport `{}`; expected one of auto, data-plane, nccl",
+                    t.get_ref()
+                ),
+            )
+        })?;
+    }
     if let Some(a) = &p.algorithm {
-        out.algorithm = CollectiveAlgorithm::from_name(a.get_ref()).ok_or_else(|| {
+        out.algorithm = match CollectiveAlgorithm::from_name(a.get_ref()) {
+            Some(CollectiveAlgorithm::Nccl) | None => None,
+            Some(a) => Some(a),
+        }
+        .ok_or_else(|| {
             cx.err(
                 a.span(),
                 format!(

@@ -29,6 +29,7 @@ struct CollectiveRow {
     size: i64,
     algorithm: String,
     iterations: i64,
+    world: i64,
     mean_ns: i64,
     wrong: i64,
 }
@@ -247,7 +248,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT phase_id, node_id, op, size_bytes, algorithm, iterations, mean_ns, \
-                 wrong_elements FROM fabric_collectives WHERE run_id = ?1 \
+                 wrong_elements, world FROM fabric_collectives WHERE run_id = ?1 \
                  ORDER BY phase_id, op, size_bytes, node_id",
             )
             .map_err(self.err("reading collective results"))?;
@@ -262,6 +263,7 @@ impl Store {
                     iterations: r.get(5)?,
                     mean_ns: r.get(6)?,
                     wrong: r.get(7)?,
+                    world: r.get(8)?,
                 })
             })
             .and_then(|rows| rows.collect())
@@ -399,7 +401,12 @@ fn collective_summary(
         let Some(slowest) = rs.iter().max_by_key(|r| r.mean_ns) else {
             continue;
         };
-        let ranks = if members.is_empty() {
+        // The n of the bus factor: the ranks the operation ran on as the probes report it (the
+        // members on the data plane, every GPU with NCCL); else the members, else who reported.
+        let world = rs.iter().map(|r| r.world).max().unwrap_or(0);
+        let ranks = if world > 0 {
+            world as usize
+        } else if members.is_empty() {
             rs.len()
         } else {
             members.len()
@@ -579,6 +586,7 @@ mod tests {
                 size: 64 << 20,
                 algorithm: "ring".into(),
                 iterations: 20 + i as i64,
+                world: 4,
                 mean_ns: t,
                 wrong: i as i64 % 2,
             })
@@ -609,5 +617,22 @@ mod tests {
         assert_eq!((s[0].ranks, s[0].ranks_reported), (4, 3));
         assert_eq!(s[0].missing, ["n2"]);
         assert!((s[0].busbw_gb_s - 8.053_063_68).abs() < 1e-9);
+        // Through NCCL the ranks are the GPUs: 4 nodes of 8 report a world of 32, and the bus
+        // factor is 2 × 31 / 32.
+        let gpus: Vec<CollectiveRow> = rows
+            .iter()
+            .map(|r| CollectiveRow {
+                world: 32,
+                algorithm: "nccl".into(),
+                node: r.node.clone(),
+                op: r.op.clone(),
+                ..*r
+            })
+            .collect();
+        let refs: Vec<&CollectiveRow> = gpus.iter().collect();
+        let s = collective_summary(&members, &refs).unwrap();
+        assert_eq!((s[0].ranks, s[0].ranks_reported), (32, 4));
+        assert!((s[0].busbw_gb_s - 5.368_709_12 * 62.0 / 32.0).abs() < 1e-9);
+        assert_eq!(s[0].algorithm, "nccl");
     }
 }

@@ -25,6 +25,7 @@ pub(crate) struct PreparedCollective {
     algorithm: &'static str,
     size_bytes: i64,
     iterations: u32,
+    world: u32,
     mean_ns: i64,
     wrong_elements: i64,
 }
@@ -123,6 +124,7 @@ pub(crate) fn prepare(
             algorithm: c.algorithm.name(),
             size_bytes: count(c.size_bytes)?,
             iterations: c.iterations,
+            world: c.world,
             mean_ns: count(c.mean_ns)?,
             wrong_elements: count(c.wrong_elements)?,
         });
@@ -189,7 +191,7 @@ pub(crate) fn write_report_fabric(
     }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO fabric_collectives (run_id, phase_id, node_id, op, size_bytes, algorithm, \
-         iterations, mean_ns, wrong_elements) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         iterations, world, mean_ns, wrong_elements) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for c in &f.collectives {
         stmt.execute(params![
@@ -200,6 +202,7 @@ pub(crate) fn write_report_fabric(
             c.size_bytes,
             c.algorithm,
             c.iterations,
+            c.world,
             c.mean_ns,
             c.wrong_elements
         ])?;

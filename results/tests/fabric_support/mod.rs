@@ -153,6 +153,7 @@ impl Fabric {
                             algorithm: CollectiveAlgorithm::Auto.resolve(size),
                             size_bytes: size,
                             iterations: 20,
+                            world: 4,
                             mean_ns,
                             wrong_elements: wrong,
                         });

@@ -362,6 +362,7 @@ impl Sweep<'_> {
             algorithm: algo,
             size_bytes: size,
             iterations: iters,
+            world: u32::try_from(self.n()).unwrap_or(u32::MAX),
             mean_ns: u64::try_from(mean.as_nanos()).unwrap_or(u64::MAX),
             wrong_elements: wrong,
         })

@@ -45,6 +45,7 @@ fn cluster(n: usize, params: CollectiveParams, window: Duration) -> Cluster {
             session_key: key,
             members,
             params: FabricParams::Collective(params.clone()),
+            nccl: None,
         },
         params,
         dps,
@@ -96,6 +97,7 @@ fn params(ops: &[CollectiveOp], min: u64, max: u64, algo: CollectiveAlgorithm) -
         min_bytes: min,
         max_bytes: max,
         algorithm: algo,
+        transport: hallmark_protocol::CollectiveTransport::DataPlane,
         iterations: None,
     }
 }

@@ -37,6 +37,7 @@ fn phase_of(addrs: &[std::net::SocketAddr], key: &SessionKey) -> FabricPhase {
             })
             .collect(),
         params: FabricParams::Latency(LatencyParams::default()),
+        nccl: None,
     }
 }
 

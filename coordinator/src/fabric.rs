@@ -1,0 +1,312 @@
+//! The coordinator's side of fabric phases: who takes part, with which key, and — for collectives
+//! through NCCL between GPUs — getting the NCCL unique id from the phase's first member before
+//! the phase is sent.
+//!
+//! Every participant of the run with a data plane is a member of each fabric phase, in node-id
+//! order (its rank). A collective phase goes through NCCL when its `transport` says `nccl`, or
+//! `auto` and every member runs the cuda backend with at least one device: then one rank per GPU,
+//! the members' GPU counts in member order, and the coordinator asks the first member for an
+//! `ncclUniqueId` (`FabricPrepare`) as soon as the run starts. The id goes into the phase's
+//! `PhaseStart`. If it does not come (an error, or not before the phase is sent), the phase falls
+//! back to host collectives over the data plane and says why; where NCCL was required the run is
+//! INCOMPLETE.
+
+use crate::machine::ConnId;
+use hallmark_protocol::{
+    CollectiveTransport, FabricMember, FabricParams, FabricPhase, NcclSetup, NodeId, SessionKey,
+};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// A registered probe as the run sees it when deciding to start.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub node: NodeId,
+    pub rack: String,
+    pub devices: usize,
+    pub conn: ConnId,
+    pub clock_known: bool,
+    pub data_plane: Option<SocketAddr>,
+    /// The probe's backend (`sim`, `cpu`, `cuda`).
+    pub backend: String,
+}
+
+/// A collective phase waiting for its NCCL unique id.
+#[derive(Debug, Clone)]
+pub(crate) struct NcclPlan {
+    /// The first member, which makes the id.
+    pub first: NodeId,
+    pub gpus: Vec<u32>,
+    /// The plan asked for NCCL (`transport = "nccl"`), rather than `auto`.
+    pub required: bool,
+}
+
+/// A fabric phase's order and what the run lacks for it.
+pub(crate) struct Assignment {
+    pub phase: FabricPhase,
+    pub shortfall: Vec<String>,
+    pub nccl: Option<NcclPlan>,
+}
+
+/// The fabric part of a phase's order: the members (every participant with a data plane, in node
+/// order) and a fresh session key; for collectives, whether they go through NCCL. Fails only when
+/// no random key can be made.
+pub(crate) fn assign(
+    phase: &str,
+    params: &FabricParams,
+    participants: &[&Candidate],
+) -> Result<Assignment, String> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| {
+        format!("no session key for fabric phase {phase}: the operating system's random source failed: {e}")
+    })?;
+    let mut shortfall = Vec::new();
+    let with: Vec<&&Candidate> = participants
+        .iter()
+        .filter(|c| c.data_plane.is_some())
+        .collect();
+    let without: Vec<String> = participants
+        .iter()
+        .filter(|c| c.data_plane.is_none())
+        .map(|c| c.node.to_string())
+        .collect();
+    if !without.is_empty() {
+        shortfall.push(format!(
+            "left out of fabric phase {phase}: {} (no data plane: the probe was started without one)",
+            without.join(", ")
+        ));
+    }
+    if with.len() < 2 {
+        shortfall.push(format!(
+            "fabric phase {phase} has {} member(s) with a data plane; it needs at least 2",
+            with.len()
+        ));
+    }
+    let members: Vec<FabricMember> = with
+        .iter()
+        .filter_map(|c| {
+            c.data_plane.map(|addr| FabricMember {
+                node_id: c.node.clone(),
+                addr,
+            })
+        })
+        .collect();
+    let nccl = match params {
+        FabricParams::Collective(p) => nccl_plan(phase, p.transport, &with, &mut shortfall),
+        FabricParams::Latency(_) => None,
+    };
+    Ok(Assignment {
+        phase: FabricPhase {
+            session_key: SessionKey(key),
+            members,
+            params: params.clone(),
+            nccl: None,
+        },
+        shortfall,
+        nccl,
+    })
+}
+
+/// Whether a collective phase goes through NCCL, and with how many GPUs per member.
+fn nccl_plan(
+    phase: &str,
+    transport: CollectiveTransport,
+    members: &[&&Candidate],
+    shortfall: &mut Vec<String>,
+) -> Option<NcclPlan> {
+    let first = members.first()?;
+    let not_gpu: Vec<String> = members
+        .iter()
+        .filter(|c| c.backend != "cuda" || c.devices == 0)
+        .map(|c| format!("{} ({}, {} devices)", c.node, c.backend, c.devices))
+        .collect();
+    match transport {
+        CollectiveTransport::DataPlane => None,
+        CollectiveTransport::Auto if !not_gpu.is_empty() => None,
+        CollectiveTransport::Nccl if !not_gpu.is_empty() => {
+            shortfall.push(format!(
+                "collective phase {phase} asks for NCCL but these members have no GPUs on the cuda backend: {}; its collectives run over the data plane instead",
+                not_gpu.join(", ")
+            ));
+            None
+        }
+        CollectiveTransport::Auto | CollectiveTransport::Nccl => Some(NcclPlan {
+            first: first.node.clone(),
+            gpus: members
+                .iter()
+                .map(|c| u32::try_from(c.devices).unwrap_or(u32::MAX))
+                .collect(),
+            required: transport == CollectiveTransport::Nccl,
+        }),
+    }
+}
+
+/// The NCCL setups waiting for their unique id, by phase id.
+#[derive(Debug, Default)]
+pub(crate) struct NcclWaits {
+    pending: BTreeMap<u32, NcclPlan>,
+}
+
+/// What became of a phase's NCCL setup.
+pub(crate) enum NcclOutcome {
+    /// The id came: the phase goes through NCCL.
+    Ready(NcclSetup),
+    /// No NCCL for this phase: why, and whether the plan required it.
+    Fallback { why: String, required: bool },
+}
+
+impl NcclWaits {
+    pub fn insert(&mut self, phase_id: u32, plan: NcclPlan) {
+        self.pending.insert(phase_id, plan);
+    }
+
+    /// The first member's answer for `phase_id`; `None` when nothing waits for it from `node`.
+    pub fn answer(
+        &mut self,
+        node: &NodeId,
+        phase_id: u32,
+        id: Result<Vec<u8>, String>,
+    ) -> Option<NcclOutcome> {
+        if self.pending.get(&phase_id).is_none_or(|p| &p.first != node) {
+            return None;
+        }
+        let plan = self.pending.remove(&phase_id)?;
+        Some(match id {
+            Ok(unique_id) if unique_id.len() == NcclSetup::ID_LEN => {
+                NcclOutcome::Ready(NcclSetup {
+                    unique_id,
+                    gpus: plan.gpus,
+                })
+            }
+            Ok(other) => NcclOutcome::Fallback {
+                why: format!(
+                    "{node} sent an NCCL unique id of {} bytes instead of {}",
+                    other.len(),
+                    NcclSetup::ID_LEN
+                ),
+                required: plan.required,
+            },
+            Err(e) => NcclOutcome::Fallback {
+                why: format!("{node} could not make an NCCL unique id: {e}"),
+                required: plan.required,
+            },
+        })
+    }
+
+    /// The phase is due to be sent: if its id has not come, it falls back.
+    pub fn due(&mut self, phase_id: u32) -> Option<NcclOutcome> {
+        let plan = self.pending.remove(&phase_id)?;
+        Some(NcclOutcome::Fallback {
+            why: format!(
+                "no NCCL unique id from {} before the phase was sent",
+                plan.first
+            ),
+            required: plan.required,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hallmark_protocol::CollectiveParams;
+
+    fn cand(node: &str, backend: &str, devices: usize, dp: bool) -> Candidate {
+        Candidate {
+            node: NodeId::new(node).unwrap(),
+            rack: "r".into(),
+            devices,
+            conn: 0,
+            clock_known: true,
+            data_plane: dp.then(|| "127.0.0.1:7000".parse().unwrap()),
+            backend: backend.into(),
+        }
+    }
+
+    fn collective(transport: CollectiveTransport) -> FabricParams {
+        FabricParams::Collective(CollectiveParams {
+            transport,
+            ..CollectiveParams::default()
+        })
+    }
+
+    #[test]
+    fn members_are_the_participants_with_a_data_plane_and_each_phase_gets_its_own_key() {
+        let (a, b, c) = (
+            cand("a", "sim", 8, true),
+            cand("b", "sim", 8, false),
+            cand("c", "sim", 8, true),
+        );
+        let p = FabricParams::Latency(Default::default());
+        let one = assign("mesh", &p, &[&a, &b, &c]).unwrap();
+        let two = assign("mesh", &p, &[&a, &b, &c]).unwrap();
+        let names: Vec<_> = one
+            .phase
+            .members
+            .iter()
+            .map(|m| m.node_id.as_str())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(one.shortfall[0].contains("left out of fabric phase mesh: b"));
+        assert_ne!(one.phase.session_key, two.phase.session_key);
+        assert!(one.nccl.is_none());
+        let alone = assign("mesh", &p, &[&a]).unwrap();
+        assert!(alone.shortfall[0].contains("needs at least 2"));
+    }
+
+    #[test]
+    fn collectives_go_through_nccl_when_every_member_has_gpus_on_cuda() {
+        let (a, b) = (cand("a", "cuda", 8, true), cand("b", "cuda", 4, true));
+        let x = assign("ar", &collective(CollectiveTransport::Auto), &[&a, &b]).unwrap();
+        let plan = x.nccl.expect("nccl");
+        assert_eq!(
+            (plan.first.as_str(), plan.gpus.clone(), plan.required),
+            ("a", vec![8, 4], false)
+        );
+        let host = assign("ar", &collective(CollectiveTransport::DataPlane), &[&a, &b]).unwrap();
+        assert!(host.nccl.is_none());
+        let c = cand("c", "cpu", 1, true);
+        let auto = assign("ar", &collective(CollectiveTransport::Auto), &[&a, &c]).unwrap();
+        assert!(auto.nccl.is_none() && auto.shortfall.is_empty());
+        let req = assign("ar", &collective(CollectiveTransport::Nccl), &[&a, &c]).unwrap();
+        assert!(req.nccl.is_none());
+        assert!(
+            req.shortfall[0].contains("c (cpu, 1 devices)"),
+            "{:?}",
+            req.shortfall
+        );
+    }
+
+    #[test]
+    fn the_id_comes_from_the_first_member_or_the_phase_falls_back() {
+        let plan = NcclPlan {
+            first: NodeId::new("a").unwrap(),
+            gpus: vec![8, 8],
+            required: true,
+        };
+        let (a, b) = (NodeId::new("a").unwrap(), NodeId::new("b").unwrap());
+        let mut w = NcclWaits::default();
+        w.insert(3, plan.clone());
+        assert!(
+            w.answer(&b, 3, Ok(vec![0; 128])).is_none(),
+            "only the first member"
+        );
+        match w.answer(&a, 3, Ok(vec![7; 128])) {
+            Some(NcclOutcome::Ready(s)) => assert_eq!((s.unique_id[0], s.world()), (7, 16)),
+            _ => panic!("ready"),
+        }
+        assert!(w.due(3).is_none(), "answered: nothing left to fall back");
+        w.insert(4, plan.clone());
+        match w.answer(&a, 4, Ok(vec![0; 5])) {
+            Some(NcclOutcome::Fallback { why, required }) => {
+                assert!(why.contains("5 bytes") && required)
+            }
+            _ => panic!("fallback"),
+        }
+        w.insert(5, plan);
+        match w.due(5) {
+            Some(NcclOutcome::Fallback { why, .. }) => assert!(why.contains("before the phase")),
+            _ => panic!("fallback"),
+        }
+    }
+}
