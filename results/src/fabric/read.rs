@@ -376,7 +376,7 @@ fn latency_summary(
             .and_then(NsPercentiles::of)
             .map(NsPercentiles::micros),
         nodes,
-        slow_node: slow_node(&worst),
+        slow_node: slow_node(&worst, &pairs),
         worst,
         pairs,
     })
@@ -474,12 +474,17 @@ fn inferred_members(
         .collect()
 }
 
+/// How much slower than the typical pair a node's worst pairs must be for it to be named.
+pub const SLOW_FACTOR: f64 = 2.0;
+
 /// The node that most of the worst pairs share: in at least two of them and at least half, and in
 /// more of them than any other node. Between nodes in equally many, the one whose worst pairs add
 /// up to the higher p99 is named (a node whose inbound path alone is slow is in only the pairs
 /// into it, which on a small mesh the pairs of two healthy nodes can equal in number, never in
-/// time); an exact tie names nobody.
-pub(crate) fn slow_node(worst: &[PairLatency]) -> Option<SlowNode> {
+/// time); an exact tie names nobody. And only when its pairs stand out: their mean p99 at least
+/// [`SLOW_FACTOR`] × the median p99 of the pairs (of `pairs`) that do not involve it, so that the
+/// ordinary spread of a healthy mesh names nobody.
+pub(crate) fn slow_node(worst: &[PairLatency], pairs: &[PairLatency]) -> Option<SlowNode> {
     let mut count: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
     for p in worst {
         let p99 = p.rtt.map_or(f64::INFINITY, |r| r.p99_us);
@@ -500,6 +505,17 @@ pub(crate) fn slow_node(worst: &[PairLatency]) -> Option<SlowNode> {
     let (node, time) = *at_top.first()?;
     let tied = at_top.get(1).is_some_and(|(_, t)| *t == time);
     if tied || top < 2 || top * 2 < worst.len() {
+        return None;
+    }
+    let mut others: Vec<f64> = pairs
+        .iter()
+        .filter(|p| p.src != node && p.dst != node)
+        .filter_map(|p| p.rtt.map(|r| r.p99_us))
+        .collect();
+    others.sort_by(f64::total_cmp);
+    let typical = others.get(others.len() / 2).copied();
+    let stands_out = typical.is_some_and(|t| time / top as f64 >= SLOW_FACTOR * t);
+    if !stands_out {
         return None;
     }
     Some(SlowNode {
@@ -529,6 +545,15 @@ mod tests {
         }
     }
 
+    /// The worst pairs and ordinary pairs of 10 µs between the other nodes.
+    fn with_rest(worst: &[PairLatency]) -> Vec<PairLatency> {
+        let mut all = worst.to_vec();
+        all.push(pair("r1n1", "r1n2", 10.0));
+        all.push(pair("r1n2", "r1n1", 10.0));
+        all.push(pair("r2n1", "r2n2", 10.0));
+        all
+    }
+
     #[test]
     fn the_node_the_worst_pairs_share_is_named() {
         let worst = [
@@ -538,12 +563,25 @@ mod tests {
             pair("r2n2", "r2n1", 20.0),
             pair("r2n1", "r2n4", 10.0),
         ];
-        let s = slow_node(&worst).unwrap();
+        let s = slow_node(&worst, &with_rest(&worst)).unwrap();
         assert_eq!((s.node.as_str(), s.in_worst, s.worst), ("r2n3", 3, 5));
         // A pair and its reverse: both nodes in both pairs, a tie: nobody is named.
-        assert_eq!(slow_node(&[pair("a", "b", 5.0), pair("b", "a", 4.0)]), None);
-        assert_eq!(slow_node(&[pair("a", "b", 5.0)]), None);
-        assert_eq!(slow_node(&[]), None);
+        assert_eq!(
+            slow_node(&[pair("a", "b", 5.0), pair("b", "a", 4.0)], &[]),
+            None
+        );
+        assert_eq!(slow_node(&[pair("a", "b", 5.0)], &[]), None);
+        assert_eq!(slow_node(&[], &[]), None);
+        // The worst pairs of a healthy mesh share a node too, but are not far above the pairs
+        // without it: nobody is named.
+        let healthy: Vec<PairLatency> = worst
+            .iter()
+            .cloned()
+            .chain([pair("r2n2", "r1n1", 60.0), pair("r1n1", "r1n2", 50.0)])
+            .collect();
+        assert_eq!(slow_node(&worst, &healthy), None);
+        // Without pairs to compare with, nobody either.
+        assert_eq!(slow_node(&worst, &worst[..3]), None);
     }
 
     /// Four nodes, only the path into p4 slow: the three pairs into p4 and two healthy pairs that
@@ -557,11 +595,11 @@ mod tests {
             pair("p3", "p1", 90.0),
             pair("p2", "p3", 80.0),
         ];
-        let s = slow_node(&worst).unwrap();
+        let s = slow_node(&worst, &worst).unwrap();
         assert_eq!((s.node.as_str(), s.in_worst, s.worst), ("p4", 3, 5));
         // Equal counts and equal time: nobody.
         let even = [pair("a", "b", 5.0), pair("c", "d", 5.0)];
-        assert_eq!(slow_node(&even), None);
+        assert_eq!(slow_node(&even, &even), None);
     }
 
     /// Worked by hand: an all-reduce of 64 MiB on 4 ranks whose mean times are 10, 12, 11 and
