@@ -1,12 +1,12 @@
 //! [`CudaBackend`] as the probe's phase runner drives it: the [`Backend`] trait (levels, samples,
-//! kernel, power targets, results) and the bounded stop when it is dropped.
+//! kernel, power targets, results, NCCL phases) and the bounded stop when it is dropped.
 
 use super::{CudaBackend, JOIN_WAIT};
 use crate::backend::{
-    check_level, Backend, BackendError, DeviceReading, Kernel, NodeReading, SensorStatus,
+    check_level, Backend, BackendError, DeviceReading, Kernel, NcclJob, NodeReading, SensorStatus,
 };
 use crate::nvml::map;
-use hallmark_protocol::{DeviceInfo, DeviceResult};
+use hallmark_protocol::{DeviceInfo, DeviceResult, FabricReport};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -138,6 +138,32 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
+    /// An `ncclUniqueId` for a phase whose first member this node is (see [`super::nccl`]);
+    /// a clear error where libnccl is missing or older than 2.14.
+    fn nccl_unique_id(&mut self) -> Result<Vec<u8>, BackendError> {
+        self.nccl.unique_id()
+    }
+
+    /// One thread, stream and communicator per GPU (rank `first + i` for GPU `i`), beside the
+    /// burn; returns at once.
+    fn start_nccl(&mut self, job: NcclJob) -> Result<(), BackendError> {
+        if !self.load {
+            return Err(BackendError::Unsupported(
+                "this cuda backend was opened for its sensors only".into(),
+            ));
+        }
+        let ordinals: Vec<usize> = self.gpus.iter().map(|g| g.cuda.ordinal).collect();
+        self.nccl.start(job, &ordinals)
+    }
+
+    fn stop_nccl(&mut self) {
+        self.nccl.stop();
+    }
+
+    fn finish_nccl(&mut self, wait: Duration) -> FabricReport {
+        self.nccl.finish(wait)
+    }
+
     /// Achieved GFLOP/s (GEMMs completed since the previous call over the probe-clock time between
     /// the calls), GB/s of the copies (read + written) where the memory-bandwidth workload ran,
     /// and the wrong elements the checks found. The first call starts counting.
@@ -189,6 +215,7 @@ impl Drop for CudaBackend {
             m.thread().unpark();
         }
         let deadline = Instant::now() + JOIN_WAIT;
+        self.nccl.shutdown(deadline);
         let all_done = |b: &CudaBackend| {
             b.workers.iter().all(|h| h.is_finished())
                 && b.monitor.as_ref().is_none_or(|h| h.is_finished())

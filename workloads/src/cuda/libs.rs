@@ -19,14 +19,19 @@ pub enum Library {
     Nvrtc,
     /// NVML, `libnvidia-ml.so.1` (installed with the NVIDIA driver).
     Nvml,
+    /// NCCL, for collectives between the GPUs (optional: only NCCL phases need it). cudarc
+    /// loads it as `libnccl.so`, the name the development package links, not the run-time
+    /// package's `libnccl.so.2` (see [`super::nccl`]).
+    Nccl,
 }
 
 impl Library {
-    pub const ALL: [Library; 4] = [
+    pub const ALL: [Library; 5] = [
         Library::Driver,
         Library::Cublas,
         Library::Nvrtc,
         Library::Nvml,
+        Library::Nccl,
     ];
 
     /// The file the backend expects on a CUDA 13 host.
@@ -36,6 +41,7 @@ impl Library {
             Library::Cublas => "libcublas.so.13 (and libcublasLt.so.13)",
             Library::Nvrtc => "libnvrtc.so.13",
             Library::Nvml => "libnvidia-ml.so.1",
+            Library::Nccl => "libnccl.so (NCCL 2.14 or newer)",
         }
     }
 
@@ -44,15 +50,17 @@ impl Library {
         match self {
             Library::Driver | Library::Nvml => "the NVIDIA driver (580 or newer)",
             Library::Cublas | Library::Nvrtc => "the CUDA 13 toolkit's run-time libraries",
+            Library::Nccl => "NCCL's development package (libnccl-dev or nccl-devel), or a link named libnccl.so to the run-time package's libnccl.so.2",
         }
     }
 
-    /// The base name cudarc tries in its candidate list (`cuda`, `cublas`, `nvrtc`).
+    /// The base name cudarc tries in its candidate list (`cuda`, `cublas`, `nvrtc`, `nccl`).
     fn cudarc_name(self) -> Option<&'static str> {
         match self {
             Library::Driver => Some("cuda"),
             Library::Cublas => Some("cublas"),
             Library::Nvrtc => Some("nvrtc"),
+            Library::Nccl => Some("nccl"),
             Library::Nvml => None,
         }
     }
@@ -75,7 +83,8 @@ impl fmt::Display for Library {
     }
 }
 
-/// Whether the CUDA library `lib` can be loaded here (NVML is checked by initialising it).
+/// Whether the CUDA library `lib` can be loaded here (NVML is checked by initialising it), by the
+/// names cudarc tries.
 pub fn cuda_library_present(lib: Library) -> bool {
     // cudarc's own checks: they only try to open the candidates. A panic in there (there is none
     // in 0.19) is taken as absence rather than allowed to take the process down.
@@ -86,6 +95,7 @@ pub fn cuda_library_present(lib: Library) -> bool {
                 Library::Driver => cudarc::driver::sys::is_culib_present(),
                 Library::Cublas => cudarc::cublas::sys::is_culib_present(),
                 Library::Nvrtc => cudarc::nvrtc::sys::is_culib_present(),
+                Library::Nccl => cudarc::nccl::sys::is_culib_present(),
                 Library::Nvml => false,
             }
         }

@@ -12,6 +12,8 @@
 //!   [`Kernel::MemoryBandwidth`], device-to-device copies.
 //! * A control thread ([`monitor`]) runs the PI power controllers ([`control`]) at 25 Hz and counts
 //!   XID errors.
+//! * Collective phases through NCCL ([`nccl`]): a thread, stream and communicator per GPU beside
+//!   the burn, one rank per GPU across the phase's members.
 //!
 //! The level set by [`crate::Backend::set_level`] is the ceiling of the duty: with a power target the
 //! controller chooses the duty below it, and a level of 0 stops the device whatever the target.
@@ -25,6 +27,7 @@ pub mod duty;
 pub mod kernels;
 pub mod libs;
 pub mod monitor;
+pub mod nccl;
 pub mod sizing;
 pub mod worker;
 
@@ -130,6 +133,8 @@ pub struct CudaBackend {
     sensors: Vec<SensorStatus>,
     load: bool,
     dtype: Dtype,
+    /// Collective phases through NCCL ([`nccl`]).
+    nccl: nccl::NcclState,
 }
 
 impl CudaBackend {
@@ -202,6 +207,7 @@ impl CudaBackend {
             sensors: Vec::new(),
             load,
             dtype: cfg.dtype,
+            nccl: nccl::NcclState::default(),
         };
         if let Some(ptx) = ptx {
             for (g, index) in backend.gpus.iter().zip(0u16..) {

@@ -42,7 +42,8 @@ mod link;
 mod mesh;
 mod ring;
 mod sweep;
-mod verify;
+/// Shapes, the input pattern and the exact check (also used by the cuda backend's NCCL sweep).
+pub(crate) mod verify;
 mod xfer;
 
 #[cfg(test)]
