@@ -9,19 +9,24 @@
 #   4. torch.matmul bf16 on GPU 0 at the bench's matrix order for STEADY_S seconds, where
 #      `python3 -c 'import torch'` works (the reference TFLOP/s);
 #   5. the steady burn: bench gemm bf16 at full load for STEADY_S seconds (all GPUs);
-#   6. the memory-bandwidth kernel for MEMBW_S seconds (0 skips it).
+#   6. the memory-bandwidth kernel for MEMBW_S seconds (0 skips it);
+#   7. collectives through NCCL between this node's GPUs (one rank per GPU) for NCCL_S seconds (0
+#      skips it): a coordinator (`hallmark run --listen 127.0.0.1`) and one cuda probe as separate
+#      processes with throw-away certificates, a plan of one collective phase with
+#      transport = "nccl", 8 B to 64 MiB; where only libnccl.so.2 exists, a libnccl.so link to it
+#      in the results directory is put on LD_LIBRARY_PATH (cudarc looks for libnccl.so).
 # and prints what each showed, then a summary table LAST: metric, value, goal, ok?
 #   - TFLOP/s of GPU 0 ≥ 0.97 × torch bf16 TFLOP/s;
 #   - mean power ≥ 0.98 × the enforced power limit over the steady burn (every GPU);
 #   - no HW_POWER_BRAKE throttle bit in either burn;
-#   - 0 wrong elements in either burn.
+#   - 0 wrong elements in either burn and in the NCCL collectives.
 # Exit status: 0 when every goal that could be measured is met, 1 otherwise, 2 when a step failed.
 #
 # It only reads the GPUs: it never changes clocks, power limits, persistence or compute modes, and
 # never resets a GPU.
 #
 # Environment: HALLMARK (binary), STEADY_S (default 60), SQUARE_S (20), PERIOD_MS (50),
-# MEMBW_S (10), GPU_CHECK_DIR (where the JSON results are kept; default a new temporary directory).
+# MEMBW_S (10), NCCL_S (30), GPU_CHECK_DIR (where the JSON results are kept; default a new temporary directory).
 
 set -euo pipefail
 
@@ -30,6 +35,7 @@ STEADY_S="${STEADY_S:-60}"
 SQUARE_S="${SQUARE_S:-20}"
 PERIOD_MS="${PERIOD_MS:-50}"
 MEMBW_S="${MEMBW_S:-10}"
+NCCL_S="${NCCL_S:-30}"
 DIR="${GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}"
 mkdir -p "$DIR"
 
@@ -182,6 +188,59 @@ if [[ "$MEMBW_S" != "0" ]]; then
     show_bench membw || echo "(could not read the memory-bandwidth result)"
 fi
 
+if [[ "$NCCL_S" != "0" ]]; then
+    say "collectives through NCCL between this node's GPUs: ${NCCL_S} s"
+    nccl_dir="$DIR/nccl"
+    mkdir -p "$nccl_dir/lib"
+    # cudarc 0.19 opens libnccl.so (or .so.1x); the runtime package ships libnccl.so.2.
+    if ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so '; then
+        so2=$(ldconfig -p 2>/dev/null | awk '/libnccl\.so\.2 /{print $NF; exit}')
+        if [[ -n "$so2" ]]; then
+            ln -sf "$so2" "$nccl_dir/lib/libnccl.so"
+            echo "(linked $nccl_dir/lib/libnccl.so -> $so2)"
+        fi
+    fi
+    port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$HALLMARK" certs init --out "$nccl_dir/pki" >"$nccl_dir/certs.log" 2>&1
+    "$HALLMARK" certs issue --ca "$nccl_dir/pki" --node gpu-check-node --out "$nccl_dir/pki/nodes" \
+        >>"$nccl_dir/certs.log" 2>&1
+    printf '%s\n' 'name = "gpu-check-nccl"' 'sample_hz = 2.0' '[expect]' 'nodes = 1' 'timeout_s = 60' \
+        '[[phase]]' 'name = "nccl"' \
+        'workload = { kind = "collective", min_size = "8B", max_size = "64MiB", transport = "nccl" }' \
+        "duration_s = $NCCL_S" >"$nccl_dir/plan.toml"
+    # One member: its probe's GPUs are all the ranks (the run is INCOMPLETE by design, since a
+    # fabric phase wants two members; the NCCL numbers are what this step is for).
+    "$HALLMARK" run "$nccl_dir/plan.toml" --listen "127.0.0.1:$port" --ca "$nccl_dir/pki/ca.pem" \
+        --cert "$nccl_dir/pki/coordinator.pem" --key "$nccl_dir/pki/coordinator-key.pem" \
+        --results "$nccl_dir/results" --json >"$DIR/nccl.json" 2>"$nccl_dir/run.log" &
+    run_pid=$!
+    LD_LIBRARY_PATH="$nccl_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$HALLMARK" probe \
+        --coordinator "127.0.0.1:$port" --ca "$nccl_dir/pki/ca.pem" \
+        --cert "$nccl_dir/pki/nodes/gpu-check-node.pem" \
+        --key "$nccl_dir/pki/nodes/gpu-check-node-key.pem" \
+        --node gpu-check-node --rack gpu-check --backend cuda 2>"$nccl_dir/probe.log" &
+    probe_pid=$!
+    # Bounded: the phase, the registration wait and slack.
+    for _ in $(seq 1 $((NCCL_S + 90))); do
+        kill -0 "$run_pid" 2>/dev/null || break
+        sleep 1
+    done
+    kill "$run_pid" 2>/dev/null || true
+    wait "$run_pid" 2>/dev/null || true
+    kill "$probe_pid" 2>/dev/null || true
+    wait "$probe_pid" 2>/dev/null || true
+    python3 - "$DIR/nccl.json" <<'PY' || echo "(no NCCL result; see $nccl_dir/run.log and probe.log)"
+import json, sys
+v = json.load(open(sys.argv[1]))
+for p in v.get("fabric", []):
+    for c in p["collectives"]:
+        print(f"  {c['op']:>14} {c['size_bytes']:>10} B  {c['algorithm']:>5}  world {c['ranks']}  "
+              f"{c['time_us']:>10.1f} µs  busbw {c['busbw_gb_s']:.2f} GB/s  wrong {c['wrong_elements']}")
+    for f in p["faults"]:
+        print(f"  fault on {f['node']}: {f['message']}")
+PY
+fi
+
 say "summary"
 set +e
 python3 - "$DIR" "$TORCH" "$(rc_of square)" "$(rc_of steady)" <<'PY'
@@ -255,6 +314,18 @@ row("wrong elements (steady + square)", str(wrong), "0", (wrong == 0) if runs el
 if membw:
     row("memory bandwidth (copies, all GPUs)", f"{membw['mem_bandwidth_gbps'] or 0:.0f} GB/s", "",
         None)
+nccl = load("nccl")
+if nccl is not None:
+    rows_n = [c for p in nccl.get("fabric", []) for c in p["collectives"]]
+    ar = [c for c in rows_n if c["op"] == "all-reduce" and c["algorithm"] == "nccl"]
+    if ar:
+        big = max(ar, key=lambda c: c["size_bytes"])
+        row(f"NCCL all-reduce {big['size_bytes'] >> 20} MiB, {big['ranks']} GPU(s)",
+            f"busbw {big['busbw_gb_s']:.1f} GB/s", "", None)
+    else:
+        row("NCCL all-reduce", "no NCCL result (fell back or failed)", "runs", False)
+    wrong_n = sum(c["wrong_elements"] for c in rows_n)
+    row("wrong elements (NCCL collectives)", str(wrong_n), "0", wrong_n == 0 if rows_n else None)
 
 w = [max(len(str(r[i])) for r in rows + [("metric", "value", "goal", "ok?")]) for i in range(4)]
 print("  ".join(h.ljust(w[i]) for i, h in enumerate(("metric", "value", "goal", "ok?"))).rstrip())
