@@ -166,3 +166,45 @@ fn a_plan_with_fabric_phases_runs_on_the_simulated_hall_and_is_certified() {
 fn example(file: &str) -> String {
     format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))
 }
+
+#[test]
+fn bad_fabric_arguments_are_refused_with_what_to_give() {
+    let out = run(&["bench", "latency", "--probes", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--probes 1: give 2 to 64"), "{err}");
+    let out = run(&["bench", "collective", "--op", "all-reduse"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected one of all-reduce"), "{err}");
+    let out = run(&["bench", "collective", "--size", "64 furlongs"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--size 64 furlongs: give a size"), "{err}");
+
+    let dir = tempdir("fabric-args");
+    init_certs(&dir, &["n1"]);
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let out = run(&[
+        "probe",
+        "--coordinator",
+        "127.0.0.1:9",
+        "--ca",
+        &path("ca.pem"),
+        "--cert",
+        &path("nodes/n1.pem"),
+        "--key",
+        &path("nodes/n1-key.pem"),
+        "--node",
+        "n1",
+        "--rack",
+        "r1",
+        "--data-announce",
+        "not-an-address",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data-announce not-an-address: give an IP address"),
+        "{err}"
+    );
+}
