@@ -332,28 +332,3 @@ fn garbage_is_not_a_histogram() {
         Err(LatencyError::TooLarge { .. })
     ));
 }
-
-/// Not run by default (`--ignored`): two members on loopback for 2 s, printing the round-trip p50
-/// and p99 and their halves, which is what sockperf's ping-pong mode reports as latency.
-#[test]
-#[ignore]
-fn loopback_round_trip_for_comparison_with_sockperf() {
-    let dps = planes(2);
-    let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let phase = phase_of(&addrs, &key());
-    let w = window(Duration::from_secs(2));
-    let stop = AtomicBool::new(false);
-    let members: Vec<_> = dps
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d, i, &phase))
-        .collect();
-    let reports = run_members(&members, &w, &stop);
-    let (p50, p99) = check_clean(&reports, &[0, 1]);
-    println!(
-        "2 members, loopback, 64-byte packets: round trip p50 {p50} ns, p99 {p99} ns; \
-         one way (sockperf's measure) p50 {} ns, p99 {} ns",
-        p50 / 2,
-        p99 / 2
-    );
-}
