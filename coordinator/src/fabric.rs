@@ -13,7 +13,8 @@
 
 use crate::machine::ConnId;
 use hallmark_protocol::{
-    CollectiveTransport, FabricMember, FabricParams, FabricPhase, NcclSetup, NodeId, SessionKey,
+    CollectiveTransport, CoordinatorMessage, FabricMember, FabricParams, FabricPhase, NcclSetup,
+    NodeId, PhaseStart, SessionKey,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -206,6 +207,21 @@ impl NcclWaits {
     }
 }
 
+/// A phase's order for one participant. Only a fabric phase's members get its members, key and
+/// parameters: a participant left out of it (no data plane) must not hold the phase's key, and runs
+/// the phase's device pattern alone.
+pub(crate) fn order_for(start: &PhaseStart, node: &NodeId) -> CoordinatorMessage {
+    let mut order = start.clone();
+    if order
+        .fabric
+        .as_ref()
+        .is_some_and(|f| f.rank_of(node).is_none())
+    {
+        order.fabric = None;
+    }
+    CoordinatorMessage::PhaseStart(order)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +268,32 @@ mod tests {
         assert!(one.nccl.is_none());
         let alone = assign("mesh", &p, &[&a]).unwrap();
         assert!(alone.shortfall[0].contains("needs at least 2"));
+    }
+
+    #[test]
+    fn only_members_get_the_phase_key() {
+        let (a, b) = (cand("a", "sim", 8, true), cand("b", "sim", 8, false));
+        let c = cand("c", "sim", 8, true);
+        let p = FabricParams::Latency(Default::default());
+        let fabric = assign("mesh", &p, &[&a, &b, &c]).unwrap().phase;
+        let start = PhaseStart {
+            phase_id: 0,
+            name: "mesh".into(),
+            workload: hallmark_protocol::Workload::Latency,
+            pattern: hallmark_protocol::pattern::Pattern::Steady { level: 0.0 },
+            start_at_ns: 0,
+            duration_ms: 1000,
+            sample_hz: 1.0,
+            fabric: Some(fabric.clone()),
+            target_power_w: None,
+        };
+        let fabric_of = |node: &Candidate| match order_for(&start, &node.node) {
+            CoordinatorMessage::PhaseStart(p) => p.fabric,
+            _ => None,
+        };
+        assert_eq!(fabric_of(&a), Some(fabric.clone()));
+        assert_eq!(fabric_of(&c), Some(fabric));
+        assert_eq!(fabric_of(&b), None, "b has no data plane: no key");
     }
 
     #[test]

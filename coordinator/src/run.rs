@@ -7,7 +7,7 @@
 //! and starts it through its own clock offset at the same coordinator instant. During a run every
 //! participant gets a Heartbeat every [`HEARTBEAT_NS`], which feeds its dead-man interlock.
 
-use crate::fabric::{assign, Candidate, NcclOutcome, NcclWaits};
+use crate::fabric::{assign, order_for, Candidate, NcclOutcome, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
 use hallmark_protocol::plan::Plan;
 use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
@@ -315,10 +315,9 @@ impl Run {
             let Some(p) = self.phases.get(*sent) else {
                 break;
             };
-            for part in self.participants.values() {
+            for (node, part) in &self.participants {
                 if let Some(conn) = part.conn {
-                    out.transmits
-                        .push_back((conn, CoordinatorMessage::PhaseStart(p.start.clone())));
+                    out.transmits.push_back((conn, order_for(&p.start, node)));
                 }
             }
             *sent += 1;
@@ -446,8 +445,7 @@ impl Run {
         for ph in self.phases.iter().take(sent) {
             let end = ph.start.start_at_ns + ph.start.duration_ms as i64 * 1_000_000;
             if end > now {
-                out.transmits
-                    .push_back((conn, CoordinatorMessage::PhaseStart(ph.start.clone())));
+                out.transmits.push_back((conn, order_for(&ph.start, node)));
             }
         }
     }
