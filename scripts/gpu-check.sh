@@ -13,9 +13,12 @@
 #   7. collectives through NCCL between this node's GPUs (one rank per GPU) for NCCL_S seconds (0
 #      skips it): a coordinator (`hallmark run --listen 127.0.0.1`) and one cuda probe as separate
 #      processes with throw-away certificates, a plan of one collective phase with
-#      transport = "nccl", 8 B to 64 MiB; where only libnccl.so.2 exists, a libnccl.so link to it
-#      in the results directory is put on LD_LIBRARY_PATH (cudarc looks for libnccl.so).
+#      transport = "nccl", 8 B to 64 MiB;
 # and prints what each showed, then a summary table LAST: metric, value, goal, ok?
+# Libraries: where cuBLAS, NVRTC or NCCL are not installed system-wide, the directories of the
+# Python wheels that hold them (nvidia-cublas, nvidia-cuda-nvrtc, nvidia-nccl, as PyTorch
+# installs them) are put on LD_LIBRARY_PATH; where only libnccl.so.2 exists, a libnccl.so link to
+# it in the results directory is too (cudarc looks for libnccl.so).
 #   - TFLOP/s of GPU 0 ≥ 0.97 × torch bf16 TFLOP/s;
 #   - mean power ≥ 0.98 × the enforced power limit over the steady burn (every GPU);
 #   - no HW_POWER_BRAKE throttle bit in either burn;
@@ -27,6 +30,7 @@
 #
 # Environment: HALLMARK (binary), STEADY_S (default 60), SQUARE_S (20), PERIOD_MS (50),
 # MEMBW_S (10), NCCL_S (30), GPU_CHECK_DIR (where the JSON results are kept; default a new temporary directory).
+# Every step is bounded in time (`timeout`, where it exists): a hung step is reported, not waited for.
 
 set -euo pipefail
 
@@ -51,20 +55,136 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 echo "gpu-check: $("$HALLMARK" --version), results in $DIR"
 
-# Runs hallmark with its arguments, JSON to $DIR/$1.json, stderr to $DIR/$1.log; never aborts the
-# script: the exit status is left in $DIR/$1.rc.
-run_json() {
-    local name="$1"
+# Background processes of the NCCL step, ended however the script ends (silently: the summary
+# table stays the last output).
+BG_PIDS=()
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+cleanup() {
+    local pid
+    for pid in "${BG_PIDS[@]:-}"; do
+        [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null
+    done
+    return 0
+}
+trap cleanup EXIT
+
+# Runs a command for at most $1 seconds where `timeout` exists (status 124 when it ran out).
+bounded() {
+    local limit="$1"
     shift
+    if command -v timeout >/dev/null 2>&1; then
+        timeout --kill-after=10 "$limit" "$@"
+    else
+        "$@"
+    fi
+}
+
+# The loader's cache, read once (no pipeline: under `set -o pipefail` an early-closing reader
+# would fail the script).
+LDCACHE="$( (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null || true)"
+
+# Whether the loader finds library file $1: in its cache or a directory of LD_LIBRARY_PATH.
+findable() {
+    local d
+    if grep -qF -- "$1 (" <<<"$LDCACHE"; then
+        return 0
+    fi
+    local IFS=:
+    for d in ${LD_LIBRARY_PATH:-}; do
+        if [[ -n "$d" && -e "$d/$1" ]]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+# The lib directories of the `nvidia` Python wheels (nvidia-cublas, -cuda-nvrtc, -nccl, ...).
+wheel_lib_dirs() {
+    python3 - 2>/dev/null <<'PY' || true
+import os
+try:
+    import nvidia
+except Exception:
+    raise SystemExit(0)
+for base in list(getattr(nvidia, "__path__", [])):
+    try:
+        subs = sorted(os.listdir(base))
+    except OSError:
+        continue
+    for sub in subs:
+        lib = os.path.join(base, sub, "lib")
+        if os.path.isdir(lib):
+            print(lib)
+PY
+}
+
+add_lib_dir() {
+    case ":${LD_LIBRARY_PATH:-}:" in
+    *":$1:"*) ;;
+    *) export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$1" ;;
+    esac
+}
+
+# Makes one of the library files $@ findable, the first named first: as it is, or from a wheel's
+# directory.
+provide() {
+    local n d
+    for n in "$@"; do
+        if findable "$n"; then
+            return 0
+        fi
+        for d in $(wheel_lib_dirs); do
+            if [[ -e "$d/$n" ]]; then
+                add_lib_dir "$d"
+                echo "(using $d/$n from a Python wheel)"
+                return 0
+            fi
+        done
+    done
+    echo "(none of $* found; the backend will say what is missing)"
+    return 0
+}
+
+provide libcublas.so.13 libcublas.so.12 libcublas.so
+provide libnvrtc.so.13 libnvrtc.so.12 libnvrtc.so
+# cudarc 0.19 opens libnccl.so (or .so.1x); the run-time package and the wheels ship libnccl.so.2.
+if ! findable libnccl.so; then
+    so2="$(awk '/libnccl\.so\.2 /{ if (!f) print $NF; f = 1 }' <<<"$LDCACHE")"
+    if [[ -z "$so2" ]]; then
+        ldp="${LD_LIBRARY_PATH:-}"
+        for d in ${ldp//:/ } $(wheel_lib_dirs); do
+            if [[ -e "$d/libnccl.so.2" ]]; then
+                so2="$d/libnccl.so.2"
+                break
+            fi
+        done
+    fi
+    if [[ -n "$so2" ]]; then
+        mkdir -p "$DIR/lib"
+        ln -sf "$so2" "$DIR/lib/libnccl.so"
+        add_lib_dir "$DIR/lib"
+        echo "(linked $DIR/lib/libnccl.so -> $so2)"
+    fi
+fi
+
+# Runs hallmark for at most $2 seconds with the other arguments, JSON to $DIR/$1.json, stderr to
+# $DIR/$1.log; never aborts the script: the exit status is left in $DIR/$1.rc.
+run_json() {
+    local name="$1" limit="$2"
+    shift 2
     local rc=0
-    "$HALLMARK" "$@" >"$DIR/$name.json" 2>"$DIR/$name.log" || rc=$?
+    bounded "$limit" "$HALLMARK" "$@" >"$DIR/$name.json" 2>"$DIR/$name.log" || rc=$?
     echo "$rc" >"$DIR/$name.rc"
     if [[ "$rc" -ne 0 ]]; then
-        echo "hallmark $* exited $rc:"
+        echo "hallmark $* exited $rc$([[ "$rc" -eq 124 ]] && echo " (ran past ${limit} s)"):"
         tail -n 20 "$DIR/$name.log"
     fi
     return 0
 }
+
+# Time a bench may take beyond its --seconds: starting the backend (allocating most of the GPU
+# memory, timing the GEMMs) and stopping it.
+START_S=150
 
 rc_of() { cat "$DIR/$1.rc" 2>/dev/null || echo 99; }
 
@@ -76,7 +196,7 @@ else
 fi
 
 say "probe --list-devices --backend cuda --json"
-run_json list probe --list-devices --backend cuda --json
+run_json list 120 probe --list-devices --backend cuda --json
 if [[ "$(rc_of list)" -ne 0 ]]; then
     echo "error: the cuda backend does not start here (exit $(rc_of list)); nothing more to check" >&2
     exit 2
@@ -105,7 +225,7 @@ PY
 then :; else echo "(could not read the device list)"; fi
 
 say "bench gemm bf16, square wave: ${SQUARE_S} s, period ${PERIOD_MS} ms"
-run_json square bench gemm --backend cuda --dtype bf16 --seconds "$SQUARE_S" \
+run_json square $((SQUARE_S + START_S)) bench gemm --backend cuda --dtype bf16 --seconds "$SQUARE_S" \
     --pattern square --period-ms "$PERIOD_MS" --json
 
 # Prints one bench result; the matrix order of GPU 0 goes to $DIR/$1.order.
@@ -142,10 +262,10 @@ show_bench square || echo "(could not read the square-wave result)"
 
 ORDER="$(cat "$DIR/square.order" 2>/dev/null || echo 8192)"
 TORCH="no"
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+if bounded 120 python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
     TORCH="yes"
     say "torch.matmul bf16 on GPU 0: n=${ORDER}, ${STEADY_S} s"
-    python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
+    bounded $((STEADY_S + 120)) python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
 import json, sys, time
 import torch
 n, seconds = int(sys.argv[1]), float(sys.argv[2])
@@ -179,31 +299,44 @@ else
 fi
 
 say "bench gemm bf16, steady: ${STEADY_S} s"
-run_json steady bench gemm --backend cuda --dtype bf16 --seconds "$STEADY_S" --json
+run_json steady $((STEADY_S + START_S)) bench gemm --backend cuda --dtype bf16 --seconds "$STEADY_S" --json
 show_bench steady || echo "(could not read the steady result)"
 
 if [[ "$MEMBW_S" != "0" ]]; then
     say "bench gemm --kernel memory-bandwidth: ${MEMBW_S} s"
-    run_json membw bench gemm --backend cuda --kernel memory-bandwidth --seconds "$MEMBW_S" --json
+    run_json membw $((MEMBW_S + START_S)) bench gemm --backend cuda --kernel memory-bandwidth \
+        --seconds "$MEMBW_S" --json
     show_bench membw || echo "(could not read the memory-bandwidth result)"
 fi
 
-if [[ "$NCCL_S" != "0" ]]; then
-    say "collectives through NCCL between this node's GPUs: ${NCCL_S} s"
-    nccl_dir="$DIR/nccl"
-    mkdir -p "$nccl_dir/lib"
-    # cudarc 0.19 opens libnccl.so (or .so.1x); the runtime package ships libnccl.so.2.
-    if ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so '; then
-        so2=$(ldconfig -p 2>/dev/null | awk '/libnccl\.so\.2 /{print $NF; exit}')
-        if [[ -n "$so2" ]]; then
-            ln -sf "$so2" "$nccl_dir/lib/libnccl.so"
-            echo "(linked $nccl_dir/lib/libnccl.so -> $so2)"
-        fi
+# Ends process $1: SIGTERM, then SIGKILL if it has not ended after 30 s.
+stop_pid() {
+    local pid="$1"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# The NCCL step; returns early (the summary then says there is no NCCL result) when a part of it
+# cannot start.
+nccl_step() {
+    local nccl_dir="$DIR/nccl" port run_pid probe_pid
+    mkdir -p "$nccl_dir"
+    port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || {
+        echo "(no free UDP port for the coordinator)"
+        return 0
+    }
+    if ! "$HALLMARK" certs init --out "$nccl_dir/pki" >"$nccl_dir/certs.log" 2>&1 ||
+        ! "$HALLMARK" certs issue --ca "$nccl_dir/pki" --node gpu-check-node \
+            --out "$nccl_dir/pki/nodes" >>"$nccl_dir/certs.log" 2>&1; then
+        echo "(the throw-away certificates could not be made:)"
+        tail -n 5 "$nccl_dir/certs.log"
+        return 0
     fi
-    port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "$HALLMARK" certs init --out "$nccl_dir/pki" >"$nccl_dir/certs.log" 2>&1
-    "$HALLMARK" certs issue --ca "$nccl_dir/pki" --node gpu-check-node --out "$nccl_dir/pki/nodes" \
-        >>"$nccl_dir/certs.log" 2>&1
     printf '%s\n' 'name = "gpu-check-nccl"' 'sample_hz = 2.0' '[expect]' 'nodes = 1' 'timeout_s = 60' \
         '[[phase]]' 'name = "nccl"' \
         'workload = { kind = "collective", min_size = "8B", max_size = "64MiB", transport = "nccl" }' \
@@ -214,21 +347,21 @@ if [[ "$NCCL_S" != "0" ]]; then
         --cert "$nccl_dir/pki/coordinator.pem" --key "$nccl_dir/pki/coordinator-key.pem" \
         --results "$nccl_dir/results" --json >"$DIR/nccl.json" 2>"$nccl_dir/run.log" &
     run_pid=$!
-    LD_LIBRARY_PATH="$nccl_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$HALLMARK" probe \
+    BG_PIDS+=("$run_pid")
+    "$HALLMARK" probe \
         --coordinator "127.0.0.1:$port" --ca "$nccl_dir/pki/ca.pem" \
         --cert "$nccl_dir/pki/nodes/gpu-check-node.pem" \
         --key "$nccl_dir/pki/nodes/gpu-check-node-key.pem" \
         --node gpu-check-node --rack gpu-check --backend cuda 2>"$nccl_dir/probe.log" &
     probe_pid=$!
-    # Bounded: the phase, the registration wait and slack.
+    BG_PIDS+=("$probe_pid")
+    # Bounded: the registration wait (the probe's backend starts first), the phase and slack.
     for _ in $(seq 1 $((NCCL_S + 90))); do
         kill -0 "$run_pid" 2>/dev/null || break
         sleep 1
     done
-    kill "$run_pid" 2>/dev/null || true
-    wait "$run_pid" 2>/dev/null || true
-    kill "$probe_pid" 2>/dev/null || true
-    wait "$probe_pid" 2>/dev/null || true
+    stop_pid "$run_pid"
+    stop_pid "$probe_pid"
     python3 - "$DIR/nccl.json" <<'PY' || echo "(no NCCL result; see $nccl_dir/run.log and probe.log)"
 import json, sys
 v = json.load(open(sys.argv[1]))
@@ -239,6 +372,12 @@ for p in v.get("fabric", []):
     for f in p["faults"]:
         print(f"  fault on {f['node']}: {f['message']}")
 PY
+    return 0
+}
+
+if [[ "$NCCL_S" != "0" ]]; then
+    say "collectives through NCCL between this node's GPUs: ${NCCL_S} s"
+    nccl_step
 fi
 
 say "summary"

@@ -19,6 +19,10 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// How long the devices get, after the load stops, to finish what is in flight and report their
+/// last result checks.
+const DRAIN: Duration = Duration::from_millis(50);
+
 /// Exit code when a result check found wrong elements.
 pub const EXIT_WRONG_ELEMENTS: u8 = 5;
 
@@ -316,7 +320,12 @@ fn gemm(a: GemmArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
     }
+    // The load stops first and the devices get a moment to finish what is in flight and hand over
+    // their last result checks (a GPU worker reads its wrong-element counter when it goes idle); the
+    // rate is still taken over the loaded time, up to `ended`.
     let ended = Instant::now();
+    let _ = set_all(backend, 0.0);
+    std::thread::sleep(DRAIN);
     let results = backend.take_results(ns(ended));
     backend.stop_all();
     if let Some(f) = failure {

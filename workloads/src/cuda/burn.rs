@@ -2,7 +2,7 @@
 //! matrices and copy buffers, and the duty-cycled loop that runs them. Everything here runs on
 //! the worker's thread, on its one stream.
 
-use super::duty::{Slicer, SLICE};
+use super::duty::{ends_slice_early, Slicer, SLICE};
 use super::kernels;
 use super::sizing::{gemm_flop, plan_buffers, shrink_order, usable_extra, BufferPlan};
 use super::worker::{random_inputs, DeviceShared, Elem, Prepared, WorkerConfig, WorkerState};
@@ -63,9 +63,25 @@ impl Engine {
             .result()
             .map_err(err("enabling TF32 tensor-core math"))?;
         }
-        let module = ctx
-            .load_module(ptx)
-            .map_err(err("loading the compare kernel"))?;
+        let module = match ctx.load_module(ptx) {
+            Ok(m) => m,
+            Err(e) => {
+                // The PTX is newer than this driver can compile (an NVRTC from a later CUDA 13
+                // release than the driver): machine code for this GPU loads all the same.
+                let (major, minor) = ctx
+                    .compute_capability()
+                    .map_err(err("reading the compute capability"))?;
+                let cubin = super::discover::compile_compare_cubin(major, minor).map_err(|c| {
+                    format!("loading the compare kernel: {e}; compiling it for this GPU: {c}")
+                })?;
+                tracing::info!(
+                    "the driver could not load the compare kernel's PTX ({e}); using machine \
+                     code for sm_{major}{minor}"
+                );
+                ctx.load_module(Ptx::from_binary(cubin))
+                    .map_err(err("loading the compare kernel's machine code"))?
+            }
+        };
         let compare = module
             .load_function(cfg.dtype.compare_kernel())
             .map_err(err("finding the compare kernel"))?;
@@ -381,6 +397,9 @@ where
         let mut inflight: Option<Inflight> = None;
         let mut last_done: Option<Instant> = None;
         let mut last_read = Instant::now();
+        // Work was enqueued since the counter was last read: an idle worker reads it once, not
+        // every park (a copy every 50 ms would keep an idle GPU from idling).
+        let mut unread = false;
         while !stop.load(Ordering::Relaxed) {
             let kernel = shared.kernel();
             let duty = if kernel == Kernel::MemoryBandwidth && self.copy.is_none() {
@@ -391,8 +410,11 @@ where
             let k = slot(kernel);
             if duty <= 0.0 {
                 self.drain(&mut inflight, shared)?;
-                self.publish_wrong(shared)?;
-                last_read = Instant::now();
+                if unread {
+                    self.publish_wrong(shared)?;
+                    unread = false;
+                    last_read = Instant::now();
+                }
                 last_done = None;
                 for s in &mut slicers {
                     s.reset();
@@ -406,6 +428,7 @@ where
                 for _ in 0..units {
                     self.unit(kernel)?;
                 }
+                unread = true;
                 let event = self
                     .engine
                     .stream
@@ -429,6 +452,7 @@ where
                 if last_read.elapsed() >= READ_EVERY {
                     self.drain(&mut inflight, shared)?;
                     self.publish_wrong(shared)?;
+                    unread = false;
                     last_read = Instant::now();
                     last_done = None;
                 }
@@ -445,12 +469,17 @@ where
             if plan.units > 0 {
                 self.engine.sync()?;
                 self.account(shared, kernel, plan.units);
+                unread = true;
             }
             slicers[k].done(duty, plan, start.elapsed());
             if last_read.elapsed() >= READ_EVERY {
                 self.publish_wrong(shared)?;
+                unread = false;
                 last_read = Instant::now();
             }
+            // Idle to the slice's end. Only a stop or another kernel ends it early: the power
+            // controller changes the duty 25 times a second (and wakes the worker), and cutting
+            // the idle part short each time would add busy time the slicer does not count.
             let deadline = start + SLICE;
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
@@ -458,7 +487,7 @@ where
                     break;
                 }
                 thread::park_timeout(deadline - now);
-                if shared.duty() != duty || shared.kernel() != kernel {
+                if ends_slice_early(shared.duty()) || shared.kernel() != kernel {
                     break;
                 }
             }

@@ -162,16 +162,80 @@ pub(super) fn select(
     Ok(out)
 }
 
-/// Compiles the compare kernels with NVRTC.
+/// The NVRTC option that compiles machine code for compute capability `major.minor`
+/// (`--gpu-architecture=sm_90` on an H100/H200).
+pub fn sass_arch_option(major: i32, minor: i32) -> String {
+    format!("--gpu-architecture=sm_{major}{minor}")
+}
+
+/// Compiles the compare kernels to machine code (a cubin) for compute capability `major.minor`.
+/// The fallback where the driver cannot load the PTX of [`compile_compare_kernel`]: an NVRTC of a
+/// newer CUDA 13 release than the driver writes a PTX version the driver cannot JIT-compile, but
+/// its machine code runs. NVRTC must be present; a panic in it (a missing symbol) is an error.
+pub(super) fn compile_compare_cubin(major: i32, minor: i32) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result, sys};
+    let arch = sass_arch_option(major, minor);
+    let compile = || -> Result<Vec<u8>, String> {
+        let src = std::ffi::CString::new(kernels::COMPARE_SRC)
+            .map_err(|_| "the compare kernel's source holds a NUL byte".to_string())?;
+        let prog = result::create_program(&src, None)
+            .map_err(|e| format!("NVRTC could not create a program: {e}"))?;
+        let built = (|| -> Result<Vec<u8>, String> {
+            // SAFETY: `prog` is a live program; the options are plain ASCII.
+            if let Err(e) = unsafe { result::compile_program(prog, &[arch.as_str()]) } {
+                // SAFETY: as above; the log is a NUL-terminated string NVRTC wrote.
+                let log = unsafe { result::get_program_log(prog) }
+                    .ok()
+                    .map(|l| l.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect())
+                    .map(|b: Vec<u8>| String::from_utf8_lossy(&b).trim().to_string())
+                    .unwrap_or_default();
+                return Err(format!("NVRTC could not compile for {arch}: {e} {log}"));
+            }
+            let mut size: usize = 0;
+            // SAFETY: `prog` was compiled; NVRTC writes the size, then that many bytes.
+            unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }
+                .result()
+                .map_err(|e| format!("NVRTC has no machine code for {arch}: {e}"))?;
+            let mut cubin = vec![0u8; size];
+            // SAFETY: `cubin` holds the `size` bytes NVRTC writes.
+            unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()) }
+                .result()
+                .map_err(|e| format!("NVRTC has no machine code for {arch}: {e}"))?;
+            Ok(cubin)
+        })();
+        // SAFETY: destroyed once, after its last use.
+        let _ = unsafe { result::destroy_program(prog) };
+        built
+    };
+    std::panic::catch_unwind(compile)
+        .unwrap_or_else(|_| Err(format!("NVRTC failed while compiling for {arch}")))
+}
+
+/// The virtual architecture the PTX is compiled for when NVRTC's default is refused: Turing, the
+/// oldest that CUDA 13 compiles for (its PTX is JIT-compiled onto any newer GPU, H200 included).
+pub const PTX_FALLBACK_ARCH: &str = "--gpu-architecture=compute_75";
+
+/// Compiles the compare kernels with NVRTC to PTX: with NVRTC's default architecture, and where
+/// that fails, for [`PTX_FALLBACK_ARCH`].
 pub(super) fn compile_compare_kernel() -> Result<cudarc::nvrtc::Ptx, CudaError> {
-    let compiled = std::panic::catch_unwind(|| cudarc::nvrtc::compile_ptx(kernels::COMPARE_SRC));
-    match compiled {
-        Ok(Ok(ptx)) => Ok(ptx),
-        Ok(Err(e)) => Err(CudaError::Config(format!(
-            "NVRTC could not compile the compare kernel: {e}"
-        ))),
-        Err(_) => Err(CudaError::Config(
-            "NVRTC failed while compiling the compare kernel".into(),
-        )),
-    }
+    use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+    let compile = |arch: Option<&str>| {
+        let opts = CompileOptions {
+            options: arch.map(|a| vec![a.to_string()]).unwrap_or_default(),
+            ..CompileOptions::default()
+        };
+        match std::panic::catch_unwind(|| compile_ptx_with_opts(kernels::COMPARE_SRC, opts)) {
+            Ok(Ok(ptx)) => Ok(ptx),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("NVRTC failed (a panic in the library or its loading)".to_string()),
+        }
+    };
+    compile(None).or_else(|first| {
+        compile(Some(PTX_FALLBACK_ARCH)).map_err(|second| {
+            CudaError::Config(format!(
+                "NVRTC could not compile the compare kernel: {first}; with \
+                 {PTX_FALLBACK_ARCH}: {second}"
+            ))
+        })
+    })
 }

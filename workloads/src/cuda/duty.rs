@@ -22,6 +22,14 @@ pub const MAX_CARRY: Duration = Duration::from_millis(20);
 /// Weight of a new measurement in the per-unit time estimate.
 const EWMA: f64 = 0.25;
 
+/// Whether a duty set while a slice idles ends that slice at once: only a stop (0, or nonsense)
+/// does. Any other change takes effect with the next slice, at most one [`SLICE`] later, so the
+/// power controller's frequent small changes do not cut idle parts short (which would make the
+/// busy share exceed what the slicer counted).
+pub fn ends_slice_early(new_duty: f64) -> bool {
+    new_duty.is_nan() || new_duty <= 0.0
+}
+
 /// Plans the work of each slice from a running estimate of one unit's GPU time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slicer {

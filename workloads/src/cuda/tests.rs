@@ -329,6 +329,36 @@ fn the_compare_kernel_source_is_self_contained_and_matches_its_names() {
 }
 
 #[test]
+fn the_machine_code_fallback_targets_the_gpu_and_never_panics() {
+    // An H200 (compute capability 9.0) gets sm_90 machine code where its driver cannot load the
+    // PTX.
+    assert_eq!(discover::sass_arch_option(9, 0), "--gpu-architecture=sm_90");
+    assert_eq!(
+        discover::sass_arch_option(10, 0),
+        "--gpu-architecture=sm_100"
+    );
+    // Without NVRTC (as on the machines the tests run on) it is an error, not a panic; with it,
+    // a non-empty cubin.
+    match discover::compile_compare_cubin(9, 0) {
+        Ok(cubin) => assert!(!cubin.is_empty()),
+        Err(e) => assert!(e.contains("sm_90") || e.contains("NVRTC"), "{e}"),
+    }
+}
+
+#[test]
+fn only_a_stop_cuts_an_idle_slice_short() {
+    use super::duty::ends_slice_early;
+    // The power controller's small changes wait for the next slice.
+    for d in [0.01, 0.3, 0.7, 1.0] {
+        assert!(!ends_slice_early(d), "{d}");
+    }
+    // A stop (or a duty that makes no sense) ends the idle slice at once.
+    for d in [0.0, -0.5, f64::NAN] {
+        assert!(ends_slice_early(d), "{d}");
+    }
+}
+
+#[test]
 fn the_compare_geometry_covers_the_buffer_and_the_element_test_counts_nan() {
     let (blocks, threads, n_vec) = kernels::compare_geometry(132, 8192 * 8192 * 2);
     assert_eq!(n_vec, 8192 * 8192 * 2 / 16);

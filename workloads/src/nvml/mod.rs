@@ -5,7 +5,8 @@
 //! - what a telemetry `Sample` carries ([`NvmlSensors::read`]): instant power (the field
 //!   `NVML_FI_DEV_POWER_INSTANT`; `power_usage()` is a one-second average on Ampere and newer),
 //!   the energy counter (`total_energy_consumption`, mJ), GPU and memory temperature, SM clock,
-//!   utilisation and the clock-event (throttle) reason bits;
+//!   utilisation and the clock-event (throttle) reason bits
+//!   (`nvmlDeviceGetCurrentClocksEventReasons`, or its older name where a library lacks it);
 //! - the rest ([`NvmlSensors::extended`], an [`ExtendedReading`]): memory clock, volatile ECC
 //!   counts, PCIe throughput and replays, NVLink link count, data and error totals (the NVLink
 //!   throughput fields are read over all links with scope `UINT_MAX`, which nvml-wrapper cannot
@@ -191,8 +192,29 @@ impl NvmlSensors {
             mem_temp_c: value(1),
             sm_clock_mhz: d.clock_info(Clock::SM).ok(),
             util_pct: d.utilization_rates().ok().map(|u| f64::from(u.gpu)),
-            throttle_reasons: d.current_throttle_reasons().ok().map(|r| r.bits()),
+            throttle_reasons: self.clock_event_reasons(&d).ok(),
         }
+    }
+
+    /// The clock-event ("throttle") reason bits of `d`, all of them: read with
+    /// `nvmlDeviceGetCurrentClocksEventReasons`, the current name, and where a library lacks it
+    /// with the older `nvmlDeviceGetCurrentClocksThrottleReasons` (which nvml-wrapper calls; it
+    /// drops bits it does not know).
+    fn clock_event_reasons(&self, d: &Device<'_>) -> Result<u64, String> {
+        if let Ok(sym) = self
+            .nvml
+            .lib()
+            .nvmlDeviceGetCurrentClocksEventReasons
+            .as_ref()
+        {
+            let mut bits: std::ffi::c_ulonglong = 0;
+            // SAFETY: the handle is a live device of this NVML; NVML writes one integer.
+            let ret = unsafe { sym(d.handle(), &mut bits) };
+            return nvml_wrapper::error::nvml_try(ret)
+                .map(|()| bits)
+                .map_err(why);
+        }
+        d.current_throttle_reasons().map(|r| r.bits()).map_err(why)
     }
 
     /// NVLink data KiB sent and received over all links (scope `UINT_MAX`: the sum of the links).
@@ -308,9 +330,8 @@ impl NvmlSensors {
             d.utilization_rates()
                 .map(|u| answered(src(6), format!("{} %", u.gpu)))
                 .map_err(why),
-            d.current_throttle_reasons()
-                .map(|r| answered(src(7), crate::throttle::describe(r.bits())))
-                .map_err(why),
+            self.clock_event_reasons(&d)
+                .map(|bits| answered(src(7), crate::throttle::describe(bits))),
             d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)
                 .map(|n| answered(src(8), n))
                 .map_err(why),
