@@ -71,6 +71,22 @@ fn run_members(
     })
 }
 
+/// `n` members with the same key, all running the mesh over one window of `ms` milliseconds:
+/// their reports (and when each returned) and the window.
+fn honest_mesh(n: usize, ms: u64) -> (Vec<(FabricReport, Instant)>, PhaseWindow) {
+    let dps = planes(n);
+    let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
+    let phase = phase_of(&addrs, &key());
+    let w = window(Duration::from_millis(ms));
+    let stop = AtomicBool::new(false);
+    let members: Vec<_> = dps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d, i, &phase))
+        .collect();
+    (run_members(&members, &w, &stop), w)
+}
+
 fn find(reports: &[(FabricReport, Instant)], src: usize, dst: usize) -> &LatencyPair {
     reports
         .iter()
@@ -118,17 +134,7 @@ fn check_clean(reports: &[(FabricReport, Instant)], ranks: &[usize]) -> (u64, u6
 
 #[test]
 fn four_members_measure_all_twelve_directed_pairs() {
-    let dps = planes(4);
-    let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let phase = phase_of(&addrs, &key());
-    let w = window(Duration::from_millis(1200));
-    let stop = AtomicBool::new(false);
-    let members: Vec<_> = dps
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d, i, &phase))
-        .collect();
-    let reports = run_members(&members, &w, &stop);
+    let (reports, w) = honest_mesh(4, 1200);
     for (rank, (r, returned)) in reports.iter().enumerate() {
         assert_eq!(r.latency.len(), 3, "rank {rank}: {:?}", r.faults);
         assert!(r.faults.is_empty(), "rank {rank}: {:?}", r.faults);
@@ -146,17 +152,7 @@ fn four_members_measure_all_twelve_directed_pairs() {
 
 #[test]
 fn five_members_cover_all_twenty_pairs_with_byes() {
-    let dps = planes(5);
-    let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let phase = phase_of(&addrs, &key());
-    let w = window(Duration::from_millis(1000));
-    let stop = AtomicBool::new(false);
-    let members: Vec<_> = dps
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d, i, &phase))
-        .collect();
-    let reports = run_members(&members, &w, &stop);
+    let (reports, _) = honest_mesh(5, 1000);
     let pairs: usize = reports.iter().map(|(r, _)| r.latency.len()).sum();
     assert_eq!(pairs, 20);
     for (r, _) in &reports {
@@ -167,17 +163,7 @@ fn five_members_cover_all_twenty_pairs_with_byes() {
 
 #[test]
 fn two_members_and_one_member() {
-    let dps = planes(2);
-    let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let phase = phase_of(&addrs, &key());
-    let w = window(Duration::from_millis(400));
-    let stop = AtomicBool::new(false);
-    let members: Vec<_> = dps
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d, i, &phase))
-        .collect();
-    let reports = run_members(&members, &w, &stop);
+    let (reports, _) = honest_mesh(2, 400);
     assert_eq!(
         reports.iter().map(|(r, _)| r.latency.len()).sum::<usize>(),
         2
@@ -185,8 +171,10 @@ fn two_members_and_one_member() {
     check_clean(&reports, &[0, 1]);
 
     // One member: nothing to measure, back at once.
-    let alone = phase_of(&addrs[..1], &key());
+    let dps = planes(1);
+    let alone = phase_of(&[dps[0].local_addr().unwrap()], &key());
     let w = window(Duration::from_secs(5));
+    let stop = AtomicBool::new(false);
     let t = Instant::now();
     let mac = PhaseMac::new(&alone.session_key, w.phase_id);
     let r = run(
