@@ -23,16 +23,10 @@ use hallmark_workloads::fabric::{collective, DataPlane, PhaseWindow};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+/// A size as plans write it (`8`, `64K`, `64MiB`): the plan parser's reading.
 fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, shift) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    num.parse::<u64>()
-        .map(|v| v << shift)
-        .map_err(|e| format!("size {s:?}: {e} (write e.g. 8, 64K, 64M)"))
+    hallmark_protocol::plan::parse_size(s)
+        .ok_or_else(|| format!("size {s:?}: write e.g. 8, 64K, 64MiB"))
 }
 
 struct Args {
