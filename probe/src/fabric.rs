@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 /// reports the phase without it.
 pub const FINISH_WAIT: Duration = Duration::from_secs(2);
 
+/// A phase's window on this process's monotonic clock, for a phase that began `late_ns` ago
+/// (probe clock) and lasts `duration_ns`.
+pub fn window_now(late_ns: i64, duration_ns: i64) -> (Instant, Instant) {
+    let now = Instant::now();
+    let start = now
+        .checked_sub(Duration::from_nanos(late_ns.max(0) as u64))
+        .unwrap_or(now);
+    (
+        start,
+        start + Duration::from_nanos(duration_ns.max(0) as u64),
+    )
+}
+
 /// Runs fabric phases beside the load.
 pub trait FabricDriver: Send + std::fmt::Debug {
     /// Where the data plane listens (announced in the Hello).
@@ -92,11 +105,7 @@ impl FabricDriver for DataPlaneDriver {
         if let Some(old) = self.task.take() {
             old.stop();
         }
-        let now = Instant::now();
-        let start = now
-            .checked_sub(Duration::from_nanos(late_ns.max(0) as u64))
-            .unwrap_or(now);
-        let end = start + Duration::from_nanos(duration_ns.max(0) as u64);
+        let (start, end) = window_now(late_ns, duration_ns);
         let window = PhaseWindow {
             phase_id,
             start,

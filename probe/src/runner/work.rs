@@ -6,7 +6,6 @@ use super::{device_error, Active};
 use crate::fabric::FabricDriver;
 use hallmark_protocol::{FabricParams, NodeId, ProbeMessage, Workload};
 use hallmark_workloads::backend::{Backend, Kernel, NcclJob};
-use std::time::{Duration, Instant};
 
 /// A fabric phase's work on this probe.
 #[derive(Debug)]
@@ -103,17 +102,14 @@ fn begin_nccl(
         );
     };
     // The phase's window on the monotonic clock, as the data-plane driver takes it.
-    let now = Instant::now();
-    let start = now
-        .checked_sub(Duration::from_nanos(late_ns.max(0) as u64))
-        .unwrap_or(now);
+    let (start, end) = crate::fabric::window_now(late_ns, duration_ns);
     let job = NcclJob {
         phase_id,
         params: params.clone(),
         setup: setup.clone(),
         member,
         start,
-        end: start + Duration::from_nanos(duration_ns.max(0) as u64),
+        end,
     };
     match backend.start_nccl(job) {
         Ok(()) => FabricState::Nccl,
