@@ -6,6 +6,11 @@
 //! process default, which panics when two providers are linked), TLS 1.3 only and ALPN
 //! [`hallmark_protocol::ALPN`]. [`peer_node_id`] names the authenticated probe on the server.
 //!
+//! [`server_config_with_crl`] adds a revocation list that is re-read when its file changes
+//! ([`crate::revocation`]) and, like [`server_config`], turns TLS session resumption off (no
+//! session cache, no tickets): a resumed session skips the client-certificate check, so a
+//! certificate revoked after its first connection could otherwise come back.
+//!
 //! In TLS 1.3 a client whose certificate the server rejects still completes its own handshake: the
 //! rejection arrives afterwards, on first use, as the connection closing with a TLS alert.
 //! [`classify_connection_error`] turns that and every other [`quinn::ConnectionError`] into a
@@ -17,12 +22,15 @@ use std::time::Duration;
 
 use hallmark_protocol::{NodeId, ALPN};
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::crl::CrlError;
 use crate::pki::{self, PkiError};
+use crate::revocation::RevocationCheck;
 
 /// Why a TLS identity or configuration could not be built, or a peer could not be identified.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +69,14 @@ pub enum TlsError {
     NoPeerCertificate,
     #[error("the peer's certificate does not identify a node: {0}")]
     PeerNodeId(#[from] PkiError),
+    #[error("{0}")]
+    Crl(#[from] CrlError),
 }
 
 /// The trusted CA plus this side's certificate chain and private key (elided from `Debug`).
 #[derive(Debug)]
 pub struct Identity {
+    cas: Vec<CertificateDer<'static>>,
     roots: RootCertStore,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -74,6 +85,7 @@ pub struct Identity {
 impl Clone for Identity {
     fn clone(&self) -> Self {
         Identity {
+            cas: self.cas.clone(),
             roots: self.roots.clone(),
             chain: self.chain.clone(),
             key: self.key.clone_key(),
@@ -103,7 +115,8 @@ impl Identity {
     fn from_pem_named(pems: [&str; 3], names: [&str; 3]) -> Result<Identity, TlsError> {
         let ([ca_pem, cert_pem, key_pem], [ca_name, cert_name, key_name]) = (pems, names);
         let mut roots = RootCertStore::empty();
-        for der in certificates("CA certificate", ca_name, ca_pem)? {
+        let cas = certificates("CA certificate", ca_name, ca_pem)?;
+        for der in cas.iter().cloned() {
             roots.add(der).map_err(|e| TlsError::BadCa {
                 file: ca_name.to_owned(),
                 detail: e.to_string(),
@@ -125,7 +138,17 @@ impl Identity {
                 detail: e.to_string(),
             },
         )?;
-        Ok(Identity { roots, chain, key })
+        Ok(Identity {
+            cas,
+            roots,
+            chain,
+            key,
+        })
+    }
+
+    /// The trusted CA certificates, DER encoded.
+    pub fn ca_certs(&self) -> &[CertificateDer<'static>] {
+        &self.cas
     }
 
     /// The trusted CA certificates.
@@ -266,18 +289,46 @@ impl TransportOptions {
 }
 
 /// The coordinator's QUIC server configuration: TLS 1.3, client certificates signed by the
-/// identity's CA required, ALPN `hallmark/1`.
+/// identity's CA required, ALPN `hallmark/1`, no session resumption.
 pub fn server_config(
     id: &Identity,
     opts: &TransportOptions,
 ) -> Result<quinn::ServerConfig, TlsError> {
+    server_config_with_crl(id, opts, None)
+}
+
+/// Like [`server_config`]; with `crl`, client certificates on the revocation list in that file
+/// (checked against the identity's CA when loaded, re-read when it changes) are refused.
+pub fn server_config_with_crl(
+    id: &Identity,
+    opts: &TransportOptions,
+    crl: Option<&Path>,
+) -> Result<quinn::ServerConfig, TlsError> {
     let transport = opts.transport_config()?;
+    let tls = server_tls(id, crl)?;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(config_err("QUIC server configuration"))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The rustls half of [`server_config_with_crl`].
+fn server_tls(id: &Identity, crl: Option<&Path>) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(provider());
     let rustls_err = config_err::<rustls::Error>("TLS server configuration");
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(id.roots.clone()), provider.clone())
+    let roots = Arc::new(id.roots.clone());
+    let verifier: Arc<dyn ClientCertVerifier> = match crl {
+        Some(path) => Arc::new(RevocationCheck::new(
+            path,
+            id.cas.clone(),
+            roots,
+            provider.clone(),
+        )?),
+        None => WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
             .build()
-            .map_err(config_err("client certificate verifier"))?;
+            .map_err(config_err("client certificate verifier"))?,
+    };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(rustls_err)?
@@ -285,11 +336,11 @@ pub fn server_config(
         .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(rustls_err)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(config_err("QUIC server configuration"))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    // Resumption would skip the client-certificate (and revocation) check: no session cache, no
+    // tickets, so every connection is a full handshake.
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    tls.send_tls13_tickets = 0;
+    Ok(tls)
 }
 
 /// A probe's QUIC client configuration: trusts only the identity's CA, presents the identity's
@@ -334,6 +385,9 @@ pub enum ConnectFailure {
     /// The coordinator forgot the connection (it probably restarted).
     #[error("the coordinator reset the connection (it probably restarted); retrying")]
     Reset,
+    /// The coordinator refused this probe's certificate because it is on the revocation list.
+    #[error("the coordinator refused this probe's certificate because it has been revoked ({detail}); this node is no longer trusted: if that is a mistake, issue it a new certificate with `hallmark certs issue`")]
+    CertificateRevoked { detail: String },
     /// The coordinator refused this probe's certificate.
     #[error("the coordinator rejected this probe's certificate ({detail}): issue it from the coordinator's CA with `hallmark certs issue`")]
     CertificateRejected { detail: String },
@@ -363,6 +417,7 @@ impl ConnectFailure {
         matches!(
             self,
             ConnectFailure::CertificateRejected { .. }
+                | ConnectFailure::CertificateRevoked { .. }
                 | ConnectFailure::ServerNotTrusted { .. }
                 | ConnectFailure::ServerNameMismatch { .. }
                 | ConnectFailure::ProtocolMismatch { .. }
@@ -380,6 +435,9 @@ impl ConnectFailure {
 /// unsupported_certificate, certificate_revoked, certificate_expired, certificate_unknown (46),
 /// unknown_ca (48), access_denied, decrypt_error (51: bad signature), certificate_required (116).
 const CERTIFICATE_ALERTS: &[u8] = &[42, 43, 44, 45, 46, 48, 49, 51, 116];
+
+/// The TLS alert certificate_revoked.
+const REVOKED_ALERT: u8 = 44;
 
 /// TLS alerts that mean no protocol in common: handshake_failure (40), protocol_version (70),
 /// no_application_protocol (120).
@@ -424,6 +482,7 @@ pub fn classify_connection_error(e: &quinn::ConnectionError) -> ConnectFailure {
         E::ConnectionClosed(close) => {
             let detail = close.to_string();
             match tls_alert(close.error_code) {
+                Some(REVOKED_ALERT) => ConnectFailure::CertificateRevoked { detail },
                 Some(alert) if CERTIFICATE_ALERTS.contains(&alert) => {
                     ConnectFailure::CertificateRejected { detail }
                 }
@@ -626,10 +685,37 @@ mod tests {
     }
 
     #[test]
+    fn the_server_never_resumes_a_session() {
+        let ca = Ca::generate().unwrap();
+        let issued = ca.issue_coordinator(&[]).unwrap();
+        let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+        let tls = server_tls(&id, None).unwrap();
+        assert!(!tls.session_storage.can_cache());
+        assert_eq!(tls.send_tls13_tickets, 0);
+        assert!(!tls.ticketer.enabled());
+        assert_eq!(tls.max_early_data_size, 0);
+    }
+
+    #[test]
+    fn the_revoked_alert_says_revoked() {
+        let close = quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: quinn::TransportErrorCode::crypto(44),
+            frame_type: None,
+            reason: b"".as_slice().into(),
+        });
+        let f = classify_connection_error(&close);
+        assert!(
+            matches!(f, ConnectFailure::CertificateRevoked { .. }),
+            "{f:?}"
+        );
+        assert!(f.is_fatal() && f.to_string().contains("revoked"), "{f}");
+    }
+
+    #[test]
     fn load_errors_name_the_file() {
         let dir = std::env::temp_dir().join(format!("hallmark-tls-{}", std::process::id()));
-        let written = pki::init_dir(&dir, &[]).unwrap();
-        let (ca, cert, key) = (&written[0], &written[2], &written[3]);
+        let written = crate::ca_dir::init_dir(&dir, &[]).unwrap();
+        let (ca, cert, key) = (&written[0], &written[1], &written[2]);
         Identity::load(ca, cert, key).unwrap();
         let err = Identity::load(ca, &dir.join("nope.pem"), key).unwrap_err();
         assert!(matches!(err, TlsError::Missing { .. }) && err.to_string().contains("nope.pem"));
@@ -638,7 +724,9 @@ mod tests {
         assert!(err.to_string().contains("coordinator-key.pem"));
         let err = Identity::load(ca, cert, cert).unwrap_err();
         assert!(matches!(err, TlsError::NoPrivateKey { .. }), "{err}");
-        let err = Identity::load(ca, cert, &written[1]).unwrap_err();
+        let ca_key = dir.join("ca-private/ca-key.pem");
+        assert_eq!(written[5], ca_key);
+        let err = Identity::load(ca, cert, &ca_key).unwrap_err();
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
