@@ -134,6 +134,9 @@ async fn a_revoked_probe_is_refused_at_its_next_connection_without_a_restart() {
     let refused = logs.lines_with("refused a revoked certificate");
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].contains("node=n2"), "{}", refused[0]);
+    // One line per refusal: the connection task does not add a second, misleading one.
+    let lines = logs.lines_with(" WARN ");
+    assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(logs.lines_with("revocation list reloaded").len(), 1);
 
     // Everyone else is unaffected: n1 stays, n3 joins.
