@@ -157,6 +157,10 @@ async fn a_revoked_probe_is_refused_at_its_next_connection_without_a_restart() {
             .len(),
         1
     );
+    // Nor does a deleted one.
+    std::fs::remove_file(dir.join("crl.pem")).unwrap();
+    expect_revoked(&node(&dir, "n2"), addr, "n2").await;
+    assert_eq!(logs.lines_with("cannot read the revocation list").len(), 1);
     // Nor does an older list put back over a newer one.
     std::fs::copy(dir.join("ca-private/crl.pem"), dir.join("crl.pem")).unwrap();
     let older = std::fs::read(dir.join("crl.pem")).unwrap();
@@ -165,7 +169,7 @@ async fn a_revoked_probe_is_refused_at_its_next_connection_without_a_restart() {
     std::fs::write(dir.join("crl.pem"), older).unwrap();
     expect_revoked(&node(&dir, "n3"), addr, "n3").await;
     assert_eq!(logs.lines_with("replaced by an older one").len(), 1);
-    assert_eq!(logs.lines_with("refused a revoked certificate").len(), 4);
+    assert_eq!(logs.lines_with("refused a revoked certificate").len(), 5);
 
     n1.shutdown().await.unwrap();
     n3.shutdown().await.unwrap();
