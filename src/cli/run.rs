@@ -86,6 +86,11 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let mut opts = ServerOptions::new(listen);
             opts.status_file = a.status_file.clone();
             opts.crl = a.crl.clone();
+            if opts.crl.is_none() {
+                tracing::warn!(
+                    "no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`"
+                );
+            }
             let server = ServerHandle::start(&identity, opts)
                 .await
                 .context("starting the coordinator")?;

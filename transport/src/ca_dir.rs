@@ -61,6 +61,8 @@ pub enum CaDirError {
         dir: String,
         detail: String,
     },
+    #[error("--ca-out {dir} is the --out directory: the CA key would sit beside the coordinator's files; choose a directory that stays off the coordinator host, or leave --ca-out out for {dir}/ca-private")]
+    CaOutIsOut { dir: String },
     #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA")]
     CaShorterThanLeaf { ca_days: u32, days: u32 },
 }
@@ -153,6 +155,11 @@ pub fn init(out: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>, CaDirError> 
         .ca_out
         .clone()
         .unwrap_or_else(|| out.join(CA_PRIVATE_DIR));
+    if same_dir(out, &ca_out) {
+        return Err(CaDirError::CaOutIsOut {
+            dir: out.display().to_string(),
+        });
+    }
     for existing in [out.join(CA_KEY_FILE), ca_out.join(CA_KEY_FILE)] {
         if existing.exists() {
             return Err(PkiError::CaKeyExists {
@@ -194,6 +201,14 @@ pub fn init(out: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>, CaDirError> 
         written.push(path);
     }
     Ok(written)
+}
+
+/// Whether `a` and `b` name one directory (by their canonical paths where they exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.components().eq(b.components()),
+    }
 }
 
 /// Issues a certificate for `node` valid [`LEAF_DAYS`] days from the CA in `ca_dir`; see

@@ -113,7 +113,14 @@ fn init_with_ca_out_and_lifetimes() {
     };
     let err = init(&base.join("y"), &bad).unwrap_err();
     assert!(matches!(err, CaDirError::CaShorterThanLeaf { .. }), "{err}");
+    let same = InitOptions {
+        ca_out: Some(base.join("z/.")),
+        ..InitOptions::default()
+    };
+    let err = init(&base.join("z"), &same).unwrap_err();
+    assert!(matches!(err, CaDirError::CaOutIsOut { .. }), "{err}");
     assert!(!base.join("x").exists() && !base.join("y").exists());
+    assert!(!base.join("z").exists());
     fs::remove_dir_all(base).unwrap();
 }
 
