@@ -53,10 +53,10 @@ pub struct ServerOptions {
     pub config: CoordinatorConfig,
     /// Rewritten (atomically) with the registered probes whenever they change.
     pub status_file: Option<PathBuf>,
-    /// Longest wait for a TLS handshake and for the probe's control stream.
-    pub handshake_timeout: Duration,
     /// The revocation list whose certificates are refused (re-read when the file changes).
     pub crl: Option<PathBuf>,
+    /// Longest wait for a TLS handshake and for the probe's control stream.
+    pub handshake_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -66,8 +66,8 @@ impl ServerOptions {
             transport: TransportOptions::default(),
             config: CoordinatorConfig::default(),
             status_file: None,
-            handshake_timeout: Duration::from_secs(5),
             crl: None,
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -45,11 +45,11 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     let identity =
         Identity::load(&a.ca, &a.cert, &a.key).context("loading the coordinator's TLS identity")?;
     let mut opts = ServerOptions::new(a.listen);
-    opts.status_file = a.status_file.clone();
     opts.crl = a.crl.clone();
     if opts.crl.is_none() {
         warn!("no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`");
     }
+    opts.status_file = a.status_file.clone();
     let server = ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")?;

@@ -84,13 +84,13 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let identity =
                 Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
             let mut opts = ServerOptions::new(listen);
-            opts.status_file = a.status_file.clone();
             opts.crl = a.crl.clone();
             if opts.crl.is_none() {
                 tracing::warn!(
                     "no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`"
                 );
             }
+            opts.status_file = a.status_file.clone();
             let server = ServerHandle::start(&identity, opts)
                 .await
                 .context("starting the coordinator")?;
