@@ -15,18 +15,25 @@ fn certs_are_written_with_private_keys_closed() {
     for f in ["ca.pem", "coordinator.pem"] {
         assert!(dir.join(f).exists(), "{f}");
     }
-    for f in ["ca-key.pem", "coordinator-key.pem", "nodes/r01-n01-key.pem"] {
+    for f in [
+        "ca-private/ca-key.pem",
+        "coordinator-key.pem",
+        "nodes/r01-n01-key.pem",
+    ] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     assert!(dir.join("nodes/r01-n01.pem").exists());
 
     // A second init would orphan every issued certificate: refused, nothing overwritten.
-    let before = std::fs::read(dir.join("ca-key.pem")).unwrap();
+    let before = std::fs::read(dir.join("ca-private/ca-key.pem")).unwrap();
     let out = run(&["certs", "init", "--out", dir.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ca-key.pem"), "{err}");
-    assert_eq!(std::fs::read(dir.join("ca-key.pem")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.join("ca-private/ca-key.pem")).unwrap(),
+        before
+    );
 
     // A node id that cannot be a file name is refused by the argument parser.
     let out = run(&[

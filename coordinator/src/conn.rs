@@ -52,6 +52,13 @@ pub(crate) async fn connection(
     let remote = incoming.remote_address().to_string();
     let connection = match tokio::time::timeout(handshake_timeout, async { incoming.await }).await {
         Ok(Ok(c)) => c,
+        Ok(Err(quinn::ConnectionError::TransportError(t)))
+            if t.code == quinn::TransportErrorCode::crypto(44) =>
+        {
+            // certificate_revoked: the verifier has logged the refusal with the node and serial.
+            tracing::debug!("refused connection from {remote}: {t}");
+            return;
+        }
         Ok(Err(e)) => {
             let why = match &e {
                 quinn::ConnectionError::ConnectionClosed(c) => format!(

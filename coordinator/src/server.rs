@@ -53,6 +53,8 @@ pub struct ServerOptions {
     pub config: CoordinatorConfig,
     /// Rewritten (atomically) with the registered probes whenever they change.
     pub status_file: Option<PathBuf>,
+    /// The revocation list whose certificates are refused (re-read when the file changes).
+    pub crl: Option<PathBuf>,
     /// Longest wait for a TLS handshake and for the probe's control stream.
     pub handshake_timeout: Duration,
 }
@@ -64,6 +66,7 @@ impl ServerOptions {
             transport: TransportOptions::default(),
             config: CoordinatorConfig::default(),
             status_file: None,
+            crl: None,
             handshake_timeout: Duration::from_secs(5),
         }
     }
@@ -134,7 +137,8 @@ pub(crate) const WRITER_QUEUE: usize = 4096;
 impl ServerHandle {
     /// Binds the endpoint and starts serving.
     pub async fn start(identity: &Identity, opts: ServerOptions) -> Result<Self, ServerError> {
-        let server_config = tls::server_config(identity, &opts.transport)?;
+        let server_config =
+            tls::server_config_with_crl(identity, &opts.transport, opts.crl.as_deref())?;
         let endpoint = quinn::Endpoint::server(server_config, opts.listen).map_err(|source| {
             ServerError::Bind {
                 addr: opts.listen,

@@ -24,6 +24,11 @@ pub struct CoordinatorArgs {
     /// The coordinator's private key (coordinator-key.pem).
     #[arg(long)]
     key: PathBuf,
+    /// Refuse probes whose certificates this revocation list (crl.pem from `certs init` or
+    /// `certs revoke`) lists; re-read whenever the file changes, so a new list takes effect for
+    /// the next connection without a restart.
+    #[arg(long, value_name = "FILE")]
+    crl: Option<PathBuf>,
     /// Number of probes expected; the coordinator says when all are registered and warns when
     /// they are not within --expect-timeout.
     #[arg(long, value_name = "N")]
@@ -40,6 +45,10 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     let identity =
         Identity::load(&a.ca, &a.cert, &a.key).context("loading the coordinator's TLS identity")?;
     let mut opts = ServerOptions::new(a.listen);
+    opts.crl = a.crl.clone();
+    if opts.crl.is_none() {
+        warn!("no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`");
+    }
     opts.status_file = a.status_file.clone();
     let server = ServerHandle::start(&identity, opts)
         .await

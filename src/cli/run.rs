@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// The plan file (TOML; see docs/PLAN.md and examples/plan-*.toml).
     plan: PathBuf,
     /// Run on a simulated hall described by this file (see docs/HALL.md), in this process.
-    #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["listen", "ca", "cert", "key"])]
+    #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["listen", "ca", "cert", "key", "crl"])]
     simulate: Option<PathBuf>,
     /// Be the coordinator of a real cluster on this UDP address.
     #[arg(long, requires_all = ["ca", "cert", "key"])]
@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// The coordinator's private key.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Refuse probes whose certificates this revocation list (crl.pem from `certs init` or
+    /// `certs revoke`) lists; re-read whenever the file changes.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    crl: Option<PathBuf>,
     /// Keep this JSON file up to date with the registered probes.
     #[arg(long, value_name = "FILE")]
     status_file: Option<PathBuf>,
@@ -80,6 +84,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let identity =
                 Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
             let mut opts = ServerOptions::new(listen);
+            opts.crl = a.crl.clone();
+            if opts.crl.is_none() {
+                tracing::warn!(
+                    "no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`"
+                );
+            }
             opts.status_file = a.status_file.clone();
             let server = ServerHandle::start(&identity, opts)
                 .await

@@ -2,6 +2,11 @@
 //!
 //! * [`pki`] — the private CA: generate it, issue the coordinator's server certificate and one client
 //!   certificate per node (the node id is carried in the certificate), read node ids back.
+//! * [`ca_dir`] — the CA's files: `certs init` (the CA key kept apart from what the coordinator
+//!   host needs), `certs issue` (recorded in an index of issued certificates), `certs revoke`.
+//! * [`crl`] — revocation lists: signed by the CA, checked against it when loaded.
+//! * [`revocation`] — the coordinator's client-certificate check against a revocation list that is
+//!   re-read when its file changes.
 //! * [`tls`] — rustls and quinn configurations (ring provider only, client certificates required,
 //!   ALPN `hallmark/1`, keep-alive below the idle timeout) and the authenticated peer's node id.
 //! * [`framed`] — protocol frames over quinn streams.
@@ -11,7 +16,10 @@
 //! This crate is the only place that knows about certificates and QUIC; the protocol crate stays
 //! sans-IO and the coordinator's and probe's state machines never see a socket.
 
+pub mod ca_dir;
 pub mod clock;
+pub mod crl;
 pub mod framed;
 pub mod pki;
+pub mod revocation;
 pub mod tls;

@@ -5,17 +5,15 @@
 //! URI subject alternative name `urn:hallmark:node:<id>`; [`node_id_from_cert`] reads it back (the
 //! URI first), so the coordinator learns who connected from the TLS handshake alone.
 //!
-//! The file helpers back `hallmark certs init --out DIR [--san NAME]...` ([`init_dir`]) and
-//! `hallmark certs issue --ca DIR --node NODE --out DIR2` ([`issue_node_files`]). Private keys are
-//! created with mode 0600 and every file is written to a temporary name, synced and renamed, so a
-//! crash never leaves a half-written key behind. An existing `ca-key.pem` is never overwritten:
-//! replacing a CA would orphan every node certificate it issued.
+//! Lifetimes: a CA lives [`CA_DAYS`] days by default, a leaf certificate (coordinator or node)
+//! [`LEAF_DAYS`] days at most, and never past its CA. The files on disk (the CA directory, the
+//! index of issued certificates, the revocation list) are in [`crate::ca_dir`]; revocation lists
+//! themselves in [`crate::crl`].
 
 use std::fmt::Write as _;
-use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hallmark_protocol::{NodeId, NodeIdError};
 use rcgen::{
@@ -25,6 +23,8 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
+
+use crate::ca_dir::read_text;
 
 /// Subject alternative names of the coordinator certificate when `--san` is not given.
 pub const DEFAULT_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
@@ -44,10 +44,13 @@ pub const COORDINATOR_CERT_FILE: &str = "coordinator.pem";
 /// The coordinator private key written by [`init_dir`] (mode 0600).
 pub const COORDINATOR_KEY_FILE: &str = "coordinator-key.pem";
 
-/// How long a new CA is valid.
-const CA_VALIDITY: Duration = Duration::days(3650);
-/// How long a new leaf certificate is valid (clamped to the CA's own expiry).
-const LEAF_VALIDITY: Duration = Duration::days(5 * 365);
+/// Days a new CA is valid unless told otherwise (ten years).
+pub const CA_DAYS: u32 = 3650;
+/// The longest CA lifetime accepted, in days (twenty years).
+pub const MAX_CA_DAYS: u32 = 7300;
+/// Days a new leaf certificate (coordinator or node) is valid unless told otherwise, and the most
+/// accepted: a stolen certificate stops working within a year even if nobody revokes it.
+pub const LEAF_DAYS: u32 = 365;
 /// Certificates start one day in the past so clocks that lag a little still accept them.
 const BACKDATE: Duration = Duration::days(1);
 
@@ -79,6 +82,13 @@ pub enum PkiError {
     CaExpired { not_after: OffsetDateTime },
     #[error("{file} already exists; refusing to overwrite a CA key because that would orphan every certificate it issued; remove it or choose another --out")]
     CaKeyExists { file: String },
+    #[error("--days {days} is out of range for {what}: use 1 to {max} days (default {default})")]
+    Lifetime {
+        what: &'static str,
+        days: u32,
+        max: u32,
+        default: u32,
+    },
     #[error("cannot parse the certificate: {detail}; it must be a DER X.509 certificate issued with `hallmark certs issue`")]
     BadCertificate { detail: String },
     #[error("certificate carries no hallmark node id; issue it with `hallmark certs issue`")]
@@ -116,8 +126,15 @@ pub struct Ca {
 
 impl Ca {
     /// Generates a fresh self-signed CA with a unique common name (`hallmark CA <16 hex>`), valid for
-    /// ten years from yesterday, allowed to sign leaf certificates only (path length 0).
+    /// [`CA_DAYS`] days from yesterday, allowed to sign leaf certificates (path length 0) and
+    /// revocation lists.
     pub fn generate() -> Result<Ca, PkiError> {
+        Self::generate_for(CA_DAYS)
+    }
+
+    /// Like [`Ca::generate`], valid for `days` days (1 to [`MAX_CA_DAYS`]).
+    pub fn generate_for(days: u32) -> Result<Ca, PkiError> {
+        let validity = ca_validity(days)?;
         let key = KeyPair::generate().map_err(generate_err("the CA key pair"))?;
         // The public key is random, so its first bytes make the name unique; two CAs with one name
         // confuse certificate verification (BadSignature instead of UnknownIssuer).
@@ -135,7 +152,7 @@ impl Ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = now - BACKDATE;
-        params.not_after = now + CA_VALIDITY;
+        params.not_after = now + validity;
         let not_after = params.not_after;
         let cert = params
             .self_signed(&key)
@@ -230,9 +247,30 @@ impl Ca {
         self.issuer.key().serialize_pem()
     }
 
-    /// Issues the coordinator's server certificate for `sans`: entries that parse as an IP address
-    /// become IP SANs, the rest DNS SANs (validated). An empty list means [`DEFAULT_SANS`].
+    /// When the CA certificate expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// The signer of certificates and revocation lists.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
+    /// Issues the coordinator's server certificate for `sans`, valid [`LEAF_DAYS`] days: entries
+    /// that parse as an IP address become IP SANs, the rest DNS SANs (validated). An empty list
+    /// means [`DEFAULT_SANS`].
     pub fn issue_coordinator(&self, sans: &[String]) -> Result<CertifiedKey, PkiError> {
+        self.issue_coordinator_for(sans, LEAF_DAYS)
+    }
+
+    /// Like [`Ca::issue_coordinator`], valid for `days` days (1 to [`LEAF_DAYS`]).
+    pub fn issue_coordinator_for(
+        &self,
+        sans: &[String],
+        days: u32,
+    ) -> Result<CertifiedKey, PkiError> {
+        let validity = leaf_validity(days)?;
         let mut names = Vec::new();
         let defaults: Vec<String>;
         let sans = if sans.is_empty() {
@@ -247,26 +285,36 @@ impl Ca {
                 names.push(parsed);
             }
         }
-        let mut params = self.leaf_params(COORDINATOR_CN)?;
+        let mut params = self.leaf_params(COORDINATOR_CN, validity)?;
         params.subject_alt_names = names;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(params, "the coordinator certificate")
     }
 
-    /// Issues a client certificate for `node`: the node id is the subject common name and the URI
-    /// SAN `urn:hallmark:node:<id>`.
+    /// Issues a client certificate for `node`, valid [`LEAF_DAYS`] days: the node id is the subject
+    /// common name and the URI SAN `urn:hallmark:node:<id>`.
     pub fn issue_node(&self, node: &NodeId) -> Result<CertifiedKey, PkiError> {
+        self.issue_node_for(node, LEAF_DAYS)
+    }
+
+    /// Like [`Ca::issue_node`], valid for `days` days (1 to [`LEAF_DAYS`]).
+    pub fn issue_node_for(&self, node: &NodeId, days: u32) -> Result<CertifiedKey, PkiError> {
+        let validity = leaf_validity(days)?;
         let uri = format!("{NODE_URI_PREFIX}{}", node.as_str());
         let uri = uri
             .try_into()
             .map_err(generate_err(format!("the URI name of node {node}")))?;
-        let mut params = self.leaf_params(node.as_str())?;
+        let mut params = self.leaf_params(node.as_str(), validity)?;
         params.subject_alt_names = vec![SanType::URI(uri)];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, &format!("the certificate of node {node}"))
     }
 
-    fn leaf_params(&self, common_name: &str) -> Result<CertificateParams, PkiError> {
+    fn leaf_params(
+        &self,
+        common_name: &str,
+        validity: Duration,
+    ) -> Result<CertificateParams, PkiError> {
         let now = OffsetDateTime::now_utc();
         if self.not_after <= now {
             return Err(PkiError::CaExpired {
@@ -282,7 +330,7 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - BACKDATE;
-        params.not_after = (now + LEAF_VALIDITY).min(self.not_after);
+        params.not_after = (now + validity).min(self.not_after);
         Ok(params)
     }
 
@@ -296,6 +344,31 @@ impl Ca {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+fn ca_validity(days: u32) -> Result<Duration, PkiError> {
+    if !(1..=MAX_CA_DAYS).contains(&days) {
+        return Err(PkiError::Lifetime {
+            what: "a CA",
+            days,
+            max: MAX_CA_DAYS,
+            default: CA_DAYS,
+        });
+    }
+    Ok(Duration::days(days.into()))
+}
+
+/// Checks a leaf certificate's lifetime in days (1 to [`LEAF_DAYS`]).
+pub fn leaf_validity(days: u32) -> Result<Duration, PkiError> {
+    if !(1..=LEAF_DAYS).contains(&days) {
+        return Err(PkiError::Lifetime {
+            what: "a coordinator or node certificate",
+            days,
+            max: LEAF_DAYS,
+            default: LEAF_DAYS,
+        });
+    }
+    Ok(Duration::days(days.into()))
 }
 
 fn parse_san(san: &str) -> Result<SanType, PkiError> {
@@ -360,137 +433,12 @@ pub fn node_id_from_cert(der: &[u8]) -> Result<NodeId, PkiError> {
     NodeId::new(value.clone()).map_err(|source| PkiError::BadNodeId { value, source })
 }
 
-/// Creates `out` and writes a new CA plus the coordinator's certificate into it: `ca.pem`,
-/// `ca-key.pem`, `coordinator.pem`, `coordinator-key.pem`. Empty `sans` means [`DEFAULT_SANS`].
-/// Refuses to run when `out/ca-key.pem` already exists. Returns the written paths.
-pub fn init_dir(out: &Path, sans: &[String]) -> Result<Vec<PathBuf>, PkiError> {
-    let ca_key_path = out.join(CA_KEY_FILE);
-    if ca_key_path.exists() {
-        return Err(PkiError::CaKeyExists {
-            file: ca_key_path.display().to_string(),
-        });
-    }
-    // Validate the names and generate everything before touching the disk.
-    let ca = Ca::generate()?;
-    let coordinator = ca.issue_coordinator(sans)?;
-    create_dir(out)?;
-    let files = [
-        (CA_CERT_FILE, ca.cert_pem().to_owned(), false),
-        (CA_KEY_FILE, ca.key_pem(), true),
-        (COORDINATOR_CERT_FILE, coordinator.cert_pem, false),
-        (COORDINATOR_KEY_FILE, coordinator.key_pem, true),
-    ];
-    let mut written = Vec::with_capacity(files.len());
-    for (name, contents, secret) in files {
-        let path = out.join(name);
-        write_atomic(&path, contents.as_bytes(), secret)?;
-        written.push(path);
-    }
-    Ok(written)
-}
-
-/// Issues a certificate for `node` from the CA in `ca_dir` and writes `out/NODE.pem` and
-/// `out/NODE-key.pem` (creating `out`). Returns the written paths.
-pub fn issue_node_files(
-    ca_dir: &Path,
-    node: &NodeId,
-    out: &Path,
-) -> Result<Vec<PathBuf>, PkiError> {
-    let ca = Ca::load(ca_dir)?;
-    let issued = ca.issue_node(node)?;
-    create_dir(out)?;
-    let cert_path = out.join(format!("{}.pem", node.as_str()));
-    let key_path = out.join(format!("{}-key.pem", node.as_str()));
-    write_atomic(&key_path, issued.key_pem.as_bytes(), true)?;
-    write_atomic(&cert_path, issued.cert_pem.as_bytes(), false)?;
-    Ok(vec![cert_path, key_path])
-}
-
-fn create_dir(dir: &Path) -> Result<(), PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Write {
-        file: dir.display().to_string(),
-        source,
-    })
-}
-
-fn read_text(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|source| {
-        let file = path.display().to_string();
-        if source.kind() == io::ErrorKind::NotFound {
-            PkiError::Missing { file }
-        } else {
-            PkiError::Read { file, source }
-        }
-    })
-}
-
-/// Writes `contents` to `path` through a new temporary file in the same directory (mode 0600 when
-/// `secret`, else 0644), synced before it is renamed over `path`.
-fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
-    let err = |p: &Path| {
-        let file = p.display().to_string();
-        move |source| PkiError::Write { file, source }
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let result = (|| {
-        let mut file = options.open(&tmp).map_err(err(&tmp))?;
-        file.write_all(contents).map_err(err(&tmp))?;
-        file.sync_all().map_err(err(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(err(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable; failing to sync a directory is not worth an error.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    #[cfg(unix)]
-    use std::os::unix::fs::PermissionsExt;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
-        let name = format!("hallmark-pki-{tag}-{}-{nanos}", std::process::id());
-        std::env::temp_dir().join(name)
-    }
 
     fn id_of(cert_pem: &str) -> Result<NodeId, PkiError> {
         node_id_from_cert(&CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
-    }
-
-    fn assert_private(path: &Path) {
-        #[cfg(unix)]
-        assert_eq!(
-            fs::metadata(path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
     }
 
     #[test]
@@ -551,66 +499,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn init_dir_writes_four_files_and_refuses_a_second_init() {
-        let dir = temp_dir("init").join("certs");
-        let written = init_dir(&dir, &[]).unwrap();
-        let names = [
-            "ca.pem",
-            "ca-key.pem",
-            "coordinator.pem",
-            "coordinator-key.pem",
-        ];
-        assert_eq!(written, names.map(|n| dir.join(n)));
-        assert_private(&written[1]);
-        assert_private(&written[3]);
-        let before = fs::read(&written[1]).unwrap();
-        let err = init_dir(&dir, &[]).unwrap_err();
-        assert!(matches!(err, PkiError::CaKeyExists { .. }));
-        assert!(err.to_string().contains("ca-key.pem"));
-        assert_eq!(fs::read(&written[1]).unwrap(), before);
-        // No temporary files are left behind.
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 4);
-        Ca::load(&dir).unwrap();
-        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    /// Days between a certificate's notBefore and notAfter.
+    pub(crate) fn lifetime_days(cert_pem: &str) -> i64 {
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let v = x.validity();
+        (v.not_after.to_datetime() - v.not_before.to_datetime()).whole_days()
     }
 
     #[test]
-    fn issue_node_files_writes_cert_and_private_key() {
-        let base = temp_dir("issue");
-        init_dir(&base.join("ca"), &["coord.example".into()]).unwrap();
-        let node = NodeId::new("probe-1").unwrap();
-        let written = issue_node_files(&base.join("ca"), &node, &base.join("nodes")).unwrap();
-        let expected = ["nodes/probe-1.pem", "nodes/probe-1-key.pem"].map(|n| base.join(n));
-        assert_eq!(written, expected);
-        assert_private(&written[1]);
+    fn lifetimes_default_to_a_year_for_leaves_and_ten_for_the_ca() {
+        let ca = Ca::generate().unwrap();
+        // One day of backdating on top of the lifetime.
+        assert_eq!(lifetime_days(ca.cert_pem()), 3650 + 1);
+        let node = NodeId::new("n1").unwrap();
         assert_eq!(
-            id_of(&fs::read_to_string(&written[0]).unwrap()).unwrap(),
-            node
+            lifetime_days(&ca.issue_node(&node).unwrap().cert_pem),
+            365 + 1
         );
-        fs::remove_dir_all(base).unwrap();
-    }
-
-    #[test]
-    fn loading_corrupt_or_missing_files_names_the_file() {
-        let dir = temp_dir("corrupt");
-        let err = Ca::load(&dir).unwrap_err();
-        assert!(matches!(err, PkiError::Missing { .. }) && err.to_string().contains("ca.pem"));
-
-        init_dir(&dir, &[]).unwrap();
-        fs::write(dir.join("ca.pem"), "-----BEGIN CERTIFICATE-----\n!!!\n").unwrap();
-        let err = Ca::load(&dir).unwrap_err();
-        assert!(matches!(err, PkiError::BadCertificatePem { .. }), "{err}");
-        let ca_pem = dir.join("ca.pem").display().to_string();
-        assert!(err.to_string().contains(&ca_pem), "{err}");
-        let err = issue_node_files(&dir, &NodeId::new("n").unwrap(), &dir).unwrap_err();
-        assert!(err.to_string().contains(&ca_pem), "{err}");
-
-        init_dir(&dir.join("fresh"), &[]).unwrap();
-        fs::write(dir.join("fresh/ca-key.pem"), "garbage").unwrap();
-        let err = Ca::load(&dir.join("fresh")).unwrap_err();
-        assert!(matches!(err, PkiError::BadKeyPem { .. }), "{err}");
-        assert!(err.to_string().contains("ca-key.pem"), "{err}");
-        fs::remove_dir_all(dir).unwrap();
+        assert_eq!(
+            lifetime_days(&ca.issue_coordinator(&[]).unwrap().cert_pem),
+            365 + 1
+        );
+        assert_eq!(
+            lifetime_days(&ca.issue_node_for(&node, 30).unwrap().cert_pem),
+            30 + 1
+        );
+        for days in [0, 366, 5 * 365] {
+            let err = ca.issue_node_for(&node, days).unwrap_err();
+            assert!(matches!(err, PkiError::Lifetime { .. }), "{err}");
+            assert!(err.to_string().contains("1 to 365 days"), "{err}");
+        }
+        let err = Ca::generate_for(MAX_CA_DAYS + 1).unwrap_err();
+        assert!(err.to_string().contains("1 to 7300 days"), "{err}");
+        // A leaf never outlives its CA.
+        let short = Ca::generate_for(10).unwrap();
+        assert_eq!(
+            lifetime_days(&short.issue_node(&node).unwrap().cert_pem),
+            10 + 1
+        );
     }
 }

@@ -6,6 +6,11 @@
 //! process default, which panics when two providers are linked), TLS 1.3 only and ALPN
 //! [`hallmark_protocol::ALPN`]. [`peer_node_id`] names the authenticated probe on the server.
 //!
+//! [`server_config_with_crl`] adds a revocation list that is re-read when its file changes
+//! ([`crate::revocation`]) and, like [`server_config`], turns TLS session resumption off (no
+//! session cache, no tickets): a resumed session skips the client-certificate check, so a
+//! certificate revoked after its first connection could otherwise come back.
+//!
 //! In TLS 1.3 a client whose certificate the server rejects still completes its own handshake: the
 //! rejection arrives afterwards, on first use, as the connection closing with a TLS alert.
 //! [`classify_connection_error`] turns that and every other [`quinn::ConnectionError`] into a
@@ -17,12 +22,15 @@ use std::time::Duration;
 
 use hallmark_protocol::{NodeId, ALPN};
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::crl::CrlError;
 use crate::pki::{self, PkiError};
+use crate::revocation::RevocationCheck;
 
 /// Why a TLS identity or configuration could not be built, or a peer could not be identified.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +69,14 @@ pub enum TlsError {
     NoPeerCertificate,
     #[error("the peer's certificate does not identify a node: {0}")]
     PeerNodeId(#[from] PkiError),
+    #[error("{0}")]
+    Crl(#[from] CrlError),
 }
 
 /// The trusted CA plus this side's certificate chain and private key (elided from `Debug`).
 #[derive(Debug)]
 pub struct Identity {
+    cas: Vec<CertificateDer<'static>>,
     roots: RootCertStore,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -74,6 +85,7 @@ pub struct Identity {
 impl Clone for Identity {
     fn clone(&self) -> Self {
         Identity {
+            cas: self.cas.clone(),
             roots: self.roots.clone(),
             chain: self.chain.clone(),
             key: self.key.clone_key(),
@@ -103,7 +115,8 @@ impl Identity {
     fn from_pem_named(pems: [&str; 3], names: [&str; 3]) -> Result<Identity, TlsError> {
         let ([ca_pem, cert_pem, key_pem], [ca_name, cert_name, key_name]) = (pems, names);
         let mut roots = RootCertStore::empty();
-        for der in certificates("CA certificate", ca_name, ca_pem)? {
+        let cas = certificates("CA certificate", ca_name, ca_pem)?;
+        for der in cas.iter().cloned() {
             roots.add(der).map_err(|e| TlsError::BadCa {
                 file: ca_name.to_owned(),
                 detail: e.to_string(),
@@ -125,7 +138,17 @@ impl Identity {
                 detail: e.to_string(),
             },
         )?;
-        Ok(Identity { roots, chain, key })
+        Ok(Identity {
+            cas,
+            roots,
+            chain,
+            key,
+        })
+    }
+
+    /// The trusted CA certificates, DER encoded.
+    pub fn ca_certs(&self) -> &[CertificateDer<'static>] {
+        &self.cas
     }
 
     /// The trusted CA certificates.
@@ -266,18 +289,46 @@ impl TransportOptions {
 }
 
 /// The coordinator's QUIC server configuration: TLS 1.3, client certificates signed by the
-/// identity's CA required, ALPN `hallmark/1`.
+/// identity's CA required, ALPN `hallmark/1`, no session resumption.
 pub fn server_config(
     id: &Identity,
     opts: &TransportOptions,
 ) -> Result<quinn::ServerConfig, TlsError> {
+    server_config_with_crl(id, opts, None)
+}
+
+/// Like [`server_config`]; with `crl`, client certificates on the revocation list in that file
+/// (checked against the identity's CA when loaded, re-read when it changes) are refused.
+pub fn server_config_with_crl(
+    id: &Identity,
+    opts: &TransportOptions,
+    crl: Option<&Path>,
+) -> Result<quinn::ServerConfig, TlsError> {
     let transport = opts.transport_config()?;
+    let tls = server_tls(id, crl)?;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(config_err("QUIC server configuration"))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The rustls half of [`server_config_with_crl`].
+fn server_tls(id: &Identity, crl: Option<&Path>) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(provider());
     let rustls_err = config_err::<rustls::Error>("TLS server configuration");
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(id.roots.clone()), provider.clone())
+    let roots = Arc::new(id.roots.clone());
+    let verifier: Arc<dyn ClientCertVerifier> = match crl {
+        Some(path) => Arc::new(RevocationCheck::new(
+            path,
+            id.cas.clone(),
+            roots,
+            provider.clone(),
+        )?),
+        None => WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
             .build()
-            .map_err(config_err("client certificate verifier"))?;
+            .map_err(config_err("client certificate verifier"))?,
+    };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(rustls_err)?
@@ -285,11 +336,11 @@ pub fn server_config(
         .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(rustls_err)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(config_err("QUIC server configuration"))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    // Resumption would skip the client-certificate (and revocation) check: no session cache, no
+    // tickets, so every connection is a full handshake.
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    tls.send_tls13_tickets = 0;
+    Ok(tls)
 }
 
 /// A probe's QUIC client configuration: trusts only the identity's CA, presents the identity's
@@ -334,6 +385,9 @@ pub enum ConnectFailure {
     /// The coordinator forgot the connection (it probably restarted).
     #[error("the coordinator reset the connection (it probably restarted); retrying")]
     Reset,
+    /// The coordinator refused this probe's certificate because it is on the revocation list.
+    #[error("the coordinator refused this probe's certificate because it has been revoked ({detail}); this node is no longer trusted: if that is a mistake, issue it a new certificate with `hallmark certs issue`")]
+    CertificateRevoked { detail: String },
     /// The coordinator refused this probe's certificate.
     #[error("the coordinator rejected this probe's certificate ({detail}): issue it from the coordinator's CA with `hallmark certs issue`")]
     CertificateRejected { detail: String },
@@ -363,6 +417,7 @@ impl ConnectFailure {
         matches!(
             self,
             ConnectFailure::CertificateRejected { .. }
+                | ConnectFailure::CertificateRevoked { .. }
                 | ConnectFailure::ServerNotTrusted { .. }
                 | ConnectFailure::ServerNameMismatch { .. }
                 | ConnectFailure::ProtocolMismatch { .. }
@@ -380,6 +435,9 @@ impl ConnectFailure {
 /// unsupported_certificate, certificate_revoked, certificate_expired, certificate_unknown (46),
 /// unknown_ca (48), access_denied, decrypt_error (51: bad signature), certificate_required (116).
 const CERTIFICATE_ALERTS: &[u8] = &[42, 43, 44, 45, 46, 48, 49, 51, 116];
+
+/// The TLS alert certificate_revoked.
+const REVOKED_ALERT: u8 = 44;
 
 /// TLS alerts that mean no protocol in common: handshake_failure (40), protocol_version (70),
 /// no_application_protocol (120).
@@ -424,6 +482,7 @@ pub fn classify_connection_error(e: &quinn::ConnectionError) -> ConnectFailure {
         E::ConnectionClosed(close) => {
             let detail = close.to_string();
             match tls_alert(close.error_code) {
+                Some(REVOKED_ALERT) => ConnectFailure::CertificateRevoked { detail },
                 Some(alert) if CERTIFICATE_ALERTS.contains(&alert) => {
                     ConnectFailure::CertificateRejected { detail }
                 }
@@ -474,172 +533,5 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pki::Ca;
-    use std::net::SocketAddr;
-    use tokio::time::timeout;
-
-    const WAIT: Duration = Duration::from_secs(5);
-    type Outcome<T> = Result<T, quinn::ConnectionError>;
-
-    /// A node identity issued by `issuer` that trusts `trusted`.
-    fn node_identity(issuer: &Ca, trusted: &Ca, node: &str) -> Identity {
-        let issued = issuer.issue_node(&NodeId::new(node).unwrap()).unwrap();
-        Identity::from_pem(trusted.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
-    }
-
-    /// A coordinator endpoint on loopback serving one connection: it echoes one stream reversed
-    /// and yields the peer's node id, or the handshake error.
-    fn serve_one(ca: &Ca) -> (quinn::Endpoint, tokio::task::JoinHandle<Outcome<NodeId>>) {
-        let issued = ca.issue_coordinator(&[]).unwrap();
-        let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
-        let config = server_config(&id, &TransportOptions::default()).unwrap();
-        let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let accepting = endpoint.clone();
-        let task = tokio::spawn(async move {
-            let conn = accepting.accept().await.unwrap().await?;
-            let node = peer_node_id(&conn).unwrap();
-            let (mut send, mut recv) = conn.accept_bi().await?;
-            let mut data = recv.read_to_end(1024).await.unwrap();
-            data.reverse();
-            send.write_all(&data).await.unwrap();
-            send.finish().unwrap();
-            conn.closed().await;
-            Ok(node)
-        });
-        (endpoint, task)
-    }
-
-    /// Connects, sends `hello` on a bi stream and reads the answer; a failure at any step (the
-    /// rejection of a client certificate shows only on first use) yields the connection error.
-    async fn exchange(id: &Identity, addr: SocketAddr) -> Outcome<Vec<u8>> {
-        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        client.set_default_client_config(client_config(id, &TransportOptions::default()).unwrap());
-        let connecting = client.connect(addr, "localhost").unwrap();
-        let result = async {
-            let conn = connecting.await?;
-            let reply = async {
-                let (mut send, mut recv) = conn.open_bi().await.ok()?;
-                send.write_all(b"hello").await.ok()?;
-                send.finish().ok()?;
-                recv.read_to_end(1024).await.ok()
-            };
-            let reply = match reply.await {
-                Some(reply) => Ok(reply),
-                None => Err(conn.closed().await),
-            };
-            conn.close(0u32.into(), b"done");
-            reply
-        }
-        .await;
-        client.wait_idle().await;
-        result
-    }
-
-    /// Runs a client with `id` against a coordinator of `ca`: (client result, server result).
-    async fn run(ca: &Ca, id: &Identity) -> (Outcome<Vec<u8>>, Outcome<NodeId>) {
-        let (endpoint, served) = serve_one(ca);
-        let addr = endpoint.local_addr().unwrap();
-        let client = timeout(WAIT, exchange(id, addr)).await.unwrap();
-        let server = timeout(WAIT, served).await.unwrap().unwrap();
-        endpoint.close(0u32.into(), b"");
-        timeout(WAIT, endpoint.wait_idle()).await.unwrap();
-        (client, server)
-    }
-
-    #[tokio::test]
-    async fn mutual_tls_exchange_identifies_the_node() {
-        let ca = Ca::generate().unwrap();
-        let id = node_identity(&ca, &ca, "probe-7");
-        assert_eq!(id.node_id().unwrap().as_str(), "probe-7");
-        let (client, server) = run(&ca, &id).await;
-        assert_eq!(client.unwrap(), b"olleh");
-        assert_eq!(server.unwrap().as_str(), "probe-7");
-    }
-
-    #[tokio::test]
-    async fn certificate_from_another_ca_is_rejected() {
-        let (ca, rogue) = (Ca::generate().unwrap(), Ca::generate().unwrap());
-        // Trusts the right CA, but its own certificate comes from another one.
-        let (client, server) = run(&ca, &node_identity(&rogue, &ca, "intruder")).await;
-        assert!(server.is_err(), "server accepted a rogue probe: {server:?}");
-        let failure = classify_connection_error(&client.unwrap_err());
-        assert!(
-            matches!(failure, ConnectFailure::CertificateRejected { .. }),
-            "{failure:?}"
-        );
-        assert!(failure.is_fatal() && failure.to_string().contains("hallmark certs issue"));
-    }
-
-    #[tokio::test]
-    async fn server_from_another_ca_is_not_trusted() {
-        let (ca, other) = (Ca::generate().unwrap(), Ca::generate().unwrap());
-        // Its certificate is fine, but it trusts another CA than the coordinator's.
-        let (client, server) = run(&ca, &node_identity(&ca, &other, "probe-1")).await;
-        assert!(server.is_err());
-        let failure = classify_connection_error(&client.unwrap_err());
-        assert!(
-            matches!(failure, ConnectFailure::ServerNotTrusted { .. }),
-            "{failure:?}"
-        );
-        assert!(failure.is_fatal() && failure.to_string().contains("--ca"));
-    }
-
-    #[test]
-    fn classifier_maps_alerts_and_transient_errors() {
-        let closed = |alert: u8| {
-            quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
-                error_code: quinn::TransportErrorCode::crypto(alert),
-                frame_type: None,
-                reason: b"".as_slice().into(),
-            })
-        };
-        for alert in [42, 48, 116] {
-            let f = classify_connection_error(&closed(alert));
-            assert!(
-                matches!(f, ConnectFailure::CertificateRejected { .. }),
-                "{f:?}"
-            );
-        }
-        let f = classify_connection_error(&closed(120));
-        assert!(matches!(f, ConnectFailure::ProtocolMismatch { .. }) && f.is_fatal());
-        for e in [
-            quinn::ConnectionError::TimedOut,
-            quinn::ConnectionError::Reset,
-        ] {
-            assert!(classify_connection_error(&e).is_transient());
-        }
-        let bad_name = quinn::ConnectError::InvalidServerName("".into());
-        assert!(classify_connect_error(&bad_name).is_fatal());
-        let keep_alive = Duration::from_secs(10);
-        let opts = TransportOptions {
-            keep_alive,
-            ..TransportOptions::default()
-        };
-        assert!(opts
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("keep-alive"));
-        TransportOptions::default().validate().unwrap();
-    }
-
-    #[test]
-    fn load_errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("hallmark-tls-{}", std::process::id()));
-        let written = pki::init_dir(&dir, &[]).unwrap();
-        let (ca, cert, key) = (&written[0], &written[2], &written[3]);
-        Identity::load(ca, cert, key).unwrap();
-        let err = Identity::load(ca, &dir.join("nope.pem"), key).unwrap_err();
-        assert!(matches!(err, TlsError::Missing { .. }) && err.to_string().contains("nope.pem"));
-        let err = Identity::load(ca, key, key).unwrap_err();
-        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
-        assert!(err.to_string().contains("coordinator-key.pem"));
-        let err = Identity::load(ca, cert, cert).unwrap_err();
-        assert!(matches!(err, TlsError::NoPrivateKey { .. }), "{err}");
-        let err = Identity::load(ca, cert, &written[1]).unwrap_err();
-        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
+#[path = "tls_tests.rs"]
+mod tests;

@@ -1,0 +1,149 @@
+//! `hallmark certs init|issue|revoke` and `hallmark coordinator --crl` as an operator uses them:
+//! where the CA key goes, lifetimes, a revocation that stops a probe process, and the errors of
+//! bad input.
+
+mod common;
+
+use common::process::*;
+use std::process::Stdio;
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn init_says_where_the_ca_key_goes_and_lifetimes_are_checked() {
+    let dir = tempdir("certs-layout");
+    let pki = dir.join("pki");
+    let p = pki.to_str().unwrap();
+    let out = ok(&["certs", "init", "--out", p]);
+    assert!(out.contains("ca-private"), "{out}");
+    assert!(out.contains("--crl"), "{out}");
+    assert!(!pki.join("ca-key.pem").exists());
+    assert_eq!(mode(&pki.join("ca-private/ca-key.pem")), 0o600);
+    assert_eq!(mode(&pki.join("ca-private")), 0o700);
+    assert!(pki.join("crl.pem").exists());
+
+    let nodes = dir.join("nodes");
+    let n = nodes.to_str().unwrap();
+    let err = fails(&[
+        "certs", "issue", "--ca", p, "--node", "n1", "--days", "400", "--out", n,
+    ]);
+    assert!(
+        err.contains("--days 400") && err.contains("1 to 365"),
+        "{err}"
+    );
+    ok(&[
+        "certs", "issue", "--ca", p, "--node", "n1", "--days", "30", "--out", n,
+    ]);
+    let err = fails(&["certs", "issue", "--ca", p, "--out", n]);
+    assert!(
+        err.contains("--node") && err.contains("--coordinator"),
+        "{err}"
+    );
+    let renewed = dir.join("renewed");
+    let out = ok(&[
+        "certs",
+        "issue",
+        "--ca",
+        p,
+        "--coordinator",
+        "--san",
+        "coord.example",
+        "--out",
+        renewed.to_str().unwrap(),
+    ]);
+    assert!(out.contains("coordinator.pem"), "{out}");
+
+    let err = fails(&["certs", "revoke", "--ca", p]);
+    assert!(err.contains("--node") && err.contains("--serial"), "{err}");
+    let err = fails(&["certs", "revoke", "--ca", p, "--serial", "zz"]);
+    assert!(err.contains("hex"), "{err}");
+    let err = fails(&["certs", "revoke", "--ca", p, "--node", "n9"]);
+    assert!(
+        err.contains("issued.tsv") && err.contains("--cert"),
+        "{err}"
+    );
+    let err = fails(&["certs", "revoke", "--ca", n, "--node", "n1"]);
+    assert!(err.contains("holds no CA key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_revoked_probe_process_is_refused_by_a_running_coordinator() {
+    let dir = tempdir("certs-revoke");
+    init_certs(&dir, &["n1"]);
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: common::free_udp_port(),
+    };
+    let mut coordinator = Killed(
+        cluster
+            .coordinator()
+            .args(["--crl", &cluster.path("crl.pem")])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let logs = stderr_lines(&mut coordinator.0);
+    assert!(wait_line(&logs, "coordinator listening", common::WAIT).is_some());
+
+    let out = ok(&[
+        "certs",
+        "revoke",
+        "--ca",
+        dir.to_str().unwrap(),
+        "--node",
+        "n1",
+    ]);
+    assert!(
+        out.contains("revoked serial") && out.contains("node n1"),
+        "{out}"
+    );
+    assert!(out.contains(&cluster.path("crl.pem")), "{out}");
+    assert!(out.contains("number 2"), "{out}");
+
+    let mut probe = Killed(
+        cluster
+            .probe("n1", "n1")
+            .args(["--rack", "rack01"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_exit(&mut probe.0, common::WAIT, "a revoked probe gives up");
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut probe.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("revoked"), "{err}");
+    assert!(wait_line(&logs, "refused a revoked certificate", common::WAIT).is_some());
+
+    // A list from another CA is refused when the coordinator starts.
+    let other = dir.join("other");
+    ok(&["certs", "init", "--out", other.to_str().unwrap()]);
+    let foreign = other.join("crl.pem");
+    let mut c = cluster.coordinator();
+    let out = c
+        .args(["--crl", foreign.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another CA") && err.contains("crl.pem"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
