@@ -41,7 +41,7 @@ pub struct Engine {
     compare: CudaFunction,
     wrong: CudaSlice<u64>,
     sm_count: u32,
-    tol: f32,
+    max_ulps: u32,
 }
 
 impl Engine {
@@ -97,7 +97,7 @@ impl Engine {
             compare,
             wrong,
             sm_count: u32::try_from(sm).unwrap_or(1).max(1),
-            tol: cfg.dtype.tolerance(),
+            max_ulps: cfg.dtype.max_ulps(),
         })
     }
 
@@ -227,6 +227,7 @@ where
             copy_time: Duration::from_millis(1),
         };
         burn.allocate(plan, stop)?;
+        shared.flop_per_gemm.store(gemm_flop(n), Ordering::Relaxed);
         shared.set_state(WorkerState::Ready(burn.prepared));
         Ok(burn)
     }
@@ -309,13 +310,13 @@ where
             block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
-        let tol = self.engine.tol;
+        let max_ulps = self.engine.max_ulps;
         let mut launch = self.engine.stream.launch_builder(&self.engine.compare);
         launch
             .arg(reference)
             .arg(got)
             .arg(&n_vec)
-            .arg(&tol)
+            .arg(&max_ulps)
             .arg(&mut self.engine.wrong);
         // SAFETY: the kernel reads n_vec 16-byte words of two buffers of matrix_bytes (n_vec =
         // matrix_bytes / 16) and adds to one u64; the argument types match its signature.
@@ -350,9 +351,7 @@ where
         let units = u64::from(units);
         match kernel {
             Kernel::Gemm => {
-                shared
-                    .flop
-                    .fetch_add(units * gemm_flop(self.m.n), Ordering::Relaxed);
+                shared.gemms.fetch_add(units, Ordering::Relaxed);
             }
             Kernel::MemoryBandwidth => {
                 let bytes = 2 * self.prepared.copy_bytes as u64;

@@ -32,7 +32,7 @@ pub mod sizing;
 pub mod worker;
 
 pub use discover::{availability, format_uuid, library_report, CudaDevice};
-pub use driven::rate;
+pub use driven::{gflops, rate};
 pub use dtype::Dtype;
 pub use worker::{Prepared, WorkerState};
 
@@ -103,8 +103,14 @@ impl Default for CudaConfig {
     }
 }
 
-/// A device's cumulative (flop, bytes copied, wrong elements).
-type Counters = (u64, u64, u64);
+/// A device's cumulative counters and the FLOPs of one of its GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Counters {
+    gemms: u64,
+    flop_per_gemm: u64,
+    bytes: u64,
+    wrong: u64,
+}
 
 /// One GPU of the backend.
 #[derive(Debug)]
@@ -387,12 +393,11 @@ impl CudaBackend {
     fn counters(&self) -> Vec<Counters> {
         self.gpus
             .iter()
-            .map(|g| {
-                (
-                    g.shared.flop.load(Ordering::Relaxed),
-                    g.shared.bytes.load(Ordering::Relaxed),
-                    g.shared.wrong.load(Ordering::Relaxed),
-                )
+            .map(|g| Counters {
+                gemms: g.shared.gemms.load(Ordering::Relaxed),
+                flop_per_gemm: g.shared.flop_per_gemm.load(Ordering::Relaxed),
+                bytes: g.shared.bytes.load(Ordering::Relaxed),
+                wrong: g.shared.wrong.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -421,7 +426,7 @@ fn device_info(nvml: &NvmlSensors, g: &Gpu, index: u16) -> DeviceInfo {
             .memory_bytes
             .or((g.cuda.memory_bytes > 0).then_some(g.cuda.memory_bytes)),
         power_limit_w: id.power_limit_w,
-        idle_power_w: g.nvml_index.and_then(|i| nvml.instant_power_w(i)),
+        idle_power_w: g.nvml_index.and_then(|i| nvml.power_w(i)),
         slowdown_temp_c: id.slowdown_temp_c,
         shutdown_temp_c: id.shutdown_temp_c,
         max_operating_temp_c: id.max_operating_temp_c,

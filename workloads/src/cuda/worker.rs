@@ -15,8 +15,9 @@
 //! ([`super::kernels`]), which counts the elements of that buffer that differ from C₀ beyond the
 //! dtype's tolerance (or are NaN) into a device counter; the host reads the counter about once a
 //! second, when the stream has drained. The number of buffers besides C₀ is odd, so the checks
-//! visit every buffer in turn. Work is counted when it has completed on the GPU: 2n³ per GEMM, and for
-//! the memory-bandwidth workload 2 × the copy size per device-to-device copy (read + written).
+//! visit every buffer in turn. Work is counted when it has completed on the GPU: GEMMs (2n³ FLOPs
+//! each, multiplied out in f64 when a rate is taken), and for the memory-bandwidth workload 2 ×
+//! the copy size per device-to-device copy (read + written).
 
 use super::burn::{Burn, Engine};
 use super::dtype::Dtype;
@@ -61,8 +62,11 @@ pub struct DeviceShared {
     /// The power controller's output (f64 bits); 1.0 without a power target.
     control: AtomicU64,
     kernel: AtomicU8,
-    /// Floating-point operations completed, cumulative.
-    pub flop: AtomicU64,
+    /// GEMMs completed, cumulative. GEMMs are counted rather than FLOPs: at 780 TFLOP/s a FLOP
+    /// counter of 64 bits wraps after about 6.6 hours; this one after 10¹¹ years.
+    pub gemms: AtomicU64,
+    /// FLOPs of one GEMM at the order the worker settled on (0 until it is prepared).
+    pub flop_per_gemm: AtomicU64,
     /// Bytes moved by completed copies (read + written), cumulative.
     pub bytes: AtomicU64,
     /// Wrong elements found, cumulative.
@@ -76,7 +80,8 @@ impl Default for DeviceShared {
             level: AtomicU64::new(0f64.to_bits()),
             control: AtomicU64::new(1f64.to_bits()),
             kernel: AtomicU8::new(0),
-            flop: AtomicU64::new(0),
+            gemms: AtomicU64::new(0),
+            flop_per_gemm: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             wrong: AtomicU64::new(0),
             state: Mutex::new(WorkerState::Preparing),
