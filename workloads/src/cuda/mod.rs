@@ -10,6 +10,8 @@
 //!   buffers that fill most of the memory ([`sizing`]), in the chosen [`Dtype`], under a 5 ms duty
 //!   cycle ([`duty`]), results compared on the GPU against a reference ([`kernels`]); or, with
 //!   [`Kernel::MemoryBandwidth`], device-to-device copies.
+//! * Device memory through [`alloc`]: cudarc's stream-ordered allocation, or plain `cuMemAlloc`
+//!   where a sandboxed runtime refuses it.
 //! * A control thread ([`monitor`]) runs the PI power controllers ([`control`]) at 25 Hz and counts
 //!   XID errors.
 //! * Collective phases through NCCL ([`nccl`]): a thread, stream and communicator per GPU beside
@@ -18,6 +20,7 @@
 //! The level set by [`crate::Backend::set_level`] is the ceiling of the duty: with a power target the
 //! controller chooses the duty below it, and a level of 0 stops the device whatever the target.
 
+pub mod alloc;
 pub mod burn;
 pub mod control;
 pub mod discover;

@@ -669,6 +669,45 @@ fn the_names_tried_are_cudarcs_and_a_stub_driver_is_named() {
     );
 }
 
+#[test]
+fn stream_ordered_allocation_falls_back_to_plain_where_it_is_refused() {
+    use super::alloc::{choose, parse_override, AllocMode, ALLOC_ENV};
+    let refused = || Err("CUDA_ERROR_NOT_SUPPORTED, operation not supported".to_string());
+    let never = || -> Result<(), String> { panic!("no probe without memory pools") };
+    // Memory pools that work: cudarc's stream-ordered allocation, no note.
+    assert_eq!(choose(true, false, || Ok(())), (AllocMode::Cudarc, None));
+    // Memory pools reported but refused (a sandboxed runtime): plain, with a note that says why.
+    let (mode, note) = choose(true, false, refused);
+    assert_eq!(mode, AllocMode::Plain);
+    let note = note.unwrap();
+    assert!(
+        note.contains("cuMemAllocAsync") && note.contains("NOT_SUPPORTED"),
+        "{note}"
+    );
+    assert!(note.contains("allocated with cuMemAlloc instead"), "{note}");
+    // No memory pools: cudarc allocates plainly itself; nothing is probed.
+    assert_eq!(choose(false, false, never), (AllocMode::Cudarc, None));
+    assert_eq!(choose(false, true, never), (AllocMode::Cudarc, None));
+    // Forced: plain without probing, and the note names the variable.
+    let (mode, note) = choose(true, true, never);
+    assert_eq!(mode, AllocMode::Plain);
+    assert!(note.unwrap().contains(&format!("{ALLOC_ENV}=plain")));
+    // The variable's values.
+    for (v, plain) in [
+        (None, false),
+        (Some(""), false),
+        (Some("auto"), false),
+        (Some(" Plain "), true),
+    ] {
+        assert_eq!(parse_override(v), Ok(plain), "{v:?}");
+    }
+    let e = parse_override(Some("async")).unwrap_err();
+    assert!(
+        e.contains(ALLOC_ENV) && e.contains("async") && e.contains("`plain`"),
+        "{e}"
+    );
+}
+
 /// On a host without the NVIDIA driver (like the machines these tests run on), starting the
 /// backend is a clear error naming the libraries, not a panic. On a GPU host it starts.
 #[test]

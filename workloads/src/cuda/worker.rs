@@ -41,6 +41,9 @@ pub struct Prepared {
     pub allocated_bytes: usize,
     /// GPU time of one GEMM when prepared.
     pub gemm_time: Duration,
+    /// Device memory is allocated with plain `cuMemAlloc` because stream-ordered allocation was
+    /// refused or `HALLMARK_CUDA_ALLOC=plain` asked for it ([`super::alloc`]).
+    pub plain_alloc: bool,
 }
 
 /// Where a worker is.
@@ -201,7 +204,11 @@ fn body(
     let stream = ctx
         .new_stream()
         .map_err(|e| format!("creating its stream: {e}"))?;
-    let engine = Engine::new(&ctx, stream, cfg, ptx)?;
+    let (mode, note) = super::alloc::decide(&stream)?;
+    if let Some(note) = note {
+        tracing::warn!("CUDA device {}: {note}", cfg.ordinal);
+    }
+    let engine = Engine::new(&ctx, stream, mode, cfg, ptx)?;
     match cfg.dtype {
         Dtype::Bf16 => {
             Burn::<half::bf16>::prepare(&ctx, engine, cfg, shared, stop)?.run(shared, stop)
