@@ -85,7 +85,7 @@ if [[ "$SHORT" -eq 1 ]]; then
     # Time a bench may take beyond its --seconds: starting the backend (allocating most of the
     # GPU memory, timing the GEMMs) and stopping it.
     START_S=75
-    LIST_S=60
+    LIST_S=45
 else
     STEADY_S="${STEADY_S:-60}"
     SQUARE_S="${SQUARE_S:-20}"
@@ -382,7 +382,7 @@ TORCH="no"
 if bounded "$LIST_S" python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
     TORCH="yes"
     say "torch.matmul bf16 on GPU 0: n=${ORDER}, ${STEADY_S} s"
-    bounded $((STEADY_S + 120)) python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
+    bounded $((STEADY_S + START_S)) python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
 import json, sys, time
 import torch
 n, seconds = int(sys.argv[1]), float(sys.argv[2])
