@@ -12,9 +12,9 @@
 //! # The burn
 //! GEMM `k` writes A × B into C buffer `1 + k mod (count − 1)`, so the work walks over all of
 //! them. Every [`super::burn::CHECK_EVERY`]-th GEMM is followed by the compare kernel
-//! ([`super::kernels`]), which counts the elements of that buffer that differ from C₀ beyond the
-//! dtype's tolerance (or are NaN) into a device counter; the host reads the counter about once a
-//! second, when the stream has drained. The number of buffers besides C₀ is odd, so the checks
+//! ([`super::kernels`]), which counts the elements of that buffer whose bits differ from C₀'s
+//! (or are NaN) into a device counter; the host reads the counter about once a second, when the
+//! stream has drained. The number of buffers besides C₀ is odd, so the checks
 //! visit every buffer in turn. Work is counted when it has completed on the GPU: GEMMs (2n³ FLOPs
 //! each, multiplied out in f64 when a rate is taken), and for the memory-bandwidth workload 2 ×
 //! the copy size per device-to-device copy (read + written).
