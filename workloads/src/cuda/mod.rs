@@ -438,3 +438,5 @@ fn device_info(nvml: &NvmlSensors, g: &Gpu, index: u16) -> DeviceInfo {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_first_run;
