@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# gpu-check.sh — checks the cuda backend on a machine with NVIDIA GPUs, in about 4 minutes.
+# gpu-check.sh — checks the cuda backend on a machine with NVIDIA GPUs, in about 7 minutes, or
+# about 4 with --short.
 #
-# Runs the release binary ($HALLMARK, default target/release/hallmark):
+# Usage: scripts/gpu-check.sh [--short] [--out DIR]
+#   --out DIR  where the results go (default: $OUT where that is set, as on the device tool, else
+#              $GPU_CHECK_DIR, else a new temporary directory). Everything is written under
+#              DIR/gpu-check/ (JSON results, logs, the console output, summary.txt) and packed
+#              into DIR/gpu-check.tar.gz at the end, however the script ends, so that one file
+#              holds it all.
+#   --short    shorter steps (square wave 10 s, steady burn and torch 30 s, memory bandwidth 5 s,
+#              no NCCL step unless NCCL_S is set, tighter time limits): about 4 minutes in all.
+#
+# Runs the hallmark binary $HALLMARK (a path, relative or absolute, or a name on PATH; default
+# target/dist/hallmark, else target/release/hallmark):
 #   1. nvidia-smi -L (if present);
 #   2. hallmark probe --list-devices --backend cuda --json (inventory, sensors, one reading);
 #   3. a square wave: bench gemm bf16, full load for half of each period, none for the other half
@@ -13,8 +24,12 @@
 #   7. collectives through NCCL between this node's GPUs (one rank per GPU) for NCCL_S seconds (0
 #      skips it): a coordinator (`hallmark run --listen 127.0.0.1`) and one cuda probe as separate
 #      processes with throw-away certificates, a plan of one collective phase with
-#      transport = "nccl", 8 B to 64 MiB;
-# and prints what each showed, then a summary table LAST: metric, value, goal, ok?
+#      transport = "nccl", 8 B to 64 MiB. On a node with one GPU this only checks the plumbing
+#      (NCCL loads, a communicator of one rank forms, the results come back): the bus bandwidth
+#      of one rank is 0 by definition;
+# and prints what each showed, then a summary table last (metric, value, goal, ok?; also kept in
+# summary.txt) and one line naming the archive. The summary is printed (and packed) whatever
+# happened before, also where the cuda backend does not start.
 # Libraries: where cuBLAS, NVRTC or NCCL are not installed system-wide, the directories of the
 # Python wheels that hold them (nvidia-cublas, nvidia-cuda-nvrtc, nvidia-nccl, as PyTorch
 # installs them) are put on LD_LIBRARY_PATH; where only libnccl.so.2 exists, a libnccl.so link to
@@ -23,37 +38,119 @@
 #   - mean power ≥ 0.98 × the enforced power limit over the steady burn (every GPU);
 #   - no HW_POWER_BRAKE throttle bit in either burn;
 #   - 0 wrong elements in either burn and in the NCCL collectives.
-# Exit status: 0 when every goal that could be measured is met, 1 otherwise, 2 when a step failed.
+# Exit status: 0 when every goal that could be measured is met, 1 otherwise, 2 when a step failed
+# (the cuda backend does not start, a bench gave no result) or the arguments are wrong.
 #
 # It only reads the GPUs: it never changes clocks, power limits, persistence or compute modes, and
 # never resets a GPU.
 #
 # Environment: HALLMARK (binary), STEADY_S (default 60), SQUARE_S (20), PERIOD_MS (50),
-# MEMBW_S (10), NCCL_S (30), GPU_CHECK_DIR (where the JSON results are kept; default a new temporary directory).
+# MEMBW_S (10), NCCL_S (30), OUT or GPU_CHECK_DIR (see --out).
 # Every step is bounded in time (`timeout`, where it exists): a hung step is reported, not waited for.
 
 set -euo pipefail
 
-HALLMARK="${HALLMARK:-target/release/hallmark}"
-STEADY_S="${STEADY_S:-60}"
-SQUARE_S="${SQUARE_S:-20}"
-PERIOD_MS="${PERIOD_MS:-50}"
-MEMBW_S="${MEMBW_S:-10}"
-NCCL_S="${NCCL_S:-30}"
-DIR="${GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}"
-mkdir -p "$DIR"
+ARGS=("$@")
+SHORT=0
+OUT_ARG=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --short) SHORT=1 ;;
+    --out)
+        if [[ $# -lt 2 || -z "$2" ]]; then
+            echo "error: --out needs a directory (scripts/gpu-check.sh [--short] [--out DIR])" >&2
+            exit 2
+        fi
+        OUT_ARG="$2"
+        shift
+        ;;
+    --out=*) OUT_ARG="${1#--out=}" ;;
+    -h | --help)
+        sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "error: unknown argument '$1' (scripts/gpu-check.sh [--short] [--out DIR])" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
 
+if [[ "$SHORT" -eq 1 ]]; then
+    STEADY_S="${STEADY_S:-30}"
+    SQUARE_S="${SQUARE_S:-10}"
+    MEMBW_S="${MEMBW_S:-5}"
+    NCCL_S="${NCCL_S:-0}"
+    # Time a bench may take beyond its --seconds: starting the backend (allocating most of the
+    # GPU memory, timing the GEMMs) and stopping it.
+    START_S=75
+    LIST_S=45
+else
+    STEADY_S="${STEADY_S:-60}"
+    SQUARE_S="${SQUARE_S:-20}"
+    MEMBW_S="${MEMBW_S:-10}"
+    NCCL_S="${NCCL_S:-30}"
+    START_S=150
+    LIST_S=120
+fi
+PERIOD_MS="${PERIOD_MS:-50}"
+
+# Where the results go: DIR/gpu-check/, packed into DIR/gpu-check.tar.gz.
+BASE="${GPU_CHECK_BASE:-${OUT_ARG:-${OUT:-${GPU_CHECK_DIR:-}}}}"
+if [[ -z "$BASE" ]]; then
+    BASE="$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")"
+fi
+mkdir -p "$BASE/gpu-check"
+BASE="$(cd "$BASE" && pwd)"
+DIR="$BASE/gpu-check"
+ARCHIVE="$BASE/gpu-check.tar.gz"
+
+# The binary: a path (made absolute, so that it works from any directory) or a name on PATH.
+if [[ -z "${HALLMARK:-}" ]]; then
+    HALLMARK=target/dist/hallmark
+    [[ -x "$HALLMARK" ]] || HALLMARK=target/release/hallmark
+fi
+if [[ "$HALLMARK" != */* ]]; then
+    HALLMARK="$(command -v "$HALLMARK" || echo "$HALLMARK")"
+fi
+if [[ "$HALLMARK" == */* && -e "$HALLMARK" ]]; then
+    HALLMARK="$(cd "$(dirname "$HALLMARK")" && pwd)/$(basename "$HALLMARK")"
+fi
+
+# Packs the results directory into one archive (called once, after everything else).
+pack() {
+    if tar -czf "$ARCHIVE.tmp" -C "$BASE" gpu-check 2>"$BASE/pack.log"; then
+        mv -f "$ARCHIVE.tmp" "$ARCHIVE"
+        rm -f "$BASE/pack.log"
+        echo "gpu-check: results packed into $ARCHIVE"
+    else
+        echo "gpu-check: could not pack $DIR: $(tail -n 1 "$BASE/pack.log")" >&2
+    fi
+}
+
+# The checks, their output also kept in $DIR/output.log; then the archive, whatever they ended
+# with. (The checks run in the pipeline's subshell; their exit status is kept.)
+if [[ -z "${GPU_CHECK_INNER:-}" ]]; then
+    set +e
+    GPU_CHECK_INNER=1 GPU_CHECK_BASE="$BASE" HALLMARK="$HALLMARK" \
+        bash "${BASH_SOURCE[0]}" "${ARGS[@]}" 2>&1 | tee "$DIR/output.log"
+    status=${PIPESTATUS[0]}
+    set -e
+    pack
+    exit "$status"
+fi
 say() { printf '\n== %s\n' "$*"; }
 
 if [[ ! -x "$HALLMARK" ]]; then
-    echo "error: $HALLMARK is not an executable; build it with 'cargo build --release' or set HALLMARK" >&2
+    echo "error: $HALLMARK is not an executable; build it with 'cargo build --profile dist' (or --release) or set HALLMARK" >&2
     exit 2
 fi
 if ! command -v python3 >/dev/null 2>&1; then
     echo "error: python3 is needed to read the JSON results" >&2
     exit 2
 fi
-echo "gpu-check: $("$HALLMARK" --version), results in $DIR"
+echo "gpu-check: $("$HALLMARK" --version)$([[ "$SHORT" -eq 1 ]] && echo " (short)"), results in $DIR"
 
 # Background processes of the NCCL step, ended however the script ends (silently: the summary
 # table stays the last output).
@@ -182,28 +279,31 @@ run_json() {
     return 0
 }
 
-# Time a bench may take beyond its --seconds: starting the backend (allocating most of the GPU
-# memory, timing the GEMMs) and stopping it.
-START_S=150
-
 rc_of() { cat "$DIR/$1.rc" 2>/dev/null || echo 99; }
 
 say "nvidia-smi -L"
 if command -v nvidia-smi >/dev/null 2>&1; then
-    nvidia-smi -L || true
+    smi_rc=0
+    bounded 30 nvidia-smi -L >"$DIR/nvidia-smi.txt" 2>&1 || smi_rc=$?
+    cat "$DIR/nvidia-smi.txt"
+    if [[ "$smi_rc" -ne 0 ]]; then
+        echo "(nvidia-smi -L exited $smi_rc$([[ "$smi_rc" -eq 124 ]] && echo ": it ran past 30 s"))"
+    fi
 else
     echo "(nvidia-smi not found)"
 fi
 
 say "probe --list-devices --backend cuda --json"
-run_json list 120 probe --list-devices --backend cuda --json
+run_json list "$LIST_S" probe --list-devices --backend cuda --json
+# GPUs the backend sees (0 where it does not start): every GPU step below needs at least one.
+GPUS=0
 if [[ "$(rc_of list)" -ne 0 ]]; then
-    echo "error: the cuda backend does not start here (exit $(rc_of list)); nothing more to check" >&2
-    exit 2
-fi
-if python3 - "$DIR/list.json" <<'PY'
+    echo "error: the cuda backend does not start here (exit $(rc_of list)): no GPU step runs; see the summary" >&2
+    head -n 1 "$DIR/list.log" >"$DIR/list.why" 2>/dev/null || true
+elif python3 - "$DIR/list.json" "$DIR/gpus" <<'PY'
 import json, sys
 v = json.load(open(sys.argv[1]))
+open(sys.argv[2], "w").write(str(len(v["devices"])))
 print(f"driver {v.get('driver_version')}, {len(v['devices'])} GPU(s)")
 for d in v["devices"]:
     gib = (d.get("memory_bytes") or 0) / 2**30
@@ -219,10 +319,27 @@ for r in v.get("readings", []):
     print(f"  reading {r}")
 for i, e in enumerate(v.get("extended") or []):
     print(f"  other counters of GPU {i}: {e}")
+for s in v["sensors"]:
+    if s["name"] == "power" and s["available"]:
+        print(f"  power of GPU {s['device']}: {s['detail']}")
 for l in v.get("libraries") or []:
     print(f"  {l['library']}: {'present' if l['present'] else 'MISSING'}")
+if v.get("driver_warning"):
+    print(f"  {v['driver_warning']}")
 PY
-then :; else echo "(could not read the device list)"; fi
+then
+    GPUS="$(cat "$DIR/gpus" 2>/dev/null || echo 0)"
+else
+    echo "(could not read the device list)"
+fi
+if [[ "$(rc_of list)" -eq 0 && "$GPUS" -eq 0 ]]; then
+    echo "error: the cuda backend started but lists no GPU: no GPU step runs" >&2
+fi
+
+TORCH="not run"
+# The GPU steps, where the backend lists at least one GPU (the block is not indented: it holds
+# Python here-documents).
+if [[ "$GPUS" -gt 0 ]]; then
 
 say "bench gemm bf16, square wave: ${SQUARE_S} s, period ${PERIOD_MS} ms"
 run_json square $((SQUARE_S + START_S)) bench gemm --backend cuda --dtype bf16 --seconds "$SQUARE_S" \
@@ -262,10 +379,10 @@ show_bench square || echo "(could not read the square-wave result)"
 
 ORDER="$(cat "$DIR/square.order" 2>/dev/null || echo 8192)"
 TORCH="no"
-if bounded 120 python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+if bounded "$LIST_S" python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
     TORCH="yes"
     say "torch.matmul bf16 on GPU 0: n=${ORDER}, ${STEADY_S} s"
-    bounded $((STEADY_S + 120)) python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
+    bounded $((STEADY_S + START_S)) python3 - "$ORDER" "$STEADY_S" >"$DIR/torch.json" 2>"$DIR/torch.log" <<'PY' || TORCH="failed"
 import json, sys, time
 import torch
 n, seconds = int(sys.argv[1]), float(sys.argv[2])
@@ -377,20 +494,37 @@ PY
 
 if [[ "$NCCL_S" != "0" ]]; then
     say "collectives through NCCL between this node's GPUs: ${NCCL_S} s"
+    if [[ "$GPUS" -eq 1 ]]; then
+        echo "(one GPU: this only checks the plumbing — NCCL loads, a communicator of one rank"
+        echo " forms, results come back; the bus bandwidth of one rank is 0 by definition)"
+    fi
     nccl_step
 fi
 
+fi # the GPU steps
+
 say "summary"
 set +e
-python3 - "$DIR" "$TORCH" "$(rc_of square)" "$(rc_of steady)" <<'PY'
+python3 - "$DIR" "$TORCH" "$(rc_of list)" "$GPUS" <<'PY' | tee "$DIR/summary.txt"
 import json, os, sys
-d, torch_state, rc_square, rc_steady = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+d, torch_state, rc_list, gpus = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4] or 0)
 
 def load(name):
     try:
         return json.load(open(os.path.join(d, name + ".json")))
     except Exception:
         return None
+
+def rc(name):
+    try:
+        return open(os.path.join(d, name + ".rc")).read().strip()
+    except OSError:
+        return "not run"
+
+def most(values, default=None):
+    """max() of the values that are not None; `default` where there are none."""
+    v = [x for x in values if x is not None]
+    return max(v) if v else default
 
 steady, square, torch, membw = load("steady"), load("square"), load("torch"), load("membw")
 rows, failed, broken = [], False, False
@@ -402,14 +536,28 @@ def row(metric, value, goal, ok):
     mark = {True: "ok", False: "FAIL", None: "n/a" if goal else ""}[ok]
     rows.append((metric, value, goal, mark))
 
-if steady is None:
+if rc_list != "0" or gpus == 0:
     broken = True
-    row("steady burn", f"no result (exit {rc_steady})", "runs", False)
-else:
-    g0 = steady["devices"][0] if steady["devices"] else {}
+    why = ""
+    try:
+        why = open(os.path.join(d, "list.why")).read().strip()
+    except OSError:
+        pass
+    row("cuda backend", (f"does not start (exit {rc_list})" if rc_list != "0" else "lists no GPU")
+        + (f": {why}" if why else ""), "starts", False)
+
+def devices(run):
+    return (run or {}).get("devices") or []
+
+if gpus > 0 and steady is None:
+    broken = True
+    row("steady burn", f"no result (exit {rc('steady')})", "runs", False)
+elif steady is not None:
+    g0 = devices(steady)[0] if devices(steady) else {}
     ours = g0.get("tflops")
     row("bf16 TFLOP/s, GPU 0 (steady)", f"{ours:.1f}" if ours else "-", "", None)
-    row("bf16 TFLOP/s, all GPUs", f"{steady['tflops'] or 0:.1f}", "", None)
+    total = steady.get("tflops")
+    row("bf16 TFLOP/s, all GPUs", f"{total:.1f}" if total else "-", "", None)
     if torch_state == "yes" and torch and ours:
         ratio = ours / torch["tflops"]
         row("vs torch.matmul bf16", f"{ours:.1f} / {torch['tflops']:.1f} = {ratio:.3f}",
@@ -417,7 +565,7 @@ else:
     else:
         row("vs torch.matmul bf16", f"torch {torch_state}", ">= 0.97", None)
     worst = None
-    for g in steady["devices"]:
+    for g in devices(steady):
         r = g.get("mean_power_over_limit")
         if r is not None and (worst is None or r < worst[0]):
             worst = (r, g)
@@ -428,39 +576,52 @@ else:
             ">= 0.98", r >= 0.98)
     else:
         row("mean power / enforced limit", "no power reading", ">= 0.98", False)
-    peak = max((g["peak_power_w"] or 0) for g in steady["devices"])
-    row("peak power (steady)", f"{peak:.1f} W", "", None)
-    tmax = max((g["max_gpu_temp_c"] or 0) for g in steady["devices"])
-    mmax = max((g["max_mem_temp_c"] or 0) for g in steady["devices"])
-    row("max GPU / memory temperature", f"{tmax:.0f} / {mmax:.0f} °C", "", None)
-    reasons = sorted({r for g in steady["devices"] for r in g["throttle_reasons"]})
+    sources = sorted({(g.get("power_source") or "-").split(":")[0] for g in devices(steady)})
+    row("power read from", ", ".join(sources) or "-", "", None)
+    peak = most(g.get("peak_power_w") for g in devices(steady))
+    row("peak power (steady)", f"{peak:.1f} W" if peak is not None else "-", "", None)
+    tmax = most(g.get("max_gpu_temp_c") for g in devices(steady))
+    mmax = most(g.get("max_mem_temp_c") for g in devices(steady))
+    temp = lambda t: f"{t:.0f}" if t is not None else "-"
+    row("max GPU / memory temperature", f"{temp(tmax)} / {temp(mmax)} °C", "", None)
+    reasons = sorted({r for g in devices(steady) for r in g.get("throttle_reasons") or []})
     row("throttle reasons seen (steady)", "|".join(reasons) or "none", "", None)
+    plain = [g["index"] for g in devices(steady) if g.get("plain_alloc")]
+    if plain:
+        row("device memory allocation", f"plain cuMemAlloc on GPU(s) {plain} (see the logs)", "",
+            None)
 runs = [x for x in (steady, square) if x is not None]
-brake = any(g["power_brake_seen"] for x in runs for g in x["devices"])
-row("HW_POWER_BRAKE throttle bit", "seen" if brake else "not seen", "not seen",
+brake = any(g.get("power_brake_seen") for x in runs for g in devices(x))
+row("HW_POWER_BRAKE throttle bit", "seen" if brake else ("not seen" if runs else "-"), "not seen",
     (not brake) if runs else None)
-if square is None:
+if gpus > 0 and square is None:
     broken = True
-    row("square wave", f"no result (exit {rc_square})", "runs", False)
-else:
-    for g in square["devices"]:
+    row("square wave", f"no result (exit {rc('square')})", "runs", False)
+elif square is not None:
+    for g in devices(square):
         s = g.get("square") or {}
         hi, lo = s.get("high_mean_power_w"), s.get("low_mean_power_w")
-        row(f"square wave {square['period_ms']} ms, GPU {g['index']}",
+        row(f"square wave {square.get('period_ms')} ms, GPU {g['index']}",
             f"{hi:.0f} W loaded / {lo:.0f} W idle" if hi and lo else "-", "", None)
-wrong = sum(x["wrong_elements"] for x in runs)
-row("wrong elements (steady + square)", str(wrong), "0", (wrong == 0) if runs else None)
+wrong = sum(x.get("wrong_elements") or 0 for x in runs)
+row("wrong elements (steady + square)", str(wrong) if runs else "-", "0",
+    (wrong == 0) if runs else None)
 if membw:
-    row("memory bandwidth (copies, all GPUs)", f"{membw['mem_bandwidth_gbps'] or 0:.0f} GB/s", "",
-        None)
+    bw = membw.get("mem_bandwidth_gbps")
+    row("memory bandwidth (copies, all GPUs)", f"{bw:.0f} GB/s" if bw else "-", "", None)
 nccl = load("nccl")
 if nccl is not None:
     rows_n = [c for p in nccl.get("fabric", []) for c in p["collectives"]]
     ar = [c for c in rows_n if c["op"] == "all-reduce" and c["algorithm"] == "nccl"]
     if ar:
         big = max(ar, key=lambda c: c["size_bytes"])
-        row(f"NCCL all-reduce {big['size_bytes'] >> 20} MiB, {big['ranks']} GPU(s)",
-            f"busbw {big['busbw_gb_s']:.1f} GB/s", "", None)
+        if big["ranks"] == 1:
+            row(f"NCCL all-reduce {big['size_bytes'] >> 20} MiB, 1 GPU",
+                f"plumbing only: {big['time_us']:.0f} µs; busbw of one rank is 0 by definition",
+                "runs", True)
+        else:
+            row(f"NCCL all-reduce {big['size_bytes'] >> 20} MiB, {big['ranks']} GPU(s)",
+                f"busbw {big['busbw_gb_s']:.1f} GB/s", "", None)
     else:
         row("NCCL all-reduce", "no NCCL result (fell back or failed)", "runs", False)
     wrong_n = sum(c["wrong_elements"] for c in rows_n)
@@ -472,5 +633,5 @@ for r in rows:
     print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)).rstrip())
 sys.exit(2 if broken else (1 if failed else 0))
 PY
-status=$?
+status=${PIPESTATUS[0]}
 exit "$status"

@@ -1,7 +1,8 @@
 //! The device commands of the `hallmark` binary on a machine without NVIDIA GPUs (as these tests
 //! run): `--backend cuda` is a clear error with its own exit code, `auto` falls back to the cpu
 //! backend, `probe --list-devices` reports sensors truthfully, and `bench gemm` burns the CPUs
-//! for real. On a GPU host the cuda cases check the success path instead.
+//! for real, and `scripts/gpu-check.sh` without a GPU still prints and packs its summary. On a GPU
+//! host the cuda cases check the success path instead.
 
 mod common;
 
@@ -321,4 +322,95 @@ fn bench_gemm_refuses_what_the_cpu_backend_cannot_do() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)["wrong_elements"], 0);
+}
+
+/// Whether `tool` runs here (`tool --version`).
+fn have(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `scripts/gpu-check.sh --short --out DIR` on a machine without a GPU: a clear message, the
+/// summary printed all the same, everything packed into DIR/gpu-check.tar.gz, exit 2. The binary
+/// is given as a relative path from another directory than the repository's.
+#[test]
+fn gpu_check_without_a_gpu_says_why_and_still_packs_its_summary() {
+    if gpu_host() {
+        return; // a GPU host: the script runs the real checks there (minutes; docs/GPU.md).
+    }
+    for tool in ["bash", "python3", "tar"] {
+        if !have(tool) {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{tool} is needed to run scripts/gpu-check.sh"
+            );
+            eprintln!("skipped: {tool} is not installed");
+            return;
+        }
+    }
+    let out = tempdir("gpu-check");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_hallmark"));
+    let cwd = bin.parent().and_then(|p| p.parent()).unwrap();
+    let relative = bin.strip_prefix(cwd).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-check.sh");
+    let console = out.join("console.txt");
+    let child = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["--short", "--out"])
+        .arg(&out)
+        .env("HALLMARK", relative)
+        .env_remove("OUT")
+        .current_dir(cwd)
+        .stdout(std::fs::File::create(&console).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bash runs");
+    let mut child = Killed(child);
+    let status = wait_exit(
+        &mut child.0,
+        std::time::Duration::from_secs(120),
+        "gpu-check.sh did not end within 2 minutes without a GPU",
+    );
+    let text = std::fs::read_to_string(&console).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("(short), results in"), "{text}");
+    assert!(
+        text.contains("the cuda backend cannot load libcuda.so.1"),
+        "{text}"
+    );
+    // The table comes after the message, with the reason in its first row.
+    let table = &text[text.find("== summary").expect("a summary")..];
+    assert!(
+        table.contains("cuda backend") && table.contains("does not start (exit 4)"),
+        "{table}"
+    );
+    assert!(table.contains("libcuda.so.1"), "{table}");
+    let archive = out.join("gpu-check.tar.gz");
+    assert!(
+        table.contains(&format!("results packed into {}", archive.display())),
+        "{table}"
+    );
+    let listing = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for f in [
+        "summary.txt",
+        "output.log",
+        "list.json",
+        "list.log",
+        "list.rc",
+    ] {
+        assert!(
+            listing.contains(&format!("gpu-check/{f}")),
+            "{f}: {listing}"
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("gpu-check/summary.txt")).unwrap();
+    assert!(summary.contains("does not start (exit 4)"), "{summary}");
+    let _ = std::fs::remove_dir_all(&out);
 }

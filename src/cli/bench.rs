@@ -333,6 +333,14 @@ fn gemm(a: GemmArgs) -> anyhow::Result<ExitCode> {
     }
     let inventory = backend.inventory().to_vec();
     let prepared = opened.cuda().map(|c| c.prepared());
+    // Where each device's power was read from (the instant field or NVML's 1 s average).
+    let sensors = opened.backend_ref().sensors();
+    let power_source = |d: u16| {
+        sensors
+            .iter()
+            .find(|s| s.name == "power" && s.device == Some(d))
+            .map(|s| s.detail.clone())
+    };
     let extended = opened.cuda().map(|c| c.extended_readings());
     let driver = opened.cuda().and_then(|c| c.driver_version());
     let backend_name = opened.backend_ref().name();
@@ -366,6 +374,8 @@ fn gemm(a: GemmArgs) -> anyhow::Result<ExitCode> {
                 "matrix_order": p.map(|p| p.order),
                 "c_buffers": p.map(|p| p.c_buffers),
                 "allocated_gib": p.map(|p| p.allocated_bytes as f64 / (1u64 << 30) as f64),
+                "plain_alloc": p.map(|p| p.plain_alloc),
+                "power_source": power_source(d.index),
                 "power_limit_w": d.power_limit_w,
                 "idle_power_w": d.idle_power_w,
                 "mean_power_w": mean,

@@ -308,6 +308,11 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
     let extended = opened.cuda().map(|c| c.extended_readings());
     let driver = opened.cuda().and_then(|c| c.driver_version());
     let name = opened.backend_ref().name();
+    // A toolkit stub of libcuda.so, loaded or ahead of the driver's on LD_LIBRARY_PATH.
+    let stub = libraries
+        .is_some()
+        .then(cuda::libs::driver_stub_warning)
+        .flatten();
     if json {
         let mut v = json!({
             "backend": name,
@@ -336,6 +341,9 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
                     .map(|(lib, present)| json!({"library": lib.file(), "present": present}))
                     .collect();
                 o.insert("libraries".into(), Value::Array(libs));
+            }
+            if let Some(w) = &stub {
+                o.insert("driver_warning".into(), json!(w));
             }
         }
         println!("{v}");
@@ -394,6 +402,9 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
             .map(|(lib, p)| format!("{} {}", lib.file(), if *p { "yes" } else { "no" }))
             .collect();
         out.push(format!("libraries: {}", parts.join(", ")));
+    }
+    if let Some(w) = &stub {
+        out.push(w.clone());
     }
     println!("{}", out.join("\n"));
     ExitCode::SUCCESS

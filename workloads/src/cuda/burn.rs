@@ -2,6 +2,7 @@
 //! matrices and copy buffers, and the duty-cycled loop that runs them. Everything here runs on
 //! the worker's thread, on its one stream.
 
+use super::alloc::{AllocMode, Allocator, DevBuf};
 use super::duty::{ends_slice_early, Slicer, SLICE};
 use super::kernels;
 use super::sizing::{gemm_flop, plan_buffers, shrink_order, usable_extra, BufferPlan};
@@ -11,7 +12,7 @@ use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaStream, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,23 +35,27 @@ fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")
 }
 
-/// What does not depend on the matrices: stream, cuBLAS handle, compare kernel, counter.
+/// What does not depend on the matrices: stream, allocator, cuBLAS handle, compare kernel,
+/// counter.
 pub struct Engine {
     stream: Arc<CudaStream>,
+    alloc: Allocator,
     blas: CudaBlas,
     compare: CudaFunction,
-    wrong: CudaSlice<u64>,
+    wrong: DevBuf<u64>,
     sm_count: u32,
-    tol: f32,
+    max_ulps: u32,
 }
 
 impl Engine {
     pub fn new(
         ctx: &Arc<CudaContext>,
         stream: Arc<CudaStream>,
+        alloc_mode: AllocMode,
         cfg: &WorkerConfig,
         ptx: Ptx,
     ) -> Result<Self, String> {
+        let alloc = Allocator::new(Arc::clone(&stream), alloc_mode);
         let blas = CudaBlas::new(Arc::clone(&stream)).map_err(err("creating a cuBLAS handle"))?;
         if cfg.dtype == super::dtype::Dtype::Tf32 {
             // SAFETY: the handle is live; setting its math mode has no other precondition.
@@ -88,16 +93,17 @@ impl Engine {
         let sm = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(err("reading the multiprocessor count"))?;
-        let wrong = stream
-            .alloc_zeros::<u64>(1)
+        let wrong = alloc
+            .zeros::<u64>(1)
             .map_err(err("allocating the wrong-element counter"))?;
         Ok(Engine {
             stream,
+            alloc,
             blas,
             compare,
             wrong,
             sm_count: u32::try_from(sm).unwrap_or(1).max(1),
-            tol: cfg.dtype.tolerance(),
+            max_ulps: cfg.dtype.max_ulps(),
         })
     }
 
@@ -111,27 +117,29 @@ impl Engine {
 /// A, B and the C buffers of order `n`; `c[0]` is the reference.
 struct Matrices<T> {
     n: usize,
-    a: CudaSlice<T>,
-    b: CudaSlice<T>,
-    c: Vec<CudaSlice<T>>,
+    a: DevBuf<T>,
+    b: DevBuf<T>,
+    c: Vec<DevBuf<T>>,
 }
 
 impl<T: Elem> Matrices<T> {
-    fn new(stream: &Arc<CudaStream>, n: usize) -> Result<Self, String> {
+    fn new(engine: &Engine, n: usize) -> Result<Self, String> {
         let len = n * n;
+        let alloc = &engine.alloc;
         let host_a: Vec<T> = random_inputs(len, 1).into_iter().map(T::from_f32).collect();
-        let a = stream
-            .clone_htod(&host_a)
+        let a = alloc
+            .from_host(&host_a)
             .map_err(err("copying A to the GPU"))?;
         drop(host_a);
         let host_b: Vec<T> = random_inputs(len, 2).into_iter().map(T::from_f32).collect();
-        let b = stream
-            .clone_htod(&host_b)
+        let b = alloc
+            .from_host(&host_b)
             .map_err(err("copying B to the GPU"))?;
         drop(host_b);
         // SAFETY: a C buffer is written by a GEMM (beta = 0, C not read) before anything reads it.
-        let c0 = unsafe { stream.alloc::<T>(len) }.map_err(err("allocating C"))?;
-        stream
+        let c0 = unsafe { alloc.uninit::<T>(len) }.map_err(err("allocating C"))?;
+        engine
+            .stream
             .synchronize()
             .map_err(err("waiting for the inputs"))?;
         Ok(Matrices {
@@ -158,7 +166,7 @@ struct Inflight {
 pub struct Burn<T: Elem> {
     engine: Engine,
     m: Matrices<T>,
-    copy: Option<(CudaSlice<u8>, CudaSlice<u8>)>,
+    copy: Option<(DevBuf<u8>, DevBuf<u8>)>,
     /// Launch geometry of the compare kernel.
     geometry: (u32, u32, u64),
     /// The next C buffer to write (1..c.len(); 0 only while preparing).
@@ -184,7 +192,7 @@ where
         let mut n = cfg.order.unwrap_or(cfg.dtype.default_matrix_order());
         let mut shrinks = 0;
         let (m, gemm_time) = loop {
-            let mut m = Matrices::<T>::new(&engine.stream, n)?;
+            let mut m = Matrices::<T>::new(&engine, n)?;
             // Warm-up (the first call chooses the algorithm), then timing.
             for _ in 0..2 {
                 gemm(&engine, &mut m, 0)?;
@@ -209,6 +217,7 @@ where
         let matrix_bytes = m.bytes();
         let (free, total) = ctx.mem_get_info().map_err(err("reading the free memory"))?;
         let plan = plan_buffers(free, total, matrix_bytes, cfg.max_c)?;
+        let plain_alloc = engine.alloc.mode() == AllocMode::Plain;
         let mut burn = Burn {
             geometry: kernels::compare_geometry(engine.sm_count, matrix_bytes),
             engine,
@@ -223,10 +232,12 @@ where
                 copy_bytes: 0,
                 allocated_bytes: 3 * matrix_bytes,
                 gemm_time,
+                plain_alloc,
             },
             copy_time: Duration::from_millis(1),
         };
         burn.allocate(plan, stop)?;
+        shared.flop_per_gemm.store(gemm_flop(n), Ordering::Relaxed);
         shared.set_state(WorkerState::Ready(burn.prepared));
         Ok(burn)
     }
@@ -234,11 +245,11 @@ where
     /// Allocates the planned C and copy buffers. Running out of memory part-way (another process
     /// took some) keeps what was allocated, as long as one C buffer besides the reference exists.
     fn allocate(&mut self, plan: BufferPlan, stop: &AtomicBool) -> Result<(), String> {
-        let stream = Arc::clone(&self.engine.stream);
+        let alloc = self.engine.alloc.clone();
         let len = self.m.n * self.m.n;
         if plan.copy_bytes > 0 {
-            let x = stream.alloc_zeros::<u8>(plan.copy_bytes);
-            let y = stream.alloc_zeros::<u8>(plan.copy_bytes);
+            let x = alloc.zeros::<u8>(plan.copy_bytes);
+            let y = alloc.zeros::<u8>(plan.copy_bytes);
             if let (Ok(x), Ok(y)) = (x, y) {
                 self.copy = Some((x, y));
                 self.prepared.copy_bytes = plan.copy_bytes;
@@ -250,7 +261,7 @@ where
                 break;
             }
             // SAFETY: written by a GEMM before it is read (see Matrices::new).
-            match unsafe { stream.alloc::<T>(len) } {
+            match unsafe { alloc.uninit::<T>(len) } {
                 Ok(c) => {
                     self.m.c.push(c);
                     self.prepared.allocated_bytes += self.m.bytes();
@@ -309,14 +320,14 @@ where
             block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
-        let tol = self.engine.tol;
+        let max_ulps = self.engine.max_ulps;
         let mut launch = self.engine.stream.launch_builder(&self.engine.compare);
         launch
-            .arg(reference)
-            .arg(got)
+            .arg(&**reference)
+            .arg(&**got)
             .arg(&n_vec)
-            .arg(&tol)
-            .arg(&mut self.engine.wrong);
+            .arg(&max_ulps)
+            .arg(&mut *self.engine.wrong);
         // SAFETY: the kernel reads n_vec 16-byte words of two buffers of matrix_bytes (n_vec =
         // matrix_bytes / 16) and adds to one u64; the argument types match its signature.
         unsafe { launch.launch(cfg) }.map_err(err("launching the compare kernel"))?;
@@ -331,9 +342,9 @@ where
         };
         self.flip = !self.flip;
         let r = if self.flip {
-            stream.memcpy_dtod(&*x, y)
+            stream.memcpy_dtod(&**x, &mut **y)
         } else {
-            stream.memcpy_dtod(&*y, x)
+            stream.memcpy_dtod(&**y, &mut **x)
         };
         r.map_err(err("device-to-device copy"))
     }
@@ -350,9 +361,7 @@ where
         let units = u64::from(units);
         match kernel {
             Kernel::Gemm => {
-                shared
-                    .flop
-                    .fetch_add(units * gemm_flop(self.m.n), Ordering::Relaxed);
+                shared.gemms.fetch_add(units, Ordering::Relaxed);
             }
             Kernel::MemoryBandwidth => {
                 let bytes = 2 * self.prepared.copy_bytes as u64;
@@ -366,7 +375,7 @@ where
         let v = self
             .engine
             .stream
-            .clone_dtoh(&self.engine.wrong)
+            .clone_dtoh(&*self.engine.wrong)
             .map_err(err("reading the wrong-element counter"))?;
         self.engine.sync()?;
         if let Some(&w) = v.first() {
@@ -520,5 +529,5 @@ where
             .ok_or_else(|| format!("no C buffer {index}"))?;
     // SAFETY: A, B and C are n × n matrices of T on this device, column-major with leading
     // dimension n, and C is neither A nor B.
-    unsafe { engine.blas.gemm(cfg, &m.a, &m.b, c) }.map_err(err("cuBLAS GEMM"))
+    unsafe { engine.blas.gemm(cfg, &*m.a, &*m.b, &mut **c) }.map_err(err("cuBLAS GEMM"))
 }

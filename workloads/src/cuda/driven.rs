@@ -104,7 +104,8 @@ impl Backend for CudaBackend {
     }
 
     /// Holds `device` at `watts` (see the module docs: the level is the ceiling). Needs the
-    /// device's instant power and enforced power limit from NVML.
+    /// device's power (the instant field, or where that is refused the 1 s average) and enforced
+    /// power limit from NVML.
     fn set_power_target(&mut self, device: u16, watts: Option<f64>) -> Result<(), BackendError> {
         let index = usize::from(device);
         let g = self.device(device)?;
@@ -114,16 +115,29 @@ impl Backend for CudaBackend {
                     "power target {w} W of device {device} must be a positive number of watts"
                 )));
             }
-            let readable = g
-                .nvml_index
-                .and_then(|i| self.nvml.instant_power_w(i))
-                .is_some();
+            let power = match g.nvml_index {
+                Some(i) => self.nvml.power(i),
+                None => Err("NVML has no handle for this GPU".into()),
+            };
             let limit = self.inventory.get(index).and_then(|d| d.power_limit_w);
-            if !readable || limit.is_none() {
-                return Err(BackendError::Unsupported(format!(
-                    "GPU {device}: NVML reads no instant power or enforced power limit, so its \
-                     power cannot be held"
-                )));
+            match (power, limit) {
+                (Ok((_, source)), Some(_)) => {
+                    if source == crate::nvml::PowerSource::Average {
+                        tracing::warn!(
+                            "GPU {device}: holding {w} W from NVML's 1 s average power (the \
+                             instant field is refused here), so the controller sees changes late"
+                        );
+                    }
+                }
+                (power, _) => {
+                    return Err(BackendError::Unsupported(format!(
+                        "GPU {device}: NVML reads {}, so its power cannot be held",
+                        match power {
+                            Err(e) => format!("no power ({e})"),
+                            Ok(_) => "no enforced power limit".to_string(),
+                        }
+                    )));
+                }
             }
         }
         let mut targets = self.monitor_shared.targets();
@@ -164,8 +178,8 @@ impl Backend for CudaBackend {
         self.nccl.finish(wait)
     }
 
-    /// Achieved GFLOP/s (GEMMs completed since the previous call over the probe-clock time between
-    /// the calls), GB/s of the copies (read + written) where the memory-bandwidth workload ran,
+    /// Achieved GFLOP/s (GEMMs completed since the previous call, times the FLOPs of one, over the
+    /// probe-clock time between the calls), GB/s of the copies (read + written) where the memory-bandwidth workload ran,
     /// and the wrong elements the checks found. The first call starts counting.
     fn take_results(&mut self, now_ns: i64) -> Vec<DeviceResult> {
         let counters = self.counters();
@@ -186,25 +200,32 @@ impl Backend for CudaBackend {
             .iter()
             .zip(before)
             .zip(0u16..)
-            .map(
-                |((&(flop, bytes, wrong), (flop0, bytes0, wrong0)), device)| DeviceResult {
-                    device,
-                    gflops: used[0].then(|| rate(flop, flop0, seconds)),
-                    mem_bandwidth_gbps: used[1].then(|| rate(bytes, bytes0, seconds)),
-                    wrong_elements: wrong.saturating_sub(wrong0),
-                },
-            )
+            .map(|((now, before), device)| DeviceResult {
+                device,
+                gflops: used[0]
+                    .then(|| gflops(now.gemms, before.gemms, now.flop_per_gemm, seconds)),
+                mem_bandwidth_gbps: used[1].then(|| rate(now.bytes, before.bytes, seconds)),
+                wrong_elements: now.wrong.wrapping_sub(before.wrong),
+            })
             .collect()
     }
 }
 
-/// Units per second ×10⁻⁹ between two readings of a cumulative counter `seconds` apart.
+/// Units per second ×10⁻⁹ between two readings of a cumulative counter `seconds` apart. The
+/// counters only grow, so the difference is taken modulo 2⁶⁴: a counter that wrapped between the
+/// readings still gives the work done in between, never 0.
 pub fn rate(now: u64, before: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
-        now.saturating_sub(before) as f64 / seconds / 1e9
+        now.wrapping_sub(before) as f64 / seconds / 1e9
     } else {
         0.0
     }
+}
+
+/// GFLOP/s from two readings of a GEMM counter `seconds` apart, each GEMM `flop_per_gemm` FLOPs;
+/// the product is taken in f64 (GEMMs × FLOPs would pass 2⁶⁴ after hours at full speed).
+pub fn gflops(gemms_now: u64, gemms_before: u64, flop_per_gemm: u64, seconds: f64) -> f64 {
+    rate(gemms_now, gemms_before, seconds) * flop_per_gemm as f64
 }
 
 impl Drop for CudaBackend {

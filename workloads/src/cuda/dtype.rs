@@ -1,5 +1,5 @@
 //! The element types of the GEMM burn: bf16 (the default), fp16, fp32 and tf32, what each needs
-//! (bytes per element, the default matrix order, the compare kernel and its tolerance), and how
+//! (bytes per element, the default matrix order, the compare kernel and how exact it is), and how
 //! they are spelled on the command line.
 
 use std::fmt;
@@ -54,16 +54,22 @@ impl Dtype {
         }
     }
 
-    /// Relative tolerance of the corruption check: an element is wrong when
-    /// `|got − want| > tol × max(1, |want|)`, or when either is NaN. cuBLAS is deterministic on
-    /// one device (same algorithm, no atomics), so equal work gives equal bits; the tolerance is
-    /// about two units in the last place of the stored type, so any flipped bit above the lowest
-    /// ones counts.
-    pub fn tolerance(self) -> f32 {
+    /// How many units in the last place a checked element may differ from the reference: 0 for
+    /// every type. cuBLAS is deterministic on one device (same algorithm, same inputs, no
+    /// atomics), so every GEMM of the burn gives the reference's bits exactly and any changed
+    /// bit, the lowest included, is corruption. NaN is always wrong ([`super::kernels`]).
+    pub fn max_ulps(self) -> u32 {
         match self {
-            Dtype::Bf16 => 1e-2,
-            Dtype::Fp16 => 2e-3,
-            Dtype::Fp32 | Dtype::Tf32 => 1e-5,
+            Dtype::Bf16 | Dtype::Fp16 | Dtype::Fp32 | Dtype::Tf32 => 0,
+        }
+    }
+
+    /// The stored format the compare kernel reads ([`super::kernels::Format`]).
+    pub fn format(self) -> super::kernels::Format {
+        match self {
+            Dtype::Bf16 => super::kernels::Format::BF16,
+            Dtype::Fp16 => super::kernels::Format::F16,
+            Dtype::Fp32 | Dtype::Tf32 => super::kernels::Format::F32,
         }
     }
 

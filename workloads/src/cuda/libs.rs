@@ -4,6 +4,13 @@
 //! so every path into it is guarded here first: each library is opened once (and closed again)
 //! by the same names cudarc looks for. NVML is loaded by nvml-wrapper, which returns an error
 //! instead ([`crate::nvml`]).
+//!
+//! cudarc 0.19 (`get_lib_name_candidates`) tries, for a library `X`: `libX.so`, then Windows-style
+//! names (`libX64_13.so`, …), then `libX.so.13`, `.so.12`, `.so.11`, `.so.10`, `.so.9` and `.so.1`,
+//! and uses the first that loads. Its bindings are CUDA 13's: an older library that loads (a
+//! `libcublas.so.12`) may lack a function and fail on first use, so the messages here name what
+//! is tried and what is expected. A `libcuda.so` from the toolkit's `stubs/` directory (meant for
+//! linking only) loads but has no driver behind it; [`stub_warning`] says so.
 
 use std::fmt;
 
@@ -111,27 +118,40 @@ pub fn missing_cuda_libraries() -> Vec<Library> {
         .collect()
 }
 
-/// The message for libraries that are missing: what was looked for, where it comes from, and
-/// how to make it found.
+/// The names of `tried` a person would look for on Linux, shortened after the first
+/// (`libcublas.so, .so.13, .so.12`), and how many Windows-style names were left out.
+pub fn linux_names(tried: &[String]) -> (String, usize) {
+    let shown: Vec<&str> = tried
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.contains(".so") && !n.contains("64") && !n.contains("32"))
+        .collect();
+    let base = shown.first().map(|b| b.split(".so").next().unwrap_or(b));
+    let parts: Vec<String> = shown
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match base {
+            Some(b) if i > 0 && n.starts_with(&format!("{b}.so")) => n[b.len()..].to_string(),
+            _ => n.to_string(),
+        })
+        .collect();
+    (parts.join(", "), tried.len() - shown.len())
+}
+
+/// The message for libraries that are missing: what was looked for (every name cudarc tries),
+/// where it comes from, and how to make it found.
 pub fn missing_message(missing: &[Library], nvml_error: Option<&str>) -> String {
     let mut out = String::from("the cuda backend cannot load ");
     let names: Vec<String> = missing.iter().map(|l| l.file().to_string()).collect();
     out.push_str(&names.join(", "));
     for lib in missing {
-        let tried = lib.candidates();
-        // The Linux names first (cudarc also tries Windows-style names such as libcuda64_13.so).
-        let shown: Vec<&str> = tried
-            .iter()
-            .map(String::as_str)
-            .filter(|n| !n.contains("64"))
-            .collect();
+        let (shown, others) = linux_names(&lib.candidates());
         out.push_str(&format!(
-            "\n  {}: from {}; looked for {}{}",
+            "\n  {}: from {}; tried {shown}{}, the first that loads is used",
             lib.file(),
             lib.provider(),
-            shown.join(", "),
-            if tried.len() > shown.len() {
-                format!(" and {} other names", tried.len() - shown.len())
+            if others > 0 {
+                format!(" (and {others} Windows-style names)")
             } else {
                 String::new()
             }
@@ -144,8 +164,69 @@ pub fn missing_message(missing: &[Library], nvml_error: Option<&str>) -> String 
     }
     out.push_str(
         "\n  install the NVIDIA driver (580 or newer) and the CUDA 13 run-time libraries (cuBLAS, \
-         NVRTC), or add the directory that holds them to LD_LIBRARY_PATH; on a machine without \
-         NVIDIA GPUs use --backend cpu",
+         NVRTC; an older major version that loads may lack functions of the CUDA 13 API), or add \
+         the directory that holds them to LD_LIBRARY_PATH; on a machine without NVIDIA GPUs use \
+         --backend cpu",
     );
+    if let Some(w) = driver_stub_warning() {
+        out.push_str("\n  ");
+        out.push_str(&w);
+    }
     out
+}
+
+/// The path of the loaded `libcuda.so*` in a `/proc/self/maps` text, if one is mapped.
+pub fn loaded_driver_path(maps: &str) -> Option<&str> {
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            p.starts_with('/')
+                && p.rsplit('/')
+                    .next()
+                    .is_some_and(|f| f.starts_with("libcuda.so"))
+        })
+}
+
+/// Whether `path` lies in a directory named `stubs` (where the CUDA toolkit keeps its link-time
+/// `libcuda.so`).
+fn in_stubs(path: &str) -> bool {
+    path.split('/').any(|c| c == "stubs")
+}
+
+/// A warning when the driver library is, or may be, the CUDA toolkit's stub: `loaded` is the path
+/// of the loaded `libcuda.so*` (from [`loaded_driver_path`]), `ld_library_path` the variable, and
+/// `has_libcuda` whether a directory holds a `libcuda.so*`.
+pub fn stub_warning(
+    loaded: Option<&str>,
+    ld_library_path: Option<&str>,
+    has_libcuda: impl Fn(&str) -> bool,
+) -> Option<String> {
+    const FIX: &str = "it is for linking only and has no driver behind it (cuInit fails with \
+                       CUDA_ERROR_STUB_LIBRARY); take that directory off LD_LIBRARY_PATH so that \
+                       the NVIDIA driver's libcuda.so.1 is loaded";
+    if let Some(p) = loaded.filter(|p| in_stubs(p)) {
+        return Some(format!(
+            "warning: the loaded CUDA driver library {p} is the CUDA toolkit's stub: {FIX}"
+        ));
+    }
+    let dir = ld_library_path?
+        .split(':')
+        .find(|d| !d.is_empty() && in_stubs(d) && has_libcuda(d))?;
+    Some(format!(
+        "warning: LD_LIBRARY_PATH holds {dir}, whose libcuda.so is the CUDA toolkit's stub and \
+         is found before the driver's (cudarc tries libcuda.so first): {FIX}"
+    ))
+}
+
+/// [`stub_warning`] for this process: its mapped libraries and its `LD_LIBRARY_PATH`.
+pub fn driver_stub_warning() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let ld = std::env::var("LD_LIBRARY_PATH").ok();
+    stub_warning(loaded_driver_path(&maps), ld.as_deref(), |d| {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libcuda.so"))
+        })
+    })
 }

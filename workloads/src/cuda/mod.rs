@@ -10,6 +10,8 @@
 //!   buffers that fill most of the memory ([`sizing`]), in the chosen [`Dtype`], under a 5 ms duty
 //!   cycle ([`duty`]), results compared on the GPU against a reference ([`kernels`]); or, with
 //!   [`Kernel::MemoryBandwidth`], device-to-device copies.
+//! * Device memory through [`alloc`]: cudarc's stream-ordered allocation, or plain `cuMemAlloc`
+//!   where a sandboxed runtime refuses it.
 //! * A control thread ([`monitor`]) runs the PI power controllers ([`control`]) at 25 Hz and counts
 //!   XID errors.
 //! * Collective phases through NCCL ([`nccl`]): a thread, stream and communicator per GPU beside
@@ -18,6 +20,7 @@
 //! The level set by [`crate::Backend::set_level`] is the ceiling of the duty: with a power target the
 //! controller chooses the duty below it, and a level of 0 stops the device whatever the target.
 
+pub mod alloc;
 pub mod burn;
 pub mod control;
 pub mod discover;
@@ -32,7 +35,7 @@ pub mod sizing;
 pub mod worker;
 
 pub use discover::{availability, format_uuid, library_report, CudaDevice};
-pub use driven::rate;
+pub use driven::{gflops, rate};
 pub use dtype::Dtype;
 pub use worker::{Prepared, WorkerState};
 
@@ -103,8 +106,14 @@ impl Default for CudaConfig {
     }
 }
 
-/// A device's cumulative (flop, bytes copied, wrong elements).
-type Counters = (u64, u64, u64);
+/// A device's cumulative counters and the FLOPs of one of its GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Counters {
+    gemms: u64,
+    flop_per_gemm: u64,
+    bytes: u64,
+    wrong: u64,
+}
 
 /// One GPU of the backend.
 #[derive(Debug)]
@@ -387,12 +396,11 @@ impl CudaBackend {
     fn counters(&self) -> Vec<Counters> {
         self.gpus
             .iter()
-            .map(|g| {
-                (
-                    g.shared.flop.load(Ordering::Relaxed),
-                    g.shared.bytes.load(Ordering::Relaxed),
-                    g.shared.wrong.load(Ordering::Relaxed),
-                )
+            .map(|g| Counters {
+                gemms: g.shared.gemms.load(Ordering::Relaxed),
+                flop_per_gemm: g.shared.flop_per_gemm.load(Ordering::Relaxed),
+                bytes: g.shared.bytes.load(Ordering::Relaxed),
+                wrong: g.shared.wrong.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -421,7 +429,7 @@ fn device_info(nvml: &NvmlSensors, g: &Gpu, index: u16) -> DeviceInfo {
             .memory_bytes
             .or((g.cuda.memory_bytes > 0).then_some(g.cuda.memory_bytes)),
         power_limit_w: id.power_limit_w,
-        idle_power_w: g.nvml_index.and_then(|i| nvml.instant_power_w(i)),
+        idle_power_w: g.nvml_index.and_then(|i| nvml.power_w(i)),
         slowdown_temp_c: id.slowdown_temp_c,
         shutdown_temp_c: id.shutdown_temp_c,
         max_operating_temp_c: id.max_operating_temp_c,
@@ -430,3 +438,5 @@ fn device_info(nvml: &NvmlSensors, g: &Gpu, index: u16) -> DeviceInfo {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_first_run;

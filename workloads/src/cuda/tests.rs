@@ -40,7 +40,7 @@ fn dtypes_parse_and_describe_themselves() {
         let n = d.default_matrix_order();
         assert_eq!(check_order(n), Ok(n));
         assert_eq!((n * n * d.element_bytes()) % 16, 0);
-        assert!(d.tolerance() > 0.0 && d.tolerance() < 0.05);
+        assert_eq!(d.max_ulps(), 0, "{d}: the burn compares bits exactly");
     }
 }
 
@@ -359,7 +359,7 @@ fn only_a_stop_cuts_an_idle_slice_short() {
 }
 
 #[test]
-fn the_compare_geometry_covers_the_buffer_and_the_element_test_counts_nan() {
+fn the_compare_geometry_covers_the_buffer() {
     let (blocks, threads, n_vec) = kernels::compare_geometry(132, 8192 * 8192 * 2);
     assert_eq!(n_vec, 8192 * 8192 * 2 / 16);
     assert_eq!(threads, kernels::THREADS);
@@ -367,20 +367,6 @@ fn the_compare_geometry_covers_the_buffer_and_the_element_test_counts_nan() {
     let (blocks, _, n_vec) = kernels::compare_geometry(132, 1024);
     assert_eq!((blocks, n_vec), (1, 64));
     assert_eq!(kernels::compare_geometry(0, 4096).0, 1);
-
-    let tol = Dtype::Bf16.tolerance();
-    assert!(!kernels::is_wrong(30.0, 30.0, tol));
-    assert!(kernels::is_wrong(f32::NAN, 30.0, tol));
-    assert!(kernels::is_wrong(30.0, f32::NAN, tol));
-    assert!(kernels::is_wrong(f32::INFINITY, 30.0, tol));
-    // bf16 keeps 8 significant bits: two units in the last place at 30 is 0.25, within 1 %.
-    assert!(!kernels::is_wrong(30.25, 30.0, tol));
-    // A flipped exponent or high mantissa bit is far outside.
-    assert!(kernels::is_wrong(31.0, 30.0, tol));
-    assert!(kernels::is_wrong(-30.0, 30.0, tol));
-    // Near zero the tolerance is absolute.
-    assert!(!kernels::is_wrong(0.005, 0.0, tol));
-    assert!(kernels::is_wrong(0.02, 0.0, tol));
 }
 
 #[test]
@@ -396,14 +382,13 @@ fn inputs_are_deterministic_and_in_range() {
 #[test]
 fn achieved_rates_come_from_completed_work() {
     // 300 GEMMs of 8192² in 0.5 s: 659.7 TFLOP/s.
-    let flop = 300 * gemm_flop(8192);
-    let gflops = rate(flop, 0, 0.5);
-    assert!((gflops - 659_706.0).abs() < 1.0, "{gflops}");
+    let g = gflops(300, 0, gemm_flop(8192), 0.5);
+    assert!((g - 659_706.0).abs() < 1.0, "{g}");
     // Copies: 1 GiB buffers, each copy reads and writes 2 GiB; 1000 of them in 0.5 s.
     let bytes = 1000 * 2 * GIB as u64;
     assert!((rate(bytes, 0, 0.5) - 4294.967).abs() < 0.01);
-    assert_eq!(rate(5, 10, 1.0), 0.0);
     assert_eq!(rate(5, 0, 0.0), 0.0);
+    assert_eq!(gflops(5, 0, gemm_flop(8192), 0.0), 0.0);
 }
 
 #[test]
@@ -479,7 +464,19 @@ fn missing_libraries_are_named_with_what_to_install() {
         m.contains("libcublas.so.13") && m.contains("libcublasLt.so.13"),
         "{m}"
     );
-    assert!(m.contains("looked for libcublas.so"), "{m}");
+    // Every Linux name cudarc tries, in its order, not only the CUDA 13 one.
+    assert!(
+        m.contains("tried libcublas.so, .so.13, .so.12, .so.11, .so.10, .so.9, .so.1 (and "),
+        "{m}"
+    );
+    assert!(
+        m.contains("Windows-style names), the first that loads is used"),
+        "{m}"
+    );
+    assert!(
+        m.contains("an older major version that loads may lack functions"),
+        "{m}"
+    );
     // cudarc's candidate list holds the CUDA 13 name.
     assert!(Library::Cublas
         .candidates()

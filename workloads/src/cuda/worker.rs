@@ -12,11 +12,12 @@
 //! # The burn
 //! GEMM `k` writes A × B into C buffer `1 + k mod (count − 1)`, so the work walks over all of
 //! them. Every [`super::burn::CHECK_EVERY`]-th GEMM is followed by the compare kernel
-//! ([`super::kernels`]), which counts the elements of that buffer that differ from C₀ beyond the
-//! dtype's tolerance (or are NaN) into a device counter; the host reads the counter about once a
-//! second, when the stream has drained. The number of buffers besides C₀ is odd, so the checks
-//! visit every buffer in turn. Work is counted when it has completed on the GPU: 2n³ per GEMM, and for
-//! the memory-bandwidth workload 2 × the copy size per device-to-device copy (read + written).
+//! ([`super::kernels`]), which counts the elements of that buffer whose bits differ from C₀'s
+//! (or are NaN) into a device counter; the host reads the counter about once a second, when the
+//! stream has drained. The number of buffers besides C₀ is odd, so the checks
+//! visit every buffer in turn. Work is counted when it has completed on the GPU: GEMMs (2n³ FLOPs
+//! each, multiplied out in f64 when a rate is taken), and for the memory-bandwidth workload 2 ×
+//! the copy size per device-to-device copy (read + written).
 
 use super::burn::{Burn, Engine};
 use super::dtype::Dtype;
@@ -40,6 +41,9 @@ pub struct Prepared {
     pub allocated_bytes: usize,
     /// GPU time of one GEMM when prepared.
     pub gemm_time: Duration,
+    /// Device memory is allocated with plain `cuMemAlloc` because stream-ordered allocation was
+    /// refused or `HALLMARK_CUDA_ALLOC=plain` asked for it ([`super::alloc`]).
+    pub plain_alloc: bool,
 }
 
 /// Where a worker is.
@@ -61,8 +65,11 @@ pub struct DeviceShared {
     /// The power controller's output (f64 bits); 1.0 without a power target.
     control: AtomicU64,
     kernel: AtomicU8,
-    /// Floating-point operations completed, cumulative.
-    pub flop: AtomicU64,
+    /// GEMMs completed, cumulative. GEMMs are counted rather than FLOPs: at 780 TFLOP/s a FLOP
+    /// counter of 64 bits wraps after about 6.6 hours; this one after 10¹¹ years.
+    pub gemms: AtomicU64,
+    /// FLOPs of one GEMM at the order the worker settled on (0 until it is prepared).
+    pub flop_per_gemm: AtomicU64,
     /// Bytes moved by completed copies (read + written), cumulative.
     pub bytes: AtomicU64,
     /// Wrong elements found, cumulative.
@@ -76,7 +83,8 @@ impl Default for DeviceShared {
             level: AtomicU64::new(0f64.to_bits()),
             control: AtomicU64::new(1f64.to_bits()),
             kernel: AtomicU8::new(0),
-            flop: AtomicU64::new(0),
+            gemms: AtomicU64::new(0),
+            flop_per_gemm: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             wrong: AtomicU64::new(0),
             state: Mutex::new(WorkerState::Preparing),
@@ -196,7 +204,11 @@ fn body(
     let stream = ctx
         .new_stream()
         .map_err(|e| format!("creating its stream: {e}"))?;
-    let engine = Engine::new(&ctx, stream, cfg, ptx)?;
+    let (mode, note) = super::alloc::decide(&stream)?;
+    if let Some(note) = note {
+        tracing::warn!("CUDA device {}: {note}", cfg.ordinal);
+    }
+    let engine = Engine::new(&ctx, stream, mode, cfg, ptx)?;
     match cfg.dtype {
         Dtype::Bf16 => {
             Burn::<half::bf16>::prepare(&ctx, engine, cfg, shared, stop)?.run(shared, stop)

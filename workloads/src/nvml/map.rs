@@ -11,7 +11,8 @@ use nvml_wrapper::enums::device::SampleValue;
 
 /// The sensors read per GPU, in the order `--list-devices` shows them, with where each comes from.
 pub const SENSORS: [(&str, &str); 14] = [
-    ("power (instant)", "NVML field NVML_FI_DEV_POWER_INSTANT"),
+    // The detail says which source answered ([`PowerSource`]).
+    ("power", "NVML power"),
     (
         "energy counter",
         "NVML total energy consumption (mJ since driver load)",
@@ -102,6 +103,65 @@ pub fn field_u64(v: &SampleValue) -> Option<u64> {
 /// mW to W.
 pub fn milliwatts(mw: f64) -> f64 {
     mw / 1000.0
+}
+
+/// Where a GPU's power reading comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerSource {
+    /// The field `NVML_FI_DEV_POWER_INSTANT`: the power now.
+    Instant,
+    /// `nvmlDeviceGetPowerUsage`: on Ampere and newer a one-second average. Read where the
+    /// instant field is refused (older drivers, vGPU, sandboxed runtimes); the power controller
+    /// then sees the power about half a second late.
+    Average,
+}
+
+impl PowerSource {
+    /// Where the value comes from, for the sensor table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PowerSource::Instant => "NVML field NVML_FI_DEV_POWER_INSTANT (instant)",
+            PowerSource::Average => "NVML power usage (1 s average)",
+        }
+    }
+}
+
+/// A GPU's power in W and where it came from: the instant field where it answers, else the
+/// one-second average (`average`, W, asked only then). Both refused: why, for each.
+pub fn choose_power(
+    instant: Result<f64, String>,
+    average: impl FnOnce() -> Result<f64, String>,
+) -> Result<(f64, PowerSource), String> {
+    match instant {
+        Ok(w) if w.is_finite() => Ok((w, PowerSource::Instant)),
+        first => {
+            let first = match first {
+                Ok(w) => format!("it read {w}"),
+                Err(e) => e,
+            };
+            match average() {
+                Ok(w) if w.is_finite() => Ok((w, PowerSource::Average)),
+                Ok(w) => Err(format!(
+                    "instant power field: {first}; power usage: it read {w}"
+                )),
+                Err(e) => Err(format!("instant power field: {first}; power usage: {e}")),
+            }
+        }
+    }
+}
+
+/// The sensor-table detail of a power reading: the source, the value, and where the average
+/// stands in, why the instant field did not answer.
+pub fn power_detail(
+    reading: Result<(f64, PowerSource), String>,
+    instant_error: Option<&str>,
+) -> Result<String, String> {
+    let (w, source) = reading?;
+    let mut d = answered(source.describe(), format!("{w:.1} W"));
+    if let (PowerSource::Average, Some(e)) = (source, instant_error) {
+        d.push_str(&format!(" (the instant field was refused: {e})"));
+    }
+    Ok(d)
 }
 
 /// Energy in J between the counter's value at `origin_mj` and `now_mj`. `None` when either is

@@ -2,8 +2,10 @@
 //!
 //! [`NvmlSensors`] loads `libnvidia-ml.so.1` at run time (an error, never a panic, where it is
 //! missing) and reads, per GPU:
-//! - what a telemetry `Sample` carries ([`NvmlSensors::read`]): instant power (the field
-//!   `NVML_FI_DEV_POWER_INSTANT`; `power_usage()` is a one-second average on Ampere and newer),
+//! - what a telemetry `Sample` carries ([`NvmlSensors::read`]): power, from the field
+//!   `NVML_FI_DEV_POWER_INSTANT`, and where that is refused (older drivers, vGPU, sandboxed
+//!   runtimes) from `power_usage()`, a one-second average on Ampere and newer ([`PowerSource`];
+//!   the sensor table says which answered),
 //!   the energy counter (`total_energy_consumption`, mJ), GPU and memory temperature, SM clock,
 //!   utilisation and the clock-event (throttle) reason bits
 //!   (`nvmlDeviceGetCurrentClocksEventReasons`, or its older name where a library lacks it);
@@ -21,10 +23,12 @@
 
 pub mod map;
 
-pub use map::{ExtendedReading, RawReading};
+pub use map::{ExtendedReading, PowerSource, RawReading};
 
 use crate::backend::SensorStatus;
-use map::{answered, field_f64, field_u64, milliwatts, status, SENSORS};
+use map::{
+    answered, choose_power, field_f64, field_u64, milliwatts, power_detail, status, SENSORS,
+};
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor, TemperatureThreshold,
@@ -163,11 +167,38 @@ impl NvmlSensors {
         out
     }
 
-    /// The instant power of GPU `index`, W.
-    pub fn instant_power_w(&self, index: u32) -> Option<f64> {
-        let d = self.device(index).ok()?;
-        let v = Self::fields(&d, &[fid::NVML_FI_DEV_POWER_INSTANT]);
-        v.first()?.as_ref().ok().map(|v| milliwatts(field_f64(v)))
+    /// The instant power field of `d`, W.
+    fn instant_field(d: &Device<'_>) -> Result<f64, String> {
+        let v = Self::fields(d, &[fid::NVML_FI_DEV_POWER_INSTANT]);
+        match v.into_iter().next() {
+            Some(Ok(v)) => Ok(milliwatts(field_f64(&v))),
+            Some(Err(e)) => Err(e),
+            None => Err("no answer".into()),
+        }
+    }
+
+    /// The power of `d` ([`choose_power`]); `instant` is its instant field, read already.
+    fn power_of(
+        d: &Device<'_>,
+        instant: Result<f64, String>,
+    ) -> Result<(f64, PowerSource), String> {
+        choose_power(instant, || {
+            d.power_usage()
+                .map(|mw| milliwatts(f64::from(mw)))
+                .map_err(why)
+        })
+    }
+
+    /// The power of GPU `index`, W, and where it came from: the instant field, or where that is
+    /// refused the one-second average.
+    pub fn power(&self, index: u32) -> Result<(f64, PowerSource), String> {
+        let d = self.device(index)?;
+        Self::power_of(&d, Self::instant_field(&d))
+    }
+
+    /// [`Self::power`] in W, `None` where neither source answers.
+    pub fn power_w(&self, index: u32) -> Option<f64> {
+        self.power(index).ok().map(|(w, _)| w)
     }
 
     /// The energy counter of GPU `index`, mJ since the driver loaded.
@@ -185,8 +216,11 @@ impl NvmlSensors {
             &[fid::NVML_FI_DEV_POWER_INSTANT, fid::NVML_FI_DEV_MEMORY_TEMP],
         );
         let value = |i: usize| f.get(i).and_then(|r| r.as_ref().ok()).map(field_f64);
+        let instant = value(0)
+            .map(milliwatts)
+            .ok_or_else(|| "no answer".to_string());
         RawReading {
-            power_w: value(0).map(milliwatts),
+            power_w: Self::power_of(&d, instant).ok().map(|(w, _)| w),
             energy_mj: d.total_energy_consumption().ok(),
             gpu_temp_c: d.temperature(TemperatureSensor::Gpu).ok().map(f64::from),
             mem_temp_c: value(1),
@@ -313,7 +347,11 @@ impl NvmlSensors {
         );
         let field = |i: usize| f.get(i).cloned().unwrap_or_else(|| Err("no answer".into()));
         let probes: [Result<String, String>; 14] = [
-            field(0).map(|v| answered(src(0), format!("{:.1} W", milliwatts(field_f64(&v))))),
+            {
+                let instant = field(0).map(|v| milliwatts(field_f64(&v)));
+                let refused = instant.as_ref().err().cloned();
+                power_detail(Self::power_of(&d, instant), refused.as_deref())
+            },
             d.total_energy_consumption()
                 .map(|mj| answered(src(1), format!("{:.1} kJ", mj as f64 / 1e6)))
                 .map_err(why),

@@ -68,7 +68,7 @@ fn an_nvml_failure_marks_every_sensor_absent_with_the_reason() {
     assert_eq!(s[SENSORS.len()].device, Some(1));
     let names: Vec<&str> = s[..SENSORS.len()].iter().map(|x| x.name.as_str()).collect();
     for wanted in [
-        "power (instant)",
+        "power",
         "energy counter",
         "GPU temperature",
         "memory temperature",
@@ -85,11 +85,7 @@ fn an_nvml_failure_marks_every_sensor_absent_with_the_reason() {
 
 #[test]
 fn a_sensor_status_says_where_it_is_read_or_why_not() {
-    let ok = status(
-        "power (instant)",
-        Some(2),
-        Ok(answered("NVML field", "412.0 W")),
-    );
+    let ok = status("power", Some(2), Ok(answered("NVML field", "412.0 W")));
     assert!(ok.available);
     assert_eq!(ok.detail, "NVML field: 412.0 W");
     let no = status("NVLink counters", Some(2), Err("no NVLink links".into()));
@@ -124,4 +120,35 @@ fn without_the_driver_nvml_is_an_error_naming_the_library() {
             assert!(matches!(e, NvmlInitError::Load(_)), "{e:?}");
         }
     }
+}
+
+#[test]
+fn power_falls_back_to_the_average_and_says_so() {
+    // The instant field answers: it is used, and the average is not even asked.
+    let r = choose_power(Ok(612.5), || panic!("the average is not read"));
+    assert_eq!(r, Ok((612.5, PowerSource::Instant)));
+    // Refused (an older driver, vGPU, a sandbox): the 1 s average stands in, and says so.
+    let refused = "NVML: the requested operation is not available on the target device";
+    let r = choose_power(Err(refused.into()), || Ok(598.0));
+    assert_eq!(r, Ok((598.0, PowerSource::Average)));
+    let d = power_detail(r, Some(refused)).unwrap();
+    assert!(
+        d.starts_with("NVML power usage (1 s average): 598.0 W"),
+        "{d}"
+    );
+    assert!(
+        d.contains("the instant field was refused: NVML: the requested"),
+        "{d}"
+    );
+    let d = power_detail(Ok((612.5, PowerSource::Instant)), None).unwrap();
+    assert_eq!(d, "NVML field NVML_FI_DEV_POWER_INSTANT (instant): 612.5 W");
+    // A nonsense instant value is not used either.
+    let r = choose_power(Ok(f64::NAN), || Ok(301.0));
+    assert_eq!(r, Ok((301.0, PowerSource::Average)));
+    // Neither answers: absent, with both reasons, never 0.
+    let e = choose_power(Err("not supported".into()), || Err("no permission".into()));
+    let e = e.unwrap_err();
+    assert!(e.contains("instant power field: not supported"), "{e}");
+    assert!(e.contains("power usage: no permission"), "{e}");
+    assert!(power_detail(Err(e.clone()), None).is_err());
 }

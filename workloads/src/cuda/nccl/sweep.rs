@@ -20,10 +20,10 @@ use super::plan::{
     NCCL_RESERVE_BYTES,
 };
 use super::verify::{count_wrong, fill_input};
+use crate::cuda::alloc::{self, Allocator, DevBuf};
 use crate::fabric::collective::size_name;
 use cudarc::driver::{
-    result, sys::CUdeviceptr, sys::CUevent_flags, CudaContext, CudaEvent, CudaSlice, CudaStream,
-    DevicePtr,
+    result, sys::CUdeviceptr, sys::CUevent_flags, CudaContext, CudaEvent, CudaStream, DevicePtr,
 };
 use hallmark_protocol::CollectiveOp;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,7 +153,9 @@ struct Gpu {
     t0: CudaEvent,
     t1: CudaEvent,
     mark: CudaEvent,
-    flag: CudaSlice<i32>,
+    /// How device memory is allocated ([`crate::cuda::alloc`]).
+    alloc: Allocator,
+    flag: DevBuf<i32>,
     flag_ptr: CUdeviceptr,
 }
 
@@ -172,8 +174,13 @@ impl Gpu {
         let t0 = ctx.new_event(timing).map_err(e("creating an event"))?;
         let t1 = ctx.new_event(timing).map_err(e("creating an event"))?;
         let mark = ctx.new_event(None).map_err(e("creating an event"))?;
-        let flag = stream
-            .alloc_zeros::<i32>(2)
+        let (mode, note) = alloc::decide(&stream)?;
+        if let Some(note) = note {
+            tracing::warn!("CUDA device {ordinal}: {note}");
+        }
+        let alloc = Allocator::new(Arc::clone(&stream), mode);
+        let flag = alloc
+            .zeros::<i32>(2)
             .map_err(e("allocating the agreement flag"))?;
         let flag_ptr = flag.device_ptr(&stream).0;
         Ok(Gpu {
@@ -182,6 +189,7 @@ impl Gpu {
             t0,
             t1,
             mark,
+            alloc,
             flag,
             flag_ptr,
         })
@@ -191,8 +199,8 @@ impl Gpu {
 /// The sweep's device buffers for the largest agreed size, and one host buffer for the input
 /// pattern and then the output copied back.
 struct Buffers {
-    send: CudaSlice<u8>,
-    out: CudaSlice<u8>,
+    send: DevBuf<u8>,
+    out: DevBuf<u8>,
     send_ptr: CUdeviceptr,
     out_ptr: CUdeviceptr,
     host: Vec<u8>,
@@ -244,7 +252,7 @@ impl Rank<'_> {
     fn agree(&mut self, proposal: i32) -> Result<i32, Failure> {
         let stream = Arc::clone(&self.gpu.stream);
         stream
-            .memcpy_htod(&[proposal], &mut self.gpu.flag)
+            .memcpy_htod(&[proposal], &mut *self.gpu.flag)
             .map_err(cuda)?;
         let call = Call::MinI32 {
             send: self.gpu.flag_ptr,
@@ -255,7 +263,7 @@ impl Rank<'_> {
         self.drain()?;
         let mut both = [0i32; 2];
         stream
-            .memcpy_dtoh(&self.gpu.flag, &mut both)
+            .memcpy_dtoh(&*self.gpu.flag, &mut both)
             .map_err(cuda)?;
         self.drain()?;
         Ok(both[1])
@@ -359,7 +367,7 @@ impl Rank<'_> {
         let dev = |len: usize, what: &str| {
             // SAFETY: filled before it is read (the input) or written by NCCL and NaN first (the
             // output).
-            unsafe { self.gpu.stream.alloc::<u8>(len.max(4)) }.map_err(|e| {
+            unsafe { self.gpu.alloc.uninit::<u8>(len.max(4)) }.map_err(|e| {
                 format!(
                     "allocating the {what} buffer ({}) on the GPU: {e}; lower the plan's max_bytes",
                     size_name(len as u64)
@@ -479,7 +487,7 @@ impl Rank<'_> {
         fill_input(&g.shape, 1, &mut b.host[..in_bytes], false);
         if in_bytes > 0 {
             stream
-                .memcpy_htod(&b.host[..in_bytes], &mut b.send)
+                .memcpy_htod(&b.host[..in_bytes], &mut *b.send)
                 .map_err(|e| Cut::Failed(cuda(e), "copying the input to the GPU".into()))?;
         }
         let mut aux = t.elapsed();
