@@ -259,6 +259,33 @@ fn unjudged_report_says_so_and_names_the_spec_when_given() {
 }
 
 #[test]
+fn phases_without_power_readings_show_a_dash_not_zero() {
+    let dir = TempDir::new("report-nopower");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_without_node_power(&mut store);
+    let out = dir.path().join("r");
+    write_report(&store, run.as_str(), &[], &out).unwrap();
+    let html = read(&out.join("index.html"));
+    // The burn phase's row: energy kWh and mean kW are "–", not 0.000 / 0.0.
+    let row = html
+        .lines()
+        .find(|l| l.starts_with("<tr><td>1</td><td>burn</td>"))
+        .expect("phase row");
+    assert!(!row.contains(">0.000<") && !row.contains(">0.0<"), "{row}");
+    assert!(
+        row.matches("<td class=\"num\">–</td>").count() >= 2,
+        "{row}"
+    );
+    assert!(html.contains("no node reported power"), "energy total note");
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    let phases = json["summary"]["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 2);
+    for p in phases {
+        assert!(p["energy_kwh"].is_null() && p["mean_kw"].is_null(), "{p}");
+    }
+}
+
+#[test]
 fn run_without_telemetry_gives_a_report_that_says_so() {
     let dir = TempDir::new("report-empty");
     let mut store = Store::open(dir.path()).unwrap();

@@ -40,7 +40,10 @@ pub fn phases(s: &RunSummary) -> String {
     );
     for p in &s.phases {
         let perf_w = match p.gflops {
-            Some(g) if p.mean_kw > 0.0 => num(Some(g / (p.mean_kw * 1000.0)), 3),
+            Some(g) => match p.mean_kw {
+                Some(kw) if kw > 0.0 => num(Some(g / (kw * 1000.0)), 3),
+                _ => "n/a".into(),
+            },
             _ => "n/a".into(),
         };
         let mut notes = Vec::new();
@@ -60,7 +63,7 @@ pub fn phases(s: &RunSummary) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.1}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{perf_w}</td><td class=\"num\">{} / {}</td>\
              <td>{}</td></tr>",
             p.phase_id,
@@ -69,20 +72,31 @@ pub fn phases(s: &RunSummary) -> String {
             duration(p.duration_ms as f64 / 1e3),
             p.nodes_started,
             num(p.start_skew_ms, 3),
-            p.energy_kwh,
-            p.mean_kw,
+            num(p.energy_kwh, 3),
+            num(p.mean_kw, 1),
             p.gflops.map(|g| format!("{g:.1}")).unwrap_or_else(|| "n/a".into()),
             p.samples_stored,
             p.samples_expected,
             notes.join("; ")
         );
     }
-    let total: f64 = s.phases.iter().map(|p| p.energy_kwh).sum();
+    let measured: Vec<f64> = s.phases.iter().filter_map(|p| p.energy_kwh).collect();
+    let total = match measured.len() {
+        0 => "no node reported power, so no phase energy is known".to_string(),
+        n if n == s.phases.len() => {
+            format!("{:.3} kWh in all phases", measured.iter().sum::<f64>())
+        }
+        n => format!(
+            "{:.3} kWh in the {n} of {} phases with power readings",
+            measured.iter().sum::<f64>(),
+            s.phases.len()
+        ),
+    };
     let _ = writeln!(
         out,
         "</tbody></table>\n<p class=\"muted\">Energy from node power (devices, PSU losses, base load) in \
-         each phase window; {total:.3} kWh in all phases. perf/W is the phase's GFLOP/s over its mean \
-         hall power; n/a where no device reported a rate.</p>"
+         each phase window; {total}; - where no node reported power. perf/W is the phase's GFLOP/s over \
+         its mean hall power; n/a where no device reported a rate or no power was measured.</p>"
     );
     out
 }

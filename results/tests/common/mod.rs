@@ -140,6 +140,15 @@ pub fn batch(n: usize, sec: i64) -> TelemetryBatch {
 
 /// Stores the constructed run; r2n2's batch 5 never arrives (a recorded gap) and r2n2 is lost at the end.
 pub fn build(store: &mut Store) -> RunId {
+    build_with(store, true)
+}
+
+/// The constructed run as nodes without a power sensor report it: no node-power readings at all.
+pub fn build_without_node_power(store: &mut Store) -> RunId {
+    build_with(store, false)
+}
+
+fn build_with(store: &mut Store, node_power: bool) -> RunId {
     let run = store.create_run(&new_run()).unwrap();
     for (i, (id, rack)) in NODES.iter().enumerate() {
         let probe = ProbeRow {
@@ -202,7 +211,13 @@ pub fn build(store: &mut Store) -> RunId {
     for sec in 0..K / 10 {
         let batches: Vec<(usize, TelemetryBatch)> = (0..4)
             .filter(|&n| !(n == 3 && sec == 5))
-            .map(|n| (n, batch(n, sec)))
+            .map(|n| {
+                let mut b = batch(n, sec);
+                if !node_power {
+                    b.node_power_w.clear();
+                }
+                (n, b)
+            })
             .collect();
         let nodes: Vec<NodeId> = NODES.iter().map(|(id, _)| node(id)).collect();
         let refs: Vec<(&NodeId, &TelemetryBatch, i64)> = batches
