@@ -41,6 +41,9 @@ pub fn render_text(s: &RunSummary) -> String {
 }
 
 fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
+    if let Some(banner) = s.simulation.banner() {
+        writeln!(o, "*** {banner} ***")?;
+    }
     writeln!(
         o,
         "Run {} \"{}\" — plan {} (sha256 {}…){}",

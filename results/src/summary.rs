@@ -8,6 +8,7 @@ use crate::aggregate::{node_bins, throttle, Bins, DeviceAgg, GroupBins, PhaseWin
 use crate::error::StoreError;
 use crate::fabric::FabricPhaseSummary;
 use crate::model::RunStatus;
+use crate::simulated::Simulation;
 use crate::store::{parse_col, Store};
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,10 @@ pub struct RunSummary {
     /// with algbw and busbw, faults ([`crate::fabric`]).
     #[serde(default)]
     pub fabric: Vec<FabricPhaseSummary>,
+    /// How many of the run's devices and nodes were simulated ([`Simulation::banner`]: what every
+    /// output of a simulated run says).
+    #[serde(default)]
+    pub simulation: Simulation,
 }
 
 /// A rack's data while its nodes are streamed.
@@ -187,6 +192,7 @@ impl Store {
                         lost_probes: Vec::new(),
                         events: Vec::new(),
                         fabric: Vec::new(),
+                        simulation: Simulation::default(),
                     })
                     .and_then(|s| Ok((s, r.get::<_, String>(5)?)))
                 },
@@ -374,6 +380,7 @@ impl Store {
         s.gaps = self.gaps(run_id)?;
         s.events = self.events(run_id)?;
         s.fabric = self.fabric_phases(run_id, true)?;
+        s.simulation = self.simulation(run_id)?;
         Ok(s)
     }
 }

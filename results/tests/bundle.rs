@@ -447,3 +447,26 @@ fn standard_tar_extracts_and_sha256_matches() {
         assert!(st.success());
     }
 }
+
+#[test]
+fn a_simulated_runs_manifest_says_so_and_a_real_ones_has_no_such_field() {
+    let dir = TempDir::new("simulated");
+    let (key, public) = keys(&dir, "k");
+    let banner = "SIMULATED: 8 of 8 devices on 4 of 4 nodes are simulated".to_string();
+    let out = dir.join("sim.bundle");
+    bundle::write_bundle_with(&out, "run-1", Some(banner.clone()), &run_files(), &key).unwrap();
+    let m = verify_bundle(&out, &public).unwrap();
+    assert_eq!(m.simulated.as_deref(), Some(banner.as_str()));
+    let manifest = read_archive(&out).unwrap().remove(0);
+    assert_eq!(manifest.name, MANIFEST_NAME);
+    let manifest = manifest.bytes;
+    assert!(String::from_utf8_lossy(&manifest).contains(&format!("\"simulated\": \"{banner}\"")));
+
+    let out = dir.join("real.bundle");
+    write_bundle(&out, "run-1", &run_files(), &key).unwrap();
+    assert_eq!(verify_bundle(&out, &public).unwrap().simulated, None);
+    let manifest = read_archive(&out).unwrap().remove(0);
+    assert_eq!(manifest.name, MANIFEST_NAME);
+    let manifest = manifest.bytes;
+    assert!(!String::from_utf8_lossy(&manifest).contains("simulated"));
+}

@@ -205,7 +205,7 @@ fn report_of_constructed_run() {
         lines[1]
     );
     assert!(
-        lines[2].contains(",rack-02,2,") && lines[2].ends_with(",1.5,FAIL"),
+        lines[2].contains(",rack-02,2,") && lines[2].ends_with(",1.5,FAIL,true"),
         "{}",
         lines[2]
     );
@@ -256,6 +256,57 @@ fn unjudged_report_says_so_and_names_the_spec_when_given() {
         "acceptance-2026 <code>sha256 {}</code>",
         "ab".repeat(32)
     )));
+}
+
+#[test]
+fn a_simulated_run_says_so_in_the_page_and_every_export() {
+    let dir = TempDir::new("report-simulated");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build(&mut store);
+    let out = dir.path().join("r");
+    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    let banner = "SIMULATED: 8 of 8 devices on 4 of 4 nodes are simulated";
+    let html = read(&out.join("index.html"));
+    assert!(
+        html.contains(&format!("<div class=\"simulated\">{banner}")),
+        "banner"
+    );
+    assert!(html.contains("FAIL (SIMULATED)</span></h1>"), "badge");
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    assert!(json["simulated"].as_str().unwrap().starts_with(banner));
+    assert_eq!(json["summary"]["simulation"]["simulated_devices"], 8);
+    for file in ["summary.csv", "verdicts.csv"] {
+        let csv = read(&out.join(file));
+        assert!(
+            csv.lines().next().unwrap().ends_with(",simulated"),
+            "{file}"
+        );
+        assert!(csv.lines().skip(1).all(|l| l.ends_with(",true")), "{file}");
+    }
+    let text = hallmark_results::render_text(&store.run_summary(run.as_str()).unwrap());
+    assert!(text.starts_with(&format!("*** {banner}")), "{text}");
+
+    // One simulated node among real ones is enough, and the count says how many.
+    let dir = TempDir::new("report-one-simulated");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_on_real_devices(&mut store, 1);
+    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    assert!(read(&out.join("index.html"))
+        .contains("SIMULATED: 2 of 8 devices on 1 of 4 nodes are simulated"));
+
+    // A run of real devices only: no banner, `simulated` null and false.
+    let dir = TempDir::new("report-real");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_on_real_devices(&mut store, 0);
+    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    let html = read(&out.join("index.html"));
+    assert!(!html.contains("SIMULATED"));
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    assert!(json["simulated"].is_null());
+    assert!(read(&out.join("verdicts.csv"))
+        .lines()
+        .skip(1)
+        .all(|l| l.ends_with(",false")));
 }
 
 #[test]

@@ -175,6 +175,18 @@ pub fn write_bundle(
     files: &[BundleFile],
     key: &SigningKey,
 ) -> Result<Manifest, BundleError> {
+    write_bundle_with(out, run_id, None, files, key)
+}
+
+/// [`write_bundle`] for a run that may be simulated: `simulated` (the run's SIMULATED warning) goes
+/// into the signed manifest.
+pub fn write_bundle_with(
+    out: &Path,
+    run_id: &str,
+    simulated: Option<String>,
+    files: &[BundleFile],
+    key: &SigningKey,
+) -> Result<Manifest, BundleError> {
     manifest::check_names(files.iter().map(|f| f.name.as_str()))
         .map_err(|(name, reason)| BundleError::BadName { name, reason })?;
     check_sizes(files)?;
@@ -184,6 +196,7 @@ pub fn write_bundle(
         run_id: run_id.into(),
         created_at: manifest::now_utc(),
         hallmark_version: env!("CARGO_PKG_VERSION").into(),
+        simulated,
         files: files
             .iter()
             .map(|f| ManifestEntry {

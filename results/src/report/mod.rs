@@ -388,7 +388,8 @@ pub fn write_report_with(
     export::summary_csv(&s, verdicts, &mut w).map_err(write_err(path(2)))?;
     finish(w, &path(2))?;
     let mut w = create(&path(4))?;
-    export::verdicts_csv(verdicts, &mut w).map_err(write_err(path(4)))?;
+    export::verdicts_csv(verdicts, s.simulation.is_simulated(), &mut w)
+        .map_err(write_err(path(4)))?;
     finish(w, &path(4))?;
     let mut w = create(&path(5))?;
     fabric::latency_csv(&s, &mut w).map_err(write_err(path(5)))?;
