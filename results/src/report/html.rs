@@ -14,6 +14,8 @@ main{max-width:1260px;margin:0 auto;padding:20px 24px 40px}
 h1{font-size:26px;margin:4px 0}
 h2{font-size:20px;margin:0 0 10px;border-bottom:2px solid #e0e0e0;padding-bottom:4px}
 h3{font-size:16px;margin:16px 0 6px}
+h4{font-size:14px;margin:12px 0 4px}
+details{margin:8px 0}summary{cursor:pointer;color:#1565c0}
 section{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:16px 18px;margin:16px 0}
 nav{font-size:14px;margin:8px 0}
 nav a{margin-right:14px;color:#1565c0;text-decoration:none}
@@ -25,6 +27,7 @@ nav a{margin-right:14px;color:#1565c0;text-decoration:none}
 .overall .word{font-size:40px;font-weight:bold;letter-spacing:1px;min-width:200px}
 .overall.pass{background:#2e7d32}.overall.warn{background:#e68a00}
 .overall.fail{background:#c62828}.overall.incomplete{background:#616161}
+.overall .muted{color:#fff;opacity:.85}
 .badge{display:inline-block;min-width:54px;text-align:center;font-size:12px;font-weight:bold;color:#fff;border-radius:3px;padding:1px 5px}
 .badge.pass{background:#2e7d32}.badge.warn{background:#e68a00}.badge.fail{background:#c62828}.badge.incomplete{background:#616161}
 td.fail,b.fail,tr.fail td{color:#b71c1c}td.warn{color:#b86e00}td.incomplete{color:#424242}td.pass{color:#2e7d32}

@@ -3,7 +3,7 @@
 //! provenance (versions, plan hash, hall, times, probe clock offsets).
 
 use super::data::{DeviceInfo, RunContext};
-use super::style::{duration, esc, num};
+use super::style::{duration, esc, num, si};
 use crate::summary::RunSummary;
 use crate::time::format_utc;
 use std::collections::BTreeMap;
@@ -34,14 +34,14 @@ pub fn phases(s: &RunSummary) -> String {
     let mut out = String::from(
         "<table><thead><tr><th>#</th><th>phase</th><th>workload</th><th class=\"num\">duration</th>\
          <th class=\"num\">nodes started</th><th class=\"num\">start skew ms</th>\
-         <th class=\"num\">energy kWh</th><th class=\"num\">mean kW</th><th class=\"num\">GFLOP/s</th>\
-         <th class=\"num\">GFLOP/s per W</th><th class=\"num\">samples stored / expected</th>\
+         <th class=\"num\">energy kWh</th><th class=\"num\">mean kW</th><th class=\"num\">compute</th>\
+         <th class=\"num\">perf/W</th><th class=\"num\">samples stored / expected</th>\
          <th>notes</th></tr></thead><tbody>\n",
     );
     for p in &s.phases {
         let perf_w = match p.gflops {
             Some(g) => match p.mean_kw {
-                Some(kw) if kw > 0.0 => num(Some(g / (kw * 1000.0)), 3),
+                Some(kw) if kw > 0.0 => si(Some(g * 1e9 / (kw * 1000.0)), "FLOP/s per W"),
                 _ => "n/a".into(),
             },
             _ => "n/a".into(),
@@ -74,7 +74,9 @@ pub fn phases(s: &RunSummary) -> String {
             num(p.start_skew_ms, 3),
             num(p.energy_kwh, 3),
             num(p.mean_kw, 1),
-            p.gflops.map(|g| format!("{g:.1}")).unwrap_or_else(|| "n/a".into()),
+            p.gflops
+                .map(|g| si(Some(g * 1e9), "FLOP/s"))
+                .unwrap_or_else(|| "n/a".into()),
             p.samples_stored,
             p.samples_expected,
             notes.join("; ")
@@ -95,7 +97,7 @@ pub fn phases(s: &RunSummary) -> String {
     let _ = writeln!(
         out,
         "</tbody></table>\n<p class=\"muted\">Energy from node power (devices, PSU losses, base load) in \
-         each phase window; {total}; - where no node reported power. perf/W is the phase's GFLOP/s over \
+         each phase window; {total}; - where no node reported power. perf/W is the phase's compute rate over \
          its mean hall power; n/a where no device reported a rate or no power was measured.</p>"
     );
     out
