@@ -470,3 +470,46 @@ fn a_simulated_runs_manifest_says_so_and_a_real_ones_has_no_such_field() {
     let manifest = manifest.bytes;
     assert!(!String::from_utf8_lossy(&manifest).contains("simulated"));
 }
+
+#[test]
+fn the_staging_directory_is_private_fresh_and_unpredictable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("staging");
+    // A predictable name pre-created by someone else (here a link to a directory they control)
+    // is never what the staging directory is.
+    let theirs = dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let predictable = dir
+        .0
+        .join(format!("hallmark-bundle-{}", std::process::id()));
+    std::os::unix::fs::symlink(&theirs, &predictable).unwrap();
+
+    let a = bundle::StagingDir::new(&dir.0, "hallmark-bundle").unwrap();
+    let b = bundle::StagingDir::new(&dir.0, "hallmark-bundle").unwrap();
+    for s in [&a, &b] {
+        let meta = std::fs::symlink_metadata(s.path()).unwrap();
+        assert!(meta.is_dir() && !meta.file_type().is_symlink());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            s.path().display()
+        );
+        assert_ne!(s.path(), predictable);
+        let name = s.path().file_name().unwrap().to_str().unwrap();
+        // 128 random bits after the prefix.
+        let suffix = name.strip_prefix("hallmark-bundle-").unwrap();
+        assert_eq!(suffix.len(), 32, "{name}");
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+    assert_ne!(a.path(), b.path());
+    std::fs::write(a.path().join("index.html"), "x").unwrap();
+    let path = a.path().to_path_buf();
+    drop(a);
+    assert!(!path.exists(), "removed when dropped");
+    assert_eq!(
+        std::fs::read_dir(&theirs).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+}

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_results::bundle::{
     fingerprint, keygen, load_public_key, load_signing_key, verify_bundle, write_bundle_with,
-    BundleFile,
+    BundleFile, StagingDir,
 };
 use hallmark_results::{
     write_report_with, Certification, ReportFiles, ReportOptions, Simulation, SpecRef, Store,
@@ -142,9 +142,11 @@ pub fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<ExitCode> {
 
 pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     let key = load_signing_key(&a.key)?;
-    let staging = std::env::temp_dir().join(format!("hallmark-bundle-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let written = write(&a.results, &a.run, &staging);
+    // The report is written into a fresh private directory (random name, mode 0700): nothing that
+    // is signed passes through a path another local user could predict or pre-create.
+    let staging = StagingDir::new(&std::env::temp_dir(), "hallmark-bundle")
+        .context("making a private staging directory for the bundle")?;
+    let written = write(&a.results, &a.run, staging.path());
     let result = written.and_then(|w| {
         let mut members = Vec::new();
         for path in &w.files.files {
@@ -177,7 +179,7 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(())
     });
-    let _ = std::fs::remove_dir_all(&staging);
+    drop(staging);
     result?;
     Ok(ExitCode::SUCCESS)
 }
