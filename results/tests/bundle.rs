@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 #[path = "bundle/keys.rs"]
 mod key_files;
+#[path = "../../tests/common/prereq.rs"]
+mod prereq;
+
+use prereq::{missing, tool};
 
 struct TempDir(PathBuf);
 
@@ -395,18 +399,10 @@ fn bad_member_names_are_refused() {
     assert!(matches!(err, BundleError::Io { .. }), "{err}");
 }
 
-/// Whether `name` runs (`name version_arg` exits 0).
-fn tool(name: &str, version_arg: &str) -> bool {
-    Command::new(name)
-        .arg(version_arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn standard_tar_extracts_and_sha256_matches() {
     if !tool("tar", "--version") {
-        eprintln!("skipped: no tar");
+        missing("no tar (Debian package tar)");
         return;
     }
     let dir = TempDir::new("tar");
