@@ -81,6 +81,17 @@ fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
         .iter()
         .any(|x| x["criterion"] == "rack-sustained-power" && x["status"] == "INCOMPLETE"));
     assert!(!verdicts.iter().any(|x| x["status"] == "FAIL"));
+    // Every output of the simulated hall says so, with how much of it was simulated.
+    let banner = "SIMULATED: 640 of 640 devices on 80 of 80 nodes are simulated";
+    assert!(
+        v["simulated"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(banner),
+        "{}",
+        v["simulated"]
+    );
+    assert_eq!(v["simulation"]["simulated_devices"], 640);
 
     // certify again with a spec of its own: exit code 1 on FAIL.
     let spec = dir.join("spec.toml");
@@ -108,6 +119,24 @@ fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(c["overall"], "FAIL");
     assert_eq!(c["verdicts"].as_array().unwrap().len(), 8);
+    assert!(
+        c["simulated"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(banner),
+        "{c}"
+    );
+    let text = run(&[
+        "certify",
+        run_id,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--results",
+        r,
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with(&format!("*** {banner}")), "{text}");
+    assert!(text.trim_end().ends_with("***"), "{text}");
     // A spec with a unit of the wrong kind is an error: exit code 3, the file and the line named.
     std::fs::write(
         &spec,
@@ -147,6 +176,24 @@ fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("FAIL") && html.contains("row2-rack03"));
     assert!(!html.contains("<script"));
+    assert!(
+        html.contains(&format!("<div class=\"simulated\">{banner}")),
+        "no banner"
+    );
+    assert!(html.contains("<title>hallmark report — SIMULATED — "));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(json["simulated"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with(banner));
+    for file in ["summary.csv", "verdicts.csv"] {
+        let csv = std::fs::read_to_string(report.join(file)).unwrap();
+        let mut lines = csv.lines();
+        assert!(lines.next().unwrap().ends_with(",simulated"), "{file}");
+        assert!(lines.all(|l| l.ends_with(",true")), "{file}: {csv}");
+    }
     let samples = std::fs::read_to_string(report.join("samples.csv")).unwrap();
     assert_eq!(
         samples.lines().count() as u64,
@@ -186,7 +233,15 @@ fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
             public.to_str().unwrap(),
         ])
     };
-    assert!(verify(&bundle, &public).status.success());
+    let verified = verify(&bundle, &public);
+    assert!(verified.status.success());
+    assert!(String::from_utf8_lossy(&verified.stdout).contains(banner));
+    let archive = std::fs::read(&bundle).unwrap();
+    let manifest_text = String::from_utf8_lossy(&archive[512..4096]);
+    assert!(
+        manifest_text.contains(&format!("\"simulated\": \"{banner}")),
+        "{manifest_text}"
+    );
     let mut bytes = std::fs::read(&bundle).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;

@@ -12,7 +12,8 @@
 //! With five, the 4 pairs into p5 outnumber whatever the fifth pair adds to any other node.
 //!
 //! Needs root and `ip` (iproute2); otherwise, or with `HALLMARK_SKIP_NETNS=1`, it prints
-//! `skipped: …` to stderr and passes. Run it with `cargo test --test netns -- --nocapture`.
+//! `skipped: …` to stderr and passes, except in CI (`CI=true`), where it fails
+//! (`common::prereq`). Run it with `cargo test --test netns -- --nocapture`.
 
 mod common;
 
@@ -111,7 +112,7 @@ fn a_slow_link_into_one_probe_is_named_by_the_latency_mesh_across_namespaces() {
     let mut lab = match Lab::create() {
         Ok(lab) => lab,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            common::prereq::missing(&why);
             return;
         }
     };

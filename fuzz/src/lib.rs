@@ -167,3 +167,30 @@ fn model<M: Serialize + DeserializeOwned + Debug>(
     };
     (events, finish, None)
 }
+
+/// The file parsers' contract on any text: no panic, and an error names `file`, a line inside the
+/// text (or just past its end) and a column ≥ 1 within that line (+1), and its message starts with
+/// `file:line:column:`. Bytes that are not UTF-8 are read lossily (the CLI refuses them before
+/// parsing, but the parser must not care).
+pub fn check_file_error(text: &str, file: &str, line: usize, column: usize, shown: &str) {
+    let lines: Vec<&str> = text.split('\n').collect();
+    assert!(
+        line >= 1 && line <= lines.len() + 1,
+        "line {line} of {}: {shown}",
+        lines.len()
+    );
+    let width = lines.get(line - 1).map_or(0, |l| l.chars().count());
+    assert!(
+        column >= 1 && column <= width + 2,
+        "column {column} of a {width}-character line {line}: {shown}"
+    );
+    assert!(
+        shown.starts_with(&format!("{file}:{line}:{column}:")),
+        "{shown}"
+    );
+}
+
+/// The fuzz input as the text a parser reads.
+pub fn text_of(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(data)
+}

@@ -31,6 +31,7 @@ mod read;
 mod render;
 pub mod report;
 mod schema;
+mod simulated;
 pub mod spec;
 mod store;
 mod summary;
@@ -48,6 +49,7 @@ pub use report::{
     write_report, write_report_with, ReportError, ReportFiles, ReportOptions, SpecRef,
 };
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
+pub use simulated::Simulation;
 pub use spec::{demo_spec, evaluate, parse_spec, render_verdicts, Spec, SpecError, DEMO_SPEC};
 pub use store::{Store, DB_FILE};
 pub use summary::{

@@ -41,6 +41,9 @@ pub fn render_text(s: &RunSummary) -> String {
 }
 
 fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
+    if let Some(banner) = s.simulation.banner() {
+        writeln!(o, "*** {banner} ***")?;
+    }
     writeln!(
         o,
         "Run {} \"{}\" — plan {} (sha256 {}…){}",
@@ -152,13 +155,13 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
     for p in &s.phases {
         writeln!(
             o,
-            "  {:>5} {:<20} {:>13} {:>7} {:>11.4} {:>8.2} {:>19}",
+            "  {:>5} {:<20} {:>13} {:>7} {:>11} {:>8} {:>19}",
             p.phase_id,
             p.name,
             opt(p.start_skew_ms, 3),
             p.nodes_started,
-            p.energy_kwh,
-            p.mean_kw,
+            opt(p.energy_kwh, 4),
+            opt(p.mean_kw, 2),
             format!("{}/{}", p.samples_stored, p.samples_expected)
         )?;
         if p.wrong_elements > 0 {

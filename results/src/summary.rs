@@ -8,6 +8,7 @@ use crate::aggregate::{node_bins, throttle, Bins, DeviceAgg, GroupBins, PhaseWin
 use crate::error::StoreError;
 use crate::fabric::FabricPhaseSummary;
 use crate::model::RunStatus;
+use crate::simulated::Simulation;
 use crate::store::{parse_col, Store};
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
@@ -66,10 +67,11 @@ pub struct PhaseSummary {
     pub nodes_started: usize,
     /// Latest minus earliest actual start over the nodes that started, ms (`None`: none started).
     pub start_skew_ms: Option<f64>,
-    /// Hall energy in the phase window from node power, kWh.
-    pub energy_kwh: f64,
-    /// `energy_kwh` over the phase's duration, kW.
-    pub mean_kw: f64,
+    /// Hall energy in the phase window from node power, kWh (`None`: no node reported power in the
+    /// window, e.g. a CPU node without a power sensor; never shown as 0).
+    pub energy_kwh: Option<f64>,
+    /// `energy_kwh` over the phase's duration, kW (`None` as for `energy_kwh`, or a zero duration).
+    pub mean_kw: Option<f64>,
     pub samples_expected: u64,
     /// Samples stored with `t_ns` in the phase window.
     pub samples_stored: u64,
@@ -140,6 +142,10 @@ pub struct RunSummary {
     /// with algbw and busbw, faults ([`crate::fabric`]).
     #[serde(default)]
     pub fabric: Vec<FabricPhaseSummary>,
+    /// How many of the run's devices and nodes were simulated ([`Simulation::banner`]: what every
+    /// output of a simulated run says).
+    #[serde(default)]
+    pub simulation: Simulation,
 }
 
 /// A rack's data while its nodes are streamed.
@@ -186,6 +192,7 @@ impl Store {
                         lost_probes: Vec::new(),
                         events: Vec::new(),
                         fabric: Vec::new(),
+                        simulation: Simulation::default(),
                     })
                     .and_then(|s| Ok((s, r.get::<_, String>(5)?)))
                 },
@@ -221,6 +228,8 @@ impl Store {
         let mut hall = GroupBins::default();
         // Σ of node-power readings (W) per phase; each reading stands for one sample interval.
         let mut watt_samples = vec![0.0f64; phases.len()];
+        // Node-power readings per phase: none means nobody measured the phase's power.
+        let mut power_readings = vec![0u64; phases.len()];
         let mut stored_in_phase = vec![0u64; phases.len()];
         let (sample_ranges, power_ranges) = self.row_ranges(run_id)?;
         let slot: HashMap<i64, usize> =
@@ -229,7 +238,10 @@ impl Store {
         let mut readings: Vec<Vec<(i64, f64)>> = vec![Vec::new(); probes.len()];
         self.for_each_node_power(&power_ranges, |key, t, w| {
             if let Some(&i) = slot.get(&key) {
-                windows.each(t, |i| watt_samples[i] += w);
+                windows.each(t, |i| {
+                    watt_samples[i] += w;
+                    power_readings[i] += 1;
+                });
                 readings[i].push((t, w));
             }
         })?;
@@ -339,13 +351,11 @@ impl Store {
 
         for (i, p) in phases.iter_mut().enumerate() {
             let ps = &mut p.summary;
-            let energy_j = watt_samples[i] / s.sample_hz;
-            ps.energy_kwh = energy_j / 3.6e6;
-            ps.mean_kw = if ps.duration_ms > 0 {
-                energy_j / ps.duration_ms as f64
-            } else {
-                0.0
-            };
+            let energy_j = (power_readings[i] > 0).then(|| watt_samples[i] / s.sample_hz);
+            ps.energy_kwh = energy_j.map(|j| j / 3.6e6);
+            ps.mean_kw = energy_j
+                .filter(|_| ps.duration_ms > 0)
+                .map(|j| j / ps.duration_ms as f64);
             ps.samples_stored = stored_in_phase[i];
             ps.nodes_started = p.starts.len();
             let first = p.starts.iter().map(|x| x.1).min();
@@ -370,6 +380,7 @@ impl Store {
         s.gaps = self.gaps(run_id)?;
         s.events = self.events(run_id)?;
         s.fabric = self.fabric_phases(run_id, true)?;
+        s.simulation = self.simulation(run_id)?;
         Ok(s)
     }
 }

@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 #[path = "bundle/keys.rs"]
 mod key_files;
+#[path = "../../tests/common/prereq.rs"]
+mod prereq;
+
+use prereq::{missing, tool};
 
 struct TempDir(PathBuf);
 
@@ -395,18 +399,10 @@ fn bad_member_names_are_refused() {
     assert!(matches!(err, BundleError::Io { .. }), "{err}");
 }
 
-/// Whether `name` runs (`name version_arg` exits 0).
-fn tool(name: &str, version_arg: &str) -> bool {
-    Command::new(name)
-        .arg(version_arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn standard_tar_extracts_and_sha256_matches() {
     if !tool("tar", "--version") {
-        eprintln!("skipped: no tar");
+        missing("no tar (Debian package tar)");
         return;
     }
     let dir = TempDir::new("tar");
@@ -446,4 +442,70 @@ fn standard_tar_extracts_and_sha256_matches() {
             .unwrap();
         assert!(st.success());
     }
+}
+
+#[test]
+fn a_simulated_runs_manifest_says_so_and_a_real_ones_has_no_such_field() {
+    let dir = TempDir::new("simulated");
+    let (key, public) = keys(&dir, "k");
+    let banner = "SIMULATED: 8 of 8 devices on 4 of 4 nodes are simulated".to_string();
+    let out = dir.join("sim.bundle");
+    bundle::write_bundle_with(&out, "run-1", Some(banner.clone()), &run_files(), &key).unwrap();
+    let m = verify_bundle(&out, &public).unwrap();
+    assert_eq!(m.simulated.as_deref(), Some(banner.as_str()));
+    let manifest = read_archive(&out).unwrap().remove(0);
+    assert_eq!(manifest.name, MANIFEST_NAME);
+    let manifest = manifest.bytes;
+    assert!(String::from_utf8_lossy(&manifest).contains(&format!("\"simulated\": \"{banner}\"")));
+
+    let out = dir.join("real.bundle");
+    write_bundle(&out, "run-1", &run_files(), &key).unwrap();
+    assert_eq!(verify_bundle(&out, &public).unwrap().simulated, None);
+    let manifest = read_archive(&out).unwrap().remove(0);
+    assert_eq!(manifest.name, MANIFEST_NAME);
+    let manifest = manifest.bytes;
+    assert!(!String::from_utf8_lossy(&manifest).contains("simulated"));
+}
+
+#[test]
+fn the_staging_directory_is_private_fresh_and_unpredictable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("staging");
+    // A predictable name pre-created by someone else (here a link to a directory they control)
+    // is never what the staging directory is.
+    let theirs = dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let predictable = dir
+        .0
+        .join(format!("hallmark-bundle-{}", std::process::id()));
+    std::os::unix::fs::symlink(&theirs, &predictable).unwrap();
+
+    let a = bundle::StagingDir::new(&dir.0, "hallmark-bundle").unwrap();
+    let b = bundle::StagingDir::new(&dir.0, "hallmark-bundle").unwrap();
+    for s in [&a, &b] {
+        let meta = std::fs::symlink_metadata(s.path()).unwrap();
+        assert!(meta.is_dir() && !meta.file_type().is_symlink());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            s.path().display()
+        );
+        assert_ne!(s.path(), predictable);
+        let name = s.path().file_name().unwrap().to_str().unwrap();
+        // 128 random bits after the prefix.
+        let suffix = name.strip_prefix("hallmark-bundle-").unwrap();
+        assert_eq!(suffix.len(), 32, "{name}");
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+    assert_ne!(a.path(), b.path());
+    std::fs::write(a.path().join("index.html"), "x").unwrap();
+    let path = a.path().to_path_buf();
+    drop(a);
+    assert!(!path.exists(), "removed when dropped");
+    assert_eq!(
+        std::fs::read_dir(&theirs).unwrap().count(),
+        0,
+        "nothing written there"
+    );
 }

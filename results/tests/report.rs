@@ -153,7 +153,7 @@ fn report_of_constructed_run() {
     assert!(html.contains("no temperature after the probe was lost &lt;script&gt;"));
     assert!(html.contains("No interconnect phase in this run"));
     // Perf/W of the burn phase (150 GFLOP/s at 5.8125 kW) and n/a for the idle phase.
-    assert!(html.contains(">0.026<") && html.contains(">n/a<"));
+    assert!(html.contains(">25.8 MFLOP/s per W<") && html.contains(">n/a<"));
     // Hottest device and provenance.
     assert!(html.contains("r2n1/1") && html.contains(">91.0<"));
     assert!(html.contains("burn-then-idle") && html.contains(&run.to_string()));
@@ -205,7 +205,7 @@ fn report_of_constructed_run() {
         lines[1]
     );
     assert!(
-        lines[2].contains(",rack-02,2,") && lines[2].ends_with(",1.5,FAIL"),
+        lines[2].contains(",rack-02,2,") && lines[2].ends_with(",1.5,FAIL,true"),
         "{}",
         lines[2]
     );
@@ -256,6 +256,189 @@ fn unjudged_report_says_so_and_names_the_spec_when_given() {
         "acceptance-2026 <code>sha256 {}</code>",
         "ab".repeat(32)
     )));
+}
+
+/// The page with everything inside `<details>…</details>` removed: what a reader sees unfolded.
+fn unfolded(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<details>") {
+        out.push_str(&rest[..i]);
+        let mut depth = 0;
+        let mut j = i;
+        loop {
+            let open = rest[j..].find("<details>").map(|k| j + k);
+            let close = rest[j..].find("</details>").map(|k| j + k).expect("closed");
+            match open.filter(|&o| o < close) {
+                Some(o) => {
+                    depth += 1;
+                    j = o + "<details>".len();
+                }
+                None => {
+                    depth -= 1;
+                    j = close + "</details>".len();
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        rest = &rest[j..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn many_failures_are_grouped_and_folded_so_the_charts_come_first() {
+    let dir = TempDir::new("report-many");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build(&mut store);
+    // 200 failing device verdicts over both racks, and 40 failing rack verdicts of 5 criteria.
+    let mut v = Vec::new();
+    for i in 0..200 {
+        let node = NODES[i % 4].0;
+        let mut x = verdict(
+            "device-temp",
+            Scope::Device,
+            &format!("{node}/{}", i / 4),
+            Status::Fail,
+            Some(86.0 + i as f64 / 10.0),
+            85.0,
+            "max GPU temperature",
+        );
+        x.unit = "°C".into();
+        v.push(x);
+    }
+    for c in 0..5 {
+        for r in ["rack-01", "rack-02"] {
+            v.push(verdict(
+                &format!("rack-crit-{c}"),
+                Scope::Rack,
+                r,
+                Status::Fail,
+                Some(3.0),
+                2.9,
+                "rack power",
+            ));
+        }
+    }
+    let out = dir.path().join("r");
+    write_report(&store, run.as_str(), &v, &out).unwrap();
+    let html = read(&out.join("index.html"));
+    let seen = unfolded(&html);
+    let power = seen
+        .find("<section id=\"power\"")
+        .expect("power chart section");
+    let before = &seen[..power];
+    // Shown unfolded: a row per group (12) and the worst 5 verdicts, nothing more.
+    let rows = before.matches("<tr class=\"fail\">").count();
+    assert_eq!(rows, 5, "verdict rows before the first chart");
+    assert!(
+        before.len() < 40_000,
+        "{} bytes before the first chart",
+        before.len()
+    );
+    // Grouped by criterion and rack: device-temp has one group per rack, worst first.
+    assert!(
+        before.contains("device-temp</td><td>rack-02</td><td class=\"num fail\"><b>100</b>"),
+        "grouped by rack"
+    );
+    assert!(before.contains("device-temp</td><td>rack-01</td><td class=\"num fail\"><b>100</b>"));
+    assert!(
+        html.contains("(210 verdicts in 12 groups)"),
+        "groups counted: {}",
+        &html[html.find("by criterion and rack").unwrap()..][..120]
+    );
+    assert!(
+        before.contains("rack-crit-4</td><td>rack-02"),
+        "12 groups listed"
+    );
+    assert!(!html.contains("more groups"));
+    // The worst device verdict (105.9 °C) is shown unfolded; every verdict is still on the page.
+    assert!(before.contains(">105.9<"), "worst first");
+    let section = &html[html.find("<section id=\"verdicts\"").unwrap()
+        ..html.find("<section id=\"power\"").unwrap()];
+    assert_eq!(section.matches("<tr class=\"fail\">").count(), 210 + 5);
+    assert!(!html.contains("<script"));
+}
+
+#[test]
+fn a_simulated_run_says_so_in_the_page_and_every_export() {
+    let dir = TempDir::new("report-simulated");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build(&mut store);
+    let out = dir.path().join("r");
+    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    let banner = "SIMULATED: 8 of 8 devices on 4 of 4 nodes are simulated";
+    let html = read(&out.join("index.html"));
+    assert!(
+        html.contains(&format!("<div class=\"simulated\">{banner}")),
+        "banner"
+    );
+    assert!(html.contains("FAIL (SIMULATED)</span></h1>"), "badge");
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    assert!(json["simulated"].as_str().unwrap().starts_with(banner));
+    assert_eq!(json["summary"]["simulation"]["simulated_devices"], 8);
+    for file in ["summary.csv", "verdicts.csv"] {
+        let csv = read(&out.join(file));
+        assert!(
+            csv.lines().next().unwrap().ends_with(",simulated"),
+            "{file}"
+        );
+        assert!(csv.lines().skip(1).all(|l| l.ends_with(",true")), "{file}");
+    }
+    let text = hallmark_results::render_text(&store.run_summary(run.as_str()).unwrap());
+    assert!(text.starts_with(&format!("*** {banner}")), "{text}");
+
+    // One simulated node among real ones is enough, and the count says how many.
+    let dir = TempDir::new("report-one-simulated");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_on_real_devices(&mut store, 1);
+    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    assert!(read(&out.join("index.html"))
+        .contains("SIMULATED: 2 of 8 devices on 1 of 4 nodes are simulated"));
+
+    // A run of real devices only: no banner, `simulated` null and false.
+    let dir = TempDir::new("report-real");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_on_real_devices(&mut store, 0);
+    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    let html = read(&out.join("index.html"));
+    assert!(!html.contains("SIMULATED"));
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    assert!(json["simulated"].is_null());
+    assert!(read(&out.join("verdicts.csv"))
+        .lines()
+        .skip(1)
+        .all(|l| l.ends_with(",false")));
+}
+
+#[test]
+fn phases_without_power_readings_show_a_dash_not_zero() {
+    let dir = TempDir::new("report-nopower");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_without_node_power(&mut store);
+    let out = dir.path().join("r");
+    write_report(&store, run.as_str(), &[], &out).unwrap();
+    let html = read(&out.join("index.html"));
+    // The burn phase's row: energy kWh and mean kW are "–", not 0.000 / 0.0.
+    let row = html
+        .lines()
+        .find(|l| l.starts_with("<tr><td>1</td><td>burn</td>"))
+        .expect("phase row");
+    assert!(!row.contains(">0.000<") && !row.contains(">0.0<"), "{row}");
+    assert!(
+        row.matches("<td class=\"num\">–</td>").count() >= 2,
+        "{row}"
+    );
+    assert!(html.contains("no node reported power"), "energy total note");
+    let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    let phases = json["summary"]["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 2);
+    for p in phases {
+        assert!(p["energy_kwh"].is_null() && p["mean_kw"].is_null(), "{p}");
+    }
 }
 
 #[test]

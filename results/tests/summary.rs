@@ -79,8 +79,8 @@ fn round_trip_summary() {
     assert_eq!(p1.nodes_started, 4);
     assert_close!(p1.start_skew_ms.unwrap(), 1.5);
     // Σ readings: 80×1000 + 80×2000 + 80×1500 + 70×1500 = 465 000 W × 0.1 s = 46 500 J.
-    assert_close!(p1.energy_kwh, 46_500.0 / 3.6e6);
-    assert_close!(p1.mean_kw, 5.8125);
+    assert_close!(p1.energy_kwh.unwrap(), 46_500.0 / 3.6e6);
+    assert_close!(p1.mean_kw.unwrap(), 5.8125);
     assert_eq!((p1.samples_expected, p1.samples_stored), (640, 620));
     assert_close!(p1.gflops.unwrap(), 150.0);
     assert_eq!(p1.wrong_elements, 3);
@@ -91,8 +91,8 @@ fn round_trip_summary() {
     assert_eq!(p2.nodes_started, 3);
     assert_close!(p2.start_skew_ms.unwrap(), 0.2);
     // 40×1000 + 40×500 + (39×1500 + 2500) + 40×1500 = 181 000 W × 0.1 s = 18 100 J.
-    assert_close!(p2.energy_kwh, 18_100.0 / 3.6e6);
-    assert_close!(p2.mean_kw, 4.525);
+    assert_close!(p2.energy_kwh.unwrap(), 18_100.0 / 3.6e6);
+    assert_close!(p2.mean_kw.unwrap(), 4.525);
     assert_eq!((p2.samples_expected, p2.samples_stored), (320, 320));
     assert_eq!(p2.gflops, None);
 
@@ -160,6 +160,44 @@ fn gap_is_named_in_summary() {
         .record_gap(&run, &node("r2n2"), T0 + 2, T0 + 1, "backwards")
         .unwrap_err();
     assert!(err.to_string().contains("ends"), "{err}");
+}
+
+#[test]
+fn phases_without_power_readings_have_no_energy_rather_than_zero() {
+    let dir = TempDir::new("nopower");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build_without_node_power(&mut store);
+    let s = store.run_summary(run.as_str()).unwrap();
+    assert_eq!(s.phases.len(), 2);
+    for p in &s.phases {
+        assert_eq!(
+            (p.energy_kwh, p.mean_kw),
+            (None, None),
+            "phase {}",
+            p.phase_id
+        );
+    }
+    // As the rack figures already are.
+    assert!(s
+        .racks
+        .iter()
+        .all(|r| r.mean_kw.is_none() && r.peak_kw.is_none()));
+    let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+    assert!(
+        json["phases"][0]["energy_kwh"].is_null(),
+        "{}",
+        json["phases"][0]
+    );
+    assert!(json["phases"][0]["mean_kw"].is_null());
+    // The text table shows "-" in both columns, never 0.
+    let text = render_text(&s);
+    let burn = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 burn"))
+        .unwrap_or_else(|| panic!("no phase row in:\n{text}"));
+    let cols: Vec<&str> = burn.split_whitespace().collect();
+    assert_eq!(&cols[4..6], ["-", "-"], "{burn}");
+    assert!(!burn.contains("0.0000"), "{burn}");
 }
 
 #[test]

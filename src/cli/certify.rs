@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clap::Args;
 use hallmark_results::{
-    evaluate, overall, parse_spec, render_verdicts, Spec, Status, Store, Verdict,
+    evaluate, overall, parse_spec, render_verdicts, Simulation, Spec, Status, Store, Verdict,
 };
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,10 @@ pub struct CertificationOutput<'a> {
     pub run_id: &'a str,
     pub spec: &'a str,
     pub overall: Status,
+    /// The SIMULATED warning when any device of the run was simulated, `null` otherwise.
+    pub simulated: Option<String>,
+    /// How many devices and nodes were simulated.
+    pub simulation: Simulation,
     pub verdicts: &'a [Verdict],
 }
 
@@ -79,24 +83,35 @@ pub fn certify_run(
     Ok(verdicts)
 }
 
-/// Prints verdicts as text (or JSON) on stdout.
+/// Prints verdicts as text (or JSON) on stdout; a simulated run's says SIMULATED before and after
+/// the verdicts (text) or in `simulated` (JSON).
 pub fn print_verdicts(
     run_id: &str,
     spec: &Spec,
     verdicts: &[Verdict],
+    simulation: Simulation,
     json: bool,
 ) -> anyhow::Result<()> {
+    let banner = simulation.banner();
     if json {
         let out = CertificationOutput {
             run_id,
             spec: &spec.name,
             overall: overall(verdicts),
+            simulated: banner,
+            simulation,
             verdicts,
         };
         println!("{}", serde_json::to_string(&out)?);
     } else {
+        if let Some(b) = &banner {
+            println!("*** {b} ***");
+        }
         println!("Certification against spec {}:", spec.name);
         print!("{}", render_verdicts(verdicts));
+        if let Some(b) = &banner {
+            println!("*** {b} ***");
+        }
     }
     Ok(())
 }
@@ -109,9 +124,12 @@ pub fn run(a: CertifyArgs) -> anyhow::Result<ExitCode> {
         let store = Store::open(&a.results)
             .with_context(|| format!("opening the run store in {}", a.results.display()))?;
         let run_id = store.resolve_run(&a.run)?;
+        let simulation = store
+            .simulation(run_id.as_str())
+            .with_context(|| format!("reading the devices of run {run_id}"))?;
         drop(store);
         let verdicts = certify_run(&a.results, run_id.as_str(), &spec)?;
-        print_verdicts(run_id.as_str(), &spec.spec, &verdicts, a.json)?;
+        print_verdicts(run_id.as_str(), &spec.spec, &verdicts, simulation, a.json)?;
         Ok(overall(&verdicts))
     })();
     match result {

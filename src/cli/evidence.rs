@@ -6,10 +6,11 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_results::bundle::{
-    fingerprint, keygen, load_public_key, load_signing_key, verify_bundle, write_bundle, BundleFile,
+    fingerprint, keygen, load_public_key, load_signing_key, verify_bundle, write_bundle_with,
+    BundleFile, StagingDir,
 };
 use hallmark_results::{
-    write_report_with, Certification, ReportFiles, ReportOptions, SpecRef, Store,
+    write_report_with, Certification, ReportFiles, ReportOptions, Simulation, SpecRef, Store,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +73,7 @@ struct Written {
     run_id: String,
     plan_name: String,
     certification: Option<Certification>,
+    simulation: Simulation,
 }
 
 /// Writes the report of `run` into `out`.
@@ -97,7 +99,11 @@ fn write(results: &Path, run: &str, out: &Path) -> anyhow::Result<Written> {
         .find(|r| r.run_id.as_str() == run_id)
         .map(|r| r.plan_name)
         .unwrap_or_default();
+    let simulation = store
+        .simulation(&run_id)
+        .with_context(|| format!("reading the devices of run {run_id}"))?;
     Ok(Written {
+        simulation,
         files,
         run_id,
         plan_name,
@@ -107,6 +113,9 @@ fn write(results: &Path, run: &str, out: &Path) -> anyhow::Result<Written> {
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let w = write(&a.results, &a.run, &a.out)?;
+    if let Some(banner) = w.simulation.banner() {
+        eprintln!("warning: {banner}");
+    }
     if w.certification.is_none() {
         eprintln!(
             "note: run {} has not been certified; the report has no verdicts \
@@ -133,9 +142,11 @@ pub fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<ExitCode> {
 
 pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     let key = load_signing_key(&a.key)?;
-    let staging = std::env::temp_dir().join(format!("hallmark-bundle-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let written = write(&a.results, &a.run, &staging);
+    // The report is written into a fresh private directory (random name, mode 0700): nothing that
+    // is signed passes through a path another local user could predict or pre-create.
+    let staging = StagingDir::new(&std::env::temp_dir(), "hallmark-bundle")
+        .context("making a private staging directory for the bundle")?;
+    let written = write(&a.results, &a.run, staging.path());
     let result = written.and_then(|w| {
         let mut members = Vec::new();
         for path in &w.files.files {
@@ -152,8 +163,12 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
                 c.spec_toml.clone().into_bytes(),
             ));
         }
-        let manifest = write_bundle(&a.out, &w.run_id, &members, &key)
+        let simulated = w.simulation.banner();
+        let manifest = write_bundle_with(&a.out, &w.run_id, simulated, &members, &key)
             .with_context(|| format!("writing the bundle {}", a.out.display()))?;
+        if let Some(banner) = &manifest.simulated {
+            println!("*** {banner} ***");
+        }
         println!(
             "wrote {}: run {} (plan {}), {} files, signed by key {}",
             a.out.display(),
@@ -164,7 +179,7 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(())
     });
-    let _ = std::fs::remove_dir_all(&staging);
+    drop(staging);
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -184,6 +199,9 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             );
             for f in &m.files {
                 println!("  {:<28} {:>12} bytes  sha256 {}", f.name, f.size, f.sha256);
+            }
+            if let Some(banner) = &m.simulated {
+                println!("*** {banner} ***");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -110,11 +110,18 @@ pub fn print_outcome(
                 serde_json::to_value(hallmark_results::overall(verdicts))?,
             );
             obj.insert("verdicts".into(), serde_json::to_value(verdicts)?);
+            obj.insert(
+                "simulated".into(),
+                serde_json::to_value(summary.simulation.banner())?,
+            );
         }
         println!("{v}");
     } else {
         print!("{}", hallmark_results::render_text(summary));
         println!();
+        if let Some(banner) = summary.simulation.banner() {
+            println!("*** {banner} ***");
+        }
         println!("Certification against spec {}:", spec.name);
         print!("{}", hallmark_results::render_verdicts(verdicts));
     }

@@ -90,5 +90,6 @@ pub fn free_udp_port() -> SocketAddr {
     s.local_addr().unwrap()
 }
 pub mod netns;
+pub mod prereq;
 pub mod process;
 pub mod simnet;

@@ -24,6 +24,10 @@ pub struct Manifest {
     pub created_at: String,
     /// The version of hallmark that wrote it.
     pub hallmark_version: String,
+    /// For a run with simulated devices: the SIMULATED warning ([`crate::Simulation::banner`]);
+    /// absent for a run of real devices only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<String>,
     /// Every member other than `manifest.json` and `manifest.sig`, in archive order.
     pub files: Vec<ManifestEntry>,
 }

@@ -6,6 +6,7 @@
 //!   [`load_public_key`] read them (PEM, the formats OpenSSL uses for Ed25519).
 //! * [`write_bundle`] writes the bundle atomically; [`verify_bundle`] / [`open_bundle`] check every byte
 //!   of it against a public key; [`read_bundle_file`] returns one member of a verified bundle.
+//! * [`StagingDir`]: a private (0700, random name) directory for the files before they are signed.
 //! * [`read_archive`], [`write_archive`], [`sign_manifest`]: the unverified building blocks, for tests
 //!   and tools.
 //!
@@ -18,6 +19,7 @@ mod error;
 mod keys;
 mod manifest;
 mod signature;
+mod staging;
 
 pub use archive::{MAX_NAME_LEN, MAX_SIZE};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -27,6 +29,7 @@ pub use keys::{
 };
 pub use manifest::{check_name, Manifest, ManifestEntry};
 pub use signature::sign_manifest;
+pub use staging::StagingDir;
 
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -175,6 +178,18 @@ pub fn write_bundle(
     files: &[BundleFile],
     key: &SigningKey,
 ) -> Result<Manifest, BundleError> {
+    write_bundle_with(out, run_id, None, files, key)
+}
+
+/// [`write_bundle`] for a run that may be simulated: `simulated` (the run's SIMULATED warning) goes
+/// into the signed manifest.
+pub fn write_bundle_with(
+    out: &Path,
+    run_id: &str,
+    simulated: Option<String>,
+    files: &[BundleFile],
+    key: &SigningKey,
+) -> Result<Manifest, BundleError> {
     manifest::check_names(files.iter().map(|f| f.name.as_str()))
         .map_err(|(name, reason)| BundleError::BadName { name, reason })?;
     check_sizes(files)?;
@@ -184,6 +199,7 @@ pub fn write_bundle(
         run_id: run_id.into(),
         created_at: manifest::now_utc(),
         hallmark_version: env!("CARGO_PKG_VERSION").into(),
+        simulated,
         files: files
             .iter()
             .map(|f| ManifestEntry {

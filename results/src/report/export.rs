@@ -49,6 +49,8 @@ fn opt(v: Option<f64>) -> String {
 #[derive(Serialize)]
 struct SummaryDoc<'a> {
     overall: Status,
+    /// The SIMULATED warning of a simulated run ([`crate::Simulation::banner`]), `null` otherwise.
+    simulated: Option<String>,
     summary: &'a RunSummary,
     verdicts: &'a [Verdict],
 }
@@ -61,6 +63,7 @@ pub fn summary_json(
 ) -> Result<(), serde_json::Error> {
     let doc = SummaryDoc {
         overall: overall(verdicts),
+        simulated: s.simulation.banner(),
         summary: s,
         verdicts,
     };
@@ -70,10 +73,10 @@ pub fn summary_json(
 
 /// Header of `summary.csv`.
 pub const SUMMARY_HEADER: &str = "run_id,hall,row,rack,nodes,peak_kw,mean_kw,sustained_kw,\
-sustained_window_s,max_gpu_temp_c,hottest_device,throttle_s,verdict";
+sustained_window_s,max_gpu_temp_c,hottest_device,throttle_s,verdict,simulated";
 
 /// `summary.csv`: one row per rack; `verdict` is the worst verdict of the rack, its nodes and its
-/// devices (empty when none applies).
+/// devices (empty when none applies); `simulated` is `true` on every row of a simulated run.
 pub fn summary_csv(
     s: &RunSummary,
     verdicts: &[Verdict],
@@ -91,7 +94,7 @@ pub fn summary_csv(
             .unwrap_or_default();
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             csv_field(&s.run_id),
             csv_field(&r.hall),
             csv_field(&r.row),
@@ -104,7 +107,8 @@ pub fn summary_csv(
             opt(r.max_gpu_temp_c),
             csv_field(&hottest),
             opt(Some(r.throttle_s)),
-            status
+            status,
+            s.simulation.is_simulated()
         )?;
     }
     Ok(())
@@ -112,15 +116,20 @@ pub fn summary_csv(
 
 /// Header of `verdicts.csv`.
 pub const VERDICTS_HEADER: &str = "criterion,title,scope,subject,status,measured,comparison,limit,\
-unit,from_ns,to_ns,evidence_subjects,detail";
+unit,from_ns,to_ns,evidence_subjects,detail,simulated";
 
-/// `verdicts.csv`: one row per verdict, in the order given; evidence subjects separated by spaces.
-pub fn verdicts_csv(verdicts: &[Verdict], out: &mut impl Write) -> std::io::Result<()> {
+/// `verdicts.csv`: one row per verdict, in the order given; evidence subjects separated by spaces;
+/// `simulated` is `true` on every row when the run was simulated.
+pub fn verdicts_csv(
+    verdicts: &[Verdict],
+    simulated: bool,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     writeln!(out, "{VERDICTS_HEADER}")?;
     for v in verdicts {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{simulated}",
             csv_field(&v.criterion),
             csv_field(&v.title),
             v.scope.as_str(),

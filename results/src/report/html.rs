@@ -14,16 +14,20 @@ main{max-width:1260px;margin:0 auto;padding:20px 24px 40px}
 h1{font-size:26px;margin:4px 0}
 h2{font-size:20px;margin:0 0 10px;border-bottom:2px solid #e0e0e0;padding-bottom:4px}
 h3{font-size:16px;margin:16px 0 6px}
+h4{font-size:14px;margin:12px 0 4px}
+details{margin:8px 0}summary{cursor:pointer;color:#1565c0}
 section{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:16px 18px;margin:16px 0}
 nav{font-size:14px;margin:8px 0}
 nav a{margin-right:14px;color:#1565c0;text-decoration:none}
 .muted{color:#616161}
 .note{background:#f5f5f5;border-left:4px solid #9e9e9e;padding:8px 12px}
 .warnbox{background:#fff8e1;border-left:4px solid #e68a00;padding:8px 12px;margin:10px 0}
+.simulated{background:repeating-linear-gradient(45deg,#4a148c,#4a148c 12px,#6a1b9a 12px,#6a1b9a 24px);color:#fff;font-size:18px;font-weight:bold;padding:12px 16px;border-radius:6px;margin:10px 0}
 .overall{display:flex;align-items:center;gap:20px;padding:14px 18px;border-radius:6px;color:#fff;margin-bottom:8px}
 .overall .word{font-size:40px;font-weight:bold;letter-spacing:1px;min-width:200px}
 .overall.pass{background:#2e7d32}.overall.warn{background:#e68a00}
 .overall.fail{background:#c62828}.overall.incomplete{background:#616161}
+.overall .muted{color:#fff;opacity:.85}
 .badge{display:inline-block;min-width:54px;text-align:center;font-size:12px;font-weight:bold;color:#fff;border-radius:3px;padding:1px 5px}
 .badge.pass{background:#2e7d32}.badge.warn{background:#e68a00}.badge.fail{background:#c62828}.badge.incomplete{background:#616161}
 td.fail,b.fail,tr.fail td{color:#b71c1c}td.warn{color:#b86e00}td.incomplete{color:#424242}td.pass{color:#2e7d32}
@@ -86,7 +90,12 @@ pub fn page(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>hallmark report — {} — {}</title><style>{CSS}</style></head>\n<body><main>\n",
+         <title>hallmark report — {}{} — {}</title><style>{CSS}</style></head>\n<body><main>\n",
+        if s.simulation.is_simulated() {
+            "SIMULATED — "
+        } else {
+            ""
+        },
         esc(&s.name),
         esc(&s.run_id)
     );
@@ -97,11 +106,12 @@ pub fn page(
         .unwrap_or_else(|| "not finished".into());
     let _ = writeln!(
         out,
-        "<header><h1>hallmark report: {} <span class=\"badge {}\">{}</span></h1>\
+        "<header><h1>hallmark report: {} <span class=\"badge {}\">{}{}</span></h1>\
          <div class=\"muted\">run <b>{}</b> · plan {} · hall {} · {} → {} · run status <b>{}</b></div>",
         esc(&s.name),
         overall.map(status_class).unwrap_or("incomplete"),
         overall.map(|o| o.as_str()).unwrap_or("NOT JUDGED"),
+        if s.simulation.is_simulated() { " (SIMULATED)" } else { "" },
         esc(&s.run_id),
         esc(&s.plan_name),
         esc(hall),
@@ -109,6 +119,9 @@ pub fn page(
         end,
         s.status
     );
+    if let Some(banner) = s.simulation.banner() {
+        let _ = writeln!(out, "<div class=\"simulated\">{}</div>", esc(&banner));
+    }
     if s.status != crate::RunStatus::Complete {
         let _ =
             writeln!(

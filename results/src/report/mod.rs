@@ -7,7 +7,8 @@
 //! run's summary ([`crate::RunSummary`]) and its time series with its own queries against the
 //! documented schema ([`data`], [`samples`]), and returns the files it wrote for a signed bundle.
 //!
-//! The page, top to bottom: the overall verdict and the verdict table ([`verdicts`]); rack power over
+//! The page, top to bottom: the overall verdict, counts per criterion, the failures grouped by
+//! criterion and rack with the worst few in full and the rest folded ([`verdicts`]); rack power over
 //! time with phases, the sustained target and the peak limit ([`charts`]); the hall floor map and the
 //! GPU temperature distribution with the hottest devices ([`floor`]); the throttle timeline; energy
 //! and perf/W per phase; the interconnect (latency heat map, worst pairs, busbw by message size and
@@ -297,7 +298,7 @@ pub fn write_report_with(
     sections.push(Section {
         id: "verdicts",
         title: "Verdict",
-        body: verdicts::section(verdicts, s.started_at_ns, spec.as_deref()),
+        body: verdicts::section(verdicts, &s.racks, s.started_at_ns, spec.as_deref()),
     });
     let svg = chart(
         "rack power",
@@ -388,7 +389,8 @@ pub fn write_report_with(
     export::summary_csv(&s, verdicts, &mut w).map_err(write_err(path(2)))?;
     finish(w, &path(2))?;
     let mut w = create(&path(4))?;
-    export::verdicts_csv(verdicts, &mut w).map_err(write_err(path(4)))?;
+    export::verdicts_csv(verdicts, s.simulation.is_simulated(), &mut w)
+        .map_err(write_err(path(4)))?;
     finish(w, &path(4))?;
     let mut w = create(&path(5))?;
     fabric::latency_csv(&s, &mut w).map_err(write_err(path(5)))?;

@@ -154,6 +154,27 @@ pub fn num(v: Option<f64>, decimals: usize) -> String {
     }
 }
 
+/// A quantity with an SI prefix and three significant digits: `si(Some(1.4124e15), "FLOP/s")` is
+/// `1.41 PFLOP/s`; `–` when absent or not finite.
+pub fn si(v: Option<f64>, unit: &str) -> String {
+    const PREFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
+    let Some(v) = v.filter(|v| v.is_finite()) else {
+        return "–".to_string();
+    };
+    let mut i = 0;
+    let mut x = v;
+    while x.abs() >= 999.5 && i + 1 < PREFIXES.len() {
+        x /= 1000.0;
+        i += 1;
+    }
+    let digits = match x.abs() {
+        a if a >= 99.95 => 0,
+        a if a >= 9.995 => 1,
+        _ => 2,
+    };
+    format!("{x:.digits$} {}{unit}", PREFIXES[i])
+}
+
 /// A duration in seconds as `62.6 s`, `12 min 5 s` or `2 h 3 min`.
 pub fn duration(secs: f64) -> String {
     if !secs.is_finite() {
@@ -191,5 +212,11 @@ mod tests {
         assert_eq!(hex(power_scale(1.0)), "#08306b");
         assert!(is_dark(power_scale(1.0)) && !is_dark(power_scale(0.0)));
         assert!(font_ready());
+        assert_eq!(si(Some(1_412_374_710.6e6), "FLOP/s"), "1.41 PFLOP/s");
+        assert_eq!(si(Some(141.2e12), "FLOP/s"), "141 TFLOP/s");
+        assert_eq!(si(Some(14.12e9), "FLOP/s"), "14.1 GFLOP/s");
+        assert_eq!(si(Some(999.7), "W"), "1.00 kW");
+        assert_eq!(si(Some(0.5), "W"), "0.50 W");
+        assert_eq!(si(None, "W"), "–");
     }
 }

@@ -3,7 +3,7 @@
 //! provenance (versions, plan hash, hall, times, probe clock offsets).
 
 use super::data::{DeviceInfo, RunContext};
-use super::style::{duration, esc, num};
+use super::style::{duration, esc, num, si};
 use crate::summary::RunSummary;
 use crate::time::format_utc;
 use std::collections::BTreeMap;
@@ -34,13 +34,16 @@ pub fn phases(s: &RunSummary) -> String {
     let mut out = String::from(
         "<table><thead><tr><th>#</th><th>phase</th><th>workload</th><th class=\"num\">duration</th>\
          <th class=\"num\">nodes started</th><th class=\"num\">start skew ms</th>\
-         <th class=\"num\">energy kWh</th><th class=\"num\">mean kW</th><th class=\"num\">GFLOP/s</th>\
-         <th class=\"num\">GFLOP/s per W</th><th class=\"num\">samples stored / expected</th>\
+         <th class=\"num\">energy kWh</th><th class=\"num\">mean kW</th><th class=\"num\">compute</th>\
+         <th class=\"num\">perf/W</th><th class=\"num\">samples stored / expected</th>\
          <th>notes</th></tr></thead><tbody>\n",
     );
     for p in &s.phases {
         let perf_w = match p.gflops {
-            Some(g) if p.mean_kw > 0.0 => num(Some(g / (p.mean_kw * 1000.0)), 3),
+            Some(g) => match p.mean_kw {
+                Some(kw) if kw > 0.0 => si(Some(g * 1e9 / (kw * 1000.0)), "FLOP/s per W"),
+                _ => "n/a".into(),
+            },
             _ => "n/a".into(),
         };
         let mut notes = Vec::new();
@@ -60,7 +63,7 @@ pub fn phases(s: &RunSummary) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.1}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{perf_w}</td><td class=\"num\">{} / {}</td>\
              <td>{}</td></tr>",
             p.phase_id,
@@ -69,20 +72,33 @@ pub fn phases(s: &RunSummary) -> String {
             duration(p.duration_ms as f64 / 1e3),
             p.nodes_started,
             num(p.start_skew_ms, 3),
-            p.energy_kwh,
-            p.mean_kw,
-            p.gflops.map(|g| format!("{g:.1}")).unwrap_or_else(|| "n/a".into()),
+            num(p.energy_kwh, 3),
+            num(p.mean_kw, 1),
+            p.gflops
+                .map(|g| si(Some(g * 1e9), "FLOP/s"))
+                .unwrap_or_else(|| "n/a".into()),
             p.samples_stored,
             p.samples_expected,
             notes.join("; ")
         );
     }
-    let total: f64 = s.phases.iter().map(|p| p.energy_kwh).sum();
+    let measured: Vec<f64> = s.phases.iter().filter_map(|p| p.energy_kwh).collect();
+    let total = match measured.len() {
+        0 => "no node reported power, so no phase energy is known".to_string(),
+        n if n == s.phases.len() => {
+            format!("{:.3} kWh in all phases", measured.iter().sum::<f64>())
+        }
+        n => format!(
+            "{:.3} kWh in the {n} of {} phases with power readings",
+            measured.iter().sum::<f64>(),
+            s.phases.len()
+        ),
+    };
     let _ = writeln!(
         out,
         "</tbody></table>\n<p class=\"muted\">Energy from node power (devices, PSU losses, base load) in \
-         each phase window; {total:.3} kWh in all phases. perf/W is the phase's GFLOP/s over its mean \
-         hall power; n/a where no device reported a rate.</p>"
+         each phase window; {total}; - where no node reported power. perf/W is the phase's compute rate over \
+         its mean hall power; n/a where no device reported a rate or no power was measured.</p>"
     );
     out
 }

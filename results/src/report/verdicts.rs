@@ -1,6 +1,8 @@
-//! The verdicts in the report: the overall verdict at the top, counts per criterion, every FAIL,
-//! INCOMPLETE and WARN row in full, PASS rows collapsed in a `<details>`; and what the charts take
-//! from the verdicts (each rack's worst status, the power limits).
+//! The verdicts in the report, short enough that the charts follow on the first screens: the overall
+//! verdict, counts per criterion, then the FAIL, INCOMPLETE and WARN verdicts grouped by criterion
+//! and rack with the worst few of each group shown (groups past the first few folded), and every
+//! verdict in `<details>` (no scripts); and what the charts take from the verdicts (each rack's
+//! worst status, the power limits).
 
 use super::style::{esc, status_class};
 use crate::summary::RackSummary;
@@ -169,8 +171,131 @@ fn rows(out: &mut String, verdicts: &[&Verdict], start_ns: i64) {
     out.push_str("</tbody></table>\n");
 }
 
-/// The verdict section. `spec` names the spec the verdicts come from, when known.
-pub fn section(verdicts: &[Verdict], start_ns: i64, spec: Option<&str>) -> String {
+/// How far a verdict is beyond its limit, as a share of the limit (larger is worse; `None` without
+/// a measured value or a limit).
+fn excess(v: &Verdict) -> Option<f64> {
+    let (m, l) = (v.measured?, v.limit?);
+    let over = match v.comparison {
+        Comparison::AtMost => m - l,
+        Comparison::AtLeast => l - m,
+    };
+    let r = over / l.abs().max(f64::MIN_POSITIVE);
+    r.is_finite().then_some(r)
+}
+
+/// Worst first: status, then how far beyond the limit, then criterion and subject.
+fn worse_first(a: &Verdict, b: &Verdict) -> std::cmp::Ordering {
+    b.status
+        .cmp(&a.status)
+        .then_with(|| match (excess(a), excess(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        })
+        .then_with(|| a.criterion.cmp(&b.criterion))
+        .then_with(|| a.subject.cmp(&b.subject))
+}
+
+/// The rack a verdict is about (its subject's rack), or its row or hall subject.
+fn group_of<'a>(v: &'a Verdict, racks: &'a [RackSummary]) -> &'a str {
+    match v.scope {
+        Scope::Rack | Scope::Row | Scope::Hall => &v.subject,
+        Scope::Node | Scope::Device => racks
+            .iter()
+            .find(|r| concerns(v, r))
+            .map_or(v.subject.as_str(), |r| r.rack.as_str()),
+    }
+}
+
+/// Groups listed before the rest are folded.
+const GROUPS_SHOWN: usize = 12;
+/// Worst verdicts shown in full.
+const WORST_SHOWN: usize = 5;
+
+/// One row of the group table.
+fn group_row(out: &mut String, criterion: &str, rack: &str, vs: &[&Verdict]) {
+    let mut counts = [0usize; 4];
+    for v in vs {
+        counts[slot(v.status)] += 1;
+    }
+    let cell = |s: Status| match counts[slot(s)] {
+        0 => "<td class=\"num muted\">0</td>".to_string(),
+        k => format!("<td class=\"num {}\"><b>{k}</b></td>", status_class(s)),
+    };
+    let worst = vs[0];
+    let _ = writeln!(
+        out,
+        "<tr><td>{} {}</td><td>{}</td>{}{}{}<td>{}</td><td class=\"num\">{}</td>\
+         <td class=\"num\">{} {} {}</td></tr>",
+        badge(worst.status),
+        esc(criterion),
+        esc(rack),
+        cell(Status::Fail),
+        cell(Status::Incomplete),
+        cell(Status::Warn),
+        esc(&worst.subject),
+        value(worst.measured),
+        esc(worst.comparison.as_str()),
+        value(worst.limit),
+        esc(&worst.unit)
+    );
+}
+
+/// The non-PASS verdicts (sorted worst first) by criterion and rack, one table row per group with
+/// its counts and its worst verdict (groups past [`GROUPS_SHOWN`] folded in a `<details>`), then the
+/// [`WORST_SHOWN`] worst verdicts in full.
+fn groups(out: &mut String, bad: &[&Verdict], racks: &[RackSummary], start_ns: i64) {
+    let mut groups: Vec<((&str, &str), Vec<&Verdict>)> = Vec::new();
+    for v in bad {
+        let key = (v.criterion.as_str(), group_of(v, racks));
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(v),
+            None => groups.push((key, vec![v])),
+        }
+    }
+    let _ = writeln!(
+        out,
+        "<h3>FAIL, INCOMPLETE and WARN by criterion and rack ({} verdicts in {} groups)</h3>",
+        bad.len(),
+        groups.len()
+    );
+    let head = "<table><thead><tr><th>criterion</th><th>rack</th><th class=\"num\">FAIL</th>\
+                <th class=\"num\">INCOMPLETE</th><th class=\"num\">WARN</th><th>worst</th>\
+                <th class=\"num\">measured</th><th class=\"num\">limit</th></tr></thead><tbody>\n";
+    out.push_str(head);
+    for ((criterion, rack), vs) in groups.iter().take(GROUPS_SHOWN) {
+        group_row(out, criterion, rack, vs);
+    }
+    out.push_str("</tbody></table>\n");
+    if groups.len() > GROUPS_SHOWN {
+        let _ = writeln!(
+            out,
+            "<details><summary>{} more groups</summary>",
+            groups.len() - GROUPS_SHOWN
+        );
+        out.push_str(head);
+        for ((criterion, rack), vs) in &groups[GROUPS_SHOWN..] {
+            group_row(out, criterion, rack, vs);
+        }
+        out.push_str("</tbody></table></details>\n");
+    }
+    let _ = writeln!(
+        out,
+        "<h3>The {} worst, in full</h3>",
+        bad.len().min(WORST_SHOWN)
+    );
+    rows(out, &bad[..bad.len().min(WORST_SHOWN)], start_ns);
+}
+
+/// The verdict section: `racks` (the summary's) group verdicts by rack. `spec` names the spec the
+/// verdicts come from, when known.
+pub fn section(
+    verdicts: &[Verdict],
+    racks: &[RackSummary],
+    start_ns: i64,
+    spec: Option<&str>,
+) -> String {
     let mut out = String::new();
     let all = overall(verdicts);
     let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
@@ -252,21 +377,18 @@ pub fn section(verdicts: &[Verdict], start_ns: i64, spec: Option<&str>) -> Strin
         .iter()
         .filter(|v| v.status != Status::Pass)
         .collect();
-    bad.sort_by(|a, b| {
-        b.status
-            .cmp(&a.status)
-            .then_with(|| a.criterion.cmp(&b.criterion))
-            .then_with(|| a.subject.cmp(&b.subject))
-    });
+    bad.sort_by(|a, b| worse_first(a, b));
     if bad.is_empty() {
         out.push_str("<p>No FAIL, INCOMPLETE or WARN verdicts.</p>\n");
     } else {
+        groups(&mut out, &bad, racks, start_ns);
         let _ = writeln!(
             out,
-            "<h3>FAIL, INCOMPLETE and WARN verdicts ({})</h3>",
+            "<details><summary>All {} FAIL, INCOMPLETE and WARN verdicts, worst first</summary>",
             bad.len()
         );
         rows(&mut out, &bad, start_ns);
+        out.push_str("</details>\n");
     }
     let pass: Vec<&Verdict> = verdicts
         .iter()

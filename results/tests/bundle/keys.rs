@@ -1,7 +1,8 @@
 //! Key files: `keygen` modes and refusal to overwrite, clear errors for malformed files, and
 //! interoperability with OpenSSL's Ed25519 PEM files (when `openssl` is installed).
 
-use super::{run_files, tool, TempDir};
+use super::prereq::{missing, tool};
+use super::{run_files, TempDir};
 use hallmark_results::bundle::{
     keygen, load_public_key, load_signing_key, read_archive, verify_bundle, write_bundle,
     BundleError,
@@ -166,7 +167,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 #[test]
 fn openssl_interoperates() {
     if !tool("openssl", "version") {
-        eprintln!("skipped: no openssl");
+        missing("no openssl (Debian package openssl)");
         return;
     }
     let dir = TempDir::new("openssl");
@@ -182,7 +183,10 @@ fn openssl_interoperates() {
     };
     let gen = ok(&["genpkey", "-algorithm", "ed25519", "-out", "ossl.key"]);
     if !gen.status.success() {
-        eprintln!("skipped: this openssl has no Ed25519");
+        missing(&format!(
+            "this openssl has no Ed25519: {}",
+            String::from_utf8_lossy(&gen.stderr).trim()
+        ));
         return;
     }
     assert!(

@@ -140,6 +140,26 @@ pub fn batch(n: usize, sec: i64) -> TelemetryBatch {
 
 /// Stores the constructed run; r2n2's batch 5 never arrives (a recorded gap) and r2n2 is lost at the end.
 pub fn build(store: &mut Store) -> RunId {
+    build_with(store, true, true)
+}
+
+/// The constructed run as nodes without a power sensor report it: no node-power readings at all.
+pub fn build_without_node_power(store: &mut Store) -> RunId {
+    build_with(store, false, true)
+}
+
+/// The constructed run on real devices: `cuda` probes with GPUs, except r2n2, a `sim` probe with
+/// simulated GPUs (`simulated_nodes`: 0 or 1 of them simulated).
+pub fn build_on_real_devices(store: &mut Store, simulated_nodes: usize) -> RunId {
+    build_with_backends(store, true, simulated_nodes)
+}
+
+fn build_with(store: &mut Store, node_power: bool, simulated: bool) -> RunId {
+    build_with_backends(store, node_power, if simulated { NODES.len() } else { 0 })
+}
+
+/// The last `simulated` nodes run the `sim` backend with simulated GPUs; the others `cuda`.
+fn build_with_backends(store: &mut Store, node_power: bool, simulated: usize) -> RunId {
     let run = store.create_run(&new_run()).unwrap();
     for (i, (id, rack)) in NODES.iter().enumerate() {
         let probe = ProbeRow {
@@ -149,7 +169,12 @@ pub fn build(store: &mut Store) -> RunId {
                 row: "row-a".into(),
                 rack: rack.to_string(),
             },
-            backend: "sim".into(),
+            backend: if i + simulated >= NODES.len() {
+                "sim"
+            } else {
+                "cuda"
+            }
+            .into(),
             hallmark_version: "0.1.0".into(),
             remote: Some(format!("127.0.0.1:{}", 40000 + i)),
             registered_at_ns: T0 - 2_000 * MS,
@@ -162,7 +187,13 @@ pub fn build(store: &mut Store) -> RunId {
         };
         store.add_probe(&run, &probe).unwrap();
         store
-            .add_devices(&run, &node(id), &[device_info(0), device_info(1)])
+            .add_devices(&run, &node(id), &{
+                let mut d = [device_info(0), device_info(1)];
+                if i + simulated < NODES.len() {
+                    d.iter_mut().for_each(|d| d.kind = DeviceKind::Gpu);
+                }
+                d
+            })
             .unwrap();
     }
     for (phase_id, name, workload, start_s, ms) in [
@@ -202,7 +233,13 @@ pub fn build(store: &mut Store) -> RunId {
     for sec in 0..K / 10 {
         let batches: Vec<(usize, TelemetryBatch)> = (0..4)
             .filter(|&n| !(n == 3 && sec == 5))
-            .map(|n| (n, batch(n, sec)))
+            .map(|n| {
+                let mut b = batch(n, sec);
+                if !node_power {
+                    b.node_power_w.clear();
+                }
+                (n, b)
+            })
             .collect();
         let nodes: Vec<NodeId> = NODES.iter().map(|(id, _)| node(id)).collect();
         let refs: Vec<(&NodeId, &TelemetryBatch, i64)> = batches

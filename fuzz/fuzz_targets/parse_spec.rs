@@ -1,0 +1,12 @@
+//! Certification specs (`hallmark certify RUN --spec SPEC`): no panic; every error names file, line
+//! and column.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = hallmark_fuzz::text_of(data);
+    if let Err(e) = hallmark_results::parse_spec(&text, "spec.toml") {
+        hallmark_fuzz::check_file_error(&text, "spec.toml", e.line, e.column, &e.to_string());
+    }
+});
