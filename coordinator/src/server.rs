@@ -101,6 +101,9 @@ pub struct RunProgress {
     pub batches_stored: u64,
     /// Nodes lost during the run.
     pub lost: Vec<String>,
+    /// Telemetry readings (samples and node-power readings) received and not yet stored, all
+    /// probes together: bounded by the telemetry budget per probe.
+    pub unstored_readings: u64,
 }
 
 /// The stage of a run.

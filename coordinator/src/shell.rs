@@ -265,6 +265,7 @@ impl Core {
             rack_kw: run.rack_power_kw(),
             batches_stored: self.batches_stored,
             lost: self.lost.clone(),
+            unstored_readings: self.machine.unstored_telemetry(),
         };
         self.progress_tx.send_replace(Some(progress));
     }
@@ -495,6 +496,7 @@ impl Core {
                 rack_kw: run.rack_power_kw(),
                 batches_stored: self.batches_stored,
                 lost: self.lost.clone(),
+                unstored_readings: self.machine.unstored_telemetry(),
             })
         });
         self.closing = Some(tokio::spawn(async move {

@@ -93,9 +93,11 @@ impl StoreRecorder {
             let what = kind(&r);
             match self.write_one(r) {
                 Err(e) if refused(&e) => match node {
-                    Some(node) => {
-                        self.note_refused(at_ns, &node, &format!("{what} refused by the store: {e}"))?
-                    }
+                    Some(node) => self.note_refused(
+                        at_ns,
+                        &node,
+                        &format!("{what} refused by the store: {e}"),
+                    )?,
                     None => return Err(e),
                 },
                 other => other?,

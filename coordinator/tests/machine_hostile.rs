@@ -168,8 +168,11 @@ impl Sim {
         sim.connect(1, hello("a", "k1", 7001));
         sim.connect(2, hello("b", "k1", 7002));
         sim.advance(100 * MS);
-        sim.c
-            .start_run("run".into(), parse_plan(PLAN, "hostile.toml").unwrap(), sim.now);
+        sim.c.start_run(
+            "run".into(),
+            parse_plan(PLAN, "hostile.toml").unwrap(),
+            sim.now,
+        );
         sim.pump();
         sim.advance(100 * MS);
         assert_eq!(sim.phases.len(), 3, "the run started: {:?}", sim.events);
@@ -223,7 +226,9 @@ impl Sim {
 fn batch(seq: u64, t: i64, devices: u16, ticks: usize) -> TelemetryBatch {
     TelemetryBatch {
         seq,
-        node_power_w: (0..ticks).map(|k| (t + k as i64 * 100 * MS, 900.0)).collect(),
+        node_power_w: (0..ticks)
+            .map(|k| (t + k as i64 * 100 * MS, 900.0))
+            .collect(),
         samples: (0..ticks)
             .flat_map(|k| {
                 (0..devices).map(move |d| Sample {
@@ -287,20 +292,28 @@ fn a_bad_frame_mid_run_marks_the_probe_lost_at_once() {
     let (outcome, reason, at_ns) = finished.expect("the run finished without the grace");
     assert!(at_ns < end + REPORT_GRACE_NS, "waited out the grace");
     assert_eq!(outcome, Outcome::Incomplete);
-    assert!(reason.contains("node b was lost: protocol error"), "{reason}");
+    assert!(
+        reason.contains("node b was lost: protocol error"),
+        "{reason}"
+    );
 }
 
 /// 14.4: a connection that never says Hello is closed at the Hello deadline, with one event.
 #[test]
 fn a_connection_without_hello_is_closed_at_the_deadline() {
     let mut sim = Sim::new(CoordinatorConfig::default());
-    sim.c.on_connected(9, node("mute"), "sim:mute".into(), sim.now);
+    sim.c
+        .on_connected(9, node("mute"), "sim:mute".into(), sim.now);
     sim.advance(4900 * MS);
     assert!(sim.closed.is_empty(), "closed early: {:?}", sim.closed);
     sim.advance(200 * MS);
     assert_eq!(sim.closed.len(), 1, "{:?}", sim.closed);
     assert_eq!(sim.closed[0].1, close_code::PROTOCOL_ERROR);
-    assert!(sim.closed[0].2.contains("no Hello within 5 s"), "{:?}", sim.closed);
+    assert!(
+        sim.closed[0].2.contains("no Hello within 5 s"),
+        "{:?}",
+        sim.closed
+    );
     let errors: Vec<_> = sim
         .events
         .iter()
@@ -424,7 +437,9 @@ fn each_bad_report_is_that_probes_protocol_error_and_nobody_elses() {
         assert_eq!(lost.len(), 1, "{what}: b marked lost");
         assert!(lost[0].1.contains(expect), "{what}: {lost:?}");
         assert!(
-            !sim.events.iter().any(|e| matches!(e, Event::Gap { from_ns, to_ns, .. } if to_ns < from_ns)),
+            !sim.events
+                .iter()
+                .any(|e| matches!(e, Event::Gap { from_ns, to_ns, .. } if to_ns < from_ns)),
             "{what}: an inverted gap reached the store"
         );
         // a is untouched: its batches are stored and acknowledged, before and after.
@@ -436,7 +451,9 @@ fn each_bad_report_is_that_probes_protocol_error_and_nobody_elses() {
         assert_eq!(sim.acks(1), vec![0, 1], "{what}");
         assert!(sim.lost("a").is_empty(), "{what}");
         assert!(
-            !sim.events.iter().any(|e| matches!(e, Event::RunFinished { .. })),
+            !sim.events
+                .iter()
+                .any(|e| matches!(e, Event::RunFinished { .. })),
             "{what}: the run goes on"
         );
     }
@@ -454,19 +471,29 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
     sim.connect(1, hello("a", "k1", 7001));
     sim.connect(2, hello("b", "k1", 7002));
     sim.advance(100 * MS);
-    sim.c
-        .start_run("run".into(), parse_plan(PLAN, "hostile.toml").unwrap(), sim.now);
+    sim.c.start_run(
+        "run".into(),
+        parse_plan(PLAN, "hostile.toml").unwrap(),
+        sim.now,
+    );
     sim.advance(2100 * MS);
     let t = sim.now;
     let mut reads = Vec::new();
     // Each batch is 2 devices × 10 ticks + 10 readings = 30: the 7th passes the budget of 200.
     for seq in 0..7 {
-        sim.send(1, ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)));
+        sim.send(
+            1,
+            ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
+        );
         while let Some(r) = sim.c.poll_read() {
             reads.push((seq, r));
         }
     }
-    assert_eq!(reads, vec![(6, (1, false))], "reading a stops once, past its budget");
+    assert_eq!(
+        reads,
+        vec![(6, (1, false))],
+        "reading a stops once, past its budget"
+    );
     assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 210);
     let before = sim.sent.len();
     sim.advance(1000 * MS);
@@ -480,7 +507,11 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
     }
     assert_eq!(sim.c.poll_read(), None, "still above half the budget");
     sim.c.telemetry_stored(&node("a"), 3);
-    assert_eq!(sim.c.poll_read(), Some((1, true)), "read again at half the budget");
+    assert_eq!(
+        sim.c.poll_read(),
+        Some((1, true)),
+        "read again at half the budget"
+    );
     assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 90);
 }
 
@@ -512,7 +543,10 @@ fn a_stranger_is_not_in_a_plan_that_names_its_nodes() {
     }
     assert!(
         !sim.sent.iter().any(|(c, m)| *c == 3
-            && matches!(m, CoordinatorMessage::PhaseStart(_) | CoordinatorMessage::Heartbeat { .. })),
+            && matches!(
+                m,
+                CoordinatorMessage::PhaseStart(_) | CoordinatorMessage::Heartbeat { .. }
+            )),
         "the stranger got orders"
     );
     assert!(sim
