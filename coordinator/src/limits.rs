@@ -14,11 +14,11 @@
 //! * a phase report carries one result per device, at most 5 ops × 31 sizes of collective
 //!   results, and one latency pair per peer whose histogram blob is at most [`MAX_HIST_BLOB`]
 //!   bytes (an HDR histogram of 3 significant digits over the probe's 1 ns – 60 s range has
-//!   27 648 counters; the probes' histograms of real round trips are a few KiB).
+//!   27 648 counters; a histogram grows with the spread of the round trips, not their count).
 //!
 //! [`MAX_PROBE_FRAME`] (4 MiB) holds the largest batch ten times over and a latency report with
-//! 63 peers at the worst-case histogram size (hundreds at real sizes); a larger report is refused
-//! as that probe's protocol error. Every batch is also checked against its own bound from the
+//! 63 peers at the worst-case histogram size (more where the round trips spread less); a larger
+//! report is refused as that probe's protocol error. Every batch is also checked against its own bound from the
 //! probe's registered devices and the run's rate ([`max_batch_samples`]).
 //!
 //! Back-pressure: telemetry a probe has sent that the store has not yet acknowledged counts
