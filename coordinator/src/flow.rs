@@ -70,6 +70,16 @@ impl Flow {
         }
     }
 
+    /// A new run: what an earlier run's store never acknowledged (it failed, or stopped) no longer
+    /// counts, and every paused connection is read again.
+    pub(crate) fn reset(&mut self, out: &mut Outputs) {
+        for f in std::mem::take(&mut self.nodes).into_values() {
+            if let Some(conn) = f.paused {
+                out.reads.push_back((conn, true));
+            }
+        }
+    }
+
     /// `node`'s connection is gone: a new one starts being read.
     pub(crate) fn departed(&mut self, node: &NodeId) {
         if let Some(f) = self.nodes.get_mut(node) {

@@ -80,6 +80,7 @@ impl Coordinator {
     pub fn start_run(&mut self, run_id: String, plan: Plan, now: i64) {
         self.run = Some(Run::new(run_id, plan, now));
         self.run_instances.clear();
+        self.flow.reset(&mut self.out);
         self.try_start_run(now);
     }
 

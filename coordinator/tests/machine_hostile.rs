@@ -513,6 +513,41 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
         "read again at half the budget"
     );
     assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 90);
+    // A store that never acknowledges (it failed) holds nobody back in the next run.
+    for seq in 7..14 {
+        sim.send(
+            1,
+            ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
+        );
+    }
+    assert_eq!(sim.c.poll_read(), Some((1, false)));
+    sim.c.abort_run("the store failed", sim.now);
+    sim.advance(3000 * MS);
+    sim.c.start_run(
+        "next".into(),
+        parse_plan(PLAN, "hostile.toml").unwrap(),
+        sim.now,
+    );
+    assert_eq!(
+        sim.c.poll_read(),
+        Some((1, true)),
+        "read again in the next run"
+    );
+    assert_eq!(sim.c.unstored_telemetry(), 0);
+}
+
+/// A Hello that lists more devices than a node may have is a protocol error.
+#[test]
+fn a_hello_with_too_many_devices_is_refused() {
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    let mut h = hello("wide", "k1", 7009);
+    let d = h.inventory[0].clone();
+    h.inventory = vec![d; hallmark_coordinator::limits::MAX_DEVICES_PER_NODE + 1];
+    sim.connect(4, h);
+    assert!(sim.c.probe(&node("wide")).is_none());
+    assert_eq!(sim.closed.len(), 1, "{:?}", sim.closed);
+    assert_eq!(sim.closed[0].1, close_code::PROTOCOL_ERROR);
+    assert!(sim.closed[0].2.contains("65 devices"), "{:?}", sim.closed);
 }
 
 /// 15.1: a plan that names its nodes runs only those; a registered stranger is no participant and
