@@ -58,12 +58,28 @@ pub struct Coordinator {
     now: i64,
     /// Unstored telemetry per node: back-pressure.
     flow: Flow,
+    /// Error reports per node since the run started (or the coordinator, before any run).
+    errors: BTreeMap<NodeId, u32>,
+}
+
+/// Error reports of one probe recorded per run; more are dropped.
+pub const MAX_PROBE_ERRORS: u32 = 200;
+/// Characters of a probe's error report kept.
+pub const MAX_ERROR_LEN: usize = 2048;
+
+/// Cuts `s` to at most `max` characters, marking the cut.
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push_str(" [cut]");
+    }
 }
 
 impl Coordinator {
     pub fn new(config: CoordinatorConfig) -> Self {
         Coordinator {
             flow: Flow::new(config.telemetry_budget),
+            errors: BTreeMap::new(),
             config,
             conns: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -81,6 +97,7 @@ impl Coordinator {
         self.run = Some(Run::new(run_id, plan, now));
         self.run_instances.clear();
         self.flow.reset(&mut self.out);
+        self.errors.clear();
         self.try_start_run(now);
     }
 
@@ -217,18 +234,13 @@ impl Coordinator {
             }
             (ConnState::Registered { node_id, .. }, ProbeMessage::Error(report)) => {
                 let node_id = node_id.clone();
-                let ev = if report.code == ErrorCode::Safety {
-                    Event::SafetyStop {
-                        node_id,
-                        message: report.message,
-                    }
+                let safety = report.code == ErrorCode::Safety;
+                let message = if safety {
+                    report.message
                 } else {
-                    Event::ProbeError {
-                        node_id,
-                        message: format!("{:?}: {}", report.code, report.message),
-                    }
+                    format!("{:?}: {}", report.code, report.message)
                 };
-                self.out.events.push_back(ev);
+                self.probe_error(node_id, safety, message);
             }
             (ConnState::Registered { node_id, .. }, ProbeMessage::Telemetry(batch)) => {
                 let node_id = node_id.clone();
@@ -248,13 +260,13 @@ impl Coordinator {
                             Err(e) => self.protocol_error(conn, e),
                         }
                     }
-                    None => self.out.events.push_back(Event::ProbeError {
-                        node_id,
-                        message: format!(
+                    None => {
+                        let message = format!(
                             "sent telemetry batch {} outside a run it takes part in; not stored",
                             batch.seq
-                        ),
-                    }),
+                        );
+                        self.probe_error(node_id, false, message);
+                    }
                 }
             }
             (
@@ -511,6 +523,29 @@ impl Coordinator {
         }
         // Start the first clock-sync burst right away.
         self.handle_timeout(now);
+    }
+
+    /// Records an error of `node_id` (its report, or the coordinator's about it; `safety`: its
+    /// safety interlock acted): cut to [`MAX_ERROR_LEN`] characters, at most
+    /// [`MAX_PROBE_ERRORS`] per node per run.
+    fn probe_error(&mut self, node_id: NodeId, safety: bool, mut message: String) {
+        let n = self.errors.entry(node_id.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n > MAX_PROBE_ERRORS {
+            return;
+        }
+        truncate_chars(&mut message, MAX_ERROR_LEN);
+        if *n == MAX_PROBE_ERRORS {
+            message.push_str(&format!(
+                " (error {MAX_PROBE_ERRORS} of this probe: further ones are not recorded)"
+            ));
+        }
+        let ev = if safety {
+            Event::SafetyStop { node_id, message }
+        } else {
+            Event::ProbeError { node_id, message }
+        };
+        self.out.events.push_back(ev);
     }
 
     fn publish_clock(&mut self, conn: ConnId, node_id: NodeId, estimate: ClockEstimate) {

@@ -25,6 +25,9 @@ pub const REPORT_GRACE_NS: i64 = 3_000_000_000;
 /// How long after an abort the coordinator waits for the probes' last telemetry and reports.
 pub const ABORT_GRACE_NS: i64 = 2_000_000_000;
 
+/// How often a probe may send PhaseStarted, and PhaseReport, for one phase.
+pub const MAX_REPEATS: u32 = 3;
+
 /// How a run ended, as far as its data is concerned (verdicts judge the hall itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +59,8 @@ struct Participant {
     /// Latest node power, W, and its instant.
     power: Option<(i64, f64)>,
     reported: Vec<u32>,
+    /// PhaseStarted and PhaseReport messages per phase, to bound repeats.
+    repeats: BTreeMap<(u32, bool), u32>,
     /// Why it is lost, while it is.
     lost: Option<String>,
 }
@@ -238,6 +243,7 @@ impl Run {
                     last_t_ns: None,
                     power: None,
                     reported: Vec::new(),
+                    repeats: BTreeMap::new(),
                     lost: None,
                 },
             );
@@ -521,11 +527,34 @@ impl Run {
             return Ok(());
         }
         sent_phase(&self.phases, phase_id, now).map_err(|e| format!("PhaseStarted: {e}"))?;
+        self.count_repeat(node, phase_id, false)?;
         out.events.push_back(Event::PhaseStarted {
             node_id: node.clone(),
             phase_id,
             actual_start_ns: at,
         });
+        Ok(())
+    }
+
+    /// Counts a PhaseStarted (`report` false) or PhaseReport of `phase_id` from `node`: a probe
+    /// may repeat one ([`MAX_REPEATS`] in all, each replacing the last in the store), not flood
+    /// the store with it.
+    fn count_repeat(&mut self, node: &NodeId, phase_id: u32, report: bool) -> Result<(), String> {
+        let Some(p) = self.participants.get_mut(node) else {
+            return Ok(());
+        };
+        let n = p.repeats.entry((phase_id, report)).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n > MAX_REPEATS {
+            let what = if report {
+                "PhaseReport"
+            } else {
+                "PhaseStarted"
+            };
+            return Err(format!(
+                "sent {what} of phase {phase_id} more than {MAX_REPEATS} times"
+            ));
+        }
         Ok(())
     }
 
@@ -544,6 +573,7 @@ impl Run {
         if let Some(f) = &report.fabric {
             check_fabric(phase, node, f).map_err(|e| format!("PhaseReport: {e}"))?;
         }
+        self.count_repeat(node, report.phase_id, true)?;
         let Some(p) = self.participants.get_mut(node) else {
             return Ok(());
         };

@@ -589,3 +589,57 @@ fn a_stranger_is_not_in_a_plan_that_names_its_nodes() {
         .iter()
         .any(|(c, m)| *c == 1 && matches!(m, CoordinatorMessage::PhaseStart(_))));
 }
+
+/// A probe that repeats its reports or floods error reports cannot fill the store's queue: a
+/// phase's PhaseStarted and PhaseReport count at most `MAX_REPEATS` each (more is a protocol
+/// error); error reports are cut to `MAX_ERROR_LEN` characters and `MAX_PROBE_ERRORS` per run.
+#[test]
+fn repeated_reports_and_error_floods_are_bounded() {
+    use hallmark_coordinator::machine::{MAX_ERROR_LEN, MAX_PROBE_ERRORS};
+    use hallmark_coordinator::run::MAX_REPEATS;
+    use hallmark_protocol::{ErrorCode, ErrorReport};
+    let mut sim = Sim::running();
+    let t = sim.now;
+    for _ in 0..1000 {
+        sim.send(
+            1,
+            ProbeMessage::Error(ErrorReport {
+                code: ErrorCode::Device,
+                message: "x".repeat(10_000),
+            }),
+        );
+    }
+    let errors: Vec<usize> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProbeError { node_id, message } if node_id.as_str() == "a" => {
+                Some(message.chars().count())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), MAX_PROBE_ERRORS as usize);
+    assert!(
+        errors.iter().all(|n| *n <= MAX_ERROR_LEN + 100),
+        "{errors:?}"
+    );
+    for _ in 0..MAX_REPEATS {
+        sim.send(2, report(0, t, None));
+    }
+    assert!(sim.lost("b").is_empty());
+    sim.send(2, report(0, t, None));
+    let lost = sim.lost("b");
+    assert_eq!(
+        lost.len(),
+        1,
+        "the 4th report of one phase is a protocol error"
+    );
+    assert!(lost[0].1.contains("more than 3 times"), "{lost:?}");
+    let reports = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::PhaseReport { node_id, .. } if node_id.as_str() == "b"))
+        .count();
+    assert_eq!(reports, MAX_REPEATS as usize);
+}
