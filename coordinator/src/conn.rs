@@ -61,6 +61,8 @@ pub(crate) struct ConnParams {
     pub(crate) clock: WallClock,
     pub(crate) handshake_timeout: Duration,
     pub(crate) admission: Admission,
+    /// The probe frame limit now (it grows with a run's largest fabric phase).
+    pub(crate) frame_limit: watch::Receiver<usize>,
 }
 
 pub(crate) async fn connection(
@@ -74,6 +76,7 @@ pub(crate) async fn connection(
         clock,
         handshake_timeout,
         admission,
+        frame_limit,
     } = params;
     let remote = incoming.remote_address().to_string();
     let connection = match tokio::time::timeout(handshake_timeout, async { incoming.await }).await {
@@ -145,7 +148,7 @@ pub(crate) async fn connection(
         return;
     }
     tokio::spawn(writer(wrx, FramedSend::new(send), connection.clone()));
-    let mut reader = FramedRecv::with_max_frame(recv, MAX_PROBE_FRAME);
+    let mut reader = FramedRecv::with_max_frame(recv, (*frame_limit.borrow()).max(MAX_PROBE_FRAME));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let reason = 'read: loop {
         // Back-pressure: while the core says so, nothing more is read (QUIC flow control then
@@ -158,6 +161,7 @@ pub(crate) async fn connection(
                 e = connection.closed() => break 'read describe_close(&e),
             }
         }
+        reader.set_max_frame(*frame_limit.borrow());
         match reader.recv_payload().await {
             Ok(Some(p)) => {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {

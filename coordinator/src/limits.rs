@@ -16,10 +16,13 @@
 //!   bytes (an HDR histogram of 3 significant digits over the probe's 1 ns – 60 s range has
 //!   27 648 counters; a histogram grows with the spread of the round trips, not their count).
 //!
-//! [`MAX_PROBE_FRAME`] (4 MiB) holds the largest batch ten times over and a latency report with
-//! 63 peers at the worst-case histogram size (more where the round trips spread less); a larger
-//! report is refused as that probe's protocol error. Every batch is also checked against its own bound from the
-//! probe's registered devices and the run's rate ([`max_batch_samples`]).
+//! [`MAX_PROBE_FRAME`] (4 MiB) holds the largest batch ten times over and a phase report's
+//! devices, collectives and faults. A run with fabric phases raises the limit by one latency pair
+//! at its widest ([`PAIR_WIRE_MAX`]: two node ids, two counters, a [`MAX_HIST_BLOB`] histogram) per
+//! peer of its largest phase ([`probe_frame_limit`]); the limit never shrinks while the coordinator
+//! runs, so no frame being received is cut by a run's end. A frame over it is refused as that
+//! probe's protocol error. Every batch is also checked against its own bound from the probe's
+//! registered devices and the run's rate ([`max_batch_samples`]).
 //!
 //! Back-pressure: telemetry a probe has sent that the store has not yet acknowledged counts
 //! against [`TELEMETRY_BUDGET`] (samples plus node-power readings). Past it, the coordinator stops
@@ -41,6 +44,17 @@ pub const POWER_WIRE_MAX: usize = 14;
 pub const MAX_HIST_BLOB: usize = 64 << 10;
 /// Frame limit for probe → coordinator messages, bytes.
 pub const MAX_PROBE_FRAME: usize = 4 << 20;
+/// Widest postcard encoding of one latency pair: two node ids (length 1 + 64 bytes each), sent
+/// and lost (10 each), the histogram's length (3) and the histogram.
+pub const PAIR_WIRE_MAX: usize =
+    2 * (1 + hallmark_protocol::ids::MAX_NODE_ID_LEN) + 2 * 10 + 3 + MAX_HIST_BLOB;
+
+/// The probe frame limit while the largest fabric phase has `members` members: room for a
+/// report with a latency pair to each peer, on top of [`MAX_PROBE_FRAME`].
+pub fn probe_frame_limit(members: usize) -> usize {
+    MAX_PROBE_FRAME.saturating_add(members.saturating_sub(1).saturating_mul(PAIR_WIRE_MAX))
+}
+
 /// Unstored telemetry (samples + node-power readings) one probe may have queued.
 pub const TELEMETRY_BUDGET: u64 = 64 * 1024;
 
@@ -107,6 +121,41 @@ mod tests {
             "{payload} vs {MAX_TELEMETRY_FRAME}"
         );
         assert!(payload * 10 <= MAX_PROBE_FRAME);
+    }
+
+    #[test]
+    fn a_latency_report_to_every_peer_fits_the_limit_of_its_phase() {
+        use hallmark_protocol::{FabricReport, LatencyPair, NodeId, PhaseReport};
+        let id = |i: usize| NodeId::new(format!("{i:0>64}")).unwrap();
+        let members = 40;
+        let report = PhaseReport {
+            phase_id: u32::MAX,
+            ended_at_ns: i64::MIN,
+            stopped_early: None,
+            devices: Vec::new(),
+            fabric: Some(FabricReport {
+                latency: (1..members)
+                    .map(|i| LatencyPair {
+                        src: id(0),
+                        dst: id(i),
+                        sent: u64::MAX,
+                        lost: u64::MAX,
+                        rtt_ns_hist: vec![0xff; MAX_HIST_BLOB],
+                    })
+                    .collect(),
+                ..FabricReport::default()
+            }),
+        };
+        let frame = encode_frame(&ProbeMessage::PhaseReport(report)).unwrap();
+        let pairs = frame.len() - 4;
+        assert!(pairs <= (members - 1) * PAIR_WIRE_MAX + 64, "{pairs}");
+        assert!(
+            pairs > (members - 1) * (PAIR_WIRE_MAX - 8),
+            "the bound is tight: {pairs}"
+        );
+        assert!(frame.len() - 4 <= probe_frame_limit(members));
+        assert_eq!(probe_frame_limit(0), MAX_PROBE_FRAME);
+        assert_eq!(probe_frame_limit(1), MAX_PROBE_FRAME);
     }
 
     #[test]

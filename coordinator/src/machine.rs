@@ -60,6 +60,8 @@ pub struct Coordinator {
     flow: Flow,
     /// Error reports per node since the run started (or the coordinator, before any run).
     errors: BTreeMap<NodeId, u32>,
+    /// See [`Coordinator::probe_frame_limit`].
+    frame_limit: usize,
 }
 
 /// Error reports of one probe recorded per run; more are dropped.
@@ -80,6 +82,7 @@ impl Coordinator {
         Coordinator {
             flow: Flow::new(config.telemetry_budget),
             errors: BTreeMap::new(),
+            frame_limit: crate::limits::MAX_PROBE_FRAME,
             config,
             conns: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -142,6 +145,15 @@ impl Coordinator {
             })
             .collect();
         run.try_start(&registered, now, &mut self.out);
+        let members = run
+            .phases()
+            .iter()
+            .filter_map(|p| p.start.fabric.as_ref().map(|f| f.members.len()))
+            .max()
+            .unwrap_or(0);
+        self.frame_limit = self
+            .frame_limit
+            .max(crate::limits::probe_frame_limit(members));
         if !run.is_waiting() {
             for n in run.participants() {
                 if let Some((_, r)) = self.probes.get(n) {
@@ -641,6 +653,13 @@ impl Coordinator {
     /// too much telemetry waiting for the store), `true` to resume.
     pub fn poll_read(&mut self) -> Option<(ConnId, bool)> {
         self.out.reads.pop_front()
+    }
+
+    /// The frame limit for what probes send now: [`crate::limits::MAX_PROBE_FRAME`], raised by a
+    /// latency pair per peer of the largest fabric phase of any run so far (it never shrinks, so
+    /// no frame being received is cut by a run's end).
+    pub fn probe_frame_limit(&self) -> usize {
+        self.frame_limit
     }
 
     /// Telemetry readings handed to the store and not yet acknowledged, all probes together.

@@ -85,10 +85,12 @@ impl Core {
         // Set when told to shut down during a run: the run is aborted and the loop goes on until
         // the probes' last telemetry and reports are stored (bounded by the abort's grace period).
         let mut stopping: Option<tokio::time::Instant> = None;
+        let (frame_limit, frame_limit_rx) = watch::channel(self.machine.probe_frame_limit());
         let params = ConnParams {
             clock: self.clock,
             handshake_timeout,
             admission: admission.clone(),
+            frame_limit: frame_limit_rx,
         };
         loop {
             let deadline = self
@@ -133,6 +135,8 @@ impl Core {
                 _ = progress_tick.tick() => self.publish_progress(None),
             }
             self.drain()?;
+            let limit = self.machine.probe_frame_limit();
+            frame_limit.send_if_modified(|v| std::mem::replace(v, limit) != limit);
             if let Some(limit) = stopping {
                 let done = self.machine.run().is_none_or(|r| r.is_done());
                 if done || tokio::time::Instant::now() >= limit {

@@ -643,3 +643,33 @@ fn repeated_reports_and_error_floods_are_bounded() {
         .count();
     assert_eq!(reports, MAX_REPEATS as usize);
 }
+
+/// The probe frame limit grows with the largest fabric phase of a run (a latency pair per peer)
+/// and never shrinks.
+#[test]
+fn the_frame_limit_makes_room_for_a_latency_pair_per_peer() {
+    use hallmark_coordinator::limits::{MAX_PROBE_FRAME, PAIR_WIRE_MAX};
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    assert_eq!(sim.c.probe_frame_limit(), MAX_PROBE_FRAME);
+    sim.connect(1, hello("a", "k1", 7001));
+    sim.connect(2, hello("b", "k1", 7002));
+    sim.connect(3, hello("c", "k1", 7003));
+    sim.advance(100 * MS);
+    let plan = PLAN.replace("nodes = 2", "nodes = 3");
+    sim.c.start_run(
+        "run".into(),
+        parse_plan(&plan, "three.toml").unwrap(),
+        sim.now,
+    );
+    sim.pump();
+    assert_eq!(
+        sim.c.probe_frame_limit(),
+        MAX_PROBE_FRAME + 2 * PAIR_WIRE_MAX
+    );
+    sim.c.abort_run("over", sim.now);
+    sim.advance(3000 * MS);
+    assert_eq!(
+        sim.c.probe_frame_limit(),
+        MAX_PROBE_FRAME + 2 * PAIR_WIRE_MAX
+    );
+}
