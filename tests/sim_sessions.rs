@@ -164,7 +164,7 @@ fn garbage_and_out_of_order_messages_close_only_that_connection() {
     assert_eq!(nodes, ["good"]);
     // A peer whose first message is not a Hello is refused.
     sim.coordinator
-        .on_connected(999, NodeId::new("early").unwrap(), "sim:early".into());
+        .on_connected(999, NodeId::new("early").unwrap(), "sim:early".into(), now);
     let pong = encode_frame(&ProbeMessage::ClockPong(hallmark_protocol::ClockPong {
         seq: 0,
         t1: 0,

@@ -1,15 +1,20 @@
-//! Connection tasks of the coordinator's shell: authenticate a peer, accept its control stream,
-//! cut frames out of it and forward them to the core task; and the writer task that sends what the
+//! Connection tasks of the coordinator's shell: authenticate a peer, hold its place under the
+//! connection caps, accept its control stream, cut frames out of it (at most
+//! [`MAX_PROBE_FRAME`] bytes) and forward them to the core task, at most [`IN_FLIGHT`] at a time
+//! and only while the core lets it read (back-pressure); and the writer task that sends what the
 //! core routes to the connection and closes it when told.
 
+use crate::admit::{Admission, Place};
+use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{close_code, Close, ConnId};
 use crate::server::WRITER_QUEUE;
 use hallmark_protocol::{CoordinatorMessage, DecodeError};
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedError, FramedRecv, FramedSend};
 use hallmark_transport::tls;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 /// What a connection task tells the core task.
@@ -19,11 +24,16 @@ pub(crate) enum ShellEvent {
         node: hallmark_protocol::NodeId,
         remote: String,
         writer: mpsc::Sender<WriterCmd>,
+        /// Whether the connection is read: the core sets `false` to hold a probe back.
+        reads: watch::Sender<bool>,
+        at_ns: i64,
     },
     Payload {
         conn: ConnId,
         bytes: Vec<u8>,
         at_ns: i64,
+        /// Held until the core has taken the payload: bounds what one connection has in flight.
+        _permit: OwnedSemaphorePermit,
     },
     FrameError {
         conn: ConnId,
@@ -42,13 +52,32 @@ pub(crate) enum WriterCmd {
     Close(Close),
 }
 
+/// Payloads one connection may have on their way to the core task.
+pub(crate) const IN_FLIGHT: usize = 4;
+
+/// How the shell admits and times connections.
+#[derive(Clone)]
+pub(crate) struct ConnParams {
+    pub(crate) clock: WallClock,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) admission: Admission,
+    /// The probe frame limit now (it grows with a run's largest fabric phase).
+    pub(crate) frame_limit: watch::Receiver<usize>,
+}
+
 pub(crate) async fn connection(
     conn: ConnId,
     incoming: quinn::Incoming,
     tx: mpsc::Sender<ShellEvent>,
-    clock: WallClock,
-    handshake_timeout: Duration,
+    params: ConnParams,
+    mut place: Place,
 ) {
+    let ConnParams {
+        clock,
+        handshake_timeout,
+        admission,
+        frame_limit,
+    } = params;
     let remote = incoming.remote_address().to_string();
     let connection = match tokio::time::timeout(handshake_timeout, async { incoming.await }).await {
         Ok(Ok(c)) => c,
@@ -87,6 +116,16 @@ pub(crate) async fn connection(
             return;
         }
     };
+    if let Err(held) = admission.enter_node(&mut place, &node) {
+        let why = format!(
+            "the certificate of node {node} already holds {held} connections, the most one node \
+             may have (max {})",
+            admission.max_per_node()
+        );
+        warn!("refused connection from {remote}: {why}");
+        connection.close(close_code::REFUSED.into(), why.as_bytes());
+        return;
+    }
     let (send, recv) = match tokio::time::timeout(handshake_timeout, connection.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -103,24 +142,43 @@ pub(crate) async fn connection(
         }
     };
     let (wtx, wrx) = mpsc::channel(WRITER_QUEUE);
+    let (reads, mut may_read) = watch::channel(true);
     let connected = ShellEvent::Connected {
         conn,
         node,
         remote,
         writer: wtx,
+        reads,
+        at_ns: clock.now_ns(),
     };
     if tx.send(connected).await.is_err() {
         return;
     }
     tokio::spawn(writer(wrx, FramedSend::new(send), connection.clone()));
-    let mut reader = FramedRecv::new(recv);
-    let reason = loop {
+    let mut reader = FramedRecv::with_max_frame(recv, (*frame_limit.borrow()).max(MAX_PROBE_FRAME));
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let reason = 'read: loop {
+        // Back-pressure: while the core says so, nothing more is read (QUIC flow control then
+        // holds the probe back); the connection may still end meanwhile.
+        while !*may_read.borrow_and_update() {
+            tokio::select! {
+                changed = may_read.changed() => if changed.is_err() {
+                    break 'read "closed by the coordinator".to_string();
+                },
+                e = connection.closed() => break 'read describe_close(&e),
+            }
+        }
+        reader.set_max_frame(*frame_limit.borrow());
         match reader.recv_payload().await {
             Ok(Some(p)) => {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
                 let ev = ShellEvent::Payload {
                     conn,
                     bytes: p.to_vec(),
                     at_ns: clock.now_ns(),
+                    _permit: permit,
                 };
                 if tx.send(ev).await.is_err() {
                     return;
@@ -142,6 +200,7 @@ pub(crate) async fn connection(
         }
     };
     let _ = tx.send(ShellEvent::Closed { conn, reason }).await;
+    drop(place);
 }
 
 fn close_reason(connection: &quinn::Connection, e: &FramedError) -> String {

@@ -31,6 +31,12 @@ pub struct CoordinatorConfig {
     pub dead_man_ms: u32,
     /// Version string announced in Welcome.
     pub version: String,
+    /// A connection whose control stream has not carried a Hello this long after it opened is
+    /// closed (a peer that authenticated and then stalls holds nothing for long).
+    pub hello_timeout_ms: u32,
+    /// Unstored telemetry (samples + node-power readings) one probe may have queued before its
+    /// connection stops being read ([`crate::limits::TELEMETRY_BUDGET`]).
+    pub telemetry_budget: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -39,6 +45,8 @@ impl Default for CoordinatorConfig {
             clock_sync: ClockSyncConfig::default(),
             dead_man_ms: 2000,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            hello_timeout_ms: 5000,
+            telemetry_budget: crate::limits::TELEMETRY_BUDGET,
         }
     }
 }
@@ -169,4 +177,6 @@ pub struct Outputs {
     pub transmits: VecDeque<(ConnId, CoordinatorMessage)>,
     pub closes: VecDeque<(ConnId, Close)>,
     pub events: VecDeque<Event>,
+    /// Connections to stop (`false`) or resume (`true`) reading: back-pressure on telemetry.
+    pub reads: VecDeque<(ConnId, bool)>,
 }

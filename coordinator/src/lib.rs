@@ -3,13 +3,17 @@
 //!
 //! * [`machine`] — the sans-IO state machine (registration, refusals, clock sync).
 //! * [`event`] — its configuration, probe records, events and outputs.
+//! * [`limits`] — what a probe may send: frame and batch limits, the telemetry budget.
 //! * [`run`] — the run engine inside it: inventory, phase schedule, telemetry, limits.
 //! * [`fabric`] — fabric phases: members, session keys, the NCCL unique id for GPU collectives.
 //! * [`server`] — the tokio/quinn shell that drives it.
 
+mod admit;
 mod conn;
 pub mod event;
 pub mod fabric;
+mod flow;
+pub mod limits;
 pub mod machine;
 pub mod record;
 pub mod run;
@@ -17,6 +21,7 @@ pub mod server;
 mod shell;
 mod status;
 pub mod store;
+mod validate;
 
 pub use machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
 pub use server::{RunProgress, RunStage, ServerError, ServerHandle, ServerOptions};

@@ -10,6 +10,8 @@
 
 pub use crate::event::{close_code, Close, ConnId, CoordinatorConfig, Event, Outputs, ProbeRecord};
 use crate::fabric::Candidate;
+use crate::flow::Flow;
+use crate::limits::MAX_DEVICES_PER_NODE;
 use crate::run::Run;
 use hallmark_protocol::clock::ClockSync;
 use hallmark_protocol::codec::{decode_payload, peek_hello_version};
@@ -22,7 +24,10 @@ use std::collections::BTreeMap;
 
 #[derive(Debug)]
 enum ConnState {
-    AwaitingHello,
+    /// Until `deadline` (coordinator clock) for the Hello.
+    AwaitingHello {
+        deadline: i64,
+    },
     Registered {
         node_id: NodeId,
         clock: ClockSync,
@@ -51,11 +56,33 @@ pub struct Coordinator {
     run_instances: BTreeMap<NodeId, u64>,
     /// The latest instant any input carried.
     now: i64,
+    /// Unstored telemetry per node: back-pressure.
+    flow: Flow,
+    /// Error reports per node since the run started (or the coordinator, before any run).
+    errors: BTreeMap<NodeId, u32>,
+    /// See [`Coordinator::probe_frame_limit`].
+    frame_limit: usize,
+}
+
+/// Error reports of one probe recorded per run; more are dropped.
+pub const MAX_PROBE_ERRORS: u32 = 200;
+/// Characters of a probe's error report kept.
+pub const MAX_ERROR_LEN: usize = 2048;
+
+/// Cuts `s` to at most `max` characters, marking the cut.
+fn truncate_chars(s: &mut String, max: usize) {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push_str(" [cut]");
+    }
 }
 
 impl Coordinator {
     pub fn new(config: CoordinatorConfig) -> Self {
         Coordinator {
+            flow: Flow::new(config.telemetry_budget),
+            errors: BTreeMap::new(),
+            frame_limit: crate::limits::MAX_PROBE_FRAME,
             config,
             conns: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -72,6 +99,8 @@ impl Coordinator {
     pub fn start_run(&mut self, run_id: String, plan: Plan, now: i64) {
         self.run = Some(Run::new(run_id, plan, now));
         self.run_instances.clear();
+        self.flow.reset(&mut self.out);
+        self.errors.clear();
         self.try_start_run(now);
     }
 
@@ -89,6 +118,7 @@ impl Coordinator {
 
     /// The telemetry batch `seq` of `node` is stored: acknowledge it to the probe.
     pub fn telemetry_stored(&mut self, node: &NodeId, seq: u64) {
+        self.flow.stored(node, seq, &mut self.out);
         if let Some((conn, _)) = self.probes.get(node) {
             self.out
                 .transmits
@@ -115,6 +145,15 @@ impl Coordinator {
             })
             .collect();
         run.try_start(&registered, now, &mut self.out);
+        let members = run
+            .phases()
+            .iter()
+            .filter_map(|p| p.start.fabric.as_ref().map(|f| f.members.len()))
+            .max()
+            .unwrap_or(0);
+        self.frame_limit = self
+            .frame_limit
+            .max(crate::limits::probe_frame_limit(members));
         if !run.is_waiting() {
             for n in run.participants() {
                 if let Some((_, r)) = self.probes.get(n) {
@@ -134,14 +173,25 @@ impl Coordinator {
         self.probes.get(node).map(|(_, r)| r)
     }
 
-    /// A TLS-authenticated connection whose certificate names `certificate_node` is up.
-    pub fn on_connected(&mut self, conn: ConnId, certificate_node: NodeId, remote: String) {
+    /// A TLS-authenticated connection whose certificate names `certificate_node` opened its
+    /// control stream at `now`; it has until the Hello deadline to say Hello.
+    pub fn on_connected(
+        &mut self,
+        conn: ConnId,
+        certificate_node: NodeId,
+        remote: String,
+        now: i64,
+    ) {
+        self.now = self.now.max(now);
+        let timeout = i64::from(self.config.hello_timeout_ms).saturating_mul(1_000_000);
         self.conns.insert(
             conn,
             Conn {
                 certificate_node,
                 remote,
-                state: ConnState::AwaitingHello,
+                state: ConnState::AwaitingHello {
+                    deadline: now.saturating_add(timeout),
+                },
             },
         );
     }
@@ -160,7 +210,7 @@ impl Coordinator {
         match decode_payload::<ProbeMessage>(payload) {
             Ok(msg) => self.on_message(conn, msg, now),
             Err(e) => {
-                let awaiting = matches!(c.state, ConnState::AwaitingHello);
+                let awaiting = matches!(c.state, ConnState::AwaitingHello { .. });
                 match peek_hello_version(payload) {
                     Some(v) if awaiting && v != PROTOCOL_VERSION => {
                         self.refuse_version(conn, v);
@@ -179,10 +229,10 @@ impl Coordinator {
         };
         match (&mut c.state, msg) {
             (ConnState::Closing, _) => {}
-            (ConnState::AwaitingHello, ProbeMessage::Hello(hello)) => {
+            (ConnState::AwaitingHello { .. }, ProbeMessage::Hello(hello)) => {
                 self.on_hello(conn, hello, now)
             }
-            (ConnState::AwaitingHello, _) => self.refuse(
+            (ConnState::AwaitingHello { .. }, _) => self.refuse(
                 conn,
                 RefusalReason::ExpectedHello,
                 "the first message on a control stream must be Hello".into(),
@@ -196,18 +246,13 @@ impl Coordinator {
             }
             (ConnState::Registered { node_id, .. }, ProbeMessage::Error(report)) => {
                 let node_id = node_id.clone();
-                let ev = if report.code == ErrorCode::Safety {
-                    Event::SafetyStop {
-                        node_id,
-                        message: report.message,
-                    }
+                let safety = report.code == ErrorCode::Safety;
+                let message = if safety {
+                    report.message
                 } else {
-                    Event::ProbeError {
-                        node_id,
-                        message: format!("{:?}: {}", report.code, report.message),
-                    }
+                    format!("{:?}: {}", report.code, report.message)
                 };
-                self.out.events.push_back(ev);
+                self.probe_error(node_id, safety, message);
             }
             (ConnState::Registered { node_id, .. }, ProbeMessage::Telemetry(batch)) => {
                 let node_id = node_id.clone();
@@ -220,14 +265,20 @@ impl Coordinator {
                     .as_mut()
                     .filter(|r| same_process && r.is_participant(&node_id))
                 {
-                    Some(run) => run.on_telemetry(&node_id, batch, now, &mut self.out),
-                    None => self.out.events.push_back(Event::ProbeError {
-                        node_id,
-                        message: format!(
+                    Some(run) => {
+                        let (seq, size) = (batch.seq, batch_size(&batch));
+                        match run.on_telemetry(&node_id, batch, now, &mut self.out) {
+                            Ok(()) => self.flow.queued(&node_id, conn, seq, size, &mut self.out),
+                            Err(e) => self.protocol_error(conn, e),
+                        }
+                    }
+                    None => {
+                        let message = format!(
                             "sent telemetry batch {} outside a run it takes part in; not stored",
                             batch.seq
-                        ),
-                    }),
+                        );
+                        self.probe_error(node_id, false, message);
+                    }
                 }
             }
             (
@@ -239,13 +290,23 @@ impl Coordinator {
             ) => {
                 let node_id = node_id.clone();
                 if let Some(run) = self.run.as_mut() {
-                    run.on_phase_started(&node_id, phase_id, actual_start_ns, &mut self.out);
+                    if let Err(e) = run.on_phase_started(
+                        &node_id,
+                        phase_id,
+                        actual_start_ns,
+                        now,
+                        &mut self.out,
+                    ) {
+                        self.protocol_error(conn, e);
+                    }
                 }
             }
             (ConnState::Registered { node_id, .. }, ProbeMessage::PhaseReport(report)) => {
                 let node_id = node_id.clone();
                 if let Some(run) = self.run.as_mut() {
-                    run.on_phase_report(&node_id, report, now, &mut self.out);
+                    if let Err(e) = run.on_phase_report(&node_id, report, now, &mut self.out) {
+                        self.protocol_error(conn, e);
+                    }
                 }
             }
             (
@@ -273,17 +334,25 @@ impl Coordinator {
             return;
         };
         if let ConnState::Registered { node_id, .. } = c.state {
-            if self.probes.get(&node_id).is_some_and(|(id, _)| *id == conn) {
-                self.probes.remove(&node_id);
-                if let Some(run) = self.run.as_mut() {
-                    run.on_departed(&node_id, reason, now, &mut self.out);
-                }
-                self.out.events.push_back(Event::Departed {
-                    node_id,
-                    reason: reason.to_string(),
-                });
-            }
+            self.depart(conn, node_id, reason.to_string(), now);
         }
+    }
+
+    /// The one way a registered probe leaves, however its connection ended (closed, timed out,
+    /// replaced, broke the protocol): it is unregistered and, during a run, marked lost at once
+    /// with `reason`.
+    fn depart(&mut self, conn: ConnId, node_id: NodeId, reason: String, now: i64) {
+        if self.probes.get(&node_id).is_none_or(|(id, _)| *id != conn) {
+            return;
+        }
+        self.probes.remove(&node_id);
+        self.flow.departed(&node_id);
+        if let Some(run) = self.run.as_mut() {
+            run.on_departed(&node_id, &reason, now, &mut self.out);
+        }
+        self.out
+            .events
+            .push_back(Event::Departed { node_id, reason });
     }
 
     /// The earliest instant at which [`Coordinator::handle_timeout`] has work.
@@ -292,7 +361,8 @@ impl Coordinator {
             .values()
             .filter_map(|c| match &c.state {
                 ConnState::Registered { clock, .. } => Some(clock.poll_timeout()),
-                _ => None,
+                ConnState::AwaitingHello { deadline } => Some(*deadline),
+                ConnState::Closing => None,
             })
             .chain(self.run.as_ref().and_then(|r| r.poll_timeout()))
             .min()
@@ -301,6 +371,19 @@ impl Coordinator {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: i64) {
         self.now = self.now.max(now);
+        let silent: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ConnState::AwaitingHello { deadline } if deadline <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in silent {
+            let secs = f64::from(self.config.hello_timeout_ms) / 1e3;
+            self.protocol_error(
+                conn,
+                format!("no Hello within {secs} s of opening the control stream"),
+            );
+        }
         let mut published = Vec::new();
         for (&conn, c) in self.conns.iter_mut() {
             if let ConnState::Registered { node_id, clock } = &mut c.state {
@@ -351,6 +434,15 @@ impl Coordinator {
         };
         if hello.protocol_version != PROTOCOL_VERSION {
             return self.refuse_version(conn, hello.protocol_version);
+        }
+        if hello.inventory.len() > MAX_DEVICES_PER_NODE {
+            return self.protocol_error(
+                conn,
+                format!(
+                    "the Hello lists {} devices; a node may have at most {MAX_DEVICES_PER_NODE}",
+                    hello.inventory.len()
+                ),
+            );
         }
         if hello.node_id != c.certificate_node {
             let message = format!(
@@ -445,6 +537,29 @@ impl Coordinator {
         self.handle_timeout(now);
     }
 
+    /// Records an error of `node_id` (its report, or the coordinator's about it; `safety`: its
+    /// safety interlock acted): cut to [`MAX_ERROR_LEN`] characters, at most
+    /// [`MAX_PROBE_ERRORS`] per node per run.
+    fn probe_error(&mut self, node_id: NodeId, safety: bool, mut message: String) {
+        let n = self.errors.entry(node_id.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n > MAX_PROBE_ERRORS {
+            return;
+        }
+        truncate_chars(&mut message, MAX_ERROR_LEN);
+        if *n == MAX_PROBE_ERRORS {
+            message.push_str(&format!(
+                " (error {MAX_PROBE_ERRORS} of this probe: further ones are not recorded)"
+            ));
+        }
+        let ev = if safety {
+            Event::SafetyStop { node_id, message }
+        } else {
+            Event::ProbeError { node_id, message }
+        };
+        self.out.events.push_back(ev);
+    }
+
     fn publish_clock(&mut self, conn: ConnId, node_id: NodeId, estimate: ClockEstimate) {
         if let Some((_, record)) = self.probes.get_mut(&node_id) {
             record.clock = Some(estimate);
@@ -503,17 +618,9 @@ impl Coordinator {
         let was_registered = matches!(c.state, ConnState::Registered { .. });
         c.state = ConnState::Closing;
         let (certificate_node, remote) = (c.certificate_node.clone(), c.remote.clone());
-        if was_registered
-            && self
-                .probes
-                .get(&certificate_node)
-                .is_some_and(|(id, _)| *id == conn)
-        {
-            self.probes.remove(&certificate_node);
-            self.out.events.push_back(Event::Departed {
-                node_id: certificate_node.clone(),
-                reason: format!("protocol error: {error}"),
-            });
+        if was_registered {
+            let reason = format!("protocol error: {error}");
+            self.depart(conn, certificate_node.clone(), reason, self.now);
         }
         self.out.closes.push_back((
             conn,
@@ -541,6 +648,34 @@ impl Coordinator {
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
+
+    /// Next change to whether a connection is read: `false` to stop reading it (its probe has
+    /// too much telemetry waiting for the store), `true` to resume.
+    pub fn poll_read(&mut self) -> Option<(ConnId, bool)> {
+        self.out.reads.pop_front()
+    }
+
+    /// The frame limit for what probes send now: [`crate::limits::MAX_PROBE_FRAME`], raised by a
+    /// latency pair per peer of the largest fabric phase of any run so far (it never shrinks, so
+    /// no frame being received is cut by a run's end).
+    pub fn probe_frame_limit(&self) -> usize {
+        self.frame_limit
+    }
+
+    /// Telemetry readings handed to the store and not yet acknowledged, all probes together.
+    pub fn unstored_telemetry(&self) -> u64 {
+        self.flow.unstored()
+    }
+
+    /// Telemetry readings of `node` handed to the store and not yet acknowledged.
+    pub fn unstored_telemetry_of(&self, node: &NodeId) -> u64 {
+        self.flow.unstored_of(node)
+    }
+}
+
+/// Readings in a batch (samples and node-power readings), what the telemetry budget counts.
+fn batch_size(batch: &hallmark_protocol::TelemetryBatch) -> u64 {
+    (batch.samples.len() as u64).saturating_add(batch.node_power_w.len() as u64)
 }
 
 /// A probe's data-plane address: the one its Hello gives, else its port on the IP its control

@@ -9,7 +9,8 @@
 
 use crate::fabric::{assign, order_for, Candidate, NcclOutcome, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
-use hallmark_protocol::plan::Plan;
+use crate::validate::{check_batch, check_fabric, sent_phase};
+use hallmark_protocol::plan::{ExpectedNodes, Plan};
 use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
 use std::collections::BTreeMap;
 
@@ -23,6 +24,9 @@ pub const HEARTBEAT_NS: i64 = 400_000_000;
 pub const REPORT_GRACE_NS: i64 = 3_000_000_000;
 /// How long after an abort the coordinator waits for the probes' last telemetry and reports.
 pub const ABORT_GRACE_NS: i64 = 2_000_000_000;
+
+/// How often a probe may send PhaseStarted, and PhaseReport, for one phase.
+pub const MAX_REPEATS: u32 = 3;
 
 /// How a run ended, as far as its data is concerned (verdicts judge the hall itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -47,12 +51,16 @@ pub struct ScheduledPhase {
 struct Participant {
     conn: Option<ConnId>,
     rack: String,
+    /// Devices it registered: bounds its telemetry batches.
+    devices: usize,
     /// Next telemetry sequence number expected, and the last sample instant seen.
     next_seq: u64,
     last_t_ns: Option<i64>,
     /// Latest node power, W, and its instant.
     power: Option<(i64, f64)>,
     reported: Vec<u32>,
+    /// PhaseStarted and PhaseReport messages per phase, to bound repeats.
+    repeats: BTreeMap<(u32, bool), u32>,
     /// Why it is lost, while it is.
     lost: Option<String>,
 }
@@ -177,6 +185,18 @@ impl Run {
         let Stage::Waiting { deadline } = self.stage else {
             return;
         };
+        // A plan that names its nodes runs only those: a registered stranger is not a participant
+        // (and gets no fabric session key).
+        let named: Option<std::collections::BTreeSet<&NodeId>> = match &self.plan.expect.nodes {
+            ExpectedNodes::Count(_) => None,
+            ExpectedNodes::Racks(racks) => Some(racks.values().flatten().collect()),
+        };
+        let registered: Vec<Candidate> = registered
+            .iter()
+            .filter(|c| named.as_ref().is_none_or(|n| n.contains(&c.node)))
+            .cloned()
+            .collect();
+        let registered = &registered[..];
         let inventory: Vec<(NodeId, String, usize)> = registered
             .iter()
             .map(|c| (c.node.clone(), c.rack.clone(), c.devices))
@@ -218,10 +238,12 @@ impl Run {
                 Participant {
                     conn: Some(c.conn),
                     rack: c.rack.clone(),
+                    devices: c.devices,
                     next_seq: 0,
                     last_t_ns: None,
                     power: None,
                     reported: Vec::new(),
+                    repeats: BTreeMap::new(),
                     lost: None,
                 },
             );
@@ -491,14 +513,49 @@ impl Run {
         );
     }
 
-    pub fn on_phase_started(&mut self, node: &NodeId, phase_id: u32, at: i64, out: &mut Outputs) {
-        if self.participants.contains_key(node) {
-            out.events.push_back(Event::PhaseStarted {
-                node_id: node.clone(),
-                phase_id,
-                actual_start_ns: at,
-            });
+    /// A participant started a phase at `at`; refused (Err: the probe's protocol error) for a
+    /// phase it was never sent.
+    pub fn on_phase_started(
+        &mut self,
+        node: &NodeId,
+        phase_id: u32,
+        at: i64,
+        now: i64,
+        out: &mut Outputs,
+    ) -> Result<(), String> {
+        if !self.participants.contains_key(node) {
+            return Ok(());
         }
+        sent_phase(&self.phases, phase_id, now).map_err(|e| format!("PhaseStarted: {e}"))?;
+        self.count_repeat(node, phase_id, false)?;
+        out.events.push_back(Event::PhaseStarted {
+            node_id: node.clone(),
+            phase_id,
+            actual_start_ns: at,
+        });
+        Ok(())
+    }
+
+    /// Counts a PhaseStarted (`report` false) or PhaseReport of `phase_id` from `node`: a probe
+    /// may repeat one ([`MAX_REPEATS`] in all, each replacing the last in the store), not flood
+    /// the store with it.
+    fn count_repeat(&mut self, node: &NodeId, phase_id: u32, report: bool) -> Result<(), String> {
+        let Some(p) = self.participants.get_mut(node) else {
+            return Ok(());
+        };
+        let n = p.repeats.entry((phase_id, report)).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n > MAX_REPEATS {
+            let what = if report {
+                "PhaseReport"
+            } else {
+                "PhaseStarted"
+            };
+            return Err(format!(
+                "sent {what} of phase {phase_id} more than {MAX_REPEATS} times"
+            ));
+        }
+        Ok(())
     }
 
     pub fn on_phase_report(
@@ -507,9 +564,18 @@ impl Run {
         report: PhaseReport,
         now: i64,
         out: &mut Outputs,
-    ) {
+    ) -> Result<(), String> {
+        if !self.participants.contains_key(node) {
+            return Ok(());
+        }
+        let phase = sent_phase(&self.phases, report.phase_id, now)
+            .map_err(|e| format!("PhaseReport: {e}"))?;
+        if let Some(f) = &report.fabric {
+            check_fabric(phase, node, f).map_err(|e| format!("PhaseReport: {e}"))?;
+        }
+        self.count_repeat(node, report.phase_id, true)?;
         let Some(p) = self.participants.get_mut(node) else {
-            return;
+            return Ok(());
         };
         if !p.reported.contains(&report.phase_id) {
             p.reported.push(report.phase_id);
@@ -530,19 +596,24 @@ impl Run {
         if matches!(self.stage, Stage::Stopping { .. }) && self.stopped_reports_in(now) {
             self.finish(Outcome::Aborted, now, out);
         }
+        Ok(())
     }
 
     /// A telemetry batch: checks the sequence, the plan's limits, and hands it to the store.
+    /// Refused (Err: the probe's protocol error) when it does not fit the node's devices and the
+    /// run's rate, or its numbers cannot be stored.
     pub fn on_telemetry(
         &mut self,
         node: &NodeId,
         batch: TelemetryBatch,
         now: i64,
         out: &mut Outputs,
-    ) {
+    ) -> Result<(), String> {
+        let hz = self.plan.sample_hz;
         let Some(p) = self.participants.get_mut(node) else {
-            return;
+            return Ok(());
         };
+        check_batch(&batch, p.devices, hz, p.next_seq, p.last_t_ns)?;
         let first_t = batch
             .samples
             .iter()
@@ -557,12 +628,12 @@ impl Run {
                 reason: format!(
                     "telemetry batches {}..{} never arrived (the probe's replay buffer overflowed)",
                     p.next_seq,
-                    batch.seq - 1
+                    batch.seq.saturating_sub(1)
                 ),
             });
         }
         if batch.seq >= p.next_seq {
-            p.next_seq = batch.seq + 1;
+            p.next_seq = batch.seq.saturating_add(1);
             if let Some(t) = batch
                 .samples
                 .iter()
@@ -595,6 +666,7 @@ impl Run {
             received_at_ns: now,
         });
         self.check_limits(node, node_kw, hottest, now, out);
+        Ok(())
     }
 
     fn check_limits(

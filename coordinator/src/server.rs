@@ -8,6 +8,8 @@
 //! per-connection writer tasks, run data to the recorder ([`crate::record`]), events to the log,
 //! to subscribers, to the run's progress and to the status file.
 
+use crate::admit::Admission;
+use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
 use crate::record::{RecordError, Recorder};
 use crate::run::Outcome;
@@ -57,17 +59,24 @@ pub struct ServerOptions {
     pub crl: Option<PathBuf>,
     /// Longest wait for a TLS handshake and for the probe's control stream.
     pub handshake_timeout: Duration,
+    /// Connections open at once, handshakes included; more are refused before their handshake.
+    pub max_connections: usize,
+    /// Connections one node certificate may hold at once.
+    pub max_connections_per_node: usize,
 }
 
 impl ServerOptions {
     pub fn new(listen: SocketAddr) -> Self {
         ServerOptions {
             listen,
-            transport: TransportOptions::default(),
+            // One largest frame in flight on the control stream, and no more streams.
+            transport: TransportOptions::coordinator(MAX_PROBE_FRAME as u32 + (64 << 10)),
             config: CoordinatorConfig::default(),
             status_file: None,
             crl: None,
             handshake_timeout: Duration::from_secs(5),
+            max_connections: 4096,
+            max_connections_per_node: 4,
         }
     }
 }
@@ -95,6 +104,9 @@ pub struct RunProgress {
     pub batches_stored: u64,
     /// Nodes lost during the run.
     pub lost: Vec<String>,
+    /// Telemetry readings (samples and node-power readings) received and not yet stored, all
+    /// probes together: bounded by the telemetry budget per probe.
+    pub unstored_readings: u64,
 }
 
 /// The stage of a run.
@@ -171,6 +183,7 @@ impl ServerHandle {
         let task = tokio::spawn(core.run(
             endpoint,
             opts.handshake_timeout,
+            Admission::new(opts.max_connections, opts.max_connections_per_node),
             shutdown_rx,
             commands_rx,
             recorded_rx,

@@ -3,7 +3,8 @@
 //! recorder thread report, runs its timers, and routes what it says: messages to per-connection
 //! writers, run data to the recorder, events to the log, subscribers, progress and status file.
 
-use crate::conn::{connection, ShellEvent, WriterCmd};
+use crate::admit::Admission;
+use crate::conn::{connection, ConnParams, ShellEvent, WriterCmd};
 use crate::machine::{close_code, Close, ConnId, Coordinator, Event, ProbeRecord};
 use crate::record::{spawn_writer, Record, Recorded};
 use crate::run::Outcome;
@@ -21,6 +22,8 @@ pub(crate) struct Core {
     machine: Coordinator,
     clock: WallClock,
     writers: HashMap<ConnId, mpsc::Sender<WriterCmd>>,
+    /// Whether each connection is read (back-pressure on telemetry).
+    reads: HashMap<ConnId, watch::Sender<bool>>,
     probes_tx: watch::Sender<Vec<ProbeRecord>>,
     progress_tx: watch::Sender<Option<RunProgress>>,
     events: broadcast::Sender<Event>,
@@ -52,6 +55,7 @@ impl Core {
             machine,
             clock: WallClock::new(),
             writers: HashMap::new(),
+            reads: HashMap::new(),
             probes_tx,
             progress_tx,
             events,
@@ -69,6 +73,7 @@ impl Core {
         mut self,
         endpoint: quinn::Endpoint,
         handshake_timeout: Duration,
+        admission: Admission,
         mut shutdown: oneshot::Receiver<()>,
         mut commands: mpsc::UnboundedReceiver<CoreCmd>,
         mut recorded: mpsc::UnboundedReceiver<Recorded>,
@@ -80,6 +85,13 @@ impl Core {
         // Set when told to shut down during a run: the run is aborted and the loop goes on until
         // the probes' last telemetry and reports are stored (bounded by the abort's grace period).
         let mut stopping: Option<tokio::time::Instant> = None;
+        let (frame_limit, frame_limit_rx) = watch::channel(self.machine.probe_frame_limit());
+        let params = ConnParams {
+            clock: self.clock,
+            handshake_timeout,
+            admission: admission.clone(),
+            frame_limit: frame_limit_rx,
+        };
         loop {
             let deadline = self
                 .machine
@@ -97,9 +109,22 @@ impl Core {
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let conn = next_conn;
-                    next_conn += 1;
-                    tokio::spawn(connection(conn, incoming, tx.clone(), self.clock, handshake_timeout));
+                    match admission.enter() {
+                        Ok(place) => {
+                            let conn = next_conn;
+                            next_conn += 1;
+                            tokio::spawn(connection(conn, incoming, tx.clone(), params.clone(), place));
+                        }
+                        Err(held) => {
+                            warn!(
+                                "refused connection from {}: {held} connections are open, the most this \
+                                 coordinator accepts (max {})",
+                                incoming.remote_address(),
+                                admission.max_total()
+                            );
+                            incoming.refuse();
+                        }
+                    }
                 }
                 Some(ev) = rx.recv() => self.apply(ev),
                 Some(cmd) = commands.recv() => self.command(cmd),
@@ -110,6 +135,8 @@ impl Core {
                 _ = progress_tick.tick() => self.publish_progress(None),
             }
             self.drain()?;
+            let limit = self.machine.probe_frame_limit();
+            frame_limit.send_if_modified(|v| std::mem::replace(v, limit) != limit);
             if let Some(limit) = stopping {
                 let done = self.machine.run().is_none_or(|r| r.is_done());
                 if done || tokio::time::Instant::now() >= limit {
@@ -242,6 +269,7 @@ impl Core {
             rack_kw: run.rack_power_kw(),
             batches_stored: self.batches_stored,
             lost: self.lost.clone(),
+            unstored_readings: self.machine.unstored_telemetry(),
         };
         self.progress_tx.send_replace(Some(progress));
     }
@@ -253,17 +281,21 @@ impl Core {
                 node,
                 remote,
                 writer,
+                reads,
+                at_ns,
             } => {
                 debug!(conn, %node, %remote, "control stream open");
                 self.writers.insert(conn, writer);
-                self.machine.on_connected(conn, node, remote);
+                self.reads.insert(conn, reads);
+                self.machine.on_connected(conn, node, remote, at_ns);
             }
-            ShellEvent::Payload { conn, bytes, at_ns } => {
-                self.machine.on_payload(conn, &bytes, at_ns)
-            }
+            ShellEvent::Payload {
+                conn, bytes, at_ns, ..
+            } => self.machine.on_payload(conn, &bytes, at_ns),
             ShellEvent::FrameError { conn, error } => self.machine.on_frame_error(conn, &error),
             ShellEvent::Closed { conn, reason } => {
                 self.writers.remove(&conn);
+                self.reads.remove(&conn);
                 self.machine.on_closed(conn, &reason, self.clock.now_ns());
             }
         }
@@ -282,6 +314,7 @@ impl Core {
                 if let Some(w) = self.writers.remove(&conn) {
                     drop(w);
                 }
+                self.reads.remove(&conn);
                 self.machine
                     .on_closed(conn, "control stream backed up", self.clock.now_ns());
             }
@@ -290,6 +323,20 @@ impl Core {
             if let Some(w) = self.writers.remove(&conn) {
                 // The writer sends what is queued, then closes.
                 let _ = w.try_send(WriterCmd::Close(close));
+            }
+            self.reads.remove(&conn);
+        }
+        while let Some((conn, read)) = self.machine.poll_read() {
+            if let Some(r) = self.reads.get(&conn) {
+                if !read {
+                    warn!(
+                        conn,
+                        "probe has {} telemetry readings waiting for the store; not reading its \
+                         connection until the store catches up",
+                        self.machine.unstored_telemetry()
+                    );
+                }
+                r.send_replace(read);
             }
         }
         let mut changed = false;
@@ -453,6 +500,7 @@ impl Core {
                 rack_kw: run.rack_power_kw(),
                 batches_stored: self.batches_stored,
                 lost: self.lost.clone(),
+                unstored_readings: self.machine.unstored_telemetry(),
             })
         });
         self.closing = Some(tokio::spawn(async move {

@@ -2,6 +2,11 @@
 //!
 //! Telemetry batches of one call go into one transaction; a batch the store already holds (a
 //! replay after a reconnect) is acknowledged again without being written twice.
+//!
+//! A record the store refuses (a value it cannot hold, a node or phase it does not know: one
+//! probe's doing) is left out and said so in the run's events; the records around it, other nodes'
+//! telemetry and their acknowledgements go on. Only an I/O or SQL failure fails the call, which
+//! aborts the run rather than lose measurements silently.
 
 use crate::record::{Record, RecordError, Recorder};
 use crate::run::Outcome;
@@ -30,9 +35,43 @@ impl StoreRecorder {
         }
         let refs: Vec<(&NodeId, &TelemetryBatch, i64)> =
             telemetry.iter().map(|(n, b, t)| (n, b, *t)).collect();
-        self.store.insert_batches(&self.run, &refs)?;
-        acks.extend(telemetry.drain(..).map(|(n, b, _)| (n, b.seq)));
+        match self.store.insert_batches(&self.run, &refs) {
+            Ok(_) => {
+                acks.extend(telemetry.drain(..).map(|(n, b, _)| (n, b.seq)));
+                return Ok(());
+            }
+            Err(e) if !refused(&e) => return Err(e),
+            Err(_) => {}
+        }
+        // One batch spoilt the transaction: store them one by one, leaving out the refused.
+        for (node, batch, at) in telemetry.drain(..) {
+            match self.store.insert_batches(&self.run, &[(&node, &batch, at)]) {
+                Ok(_) => acks.push((node, batch.seq)),
+                Err(e) if refused(&e) => self.note_refused(
+                    at,
+                    &node,
+                    &format!("telemetry batch {} refused by the store: {e}", batch.seq),
+                )?,
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
+    }
+
+    /// Records in the run's events that the store refused something of `node`.
+    fn note_refused(&mut self, at_ns: i64, node: &NodeId, message: &str) -> Result<(), StoreError> {
+        tracing::warn!("node {node}: {message}");
+        match self
+            .store
+            .event(&self.run, at_ns, Some(node), event_kind::ERROR, message)
+        {
+            Err(e) if refused(&e) => {
+                let message = format!("node {node}: {message}");
+                self.store
+                    .event(&self.run, at_ns, None, event_kind::ERROR, &message)
+            }
+            other => other,
+        }
     }
 
     fn write(&mut self, records: Vec<Record>) -> Result<Vec<(NodeId, u64)>, StoreError> {
@@ -50,6 +89,26 @@ impl StoreRecorder {
             }
             // Keep the order: telemetry before the record that follows it.
             self.flush(&mut telemetry, &mut acks)?;
+            let (node, at_ns) = about(&r);
+            let what = kind(&r);
+            match self.write_one(r) {
+                Err(e) if refused(&e) => match node {
+                    Some(node) => self.note_refused(
+                        at_ns,
+                        &node,
+                        &format!("{what} refused by the store: {e}"),
+                    )?,
+                    None => return Err(e),
+                },
+                other => other?,
+            }
+        }
+        self.flush(&mut telemetry, &mut acks)?;
+        Ok(acks)
+    }
+
+    fn write_one(&mut self, r: Record) -> Result<(), StoreError> {
+        {
             let run = &self.run;
             match r {
                 Record::Telemetry { .. } => {}
@@ -141,8 +200,52 @@ impl StoreRecorder {
                 }
             }
         }
-        self.flush(&mut telemetry, &mut acks)?;
-        Ok(acks)
+        Ok(())
+    }
+}
+
+/// Whether the store refused a record (its content), as opposed to failing to write.
+fn refused(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Invalid { .. } | StoreError::UnknownNode { .. }
+    )
+}
+
+/// The node a record concerns and its instant, for a note when the store refuses it.
+fn about(r: &Record) -> (Option<NodeId>, i64) {
+    match r {
+        Record::PhaseStarted {
+            node_id,
+            actual_start_ns,
+            ..
+        } => (Some(node_id.clone()), *actual_start_ns),
+        Record::Telemetry {
+            node_id,
+            received_at_ns,
+            ..
+        } => (Some(node_id.clone()), *received_at_ns),
+        Record::Gap {
+            node_id, from_ns, ..
+        } => (Some(node_id.clone()), *from_ns),
+        Record::PhaseReport { node_id, report } => (Some(node_id.clone()), report.ended_at_ns),
+        Record::ProbeLost { node_id, at_ns, .. } => (Some(node_id.clone()), *at_ns),
+        Record::Note { node_id, at_ns, .. } => (node_id.clone(), *at_ns),
+        Record::RunStarted { .. } | Record::RunFinished { .. } => (None, 0),
+    }
+}
+
+/// What a record is, in words.
+fn kind(r: &Record) -> &'static str {
+    match r {
+        Record::RunStarted { .. } => "the run's start",
+        Record::PhaseStarted { .. } => "a phase start",
+        Record::Telemetry { .. } => "a telemetry batch",
+        Record::Gap { .. } => "a gap",
+        Record::PhaseReport { .. } => "a phase report",
+        Record::ProbeLost { .. } => "a lost probe",
+        Record::Note { .. } => "a note",
+        Record::RunFinished { .. } => "the run's end",
     }
 }
 

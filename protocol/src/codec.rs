@@ -140,6 +140,12 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the frame limit (a limit that depends on what the peer may legitimately send now);
+    /// it applies to the frame being received too.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// Bytes received but not yet consumed.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos

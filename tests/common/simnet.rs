@@ -127,6 +127,7 @@ impl Sim {
             conn,
             hallmark_protocol::NodeId::new(cert_node).unwrap(),
             format!("sim:{idx}"),
+            self.now,
         );
         self.probe_send(idx, &hello);
     }

@@ -86,6 +86,11 @@ impl FramedRecv {
         }
     }
 
+    /// Changes the frame limit; it applies to the frame being received too.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.decoder.set_max(max);
+    }
+
     /// The next whole frame's payload; `None` when the peer ended the stream cleanly between frames.
     pub async fn recv_payload(&mut self) -> Result<Option<&[u8]>, FramedError> {
         loop {

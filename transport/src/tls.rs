@@ -232,6 +232,10 @@ pub struct TransportOptions {
     pub stream_receive_window: u32,
     /// Bytes a peer may send on all streams of a connection before they are read.
     pub receive_window: u32,
+    /// Bidirectional streams the peer may have open at once.
+    pub max_bidi_streams: u32,
+    /// Unidirectional streams the peer may have open at once.
+    pub max_uni_streams: u32,
 }
 
 impl Default for TransportOptions {
@@ -241,11 +245,26 @@ impl Default for TransportOptions {
             keep_alive: Duration::from_secs(2),
             stream_receive_window: 8 << 20,
             receive_window: 32 << 20,
+            max_bidi_streams: 100,
+            max_uni_streams: 100,
         }
     }
 }
 
 impl TransportOptions {
+    /// The coordinator's side: a probe gets one bidirectional stream (its control stream) and no
+    /// unidirectional ones, and receive windows of a few MiB: enough for one largest frame in
+    /// flight (`stream`, at least the frame limit) without letting one peer buffer more.
+    pub fn coordinator(stream_receive_window: u32) -> Self {
+        TransportOptions {
+            stream_receive_window,
+            receive_window: stream_receive_window.saturating_add(stream_receive_window / 2),
+            max_bidi_streams: 1,
+            max_uni_streams: 0,
+            ..TransportOptions::default()
+        }
+    }
+
     /// Checks the options: non-zero values, keep-alive below the idle timeout.
     pub fn validate(&self) -> Result<(), TlsError> {
         let bad = |s: String| Err(TlsError::Options(s));
@@ -283,7 +302,9 @@ impl TransportOptions {
             .keep_alive_interval(Some(self.keep_alive))
             .stream_receive_window(self.stream_receive_window.into())
             .receive_window(self.receive_window.into())
-            .send_window(u64::from(self.receive_window));
+            .send_window(u64::from(self.receive_window))
+            .max_concurrent_bidi_streams(self.max_bidi_streams.into())
+            .max_concurrent_uni_streams(self.max_uni_streams.into());
         Ok(config)
     }
 }

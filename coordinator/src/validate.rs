@@ -1,0 +1,173 @@
+//! Checks of what a run's participant reports, before anything reaches the run or the store.
+//!
+//! One probe's bad report must not sink a run: a phase it was never sent, telemetry that does not
+//! fit its devices and the run's rate, sequence numbers the store cannot hold, sample times that
+//! go backwards across a gap, fabric results that claim another world or pairs with non-members.
+//! Each check says what is wrong; the machine records it as that probe's protocol error. `world`
+//! and membership are the coordinator's facts (the phase it sent), never the reporter's.
+
+use crate::limits::{max_batch_samples, max_batch_ticks, MAX_HIST_BLOB};
+use crate::run::{ScheduledPhase, SEND_AHEAD_NS};
+use hallmark_protocol::fabric::CollectiveAlgorithm;
+use hallmark_protocol::{FabricReport, NodeId, PhaseStart, TelemetryBatch};
+use std::collections::BTreeSet;
+
+/// The phase `phase_id`, if it was scheduled and its order has gone out by `now`.
+pub(crate) fn sent_phase(
+    phases: &[ScheduledPhase],
+    phase_id: u32,
+    now: i64,
+) -> Result<&PhaseStart, String> {
+    let p = phases.get(phase_id as usize).ok_or_else(|| {
+        format!(
+            "phase {phase_id} is not in this run ({} phases)",
+            phases.len()
+        )
+    })?;
+    if p.start.start_at_ns.saturating_sub(SEND_AHEAD_NS) > now {
+        return Err(format!(
+            "phase {phase_id} ({}) has not been sent to any probe yet",
+            p.start.name
+        ));
+    }
+    Ok(&p.start)
+}
+
+/// Checks a telemetry batch of a node with `devices` devices against the run's rate and the
+/// node's sequence so far (`next_seq`, `last_t_ns`).
+pub(crate) fn check_batch(
+    batch: &TelemetryBatch,
+    devices: usize,
+    sample_hz: f64,
+    next_seq: u64,
+    last_t_ns: Option<i64>,
+) -> Result<(), String> {
+    if i64::try_from(batch.seq).is_err() {
+        return Err(format!(
+            "telemetry batch sequence number {} is beyond {} (sequence numbers count batches from 0)",
+            batch.seq,
+            i64::MAX
+        ));
+    }
+    let max_samples = max_batch_samples(devices, sample_hz);
+    if batch.samples.len() > max_samples {
+        return Err(format!(
+            "telemetry batch {} holds {} samples; {devices} devices at {sample_hz} Hz give at most {max_samples}",
+            batch.seq,
+            batch.samples.len()
+        ));
+    }
+    let max_ticks = max_batch_ticks(sample_hz);
+    if batch.node_power_w.len() > max_ticks {
+        return Err(format!(
+            "telemetry batch {} holds {} node-power readings; at {sample_hz} Hz at most {max_ticks}",
+            batch.seq,
+            batch.node_power_w.len()
+        ));
+    }
+    let first = batch
+        .samples
+        .iter()
+        .map(|s| s.t_ns)
+        .chain(batch.node_power_w.iter().map(|(t, _)| *t))
+        .min();
+    if let (Some(first), Some(last)) = (first, last_t_ns) {
+        if batch.seq > next_seq && first < last {
+            return Err(format!(
+                "telemetry batch {} skips to after batch {} but its samples start at {first} ns, \
+                 before the last stored sample at {last} ns",
+                batch.seq,
+                next_seq.saturating_sub(1)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the fabric part of `node`'s report of `phase` against the phase the coordinator sent.
+pub(crate) fn check_fabric(
+    phase: &PhaseStart,
+    node: &NodeId,
+    report: &FabricReport,
+) -> Result<(), String> {
+    let name = &phase.name;
+    let Some(f) = &phase.fabric else {
+        if report.latency.is_empty() && report.collectives.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "sent fabric results for phase {name}, which is not a fabric phase"
+        ));
+    };
+    let members: BTreeSet<&NodeId> = f.members.iter().map(|m| &m.node_id).collect();
+    let has_results = !(report.latency.is_empty() && report.collectives.is_empty());
+    if has_results && !members.contains(node) {
+        return Err(format!(
+            "sent fabric results for phase {name} but is not one of its members"
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for p in &report.latency {
+        if &p.src != node {
+            return Err(format!(
+                "reported a latency pair from {} in phase {name}; a probe reports only its own",
+                p.src
+            ));
+        }
+        if &p.dst == node || !members.contains(&p.dst) {
+            return Err(format!(
+                "reported a latency pair to {}, not a peer of phase {name}",
+                p.dst
+            ));
+        }
+        if !seen.insert(&p.dst) {
+            return Err(format!(
+                "reported the pair to {} twice in phase {name}",
+                p.dst
+            ));
+        }
+        if p.lost > p.sent {
+            return Err(format!(
+                "reported {} of {} packets to {} lost in phase {name}",
+                p.lost, p.sent, p.dst
+            ));
+        }
+        if p.rtt_ns_hist.len() > MAX_HIST_BLOB {
+            return Err(format!(
+                "sent a {}-byte latency histogram for {} in phase {name}; at most {MAX_HIST_BLOB} bytes",
+                p.rtt_ns_hist.len(),
+                p.dst
+            ));
+        }
+    }
+    let members_n = u32::try_from(f.members.len()).unwrap_or(u32::MAX);
+    for c in &report.collectives {
+        let world = match (&f.nccl, c.algorithm) {
+            (Some(setup), CollectiveAlgorithm::Nccl) => setup.world(),
+            (None, CollectiveAlgorithm::Nccl) => {
+                return Err(format!(
+                    "reported NCCL results for phase {name}, which did not run through NCCL"
+                ))
+            }
+            _ => members_n,
+        };
+        if c.world != world {
+            return Err(format!(
+                "reported {} {} B over {} ranks in phase {name}; the phase has {world}",
+                c.op.name(),
+                c.size_bytes,
+                c.world
+            ));
+        }
+    }
+    for fault in &report.faults {
+        if let Some(peer) = &fault.peer {
+            if !members.contains(peer) {
+                return Err(format!(
+                    "blamed {peer} for a fault in phase {name}, not one of its members"
+                ));
+            }
+        }
+    }
+    Ok(())
+}

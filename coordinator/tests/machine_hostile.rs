@@ -1,0 +1,675 @@
+//! The coordinator's state machine against a hostile or broken probe that holds a valid node
+//! certificate (sans-IO, simulated clock): a bad frame mid-run, a stalled connection that never
+//! says Hello, reports that do not fit the run, a flood of telemetry, a stranger in a plan that
+//! names its nodes. Each is refused, recorded as that probe's protocol error (the probe is marked
+//! lost at once with it), and nobody else is affected.
+
+use hallmark_coordinator::machine::{close_code, ConnId};
+use hallmark_coordinator::run::{Outcome, REPORT_GRACE_NS};
+use hallmark_coordinator::{Coordinator, CoordinatorConfig, Event};
+use hallmark_protocol::fabric::{CollectiveAlgorithm, CollectiveOp, CollectiveResult};
+use hallmark_protocol::plan::parse_plan;
+use hallmark_protocol::{
+    ClockPong, CoordinatorMessage, DataPlaneAddr, DeviceInfo, DeviceKind, FabricReport, Hello,
+    Labels, LatencyPair, NodeId, PhaseReport, PhaseStart, ProbeMessage, Sample, TelemetryBatch,
+    PROTOCOL_VERSION,
+};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+const MS: i64 = 1_000_000;
+
+const PLAN: &str = r#"
+name = "hostile"
+sample_hz = 10
+[expect]
+nodes = 2
+timeout_s = 10
+[[phase]]
+name = "burn"
+workload = "burn"
+duration_s = 2
+pattern = { kind = "steady", level = 1.0 }
+[[phase]]
+name = "mesh"
+duration_s = 2
+workload = { kind = "latency" }
+[[phase]]
+name = "reduce"
+duration_s = 2
+workload = { kind = "collective", ops = ["all-reduce"], max_size = "1MiB", transport = "data-plane" }
+"#;
+
+struct Sim {
+    c: Coordinator,
+    now: i64,
+    /// Messages the coordinator sent, per connection, and connections it closed.
+    sent: Vec<(ConnId, CoordinatorMessage)>,
+    closed: Vec<(ConnId, u32, String)>,
+    events: Vec<Event>,
+    phases: Vec<PhaseStart>,
+}
+
+fn node(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+fn hello(id: &str, rack: &str, port: u16) -> Hello {
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        node_id: node(id),
+        labels: Labels {
+            hall: "h".into(),
+            row: "r".into(),
+            rack: rack.into(),
+        },
+        inventory: (0..2)
+            .map(|i| DeviceInfo {
+                index: i,
+                kind: DeviceKind::SimulatedGpu,
+                model: "sim".into(),
+                uuid: format!("{id}-{i}"),
+                serial: None,
+                memory_bytes: None,
+                power_limit_w: Some(700.0),
+                idle_power_w: None,
+                slowdown_temp_c: None,
+                shutdown_temp_c: None,
+                max_operating_temp_c: None,
+            })
+            .collect(),
+        backend: "sim".into(),
+        hallmark_version: "0".into(),
+        instance_id: u64::from(port),
+        data_plane: Some(DataPlaneAddr {
+            ip: Some("127.0.0.1".parse().unwrap()),
+            port,
+        }),
+    }
+}
+
+impl Sim {
+    fn new(config: CoordinatorConfig) -> Self {
+        Sim {
+            c: Coordinator::new(config),
+            now: T0,
+            sent: Vec::new(),
+            closed: Vec::new(),
+            events: Vec::new(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// Drains the machine; answers clock pings at once (clocks in step).
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut any = false;
+            while let Some((conn, msg)) = self.c.poll_transmit() {
+                any = true;
+                if let CoordinatorMessage::ClockPing(p) = &msg {
+                    let pong = ProbeMessage::ClockPong(ClockPong {
+                        seq: p.seq,
+                        t1: p.t1,
+                        t2: self.now,
+                        t3: self.now,
+                    });
+                    self.c.on_message(conn, pong, self.now);
+                }
+                self.sent.push((conn, msg));
+            }
+            while let Some((conn, close)) = self.c.poll_close() {
+                any = true;
+                self.closed.push((conn, close.code, close.reason));
+            }
+            while let Some(ev) = self.c.poll_event() {
+                any = true;
+                if let Event::RunStarted { phases, .. } = &ev {
+                    self.phases = phases.clone();
+                }
+                self.events.push(ev);
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("the machine never went quiet");
+    }
+
+    /// Advances the clock by `dt`, running every timer due on the way.
+    fn advance(&mut self, dt: i64) {
+        let end = self.now + dt;
+        for _ in 0..100_000 {
+            let next = self.c.poll_timeout().unwrap_or(end).clamp(self.now, end);
+            self.now = next;
+            self.c.handle_timeout(self.now);
+            self.pump();
+            if self.now >= end {
+                return;
+            }
+        }
+        panic!("timers never reached the end");
+    }
+
+    fn connect(&mut self, conn: ConnId, h: Hello) {
+        self.c
+            .on_connected(conn, h.node_id.clone(), format!("sim:{conn}"), self.now);
+        self.c.on_message(conn, ProbeMessage::Hello(h), self.now);
+        self.pump();
+    }
+
+    fn send(&mut self, conn: ConnId, msg: ProbeMessage) {
+        self.c.on_message(conn, msg, self.now);
+        self.pump();
+    }
+
+    /// Two probes (conns 1 and 2, nodes a and b) in a run of [`PLAN`], advanced until every
+    /// phase has been sent.
+    fn running() -> Sim {
+        let mut sim = Sim::new(CoordinatorConfig::default());
+        sim.connect(1, hello("a", "k1", 7001));
+        sim.connect(2, hello("b", "k1", 7002));
+        sim.advance(100 * MS);
+        sim.c.start_run(
+            "run".into(),
+            parse_plan(PLAN, "hostile.toml").unwrap(),
+            sim.now,
+        );
+        sim.pump();
+        sim.advance(100 * MS);
+        assert_eq!(sim.phases.len(), 3, "the run started: {:?}", sim.events);
+        let last_sent = sim.phases[2].start_at_ns - 1500 * MS;
+        sim.advance(last_sent - sim.now + MS);
+        sim
+    }
+
+    fn end_ns(&self) -> i64 {
+        let p = self.phases.last().unwrap();
+        p.start_at_ns + p.duration_ms as i64 * MS
+    }
+
+    fn lost(&self, id: &str) -> Vec<(i64, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ProbeLost {
+                    node_id,
+                    at_ns,
+                    reason,
+                } if node_id.as_str() == id => Some((*at_ns, reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn acks(&self, conn: ConnId) -> Vec<u64> {
+        self.sent
+            .iter()
+            .filter_map(|(c, m)| match m {
+                CoordinatorMessage::Ack { seq } if *c == conn => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stored(&self, id: &str) -> Vec<u64> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Telemetry { node_id, batch, .. } if node_id.as_str() == id => {
+                    Some(batch.seq)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn batch(seq: u64, t: i64, devices: u16, ticks: usize) -> TelemetryBatch {
+    TelemetryBatch {
+        seq,
+        node_power_w: (0..ticks)
+            .map(|k| (t + k as i64 * 100 * MS, 900.0))
+            .collect(),
+        samples: (0..ticks)
+            .flat_map(|k| {
+                (0..devices).map(move |d| Sample {
+                    t_ns: t + k as i64 * 100 * MS,
+                    device: d,
+                    power_w: Some(300.0),
+                    energy_j: None,
+                    gpu_temp_c: Some(50.0),
+                    mem_temp_c: None,
+                    sm_clock_mhz: None,
+                    util_pct: None,
+                    throttle_reasons: 0,
+                })
+            })
+            .collect(),
+    }
+}
+
+fn report(phase_id: u32, at: i64, fabric: Option<FabricReport>) -> ProbeMessage {
+    ProbeMessage::PhaseReport(PhaseReport {
+        phase_id,
+        ended_at_ns: at,
+        stopped_early: None,
+        devices: Vec::new(),
+        fabric,
+    })
+}
+
+/// 14.3: a bad frame mid-run marks the probe lost at once with the protocol error as the reason,
+/// and the run ends when the others have reported, not after the report grace.
+#[test]
+fn a_bad_frame_mid_run_marks_the_probe_lost_at_once() {
+    let mut sim = Sim::running();
+    let at = sim.now;
+    sim.c.on_payload(2, &[0xff, 0xff, 0xff], at);
+    sim.pump();
+    let lost = sim.lost("b");
+    assert_eq!(lost.len(), 1, "b is marked lost: {:?}", sim.events);
+    assert_eq!(lost[0].0, at, "at once");
+    assert!(lost[0].1.contains("protocol error"), "{lost:?}");
+    assert!(sim
+        .closed
+        .iter()
+        .any(|(c, code, _)| *c == 2 && *code == close_code::PROTOCOL_ERROR));
+    // a reports every phase; the run finishes at its end, well before the grace runs out.
+    let end = sim.end_ns();
+    sim.advance(end - sim.now);
+    sim.send(1, report(0, end, None));
+    sim.send(1, report(1, end, Some(FabricReport::default())));
+    sim.send(1, report(2, end, Some(FabricReport::default())));
+    sim.advance(10 * MS);
+    let finished = sim.events.iter().find_map(|e| match e {
+        Event::RunFinished {
+            outcome,
+            reason,
+            at_ns,
+            ..
+        } => Some((*outcome, reason.clone(), *at_ns)),
+        _ => None,
+    });
+    let (outcome, reason, at_ns) = finished.expect("the run finished without the grace");
+    assert!(at_ns < end + REPORT_GRACE_NS, "waited out the grace");
+    assert_eq!(outcome, Outcome::Incomplete);
+    assert!(
+        reason.contains("node b was lost: protocol error"),
+        "{reason}"
+    );
+}
+
+/// 14.4: a connection that never says Hello is closed at the Hello deadline, with one event.
+#[test]
+fn a_connection_without_hello_is_closed_at_the_deadline() {
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    sim.c
+        .on_connected(9, node("mute"), "sim:mute".into(), sim.now);
+    sim.advance(4900 * MS);
+    assert!(sim.closed.is_empty(), "closed early: {:?}", sim.closed);
+    sim.advance(200 * MS);
+    assert_eq!(sim.closed.len(), 1, "{:?}", sim.closed);
+    assert_eq!(sim.closed[0].1, close_code::PROTOCOL_ERROR);
+    assert!(
+        sim.closed[0].2.contains("no Hello within 5 s"),
+        "{:?}",
+        sim.closed
+    );
+    let errors: Vec<_> = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProtocolError { conn: 9, .. }))
+        .collect();
+    assert_eq!(errors.len(), 1, "one log line: {:?}", sim.events);
+    // The closed connection is gone once the shell says so; nothing is due for it any more.
+    sim.c.on_closed(9, "closed by the coordinator", sim.now);
+    assert_eq!(sim.c.connection_count(), 0);
+    assert_eq!(sim.c.poll_timeout(), None);
+}
+
+/// 15.3: each bad report is refused and recorded as the sender's protocol error; the other
+/// probe's telemetry is stored and acknowledged as before.
+#[test]
+fn each_bad_report_is_that_probes_protocol_error_and_nobody_elses() {
+    let t = T0 + 3000 * MS;
+    let member_pair = |dst: &str| LatencyPair {
+        src: node("b"),
+        dst: node(dst),
+        sent: 10,
+        lost: 0,
+        rtt_ns_hist: vec![0; 16],
+    };
+    let collective = |world| CollectiveResult {
+        op: CollectiveOp::AllReduce,
+        algorithm: CollectiveAlgorithm::Ring,
+        size_bytes: 1024,
+        iterations: 5,
+        world,
+        mean_ns: 1000,
+        wrong_elements: 0,
+    };
+    let cases: Vec<(&str, Vec<ProbeMessage>, &str)> = vec![
+        (
+            "PhaseStarted of a phase not in the run",
+            vec![ProbeMessage::PhaseStarted {
+                phase_id: 7,
+                actual_start_ns: t,
+            }],
+            "phase 7 is not in this run",
+        ),
+        (
+            "PhaseReport of a phase not in the run",
+            vec![report(u32::MAX, t, None)],
+            "is not in this run",
+        ),
+        (
+            "telemetry numbered near u64::MAX",
+            vec![ProbeMessage::Telemetry(batch(u64::MAX, t, 2, 1))],
+            "sequence number",
+        ),
+        (
+            "a gap whose end precedes its start",
+            vec![
+                ProbeMessage::Telemetry(batch(0, t, 2, 10)),
+                ProbeMessage::Telemetry(batch(5, t - 5000 * MS, 2, 10)),
+            ],
+            "before the last stored sample",
+        ),
+        (
+            "more samples than devices × rate × interval",
+            vec![ProbeMessage::Telemetry(batch(0, t, 2, 40))],
+            "give at most",
+        ),
+        (
+            "a fabric report with an inflated world",
+            vec![report(
+                2,
+                t,
+                Some(FabricReport {
+                    collectives: vec![collective(99)],
+                    ..FabricReport::default()
+                }),
+            )],
+            "over 99 ranks",
+        ),
+        (
+            "latency pairs to a non-member",
+            vec![report(
+                1,
+                t,
+                Some(FabricReport {
+                    latency: vec![member_pair("a"), member_pair("stranger")],
+                    ..FabricReport::default()
+                }),
+            )],
+            "not a peer of phase mesh",
+        ),
+        (
+            "fabric results for a phase that is not a fabric phase",
+            vec![report(
+                0,
+                t,
+                Some(FabricReport {
+                    latency: vec![member_pair("a")],
+                    ..FabricReport::default()
+                }),
+            )],
+            "not a fabric phase",
+        ),
+    ];
+    for (what, msgs, expect) in cases {
+        let mut sim = Sim::running();
+        // a's first batch is queued for the store before b misbehaves.
+        sim.send(1, ProbeMessage::Telemetry(batch(0, t, 2, 10)));
+        for m in msgs {
+            sim.send(2, m);
+        }
+        let errors: Vec<String> = sim
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ProtocolError { conn: 2, error, .. } => Some(error.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{what}: refused once: {:?}", sim.events);
+        assert!(errors[0].contains(expect), "{what}: {errors:?}");
+        let lost = sim.lost("b");
+        assert_eq!(lost.len(), 1, "{what}: b marked lost");
+        assert!(lost[0].1.contains(expect), "{what}: {lost:?}");
+        assert!(
+            !sim.events
+                .iter()
+                .any(|e| matches!(e, Event::Gap { from_ns, to_ns, .. } if to_ns < from_ns)),
+            "{what}: an inverted gap reached the store"
+        );
+        // a is untouched: its batches are stored and acknowledged, before and after.
+        sim.send(1, ProbeMessage::Telemetry(batch(1, t + 1000 * MS, 2, 10)));
+        sim.c.telemetry_stored(&node("a"), 0);
+        sim.c.telemetry_stored(&node("a"), 1);
+        sim.pump();
+        assert_eq!(sim.stored("a"), vec![0, 1], "{what}");
+        assert_eq!(sim.acks(1), vec![0, 1], "{what}");
+        assert!(sim.lost("a").is_empty(), "{what}");
+        assert!(
+            !sim.events
+                .iter()
+                .any(|e| matches!(e, Event::RunFinished { .. })),
+            "{what}: the run goes on"
+        );
+    }
+}
+
+/// 15.2: a probe whose unstored telemetry exceeds its budget stops being read until the store
+/// catches up; the other probe's heartbeats keep flowing meanwhile.
+#[test]
+fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
+    let config = CoordinatorConfig {
+        telemetry_budget: 200,
+        ..CoordinatorConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    sim.connect(1, hello("a", "k1", 7001));
+    sim.connect(2, hello("b", "k1", 7002));
+    sim.advance(100 * MS);
+    sim.c.start_run(
+        "run".into(),
+        parse_plan(PLAN, "hostile.toml").unwrap(),
+        sim.now,
+    );
+    sim.advance(2100 * MS);
+    let t = sim.now;
+    let mut reads = Vec::new();
+    // Each batch is 2 devices × 10 ticks + 10 readings = 30: the 7th passes the budget of 200.
+    for seq in 0..7 {
+        sim.send(
+            1,
+            ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
+        );
+        while let Some(r) = sim.c.poll_read() {
+            reads.push((seq, r));
+        }
+    }
+    assert_eq!(
+        reads,
+        vec![(6, (1, false))],
+        "reading a stops once, past its budget"
+    );
+    assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 210);
+    let before = sim.sent.len();
+    sim.advance(1000 * MS);
+    let beats_b = sim.sent[before..]
+        .iter()
+        .filter(|(c, m)| *c == 2 && matches!(m, CoordinatorMessage::Heartbeat { .. }))
+        .count();
+    assert!(beats_b >= 2, "b's heartbeats go on: {beats_b}");
+    for seq in 0..3 {
+        sim.c.telemetry_stored(&node("a"), seq);
+    }
+    assert_eq!(sim.c.poll_read(), None, "still above half the budget");
+    sim.c.telemetry_stored(&node("a"), 3);
+    assert_eq!(
+        sim.c.poll_read(),
+        Some((1, true)),
+        "read again at half the budget"
+    );
+    assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 90);
+    // A store that never acknowledges (it failed) holds nobody back in the next run.
+    for seq in 7..14 {
+        sim.send(
+            1,
+            ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
+        );
+    }
+    assert_eq!(sim.c.poll_read(), Some((1, false)));
+    sim.c.abort_run("the store failed", sim.now);
+    sim.advance(3000 * MS);
+    sim.c.start_run(
+        "next".into(),
+        parse_plan(PLAN, "hostile.toml").unwrap(),
+        sim.now,
+    );
+    assert_eq!(
+        sim.c.poll_read(),
+        Some((1, true)),
+        "read again in the next run"
+    );
+    assert_eq!(sim.c.unstored_telemetry(), 0);
+}
+
+/// A Hello that lists more devices than a node may have is a protocol error.
+#[test]
+fn a_hello_with_too_many_devices_is_refused() {
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    let mut h = hello("wide", "k1", 7009);
+    let d = h.inventory[0].clone();
+    h.inventory = vec![d; hallmark_coordinator::limits::MAX_DEVICES_PER_NODE + 1];
+    sim.connect(4, h);
+    assert!(sim.c.probe(&node("wide")).is_none());
+    assert_eq!(sim.closed.len(), 1, "{:?}", sim.closed);
+    assert_eq!(sim.closed[0].1, close_code::PROTOCOL_ERROR);
+    assert!(sim.closed[0].2.contains("65 devices"), "{:?}", sim.closed);
+}
+
+/// 15.1: a plan that names its nodes runs only those; a registered stranger is no participant and
+/// gets no phase and no fabric session key.
+#[test]
+fn a_stranger_is_not_in_a_plan_that_names_its_nodes() {
+    let plan = PLAN.replace(
+        "nodes = 2\ntimeout_s = 10\n",
+        "timeout_s = 10\n[expect.racks]\nk1 = [\"a\", \"b\"]\n",
+    );
+    let plan = parse_plan(&plan, "named.toml").unwrap();
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    sim.connect(1, hello("a", "k1", 7001));
+    sim.connect(2, hello("b", "k1", 7002));
+    sim.connect(3, hello("stranger", "k1", 7003));
+    sim.advance(100 * MS);
+    sim.c.start_run("run".into(), plan, sim.now);
+    sim.advance(8000 * MS);
+    let nodes = sim.events.iter().find_map(|e| match e {
+        Event::RunStarted { nodes, .. } => Some(nodes.clone()),
+        _ => None,
+    });
+    assert_eq!(nodes, Some(vec![node("a"), node("b")]));
+    for p in &sim.phases {
+        if let Some(f) = &p.fabric {
+            assert!(f.rank_of(&node("stranger")).is_none(), "{:?}", f.members);
+        }
+    }
+    assert!(
+        !sim.sent.iter().any(|(c, m)| *c == 3
+            && matches!(
+                m,
+                CoordinatorMessage::PhaseStart(_) | CoordinatorMessage::Heartbeat { .. }
+            )),
+        "the stranger got orders"
+    );
+    assert!(sim
+        .sent
+        .iter()
+        .any(|(c, m)| *c == 1 && matches!(m, CoordinatorMessage::PhaseStart(_))));
+}
+
+/// A probe that repeats its reports or floods error reports cannot fill the store's queue: a
+/// phase's PhaseStarted and PhaseReport count at most `MAX_REPEATS` each (more is a protocol
+/// error); error reports are cut to `MAX_ERROR_LEN` characters and `MAX_PROBE_ERRORS` per run.
+#[test]
+fn repeated_reports_and_error_floods_are_bounded() {
+    use hallmark_coordinator::machine::{MAX_ERROR_LEN, MAX_PROBE_ERRORS};
+    use hallmark_coordinator::run::MAX_REPEATS;
+    use hallmark_protocol::{ErrorCode, ErrorReport};
+    let mut sim = Sim::running();
+    let t = sim.now;
+    for _ in 0..1000 {
+        sim.send(
+            1,
+            ProbeMessage::Error(ErrorReport {
+                code: ErrorCode::Device,
+                message: "x".repeat(10_000),
+            }),
+        );
+    }
+    let errors: Vec<usize> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProbeError { node_id, message } if node_id.as_str() == "a" => {
+                Some(message.chars().count())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), MAX_PROBE_ERRORS as usize);
+    assert!(
+        errors.iter().all(|n| *n <= MAX_ERROR_LEN + 100),
+        "{errors:?}"
+    );
+    for _ in 0..MAX_REPEATS {
+        sim.send(2, report(0, t, None));
+    }
+    assert!(sim.lost("b").is_empty());
+    sim.send(2, report(0, t, None));
+    let lost = sim.lost("b");
+    assert_eq!(
+        lost.len(),
+        1,
+        "the 4th report of one phase is a protocol error"
+    );
+    assert!(lost[0].1.contains("more than 3 times"), "{lost:?}");
+    let reports = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::PhaseReport { node_id, .. } if node_id.as_str() == "b"))
+        .count();
+    assert_eq!(reports, MAX_REPEATS as usize);
+}
+
+/// The probe frame limit grows with the largest fabric phase of a run (a latency pair per peer)
+/// and never shrinks.
+#[test]
+fn the_frame_limit_makes_room_for_a_latency_pair_per_peer() {
+    use hallmark_coordinator::limits::{MAX_PROBE_FRAME, PAIR_WIRE_MAX};
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    assert_eq!(sim.c.probe_frame_limit(), MAX_PROBE_FRAME);
+    sim.connect(1, hello("a", "k1", 7001));
+    sim.connect(2, hello("b", "k1", 7002));
+    sim.connect(3, hello("c", "k1", 7003));
+    sim.advance(100 * MS);
+    let plan = PLAN.replace("nodes = 2", "nodes = 3");
+    sim.c.start_run(
+        "run".into(),
+        parse_plan(&plan, "three.toml").unwrap(),
+        sim.now,
+    );
+    sim.pump();
+    assert_eq!(
+        sim.c.probe_frame_limit(),
+        MAX_PROBE_FRAME + 2 * PAIR_WIRE_MAX
+    );
+    sim.c.abort_run("over", sim.now);
+    sim.advance(3000 * MS);
+    assert_eq!(
+        sim.c.probe_frame_limit(),
+        MAX_PROBE_FRAME + 2 * PAIR_WIRE_MAX
+    );
+}

@@ -1,0 +1,118 @@
+//! The store recorder: a record the store refuses (one probe's bad data) is left out and noted;
+//! other nodes' records and their acknowledgements go on, and the call does not fail (which would
+//! abort the run).
+
+use hallmark_coordinator::record::{Record, Recorder};
+use hallmark_coordinator::StoreRecorder;
+use hallmark_protocol::{Labels, NodeId, Sample, TelemetryBatch};
+use hallmark_results::{NewRun, ProbeRow, Store};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+struct Dir(std::path::PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn batch(seq: u64, t: i64) -> TelemetryBatch {
+    TelemetryBatch {
+        seq,
+        node_power_w: vec![(t, 1000.0)],
+        samples: vec![Sample {
+            t_ns: t,
+            device: 0,
+            power_w: Some(300.0),
+            energy_j: None,
+            gpu_temp_c: Some(50.0),
+            mem_temp_c: None,
+            sm_clock_mhz: None,
+            util_pct: None,
+            throttle_reasons: 0,
+        }],
+    }
+}
+
+fn telemetry(node: &NodeId, seq: u64) -> Record {
+    Record::Telemetry {
+        node_id: node.clone(),
+        batch: batch(seq, T0 + seq as i64 * 1_000_000_000),
+        received_at_ns: T0 + seq as i64 * 1_000_000_000,
+    }
+}
+
+#[test]
+fn a_refused_record_keeps_other_nodes_records_and_acks() {
+    let dir = Dir(std::env::temp_dir().join(format!("hallmark-refusals-{}", std::process::id())));
+    let mut store = Store::open(&dir.0).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            name: "refusals".into(),
+            plan_name: "p".into(),
+            plan_toml: "[plan]\nname = \"p\"\n".into(),
+            hall: None,
+            started_at_ns: T0,
+            hallmark_version: "0".into(),
+            sample_hz: 1.0,
+        })
+        .unwrap();
+    let (good, bad) = (NodeId::new("good").unwrap(), NodeId::new("bad").unwrap());
+    for n in [&good, &bad] {
+        let row = ProbeRow {
+            node_id: n.clone(),
+            labels: Labels {
+                hall: "h".into(),
+                row: "r".into(),
+                rack: "k".into(),
+            },
+            backend: "sim".into(),
+            hallmark_version: "0".into(),
+            remote: None,
+            registered_at_ns: T0,
+            clock: None,
+        };
+        store.add_probe(&run, &row).unwrap();
+    }
+    let mut rec = StoreRecorder::new(store, run.clone());
+    let records = vec![
+        telemetry(&good, 0),
+        // A sequence number SQLite cannot hold, in the same transaction as good's batches.
+        telemetry(&bad, u64::MAX - 1),
+        telemetry(&good, 1),
+        // A gap that ends before it starts, and a phase that does not exist.
+        Record::Gap {
+            node_id: bad.clone(),
+            from_ns: T0 + 5,
+            to_ns: T0,
+            reason: "forged".into(),
+        },
+        Record::PhaseStarted {
+            node_id: bad.clone(),
+            phase_id: 99,
+            actual_start_ns: T0,
+        },
+        telemetry(&good, 2),
+    ];
+    let acks = rec
+        .record(records)
+        .expect("refused records must not fail the call (that aborts the run)");
+    assert_eq!(
+        acks,
+        vec![(good.clone(), 0), (good.clone(), 1), (good.clone(), 2)]
+    );
+    let store = Store::open(&dir.0).unwrap();
+    let s = store.run_summary(run.as_str()).unwrap();
+    assert_eq!(s.samples_stored, 3, "good's three samples stored");
+    let notes: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| e.node.as_deref() == Some("bad"))
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    for what in ["telemetry batch", "a gap", "a phase start"] {
+        assert!(notes.iter().any(|n| n.contains(what)), "{what}: {notes:?}");
+    }
+}
