@@ -291,3 +291,23 @@ fn a_probe_whose_coordinator_dies_mid_phase_stops_its_load_within_the_dead_man_i
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_listing_whose_reader_went_away_ends_quietly() {
+    // `hallmark runs list | head -0`: the reader is gone before the first line is written. The
+    // command ends as other Unix tools do (SIGPIPE), with no panic and no backtrace on stderr.
+    let dir = tempdir("pipe");
+    drop(hallmark_results::Store::open(&dir).expect("an empty store"));
+    let mut child = hallmark()
+        .args(["runs", "list", "--results", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

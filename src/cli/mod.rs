@@ -69,6 +69,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command only reads what exists and prints it: such a command may end when
+    /// the reader of its output goes away. Commands that drive hardware, a run or a service do not.
+    pub fn prints_for_a_reader(&self) -> bool {
+        matches!(
+            self,
+            Command::Runs(_) | Command::Certify(_) | Command::Verify(_)
+        )
+    }
+
     /// Whether the command runs a whole simulated hall in this process.
     pub fn simulates_a_hall(&self) -> bool {
         match self {
