@@ -560,8 +560,27 @@ impl Run {
                     batch.seq - 1
                 ),
             });
+            self.shortfalls.push(format!(
+                "node {node}: telemetry batches {}..{} never arrived",
+                p.next_seq,
+                batch.seq - 1
+            ));
         }
         if batch.seq >= p.next_seq {
+            // Sampling instants the probe missed (late or failed ticks): gaps with the probe's
+            // cause; a run with a sample missing is not complete.
+            for g in &batch.gaps {
+                out.events.push_back(Event::Gap {
+                    node_id: node.clone(),
+                    from_ns: g.from_ns,
+                    to_ns: g.to_ns,
+                    reason: g.reason.clone(),
+                });
+                if matches!(self.stage, Stage::Running { .. } | Stage::Stopping { .. }) {
+                    self.shortfalls
+                        .push(format!("node {node} missed samples: {}", g.reason));
+                }
+            }
             p.next_seq = batch.seq + 1;
             if let Some(t) = batch
                 .samples

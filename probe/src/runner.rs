@@ -22,7 +22,7 @@ mod work;
 use crate::fabric::FabricDriver;
 use hallmark_protocol::{
     ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
-    PhaseStart, ProbeMessage, Sample, TelemetryBatch, Workload,
+    PhaseStart, ProbeMessage, Sample, TelemetryBatch, TelemetryGap, Workload,
 };
 use hallmark_workloads::backend::{Backend, NodeReading};
 use std::collections::{BTreeSet, VecDeque};
@@ -57,9 +57,68 @@ struct Active {
 }
 
 impl Active {
-    fn sample_due_ns(&self) -> i64 {
+    /// Offset of sampling instant `k` from the phase's start, ns.
+    fn instant_offset_ns(&self, k: u64) -> i64 {
         let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
-        self.start_ns + (self.next_sample as f64 * 1e9 / hz).round() as i64
+        (k as f64 * 1e9 / hz).round() as i64
+    }
+
+    /// Sampling instant `k` on the probe's clock.
+    fn instant_ns(&self, k: u64) -> i64 {
+        self.start_ns + self.instant_offset_ns(k)
+    }
+
+    /// Sampling instant `k` on the coordinator's clock, computed from the phase order itself: the
+    /// stamp of sample `k`, inside the phase's window whatever the clock estimate did meanwhile.
+    fn stamp_ns(&self, k: u64) -> i64 {
+        self.spec.start_at_ns + self.instant_offset_ns(k)
+    }
+
+    /// The phase's end on the coordinator's clock.
+    fn end_stamp_ns(&self) -> i64 {
+        self.spec.start_at_ns + (self.end_ns - self.start_ns)
+    }
+
+    fn sample_due_ns(&self) -> i64 {
+        self.instant_ns(self.next_sample)
+    }
+
+    /// Instants of the phase: every k with start + k / sample_hz before the end.
+    fn instants(&self) -> u64 {
+        let duration = self.end_ns - self.start_ns;
+        if duration <= 0 {
+            return 0;
+        }
+        let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
+        let mut n = (duration as f64 * hz / 1e9).ceil() as u64;
+        // Bounded correction of floating-point rounding at the edge.
+        for _ in 0..2 {
+            if n > 0 && self.instant_offset_ns(n - 1) >= duration {
+                n -= 1;
+            } else if self.instant_offset_ns(n) < duration {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The latest instant due at `now` (probe clock), if any is; never past the last instant.
+    fn latest_due(&self, now: i64) -> Option<u64> {
+        let n = self.instants();
+        if n == 0 || now < self.start_ns {
+            return None;
+        }
+        let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
+        let mut k = (((now - self.start_ns) as f64 * hz / 1e9).floor() as u64).min(n - 1);
+        // Bounded correction of floating-point rounding at the edge.
+        for _ in 0..2 {
+            if k > 0 && self.instant_ns(k) > now {
+                k -= 1;
+            } else if k + 1 < n && self.instant_ns(k + 1) <= now {
+                k += 1;
+            }
+        }
+        Some(k)
     }
 }
 
@@ -70,6 +129,8 @@ pub struct PhaseRunner {
     active: Option<Active>,
     pending_samples: Vec<Sample>,
     pending_power: Vec<(i64, f32)>,
+    /// Sampling instants missed since the last batch, with their cause.
+    pending_gaps: Vec<TelemetryGap>,
     /// Sample instants in the pending batch, and how many make a batch.
     pending_ticks: u32,
     ticks_per_batch: u32,
@@ -252,14 +313,28 @@ impl PhaseRunner {
             }
             if now >= a.end_ns {
                 // Samples are taken at start + k / sample_hz for every such instant before the end;
-                // the end instant belongs to whatever comes next.
+                // the end instant belongs to whatever comes next. Instants not taken by now are
+                // missed: the sampler came too late for them.
+                let n = a.instants();
+                if a.next_sample < n {
+                    let gap = missed(a, a.next_sample, n, now);
+                    a.next_sample = n;
+                    self.pending_gaps.push(gap);
+                }
                 if let Some(a) = self.active.take() {
                     self.finish(a, now, clock, backend, &mut out);
                 }
                 continue;
             }
-            if a.sample_due_ns() <= now {
-                self.sample(now, clock, backend, &mut out);
+            if let Some(k) = a.latest_due(now).filter(|k| *k >= a.next_sample) {
+                // Each instant is read within its own period or not at all: instants whose period
+                // passed before the sampler ran are recorded as missed, never read late.
+                if k > a.next_sample {
+                    let gap = missed(a, a.next_sample, k, now);
+                    a.next_sample = k;
+                    self.pending_gaps.push(gap);
+                }
+                self.sample(now, backend, &mut out);
             }
             break;
         }
@@ -288,13 +363,7 @@ impl PhaseRunner {
     }
 
     /// Applies the pattern's level, reads the devices and enforces the temperature interlock.
-    fn sample(
-        &mut self,
-        now: i64,
-        clock: &ClockEstimate,
-        backend: &mut dyn Backend,
-        out: &mut Vec<ProbeMessage>,
-    ) {
+    fn sample(&mut self, now: i64, backend: &mut dyn Backend, out: &mut Vec<ProbeMessage>) {
         let Some(a) = self.active.as_mut() else {
             return;
         };
@@ -338,11 +407,19 @@ impl PhaseRunner {
                 )));
             }
         }
+        let k = a.next_sample;
         let reading = match backend.sample(now) {
             Ok(r) => r,
             Err(e) => {
                 out.push(device_error(format!("reading the devices failed: {e}")));
+                self.pending_gaps.push(TelemetryGap {
+                    from_ns: a.stamp_ns(k),
+                    to_ns: a.stamp_ns(k + 1).min(a.end_stamp_ns()),
+                    instants: 1,
+                    reason: format!("reading the devices failed: {e}"),
+                });
                 a.next_sample += 1;
+                self.pending_ticks += 1;
                 return;
             }
         };
@@ -371,7 +448,9 @@ impl PhaseRunner {
             }
         }
         a.next_sample += 1;
-        let t_ns = clock.to_coordinator(now);
+        // Stamped with its sampling instant on the coordinator's clock (read within one period of
+        // it): the sample belongs to the phase whose window holds the instant.
+        let t_ns = a.stamp_ns(k);
         self.record(t_ns, &reading);
     }
 
@@ -437,13 +516,17 @@ impl PhaseRunner {
     }
 
     fn cut_batch(&mut self, out: &mut Vec<ProbeMessage>) {
-        if self.pending_samples.is_empty() && self.pending_power.is_empty() {
+        if self.pending_samples.is_empty()
+            && self.pending_power.is_empty()
+            && self.pending_gaps.is_empty()
+        {
             return;
         }
         let batch = TelemetryBatch {
             seq: self.next_seq,
             node_power_w: std::mem::take(&mut self.pending_power),
             samples: std::mem::take(&mut self.pending_samples),
+            gaps: std::mem::take(&mut self.pending_gaps),
         };
         self.pending_ticks = 0;
         self.next_seq += 1;
@@ -453,6 +536,23 @@ impl PhaseRunner {
         }
         self.unacked.push_back(batch.clone());
         out.push(ProbeMessage::Telemetry(batch));
+    }
+}
+
+/// Instants `from..to` of phase `a` missed because the sampler ran at `now`, after their periods.
+fn missed(a: &Active, from: u64, to: u64, now: i64) -> TelemetryGap {
+    let late_ms = (now - a.instant_ns(from)) / 1_000_000;
+    TelemetryGap {
+        from_ns: a.stamp_ns(from),
+        to_ns: a.stamp_ns(to).min(a.end_stamp_ns()),
+        instants: to - from,
+        reason: format!(
+            "probe overloaded: sampler late by {late_ms} ms; {} sampling instant{} of phase {} \
+             (from #{from}) not taken",
+            to - from,
+            if to - from == 1 { "" } else { "s" },
+            a.spec.name
+        ),
     }
 }
 
