@@ -12,6 +12,12 @@
 //! * **overrun** — a phase's load never outlives its duration: the runner ends it at its end instant
 //!   whether or not the coordinator says so.
 //!
+//! Fabric work runs on threads of its own (the data-plane driver's, the backend's NCCL threads):
+//! the runner never waits for it. When a fabric phase ends, its report is held until the work has
+//! ended ([`FabricDriver::poll_finish`], [`Backend::nccl_done`]), polled every [`FINISH_POLL_NS`]
+//! from `handle_timeout` and given up [`crate::fabric::FINISH_WAIT`] after the phase's end, so
+//! that a slow device call never stalls the probe's control connection, clock replies or dead-man.
+//!
 //! Telemetry batches are numbered from 0 for the life of the probe process and kept until the
 //! coordinator acknowledges them, so that they are replayed after a reconnect. The buffer is bounded;
 //! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
@@ -19,7 +25,7 @@
 
 mod work;
 
-use crate::fabric::FabricDriver;
+use crate::fabric::{FabricDriver, FINISH_WAIT_NS, STOP_AFTER_NS};
 use hallmark_protocol::{
     ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
     PhaseStart, ProbeMessage, Sample, TelemetryBatch, TelemetryGap, Workload,
@@ -33,6 +39,21 @@ pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
 
 /// Unacknowledged batches kept for replay (one per second: an hour).
 pub const MAX_UNACKED_BATCHES: usize = 3600;
+
+/// How often a held phase report asks whether its fabric work has ended, ns.
+pub const FINISH_POLL_NS: i64 = 5_000_000;
+
+/// A phase that has ended, its report held until its fabric work has ended.
+#[derive(Debug)]
+struct Finishing {
+    report: PhaseReport,
+    /// The work runs on the backend's NCCL threads (else on the fabric driver).
+    nccl: bool,
+    /// When the phase ended (probe clock).
+    since_ns: i64,
+    /// When to ask again.
+    poll_at_ns: i64,
+}
 
 /// Seconds of samples in one telemetry batch.
 const BATCH_SECONDS: f64 = 1.0;
@@ -143,6 +164,8 @@ pub struct PhaseRunner {
     fabric: Option<Box<dyn FabricDriver>>,
     /// This probe's node id: its rank in fabric phases.
     me: Option<NodeId>,
+    /// An ended fabric phase waiting for its work's report.
+    finishing: Option<Finishing>,
 }
 
 impl PhaseRunner {
@@ -175,6 +198,11 @@ impl PhaseRunner {
     /// Whether a phase is loading the devices now.
     pub fn in_phase(&self) -> bool {
         self.active.as_ref().is_some_and(|a| a.started)
+    }
+
+    /// Whether an ended phase's report is held until its fabric work ends.
+    pub fn finishing(&self) -> bool {
+        self.finishing.is_some()
     }
 
     /// Batches sent but not yet acknowledged, oldest first (replayed after a reconnect).
@@ -210,17 +238,64 @@ impl PhaseRunner {
 
     /// When the runner next has work, on the probe's clock.
     pub fn poll_timeout(&self, clock: Option<&ClockEstimate>) -> Option<i64> {
-        if let Some(a) = &self.active {
-            return Some(if a.started {
+        let finishing = self.finishing.as_ref().map(|f| f.poll_at_ns);
+        let phase = if let Some(a) = &self.active {
+            Some(if a.started {
                 a.sample_due_ns().min(a.end_ns)
             } else {
                 a.start_ns
-            });
+            })
+        } else {
+            clock.and_then(|c| self.scheduled.front().map(|p| c.to_probe(p.start_at_ns)))
+        };
+        match (phase, finishing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let clock = clock?;
-        self.scheduled
-            .front()
-            .map(|p| clock.to_probe(p.start_at_ns))
+    }
+
+    /// Sends the held phase report once its fabric work has ended, or without that work's results
+    /// once it is `FINISH_WAIT` late (at once when `force`). Never blocks.
+    fn poll_finishing(
+        &mut self,
+        now: i64,
+        force: bool,
+        backend: &mut dyn Backend,
+        out: &mut Vec<ProbeMessage>,
+    ) {
+        let Some(f) = self.finishing.as_mut() else {
+            return;
+        };
+        let waited = if force {
+            FINISH_WAIT_NS
+        } else {
+            now.saturating_sub(f.since_ns)
+        };
+        let report = if f.nccl {
+            if backend.nccl_done() || waited >= FINISH_WAIT_NS {
+                // Done (or given up): no wait left.
+                Some(backend.finish_nccl(std::time::Duration::ZERO))
+            } else {
+                if waited >= STOP_AFTER_NS {
+                    backend.stop_nccl();
+                }
+                None
+            }
+        } else {
+            match self.fabric.as_deref_mut() {
+                Some(d) => d.poll_finish(waited),
+                None => Some(FabricReport::default()),
+            }
+        };
+        match report {
+            Some(fabric) => {
+                if let Some(mut f) = self.finishing.take() {
+                    f.report.fabric = Some(fabric);
+                    out.push(ProbeMessage::PhaseReport(f.report));
+                }
+            }
+            None => f.poll_at_ns = now.saturating_add(FINISH_POLL_NS),
+        }
     }
 
     /// Stops the load at once (coordinator abort, shutdown): the phase ends early with `reason`.
@@ -256,6 +331,7 @@ impl PhaseRunner {
         backend: &mut dyn Backend,
     ) -> Vec<ProbeMessage> {
         let mut out = Vec::new();
+        self.poll_finishing(now, false, backend, &mut out);
         // Bounded: at most a few phase transitions per call.
         for _ in 0..8 {
             if self.active.is_none() {
@@ -268,6 +344,14 @@ impl PhaseRunner {
                     }
                     _ => break,
                 }
+            }
+            let starting_fabric = self
+                .active
+                .as_ref()
+                .is_some_and(|a| !a.started && now >= a.start_ns && a.spec.fabric.is_some());
+            if starting_fabric && self.finishing.is_some() {
+                // The previous fabric phase's work has not ended: the driver is needed now.
+                self.poll_finishing(now, true, backend, &mut out);
             }
             let Some(a) = self.active.as_mut() else { break };
             if !a.started {
@@ -491,28 +575,42 @@ impl PhaseRunner {
             Vec::new()
         };
         end_workload(&a, backend);
-        let fabric = match a.fabric {
-            Some(FabricState::Running) => Some(match self.fabric.as_deref_mut() {
-                Some(f) => f.finish(),
-                None => FabricReport::default(),
-            }),
-            Some(FabricState::Nccl) => Some(backend.finish_nccl(crate::fabric::FINISH_WAIT)),
-            Some(FabricState::Failed(message)) => Some(FabricReport {
-                faults: vec![FabricFault {
-                    peer: None,
-                    message,
-                }],
-                ..FabricReport::default()
-            }),
-            None => None,
+        // Fabric work still running: the report waits for it (see `poll_finishing`).
+        let (fabric, running) = match a.fabric {
+            Some(FabricState::Running) => (None, Some(false)),
+            Some(FabricState::Nccl) => (None, Some(true)),
+            Some(FabricState::Failed(message)) => (
+                Some(FabricReport {
+                    faults: vec![FabricFault {
+                        peer: None,
+                        message,
+                    }],
+                    ..FabricReport::default()
+                }),
+                None,
+            ),
+            None => (None, None),
         };
-        out.push(ProbeMessage::PhaseReport(PhaseReport {
+        let report = PhaseReport {
             phase_id: a.spec.phase_id,
             ended_at_ns: clock.to_coordinator(ended),
             stopped_early: a.stopped_early,
             devices,
             fabric,
-        }));
+        };
+        let Some(nccl) = running else {
+            out.push(ProbeMessage::PhaseReport(report));
+            return;
+        };
+        // One held report at a time: an older one still waiting is given up now.
+        self.poll_finishing(now, true, backend, out);
+        self.finishing = Some(Finishing {
+            report,
+            nccl,
+            since_ns: now,
+            poll_at_ns: now,
+        });
+        self.poll_finishing(now, false, backend, out);
     }
 
     fn cut_batch(&mut self, out: &mut Vec<ProbeMessage>) {

@@ -124,6 +124,12 @@ impl ProbeSession {
         &self.state
     }
 
+    /// Whether an ended phase's report waits for its fabric work (see
+    /// [`PhaseRunner::finishing`]): a shell that leaves keeps running the timers until it is sent.
+    pub fn reports_pending(&self) -> bool {
+        self.runner.finishing()
+    }
+
     /// The latest clock estimate the coordinator sent.
     pub fn clock(&self) -> Option<ClockEstimate> {
         self.clock
