@@ -242,6 +242,9 @@ impl PhaseRunner {
         let phase = if let Some(a) = &self.active {
             Some(if a.started {
                 a.sample_due_ns().min(a.end_ns)
+            } else if a.spec.fabric.is_some() {
+                // A fabric phase waits for the previous one's work (see `handle_timeout`).
+                finishing.map_or(a.start_ns, |f| a.start_ns.max(f))
             } else {
                 a.start_ns
             })
@@ -350,8 +353,13 @@ impl PhaseRunner {
                 .as_ref()
                 .is_some_and(|a| !a.started && now >= a.start_ns && a.spec.fabric.is_some());
             if starting_fabric && self.finishing.is_some() {
-                // The previous fabric phase's work has not ended: the driver is needed now.
-                self.poll_finishing(now, true, backend, &mut out);
+                // The previous fabric phase's work has not ended yet and the fabric is needed
+                // again: this phase starts once it has (at most FINISH_WAIT after that phase's
+                // end), as late as it then is; no call waits meanwhile.
+                self.poll_finishing(now, false, backend, &mut out);
+                if self.finishing.is_some() {
+                    break;
+                }
             }
             let Some(a) = self.active.as_mut() else { break };
             if !a.started {
