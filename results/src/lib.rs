@@ -25,6 +25,7 @@ pub mod bundle;
 mod certify;
 mod error;
 pub mod fabric;
+pub mod liveness;
 mod load;
 mod model;
 mod read;

@@ -37,6 +37,17 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         sample_hz: req.plan.sample_hz,
     };
     let run_id = store.create_run(&new).context("creating the run")?;
+    // Liveness: who coordinates the run, refreshed while this process runs it, so that a reader
+    // tells a run whose coordinator died (it stays "running" in the store) as interrupted.
+    store
+        .set_coordinator(
+            &run_id,
+            &super::runs::this_host(),
+            std::process::id(),
+            WallClock::new().now_ns(),
+        )
+        .context("recording the run's coordinator")?;
+    let heartbeat = Liveness::start(req.results.to_path_buf(), run_id.clone());
     // Longest the run can take: waiting for probes, the phases, the grace after them, and slack.
     let limit = Duration::from_millis(req.plan.expect.timeout_ms)
         + Duration::from_millis(req.plan.total_duration_ms())
@@ -86,11 +97,60 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         }
     }
     bar.finish();
+    drop(heartbeat);
     let store = Store::open_read_only(req.results)
         .with_context(|| format!("reopening the run store in {}", req.results.display()))?;
     store
         .run_summary(run_id.as_str())
         .with_context(|| format!("summarising run {run_id}"))
+}
+
+/// Refreshes the run's coordinator heartbeat every `liveness::HEARTBEAT_NS` on a thread and a
+/// store connection of its own (SQLite waits are never on the runtime), until dropped; a failed
+/// refresh is logged and tried again at the next tick.
+struct Liveness {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Liveness {
+    fn start(results: std::path::PathBuf, run: hallmark_results::RunId) -> Liveness {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let period = Duration::from_nanos(hallmark_results::liveness::HEARTBEAT_NS as u64);
+        let spawned = std::thread::Builder::new()
+            .name("liveness".into())
+            .spawn(move || {
+                let mut store = match Store::open(&results) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("cannot refresh the coordinator's liveness in the store: {e}");
+                        return;
+                    }
+                };
+                let clock = WallClock::new();
+                // Bounded by the flag: the run's end drops the handle.
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(e) = store.coordinator_heartbeat(&run, clock.now_ns()) {
+                        warn!("refreshing the coordinator's liveness: {e}");
+                    }
+                    let until = std::time::Instant::now() + period;
+                    while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the liveness thread: {e}");
+        }
+        Liveness { stop }
+    }
+}
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Prints a run's summary and its certification: as text, or as one JSON object on stdout (the
