@@ -121,6 +121,52 @@ impl Store {
     }
 }
 
+/// A participant of a stored run, for resuming it: its rack and the sequence number after the
+/// last telemetry batch stored from it (0: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub node_id: String,
+    pub rack: String,
+    pub next_seq: u64,
+}
+
+impl Store {
+    /// The plan text a run was started with.
+    pub fn run_plan_toml(&self, run: &str) -> Result<String, StoreError> {
+        self.conn
+            .query_row("SELECT plan_toml FROM runs WHERE run_id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err("reading the run's plan"))?
+            .ok_or_else(|| StoreError::UnknownRun {
+                path: self.path.clone(),
+                run_id: run.to_string(),
+            })
+    }
+
+    /// Where each participant of `run` stands, to resume it.
+    pub fn resume_points(&self, run: &str) -> Result<Vec<ResumePoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT p.node_id, p.rack,                  (SELECT max(b.seq) + 1 FROM telemetry_batches b                   WHERE b.run_id = p.run_id AND b.node_id = p.node_id)                  FROM probes p WHERE p.run_id = ?1 ORDER BY p.node_id",
+            )
+            .map_err(self.err("reading the run's probes"))?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(ResumePoint {
+                    node_id: r.get(0)?,
+                    rack: r.get(1)?,
+                    next_seq: r.get::<_, Option<i64>>(2)?.unwrap_or(0).max(0) as u64,
+                })
+            })
+            .map_err(self.err("reading the run's probes"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("reading the run's probes"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
