@@ -13,24 +13,28 @@ use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NodeRead
 const S: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
 
-/// One device with constant readings.
-struct OneDevice(Vec<DeviceInfo>);
+/// One device with constant readings; read number `fail` (0-based), if any, fails.
+struct OneDevice(Vec<DeviceInfo>, Option<usize>, usize);
 
 impl OneDevice {
     fn new() -> Self {
-        OneDevice(vec![DeviceInfo {
-            index: 0,
-            kind: DeviceKind::SimulatedGpu,
-            model: "test".into(),
-            uuid: "GPU-0".into(),
-            serial: None,
-            memory_bytes: None,
-            power_limit_w: Some(700.0),
-            idle_power_w: None,
-            slowdown_temp_c: None,
-            shutdown_temp_c: None,
-            max_operating_temp_c: None,
-        }])
+        OneDevice(
+            vec![DeviceInfo {
+                index: 0,
+                kind: DeviceKind::SimulatedGpu,
+                model: "test".into(),
+                uuid: "GPU-0".into(),
+                serial: None,
+                memory_bytes: None,
+                power_limit_w: Some(700.0),
+                idle_power_w: None,
+                slowdown_temp_c: None,
+                shutdown_temp_c: None,
+                max_operating_temp_c: None,
+            }],
+            None,
+            0,
+        )
     }
 }
 
@@ -45,6 +49,10 @@ impl Backend for OneDevice {
         Ok(())
     }
     fn sample(&mut self, _now_ns: i64) -> Result<NodeReading, BackendError> {
+        self.2 += 1;
+        if self.1 == Some(self.2 - 1) {
+            return Err(BackendError::Unsupported("sensor bus timed out".into()));
+        }
         Ok(NodeReading {
             devices: vec![DeviceReading {
                 device: 0,
@@ -213,4 +221,31 @@ fn a_new_clock_estimate_mid_phase_keeps_every_stamp_in_the_window() {
         (0..10).map(|k| 10 * S + k * 100 * MS).collect::<Vec<_>>()
     );
     assert!(batches.iter().all(|b| b.gaps.is_empty()));
+}
+
+/// A read that fails leaves its instant as a gap naming the failure, not a silent hole.
+#[test]
+fn a_failed_read_is_a_gap_naming_the_failure() {
+    let (mut r, mut b) = (PhaseRunner::new(), OneDevice::new());
+    b.1 = Some(3);
+    let c = clock(0);
+    r.schedule(phase(0, 10 * S, 1000));
+    let batches = run_at(&mut r, &mut b, &c, (0..=10).map(|k| 10 * S + k * 100 * MS));
+    let stamps: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.samples.iter().map(|s| s.t_ns))
+        .collect();
+    assert_eq!(stamps.len(), 9);
+    assert!(!stamps.contains(&(10 * S + 300 * MS)));
+    let gaps: Vec<_> = batches.iter().flat_map(|b| b.gaps.iter()).collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(
+        (gaps[0].from_ns, gaps[0].to_ns, gaps[0].instants),
+        (10 * S + 300 * MS, 10 * S + 400 * MS, 1)
+    );
+    assert!(
+        gaps[0].reason.contains("sensor bus timed out"),
+        "{}",
+        gaps[0].reason
+    );
 }
