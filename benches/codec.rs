@@ -81,6 +81,7 @@ fn telemetry_batch() -> TelemetryBatch {
         node_power_w.push((t_ns, node_w));
     }
     TelemetryBatch {
+        gaps: Vec::new(),
         seq: 86_412,
         node_power_w,
         samples,

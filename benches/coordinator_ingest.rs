@@ -106,6 +106,7 @@ fn batch(seq: u64, t0: i64) -> TelemetryBatch {
         }
     }
     TelemetryBatch {
+        gaps: Vec::new(),
         seq,
         node_power_w: (0..10i64)
             .map(|k| (t0 + k * 100_000_000, 10_050.0))

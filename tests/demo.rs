@@ -12,6 +12,23 @@ use std::time::Duration;
 /// One simulated hall at a time.
 static HALL: Mutex<()> = Mutex::new(());
 
+/// Samples the run's recorded gaps account for: sampling instants a probe reached too late (each
+/// gap's window at the run's rate) × the 8 GPUs of a demo node.
+fn missed_samples(v: &serde_json::Value) -> u64 {
+    let hz = v["sample_hz"].as_f64().unwrap();
+    v["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let reason = g["reason"].as_str().unwrap();
+            assert!(reason.contains("sampler late by"), "{reason}");
+            let ns = g["to_ns"].as_i64().unwrap() - g["from_ns"].as_i64().unwrap();
+            (ns as f64 * hz / 1e9).round() as u64 * 8
+        })
+        .sum()
+}
+
 #[test]
 fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
     let _turn = HALL.lock().unwrap_or_else(|e| e.into_inner());
@@ -34,12 +51,22 @@ fn demo_quick_stores_every_expected_sample_and_shows_the_hot_rack() {
     let expected = v["samples_expected"].as_u64().unwrap();
     // 80 nodes × 8 GPUs × 15 s × 10 Hz.
     assert_eq!(expected, 80 * 8 * 150);
+    // Every sample stored once, or (on a machine too loaded to sample 80 nodes on time) its
+    // instant recorded as a gap with the cause; a run with a sample missing is not complete.
+    let missed = missed_samples(&v);
     assert_eq!(
-        v["samples_stored"].as_u64().unwrap(),
+        v["samples_stored"].as_u64().unwrap() + missed,
         expected,
-        "every sample stored once"
+        "every sample stored once or accounted for by a gap"
     );
-    assert_eq!(v["status"], "complete");
+    assert_eq!(
+        v["status"],
+        if missed == 0 {
+            "complete"
+        } else {
+            "incomplete"
+        }
+    );
     let racks = v["racks"].as_array().unwrap();
     assert_eq!(racks.len(), 8);
     let temp = |r: &serde_json::Value| r["max_gpu_temp_c"].as_f64().unwrap();
@@ -332,7 +359,10 @@ fn the_demo_fails_the_undersized_rack_on_temperature_and_throttling_and_passes_t
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["samples_stored"], v["samples_expected"]);
+    assert_eq!(
+        v["samples_stored"].as_u64().unwrap() + missed_samples(&v),
+        v["samples_expected"].as_u64().unwrap()
+    );
     assert_eq!(v["verdict"], "FAIL");
     let verdicts = v["verdicts"].as_array().unwrap();
     let failing = |criterion: &str| -> Vec<String> {

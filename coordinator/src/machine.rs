@@ -104,6 +104,39 @@ impl Coordinator {
         self.try_start_run(now);
     }
 
+    /// Resumes the stored run `run_id`, whose coordinator was interrupted: collects what its
+    /// participants still hold (see [`crate::run::ResumeFrom`]), then finishes it INCOMPLETE.
+    pub fn resume_run(
+        &mut self,
+        run_id: String,
+        plan: Plan,
+        from: crate::run::ResumeFrom,
+        now: i64,
+    ) {
+        self.run = Some(Run::resume(run_id, plan, from, now));
+        self.run_instances.clear();
+        // Probes already back (they reconnected before the run was resumed) rejoin now.
+        let back: Vec<(NodeId, ConnId, u64)> = self
+            .probes
+            .iter()
+            .map(|(n, (c, r))| (n.clone(), *c, r.instance_id))
+            .collect();
+        for (node, conn, instance) in back {
+            self.rejoin_resumed(&node, conn, instance, now);
+        }
+    }
+
+    /// In a resumed run the first process of a participant to come back is taken as the one
+    /// that ran it (the interrupted coordinator's record of instances is gone).
+    fn rejoin_resumed(&mut self, node: &NodeId, conn: ConnId, instance: u64, now: i64) {
+        let Some(run) = self.run.as_mut() else { return };
+        if run.is_collecting() && run.is_participant(node) && !self.run_instances.contains_key(node)
+        {
+            self.run_instances.insert(node.clone(), instance);
+            run.on_registered(node, conn, now, &mut self.out);
+        }
+    }
+
     /// The current (or last) run.
     pub fn run(&self) -> Option<&Run> {
         self.run.as_ref()
@@ -519,6 +552,13 @@ impl Coordinator {
         self.probes
             .insert(hello.node_id.clone(), (conn, record.clone()));
         self.out.events.push_back(Event::Registered(record));
+        if !self.run_instances.contains_key(&hello.node_id) {
+            self.rejoin_resumed(&hello.node_id, conn, hello.instance_id, now);
+            if self.run.as_ref().is_some_and(|r| r.is_collecting()) {
+                self.handle_timeout(now);
+                return;
+            }
+        }
         if let Some(run) = self.run.as_mut() {
             match self.run_instances.get(&hello.node_id) {
                 Some(&i) if i == hello.instance_id => {

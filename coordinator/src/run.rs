@@ -7,6 +7,10 @@
 //! and starts it through its own clock offset at the same coordinator instant. During a run every
 //! participant gets a Heartbeat every [`HEARTBEAT_NS`], which feeds its dead-man interlock.
 
+mod resume;
+
+pub use resume::{ResumeFrom, ResumeNode, COLLECT_NS, COLLECT_QUIET_NS};
+
 use crate::fabric::{assign, order_for, Candidate, NcclOutcome, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
 use crate::validate::{check_batch, check_fabric, sent_phase};
@@ -81,6 +85,12 @@ enum Stage {
     Stopping {
         deadline: i64,
     },
+    /// A resumed run (its coordinator was interrupted): collecting what the probes still hold
+    /// until the deadline, or until a while after every participant is back.
+    Collecting {
+        deadline: i64,
+        all_back: Option<i64>,
+    },
     Done,
 }
 
@@ -96,6 +106,8 @@ pub struct Run {
     shortfalls: Vec<String>,
     /// Collective phases through NCCL waiting for their unique id.
     nccl: NcclWaits,
+    /// Of a resumed run: telemetry batches and samples recovered from the probes.
+    recovered: (u64, u64),
 }
 
 impl Run {
@@ -114,6 +126,7 @@ impl Run {
             participants: BTreeMap::new(),
             shortfalls: Vec::new(),
             nccl: NcclWaits::default(),
+            recovered: (0, 0),
         }
     }
 
@@ -168,6 +181,9 @@ impl Run {
                 Some(next_send.unwrap_or(end).min(*next_heartbeat).min(end))
             }
             Stage::Stopping { deadline } => Some(*deadline),
+            Stage::Collecting { deadline, all_back } => {
+                Some(all_back.map_or(*deadline, |t| (*deadline).min(t + COLLECT_QUIET_NS)))
+            }
             Stage::Done => None,
         }
     }
@@ -305,6 +321,9 @@ impl Run {
 
     /// Sends due PhaseStarts and heartbeats; finishes the run after its last phase.
     pub fn handle_timeout(&mut self, now: i64, out: &mut Outputs) {
+        if matches!(self.stage, Stage::Collecting { .. }) {
+            return self.collect_timeout(now, out);
+        }
         if let Stage::Stopping { deadline } = self.stage {
             if now >= deadline || self.stopped_reports_in(now) {
                 self.finish(Outcome::Aborted, now, out);
@@ -452,12 +471,29 @@ impl Run {
             return;
         };
         p.conn = Some(conn);
+        // A probe re-sends its latest phase reports after every Welcome (it cannot know which
+        // arrived): repeats are bounded per connection, so a flaky link never turns into a
+        // protocol error.
+        p.repeats.clear();
         if p.lost.take().is_some() {
             out.events.push_back(Event::ProbeBack {
                 node_id: node.clone(),
                 at_ns: now,
             });
         }
+        if matches!(self.stage, Stage::Collecting { .. }) {
+            // The interrupted run does not go on: a phase still running on the probe stops now
+            // and its report, like its telemetry, comes back to be stored.
+            out.transmits.push_back((
+                conn,
+                CoordinatorMessage::Abort {
+                    reason: "the run's coordinator was interrupted; the run is being resumed only to collect what \
+                     was measured"
+                        .into(),
+                },
+            ));
+        }
+        self.note_back(now);
         // Phases sent while it was away: send every phase already sent that has not ended (the
         // probe ignores the ones it already has); later ones come with the schedule.
         let sent = match self.stage {
@@ -577,9 +613,11 @@ impl Run {
         let Some(p) = self.participants.get_mut(node) else {
             return Ok(());
         };
-        if !p.reported.contains(&report.phase_id) {
-            p.reported.push(report.phase_id);
+        if p.reported.contains(&report.phase_id) {
+            // Sent again after a reconnect (the probe cannot know it arrived): already recorded.
+            return Ok(());
         }
+        p.reported.push(report.phase_id);
         let running = matches!(self.stage, Stage::Running { .. });
         if let (Some(why), true) = (&report.stopped_early, running) {
             let name = self
@@ -631,8 +669,34 @@ impl Run {
                     batch.seq.saturating_sub(1)
                 ),
             });
+            self.shortfalls.push(format!(
+                "node {node}: telemetry batches {}..{} never arrived",
+                p.next_seq,
+                batch.seq.saturating_sub(1)
+            ));
+        }
+        if batch.seq >= p.next_seq && matches!(self.stage, Stage::Collecting { .. }) {
+            self.recovered.0 += 1;
+            self.recovered.1 += batch.samples.len() as u64;
         }
         if batch.seq >= p.next_seq {
+            // Sampling instants the probe missed (late or failed ticks): gaps with the probe's
+            // cause; a run with a sample missing is not complete.
+            for g in &batch.gaps {
+                out.events.push_back(Event::Gap {
+                    node_id: node.clone(),
+                    from_ns: g.from_ns,
+                    to_ns: g.to_ns,
+                    reason: g.reason.clone(),
+                });
+                if matches!(
+                    self.stage,
+                    Stage::Running { .. } | Stage::Stopping { .. } | Stage::Collecting { .. }
+                ) {
+                    self.shortfalls
+                        .push(format!("node {node} missed samples: {}", g.reason));
+                }
+            }
             p.next_seq = batch.seq.saturating_add(1);
             if let Some(t) = batch
                 .samples

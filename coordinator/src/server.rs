@@ -135,6 +135,8 @@ pub(crate) enum CoreCmd {
     StartRun {
         run_id: String,
         plan: Plan,
+        /// `Some`: resume this interrupted run (collect what its probes hold) instead.
+        resume: Option<crate::run::ResumeFrom>,
         recorder: Box<dyn Recorder>,
         reply: oneshot::Sender<Result<(), ServerError>>,
     },
@@ -223,10 +225,34 @@ impl ServerHandle {
         plan: Plan,
         recorder: Box<dyn Recorder>,
     ) -> Result<(), ServerError> {
+        self.start_or_resume(run_id, plan, None, recorder).await
+    }
+
+    /// Resumes the interrupted run `run_id`: collects what its probes still hold (they reconnect
+    /// to this coordinator on the same address and CA), then finishes it INCOMPLETE.
+    pub async fn resume_run(
+        &self,
+        run_id: String,
+        plan: Plan,
+        from: crate::run::ResumeFrom,
+        recorder: Box<dyn Recorder>,
+    ) -> Result<(), ServerError> {
+        self.start_or_resume(run_id, plan, Some(from), recorder)
+            .await
+    }
+
+    async fn start_or_resume(
+        &self,
+        run_id: String,
+        plan: Plan,
+        resume: Option<crate::run::ResumeFrom>,
+        recorder: Box<dyn Recorder>,
+    ) -> Result<(), ServerError> {
         let (reply, rx) = oneshot::channel();
         let cmd = CoreCmd::StartRun {
             run_id,
             plan,
+            resume,
             recorder,
             reply,
         };

@@ -169,6 +169,7 @@ impl Core {
             CoreCmd::StartRun {
                 run_id,
                 plan,
+                resume,
                 recorder,
                 reply,
             } => {
@@ -194,7 +195,10 @@ impl Core {
                     plan.total_duration_ms() as f64 / 1e3,
                     plan.expect.nodes.node_count()
                 );
-                self.machine.start_run(run_id, plan, now);
+                match resume {
+                    Some(from) => self.machine.resume_run(run_id, plan, from, now),
+                    None => self.machine.start_run(run_id, plan, now),
+                }
                 let _ = reply.send(Ok(()));
             }
             CoreCmd::AbortRun { reason } => {

@@ -418,7 +418,18 @@ async fn session(
         let (outgoing, event) = tokio::select! {
             _ = &mut *shutdown => {
                 // Stop the load first, then report, then leave.
-                let out = machine.stop_load(opts.clock.now_ns(), "probe shutting down");
+                let mut out = machine.stop_load(opts.clock.now_ns(), "probe shutting down");
+                // A report that waits for fabric work comes within FINISH_WAIT: keep the timers
+                // running (asynchronously) until it is out. Bounded by count and time.
+                let until = tokio::time::Instant::now() + crate::fabric::FINISH_WAIT
+                    + Duration::from_millis(500);
+                for _ in 0..10_000 {
+                    if !machine.reports_pending() || tokio::time::Instant::now() >= until {
+                        break;
+                    }
+                    sleep_until_ns(&opts.clock, machine.poll_timeout()).await;
+                    out.extend(machine.handle_timeout(opts.clock.now_ns()));
+                }
                 log_notices(machine);
                 for m in &out {
                     if send.send(m).await.is_err() {

@@ -42,8 +42,34 @@ pub trait FabricDriver: Send + std::fmt::Debug {
     ) -> Result<(), String>;
     /// Asks the running phase to end now (abort, interlock).
     fn stop(&mut self);
-    /// The report of the phase begun last; waits for it at most [`FINISH_WAIT`].
-    fn finish(&mut self) -> FabricReport;
+    /// The report of the phase begun last once its work has ended; never blocks. `waited_ns` is
+    /// how long the runner has waited since the phase ended (on the runner's clock, passed in):
+    /// from [`FINISH_WAIT`] − [`STOP_BEFORE`] the work is asked to stop, and at [`FINISH_WAIT`]
+    /// the phase is reported without it (a fault says so).
+    fn poll_finish(&mut self, waited_ns: i64) -> Option<FabricReport>;
+}
+
+/// How long before [`FINISH_WAIT`] lingering fabric work is asked to stop.
+pub const STOP_BEFORE: Duration = Duration::from_millis(500);
+
+/// [`FINISH_WAIT`] in nanoseconds.
+pub const FINISH_WAIT_NS: i64 = FINISH_WAIT.as_nanos() as i64;
+
+/// From when, in nanoseconds after a phase's end, lingering work is asked to stop.
+pub const STOP_AFTER_NS: i64 = FINISH_WAIT_NS - STOP_BEFORE.as_nanos() as i64;
+
+/// The report of a phase whose fabric work did not end within [`FINISH_WAIT`] of its end.
+pub fn unfinished_report() -> FabricReport {
+    FabricReport {
+        faults: vec![FabricFault {
+            peer: None,
+            message: format!(
+                "the fabric thread did not end within {} s of the phase's end; its results are lost",
+                FINISH_WAIT.as_secs()
+            ),
+        }],
+        ..FabricReport::default()
+    }
 }
 
 /// The real driver: a data plane bound for the probe's life and the phase thread on it.
@@ -123,32 +149,23 @@ impl FabricDriver for DataPlaneDriver {
         }
     }
 
-    fn finish(&mut self) -> FabricReport {
-        let Some(task) = self.task.take() else {
-            return FabricReport::default();
+    fn poll_finish(&mut self, waited_ns: i64) -> Option<FabricReport> {
+        let Some(task) = self.task.as_ref() else {
+            return Some(FabricReport::default());
         };
-        let deadline = Instant::now() + FINISH_WAIT;
-        // Bounded: at most FINISH_WAIT in 1 ms steps.
-        while !task.is_finished() && Instant::now() < deadline {
-            if Instant::now() + Duration::from_millis(500) > deadline {
-                task.stop();
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
         if task.is_finished() {
-            task.join()
-        } else {
-            task.stop();
-            FabricReport {
-                faults: vec![FabricFault {
-                    peer: None,
-                    message: format!(
-                        "the fabric thread did not end within {} s of the phase's end; its results are lost",
-                        FINISH_WAIT.as_secs()
-                    ),
-                }],
-                ..FabricReport::default()
-            }
+            // The thread has ended: joining it does not wait.
+            return self.task.take().map(FabricTask::join);
         }
+        if waited_ns >= STOP_AFTER_NS {
+            task.stop();
+        }
+        if waited_ns < FINISH_WAIT_NS {
+            return None;
+        }
+        if let Some(task) = self.task.take() {
+            task.stop();
+        }
+        Some(unfinished_report())
     }
 }

@@ -12,19 +12,27 @@
 //! * **overrun** — a phase's load never outlives its duration: the runner ends it at its end instant
 //!   whether or not the coordinator says so.
 //!
+//! Fabric work runs on threads of its own (the data-plane driver's, the backend's NCCL threads):
+//! the runner never waits for it. When a fabric phase ends, its report is held until the work has
+//! ended ([`FabricDriver::poll_finish`], [`Backend::nccl_done`]), polled every [`FINISH_POLL_NS`]
+//! from `handle_timeout` and given up [`crate::fabric::FINISH_WAIT`] after the phase's end, so
+//! that a slow device call never stalls the probe's control connection, clock replies or dead-man.
+//!
 //! Telemetry batches are numbered from 0 for the life of the probe process and kept until the
 //! coordinator acknowledges them, so that they are replayed after a reconnect. The buffer is bounded;
 //! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
 //! and records it as a gap.
 
+mod instants;
 mod work;
 
-use crate::fabric::FabricDriver;
+use crate::fabric::{FabricDriver, FINISH_WAIT_NS, STOP_AFTER_NS};
 use hallmark_protocol::{
     ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
-    PhaseStart, ProbeMessage, Sample, TelemetryBatch, Workload,
+    PhaseStart, ProbeMessage, Sample, TelemetryBatch, TelemetryGap, Workload,
 };
 use hallmark_workloads::backend::{Backend, NodeReading};
+use instants::missed;
 use std::collections::{BTreeSet, VecDeque};
 use work::{begin_workload, end_workload, FabricState};
 
@@ -33,6 +41,21 @@ pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
 
 /// Unacknowledged batches kept for replay (one per second: an hour).
 pub const MAX_UNACKED_BATCHES: usize = 3600;
+
+/// How often a held phase report asks whether its fabric work has ended, ns.
+pub const FINISH_POLL_NS: i64 = 5_000_000;
+
+/// A phase that has ended, its report held until its fabric work has ended.
+#[derive(Debug)]
+struct Finishing {
+    report: PhaseReport,
+    /// The work runs on the backend's NCCL threads (else on the fabric driver).
+    nccl: bool,
+    /// When the phase ended (probe clock).
+    since_ns: i64,
+    /// When to ask again.
+    poll_at_ns: i64,
+}
 
 /// Seconds of samples in one telemetry batch.
 const BATCH_SECONDS: f64 = 1.0;
@@ -56,13 +79,6 @@ struct Active {
     unsupported: bool,
 }
 
-impl Active {
-    fn sample_due_ns(&self) -> i64 {
-        let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
-        self.start_ns + (self.next_sample as f64 * 1e9 / hz).round() as i64
-    }
-}
-
 /// Runs phases on one node.
 #[derive(Debug, Default)]
 pub struct PhaseRunner {
@@ -70,6 +86,8 @@ pub struct PhaseRunner {
     active: Option<Active>,
     pending_samples: Vec<Sample>,
     pending_power: Vec<(i64, f32)>,
+    /// Sampling instants missed since the last batch, with their cause.
+    pending_gaps: Vec<TelemetryGap>,
     /// Sample instants in the pending batch, and how many make a batch.
     pending_ticks: u32,
     ticks_per_batch: u32,
@@ -82,6 +100,8 @@ pub struct PhaseRunner {
     fabric: Option<Box<dyn FabricDriver>>,
     /// This probe's node id: its rank in fabric phases.
     me: Option<NodeId>,
+    /// An ended fabric phase waiting for its work's report.
+    finishing: Option<Finishing>,
 }
 
 impl PhaseRunner {
@@ -114,6 +134,11 @@ impl PhaseRunner {
     /// Whether a phase is loading the devices now.
     pub fn in_phase(&self) -> bool {
         self.active.as_ref().is_some_and(|a| a.started)
+    }
+
+    /// Whether an ended phase's report is held until its fabric work ends.
+    pub fn finishing(&self) -> bool {
+        self.finishing.is_some()
     }
 
     /// Batches sent but not yet acknowledged, oldest first (replayed after a reconnect).
@@ -149,17 +174,67 @@ impl PhaseRunner {
 
     /// When the runner next has work, on the probe's clock.
     pub fn poll_timeout(&self, clock: Option<&ClockEstimate>) -> Option<i64> {
-        if let Some(a) = &self.active {
-            return Some(if a.started {
+        let finishing = self.finishing.as_ref().map(|f| f.poll_at_ns);
+        let phase = if let Some(a) = &self.active {
+            Some(if a.started {
                 a.sample_due_ns().min(a.end_ns)
+            } else if a.spec.fabric.is_some() {
+                // A fabric phase waits for the previous one's work (see `handle_timeout`).
+                finishing.map_or(a.start_ns, |f| a.start_ns.max(f))
             } else {
                 a.start_ns
-            });
+            })
+        } else {
+            clock.and_then(|c| self.scheduled.front().map(|p| c.to_probe(p.start_at_ns)))
+        };
+        match (phase, finishing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let clock = clock?;
-        self.scheduled
-            .front()
-            .map(|p| clock.to_probe(p.start_at_ns))
+    }
+
+    /// Sends the held phase report once its fabric work has ended, or without that work's results
+    /// once it is `FINISH_WAIT` late (at once when `force`). Never blocks.
+    fn poll_finishing(
+        &mut self,
+        now: i64,
+        force: bool,
+        backend: &mut dyn Backend,
+        out: &mut Vec<ProbeMessage>,
+    ) {
+        let Some(f) = self.finishing.as_mut() else {
+            return;
+        };
+        let waited = if force {
+            FINISH_WAIT_NS
+        } else {
+            now.saturating_sub(f.since_ns)
+        };
+        let report = if f.nccl {
+            if backend.nccl_done() || waited >= FINISH_WAIT_NS {
+                // Done (or given up): no wait left.
+                Some(backend.finish_nccl(std::time::Duration::ZERO))
+            } else {
+                if waited >= STOP_AFTER_NS {
+                    backend.stop_nccl();
+                }
+                None
+            }
+        } else {
+            match self.fabric.as_deref_mut() {
+                Some(d) => d.poll_finish(waited),
+                None => Some(FabricReport::default()),
+            }
+        };
+        match report {
+            Some(fabric) => {
+                if let Some(mut f) = self.finishing.take() {
+                    f.report.fabric = Some(fabric);
+                    out.push(ProbeMessage::PhaseReport(f.report));
+                }
+            }
+            None => f.poll_at_ns = now.saturating_add(FINISH_POLL_NS),
+        }
     }
 
     /// Stops the load at once (coordinator abort, shutdown): the phase ends early with `reason`.
@@ -195,6 +270,7 @@ impl PhaseRunner {
         backend: &mut dyn Backend,
     ) -> Vec<ProbeMessage> {
         let mut out = Vec::new();
+        self.poll_finishing(now, false, backend, &mut out);
         // Bounded: at most a few phase transitions per call.
         for _ in 0..8 {
             if self.active.is_none() {
@@ -206,6 +282,19 @@ impl PhaseRunner {
                         self.activate(spec, clock, backend);
                     }
                     _ => break,
+                }
+            }
+            let starting_fabric = self
+                .active
+                .as_ref()
+                .is_some_and(|a| !a.started && now >= a.start_ns && a.spec.fabric.is_some());
+            if starting_fabric && self.finishing.is_some() {
+                // The previous fabric phase's work has not ended yet and the fabric is needed
+                // again: this phase starts once it has (at most FINISH_WAIT after that phase's
+                // end), as late as it then is; no call waits meanwhile.
+                self.poll_finishing(now, false, backend, &mut out);
+                if self.finishing.is_some() {
+                    break;
                 }
             }
             let Some(a) = self.active.as_mut() else { break };
@@ -252,14 +341,28 @@ impl PhaseRunner {
             }
             if now >= a.end_ns {
                 // Samples are taken at start + k / sample_hz for every such instant before the end;
-                // the end instant belongs to whatever comes next.
+                // the end instant belongs to whatever comes next. Instants not taken by now are
+                // missed: the sampler came too late for them.
+                let n = a.instants();
+                if a.next_sample < n {
+                    let gap = missed(a, a.next_sample, n, now);
+                    a.next_sample = n;
+                    self.pending_gaps.push(gap);
+                }
                 if let Some(a) = self.active.take() {
                     self.finish(a, now, clock, backend, &mut out);
                 }
                 continue;
             }
-            if a.sample_due_ns() <= now {
-                self.sample(now, clock, backend, &mut out);
+            if let Some(k) = a.latest_due(now).filter(|k| *k >= a.next_sample) {
+                // Each instant is read within its own period or not at all: instants whose period
+                // passed before the sampler ran are recorded as missed, never read late.
+                if k > a.next_sample {
+                    let gap = missed(a, a.next_sample, k, now);
+                    a.next_sample = k;
+                    self.pending_gaps.push(gap);
+                }
+                self.sample(now, backend, &mut out);
             }
             break;
         }
@@ -288,13 +391,7 @@ impl PhaseRunner {
     }
 
     /// Applies the pattern's level, reads the devices and enforces the temperature interlock.
-    fn sample(
-        &mut self,
-        now: i64,
-        clock: &ClockEstimate,
-        backend: &mut dyn Backend,
-        out: &mut Vec<ProbeMessage>,
-    ) {
+    fn sample(&mut self, now: i64, backend: &mut dyn Backend, out: &mut Vec<ProbeMessage>) {
         let Some(a) = self.active.as_mut() else {
             return;
         };
@@ -338,11 +435,19 @@ impl PhaseRunner {
                 )));
             }
         }
+        let k = a.next_sample;
         let reading = match backend.sample(now) {
             Ok(r) => r,
             Err(e) => {
                 out.push(device_error(format!("reading the devices failed: {e}")));
+                self.pending_gaps.push(TelemetryGap {
+                    from_ns: a.stamp_ns(k),
+                    to_ns: a.stamp_ns(k + 1).min(a.end_stamp_ns()),
+                    instants: 1,
+                    reason: format!("reading the devices failed: {e}"),
+                });
                 a.next_sample += 1;
+                self.pending_ticks += 1;
                 return;
             }
         };
@@ -371,7 +476,9 @@ impl PhaseRunner {
             }
         }
         a.next_sample += 1;
-        let t_ns = clock.to_coordinator(now);
+        // Stamped with its sampling instant on the coordinator's clock (read within one period of
+        // it): the sample belongs to the phase whose window holds the instant.
+        let t_ns = a.stamp_ns(k);
         self.record(t_ns, &reading);
     }
 
@@ -412,38 +519,56 @@ impl PhaseRunner {
             Vec::new()
         };
         end_workload(&a, backend);
-        let fabric = match a.fabric {
-            Some(FabricState::Running) => Some(match self.fabric.as_deref_mut() {
-                Some(f) => f.finish(),
-                None => FabricReport::default(),
-            }),
-            Some(FabricState::Nccl) => Some(backend.finish_nccl(crate::fabric::FINISH_WAIT)),
-            Some(FabricState::Failed(message)) => Some(FabricReport {
-                faults: vec![FabricFault {
-                    peer: None,
-                    message,
-                }],
-                ..FabricReport::default()
-            }),
-            None => None,
+        // Fabric work still running: the report waits for it (see `poll_finishing`).
+        let (fabric, running) = match a.fabric {
+            Some(FabricState::Running) => (None, Some(false)),
+            Some(FabricState::Nccl) => (None, Some(true)),
+            Some(FabricState::Failed(message)) => (
+                Some(FabricReport {
+                    faults: vec![FabricFault {
+                        peer: None,
+                        message,
+                    }],
+                    ..FabricReport::default()
+                }),
+                None,
+            ),
+            None => (None, None),
         };
-        out.push(ProbeMessage::PhaseReport(PhaseReport {
+        let report = PhaseReport {
             phase_id: a.spec.phase_id,
             ended_at_ns: clock.to_coordinator(ended),
             stopped_early: a.stopped_early,
             devices,
             fabric,
-        }));
+        };
+        let Some(nccl) = running else {
+            out.push(ProbeMessage::PhaseReport(report));
+            return;
+        };
+        // One held report at a time: an older one still waiting is given up now.
+        self.poll_finishing(now, true, backend, out);
+        self.finishing = Some(Finishing {
+            report,
+            nccl,
+            since_ns: now,
+            poll_at_ns: now,
+        });
+        self.poll_finishing(now, false, backend, out);
     }
 
     fn cut_batch(&mut self, out: &mut Vec<ProbeMessage>) {
-        if self.pending_samples.is_empty() && self.pending_power.is_empty() {
+        if self.pending_samples.is_empty()
+            && self.pending_power.is_empty()
+            && self.pending_gaps.is_empty()
+        {
             return;
         }
         let batch = TelemetryBatch {
             seq: self.next_seq,
             node_power_w: std::mem::take(&mut self.pending_power),
             samples: std::mem::take(&mut self.pending_samples),
+            gaps: std::mem::take(&mut self.pending_gaps),
         };
         self.pending_ticks = 0;
         self.next_seq += 1;

@@ -15,6 +15,9 @@ use hallmark_protocol::{
 };
 use hallmark_workloads::backend::Backend;
 
+/// Phase reports kept to be sent again after a reconnect.
+pub const RESENT_REPORTS: usize = 16;
+
 /// Dead-man interval used until a Welcome says otherwise, ns.
 pub const DEFAULT_DEAD_MAN_NS: i64 = 2_000_000_000;
 
@@ -58,6 +61,11 @@ pub struct ProbeSession {
     runner: PhaseRunner,
     /// Phase starts and reports produced while disconnected, sent after the next Welcome.
     held: Vec<ProbeMessage>,
+    /// The latest phase reports sent ([`RESENT_REPORTS`] at most): sent again after every
+    /// Welcome, because one written to a connection that was already dead (a coordinator killed
+    /// outright is noticed only at the idle timeout) is lost otherwise. The coordinator ignores a
+    /// report it has, and the store keeps one per phase and node.
+    sent_reports: std::collections::VecDeque<ProbeMessage>,
     /// Safety actions and early phase ends since the shell last asked, for the local log.
     notices: Vec<String>,
 }
@@ -86,6 +94,7 @@ impl ProbeSession {
             backend,
             runner,
             held: Vec::new(),
+            sent_reports: std::collections::VecDeque::new(),
             notices: Vec::new(),
         }
     }
@@ -122,6 +131,12 @@ impl ProbeSession {
 
     pub fn state(&self) -> &SessionState {
         &self.state
+    }
+
+    /// Whether an ended phase's report waits for its fabric work (see
+    /// [`PhaseRunner::finishing`]): a shell that leaves keeps running the timers until it is sent.
+    pub fn reports_pending(&self) -> bool {
+        self.runner.finishing()
     }
 
     /// The latest clock estimate the coordinator sent.
@@ -177,7 +192,10 @@ impl ProbeSession {
                 self.dead_man_ns = i64::from(w.dead_man_ms.max(100)) * 1_000_000;
                 self.state = SessionState::Registered(w.clone());
                 // Whatever the coordinator has not acknowledged yet, and what happened meanwhile.
-                let mut out: Vec<ProbeMessage> = std::mem::take(&mut self.held);
+                let held = std::mem::take(&mut self.held);
+                let mut out: Vec<ProbeMessage> = self.sent_reports.iter().cloned().collect();
+                self.remember_reports(&held);
+                out.extend(held);
                 out.extend(self.runner.unacked().cloned().map(ProbeMessage::Telemetry));
                 (out, Some(SessionEvent::Registered(w)))
             }
@@ -298,6 +316,17 @@ impl ProbeSession {
 
     /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
     /// held for the next Welcome.
+    fn remember_reports(&mut self, sent: &[ProbeMessage]) {
+        for m in sent {
+            if matches!(m, ProbeMessage::PhaseReport(_)) {
+                if self.sent_reports.len() >= RESENT_REPORTS {
+                    self.sent_reports.pop_front();
+                }
+                self.sent_reports.push_back(m.clone());
+            }
+        }
+    }
+
     fn route(&mut self, out: Vec<ProbeMessage>) -> Vec<ProbeMessage> {
         // Whatever the probe did on its own authority is logged locally too, connected or not.
         for m in &out {
@@ -315,6 +344,7 @@ impl ProbeSession {
             }
         }
         if self.registered() {
+            self.remember_reports(&out);
             return out;
         }
         for m in out {

@@ -153,15 +153,15 @@ impl FabricDriver for FakeDriver {
     fn stop(&mut self) {
         log(&self.log, "fabric stop".into());
     }
-    fn finish(&mut self) -> FabricReport {
+    fn poll_finish(&mut self, _waited_ns: i64) -> Option<FabricReport> {
         log(&self.log, "finish".into());
-        FabricReport {
+        Some(FabricReport {
             faults: vec![hallmark_protocol::FabricFault {
                 peer: None,
                 message: "from the fake driver".into(),
             }],
             ..FabricReport::default()
-        }
+        })
     }
 }
 

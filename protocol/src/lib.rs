@@ -37,7 +37,7 @@ pub use message::*;
 /// Compatibility rule that every future version keeps: [`ProbeMessage::Hello`] stays variant 0 and
 /// `protocol_version` stays its first field, so that a coordinator can always read the version of a
 /// Hello it cannot otherwise decode and refuse it with a clear reason.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The ALPN protocol identifier negotiated in the TLS handshake.
 pub const ALPN: &[u8] = b"hallmark/1";

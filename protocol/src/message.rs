@@ -244,6 +244,19 @@ pub struct TelemetryBatch {
     /// Node power (all devices, PSU losses and base load), W, per sample instant where known.
     pub node_power_w: Vec<(i64, f32)>,
     pub samples: Vec<Sample>,
+    /// Sampling instants the probe did not take (late or failed ticks), with the cause.
+    pub gaps: Vec<TelemetryGap>,
+}
+
+/// Sampling instants a probe missed: `[from_ns, to_ns)` on the coordinator's clock, and why (e.g.
+/// "probe overloaded: sampler late by 240 ms").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryGap {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    /// Sampling instants missed in the window.
+    pub instants: u64,
+    pub reason: String,
 }
 
 /// What one device achieved in a phase.

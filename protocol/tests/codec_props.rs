@@ -362,6 +362,7 @@ fn telemetry_batch() -> impl Strategy<Value = TelemetryBatch> {
         vec(sample(), 0..4),
     )
         .prop_map(|(seq, node_power_w, samples)| TelemetryBatch {
+            gaps: Vec::new(),
             seq,
             node_power_w,
             samples,

@@ -25,6 +25,7 @@ fn batches() -> Vec<Vec<TelemetryBatch>> {
                     let ks = sec * HZ..(sec + 1) * HZ;
                     let t = |k: i64| T0 + k * 1_000_000_000 / HZ + (n as i64 * 7_919) % 3_000_000;
                     TelemetryBatch {
+                        gaps: Vec::new(),
                         seq: sec as u64,
                         node_power_w: ks
                             .clone()

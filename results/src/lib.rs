@@ -25,6 +25,7 @@ pub mod bundle;
 mod certify;
 mod error;
 pub mod fabric;
+pub mod liveness;
 mod load;
 mod model;
 mod read;
@@ -44,7 +45,7 @@ pub use certify::Certification;
 pub use error::StoreError;
 pub use fabric::{render_fabric, FabricPhaseSummary, FabricSummary};
 pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus};
-pub use render::render_text;
+pub use render::{render_text, share_of};
 pub use report::{
     write_report, write_report_with, ReportError, ReportFiles, ReportOptions, SpecRef,
 };

@@ -49,6 +49,9 @@ pub enum RunStatus {
     Incomplete,
     /// Stopped on purpose: Ctrl-C, a safety breach.
     Aborted,
+    /// Never stored: what a reader shows for a run still `running` in the store whose coordinator
+    /// is gone (its process ended, or its liveness heartbeat stopped; see [`crate::liveness`]).
+    Interrupted,
 }
 
 impl RunStatus {
@@ -58,6 +61,7 @@ impl RunStatus {
             RunStatus::Complete => "complete",
             RunStatus::Incomplete => "incomplete",
             RunStatus::Aborted => "aborted",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -76,9 +80,12 @@ impl FromStr for RunStatus {
             "complete" => Ok(RunStatus::Complete),
             "incomplete" => Ok(RunStatus::Incomplete),
             "aborted" => Ok(RunStatus::Aborted),
+            "interrupted" => Ok(RunStatus::Interrupted),
             other => Err(StoreError::invalid(
                 "run status",
-                format!("{other:?}; expected running, complete, incomplete or aborted"),
+                format!(
+                    "{other:?}; expected running, complete, incomplete, aborted or interrupted"
+                ),
             )),
         }
     }

@@ -76,13 +76,9 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
         "; {} probes, {} Hz, hallmark {}",
         s.probes, s.sample_hz, s.hallmark_version
     )?;
-    let pct = if s.samples_expected > 0 {
-        format!(
-            " ({:.1} %)",
-            s.samples_stored as f64 * 100.0 / s.samples_expected as f64
-        )
-    } else {
-        String::new()
+    let pct = match share_of(s.samples_stored, s.samples_expected) {
+        Some(p) => format!(" ({p})"),
+        None => String::new(),
     };
     writeln!(
         o,
@@ -221,8 +217,46 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
     Ok(())
 }
 
+/// `part` as a percentage of `whole` for people to read, truncated to two decimals and never
+/// rounded up to 100: "99.98 %", or "< 100 %" when even the truncation would read 100.00
+/// (`None` when `whole` is 0).
+pub fn share_of(part: u64, whole: u64) -> Option<String> {
+    if whole == 0 {
+        return None;
+    }
+    if part == whole {
+        return Some("100 %".into());
+    }
+    // Hundredths of a percent, truncated (integer arithmetic: no rounding up).
+    let hundredths = u128::from(part) * 10_000 / u128::from(whole);
+    if part < whole && hundredths >= 10_000 {
+        return Some("< 100 %".into());
+    }
+    Some(format!("{}.{:02} %", hundredths / 100, hundredths % 100))
+}
+
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&render_text(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_of;
+
+    #[test]
+    fn a_share_below_the_whole_never_reads_100() {
+        assert_eq!(share_of(1_199_776, 1_200_000).as_deref(), Some("99.98 %"));
+        assert_eq!(share_of(999_999, 1_000_000).as_deref(), Some("99.99 %"));
+        assert_eq!(
+            share_of(999_999_999, 1_000_000_000).as_deref(),
+            Some("99.99 %")
+        );
+        assert_eq!(share_of(1, 3).as_deref(), Some("33.33 %"));
+        assert_eq!(share_of(0, 3).as_deref(), Some("0.00 %"));
+        assert_eq!(share_of(7, 7).as_deref(), Some("100 %"));
+        assert_eq!(share_of(320_016, 320_000).as_deref(), Some("100.00 %"));
+        assert_eq!(share_of(5, 0), None);
     }
 }

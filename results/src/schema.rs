@@ -16,7 +16,8 @@
 //!
 //! Versions: 1 the run store, 2 certifications and verdicts, 3 the fabric phases (`fabric_members`,
 //! `fabric_latency`, `fabric_collectives`, `fabric_faults`); the upgrade to 3 drops the v1 table
-//! `phase_histograms` when it is empty, which it is in every store hallmark wrote.
+//! `phase_histograms` when it is empty, which it is in every store hallmark wrote; 4 the
+//! coordinator's liveness per run (`run_coordinators`), from which readers tell an interrupted run.
 
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -33,7 +34,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = r#"
 CREATE TABLE runs (
@@ -309,6 +310,16 @@ CREATE TABLE fabric_faults (
     FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
 );
 CREATE INDEX fabric_faults_by_node ON fabric_faults (run_id, phase_id, node_id);
+"#;
+
+const V4: &str = r#"
+CREATE TABLE run_coordinators (
+    run_id        TEXT PRIMARY KEY NOT NULL REFERENCES runs (run_id),
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL CHECK (pid > 0),
+    started_ns    INTEGER NOT NULL,
+    heartbeat_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Drops the version 1 table `phase_histograms` when it holds no row. No hallmark probe ever filled

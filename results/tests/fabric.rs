@@ -454,7 +454,7 @@ fn a_version_2_store_upgrades_to_version_3() {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, hallmark_results::SCHEMA_VERSION);
         let legacy: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'phase_histograms'",

@@ -570,6 +570,7 @@ fn hostile_values_do_not_break_the_report() {
     samples[6].t_ns = i64::MIN / 2;
     samples[7].throttle_reasons = u64::MAX;
     let batch = TelemetryBatch {
+        gaps: Vec::new(),
         seq: 0,
         node_power_w: vec![
             (T0, 1e30),
@@ -632,6 +633,7 @@ fn long_run_is_downsampled() {
             .map(|i| {
                 let ks = sec * 100..sec * 100 + 100;
                 TelemetryBatch {
+                    gaps: Vec::new(),
                     seq: sec as u64,
                     node_power_w: ks
                         .clone()

@@ -127,7 +127,7 @@ fn text_summary_names_throttled_rack_gap_and_lost_probe() {
     let rack1 = text.lines().find(|l| l.contains("rack-01")).unwrap();
     assert!(rack1.starts_with(' '), "{rack1}");
     assert!(
-        text.contains("Samples: 940 stored of 960 expected (97.9 %)"),
+        text.contains("Samples: 940 stored of 960 expected (97.91 %)"),
         "{text}"
     );
     assert!(
@@ -143,6 +143,28 @@ fn text_summary_names_throttled_rack_gap_and_lost_probe() {
         "{text}"
     );
     assert!(text.contains("3 wrong elements"), "{text}");
+}
+
+/// Phases `burn` [0, 8 s) and `idle` [8 s, 12 s) are back to back: the sample at 8 s belongs to
+/// `idle` alone, the one at 7.9 s to `burn` alone; every stored sample is in exactly one phase.
+#[test]
+fn a_sample_at_a_phase_boundary_belongs_to_the_phase_that_starts_there() {
+    let dir = TempDir::new("boundary");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build(&mut store);
+    let s = store.run_summary(run.as_str()).unwrap();
+    let (burn, idle) = (&s.phases[0], &s.phases[1]);
+    assert_eq!((burn.name.as_str(), idle.name.as_str()), ("burn", "idle"));
+    // burn: instants 0–79 of 4 nodes × 2 devices, less r2n2's lost second (10 × 2).
+    assert_eq!(burn.samples_stored, 80 * 8 - 20);
+    // idle: instants 80–119, the boundary instant 80 (at 8 s) included.
+    assert_eq!(idle.samples_stored, 40 * 8);
+    assert_eq!(
+        burn.samples_stored + idle.samples_stored,
+        s.samples_stored,
+        "no sample counted twice or in no phase"
+    );
+    assert!(idle.samples_stored <= idle.samples_expected);
 }
 
 #[test]

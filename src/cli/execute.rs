@@ -37,6 +37,17 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         sample_hz: req.plan.sample_hz,
     };
     let run_id = store.create_run(&new).context("creating the run")?;
+    // Liveness: who coordinates the run, refreshed while this process runs it, so that a reader
+    // tells a run whose coordinator died (it stays "running" in the store) as interrupted.
+    store
+        .set_coordinator(
+            &run_id,
+            &super::runs::this_host(),
+            std::process::id(),
+            WallClock::new().now_ns(),
+        )
+        .context("recording the run's coordinator")?;
+    let _liveness = Liveness::start(req.results.to_path_buf(), run_id.clone());
     // Longest the run can take: waiting for probes, the phases, the grace after them, and slack.
     let limit = Duration::from_millis(req.plan.expect.timeout_ms)
         + Duration::from_millis(req.plan.total_duration_ms())
@@ -49,8 +60,113 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         )
         .await
         .context("starting the run")?;
+    follow(server, &run_id, limit, req.progress, req.results).await
+}
 
-    let bar = Progress::new(req.progress);
+/// An interrupted run, checked and read from the store, ready to be resumed.
+pub struct ResumeRequest {
+    run_id: hallmark_results::RunId,
+    plan: Plan,
+    from: hallmark_coordinator::run::ResumeFrom,
+    store: Store,
+}
+
+/// Reads the interrupted run `run` from `results` and records this process as its coordinator,
+/// before the coordinator listens (so that no probe reconnects before the run is there to take
+/// what it replays). Refuses a run that has finished or whose coordinator is still alive.
+pub fn prepare_resume(run: &str, results: &Path) -> anyhow::Result<ResumeRequest> {
+    use hallmark_coordinator::run::{ResumeFrom, ResumeNode};
+    use hallmark_results::RunStatus;
+    let mut store = Store::open(results)
+        .with_context(|| format!("opening the run store in {}", results.display()))?;
+    let run_id = store.resolve_run(run)?;
+    let summary = store.run_summary(run_id.as_str())?;
+    let now = WallClock::new().now_ns();
+    let live = store.live_status(
+        run_id.as_str(),
+        summary.status,
+        now,
+        &super::runs::this_host(),
+        super::runs::pid_alive,
+    )?;
+    match (summary.status, live) {
+        (RunStatus::Running, Some(_)) => {}
+        (RunStatus::Running, None) => anyhow::bail!(
+            "run {run_id} is still running under its coordinator (or was heard from in the last \
+             10 s); resume only a run whose coordinator is gone (`hallmark runs list` shows it as \
+             interrupted)"
+        ),
+        (status, _) => anyhow::bail!(
+            "run {run_id} has finished ({status}); only an interrupted run can be resumed"
+        ),
+    }
+    let source = store.run_plan_toml(run_id.as_str())?;
+    let plan = hallmark_protocol::plan::parse_plan(&source, &format!("the plan of run {run_id}"))?;
+    let mut nodes = Vec::new();
+    for p in store.resume_points(run_id.as_str())? {
+        let node = hallmark_protocol::NodeId::new(&p.node_id)
+            .map_err(|e| anyhow::anyhow!("run {run_id} has a probe {:?}: {e}", p.node_id))?;
+        nodes.push(ResumeNode {
+            node,
+            rack: p.rack,
+            next_seq: p.next_seq,
+        });
+    }
+    store
+        .set_coordinator(&run_id, &super::runs::this_host(), std::process::id(), now)
+        .context("recording the run's new coordinator")?;
+    Ok(ResumeRequest {
+        run_id,
+        plan,
+        from: ResumeFrom { nodes },
+        store,
+    })
+}
+
+/// Resumes a prepared run on this coordinator: its probes reconnect and replay what they still
+/// hold, which is stored; the run then finishes INCOMPLETE with what was recovered (see
+/// `hallmark_coordinator::run::ResumeFrom`).
+pub async fn resume(
+    server: &ServerHandle,
+    req: ResumeRequest,
+    results: &Path,
+    progress: bool,
+) -> anyhow::Result<RunSummary> {
+    let ResumeRequest {
+        run_id,
+        plan,
+        from,
+        store,
+    } = req;
+    let _liveness = Liveness::start(results.to_path_buf(), run_id.clone());
+    tracing::info!(
+        "resuming run {run_id}: collecting what its {} probes still hold",
+        from.nodes.len()
+    );
+    server
+        .resume_run(
+            run_id.as_str().to_string(),
+            plan,
+            from,
+            Box::new(StoreRecorder::new(store, run_id.clone())),
+        )
+        .await
+        .context("resuming the run")?;
+    let limit = Duration::from_nanos(hallmark_coordinator::run::COLLECT_NS as u64)
+        + Duration::from_secs(30);
+    follow(server, &run_id, limit, progress, results).await
+}
+
+/// Shows the run's progress until it finishes (Ctrl-C aborts it; `limit` bounds it) and reads
+/// back its summary.
+async fn follow(
+    server: &ServerHandle,
+    run_id: &hallmark_results::RunId,
+    limit: Duration,
+    show: bool,
+    results: &Path,
+) -> anyhow::Result<RunSummary> {
+    let bar = Progress::new(show);
     let mut progress = server.progress();
     let deadline = tokio::time::Instant::now() + limit;
     let mut interrupted = false;
@@ -86,11 +202,59 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         }
     }
     bar.finish();
-    let store = Store::open_read_only(req.results)
-        .with_context(|| format!("reopening the run store in {}", req.results.display()))?;
+    let store = Store::open_read_only(results)
+        .with_context(|| format!("reopening the run store in {}", results.display()))?;
     store
         .run_summary(run_id.as_str())
         .with_context(|| format!("summarising run {run_id}"))
+}
+
+/// Refreshes the run's coordinator heartbeat every `liveness::HEARTBEAT_NS` on a thread and a
+/// store connection of its own (SQLite waits are never on the runtime), until dropped; a failed
+/// refresh is logged and tried again at the next tick.
+struct Liveness {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Liveness {
+    fn start(results: std::path::PathBuf, run: hallmark_results::RunId) -> Liveness {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let period = Duration::from_nanos(hallmark_results::liveness::HEARTBEAT_NS as u64);
+        let spawned = std::thread::Builder::new()
+            .name("liveness".into())
+            .spawn(move || {
+                let mut store = match Store::open(&results) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("cannot refresh the coordinator's liveness in the store: {e}");
+                        return;
+                    }
+                };
+                let clock = WallClock::new();
+                // Bounded by the flag: the run's end drops the handle.
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(e) = store.coordinator_heartbeat(&run, clock.now_ns()) {
+                        warn!("refreshing the coordinator's liveness: {e}");
+                    }
+                    let until = std::time::Instant::now() + period;
+                    while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the liveness thread: {e}");
+        }
+        Liveness { stop }
+    }
+}
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Prints a run's summary and its certification: as text, or as one JSON object on stdout (the

@@ -1,6 +1,9 @@
 //! `hallmark run PLAN`: run a plan on a simulated hall (`--simulate HALL.toml`) or, as the
 //! coordinator of a real cluster, on the probes that register (`--listen ADDR --ca … --cert …
-//! --key …`). Both store the run and print its summary exactly as the demo does.
+//! --key …`). Both store the run and print its summary exactly as the demo does. `hallmark run
+//! --resume RUN --listen ADDR --ca … --cert … --key …` takes over a run whose coordinator was
+//! interrupted: its probes reconnect and hand over what they still hold, and the run finishes
+//! INCOMPLETE saying what was recovered.
 //!
 //! Exit codes: with `--spec`, the certification's (0 PASS or WARN, 1 FAIL, 2 INCOMPLETE, 3 when
 //! certification itself failed); without, 0 when the run is complete, 2 when it is incomplete or
@@ -23,8 +26,13 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The plan file (TOML; see docs/PLAN.md and examples/plan-*.toml).
-    plan: PathBuf,
+    /// The plan file (TOML; see docs/PLAN.md and examples/plan-*.toml); not with --resume.
+    #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+    plan: Option<PathBuf>,
+    /// Resume this interrupted run (its coordinator died): collect what its probes still hold.
+    /// Needs --listen on the same address and CA as before.
+    #[arg(long, value_name = "RUN", requires = "listen", conflicts_with_all = ["simulate", "spec"])]
+    resume: Option<String>,
     /// Run on a simulated hall described by this file (see docs/HALL.md), in this process.
     #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["listen", "ca", "cert", "key", "crl"])]
     simulate: Option<PathBuf>,
@@ -66,9 +74,15 @@ impl RunArgs {
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(&a.plan)
-        .with_context(|| format!("reading the plan {}", a.plan.display()))?;
-    let plan = parse_plan(&source, &a.plan.display().to_string())?;
+    if let Some(run) = &a.resume {
+        return resume(&a, run).await;
+    }
+    let Some(plan_file) = &a.plan else {
+        bail!("say which plan to run (a plan file), or --resume RUN");
+    };
+    let source = std::fs::read_to_string(plan_file)
+        .with_context(|| format!("reading the plan {}", plan_file.display()))?;
+    let plan = parse_plan(&source, &plan_file.display().to_string())?;
     // A bad spec is refused before the run, not after it.
     let spec = a.spec.as_deref().map(SpecSource::load).transpose()?;
     let progress = !a.json && std::io::stderr().is_terminal();
@@ -78,22 +92,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             run_on_simulated_hall(&hall, plan, source, &a.results, progress).await?
         }
         (None, Some(listen)) => {
-            let (Some(ca), Some(cert), Some(key)) = (&a.ca, &a.cert, &a.key) else {
-                bail!("--listen needs --ca, --cert and --key");
-            };
-            let identity =
-                Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
-            let mut opts = ServerOptions::new(listen);
-            opts.crl = a.crl.clone();
-            if opts.crl.is_none() {
-                tracing::warn!(
-                    "no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`"
-                );
-            }
-            opts.status_file = a.status_file.clone();
-            let server = ServerHandle::start(&identity, opts)
-                .await
-                .context("starting the coordinator")?;
+            let server = start_server(&a, listen).await?;
             let request = RunRequest {
                 plan,
                 plan_source: source,
@@ -130,4 +129,45 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     print_outcome(&summary, &spec.spec, &verdicts, a.json)?;
     Ok(ExitCode::from(overall(&verdicts).exit_code()))
+}
+
+/// Starts the coordinator of a real cluster on `listen` with the TLS identity in `a`.
+async fn start_server(a: &RunArgs, listen: SocketAddr) -> anyhow::Result<ServerHandle> {
+    let (Some(ca), Some(cert), Some(key)) = (&a.ca, &a.cert, &a.key) else {
+        bail!("--listen needs --ca, --cert and --key");
+    };
+    let identity =
+        Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
+    let mut opts = ServerOptions::new(listen);
+    opts.crl = a.crl.clone();
+    if opts.crl.is_none() {
+        tracing::warn!(
+            "no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`"
+        );
+    }
+    opts.status_file = a.status_file.clone();
+    ServerHandle::start(&identity, opts)
+        .await
+        .context("starting the coordinator")
+}
+
+/// `hallmark run --resume RUN --listen …`: exit 2 (an interrupted run is never complete).
+async fn resume(a: &RunArgs, run: &str) -> anyhow::Result<ExitCode> {
+    let Some(listen) = a.listen else {
+        bail!("--resume needs --listen ADDR --ca FILE --cert FILE --key FILE (the same address and CA as the interrupted coordinator)");
+    };
+    let progress = !a.json && std::io::stderr().is_terminal();
+    let request = super::execute::prepare_resume(run, &a.results)?;
+    let server = start_server(a, listen).await?;
+    let summary = super::execute::resume(&server, request, &a.results, progress).await;
+    server
+        .shutdown()
+        .await
+        .context("stopping the coordinator")?;
+    let summary = summary?;
+    print_summary(&summary, a.json)?;
+    Ok(match summary.status {
+        RunStatus::Complete => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    })
 }

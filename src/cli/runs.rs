@@ -1,9 +1,12 @@
-//! `hallmark runs list` and `hallmark runs show RUN`: what the run store holds.
+//! `hallmark runs list` and `hallmark runs show RUN`: what the run store holds. A run still
+//! `running` in the store whose coordinator is gone (its process ended on this host, or its
+//! heartbeat stopped) is shown as `interrupted` (see `hallmark_results::liveness`).
 
 use super::execute::print_summary;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hallmark_results::{time::format_utc, Store};
+use hallmark_transport::clock::WallClock;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,7 +45,16 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::List(a) => {
             let store = Store::open_read_only(&a.results)
                 .with_context(|| format!("opening the run store in {}", a.results.display()))?;
-            let runs = store.list_runs()?;
+            let mut runs = store.list_runs()?;
+            let now = WallClock::new().now_ns();
+            for r in &mut runs {
+                if let Some((status, why)) =
+                    store.live_status(r.run_id.as_str(), r.status, now, &this_host(), pid_alive)?
+                {
+                    r.status = status;
+                    r.status_reason = Some(why);
+                }
+            }
             if a.json {
                 println!("{}", serde_json::to_string(&runs)?);
                 return Ok(ExitCode::SUCCESS);
@@ -68,9 +80,44 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             let store = Store::open_read_only(&a.results)
                 .with_context(|| format!("opening the run store in {}", a.results.display()))?;
             let id = store.resolve_run(&a.run)?;
-            let summary = store.run_summary(id.as_str())?;
+            let mut summary = store.run_summary(id.as_str())?;
+            let now = WallClock::new().now_ns();
+            if let Some((status, why)) =
+                store.live_status(id.as_str(), summary.status, now, &this_host(), pid_alive)?
+            {
+                summary.status = status;
+                summary.status_reason = Some(why);
+            }
             print_summary(&summary, a.json)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// This machine's host name, as a coordinator records it with its run ("unknown" where the
+/// system does not say).
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether process `pid` runs on this host (a zombie, killed and not yet reaped, does not).
+/// Where there is no /proc to ask, every process counts as alive and only the coordinator's
+/// heartbeat tells.
+pub fn pid_alive(pid: u32) -> bool {
+    if !std::path::Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }

@@ -139,6 +139,12 @@ pub trait Backend: Send {
     /// Asks the running NCCL phase to end now (abort, interlock).
     fn stop_nccl(&mut self) {}
 
+    /// Whether the NCCL phase's threads have all ended (or none runs), so that
+    /// [`Backend::finish_nccl`] with no wait returns its full report without blocking.
+    fn nccl_done(&self) -> bool {
+        true
+    }
+
     /// The NCCL phase's results (one per op and size: the slowest of this node's GPUs), waiting at
     /// most `wait` for its threads; what could not be done is in the report's faults.
     fn finish_nccl(&mut self, wait: Duration) -> FabricReport {

@@ -142,13 +142,9 @@ pub fn hottest(devices: &[HotDevice]) -> String {
 /// Samples stored against expected, gaps, lost probes and events.
 pub fn completeness(s: &RunSummary) -> String {
     let mut out = String::new();
-    let pct = if s.samples_expected > 0 {
-        format!(
-            " ({:.1} %)",
-            s.samples_stored as f64 * 100.0 / s.samples_expected as f64
-        )
-    } else {
-        String::new()
+    let pct = match crate::share_of(s.samples_stored, s.samples_expected) {
+        Some(p) => format!(" ({p})"),
+        None => String::new(),
     };
     let _ = writeln!(
         out,

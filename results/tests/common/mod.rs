@@ -127,6 +127,7 @@ pub fn sample(n: usize, device: u16, k: i64) -> Sample {
 pub fn batch(n: usize, sec: i64) -> TelemetryBatch {
     let ks = sec * 10..sec * 10 + 10;
     TelemetryBatch {
+        gaps: Vec::new(),
         seq: sec as u64,
         node_power_w: ks
             .clone()

@@ -222,6 +222,7 @@ impl Run {
     fn batch(&self, n: usize, sec: i64) -> TelemetryBatch {
         let ks = sec * 10..sec * 10 + 10;
         TelemetryBatch {
+            gaps: Vec::new(),
             seq: sec as u64,
             node_power_w: ks
                 .clone()

@@ -174,6 +174,10 @@ impl Backend for CudaBackend {
         self.nccl.stop();
     }
 
+    fn nccl_done(&self) -> bool {
+        self.nccl.is_done()
+    }
+
     fn finish_nccl(&mut self, wait: Duration) -> FabricReport {
         self.nccl.finish(wait)
     }

@@ -310,6 +310,13 @@ impl NcclState {
         }
     }
 
+    /// Whether the running phase's threads have all ended (or no phase runs).
+    pub fn is_done(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_none_or(|r| r.threads.iter().all(|(_, h)| h.is_finished()))
+    }
+
     /// Waits at most `wait` for the running phase's threads and returns its report (an empty
     /// one if no phase runs). Threads still running are asked to stop and left to end on their
     /// own.

@@ -1,0 +1,142 @@
+//! A coordinator killed outright (SIGKILL) mid-phase leaves its run "running" in the store; readers
+//! show it as interrupted, with the reason, because its process is gone (see
+//! `hallmark_results::liveness`). `hallmark run --resume RUN` on the same address and CA then
+//! collects what the probe still held (the telemetry of its last seconds and its phase report),
+//! stores it, and finishes the run INCOMPLETE saying what was recovered.
+
+mod common;
+
+use common::process::*;
+use std::process::Stdio;
+use std::time::Duration;
+
+#[test]
+fn a_run_whose_coordinator_was_killed_is_listed_as_interrupted_and_resumed_without_loss() {
+    let dir = tempdir("interrupted");
+    let node = "row1-rack01-n01";
+    init_certs(&dir, &[node]);
+    std::fs::write(
+        dir.join("plan.toml"),
+        "name = \"long\"\n[expect]\nnodes = 1\n[[phase]]\nname = \"steady\"\nworkload = \"burn\"\n\
+         duration_s = 60\npattern = { kind = \"steady\", level = 1.0 }\n",
+    )
+    .unwrap();
+    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: common::free_udp_port(),
+    };
+    let mut coordinator = Killed(
+        cluster
+            .run_listen("plan.toml")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut probe = Killed(
+        cluster
+            .probe(node, node)
+            .args(["-v", "--sim-hall", hall])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = stderr_lines(&mut probe.0);
+    assert!(
+        wait_line(
+            &lines,
+            "phase 0 (steady) scheduled",
+            Duration::from_secs(30)
+        )
+        .is_some(),
+        "the run never started"
+    );
+    let results = cluster.path("results");
+    // While the coordinator runs, the run is running.
+    let list = run(&["runs", "list", "--results", &results]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains(" running "), "{text}");
+
+    // Mid-phase (it starts 2 s after it is scheduled), kill the coordinator outright.
+    std::thread::sleep(Duration::from_millis(3000));
+    coordinator.0.kill().unwrap();
+    let _ = coordinator.0.wait();
+
+    let list = run(&["runs", "list", "--results", &results, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let r = &v[0];
+    assert_eq!(r["status"], "interrupted", "{v}");
+    let why = r["status_reason"].as_str().unwrap();
+    assert!(
+        why.contains("coordinator") && why.contains("ended"),
+        "{why}"
+    );
+    let list = run(&["runs", "list", "--results", &results]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("interrupted"), "{text}");
+
+    let id = r["run_id"].as_str().unwrap();
+    let show = run(&["runs", "show", id, "--results", &results, "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(s["status"], "interrupted", "{s}");
+    let stored_before = s["samples_stored"].as_u64().unwrap();
+
+    // A new coordinator resumes the run; the probe (never restarted) reconnects and replays.
+    let started = std::time::Instant::now();
+    let mut resumed = Killed(
+        hallmark()
+            .args(["run", "--resume", id, "--listen", &cluster.addr.to_string()])
+            .args(["--ca", &cluster.path("ca.pem")])
+            .args(["--cert", &cluster.path("coordinator.pem")])
+            .args(["--key", &cluster.path("coordinator-key.pem")])
+            .args(["--results", &results, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_exit(
+        &mut resumed.0,
+        Duration::from_secs(60),
+        "the resumed run did not finish in time",
+    );
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(resumed.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(2), "never complete: {stdout}");
+    // Probe backoff (≤ 5 s), the replay, 2 s of quiet: well under the 20 s collection bound.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["status"], "incomplete", "{s}");
+    let reason = s["status_reason"].as_str().unwrap();
+    assert!(reason.contains("interrupted"), "{reason}");
+    let recovered = reason
+        .split("recovered ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no recovered count in {reason:?}"));
+    assert!(recovered >= 1, "{reason}");
+    let stored_after = s["samples_stored"].as_u64().unwrap();
+    assert!(
+        stored_after > stored_before,
+        "recovered samples stored: {stored_before} → {stored_after}"
+    );
+    // The dead-man's early end, held by the probe while it was cut off, is stored too.
+    assert!(
+        s["phases"][0]["stopped_early"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "{s}"
+    );
+    let events = s["events"].to_string();
+    assert!(
+        events.contains("resumed after the coordinator was interrupted"),
+        "{events}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
