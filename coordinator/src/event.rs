@@ -31,6 +31,9 @@ pub struct CoordinatorConfig {
     pub dead_man_ms: u32,
     /// Version string announced in Welcome.
     pub version: String,
+    /// Networks a probe may announce its data plane in besides the IP its control connection
+    /// comes from (`--fabric-subnet`); see `fabric::subnet`.
+    pub fabric_subnets: Vec<crate::fabric::FabricSubnet>,
 }
 
 impl Default for CoordinatorConfig {
@@ -39,6 +42,7 @@ impl Default for CoordinatorConfig {
             clock_sync: ClockSyncConfig::default(),
             dead_man_ms: 2000,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            fabric_subnets: Vec::new(),
         }
     }
 }

@@ -27,7 +27,7 @@ pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME
 pub use fabric::{
     CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, CollectiveTransport,
     DataPlaneAddr, FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, LatencyPair,
-    LatencyParams, NcclSetup, SessionKey,
+    LatencyParams, NcclSetup, PairKey, PeerKey,
 };
 pub use ids::{NodeId, NodeIdError};
 pub use message::*;
@@ -37,7 +37,7 @@ pub use message::*;
 /// Compatibility rule that every future version keeps: [`ProbeMessage::Hello`] stays variant 0 and
 /// `protocol_version` stays its first field, so that a coordinator can always read the version of a
 /// Hello it cannot otherwise decode and refuse it with a clear reason.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The ALPN protocol identifier negotiated in the TLS handshake.
 pub const ALPN: &[u8] = b"hallmark/1";

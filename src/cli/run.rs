@@ -11,6 +11,7 @@ use super::execute::{execute, print_outcome, print_summary, RunRequest};
 use super::simulate::run_on_simulated_hall;
 use anyhow::{bail, Context};
 use clap::Args;
+use hallmark_coordinator::fabric::FabricSubnet;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
 use hallmark_protocol::plan::parse_plan;
 use hallmark_results::{overall, RunStatus};
@@ -43,6 +44,11 @@ pub struct RunArgs {
     /// Keep this JSON file up to date with the registered probes.
     #[arg(long, value_name = "FILE")]
     status_file: Option<PathBuf>,
+    /// A network the probes' data planes live on (e.g. 10.20.0.0/16; repeatable). A probe may
+    /// announce a data-plane IP (`--data-announce`) other than the one it connects from only
+    /// inside one of these; otherwise its Hello is refused.
+    #[arg(long = "fabric-subnet", value_name = "CIDR", requires = "listen")]
+    fabric_subnet: Vec<FabricSubnet>,
     /// Where runs are stored.
     #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
     results: PathBuf,
@@ -81,6 +87,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
             let mut opts = ServerOptions::new(listen);
             opts.status_file = a.status_file.clone();
+            opts.config.fabric_subnets = a.fabric_subnet.clone();
             let server = ServerHandle::start(&identity, opts)
                 .await
                 .context("starting the coordinator")?;
