@@ -208,3 +208,44 @@ fn bad_fabric_arguments_are_refused_with_what_to_give() {
         "{err}"
     );
 }
+
+#[test]
+fn a_bad_fabric_subnet_is_refused_before_the_coordinator_starts() {
+    for (cmd, extra) in [
+        (
+            "coordinator",
+            &["--ca", "ca.pem", "--cert", "c.pem", "--key", "k.pem"][..],
+        ),
+        (
+            "run",
+            &[
+                "plan.toml",
+                "--listen",
+                "127.0.0.1:0",
+                "--ca",
+                "ca.pem",
+                "--cert",
+                "c.pem",
+                "--key",
+                "k.pem",
+            ][..],
+        ),
+    ] {
+        for (bad, why) in [
+            ("10.0.0.1/8", "did you mean 10.0.0.0/8"),
+            ("10.0.0.0", "no /PREFIX"),
+            ("fd00::/200", "from 0 to 128"),
+        ] {
+            let mut args = vec![cmd];
+            args.extend_from_slice(extra);
+            args.extend(["--fabric-subnet", bad]);
+            let out = run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {bad}: {err}");
+            assert!(
+                err.contains(&format!("--fabric-subnet {bad}")) && err.contains(why),
+                "{cmd} {bad}: {err}"
+            );
+        }
+    }
+}

@@ -8,12 +8,13 @@
 mod common;
 
 use common::simnet::Sim;
-use hallmark_coordinator::machine::Event;
+use hallmark_coordinator::fabric::FabricSubnet;
+use hallmark_coordinator::machine::{Coordinator, CoordinatorConfig, Event};
 use hallmark_coordinator::run::Outcome;
 use hallmark_protocol::plan::parse_plan;
 use hallmark_protocol::{
-    CollectiveAlgorithm, CollectiveOp, CollectiveResult, DataPlaneAddr, DeviceInfo, FabricReport,
-    Labels, NodeId,
+    CollectiveAlgorithm, CollectiveOp, CollectiveResult, CoordinatorMessage, DataPlaneAddr,
+    DeviceInfo, FabricReport, Labels, NodeId, ProbeMessage, RefusalReason,
 };
 use hallmark_workloads::backend::{Backend, BackendError, NcclJob, NodeReading};
 use hallmark_workloads::sim::SimBackend;
@@ -89,6 +90,11 @@ fn cluster(
     mut backend: impl FnMut(usize, SimBackend) -> Box<dyn Backend>,
 ) -> Sim {
     let mut sim = Sim::new(seed);
+    // The simulated connections have no IP: the announced data planes must lie in a fabric subnet.
+    sim.coordinator = Coordinator::new(CoordinatorConfig {
+        fabric_subnets: vec!["10.0.0.0/24".parse().unwrap()],
+        ..CoordinatorConfig::default()
+    });
     for i in 1..=3 {
         let node = NodeId::new(format!("n{i}")).unwrap();
         let b = backend(i, SimBackend::standalone(node.clone(), 2).unwrap());
@@ -224,4 +230,80 @@ fn nccl_required_with_a_member_without_gpus_leaves_the_run_incomplete() {
         .events
         .iter()
         .any(|e| matches!(e, Event::RunNote { .. })));
+}
+
+/// What the coordinator answers a Hello from `remote` announcing its data plane at `announced`,
+/// with `subnets` configured: the registered data-plane address, or the refusal.
+fn hello_answer(
+    remote: &str,
+    announced: Option<&str>,
+    subnets: &[&str],
+) -> Result<Option<std::net::SocketAddr>, (RefusalReason, String)> {
+    let config = CoordinatorConfig {
+        fabric_subnets: subnets
+            .iter()
+            .map(|s| s.parse::<FabricSubnet>().unwrap())
+            .collect(),
+        ..CoordinatorConfig::default()
+    };
+    let mut c = Coordinator::new(config);
+    let node = NodeId::new("n1").unwrap();
+    c.on_connected(7, node.clone(), remote.to_string());
+    let labels = Labels {
+        hall: "h".into(),
+        row: "r".into(),
+        rack: "k".into(),
+    };
+    let backend = SimBackend::standalone(node.clone(), 1).unwrap();
+    let mut hello = hallmark_probe::hello(node.clone(), labels, &backend);
+    hello.data_plane = Some(DataPlaneAddr {
+        ip: announced.map(|a| a.parse().unwrap()),
+        port: 7000,
+    });
+    c.on_message(7, ProbeMessage::Hello(hello), 0);
+    while let Some((_, msg)) = c.poll_transmit() {
+        match msg {
+            CoordinatorMessage::Refused(r) => return Err((r.reason, r.message)),
+            CoordinatorMessage::Welcome(_) => {
+                return Ok(c.probe(&node).and_then(|p| p.data_plane));
+            }
+            _ => {}
+        }
+    }
+    panic!("the coordinator neither welcomed nor refused the Hello");
+}
+
+/// A probe may not point the other members' test traffic at an address it does not own: a Hello
+/// announcing a data-plane IP other than its control connection's is refused, unless the IP lies
+/// in a fabric subnet the operator configured.
+#[test]
+fn a_hello_announcing_a_foreign_data_plane_ip_is_refused_unless_in_a_fabric_subnet() {
+    let ok = hello_answer("192.0.2.7:50000", Some("192.0.2.7"), &[]).unwrap();
+    assert_eq!(ok, Some("192.0.2.7:7000".parse().unwrap()), "its own IP");
+    let implied = hello_answer("192.0.2.7:50000", None, &[]).unwrap();
+    assert_eq!(
+        implied,
+        Some("192.0.2.7:7000".parse().unwrap()),
+        "no IP given"
+    );
+    let (reason, message) = hello_answer("192.0.2.7:50000", Some("198.51.100.9"), &[]).unwrap_err();
+    assert_eq!(
+        reason,
+        RefusalReason::DataPlaneAddress {
+            announced: "198.51.100.9".into(),
+            control: "192.0.2.7:50000".into(),
+        }
+    );
+    assert!(message.contains("--fabric-subnet"), "{message}");
+    let (_, message) =
+        hello_answer("192.0.2.7:50000", Some("198.51.100.9"), &["10.0.0.0/8"]).unwrap_err();
+    assert!(message.contains("10.0.0.0/8"), "{message}");
+    let inside = hello_answer("192.0.2.7:50000", Some("10.1.2.3"), &["10.0.0.0/8"]).unwrap();
+    assert_eq!(
+        inside,
+        Some("10.1.2.3:7000".parse().unwrap()),
+        "inside the subnet"
+    );
+    let v6 = hello_answer("[fd00::7]:50000", Some("fd00:1::7"), &["fd00:1::/64"]).unwrap();
+    assert_eq!(v6, Some("[fd00:1::7]:7000".parse().unwrap()));
 }

@@ -37,6 +37,9 @@ pub struct CoordinatorConfig {
     /// Unstored telemetry (samples + node-power readings) one probe may have queued before its
     /// connection stops being read ([`crate::limits::TELEMETRY_BUDGET`]).
     pub telemetry_budget: u64,
+    /// Networks a probe may announce its data plane in besides the IP its control connection
+    /// comes from (`--fabric-subnet`); see `fabric::subnet`.
+    pub fabric_subnets: Vec<crate::fabric::FabricSubnet>,
 }
 
 impl Default for CoordinatorConfig {
@@ -47,6 +50,7 @@ impl Default for CoordinatorConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             hello_timeout_ms: 5000,
             telemetry_budget: crate::limits::TELEMETRY_BUDGET,
+            fabric_subnets: Vec::new(),
         }
     }
 }

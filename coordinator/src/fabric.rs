@@ -10,14 +10,23 @@
 //! `PhaseStart`. If it does not come (an error, or not before the phase is sent), the phase falls
 //! back to host collectives over the data plane and says why; where NCCL was required the run is
 //! INCOMPLETE.
+//!
+//! Keys ([`keys`]): one random phase key per phase stays here; each member's order carries only the
+//! keys of the pairs it is in. Data-plane addresses ([`subnet`]): a probe may announce only the IP
+//! its control connection comes from, or one inside a configured fabric subnet.
+
+pub mod keys;
+pub mod subnet;
 
 use crate::machine::ConnId;
 use hallmark_protocol::{
     CollectiveTransport, CoordinatorMessage, FabricMember, FabricParams, FabricPhase, NcclSetup,
-    NodeId, PhaseStart, SessionKey,
+    NodeId, PhaseStart,
 };
+pub use keys::PhaseKey;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+pub use subnet::{FabricSubnet, SubnetError};
 
 /// A registered probe as the run sees it when deciding to start.
 #[derive(Debug, Clone)]
@@ -44,13 +53,16 @@ pub(crate) struct NcclPlan {
 
 /// A fabric phase's order and what the run lacks for it.
 pub(crate) struct Assignment {
+    /// The phase as the coordinator keeps it: no keys (they are filled per member).
     pub phase: FabricPhase,
+    /// The phase's secret, which stays in the coordinator.
+    pub key: PhaseKey,
     pub shortfall: Vec<String>,
     pub nccl: Option<NcclPlan>,
 }
 
 /// The fabric part of a phase's order: the members (every participant with a data plane, in node
-/// order) and a fresh session key; for collectives, whether they go through NCCL. Fails only when
+/// order) and a fresh phase key; for collectives, whether they go through NCCL. Fails only when
 /// no random key can be made.
 pub(crate) fn assign(
     phase: &str,
@@ -59,7 +71,7 @@ pub(crate) fn assign(
 ) -> Result<Assignment, String> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| {
-        format!("no session key for fabric phase {phase}: the operating system's random source failed: {e}")
+        format!("no key for fabric phase {phase}: the operating system's random source failed: {e}")
     })?;
     let mut shortfall = Vec::new();
     let with: Vec<&&Candidate> = participants
@@ -98,11 +110,12 @@ pub(crate) fn assign(
     };
     Ok(Assignment {
         phase: FabricPhase {
-            session_key: SessionKey(key),
+            keys: Vec::new(),
             members,
             params: params.clone(),
             nccl: None,
         },
+        key: PhaseKey::from_bytes(key),
         shortfall,
         nccl,
     })
@@ -207,17 +220,22 @@ impl NcclWaits {
     }
 }
 
-/// A phase's order for one participant. Only a fabric phase's members get its members, key and
-/// parameters: a participant left out of it (no data plane) must not hold the phase's key, and runs
-/// the phase's device pattern alone.
-pub(crate) fn order_for(start: &PhaseStart, node: &NodeId) -> CoordinatorMessage {
+/// A phase's order for one participant. Only a fabric phase's members get its members, keys and
+/// parameters, and each member only the keys of the pairs it is in (derived from `key`, the
+/// phase's key, which is never sent): a participant left out of it (no data plane) holds no key
+/// of the phase, and runs the phase's device pattern alone.
+pub(crate) fn order_for(
+    start: &PhaseStart,
+    key: Option<&PhaseKey>,
+    node: &NodeId,
+) -> CoordinatorMessage {
     let mut order = start.clone();
-    if order
-        .fabric
-        .as_ref()
-        .is_some_and(|f| f.rank_of(node).is_none())
-    {
-        order.fabric = None;
+    if let Some(f) = order.fabric.as_mut() {
+        match (f.rank_of(node), key) {
+            (Some(rank), Some(key)) => f.keys = key.keys_for(start.phase_id, &f.members, rank),
+            (Some(_), None) => f.keys = Vec::new(),
+            (None, _) => order.fabric = None,
+        }
     }
     CoordinatorMessage::PhaseStart(order)
 }
@@ -264,20 +282,22 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "c"]);
         assert!(one.shortfall[0].contains("left out of fabric phase mesh: b"));
-        assert_ne!(one.phase.session_key, two.phase.session_key);
+        assert_ne!(one.key, two.key, "a fresh phase key per phase");
+        assert!(one.phase.keys.is_empty(), "the kept phase carries no keys");
         assert!(one.nccl.is_none());
         let alone = assign("mesh", &p, &[&a]).unwrap();
         assert!(alone.shortfall[0].contains("needs at least 2"));
     }
 
     #[test]
-    fn only_members_get_the_phase_key() {
+    fn members_get_only_their_pair_keys_and_non_members_nothing() {
         let (a, b) = (cand("a", "sim", 8, true), cand("b", "sim", 8, false));
-        let c = cand("c", "sim", 8, true);
+        let (c, d) = (cand("c", "sim", 8, true), cand("d", "sim", 8, true));
         let p = FabricParams::Latency(Default::default());
-        let fabric = assign("mesh", &p, &[&a, &b, &c]).unwrap().phase;
+        let x = assign("mesh", &p, &[&a, &b, &c, &d]).unwrap();
+        let (fabric, key) = (x.phase, x.key);
         let start = PhaseStart {
-            phase_id: 0,
+            phase_id: 4,
             name: "mesh".into(),
             workload: hallmark_protocol::Workload::Latency,
             pattern: hallmark_protocol::pattern::Pattern::Steady { level: 0.0 },
@@ -287,13 +307,23 @@ mod tests {
             fabric: Some(fabric.clone()),
             target_power_w: None,
         };
-        let fabric_of = |node: &Candidate| match order_for(&start, &node.node) {
+        let fabric_of = |node: &Candidate| match order_for(&start, Some(&key), &node.node) {
             CoordinatorMessage::PhaseStart(p) => p.fabric,
             _ => None,
         };
-        assert_eq!(fabric_of(&a), Some(fabric.clone()));
-        assert_eq!(fabric_of(&c), Some(fabric));
+        // Members a, c, d are ranks 0, 1, 2: each gets the keys of its two pairs.
+        for (cand, rank) in [(&a, 0), (&c, 1), (&d, 2)] {
+            let got = fabric_of(cand).expect("a member gets the phase");
+            assert_eq!(got.members, fabric.members);
+            assert_eq!(got.keys, key.keys_for(4, &fabric.members, rank));
+            let ranks: Vec<u32> = got.keys.iter().map(|k| k.rank).collect();
+            let want: Vec<u32> = (0..3).filter(|&r| r != rank as u32).collect();
+            assert_eq!(ranks, want);
+        }
         assert_eq!(fabric_of(&b), None, "b has no data plane: no key");
+        // The order names the keys, never the phase key itself.
+        let order = format!("{:?}", order_for(&start, Some(&key), &a.node));
+        assert!(order.contains("PairKey(..)") && !order.contains("PhaseKey"));
     }
 
     #[test]

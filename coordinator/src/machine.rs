@@ -520,7 +520,11 @@ impl Coordinator {
         }
         let session_id = self.next_session;
         self.next_session += 1;
-        let data_plane = data_plane_addr(hello.data_plane, &c.remote);
+        let data_plane =
+            match data_plane_addr(hello.data_plane, &c.remote, &self.config.fabric_subnets) {
+                Ok(d) => d,
+                Err((reason, message)) => return self.refuse(conn, reason, message),
+            };
         let record = ProbeRecord {
             node_id: hello.node_id.clone(),
             labels: hello.labels,
@@ -719,15 +723,32 @@ fn batch_size(batch: &hallmark_protocol::TelemetryBatch) -> u64 {
 }
 
 /// A probe's data-plane address: the one its Hello gives, else its port on the IP its control
-/// connection came from (`remote` as the shell formats a socket address).
+/// connection came from (`remote` as the shell formats a socket address). An announced IP other
+/// than the control connection's must lie in one of `subnets`; otherwise the Hello is refused.
 fn data_plane_addr(
     hello: Option<hallmark_protocol::DataPlaneAddr>,
     remote: &str,
-) -> Option<std::net::SocketAddr> {
-    let dp = hello?;
-    let ip = match dp.ip {
-        Some(ip) if !ip.is_unspecified() => ip,
-        _ => remote.parse::<std::net::SocketAddr>().ok()?.ip(),
+    subnets: &[crate::fabric::FabricSubnet],
+) -> Result<Option<std::net::SocketAddr>, (RefusalReason, String)> {
+    let Some(dp) = hello else {
+        return Ok(None);
     };
-    Some(std::net::SocketAddr::new(ip, dp.port))
+    let control = remote.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    let ip = match dp.ip {
+        Some(ip) if !ip.is_unspecified() => {
+            crate::fabric::subnet::check_announced(ip, control, subnets).map_err(|message| {
+                let reason = RefusalReason::DataPlaneAddress {
+                    announced: ip.to_string(),
+                    control: remote.to_string(),
+                };
+                (reason, message)
+            })?;
+            ip
+        }
+        _ => match control {
+            Some(ip) => ip,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(std::net::SocketAddr::new(ip, dp.port)))
 }

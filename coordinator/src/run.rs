@@ -48,6 +48,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledPhase {
     pub start: PhaseStart,
+    /// A fabric phase's key, from which each member's pair keys are derived; never sent.
+    pub key: Option<crate::fabric::PhaseKey>,
 }
 
 /// A probe taking part in the run.
@@ -266,6 +268,7 @@ impl Run {
         }
         let mut at = now + START_LEAD_NS;
         for (i, spec) in self.plan.phases.iter().enumerate() {
+            let mut key = None;
             let fabric = match &spec.fabric {
                 None => None,
                 Some(params) => match assign(&spec.name, params, &ready) {
@@ -284,6 +287,7 @@ impl Run {
                             }
                             self.nccl.insert(i as u32, plan);
                         }
+                        key = Some(a.key);
                         Some(a.phase)
                     }
                     Err(e) => {
@@ -305,7 +309,7 @@ impl Run {
                 target_power_w: spec.target_power_w,
             };
             at += spec.duration_ms as i64 * 1_000_000;
-            self.phases.push(ScheduledPhase { start });
+            self.phases.push(ScheduledPhase { start, key });
         }
         self.stage = Stage::Running {
             sent: 0,
@@ -358,7 +362,8 @@ impl Run {
             };
             for (node, part) in &self.participants {
                 if let Some(conn) = part.conn {
-                    out.transmits.push_back((conn, order_for(&p.start, node)));
+                    out.transmits
+                        .push_back((conn, order_for(&p.start, p.key.as_ref(), node)));
                 }
             }
             *sent += 1;
@@ -503,7 +508,8 @@ impl Run {
         for ph in self.phases.iter().take(sent) {
             let end = ph.start.start_at_ns + ph.start.duration_ms as i64 * 1_000_000;
             if end > now {
-                out.transmits.push_back((conn, order_for(&ph.start, node)));
+                out.transmits
+                    .push_back((conn, order_for(&ph.start, ph.key.as_ref(), node)));
             }
         }
     }

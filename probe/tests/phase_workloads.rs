@@ -8,8 +8,8 @@ use hallmark_probe::runner::PhaseRunner;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
     ClockEstimate, CollectiveParams, DataPlaneAddr, DeviceInfo, DeviceKind, FabricMember,
-    FabricParams, FabricPhase, FabricReport, NcclSetup, NodeId, PhaseStart, ProbeMessage,
-    SessionKey, Workload,
+    FabricParams, FabricPhase, FabricReport, NcclSetup, NodeId, PairKey, PeerKey, PhaseStart,
+    ProbeMessage, Workload,
 };
 use hallmark_workloads::backend::{
     Backend, BackendError, DeviceReading, Kernel, NcclJob, NodeReading,
@@ -181,7 +181,10 @@ fn clock() -> ClockEstimate {
 fn phase(workload: Workload, duration_ms: u64) -> PhaseStart {
     let fabric =
         matches!(workload, Workload::Latency | Workload::Collective).then(|| FabricPhase {
-            session_key: SessionKey([9; 32]),
+            keys: vec![PeerKey {
+                rank: 1,
+                key: PairKey([9; 32]),
+            }],
             members: ["a", "b"]
                 .iter()
                 .enumerate()

@@ -1,11 +1,15 @@
 //! The interconnect (fabric) part of the protocol: what a `latency` or `collective` phase asks of
 //! the probes, who their peers are, and what each probe reports back.
 //!
-//! For a fabric phase the coordinator hands every member probe the same [`FabricPhase`] inside the
+//! For a fabric phase the coordinator hands every member probe a [`FabricPhase`] inside the
 //! `PhaseStart`: the members in rank order (node id and data-plane address), the phase's parameters
-//! and a fresh random [`SessionKey`]. The key travels only over the mutually authenticated control
-//! connection; on the data plane every UDP test packet and every TCP handshake is authenticated with
-//! it (HMAC-SHA256), so a probe accepts only the peers the coordinator named for that phase.
+//! and **this member's pair keys**: one [`PairKey`] per other member. The coordinator draws one
+//! random phase key per phase, which never leaves it, and derives from it the key of every
+//! unordered pair of members; member `i` receives the keys of the pairs
+//! `{i, j}` for every `j ≠ i` and no others. Both ends of a pair hold its key and nobody else does,
+//! so on the data plane (every UDP test packet and every TCP handshake is tagged with HMAC-SHA256
+//! under the pair's key) a member can neither forge traffic between two others nor claim another
+//! member's rank. The keys travel only over the mutually authenticated control connections.
 //!
 //! Latency round trips are reported as HDR histograms of nanoseconds (3 significant digits), V2 +
 //! deflate; collectives as the mean time of one operation per size on each rank, from which the
@@ -24,14 +28,21 @@ pub struct DataPlaneAddr {
     pub port: u16,
 }
 
-/// A phase's shared secret (32 random bytes). Its `Debug` never shows the bytes.
+/// The secret two members of a phase share (32 bytes). Its `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionKey(pub [u8; 32]);
+pub struct PairKey(pub [u8; 32]);
 
-impl fmt::Debug for SessionKey {
+impl fmt::Debug for PairKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionKey(..)")
+        f.write_str("PairKey(..)")
     }
+}
+
+/// The key a member shares with the member of rank `rank`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerKey {
+    pub rank: u32,
+    pub key: PairKey,
 }
 
 /// One member of a fabric phase; its rank is its position in [`FabricPhase::members`].
@@ -226,7 +237,9 @@ impl CollectiveAlgorithm {
 /// A fabric phase as each member receives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FabricPhase {
-    pub session_key: SessionKey,
+    /// This member's pair keys, one per other member; empty in the
+    /// coordinator's own copy of the phase (it fills them per member when it sends the order).
+    pub keys: Vec<PeerKey>,
     /// Every member in rank order (sorted by node id); a probe finds its rank by its node id.
     pub members: Vec<FabricMember>,
     pub params: FabricParams,
@@ -391,8 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn session_keys_do_not_show_in_logs() {
-        let k = SessionKey([7; 32]);
-        assert_eq!(format!("{k:?}"), "SessionKey(..)");
+    fn keys_do_not_show_in_logs() {
+        assert_eq!(format!("{:?}", PairKey([7; 32])), "PairKey(..)");
     }
 }

@@ -27,7 +27,7 @@ pub use codec::{decode_frame, encode_frame, DecodeError, FrameDecoder, MAX_FRAME
 pub use fabric::{
     CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, CollectiveTransport,
     DataPlaneAddr, FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, LatencyPair,
-    LatencyParams, NcclSetup, SessionKey,
+    LatencyParams, NcclSetup, PairKey, PeerKey,
 };
 pub use ids::{NodeId, NodeIdError};
 pub use message::*;

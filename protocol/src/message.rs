@@ -147,6 +147,9 @@ pub enum RefusalReason {
     ExpectedHello,
     /// The run's expected inventory does not contain this node.
     NotExpected { node_id: String },
+    /// The Hello announces a data-plane IP (`announced`) that is neither the IP the control
+    /// connection comes from (`control`) nor inside a fabric subnet the operator configured.
+    DataPlaneAddress { announced: String, control: String },
 }
 
 /// A refusal with a human-readable explanation of how to fix it.

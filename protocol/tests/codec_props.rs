@@ -231,7 +231,13 @@ fn fabric_phase() -> impl Strategy<Value = FabricPhase> {
             ),
     ];
     (
-        any::<[u8; 32]>(),
+        vec(
+            (any::<u32>(), any::<[u8; 32]>()).prop_map(|(rank, key)| PeerKey {
+                rank,
+                key: PairKey(key),
+            }),
+            0..5,
+        ),
         vec(
             (node_id(), socket_addr()).prop_map(|(node_id, addr)| FabricMember { node_id, addr }),
             0..5,
@@ -242,8 +248,8 @@ fn fabric_phase() -> impl Strategy<Value = FabricPhase> {
                 .prop_map(|(unique_id, gpus)| NcclSetup { unique_id, gpus }),
         ),
     )
-        .prop_map(|(key, members, params, nccl)| FabricPhase {
-            session_key: SessionKey(key),
+        .prop_map(|(keys, members, params, nccl)| FabricPhase {
+            keys,
             members,
             params,
             nccl,
@@ -440,6 +446,10 @@ fn refusal_reason() -> impl Strategy<Value = RefusalReason> {
         text().prop_map(|node_id| RefusalReason::DuplicateNode { node_id }),
         Just(RefusalReason::ExpectedHello),
         text().prop_map(|node_id| RefusalReason::NotExpected { node_id }),
+        (text(), text()).prop_map(|(announced, control)| RefusalReason::DataPlaneAddress {
+            announced,
+            control
+        }),
     ]
 }
 
@@ -1181,6 +1191,7 @@ fn coordinator_variant(m: &CoordinatorMessage) -> usize {
                 RefusalReason::DuplicateNode { .. } => 2,
                 RefusalReason::ExpectedHello => 3,
                 RefusalReason::NotExpected { .. } => 4,
+                RefusalReason::DataPlaneAddress { .. } => 5,
             }
         }
         CoordinatorMessage::ClockPing(_) => 1,
@@ -1219,7 +1230,7 @@ fn strategies_generate_every_variant() {
         ));
     }
     assert_eq!(seen_probe, (0..7).collect());
-    let want: std::collections::BTreeSet<usize> = (0..9).chain(10..15).chain(20..25).collect();
+    let want: std::collections::BTreeSet<usize> = (0..9).chain(10..16).chain(20..25).collect();
     assert_eq!(seen_coordinator, want);
 }
 

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use hallmark_coordinator::fabric::FabricSubnet;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
 use hallmark_transport::tls::Identity;
 use std::net::SocketAddr;
@@ -39,6 +40,11 @@ pub struct CoordinatorArgs {
     /// Keep this JSON file up to date with the registered probes (labels, devices, clock offsets).
     #[arg(long, value_name = "FILE")]
     status_file: Option<PathBuf>,
+    /// A network the probes' data planes live on (e.g. 10.20.0.0/16; repeatable). A probe may
+    /// announce a data-plane IP (`--data-announce`) other than the one it connects from only
+    /// inside one of these; otherwise its Hello is refused.
+    #[arg(long = "fabric-subnet", value_name = "CIDR")]
+    fabric_subnet: Vec<FabricSubnet>,
 }
 
 pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +56,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         warn!("no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`");
     }
     opts.status_file = a.status_file.clone();
+    opts.config.fabric_subnets = a.fabric_subnet.clone();
     let server = ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")?;

@@ -14,6 +14,7 @@ use super::execute::{execute, print_outcome, print_summary, RunRequest};
 use super::simulate::run_on_simulated_hall;
 use anyhow::{bail, Context};
 use clap::Args;
+use hallmark_coordinator::fabric::FabricSubnet;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
 use hallmark_protocol::plan::parse_plan;
 use hallmark_results::{overall, RunStatus};
@@ -55,6 +56,11 @@ pub struct RunArgs {
     /// Keep this JSON file up to date with the registered probes.
     #[arg(long, value_name = "FILE")]
     status_file: Option<PathBuf>,
+    /// A network the probes' data planes live on (e.g. 10.20.0.0/16; repeatable). A probe may
+    /// announce a data-plane IP (`--data-announce`) other than the one it connects from only
+    /// inside one of these; otherwise its Hello is refused.
+    #[arg(long = "fabric-subnet", value_name = "CIDR", requires = "listen")]
+    fabric_subnet: Vec<FabricSubnet>,
     /// Where runs are stored.
     #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
     results: PathBuf,
@@ -146,6 +152,7 @@ async fn start_server(a: &RunArgs, listen: SocketAddr) -> anyhow::Result<ServerH
         );
     }
     opts.status_file = a.status_file.clone();
+    opts.config.fabric_subnets = a.fabric_subnet.clone();
     ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")

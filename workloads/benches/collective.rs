@@ -16,9 +16,9 @@
 use hallmark_protocol::fabric::bandwidths;
 use hallmark_protocol::{
     CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, FabricMember,
-    FabricParams, FabricPhase, FabricReport, NodeId, SessionKey,
+    FabricParams, FabricPhase, FabricReport, NodeId,
 };
-use hallmark_workloads::fabric::auth::{random_bytes, PhaseMac};
+use hallmark_workloads::fabric::auth::{random_mesh_keys, PhaseMac};
 use hallmark_workloads::fabric::{collective, DataPlane, PhaseWindow};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ fn phase(ranks: usize, p: &CollectiveParams, phase_id: u32) -> Result<Vec<Fabric
     let dps = (0..ranks)
         .map(|_| DataPlane::bind(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let members = dps
+    let members: Vec<FabricMember> = dps
         .iter()
         .enumerate()
         .map(|(r, dp)| {
@@ -95,14 +95,19 @@ fn phase(ranks: usize, p: &CollectiveParams, phase_id: u32) -> Result<Vec<Fabric
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let key = SessionKey(random_bytes::<32>().map_err(|e| e.to_string())?);
-    let mac = PhaseMac::new(&key, phase_id);
-    let phase = FabricPhase {
-        session_key: key,
-        members,
-        params: FabricParams::Collective(p.clone()),
-        nccl: None,
-    };
+    let keys = random_mesh_keys(ranks).map_err(|e| e.to_string())?;
+    let phases: Vec<FabricPhase> = keys
+        .into_iter()
+        .map(|keys| FabricPhase {
+            keys,
+            members: members.clone(),
+            params: FabricParams::Collective(p.clone()),
+            nccl: None,
+        })
+        .collect();
+    let macs = (0..ranks)
+        .map(|r| PhaseMac::new(&phases[r], r, phase_id))
+        .collect::<Result<Vec<_>, String>>()?;
     let start = Instant::now() + Duration::from_millis(20);
     let window = PhaseWindow {
         phase_id,
@@ -113,7 +118,7 @@ fn phase(ranks: usize, p: &CollectiveParams, phase_id: u32) -> Result<Vec<Fabric
     Ok(std::thread::scope(|s| {
         let hs: Vec<_> = (0..ranks)
             .map(|r| {
-                let (dps, phase, mac, window, stop) = (&dps, &phase, &mac, &window, &stop);
+                let (dps, phase, mac, window, stop) = (&dps, &phases[r], &macs[r], &window, &stop);
                 s.spawn(move || collective::run(&dps[r], r, phase, p, mac, window, stop))
             })
             .collect();

@@ -1,68 +1,120 @@
 //! Authentication on the data plane: every UDP test packet and every TCP handshake of a fabric
-//! phase carries an HMAC-SHA256 tag (truncated to [`TAG_LEN`] bytes) under a key derived from the
-//! phase's [`SessionKey`] and phase id. Only the members the coordinator named for the phase hold
-//! the session key (it travels over their mutually authenticated control connections), so a packet
-//! or connection whose tag does not verify is from someone else, or from another phase, and is
-//! dropped.
+//! phase carries an HMAC-SHA256 tag (truncated to [`TAG_LEN`] bytes) under the key of the **pair**
+//! of members it is between. The coordinator derives one key per unordered pair of members from a
+//! phase key that never leaves it, and sends each member only the keys of the n − 1 pairs it is in
+//! ([`hallmark_protocol::FabricPhase::keys`]). So a packet or connection that verifies under the
+//! key of {me, p} comes from p (or is mine, which the ranks inside every message rule out): a
+//! third member cannot forge traffic between two others nor claim another's rank, and a stranger
+//! or another phase cannot talk to a member at all.
 
-use hallmark_protocol::SessionKey;
+use hallmark_protocol::{FabricPhase, PairKey, PeerKey};
 use ring::hmac;
 
 /// Bytes of a truncated tag (128 bits).
 pub const TAG_LEN: usize = 16;
 
-/// Label mixed into the derived key, so the session key is never used directly.
-const LABEL: &[u8] = b"hallmark fabric v1";
-
-/// The MAC of one fabric phase.
+/// The MACs of one member in one fabric phase: one key per other member.
 #[derive(Clone)]
 pub struct PhaseMac {
-    key: hmac::Key,
     phase_id: u32,
+    rank: usize,
+    /// By rank; `None` at this member's own rank.
+    keys: Vec<Option<hmac::Key>>,
 }
 
 impl std::fmt::Debug for PhaseMac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PhaseMac {{ phase_id: {} }}", self.phase_id)
+        write!(
+            f,
+            "PhaseMac {{ phase_id: {}, rank: {}, peers: {} }}",
+            self.phase_id,
+            self.rank,
+            self.keys.iter().flatten().count()
+        )
     }
 }
 
 impl PhaseMac {
-    /// The phase key: HMAC(session_key, LABEL ‖ phase_id).
-    pub fn new(session: &SessionKey, phase_id: u32) -> PhaseMac {
-        let root = hmac::Key::new(hmac::HMAC_SHA256, &session.0);
-        let mut ctx = hmac::Context::with_key(&root);
-        ctx.update(LABEL);
-        ctx.update(&phase_id.to_be_bytes());
-        let derived = ctx.sign();
-        PhaseMac {
-            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
-            phase_id,
+    /// The MACs of member `rank` of `phase` from the keys its order carries. The error (a fault
+    /// message) says what is wrong when the order does not hold exactly one key per other member.
+    pub fn new(phase: &FabricPhase, rank: usize, phase_id: u32) -> Result<PhaseMac, String> {
+        PhaseMac::from_keys(phase_id, rank, phase.members.len(), &phase.keys)
+    }
+
+    /// The MACs of member `rank` of `n` members from its `keys`.
+    pub fn from_keys(
+        phase_id: u32,
+        rank: usize,
+        n: usize,
+        keys: &[PeerKey],
+    ) -> Result<PhaseMac, String> {
+        let bad = |what: String| {
+            Err(format!(
+                "the order of fabric phase {phase_id} {what}; the coordinator and this probe may \
+                 run different hallmark releases"
+            ))
+        };
+        if rank >= n {
+            return bad(format!("does not count rank {rank} among its {n} members"));
         }
+        let mut by_rank: Vec<Option<hmac::Key>> = (0..n).map(|_| None).collect();
+        for k in keys {
+            let r = usize::try_from(k.rank).unwrap_or(usize::MAX);
+            match by_rank.get_mut(r) {
+                _ if r == rank => {
+                    return bad(format!("carries a key for this member's own rank {r}"))
+                }
+                None => return bad(format!("carries a key for rank {r} of {n} members")),
+                Some(Some(_)) => return bad(format!("carries two keys for rank {r}")),
+                Some(slot) => *slot = Some(hmac::Key::new(hmac::HMAC_SHA256, &k.key.0)),
+            }
+        }
+        let missing: Vec<String> = (0..n)
+            .filter(|&r| r != rank && by_rank[r].is_none())
+            .map(|r| r.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return bad(format!("carries no key for rank(s) {}", missing.join(", ")));
+        }
+        Ok(PhaseMac {
+            phase_id,
+            rank,
+            keys: by_rank,
+        })
     }
 
     pub fn phase_id(&self) -> u32 {
         self.phase_id
     }
 
-    /// The tag of the concatenation of `parts`.
-    pub fn tag(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
-        let mut ctx = hmac::Context::with_key(&self.key);
+    /// This member's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The tag of the concatenation of `parts` under the key shared with `peer`; `None` when
+    /// `peer` is not another member.
+    pub fn tag(&self, peer: usize, parts: &[&[u8]]) -> Option<[u8; TAG_LEN]> {
+        let key = self.keys.get(peer)?.as_ref()?;
+        let mut ctx = hmac::Context::with_key(key);
         for p in parts {
             ctx.update(p);
         }
         let full = ctx.sign();
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(&full.as_ref()[..TAG_LEN]);
-        out
+        Some(out)
     }
 
-    /// Whether `tag` is the tag of `parts`, compared in constant time.
-    pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+    /// Whether `tag` is the tag of `parts` under the key shared with `peer`, compared in constant
+    /// time; false for a `peer` that is not another member.
+    pub fn verify(&self, peer: usize, parts: &[&[u8]], tag: &[u8]) -> bool {
         if tag.len() != TAG_LEN {
             return false;
         }
-        let expected = self.tag(parts);
+        let Some(expected) = self.tag(peer, parts) else {
+            return false;
+        };
         expected
             .iter()
             .zip(tag)
@@ -78,26 +130,83 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
     Ok(b)
 }
 
+/// Keys for a mesh of `n` members run without a coordinator (benches and tests): one random key
+/// per unordered pair, handed out as the coordinator does — element `i` holds member `i`'s n − 1
+/// keys, in rank order.
+pub fn random_mesh_keys(n: usize) -> Result<Vec<Vec<PeerKey>>, getrandom::Error> {
+    let mut pair: Vec<Vec<Option<PairKey>>> = vec![vec![None; n]; n];
+    for (i, j) in (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))) {
+        let k = PairKey(random_bytes::<32>()?);
+        pair[i][j] = Some(k.clone());
+        pair[j][i] = Some(k);
+    }
+    Ok(pair
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .enumerate()
+                .filter_map(|(j, k)| {
+                    Some(PeerKey {
+                        rank: u32::try_from(j).ok()?,
+                        key: k?,
+                    })
+                })
+                .collect()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tags_depend_on_key_phase_and_every_byte() {
-        let k = SessionKey([1; 32]);
-        let m = PhaseMac::new(&k, 3);
-        let t = m.tag(&[b"abc", b"def"]);
-        assert!(m.verify(&[b"abcdef"], &t), "tag covers the concatenation");
-        assert!(!m.verify(&[b"abcdeg"], &t));
+    fn tags_depend_on_the_pair_key_and_every_byte() {
+        let keys = random_mesh_keys(3).unwrap();
+        let m0 = PhaseMac::from_keys(3, 0, 3, &keys[0]).unwrap();
+        let m1 = PhaseMac::from_keys(3, 1, 3, &keys[1]).unwrap();
+        let m2 = PhaseMac::from_keys(3, 2, 3, &keys[2]).unwrap();
+        let t = m0.tag(1, &[b"abc", b"def"]).unwrap();
+        assert!(m1.verify(0, &[b"abcdef"], &t), "the other end verifies");
+        assert!(!m1.verify(0, &[b"abcdeg"], &t));
+        assert!(!m1.verify(2, &[b"abcdef"], &t), "another pair's key");
         assert!(
-            !PhaseMac::new(&k, 4).verify(&[b"abcdef"], &t),
-            "another phase"
+            !m2.verify(0, &[b"abcdef"], &t) && !m2.verify(1, &[b"abcdef"], &t),
+            "a third member cannot verify (nor forge) the pair's tags"
         );
-        assert!(!PhaseMac::new(&SessionKey([2; 32]), 3).verify(&[b"abcdef"], &t));
-        assert!(!m.verify(&[b"abcdef"], &t[..TAG_LEN - 1]), "short tag");
+        assert!(!m1.verify(0, &[b"abcdef"], &t[..TAG_LEN - 1]), "short tag");
+        assert!(m0.tag(0, &[b"x"]).is_none() && m0.tag(3, &[b"x"]).is_none());
+        assert!(!m0.verify(0, &[b"abcdef"], &t), "no key with oneself");
         let mut bad = t;
         bad[TAG_LEN - 1] ^= 1;
-        assert!(!m.verify(&[b"abcdef"], &bad));
+        assert!(!m1.verify(0, &[b"abcdef"], &bad));
         assert_ne!(random_bytes::<16>().unwrap(), random_bytes::<16>().unwrap());
+        assert!(!format!("{m0:?}").contains('['), "no key bytes in logs");
+    }
+
+    #[test]
+    fn an_order_must_hold_exactly_one_key_per_other_member() {
+        let keys = random_mesh_keys(3).unwrap();
+        assert!(PhaseMac::from_keys(1, 0, 3, &keys[0]).is_ok());
+        let e = PhaseMac::from_keys(1, 0, 3, &keys[0][..1]).unwrap_err();
+        assert!(e.contains("no key for rank(s) 2"), "{e}");
+        let mut two = keys[0].clone();
+        two.push(keys[0][0].clone());
+        assert!(PhaseMac::from_keys(1, 0, 3, &two)
+            .unwrap_err()
+            .contains("two keys"));
+        let e = PhaseMac::from_keys(1, 1, 3, &keys[0]).unwrap_err();
+        assert!(e.contains("own rank 1"), "{e}");
+        let e = PhaseMac::from_keys(1, 0, 2, &keys[0]).unwrap_err();
+        assert!(e.contains("rank 2 of 2"), "{e}");
+        assert!(PhaseMac::from_keys(1, 3, 3, &[]).is_err());
+        assert_eq!(
+            random_mesh_keys(4)
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>(),
+            12
+        );
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! A probe binds one [`DataPlane`] for its whole life: a UDP socket and a TCP listener on the same
 //! port, whose address it announces in its Hello. For a `latency` or `collective` phase the
-//! coordinator sends every member the same [`FabricPhase`] (members in rank order, a fresh session
-//! key, the parameters); [`FabricTask::spawn`] runs the phase on its own thread, off the async
+//! coordinator sends every member a [`FabricPhase`] (members in rank order, the member's own pair
+//! keys, the parameters); [`FabricTask::spawn`] runs the phase on its own thread, off the async
 //! runtime, within the phase's [`PhaseWindow`], and [`FabricTask::join`] returns what it measured.
 //!
-//! * [`auth`] — the per-phase MAC (HMAC-SHA256 under a key derived from the session key) that every
-//!   test packet and TCP handshake carries: a probe talks only to the members named for the phase.
+//! * [`auth`] — the per-pair MACs (HMAC-SHA256 under the key of the pair of members) that every
+//!   test packet and TCP handshake carries: a probe talks only to the members named for the phase,
+//!   and no member can speak for another.
 //! * [`latency`] — the latency mesh: every directed pair ping-pongs over UDP in a round-robin
 //!   schedule (each probe in one exchange at a time), round trips into HDR histograms.
 //! * [`collective`] — all-reduce, all-gather, reduce-scatter, broadcast and all-to-all over a size
@@ -100,7 +101,18 @@ pub fn run_phase(
             ..FabricReport::default()
         };
     };
-    let mac = PhaseMac::new(&phase.session_key, window.phase_id);
+    let mac = match PhaseMac::new(phase, rank, window.phase_id) {
+        Ok(m) => m,
+        Err(message) => {
+            return FabricReport {
+                faults: vec![FabricFault {
+                    peer: None,
+                    message,
+                }],
+                ..FabricReport::default()
+            }
+        }
+    };
     match &phase.params {
         FabricParams::Latency(p) => latency::run(dp, rank, phase, p, &mac, window, stop),
         FabricParams::Collective(p) => collective::run(dp, rank, phase, p, &mac, window, stop),

@@ -1,8 +1,9 @@
 //! The mesh of one collective phase: every pair of members connected once by TCP, each connection
-//! authenticated by a challenge–response on the phase's MAC before any data moves.
+//! authenticated by a challenge–response under the pair's key before any data moves.
 //!
 //! The lower rank connects to the higher rank's data-plane address; the higher accepts on the
-//! probe's shared listener. Handshake (tags are [`PhaseMac`] tags, 16 bytes):
+//! probe's shared listener. Handshake (tags are [`PhaseMac`] tags under the key of the pair
+//! {from_rank, to_rank}, 16 bytes):
 //!
 //! ```text
 //! client → server  hello = "HMCOLL01" | phase_id u32 | from_rank u32 | to_rank u32 | nonce_c (16)
@@ -11,11 +12,15 @@
 //! server → client  0xA5 (accepted)
 //! ```
 //!
-//! The server proves it holds the phase key over the client's fresh nonce, the client over the
-//! server's; the labels keep one side's tag from serving as the other's. The acceptor drops a
-//! connection whose hello is malformed, names another phase (an old connection left in the
-//! listen backlog), is not addressed to this rank, comes from a rank that should not connect to
-//! it, or whose tag fails, and keeps accepting. Every socket is non-blocking during the
+//! The server proves it holds the pair's key over the client's fresh nonce, the client over the
+//! server's; the labels keep one side's tag from serving as the other's. Only the two members of
+//! the pair hold its key, so a member cannot pass for another rank. The acceptor closes at once,
+//! without giving it a handshake slot, a connection from an IP that is no lower-ranked member's
+//! registered data-plane IP (a stranger); it drops a connection whose hello is malformed, names
+//! another phase (an old connection left in the listen backlog), is not addressed to this rank,
+//! comes from a rank that should not connect to it or from another IP than that rank's, names a
+//! rank that already has an authenticated stream here (an authenticated stream is never
+//! replaced), or whose tag fails, and keeps accepting. Every socket is non-blocking during the
 //! handshakes, so a silent or hostile connection delays nobody; connects are retried until the
 //! deadline (a peer may start a few ms late, or still be finishing its previous phase).
 
@@ -24,7 +29,7 @@ use crate::fabric::auth::{random_bytes, PhaseMac, TAG_LEN};
 use crate::fabric::DataPlane;
 use hallmark_protocol::{FabricFault, FabricMember};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -65,6 +70,8 @@ enum Role {
         hello: [u8; HELLO_LEN],
         nonce: [u8; NONCE_LEN],
         from: usize,
+        /// The IP the connection comes from.
+        ip: IpAddr,
     },
 }
 
@@ -90,7 +97,7 @@ enum Pump {
 struct Ctx<'a> {
     mac: &'a PhaseMac,
     rank: usize,
-    ranks: usize,
+    members: &'a [FabricMember],
 }
 
 impl Handshake {
@@ -110,7 +117,7 @@ impl Handshake {
         })
     }
 
-    fn server(stream: TcpStream) -> io::Result<Handshake> {
+    fn server(stream: TcpStream, ip: IpAddr) -> io::Result<Handshake> {
         stream.set_nonblocking(true)?;
         Ok(Handshake {
             stream,
@@ -118,6 +125,7 @@ impl Handshake {
                 hello: [0; HELLO_LEN],
                 nonce: [0; NONCE_LEN],
                 from: 0,
+                ip,
             },
             out: Vec::new(),
             sent: 0,
@@ -128,8 +136,9 @@ impl Handshake {
         })
     }
 
-    /// Moves what the socket allows; never blocks.
-    fn pump(&mut self, ctx: &Ctx) -> Pump {
+    /// Moves what the socket allows; never blocks. `streams`: the authenticated streams so far,
+    /// by rank.
+    fn pump(&mut self, ctx: &Ctx, streams: &[Option<TcpStream>]) -> Pump {
         let mut moved = false;
         loop {
             while self.sent < self.out.len() {
@@ -160,7 +169,7 @@ impl Handshake {
                     Err(e) => return Pump::Failed(e.to_string()),
                 }
             }
-            match self.advance(ctx) {
+            match self.advance(ctx, streams) {
                 Ok(true) => return Pump::Done,
                 Ok(false) => {}
                 Err(msg) => return Pump::Failed(msg),
@@ -169,19 +178,30 @@ impl Handshake {
     }
 
     /// The next message once the current one is written and the expected bytes are in.
-    fn advance(&mut self, ctx: &Ctx) -> Result<bool, String> {
+    fn advance(&mut self, ctx: &Ctx, streams: &[Option<TcpStream>]) -> Result<bool, String> {
         let mac = ctx.mac;
+        let taken = |from: usize| -> Result<(), String> {
+            if streams.get(from).is_some_and(Option::is_some) {
+                return Err(format!(
+                    "rank {from} already has an authenticated connection here; a second one is \
+                     refused (an authenticated stream is never replaced)"
+                ));
+            }
+            Ok(())
+        };
         let inb = std::mem::take(&mut self.inb);
         self.out.clear();
         self.sent = 0;
         match (&mut self.role, self.stage) {
-            (Role::Client { hello, .. }, 0) => {
+            (Role::Client { hello, peer }, 0) => {
                 let (nonce_s, tag) = inb.split_at(NONCE_LEN);
-                if !mac.verify(&[b"server", &hello[..], nonce_s], tag) {
-                    return Err("the peer failed authentication: it does not hold this phase's session key (another phase, another run, or not a member)".into());
+                if !mac.verify(*peer, &[b"server", &hello[..], nonce_s], tag) {
+                    return Err("the peer failed authentication: it does not hold the key this member shares with it (another phase, another run, or not that member)".into());
                 }
-                self.out
-                    .extend_from_slice(&mac.tag(&[b"client", &hello[..], nonce_s]));
+                let t = mac
+                    .tag(*peer, &[b"client", &hello[..], nonce_s])
+                    .ok_or_else(|| format!("no key for rank {peer}"))?;
+                self.out.extend_from_slice(&t);
                 self.need = 1;
                 self.stage = 1;
                 Ok(false)
@@ -193,25 +213,45 @@ impl Handshake {
                     Err("the peer answered the handshake with an unknown byte".into())
                 }
             }
-            (Role::Server { hello, nonce, from }, 0) => {
+            (
+                Role::Server {
+                    hello,
+                    nonce,
+                    from,
+                    ip,
+                },
+                0,
+            ) => {
                 let got: [u8; HELLO_LEN] = inb
                     .as_slice()
                     .try_into()
                     .map_err(|_| "short hello".to_string())?;
-                *from = check_hello(&got, ctx)?;
+                *from = check_hello(&got, *ip, ctx)?;
+                taken(*from)?;
                 *hello = got;
                 *nonce = random_bytes::<NONCE_LEN>().map_err(|e| e.to_string())?;
+                let t = mac
+                    .tag(*from, &[b"server", &hello[..], &nonce[..]])
+                    .ok_or_else(|| format!("no key for rank {from}"))?;
                 self.out.extend_from_slice(nonce);
-                self.out
-                    .extend_from_slice(&mac.tag(&[b"server", &hello[..], &nonce[..]]));
+                self.out.extend_from_slice(&t);
                 self.need = TAG_LEN;
                 self.stage = 1;
                 Ok(false)
             }
-            (Role::Server { hello, nonce, .. }, 1) => {
-                if !mac.verify(&[b"client", &hello[..], &nonce[..]], &inb) {
-                    return Err("the client failed authentication".into());
+            (
+                Role::Server {
+                    hello, nonce, from, ..
+                },
+                1,
+            ) => {
+                if !mac.verify(*from, &[b"client", &hello[..], &nonce[..]], &inb) {
+                    return Err(format!(
+                        "the client failed authentication as rank {from} (it does not hold the \
+                         key of that rank's pair with this one)"
+                    ));
                 }
+                taken(*from)?;
                 self.out.push(ACK);
                 self.need = 0;
                 self.stage = 2;
@@ -229,8 +269,9 @@ impl Handshake {
     }
 }
 
-/// The rank a hello comes from, if the hello is one this rank should accept.
-fn check_hello(h: &[u8; HELLO_LEN], ctx: &Ctx) -> Result<usize, String> {
+/// The rank a hello comes from, if the hello is one this rank should accept from a connection
+/// from `ip`.
+fn check_hello(h: &[u8; HELLO_LEN], ip: IpAddr, ctx: &Ctx) -> Result<usize, String> {
     let word = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
     if &h[..8] != MAGIC {
         return Err("not a hallmark collective hello".into());
@@ -243,13 +284,30 @@ fn check_hello(h: &[u8; HELLO_LEN], ctx: &Ctx) -> Result<usize, String> {
         ));
     }
     let (from, to) = (word(12) as usize, word(16) as usize);
-    if to != ctx.rank || from >= ctx.rank || from >= ctx.ranks {
+    if to != ctx.rank || from >= ctx.rank || from >= ctx.members.len() {
         return Err(format!(
             "a hello from rank {from} to rank {to} reached rank {}",
             ctx.rank
         ));
     }
+    let registered = ctx.members[from].addr.ip();
+    if registered.to_canonical() != ip.to_canonical() {
+        return Err(format!(
+            "a hello claiming rank {from} came from {ip}, not from that rank's data-plane IP \
+             {registered}"
+        ));
+    }
     Ok(from)
+}
+
+/// Whether a connection from `ip` may have a handshake slot: only the IPs of the members that
+/// dial this rank (the lower ranks) may.
+fn may_dial_me(ip: IpAddr, ctx: &Ctx) -> bool {
+    let ip = ip.to_canonical();
+    ctx.members
+        .iter()
+        .take(ctx.rank)
+        .any(|m| m.addr.ip().to_canonical() == ip)
 }
 
 /// A connection this rank opens, and its attempts so far.
@@ -271,11 +329,7 @@ pub fn connect(
     stop: &AtomicBool,
 ) -> Result<Links, Vec<FabricFault>> {
     let n = members.len();
-    let ctx = Ctx {
-        mac,
-        rank,
-        ranks: n,
-    };
+    let ctx = Ctx { mac, rank, members };
     let mut streams: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let now = Instant::now();
     let mut outgoing: Vec<Outgoing> = (rank + 1..n)
@@ -314,10 +368,21 @@ pub fn connect(
         match dp.tcp().set_nonblocking(true) {
             Ok(()) => loop {
                 match dp.tcp().accept() {
-                    Ok((s, _)) => {
+                    Ok((s, from)) => {
                         moved = true;
+                        if !may_dial_me(from.ip(), &ctx) {
+                            // A stranger: closed at once, no handshake slot.
+                            tracing::debug!(
+                                phase = mac.phase_id(),
+                                rank,
+                                %from,
+                                "collective mesh: closed a connection from an address that is no \
+                                 lower-ranked member's data plane"
+                            );
+                            continue;
+                        }
                         if incoming.len() < max_incoming {
-                            if let Ok(h) = Handshake::server(s) {
+                            if let Ok(h) = Handshake::server(s, from.ip()) {
                                 incoming.push(h);
                             }
                         }
@@ -364,7 +429,7 @@ pub fn connect(
             let Some(h) = o.pending.as_mut() else {
                 continue;
             };
-            let result = h.pump(&ctx);
+            let result = h.pump(&ctx, &streams);
             let peer = o.peer;
             let failure = match result {
                 Pump::Waiting(m) => {
@@ -403,7 +468,7 @@ pub fn connect(
 
         let mut i = 0;
         while i < incoming.len() {
-            match incoming[i].pump(&ctx) {
+            match incoming[i].pump(&ctx, &streams) {
                 Pump::Waiting(m) => {
                     moved |= m;
                     if Instant::now() >= incoming[i].expires {
@@ -426,10 +491,12 @@ pub fn connect(
                         Role::Server { from, .. } => from,
                         Role::Client { peer, .. } => peer,
                     };
-                    // A retried connection replaces an earlier one: the client uses the one it
-                    // saw accepted last.
-                    if let Ok(s) = h.into_stream() {
-                        streams[from] = Some(s);
+                    // Never replaces an authenticated stream (the handshake refused a second
+                    // one for the same rank before its end; this is the last check).
+                    if streams[from].is_none() {
+                        if let Ok(s) = h.into_stream() {
+                            streams[from] = Some(s);
+                        }
                     }
                 }
                 // Refused: an old phase's connection, another key, a stranger. Keep accepting.

@@ -5,10 +5,8 @@
 use super::mesh::{hello, HELLO_LEN};
 use super::sweep::{CORRUPT, VANISH};
 use super::*;
-use crate::fabric::auth::{PhaseMac, TAG_LEN};
-use hallmark_protocol::{
-    CollectiveAlgorithm, CollectiveOp, FabricMember, FabricParams, NodeId, SessionKey,
-};
+use crate::fabric::auth::{random_mesh_keys, PhaseMac, TAG_LEN};
+use hallmark_protocol::{CollectiveAlgorithm, CollectiveOp, FabricMember, FabricParams, NodeId};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::AtomicU32;
@@ -18,17 +16,18 @@ static NEXT_PHASE: AtomicU32 = AtomicU32::new(7000);
 
 struct Cluster {
     dps: Vec<DataPlane>,
-    phase: FabricPhase,
+    /// Each member's phase (its own keys) and MACs, by rank.
+    phases: Vec<FabricPhase>,
     params: CollectiveParams,
     window: PhaseWindow,
-    mac: PhaseMac,
+    macs: Vec<PhaseMac>,
 }
 
 fn cluster(n: usize, params: CollectiveParams, window: Duration) -> Cluster {
     let dps: Vec<DataPlane> = (0..n)
         .map(|_| DataPlane::bind("127.0.0.1:0".parse().unwrap()).unwrap())
         .collect();
-    let members = dps
+    let members: Vec<FabricMember> = dps
         .iter()
         .enumerate()
         .map(|(r, dp)| FabricMember {
@@ -36,17 +35,23 @@ fn cluster(n: usize, params: CollectiveParams, window: Duration) -> Cluster {
             addr: dp.local_addr().unwrap(),
         })
         .collect();
-    let key = SessionKey(auth::random_bytes::<32>().unwrap());
+    let keys = random_mesh_keys(n).unwrap();
     let phase_id = NEXT_PHASE.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now() + Duration::from_millis(20);
-    Cluster {
-        mac: PhaseMac::new(&key, phase_id),
-        phase: FabricPhase {
-            session_key: key,
-            members,
+    let phases: Vec<FabricPhase> = keys
+        .into_iter()
+        .map(|keys| FabricPhase {
+            keys,
+            members: members.clone(),
             params: FabricParams::Collective(params.clone()),
             nccl: None,
-        },
+        })
+        .collect();
+    Cluster {
+        macs: (0..n)
+            .map(|r| PhaseMac::new(&phases[r], r, phase_id).unwrap())
+            .collect(),
+        phases,
         params,
         dps,
         window: PhaseWindow {
@@ -56,8 +61,6 @@ fn cluster(n: usize, params: CollectiveParams, window: Duration) -> Cluster {
         },
     }
 }
-
-use super::super::auth;
 
 impl Cluster {
     /// Runs every rank not in `absent` on its own thread; their reports and return instants.
@@ -72,9 +75,9 @@ impl Cluster {
                             let rep = run(
                                 &self.dps[r],
                                 r,
-                                &self.phase,
+                                &self.phases[r],
                                 &self.params,
-                                &self.mac,
+                                &self.macs[r],
                                 &self.window,
                                 stop,
                             );
@@ -202,16 +205,17 @@ fn strangers_on_the_listener_are_refused_and_disturb_nobody() {
         CollectiveAlgorithm::Auto,
     );
     let c = cluster(3, p.clone(), Duration::from_secs(60));
-    let target = c.phase.members[2].addr;
+    let target = c.phases[2].members[2].addr;
     let phase_id = c.window.phase_id;
     std::thread::scope(|s| {
         // A hello from an earlier phase, as left in the backlog: dropped unanswered.
         let old = s.spawn(move || stranger(target, &hello(phase_id - 1, 0, 2, &[1; 16]), None));
-        // The right phase and a member's rank, but another session key: the acceptor answers
+        // The right phase and a member's rank, but another mesh's key: the acceptor answers
         // the challenge, refuses the client's tag, and closes without the accept byte.
-        let wrong = PhaseMac::new(&SessionKey([9; 32]), phase_id);
+        let other = random_mesh_keys(3).unwrap();
+        let wrong = PhaseMac::from_keys(phase_id, 1, 3, &other[1]).unwrap();
         let h = hello(phase_id, 1, 2, &[2; 16]);
-        let tag = wrong.tag(&[b"client", &h[..], &[0u8; 16][..]]);
+        let tag = wrong.tag(2, &[b"client", &h[..], &[0u8; 16][..]]).unwrap();
         let forged = s.spawn(move || stranger(target, &h, Some(tag)));
         // Silence and garbage.
         let silent = s.spawn(move || {
@@ -361,7 +365,17 @@ fn a_stop_ends_the_sweep_at_the_next_size_on_every_rank() {
         let hs: Vec<_> = (0..3)
             .map(|r| {
                 let (c, stop) = (&c, &stop);
-                s.spawn(move || run(&c.dps[r], r, &c.phase, &c.params, &c.mac, &c.window, stop))
+                s.spawn(move || {
+                    run(
+                        &c.dps[r],
+                        r,
+                        &c.phases[r],
+                        &c.params,
+                        &c.macs[r],
+                        &c.window,
+                        stop,
+                    )
+                })
             })
             .collect();
         std::thread::sleep(Duration::from_millis(300));

@@ -3,9 +3,12 @@
 //!
 //! Each turn of the loop checks `stop` and the deadlines, sends the next ping when this member is
 //! initiating and nothing is outstanding, then blocks in `recv_from` for at most a few ms. A
-//! received packet is either an authenticated ping for this rank (answered at once, in place, to
-//! the address it came from) or the pong of the outstanding ping (its round trip recorded); all
-//! else is counted and dropped. Nothing is allocated per packet: the buffers, the histogram and its
+//! received packet is either a ping for this rank or the pong of the outstanding ping; either must
+//! come from the sending member's registered data-plane address and verify under the key this
+//! member shares with it. A ping is answered at once, in place, to that registered address (never
+//! to another: no reflection), and only if its sequence number is above every earlier ping's from
+//! that member (a replayed ping gets no answer); a pong's round trip is recorded. All else is
+//! counted and dropped. Nothing is allocated per packet: the buffers, the histogram and its
 //! serializer live as long as the loop, and the read timeout is set only when it changes.
 
 use super::packet::{self, Header, Kind, Malformed, MAX_PACKET};
@@ -77,6 +80,10 @@ struct Drops {
     misaddressed: u64,
     bad_tag: u64,
     stale_pong: u64,
+    /// From an address other than the claimed sender's registered one.
+    wrong_source: u64,
+    /// A ping whose sequence number is not above the sender's last answered one.
+    replayed: u64,
     icmp_errors: u64,
 }
 
@@ -93,6 +100,8 @@ pub struct Mesh<'a> {
     hist: Histogram<u64>,
     ser: V2DeflateSerializer,
     seq: u64,
+    /// Per rank, the highest sequence number of an answered ping (the replay window).
+    last_ping: Vec<u64>,
     pending: Option<Pending>,
     pair: Option<PairRun>,
     retry_at: Option<Instant>,
@@ -133,6 +142,7 @@ impl<'a> Mesh<'a> {
             hist,
             ser: V2DeflateSerializer::new(),
             seq: 0,
+            last_ping: vec![0; phase.members.len()],
             pending: None,
             pair: None,
             retry_at: None,
@@ -252,7 +262,7 @@ impl<'a> Mesh<'a> {
         let Some(pkt) = self.ping.get_mut(..self.len) else {
             return;
         };
-        if !(packet::write_header(pkt, &header) && packet::seal(self.mac, pkt)) {
+        if !(packet::write_header(pkt, &header) && packet::seal(self.mac, h.peer, pkt)) {
             return;
         }
         let sent_at = Instant::now();
@@ -352,8 +362,16 @@ impl<'a> Mesh<'a> {
             return;
         }
         let src = usize::from(h.src);
-        if h.dst != self.rank16 || src == self.rank || src >= self.phase.members.len() {
+        let Some(registered) = self.phase.members.get(src).map(|m| m.addr) else {
             self.drops.misaddressed += 1;
+            return;
+        };
+        if h.dst != self.rank16 || src == self.rank {
+            self.drops.misaddressed += 1;
+            return;
+        }
+        if !same_addr(from, registered) {
+            self.drops.wrong_source += 1;
             return;
         }
         match h.kind {
@@ -366,7 +384,7 @@ impl<'a> Mesh<'a> {
                     self.drops.stale_pong += 1;
                     return;
                 };
-                if !packet::verify(self.mac, pkt) {
+                if !packet::verify(self.mac, src, pkt) {
                     self.drops.bad_tag += 1;
                     return;
                 }
@@ -377,16 +395,25 @@ impl<'a> Mesh<'a> {
                 self.pending = None;
             }
             Kind::Ping => {
-                if !packet::verify(self.mac, pkt) {
+                if !packet::verify(self.mac, src, pkt) {
                     self.drops.bad_tag += 1;
                     return;
                 }
+                // Checked after the tag, so that forged pings cannot move the window.
+                let Some(last) = self.last_ping.get_mut(src) else {
+                    return;
+                };
+                if h.seq <= *last {
+                    self.drops.replayed += 1;
+                    return;
+                }
+                *last = h.seq;
                 if !packet::ping_to_pong(self.mac, pkt, &h) {
                     return;
                 }
-                if let Err(e) = self.sock.send_to(pkt, from) {
+                if let Err(e) = self.sock.send_to(pkt, registered) {
                     self.pong_errors += 1;
-                    self.first_pong_error.get_or_insert((from, e));
+                    self.first_pong_error.get_or_insert((registered, e));
                 }
             }
         }
@@ -424,7 +451,8 @@ impl<'a> Mesh<'a> {
                     "latency: {p} ({addr}) answered none of the {} pings {me} sent it in its \
                      half-slot; check that {p}'s probe is running and that UDP port {} on {} is \
                      reachable from {me} (firewall, routing, the data-plane address the probe \
-                     announced). Answers that fail authentication (another phase's key) count as \
+                     announced). Answers that fail authentication (another phase's key) or come \
+                     from another address than {addr} (a NAT or relay between the nodes) count as \
                      none",
                     pr.sent,
                     addr.port(),
@@ -508,6 +536,8 @@ impl<'a> Mesh<'a> {
             + d.misaddressed
             + d.bad_tag
             + d.stale_pong
+            + d.wrong_source
+            + d.replayed
             + d.icmp_errors;
         if total > 0 {
             tracing::debug!(
@@ -519,11 +549,19 @@ impl<'a> Mesh<'a> {
                 misaddressed = d.misaddressed,
                 bad_tag = d.bad_tag,
                 stale_pong = d.stale_pong,
+                wrong_source = d.wrong_source,
+                replayed = d.replayed,
                 icmp_errors = d.icmp_errors,
                 "latency mesh dropped {total} packets"
             );
         }
     }
+}
+
+/// Whether `a` and `b` are the same address, an IPv4-mapped IPv6 address counting as IPv4 (a
+/// dual-stack socket reports IPv4 peers that way).
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 /// The read timeout for `remaining`: [`POLL`] when at least that, else `remaining` rounded up to a
@@ -540,6 +578,14 @@ fn pick_timeout(remaining: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_addresses_are_the_same_address() {
+        let v4: SocketAddr = "192.0.2.1:7000".parse().unwrap();
+        assert!(same_addr("[::ffff:192.0.2.1]:7000".parse().unwrap(), v4));
+        assert!(!same_addr("192.0.2.1:7001".parse().unwrap(), v4));
+        assert!(!same_addr("192.0.2.2:7000".parse().unwrap(), v4));
+    }
 
     #[test]
     fn read_timeouts_are_few_distinct_values_and_never_zero() {

@@ -1,18 +1,19 @@
 //! The latency mesh's UDP test packet: a fixed header, padding up to the requested size, and the
-//! phase's truncated HMAC tag over everything before it.
+//! truncated HMAC tag over everything before it, under the key of the pair of members it is
+//! between (the sender's and the addressee's).
 //!
 //! ```text
 //! offset  size  field
 //!      0     4  magic "HMLT"
 //!      4     1  kind: 1 ping, 2 pong
-//!      5     1  format version (1)
+//!      5     1  format version (2: per-pair keys)
 //!      6     2  sender's rank (big-endian)
 //!      8     2  addressee's rank
 //!     10     2  reserved, zero
 //!     12     4  phase id
 //!     16     8  sequence number (a pong repeats its ping's)
 //!     24     …  padding (zeros in a ping, echoed in its pong)
-//! len−16    16  tag = PhaseMac::tag(everything before it)
+//! len−16    16  tag = PhaseMac::tag(peer, everything before it)
 //! ```
 //!
 //! Packets are [`MIN_PACKET`]..=[`MAX_PACKET`] bytes: the requested `packet_bytes` is clamped into
@@ -24,7 +25,7 @@ use crate::fabric::auth::{PhaseMac, TAG_LEN};
 /// First bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"HMLT";
 /// The packet format version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// The smallest packet: header and tag.
@@ -121,30 +122,36 @@ pub fn parse_header(pkt: &[u8]) -> Result<Header, Malformed> {
     })
 }
 
-/// Computes the tag over `pkt` less its last [`TAG_LEN`] bytes and writes it there; false if `pkt`
-/// is shorter than [`MIN_PACKET`].
-pub fn seal(mac: &PhaseMac, pkt: &mut [u8]) -> bool {
+/// Computes the tag over `pkt` less its last [`TAG_LEN`] bytes under the key shared with `peer`
+/// and writes it there; false if `pkt` is shorter than [`MIN_PACKET`] or `peer` is no other member.
+pub fn seal(mac: &PhaseMac, peer: usize, pkt: &mut [u8]) -> bool {
     let Some(body_len) = pkt.len().checked_sub(TAG_LEN).filter(|&b| b >= HEADER_LEN) else {
         return false;
     };
     let (body, tag) = pkt.split_at_mut(body_len);
-    tag.copy_from_slice(&mac.tag(&[body]));
-    true
+    match mac.tag(peer, &[body]) {
+        Some(t) => {
+            tag.copy_from_slice(&t);
+            true
+        }
+        None => false,
+    }
 }
 
-/// Whether the last [`TAG_LEN`] bytes of `pkt` are the tag of the rest.
-pub fn verify(mac: &PhaseMac, pkt: &[u8]) -> bool {
+/// Whether the last [`TAG_LEN`] bytes of `pkt` are the tag of the rest under the key shared
+/// with `peer`.
+pub fn verify(mac: &PhaseMac, peer: usize, pkt: &[u8]) -> bool {
     match pkt.len().checked_sub(TAG_LEN) {
         Some(body_len) if body_len >= HEADER_LEN => {
             let (body, tag) = pkt.split_at(body_len);
-            mac.verify(&[body], tag)
+            mac.verify(peer, &[body], tag)
         }
         _ => false,
     }
 }
 
 /// Turns an authenticated ping (in place) into its pong: kind, sender and addressee swapped,
-/// padding and sequence number kept, tag recomputed.
+/// padding and sequence number kept, tag recomputed under the key shared with the pinger.
 pub fn ping_to_pong(mac: &PhaseMac, pkt: &mut [u8], ping: &Header) -> bool {
     let pong = Header {
         kind: Kind::Pong,
@@ -152,17 +159,26 @@ pub fn ping_to_pong(mac: &PhaseMac, pkt: &mut [u8], ping: &Header) -> bool {
         dst: ping.src,
         ..*ping
     };
-    write_header(pkt, &pong) && seal(mac, pkt)
+    write_header(pkt, &pong) && seal(mac, usize::from(ping.src), pkt)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hallmark_protocol::SessionKey;
+    use crate::fabric::auth::random_mesh_keys;
+
+    /// The MACs of ranks 0..4 of one mesh in phase `phase_id`.
+    fn macs(phase_id: u32) -> Vec<PhaseMac> {
+        let keys = random_mesh_keys(4).unwrap();
+        (0..4)
+            .map(|r| PhaseMac::from_keys(phase_id, r, 4, &keys[r]).unwrap())
+            .collect()
+    }
 
     #[test]
     fn packets_round_trip_and_any_change_breaks_the_tag() {
-        let mac = PhaseMac::new(&SessionKey([9; 32]), 7);
+        let m = macs(7);
+        let (mac, at1) = (&m[3], &m[1]);
         let mut buf = [0u8; MAX_PACKET];
         let len = packet_len(64);
         let h = Header {
@@ -173,22 +189,26 @@ mod tests {
             seq: 0x0102_0304_0506_0708,
         };
         let pkt = &mut buf[..len];
-        assert!(write_header(pkt, &h) && seal(&mac, pkt));
+        assert!(write_header(pkt, &h) && seal(mac, 1, pkt));
         assert_eq!(parse_header(pkt), Ok(h));
-        assert!(verify(&mac, pkt));
-        assert!(!verify(&PhaseMac::new(&SessionKey([9; 32]), 8), pkt));
+        assert!(
+            verify(at1, 3, pkt),
+            "rank 1 verifies what rank 3 sealed for it"
+        );
+        assert!(!verify(at1, 2, pkt) && !verify(&m[2], 3, pkt) && !verify(&m[0], 3, pkt));
+        assert!(!verify(&macs(7)[1], 3, pkt), "another mesh's key");
         for i in 0..len {
             let mut bad = pkt.to_vec();
             bad[i] ^= 0x40;
-            assert!(!verify(&mac, &bad), "byte {i} is covered");
+            assert!(!verify(at1, 3, &bad), "byte {i} is covered");
         }
-        assert!(ping_to_pong(&mac, pkt, &h));
+        assert!(ping_to_pong(at1, pkt, &h));
         let pong = parse_header(pkt).unwrap();
         assert_eq!(
             (pong.kind, pong.src, pong.dst, pong.seq),
             (Kind::Pong, 1, 3, h.seq)
         );
-        assert!(verify(&mac, pkt));
+        assert!(verify(mac, 1, pkt), "rank 3 verifies rank 1's pong");
     }
 
     #[test]
@@ -204,8 +224,9 @@ mod tests {
         p[5] = VERSION;
         p[4] = 3;
         assert_eq!(parse_header(&p), Err(Malformed::Foreign), "unknown kind");
-        let mac = PhaseMac::new(&SessionKey([1; 32]), 1);
-        assert!(!verify(&mac, &[0u8; 20]));
-        assert!(!seal(&mac, &mut [0u8; 20]));
+        let mac = &macs(1)[0];
+        assert!(!verify(mac, 1, &[0u8; 20]));
+        assert!(!seal(mac, 1, &mut [0u8; 20]));
+        assert!(!seal(mac, 0, &mut [0u8; 64]), "no key with oneself");
     }
 }

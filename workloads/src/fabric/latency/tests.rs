@@ -1,10 +1,11 @@
 //! Tests of the latency mesh over loopback: whole meshes of 1 to 5 members on threads, a member
-//! with the wrong key, a stranger forging pings, a dead peer and an early stop.
+//! with another mesh's keys, a stranger forging pings, a dead peer and an early stop. (The attacks
+//! by a member holding its own keys are in the workspace's `tests/fabric.rs`.)
 
 use super::packet::{self, Header, Kind};
 use super::*;
-use crate::fabric::auth::random_bytes;
-use hallmark_protocol::{FabricMember, FabricParams, LatencyPair, NodeId, SessionKey};
+use crate::fabric::auth::random_mesh_keys;
+use hallmark_protocol::{FabricMember, FabricParams, LatencyPair, NodeId, PeerKey};
 use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,8 +16,9 @@ fn node(i: usize) -> NodeId {
     NodeId::new(format!("node-{i:02}")).unwrap()
 }
 
-fn key() -> SessionKey {
-    SessionKey(random_bytes::<32>().unwrap())
+/// Every member's keys of a fresh mesh of `n`.
+fn keys(n: usize) -> Vec<Vec<PeerKey>> {
+    random_mesh_keys(n).unwrap()
 }
 
 fn planes(n: usize) -> Vec<DataPlane> {
@@ -25,9 +27,10 @@ fn planes(n: usize) -> Vec<DataPlane> {
         .collect()
 }
 
-fn phase_of(addrs: &[std::net::SocketAddr], key: &SessionKey) -> FabricPhase {
+/// The phase as member `rank` receives it, with its keys from `keys` (one mesh's keys).
+fn phase_of(addrs: &[std::net::SocketAddr], keys: &[Vec<PeerKey>], rank: usize) -> FabricPhase {
     FabricPhase {
-        session_key: key.clone(),
+        keys: keys[rank].clone(),
         members: addrs
             .iter()
             .enumerate()
@@ -50,6 +53,12 @@ fn window(len: Duration) -> PhaseWindow {
     }
 }
 
+/// Every member's phase, with one mesh's keys.
+fn phases(addrs: &[std::net::SocketAddr]) -> Vec<FabricPhase> {
+    let k = keys(addrs.len());
+    (0..addrs.len()).map(|r| phase_of(addrs, &k, r)).collect()
+}
+
 /// Runs `run` for every (data plane, rank, phase) on its own thread; reports and return instants.
 fn run_members(
     members: &[(&DataPlane, usize, &FabricPhase)],
@@ -61,7 +70,7 @@ fn run_members(
             .iter()
             .map(|&(dp, rank, phase)| {
                 s.spawn(move || {
-                    let mac = PhaseMac::new(&phase.session_key, w.phase_id);
+                    let mac = PhaseMac::new(phase, rank, w.phase_id).unwrap();
                     let r = run(dp, rank, phase, &LatencyParams::default(), &mac, w, stop);
                     (r, Instant::now())
                 })
@@ -76,13 +85,13 @@ fn run_members(
 fn honest_mesh(n: usize, ms: u64) -> (Vec<(FabricReport, Instant)>, PhaseWindow) {
     let dps = planes(n);
     let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let phase = phase_of(&addrs, &key());
+    let phases = phases(&addrs);
     let w = window(Duration::from_millis(ms));
     let stop = AtomicBool::new(false);
     let members: Vec<_> = dps
         .iter()
         .enumerate()
-        .map(|(i, d)| (d, i, &phase))
+        .map(|(i, d)| (d, i, &phases[i]))
         .collect();
     (run_members(&members, &w, &stop), w)
 }
@@ -172,11 +181,11 @@ fn two_members_and_one_member() {
 
     // One member: nothing to measure, back at once.
     let dps = planes(1);
-    let alone = phase_of(&[dps[0].local_addr().unwrap()], &key());
+    let alone = phase_of(&[dps[0].local_addr().unwrap()], &keys(1), 0);
     let w = window(Duration::from_secs(5));
     let stop = AtomicBool::new(false);
     let t = Instant::now();
-    let mac = PhaseMac::new(&alone.session_key, w.phase_id);
+    let mac = PhaseMac::new(&alone, 0, w.phase_id).unwrap();
     let r = run(
         &dps[0],
         0,
@@ -190,13 +199,13 @@ fn two_members_and_one_member() {
     assert!(t.elapsed() < Duration::from_millis(100));
 }
 
-/// Sends `count` pings to `to` addressed to rank 0 from rank 1 under `fake_key`, one per ms;
-/// returns how many answers came back.
-fn forge_pings(to: std::net::SocketAddr, fake_key: &SessionKey, count: usize) -> usize {
+/// Sends `count` pings to `to` addressed to rank 0 from rank 1 under the key rank 1 would hold
+/// in another mesh of 3, one per ms; returns how many answers came back.
+fn forge_pings(to: std::net::SocketAddr, count: usize) -> usize {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(1)))
         .unwrap();
-    let mac = PhaseMac::new(fake_key, PHASE_ID);
+    let mac = PhaseMac::from_keys(PHASE_ID, 1, 3, &keys(3)[1]).unwrap();
     let mut buf = [0u8; 64];
     let mut answers = 0;
     for seq in 0..count as u64 {
@@ -207,7 +216,7 @@ fn forge_pings(to: std::net::SocketAddr, fake_key: &SessionKey, count: usize) ->
             phase_id: PHASE_ID,
             seq,
         };
-        assert!(packet::write_header(&mut buf, &h) && packet::seal(&mac, &mut buf));
+        assert!(packet::write_header(&mut buf, &h) && packet::seal(&mac, 0, &mut buf));
         sock.send_to(&buf, to).unwrap();
         let mut rb = [0u8; 2048];
         if sock.recv_from(&mut rb).is_ok() {
@@ -221,15 +230,19 @@ fn forge_pings(to: std::net::SocketAddr, fake_key: &SessionKey, count: usize) ->
 fn a_member_with_the_wrong_key_and_a_forger_get_no_answers() {
     let dps = planes(3);
     let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let good = phase_of(&addrs, &key());
-    let bad = phase_of(&addrs, &key());
+    let good = phases(&addrs);
+    let bad = phases(&addrs);
     let w = window(Duration::from_millis(900));
     let stop = AtomicBool::new(false);
-    let members = [(&dps[0], 0, &good), (&dps[1], 1, &good), (&dps[2], 2, &bad)];
+    let members = [
+        (&dps[0], 0, &good[0]),
+        (&dps[1], 1, &good[1]),
+        (&dps[2], 2, &bad[2]),
+    ];
     let (reports, forged_answers) = std::thread::scope(|s| {
         let forger = s.spawn(|| {
             std::thread::sleep(Duration::from_millis(100));
-            forge_pings(addrs[0], &key(), 200)
+            forge_pings(addrs[0], 200)
         });
         let reports = run_members(&members, &w, &stop);
         (reports, forger.join().unwrap())
@@ -262,10 +275,10 @@ fn a_dead_peer_is_named_and_the_mesh_still_ends_on_time() {
         dps[1].local_addr().unwrap(),
         dead,
     ];
-    let phase = phase_of(&addrs, &key());
+    let phases = phases(&addrs);
     let w = window(Duration::from_millis(600));
     let stop = AtomicBool::new(false);
-    let members = [(&dps[0], 0, &phase), (&dps[1], 1, &phase)];
+    let members = [(&dps[0], 0, &phases[0]), (&dps[1], 1, &phases[1])];
     let reports = run_members(&members, &w, &stop);
     check_clean(&reports, &[0, 1]);
     for (src, (r, returned)) in reports.iter().enumerate() {
@@ -281,10 +294,10 @@ fn a_dead_peer_is_named_and_the_mesh_still_ends_on_time() {
 fn stop_ends_the_mesh_early() {
     let dps = planes(2);
     let addrs: Vec<_> = dps.iter().map(|d| d.local_addr().unwrap()).collect();
-    let phase = phase_of(&addrs, &key());
+    let phases = phases(&addrs);
     let w = window(Duration::from_secs(3));
     let stop = AtomicBool::new(false);
-    let members = [(&dps[0], 0, &phase), (&dps[1], 1, &phase)];
+    let members = [(&dps[0], 0, &phases[0]), (&dps[1], 1, &phases[1])];
     let stop_at = w.start + Duration::from_millis(100);
     let reports = std::thread::scope(|s| {
         s.spawn(|| {
