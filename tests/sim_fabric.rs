@@ -248,7 +248,7 @@ fn hello_answer(
     };
     let mut c = Coordinator::new(config);
     let node = NodeId::new("n1").unwrap();
-    c.on_connected(7, node.clone(), remote.to_string());
+    c.on_connected(7, node.clone(), remote.to_string(), 0);
     let labels = Labels {
         hall: "h".into(),
         row: "r".into(),

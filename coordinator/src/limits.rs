@@ -40,6 +40,9 @@ pub const BATCH_INTERVAL_S: f64 = 1.0;
 pub const SAMPLE_WIRE_MAX: usize = 58;
 /// Widest postcard encoding of one node-power reading `(i64, f32)`.
 pub const POWER_WIRE_MAX: usize = 14;
+/// Widest postcard encoding of one missed-instants gap: from and to 10 each, instants 10, the
+/// cause's length 2 and the cause.
+pub const GAP_WIRE_MAX: usize = 10 + 10 + 10 + 2 + hallmark_protocol::MAX_GAP_REASON_BYTES;
 /// Largest latency histogram blob accepted in a phase report, bytes.
 pub const MAX_HIST_BLOB: usize = 64 << 10;
 /// Frame limit for probe → coordinator messages, bytes.
@@ -71,15 +74,24 @@ pub fn max_batch_samples(devices: usize, sample_hz: f64) -> usize {
         .saturating_mul(max_batch_ticks(sample_hz))
 }
 
+/// Missed-instant gaps one batch may carry at `sample_hz`: one per sampling step of the batch
+/// and one for the instants missed at a phase's end.
+pub fn max_batch_gaps(sample_hz: f64) -> usize {
+    max_batch_ticks(sample_hz).saturating_add(1)
+}
+
 /// Ticks of a batch at the highest rate (100 Hz × 1 s + 1).
 const MAX_TICKS: usize = 101;
-/// The largest telemetry frame: message tag 1, seq 10, two vector lengths of 5, the readings.
+/// The largest telemetry frame: message tag 1, seq 10, three vector lengths of 5, the readings
+/// and the gaps.
 pub const MAX_TELEMETRY_FRAME: usize = 1
     + 10
     + 5
     + MAX_TICKS * POWER_WIRE_MAX
     + 5
-    + MAX_DEVICES_PER_NODE * MAX_TICKS * SAMPLE_WIRE_MAX;
+    + MAX_DEVICES_PER_NODE * MAX_TICKS * SAMPLE_WIRE_MAX
+    + 5
+    + (MAX_TICKS + 1) * GAP_WIRE_MAX;
 
 const _: () = assert!(MAX_TELEMETRY_FRAME * 10 <= MAX_PROBE_FRAME);
 
@@ -108,6 +120,15 @@ mod tests {
             seq: u64::MAX,
             node_power_w: vec![(i64::MIN, f32::MAX); ticks],
             samples: vec![sample; max_batch_samples(MAX_DEVICES_PER_NODE, MAX_SAMPLE_HZ)],
+            gaps: vec![
+                hallmark_protocol::TelemetryGap {
+                    from_ns: i64::MIN,
+                    to_ns: i64::MIN,
+                    instants: u64::MAX,
+                    reason: "é".repeat(hallmark_protocol::MAX_GAP_REASON_BYTES / 2),
+                };
+                max_batch_gaps(MAX_SAMPLE_HZ)
+            ],
         };
         let frame = encode_frame(&ProbeMessage::Telemetry(batch)).unwrap();
         let payload = frame.len() - 4;

@@ -129,10 +129,12 @@ impl Coordinator {
     /// In a resumed run the first process of a participant to come back is taken as the one
     /// that ran it (the interrupted coordinator's record of instances is gone).
     fn rejoin_resumed(&mut self, node: &NodeId, conn: ConnId, instance: u64, now: i64) {
+        let devices = self.probes.get(node).map_or(0, |(_, r)| r.inventory.len());
         let Some(run) = self.run.as_mut() else { return };
         if run.is_collecting() && run.is_participant(node) && !self.run_instances.contains_key(node)
         {
             self.run_instances.insert(node.clone(), instance);
+            run.set_resumed_devices(node, devices);
             run.on_registered(node, conn, now, &mut self.out);
         }
     }

@@ -6,10 +6,10 @@
 //! Each check says what is wrong; the machine records it as that probe's protocol error. `world`
 //! and membership are the coordinator's facts (the phase it sent), never the reporter's.
 
-use crate::limits::{max_batch_samples, max_batch_ticks, MAX_HIST_BLOB};
+use crate::limits::{max_batch_gaps, max_batch_samples, max_batch_ticks, MAX_HIST_BLOB};
 use crate::run::{ScheduledPhase, SEND_AHEAD_NS};
 use hallmark_protocol::fabric::CollectiveAlgorithm;
-use hallmark_protocol::{FabricReport, NodeId, PhaseStart, TelemetryBatch};
+use hallmark_protocol::{FabricReport, NodeId, PhaseStart, TelemetryBatch, MAX_GAP_REASON_BYTES};
 use std::collections::BTreeSet;
 
 /// The phase `phase_id`, if it was scheduled and its order has gone out by `now`.
@@ -65,6 +65,7 @@ pub(crate) fn check_batch(
             batch.node_power_w.len()
         ));
     }
+    check_gaps(batch, sample_hz)?;
     let first = batch
         .samples
         .iter()
@@ -78,6 +79,35 @@ pub(crate) fn check_batch(
                  before the last stored sample at {last} ns",
                 batch.seq,
                 next_seq.saturating_sub(1)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the missed-instant gaps a batch carries: bounded in count and cause, each a window
+/// whose end does not precede its start.
+fn check_gaps(batch: &TelemetryBatch, sample_hz: f64) -> Result<(), String> {
+    let max_gaps = max_batch_gaps(sample_hz);
+    if batch.gaps.len() > max_gaps {
+        return Err(format!(
+            "telemetry batch {} holds {} gaps; at {sample_hz} Hz at most {max_gaps}",
+            batch.seq,
+            batch.gaps.len()
+        ));
+    }
+    for g in &batch.gaps {
+        if g.to_ns < g.from_ns {
+            return Err(format!(
+                "telemetry batch {} holds a gap ending at {} ns, before its start at {} ns",
+                batch.seq, g.to_ns, g.from_ns
+            ));
+        }
+        if g.reason.len() > MAX_GAP_REASON_BYTES {
+            return Err(format!(
+                "telemetry batch {} holds a gap cause of {} bytes; at most {MAX_GAP_REASON_BYTES}",
+                batch.seq,
+                g.reason.len()
             ));
         }
     }

@@ -319,6 +319,7 @@ async fn honest(id: Identity, server_addr: std::net::SocketAddr, beats: Arc<Mute
 fn big_batch(seq: u64, t: i64) -> TelemetryBatch {
     let ticks = 101;
     TelemetryBatch {
+        gaps: Vec::new(),
         seq,
         node_power_w: (0..ticks).map(|k| (t + k * 10_000_000, 900.0)).collect(),
         samples: (0..ticks)

@@ -225,6 +225,7 @@ impl Sim {
 
 fn batch(seq: u64, t: i64, devices: u16, ticks: usize) -> TelemetryBatch {
     TelemetryBatch {
+        gaps: Vec::new(),
         seq,
         node_power_w: (0..ticks)
             .map(|k| (t + k as i64 * 100 * MS, 900.0))

@@ -19,6 +19,7 @@ impl Drop for Dir {
 
 fn batch(seq: u64, t: i64) -> TelemetryBatch {
     TelemetryBatch {
+        gaps: Vec::new(),
         seq,
         node_power_w: vec![(t, 1000.0)],
         samples: vec![Sample {

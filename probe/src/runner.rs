@@ -444,7 +444,9 @@ impl PhaseRunner {
                     from_ns: a.stamp_ns(k),
                     to_ns: a.stamp_ns(k + 1).min(a.end_stamp_ns()),
                     instants: 1,
-                    reason: format!("reading the devices failed: {e}"),
+                    reason: hallmark_protocol::bounded_gap_reason(format!(
+                        "reading the devices failed: {e}"
+                    )),
                 });
                 a.next_sample += 1;
                 self.pending_ticks += 1;

@@ -11,7 +11,7 @@ use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
     ClockEstimate, ClockPing, CollectiveParams, CoordinatorMessage, DataPlaneAddr, DeviceInfo,
     DeviceKind, FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, Labels,
-    NcclSetup, NodeId, PhaseReport, PhaseStart, ProbeMessage, SessionKey, Welcome, Workload,
+    NcclSetup, NodeId, PairKey, PeerKey, PhaseReport, PhaseStart, ProbeMessage, Welcome, Workload,
     PROTOCOL_VERSION,
 };
 use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NcclJob, NodeReading};
@@ -157,7 +157,10 @@ fn collective(nccl: bool) -> PhaseStart {
         duration_ms: 300,
         sample_hz: 10.0,
         fabric: Some(FabricPhase {
-            session_key: SessionKey([3; 32]),
+            keys: vec![PeerKey {
+                rank: 1,
+                key: PairKey([3; 32]),
+            }],
             members: ["n1", "n2"]
                 .iter()
                 .enumerate()

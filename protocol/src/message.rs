@@ -259,7 +259,23 @@ pub struct TelemetryGap {
     pub to_ns: i64,
     /// Sampling instants missed in the window.
     pub instants: u64,
+    /// At most [`MAX_GAP_REASON_BYTES`] bytes ([`bounded_gap_reason`]).
     pub reason: String,
+}
+
+/// Longest cause a [`TelemetryGap`] may carry, bytes (the coordinator refuses longer ones).
+pub const MAX_GAP_REASON_BYTES: usize = 256;
+
+/// `reason` cut to at most [`MAX_GAP_REASON_BYTES`] bytes on a character boundary.
+pub fn bounded_gap_reason(mut reason: String) -> String {
+    if reason.len() > MAX_GAP_REASON_BYTES {
+        let mut end = MAX_GAP_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }
 
 /// What one device achieved in a phase.

@@ -43,10 +43,13 @@ impl Run {
                     Participant {
                         conn: None,
                         rack: n.rack,
+                        // Known when it comes back: its Hello lists them.
+                        devices: 0,
                         next_seq: n.next_seq,
                         last_t_ns: None,
                         power: None,
                         reported: Vec::new(),
+                        repeats: BTreeMap::new(),
                         lost: Some("the run's coordinator was interrupted".into()),
                     },
                 )
@@ -66,6 +69,16 @@ impl Run {
             ],
             nccl: NcclWaits::default(),
             recovered: (0, 0),
+        }
+    }
+
+    /// The devices a participant taken back lists in its Hello: they bound its replayed batches.
+    pub fn set_resumed_devices(&mut self, node: &NodeId, devices: usize) {
+        if !self.is_collecting() {
+            return;
+        }
+        if let Some(p) = self.participants.get_mut(node) {
+            p.devices = devices;
         }
     }
 

@@ -78,12 +78,12 @@ pub(super) fn missed(a: &Active, from: u64, to: u64, now: i64) -> TelemetryGap {
         from_ns: a.stamp_ns(from),
         to_ns: a.stamp_ns(to).min(a.end_stamp_ns()),
         instants: to - from,
-        reason: format!(
+        reason: hallmark_protocol::bounded_gap_reason(format!(
             "probe overloaded: sampler late by {late_ms} ms; {} sampling instant{} of phase {} \
              (from #{from}) not taken",
             to - from,
             if to - from == 1 { "" } else { "s" },
             a.spec.name
-        ),
+        )),
     }
 }
