@@ -114,8 +114,14 @@ async fn expect_revoked(id: &Identity, addr: std::net::SocketAddr, name: &str) {
     assert_eq!(err.exit_code(), 2);
 }
 
+/// The tests of this file run one at a time: the log capture is a thread's default subscriber,
+/// and tracing caches per call site whether anyone listens, so a coordinator started by another
+/// test's thread at the same moment can leave the captured lines incomplete.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_revoked_probe_is_refused_at_its_next_connection_without_a_restart() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let logs = Logs::default();
     let _guard = logs.capture();
     let dir = cluster("e2e", &["n1", "n2", "n3"]);
@@ -206,6 +212,7 @@ async fn hello(
 
 #[tokio::test]
 async fn a_resumed_tls_session_cannot_skip_the_revocation_check() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = cluster("resume", &["n1"]);
     let server = start(&dir, dir.join("crl.pem")).await.unwrap();
     let addr = server.local_addr();
@@ -239,6 +246,7 @@ async fn a_resumed_tls_session_cannot_skip_the_revocation_check() {
 
 #[tokio::test]
 async fn a_list_from_another_ca_is_refused_when_the_coordinator_starts() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = cluster("foreign", &[]);
     let other = cluster("other", &[]);
     let err = start(&dir, other.join("crl.pem")).await.unwrap_err();

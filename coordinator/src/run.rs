@@ -579,8 +579,8 @@ impl Run {
     }
 
     /// Counts a PhaseStarted (`report` false) or PhaseReport of `phase_id` from `node`: a probe
-    /// may repeat one ([`MAX_REPEATS`] in all, each replacing the last in the store), not flood
-    /// the store with it.
+    /// may repeat one ([`MAX_REPEATS`] times per connection; a report is recorded once), not
+    /// flood the coordinator with it.
     fn count_repeat(&mut self, node: &NodeId, phase_id: u32, report: bool) -> Result<(), String> {
         let Some(p) = self.participants.get_mut(node) else {
             return Ok(());
@@ -610,10 +610,15 @@ impl Run {
         if !self.participants.contains_key(node) {
             return Ok(());
         }
-        let phase = sent_phase(&self.phases, report.phase_id, now)
-            .map_err(|e| format!("PhaseReport: {e}"))?;
-        if let Some(f) = &report.fabric {
-            check_fabric(phase, node, f).map_err(|e| format!("PhaseReport: {e}"))?;
+        let mut report = report;
+        if self.is_collecting() {
+            self.check_resumed_report(node, &mut report, out)?;
+        } else {
+            let phase = sent_phase(&self.phases, report.phase_id, now)
+                .map_err(|e| format!("PhaseReport: {e}"))?;
+            if let Some(f) = &report.fabric {
+                check_fabric(phase, node, f).map_err(|e| format!("PhaseReport: {e}"))?;
+            }
         }
         self.count_repeat(node, report.phase_id, true)?;
         let Some(p) = self.participants.get_mut(node) else {

@@ -150,8 +150,12 @@ impl Sim {
     }
 
     fn connect(&mut self, conn: ConnId, h: Hello) {
-        self.c
-            .on_connected(conn, h.node_id.clone(), format!("sim:{conn}"), self.now);
+        self.c.on_connected(
+            conn,
+            h.node_id.clone(),
+            format!("127.0.0.1:{}", 1000 + conn % 60000),
+            self.now,
+        );
         self.c.on_message(conn, ProbeMessage::Hello(h), self.now);
         self.pump();
     }
@@ -304,7 +308,7 @@ fn a_bad_frame_mid_run_marks_the_probe_lost_at_once() {
 fn a_connection_without_hello_is_closed_at_the_deadline() {
     let mut sim = Sim::new(CoordinatorConfig::default());
     sim.c
-        .on_connected(9, node("mute"), "sim:mute".into(), sim.now);
+        .on_connected(9, node("mute"), "127.0.0.1:999".into(), sim.now);
     sim.advance(4900 * MS);
     assert!(sim.closed.is_empty(), "closed early: {:?}", sim.closed);
     sim.advance(200 * MS);
@@ -642,7 +646,8 @@ fn repeated_reports_and_error_floods_are_bounded() {
         .iter()
         .filter(|e| matches!(e, Event::PhaseReport { node_id, .. } if node_id.as_str() == "b"))
         .count();
-    assert_eq!(reports, MAX_REPEATS as usize);
+    // Recorded once: a repeat (a probe re-sends its reports after every reconnect) is known.
+    assert_eq!(reports, 1);
 }
 
 /// The probe frame limit grows with the largest fabric phase of a run (a latency pair per peer)

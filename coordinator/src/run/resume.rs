@@ -8,7 +8,7 @@ use super::{Outcome, Participant, Run, Stage};
 use crate::fabric::NcclWaits;
 use crate::machine::{Event, Outputs};
 use hallmark_protocol::plan::Plan;
-use hallmark_protocol::NodeId;
+use hallmark_protocol::{NodeId, PhaseReport};
 use std::collections::BTreeMap;
 
 /// Longest a resumed run collects, ns (probes reconnect within their 5 s backoff cap).
@@ -80,6 +80,39 @@ impl Run {
         if let Some(p) = self.participants.get_mut(node) {
             p.devices = devices;
         }
+    }
+
+    /// A phase report re-sent to the resumed run: its phase must be one of the plan's (the
+    /// interrupted coordinator's schedule is gone, so when it was sent cannot be checked). Its
+    /// fabric results are left out with a note: the members and pair keys of that phase died with
+    /// the interrupted coordinator, so nothing can tell them from forgeries.
+    pub(super) fn check_resumed_report(
+        &self,
+        node: &NodeId,
+        report: &mut PhaseReport,
+        out: &mut Outputs,
+    ) -> Result<(), String> {
+        let phases = self.plan.phases.len();
+        if report.phase_id as usize >= phases {
+            return Err(format!(
+                "PhaseReport: phase {} is not in this run's plan ({phases} phases)",
+                report.phase_id
+            ));
+        }
+        let Some(f) = report.fabric.take() else {
+            return Ok(());
+        };
+        if !(f.latency.is_empty() && f.collectives.is_empty() && f.faults.is_empty()) {
+            out.events.push_back(Event::RunNote {
+                message: format!(
+                    "node {node}: the fabric results of phase {} it re-sent after the resume are \
+                     not stored (the interrupted coordinator's members and pair keys are gone, so \
+                     they cannot be checked)",
+                    report.phase_id
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Whether the run is collecting after a resume.
