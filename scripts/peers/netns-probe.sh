@@ -12,11 +12,14 @@
 #   netem          `tc qdisc add ... root netem delay 1ms` on the veth inside a namespace
 #   tbf            `tc qdisc replace ... root tbf` (rate limiting) on the same veth
 #   htb            `tc qdisc replace ... root htb` on the same veth
+#   tap            a TAP device in a namespace (`ip tuntap add mode tap`, needs /dev/net/tun): the
+#                  slow link of tests/netns.rs is two TAPs joined by a delaying thread, since a
+#                  token bucket (tbf, htb) delays nothing at idle and there is no netem here
 #   userns_root    `unshare -rn` as root (user + network namespace), loopback brought up inside
 #   userns_unpriv  `unshare -rn` as an unprivileged user (uid/gid 65534 via setpriv)
 #   userns_veth    as that unprivileged user, inside `unshare -rn`: a second network namespace
 #                  (`unshare -n`), a veth pair between the two, addresses, and a UDP echo over it
-# The last line is `RESULT netns_probe netns=… veth=… exec=… netem=… tbf=… htb=… userns_root=…
+# The last line is `RESULT netns_probe netns=… veth=… exec=… netem=… tbf=… htb=… tap=… userns_root=…
 # userns_unpriv=…` with yes/no values. Exit status 0 whatever was found; 2 when a required tool
 # (ip, tc, unshare, setpriv, python3) is missing.
 set -uo pipefail
@@ -66,7 +69,7 @@ step() {
     [[ -n $key ]] && found[$key]=no
     return 1
 }
-for key in netns veth exec netem tbf htb userns_root userns_unpriv userns_veth; do found[$key]=no; done
+for key in netns veth exec netem tbf htb tap userns_root userns_unpriv userns_veth; do found[$key]=no; done
 
 echo "kernel $(uname -r); $(ip -V); user $(id -un) (uid $(id -u))"
 echo "user.max_user_namespaces=$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo '?')" \
@@ -115,6 +118,7 @@ if step netns_add netns add_two; then
         step netem netem tc -n "$ns_a" qdisc add dev "$veth_a" root netem delay 1ms
         step tbf tbf tc -n "$ns_a" qdisc replace dev "$veth_a" root tbf rate 1gbit burst 256kb latency 10ms
         step htb htb tc -n "$ns_a" qdisc replace dev "$veth_a" root handle 1: htb default 10
+        step tap tap ip -n "$ns_a" tuntap add dev "${tag}t" mode tap
     fi
 fi
 cleanup
@@ -164,6 +168,6 @@ finally:
 '
 
 echo "RESULT netns_probe netns=${found[netns]} veth=${found[veth]} exec=${found[exec]}" \
-    "netem=${found[netem]} tbf=${found[tbf]} htb=${found[htb]}" \
+    "netem=${found[netem]} tbf=${found[tbf]} htb=${found[htb]} tap=${found[tap]}" \
     "userns_root=${found[userns_root]} userns_unpriv=${found[userns_unpriv]}" \
     "userns_veth=${found[userns_veth]}"

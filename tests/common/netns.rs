@@ -1,24 +1,35 @@
 //! Network namespaces for end-to-end tests: a private switched LAN of namespaces ([`Lab`]) whose
-//! addresses exist only inside them, and a user-space UDP relay that delays every datagram
-//! ([`DelayRelay`]), the slow link of a test (this kernel has no `tc netem`).
+//! addresses exist only inside them, and a slow link: a host whose cable to the switch is a
+//! user-space wire that delays every Ethernet frame, both ways ([`DelayWire`]; this kernel has no
+//! `tc netem`).
 //!
-//! Topology: a "switch" namespace holding a Linux bridge `br0`; every host namespace gets one veth
-//! pair, `eth0` inside the host and a port of the bridge in the switch, and one address of a /24.
-//! Nothing is created in, or changed about, the namespace the test runs in: veths are created in the
-//! switch namespace with their peer placed straight into the host's. [`Lab`]'s `Drop` deletes
-//! every namespace it made (the veths and the bridge go with them), on panic too.
+//! Topology: a "switch" namespace holding a Linux bridge `br0`; every host namespace gets one link
+//! to it and one address of a /24. An ordinary host's link is a veth pair, `eth0` inside the host
+//! and a port of the bridge in the switch. A slow host's link is two TAP devices, `eth0` inside the
+//! host and a port of the bridge in the switch, joined by a thread that reads each frame from one
+//! and writes it to the other `delay` later. The frames pass unchanged (addresses, ports, ARP), as
+//! over a long cable, so address checks on either side see the real peer. TAPs without offloads
+//! get whole, checksummed frames from the kernel (no segmentation offload to undo), and they exist
+//! only while the wire holds them open: stopping the wire removes them.
 //!
-//! Everything here needs root (`ip netns add`); [`Lab::create`] says why it cannot run instead,
-//! and the test then skips.
+//! Nothing is created in, or changed about, the namespace the test runs in: veths are created in
+//! the switch namespace with their peer placed straight into the host's, TAPs are opened from a
+//! thread that has entered the namespace they belong to. [`Lab`]'s `Drop` deletes every namespace
+//! it made (the links and the bridge go with them), on panic too.
+//!
+//! Everything here needs root (`ip netns add`), and a slow host `/dev/net/tun`; [`Lab::create`]
+//! and [`tap_available`] say why they cannot run instead, and the test then skips (fails in CI).
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -100,31 +111,66 @@ impl Lab {
     /// A host namespace `<prefix><name>` on the LAN with `addr/24` on its `eth0` and `lo` up;
     /// returns the namespace's name. Panics (the test fails, `Drop` cleans up) if `ip` refuses.
     pub fn host(&mut self, name: &str, addr: Ipv4Addr) -> String {
+        let (ns, port) = self.new_host(name);
+        let sw = self.switch.clone();
+        must(ip(&[
+            "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]));
+        self.connect(&ns, &port, addr);
+        ns
+    }
+
+    /// Like [`Lab::host`], but the host's link to the switch is a [`DelayWire`] that delays every
+    /// frame by `delay` each way and stops after `limit` at most; returns the namespace's name and
+    /// the wire. Panics (the test fails, `Drop` cleans up) if a TAP cannot be made or `ip` refuses.
+    pub fn slow_host(
+        &mut self,
+        name: &str,
+        addr: Ipv4Addr,
+        delay: Duration,
+        limit: Duration,
+    ) -> (String, DelayWire) {
+        let (ns, port) = self.new_host(name);
+        let (host_ns, switch_ns) = (netns_path(&ns), netns_path(&self.switch));
+        let port_name = port.clone();
+        // setns moves only the calling thread: a thread of its own enters each namespace in turn.
+        let opened = std::thread::spawn(move || {
+            let host_end = enter_netns(&host_ns).and_then(|()| open_tap("eth0"))?;
+            let switch_end = enter_netns(&switch_ns).and_then(|()| open_tap(&port_name))?;
+            Ok::<_, String>((host_end, switch_end))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the thread opening the TAPs panicked".into()));
+        let (host_end, switch_end) = opened.unwrap_or_else(|e| {
+            panic!("setting up the test's network namespaces: slow link of {ns}: {e}")
+        });
+        // Both ends up before the wire runs: a TAP that is down refuses writes. What either end
+        // sends meanwhile waits in its queue.
+        self.connect(&ns, &port, addr);
+        (ns, DelayWire::start(host_end, switch_end, delay, limit))
+    }
+
+    /// Adds the namespace of host `name`; returns it and the name of its port on the bridge.
+    fn new_host(&mut self, name: &str) -> (String, String) {
         let ns = format!("{}{name}", self.prefix);
         let _ = ip(&["netns", "del", &ns]);
         must(ip(&["netns", "add", &ns]));
         self.made.push(ns.clone());
         self.hosts += 1;
-        // The switch's end of the veth; interface names are per namespace and at most 15 bytes.
-        let port = format!("v{}", self.hosts);
-        let sw = self.switch.clone();
-        must(ip(&[
-            "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ]));
-        must(ip(&["-n", &sw, "link", "set", &port, "master", "br0"]));
-        must(ip(&["-n", &sw, "link", "set", &port, "up"]));
-        must(ip(&["-n", &ns, "link", "set", "lo", "up"]));
-        must(ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "eth0",
-        ]));
-        must(ip(&["-n", &ns, "link", "set", "eth0", "up"]));
-        ns
+        // The switch's end of the link; interface names are per namespace and at most 15 bytes.
+        (ns, format!("v{}", self.hosts))
+    }
+
+    /// Puts `port` on the bridge and brings it up; gives the host `addr/24` on `eth0`, brings
+    /// that and `lo` up.
+    fn connect(&self, ns: &str, port: &str, addr: Ipv4Addr) {
+        let sw = &self.switch;
+        must(ip(&["-n", sw, "link", "set", port, "master", "br0"]));
+        must(ip(&["-n", sw, "link", "set", port, "up"]));
+        must(ip(&["-n", ns, "link", "set", "lo", "up"]));
+        let cidr = format!("{addr}/24");
+        must(ip(&["-n", ns, "addr", "add", &cidr, "dev", "eth0"]));
+        must(ip(&["-n", ns, "link", "set", "eth0", "up"]));
     }
 
     /// `ip netns exec NS PROGRAM` (which execs PROGRAM: the child's pid is the program's).
@@ -171,228 +217,241 @@ fn must(r: Result<(), String>) {
     }
 }
 
-/// The longest a relay thread sleeps before it looks at its stop flag and deadline.
-const RELAY_POLL: Duration = Duration::from_millis(20);
-/// Senders (each with its own upstream socket) a relay serves; datagrams from more are dropped.
-const RELAY_SENDERS: usize = 16;
-/// Datagrams a relay holds at once; more are dropped.
-const RELAY_QUEUE: usize = 4096;
-/// Datagrams read from one socket per turn of the loop.
-const RELAY_BURST: usize = 256;
-
-/// What a relay did.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RelayStats {
-    /// Datagrams forwarded to the upstream address, and answers forwarded back to their senders.
-    pub to_upstream: u64,
-    pub to_senders: u64,
-    /// Datagrams dropped: queue full, too many senders, send errors, receive errors.
-    pub dropped: u64,
+/// Whether a slow link can be made here: `/dev/net/tun` opens read-write. `Err` says why not.
+pub fn tap_available() -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TUN)
+        .map(drop)
+        .map_err(|e| format!("a slow link needs TAP devices, and {TUN} cannot be opened: {e}"))
 }
 
-/// Where a queued datagram goes.
-#[derive(Debug)]
-enum Via {
-    /// Back to a sender, from the listening socket.
-    Down(SocketAddr),
-    /// To the upstream address, from that sender's upstream socket.
-    Up(usize),
+const TUN: &str = "/dev/net/tun";
+
+fn netns_path(ns: &str) -> String {
+    format!("/run/netns/{ns}")
 }
 
-struct Queued {
-    due: Instant,
-    via: Via,
-    data: Vec<u8>,
-}
-
-/// A UDP relay running in a network namespace on its own thread: every datagram to `listen` goes
-/// on to `upstream` `delay` later, from an upstream socket of its own per original sender, and
-/// whatever comes back on that socket goes back to the sender `delay` later, from `listen`. It
-/// runs until stopped (dropped, [`DelayRelay::finish`]) or for `limit` at most.
-pub struct DelayRelay {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<RelayStats>>,
-}
-
-impl DelayRelay {
-    /// Starts the relay in namespace `netns` (a name `ip netns` knows) and waits until its socket
-    /// is bound; the error says what failed.
-    pub fn start(
-        netns: &str,
-        listen: SocketAddr,
-        upstream: SocketAddr,
-        delay: Duration,
-        limit: Duration,
-    ) -> Result<DelayRelay, String> {
-        let path = format!("/run/netns/{netns}");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            // setns(CLONE_NEWNET) moves only the calling thread into the namespace.
-            let bound = enter_netns(&path).and_then(|()| {
-                let s = UdpSocket::bind(listen)
-                    .map_err(|e| format!("relay: cannot bind {listen} in {path}: {e}"))?;
-                s.set_nonblocking(true)
-                    .map_err(|e| format!("relay: {listen}: {e}"))?;
-                Ok(s)
-            });
-            match bound {
-                Ok(down) => {
-                    let _ = ready_tx.send(Ok(()));
-                    relay_loop(&down, upstream, delay, Instant::now() + limit, &flag)
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    RelayStats::default()
-                }
-            }
-        });
-        let relay = DelayRelay {
-            stop,
-            thread: Some(thread),
-        };
-        match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => Ok(relay),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(format!("relay in {netns}: not ready within 5 s ({e})")),
-        }
-    }
-
-    /// Stops the relay and returns what it did.
-    pub fn finish(mut self) -> RelayStats {
-        self.stop_thread()
-    }
-
-    fn stop_thread(&mut self) -> RelayStats {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or_default(),
-            None => RelayStats::default(),
-        }
-    }
-}
-
-impl Drop for DelayRelay {
-    fn drop(&mut self) {
-        self.stop_thread();
-    }
-}
-
+/// Moves the calling thread into the network namespace at `path`.
 fn enter_netns(path: &str) -> Result<(), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("relay: cannot open {path}: {e}"))?;
+    let f = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
     // SAFETY: a valid open descriptor of a network namespace file; affects this thread only.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {
         return Err(format!(
-            "relay: setns({path}) failed: {}",
+            "setns({path}) failed: {}",
             std::io::Error::last_os_error()
         ));
     }
     Ok(())
 }
 
-fn relay_loop(
-    down: &UdpSocket,
-    upstream: SocketAddr,
+/// A non-blocking TAP device `name` (no packet-info header, no offloads) in the calling thread's
+/// network namespace; it exists while the returned file is open.
+fn open_tap(name: &str) -> Result<File, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(TUN)
+        .map_err(|e| format!("cannot open {TUN}: {e}"))?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() {
+        return Err(format!("interface name {name:?} is too long"));
+    }
+    for (d, b) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = b as libc::c_char;
+    }
+    // 0x1002: fits a c_short.
+    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which `req` is, live for the call.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+    if rc != 0 {
+        return Err(format!(
+            "TUNSETIFF {name} (TAP) failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(f)
+}
+
+/// The longest the wire's thread sleeps before it looks at its stop flag and deadline.
+const WIRE_POLL: Duration = Duration::from_millis(20);
+/// Frames in flight on the wire at once, each way; more are dropped (and counted).
+const WIRE_QUEUE: usize = 4096;
+/// Frames read from one end per turn of the loop.
+const WIRE_BURST: usize = 256;
+/// Read buffer: larger than any frame of a 1500-byte MTU TAP.
+const FRAME_BUF: usize = 65536;
+
+/// What a wire did.
+#[derive(Debug, Default, Clone)]
+pub struct WireStats {
+    /// Frames delivered from the switch to the host, and from the host to the switch.
+    pub to_host: u64,
+    pub from_host: u64,
+    /// Frames dropped: a full queue, a failed read or write; and why the first one was.
+    pub dropped: u64,
+    pub first_drop: Option<String>,
+}
+
+impl WireStats {
+    fn drop_frame(&mut self, why: impl FnOnce() -> String) {
+        self.dropped += 1;
+        if self.first_drop.is_none() {
+            self.first_drop = Some(why());
+        }
+    }
+}
+
+struct InFlight {
+    due: Instant,
+    frame: Vec<u8>,
+}
+
+/// One direction of the wire: frames read from `from`, written to `to` once due.
+struct Lane<'a> {
+    name: &'static str,
+    from: &'a File,
+    to: &'a File,
+    queue: VecDeque<InFlight>,
+}
+
+/// A slow link between a host and the switch ([`Lab::slow_host`]): a thread that reads every
+/// frame from either TAP and writes it to the other `delay` later, unchanged. It runs until stopped
+/// (dropped, [`DelayWire::finish`]) or for `limit` at most; then the TAPs, and with them the
+/// host's link, go away.
+pub struct DelayWire {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<WireStats>>,
+}
+
+impl DelayWire {
+    fn start(host_end: File, switch_end: File, delay: Duration, limit: Duration) -> DelayWire {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let end = Instant::now() + limit;
+        let thread = std::thread::spawn(move || {
+            let mut up = Lane {
+                name: "host to switch",
+                from: &host_end,
+                to: &switch_end,
+                queue: VecDeque::new(),
+            };
+            let mut down = Lane {
+                name: "switch to host",
+                from: &switch_end,
+                to: &host_end,
+                queue: VecDeque::new(),
+            };
+            wire_loop(&mut up, &mut down, delay, end, &flag)
+        });
+        DelayWire {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the wire (the slow host loses its link) and returns what it did.
+    pub fn finish(mut self) -> WireStats {
+        self.stop_thread()
+    }
+
+    fn stop_thread(&mut self) -> WireStats {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_default(),
+            None => WireStats::default(),
+        }
+    }
+}
+
+impl Drop for DelayWire {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+fn wire_loop(
+    up: &mut Lane,
+    down: &mut Lane,
     delay: Duration,
     end: Instant,
     stop: &AtomicBool,
-) -> RelayStats {
-    let mut stats = RelayStats::default();
-    // (original sender, its upstream socket, connected to `upstream`).
-    let mut ups: Vec<(SocketAddr, UdpSocket)> = Vec::new();
-    // A constant delay keeps the queue in due order.
-    let mut queue: VecDeque<Queued> = VecDeque::new();
-    let mut buf = vec![0u8; 65536];
-    let local_ip = down.local_addr().map(|a| a.ip()).ok();
+) -> WireStats {
+    let mut stats = WireStats::default();
+    let mut buf = vec![0u8; FRAME_BUF];
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
         let now = Instant::now();
-        while queue.front().is_some_and(|q| q.due <= now) {
-            let Some(q) = queue.pop_front() else { break };
-            let sent = match q.via {
-                Via::Down(to) => down.send_to(&q.data, to).map(|_| stats.to_senders += 1),
-                Via::Up(i) => match ups.get(i) {
-                    Some((_, s)) => s.send(&q.data).map(|_| stats.to_upstream += 1),
-                    None => Err(ErrorKind::NotFound.into()),
-                },
-            };
-            if sent.is_err() {
-                stats.dropped += 1;
-            }
-        }
-        let wait = queue
-            .front()
-            .map_or(RELAY_POLL, |q| q.due.saturating_duration_since(now))
-            .min(RELAY_POLL);
-        wait_readable(down, &ups, wait);
-        // From senders: queued for upstream.
-        for _ in 0..RELAY_BURST {
-            let (n, from) = match down.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    stats.dropped += 1;
-                    break;
-                }
-            };
-            let idx = match ups.iter().position(|(s, _)| *s == from) {
-                Some(i) => Some(i),
-                None if ups.len() < RELAY_SENDERS => upstream_socket(local_ip, upstream).map(|s| {
-                    ups.push((from, s));
-                    ups.len() - 1
-                }),
-                None => None,
-            };
-            match (idx, buf.get(..n)) {
-                (Some(i), Some(data)) if queue.len() < RELAY_QUEUE => queue.push_back(Queued {
-                    due: Instant::now() + delay,
-                    via: Via::Up(i),
-                    data: data.to_vec(),
-                }),
-                _ => stats.dropped += 1,
-            }
-        }
-        // Answers from upstream: queued for their sender.
-        for (sender, s) in &ups {
-            for _ in 0..RELAY_BURST {
-                let n = match s.recv(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    // An ICMP error from upstream (not listening yet): the datagram is lost.
-                    Err(_) => {
-                        stats.dropped += 1;
-                        break;
-                    }
-                };
-                match buf.get(..n) {
-                    Some(data) if queue.len() < RELAY_QUEUE => queue.push_back(Queued {
-                        due: Instant::now() + delay,
-                        via: Via::Down(*sender),
-                        data: data.to_vec(),
-                    }),
-                    _ => stats.dropped += 1,
-                }
-            }
-        }
+        stats.from_host += up.deliver(now, &mut stats);
+        stats.to_host += down.deliver(now, &mut stats);
+        // A constant delay keeps each queue in due order: the next due is at a front.
+        let next = [&up.queue, &down.queue]
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|f| f.due.saturating_duration_since(now))
+            .min();
+        wait_readable(
+            &[up.from, down.from],
+            next.unwrap_or(WIRE_POLL).min(WIRE_POLL),
+        );
+        up.take(&mut buf, delay, &mut stats);
+        down.take(&mut buf, delay, &mut stats);
     }
     stats
 }
 
-/// A non-blocking socket on the relay's address, connected to `upstream`.
-fn upstream_socket(ip: Option<std::net::IpAddr>, upstream: SocketAddr) -> Option<UdpSocket> {
-    let s = UdpSocket::bind(SocketAddr::new(ip?, 0)).ok()?;
-    s.connect(upstream).ok()?;
-    s.set_nonblocking(true).ok()?;
-    Some(s)
+impl Lane<'_> {
+    /// Writes every frame due by `now`; returns how many went out.
+    fn deliver(&mut self, now: Instant, stats: &mut WireStats) -> u64 {
+        let mut sent = 0;
+        while self.queue.front().is_some_and(|f| f.due <= now) {
+            let Some(f) = self.queue.pop_front() else {
+                break;
+            };
+            // A TAP takes a whole frame per write.
+            match self.to.write(&f.frame) {
+                Ok(n) if n == f.frame.len() => sent += 1,
+                Ok(n) => stats.drop_frame(|| {
+                    let len = f.frame.len();
+                    format!("{}: wrote {n} of a {len}-byte frame", self.name)
+                }),
+                Err(e) => stats.drop_frame(|| format!("{}: write: {e}", self.name)),
+            }
+        }
+        sent
+    }
+
+    /// Reads what has arrived (at most a burst) and queues it, due `delay` from now.
+    fn take(&mut self, buf: &mut [u8], delay: Duration, stats: &mut WireStats) {
+        for _ in 0..WIRE_BURST {
+            let n = match self.from.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    stats.drop_frame(|| format!("{}: read: {e}", self.name));
+                    break;
+                }
+            };
+            match buf.get(..n) {
+                Some(frame) if self.queue.len() < WIRE_QUEUE => self.queue.push_back(InFlight {
+                    due: Instant::now() + delay,
+                    frame: frame.to_vec(),
+                }),
+                _ => stats.drop_frame(|| format!("{}: {WIRE_QUEUE} frames in flight", self.name)),
+            }
+        }
+    }
 }
 
-/// Blocks until one of the sockets is readable or `wait` has passed (nanosecond timeout: `ppoll`).
-fn wait_readable(down: &UdpSocket, ups: &[(SocketAddr, UdpSocket)], wait: Duration) {
-    let mut fds: Vec<libc::pollfd> = std::iter::once(down.as_raw_fd())
-        .chain(ups.iter().map(|(_, s)| s.as_raw_fd()))
-        .map(|fd| libc::pollfd {
-            fd,
+/// Blocks until one of the files is readable or `wait` has passed (nanosecond timeout: `ppoll`).
+fn wait_readable(files: &[&File], wait: Duration) {
+    let mut fds: Vec<libc::pollfd> = files
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         })
