@@ -147,15 +147,16 @@ kb() {
     echo "${v:-0}"
 }
 sample() {
-    local t=$1 prss=0 pcpu=0 p
+    local t=$1 prss=0 pcpu=0 alive=0 p
     for p in "${probe_pids[@]}"; do
+        kill -0 "$p" 2>/dev/null && alive=$((alive + 1))
         prss=$((prss + $(kb "$p" VmRSS)))
         pcpu=$((pcpu + $(cpu_ticks "$p")))
     done
     local store
     store=$(du -sk "$tmp/results" 2>/dev/null | cut -f1 || echo 0)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(kb "$coord_pid" VmRSS)" "$(kb "$coord_pid" VmHWM)" \
-        "$(cpu_ticks "$coord_pid")" "$prss" "$pcpu" "$(cut -d' ' -f1 /proc/loadavg)" "${store:-0}" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(kb "$coord_pid" VmRSS)" "$(kb "$coord_pid" VmHWM)" \
+        "$(cpu_ticks "$coord_pid")" "$prss" "$pcpu" "$(cut -d' ' -f1 /proc/loadavg)" "${store:-0}" "$alive" \
         >>"$tmp/samples.tsv"
 }
 
@@ -213,34 +214,36 @@ print(f"`scripts/soak.sh {minutes}`: coordinator `hallmark run PLAN --listen` in
       f"just started, before the probes register).")
 print()
 print("| minute | coordinator RSS MiB | VmHWM MiB | coordinator CPU, % of a core (since previous) "
-      "| probes' RSS MiB (sum) | probes' CPU, % of a core | load avg (1 min) | store MiB |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| probes alive | probes' RSS MiB (sum) | probes' CPU, % of a core | load avg (1 min) | store MiB |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 prev = None
 for r in rows:
-    t, rss, hwm, cpu, prss, pcpu, load, store = r
+    t, rss, hwm, cpu, prss, pcpu, load, store, alive = r
     if prev is None or t == prev[0]:
         ccpu = pc = "-"
     else:
         dt = t - prev[0]
         ccpu = f"{100 * (cpu - prev[3]) / tck / dt:.1f}"
         pc = f"{100 * (pcpu - prev[5]) / tck / dt:.1f}"
-    print(f"| {t / 60:.1f} | {mib(rss):.1f} | {mib(hwm):.1f} | {ccpu} | {mib(prss):.0f} | {pc} "
+    print(f"| {t / 60:.1f} | {mib(rss):.1f} | {mib(hwm):.1f} | {ccpu} | {alive:.0f} | {mib(prss):.0f} | {pc} "
           f"| {load:.2f} | {mib(store):.0f} |")
     prev = r
 print()
-# Growth after warm-up: least-squares slope of RSS over the samples from minute 2 on.
-late = [(r[0] / 60, mib(r[1])) for r in rows if r[0] >= 120]
+# Growth after warm-up: least-squares slope of RSS over the samples from minute 2 on (minute 1
+# for runs shorter than 5 minutes).
+warm = 2 if int(minutes) >= 5 else 1
+late = [(r[0] / 60, mib(r[1])) for r in rows if r[0] >= warm * 60]
 if len(late) >= 2:
     n = len(late)
     mx = sum(x for x, _ in late) / n
     my = sum(y for _, y in late) / n
     sxx = sum((x - mx) ** 2 for x, _ in late)
     slope = sum((x - mx) * (y - my) for x, y in late) / sxx if sxx else 0.0
-    print(f"Coordinator RSS from minute 2 to the last sample: {late[0][1]:.1f} -> {late[-1][1]:.1f} MiB "
+    print(f"Coordinator RSS from minute {warm} to the last sample: {late[0][1]:.1f} -> {late[-1][1]:.1f} MiB "
           f"(least-squares slope {slope:+.2f} MiB/min over {n} samples); peak (VmHWM) "
           f"{mib(max(r[2] for r in rows)):.1f} MiB.")
 else:
-    print("Too few samples after minute 2 for a growth figure.")
+    print(f"Too few samples after minute {warm} for a growth figure.")
 if len(rows) >= 2:
     cpu_s = (rows[-1][3] - rows[0][3]) / tck
     print(f"Coordinator CPU over the sampled {(rows[-1][0] - rows[0][0]) / 60:.1f} min: {cpu_s:.1f} s "
