@@ -11,8 +11,8 @@
 #   * the coordinator: `hallmark run PLAN --listen 127.0.0.1:PORT ... --json` (its own process);
 #   * one `hallmark probe --backend sim --sim-hall HALL --no-data-plane` process per node of the
 #     hall (examples/hall-demo.toml: 80 nodes x 8 simulated GPUs);
-#   * every SOAK_INTERVAL seconds (60) from the coordinator's start: its VmRSS and VmHWM
-#     (/proc/PID/status), its CPU time (utime + stime, /proc/PID/stat), the probes' summed RSS and CPU
+#   * every SOAK_INTERVAL seconds (60) from the coordinator's start: its VmRSS, RssAnon and VmHWM
+#     (/proc/PID/status; the store's SQLite page cache, up to `cache_size` = 64 MiB, is anonymous), its CPU time (utime + stime, /proc/PID/stat), the probes' summed RSS and CPU
 #     time, the load average and the size of the run store;
 #   * at the end `hallmark runs show RUN --json`, and a Markdown block on stdout (progress on stderr)
 #     ready to paste into docs/PERFORMANCE.md.
@@ -155,8 +155,8 @@ sample() {
     done
     local store
     store=$(du -sk "$tmp/results" 2>/dev/null | cut -f1 || echo 0)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(kb "$coord_pid" VmRSS)" "$(kb "$coord_pid" VmHWM)" \
-        "$(cpu_ticks "$coord_pid")" "$prss" "$pcpu" "$(cut -d' ' -f1 /proc/loadavg)" "${store:-0}" "$alive" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(kb "$coord_pid" VmRSS)" "$(kb "$coord_pid" VmHWM)" \
+        "$(cpu_ticks "$coord_pid")" "$prss" "$pcpu" "$(cut -d' ' -f1 /proc/loadavg)" "${store:-0}" "$alive" "$(kb "$coord_pid" RssAnon)" \
         >>"$tmp/samples.tsv"
 }
 
@@ -213,19 +213,19 @@ print(f"`scripts/soak.sh {minutes}`: coordinator `hallmark run PLAN --listen` in
       f"machine: {ncpu} CPUs. Sampled every {interval} s from the coordinator's start (minute 0 = "
       f"just started, before the probes register).")
 print()
-print("| minute | coordinator RSS MiB | VmHWM MiB | coordinator CPU, % of a core (since previous) "
+print("| minute | coordinator RSS MiB | of which anonymous | VmHWM MiB | coordinator CPU, % of a core (since previous) "
       "| probes alive | probes' RSS MiB (sum) | probes' CPU, % of a core | load avg (1 min) | store MiB |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 prev = None
 for r in rows:
-    t, rss, hwm, cpu, prss, pcpu, load, store, alive = r
+    t, rss, hwm, cpu, prss, pcpu, load, store, alive, anon = r
     if prev is None or t == prev[0]:
         ccpu = pc = "-"
     else:
         dt = t - prev[0]
         ccpu = f"{100 * (cpu - prev[3]) / tck / dt:.1f}"
         pc = f"{100 * (pcpu - prev[5]) / tck / dt:.1f}"
-    print(f"| {t / 60:.1f} | {mib(rss):.1f} | {mib(hwm):.1f} | {ccpu} | {alive:.0f} | {mib(prss):.0f} | {pc} "
+    print(f"| {t / 60:.1f} | {mib(rss):.1f} | {mib(anon):.1f} | {mib(hwm):.1f} | {ccpu} | {alive:.0f} | {mib(prss):.0f} | {pc} "
           f"| {load:.2f} | {mib(store):.0f} |")
     prev = r
 print()
