@@ -246,7 +246,9 @@ off = sorted(abs(o) for o, _ in clocks if o is not None)
 if unc:
     print(f"Clock estimates stored at the run's start ({len(unc)} probes): uncertainty p50 "
           f"{pct(unc, 50) / 1e3:.1f} µs, max {unc[-1] / 1e3:.1f} µs; |estimated offset| p50 "
-          f"{pct(off, 50) / 1e3:.1f} µs, max {off[-1] / 1e3:.1f} µs (the true offset is 0 here).")
+          f"{pct(off, 50) / 1e3:.1f} µs, max {off[-1] / 1e3:.1f} µs (the true offset is 0 here); "
+          f"{sum(1 for o, u in clocks if o is not None and u is not None and abs(o) > u)} probe(s) "
+          f"with |estimated offset| above their stated uncertainty.")
 else:
     print("Clock estimates: none stored (null).")
 expected = int(probes) * int(phases)

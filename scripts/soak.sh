@@ -12,8 +12,9 @@
 #   * one `hallmark probe --backend sim --sim-hall HALL --no-data-plane` process per node of the
 #     hall (examples/hall-demo.toml: 80 nodes x 8 simulated GPUs);
 #   * every SOAK_INTERVAL seconds (60) from the coordinator's start: its VmRSS, RssAnon and VmHWM
-#     (/proc/PID/status; the store's SQLite page cache, up to `cache_size` = 64 MiB, is anonymous), its CPU time (utime + stime, /proc/PID/stat), the probes' summed RSS and CPU
-#     time, the load average and the size of the run store;
+#     (/proc/PID/status; the store's SQLite page cache, up to its `cache_size` of 64 MiB, is
+#     anonymous memory), its CPU time (utime + stime, /proc/PID/stat), the probes' summed RSS and
+#     CPU time, the number of probes alive, the load average and the size of the run store;
 #   * at the end `hallmark runs show RUN --json`, and a Markdown block on stdout (progress on stderr)
 #     ready to paste into docs/PERFORMANCE.md.
 #
@@ -229,9 +230,9 @@ for r in rows:
           f"| {load:.2f} | {mib(store):.0f} |")
     prev = r
 print()
-# Growth after warm-up: least-squares slope of RSS over the samples from minute 2 on (minute 1
-# for runs shorter than 5 minutes).
-warm = 2 if int(minutes) >= 5 else 1
+# Growth after warm-up: least-squares slope of RSS over the second half of the run (the store's
+# page cache fills in the first minutes, so earlier samples would show that, not a leak).
+warm = int(minutes) / 2
 late = [(r[0] / 60, mib(r[1])) for r in rows if r[0] >= warm * 60]
 if len(late) >= 2:
     n = len(late)
@@ -239,11 +240,11 @@ if len(late) >= 2:
     my = sum(y for _, y in late) / n
     sxx = sum((x - mx) ** 2 for x, _ in late)
     slope = sum((x - mx) * (y - my) for x, y in late) / sxx if sxx else 0.0
-    print(f"Coordinator RSS from minute {warm} to the last sample: {late[0][1]:.1f} -> {late[-1][1]:.1f} MiB "
+    print(f"Coordinator RSS over the second half (minute {warm:g} to the last sample): {late[0][1]:.1f} -> {late[-1][1]:.1f} MiB "
           f"(least-squares slope {slope:+.2f} MiB/min over {n} samples); peak (VmHWM) "
           f"{mib(max(r[2] for r in rows)):.1f} MiB.")
 else:
-    print(f"Too few samples after minute {warm} for a growth figure.")
+    print(f"Too few samples after minute {warm:g} for a growth figure.")
 if len(rows) >= 2:
     cpu_s = (rows[-1][3] - rows[0][3]) / tck
     print(f"Coordinator CPU over the sampled {(rows[-1][0] - rows[0][0]) / 60:.1f} min: {cpu_s:.1f} s "
