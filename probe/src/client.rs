@@ -363,10 +363,25 @@ fn log_notices(machine: &mut ProbeSession) {
     }
 }
 
+/// The last stretch before a timer that a blocking thread sleeps on the OS's high-resolution
+/// timer (see [`sleep_until_ns`]).
+const FINE_WAIT: Duration = Duration::from_millis(2);
+
+/// Sleeps until `at` on the probe's clock. tokio's timer wheel counts whole milliseconds and
+/// rounds a deadline up to its next tick, which alone would start every phase up to 1 ms late
+/// (rack-wide steps are meant to line up within that): the wheel sleeps until [`FINE_WAIT`]
+/// before the instant, and a blocking thread sleeps the rest (tens of µs late on Linux). Dropping
+/// the future (another branch of a `select!` won) leaves that thread to finish its short sleep.
 async fn sleep_until_ns(clock: &WallClock, at: Option<i64>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(clock.instant_at(t).into()).await,
-        None => std::future::pending().await,
+    let Some(t) = at else {
+        return std::future::pending().await;
+    };
+    let deadline = clock.instant_at(t);
+    let coarse = deadline.checked_sub(FINE_WAIT).unwrap_or(deadline);
+    tokio::time::sleep_until(coarse.into()).await;
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }
 }
 
