@@ -237,38 +237,14 @@ fn bad_plan_and_hall_files_are_refused_with_line_and_column() {
 
 #[test]
 fn a_probe_whose_coordinator_dies_mid_phase_stops_its_load_within_the_dead_man_interval() {
-    let dir = tempdir("deadman");
-    let node = "row1-rack01-n01";
-    init_certs(&dir, &[node]);
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        "name = \"long\"\n[expect]\nnodes = 1\n[[phase]]\nname = \"steady\"\nworkload = \"burn\"\n\
-         duration_s = 60\npattern = { kind = \"steady\", level = 1.0 }\n",
-    )
-    .unwrap();
-    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
-    let cluster = Cluster {
-        dir: dir.clone(),
-        addr: common::free_udp_port(),
-    };
-    let mut coordinator = Killed(
-        cluster
-            .run_listen("plan.toml")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut probe = Killed(
-        cluster
-            .probe(node, node)
-            .args(["-v", "--sim-hall", hall])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = stderr_lines(&mut probe.0);
+    let LongRun {
+        dir,
+        node: _,
+        cluster: _,
+        mut coordinator,
+        probe: _probe,
+        lines,
+    } = start_long_run("deadman");
     assert!(wait_line(
         &lines,
         "phase 0 (steady) scheduled",

@@ -12,37 +12,14 @@ use std::time::Duration;
 
 #[test]
 fn a_run_whose_coordinator_was_killed_is_listed_as_interrupted_and_resumed_without_loss() {
-    let dir = tempdir("interrupted");
-    let node = "row1-rack01-n01";
-    init_certs(&dir, &[node]);
-    std::fs::write(
-        dir.join("plan.toml"),
-        "name = \"long\"\n[expect]\nnodes = 1\n[[phase]]\nname = \"steady\"\nworkload = \"burn\"\n\
-         duration_s = 60\npattern = { kind = \"steady\", level = 1.0 }\n",
-    )
-    .unwrap();
-    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
-    let cluster = Cluster {
-        dir: dir.clone(),
-        addr: common::free_udp_port(),
-    };
-    let mut coordinator = Killed(
-        cluster
-            .run_listen("plan.toml")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut probe = Killed(
-        cluster
-            .probe(node, node)
-            .args(["-v", "--sim-hall", hall])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = stderr_lines(&mut probe.0);
+    let LongRun {
+        dir,
+        node: _,
+        cluster,
+        mut coordinator,
+        probe: _probe,
+        lines,
+    } = start_long_run("interrupted");
     assert!(
         wait_line(
             &lines,

@@ -172,3 +172,57 @@ impl Cluster {
         c
     }
 }
+
+/// A coordinator process (`run --listen`) and one simulated probe process of node
+/// `row1-rack01-n01`, running a 60 s steady phase; the probe's stderr lines in `lines`.
+pub struct LongRun {
+    pub dir: PathBuf,
+    pub node: &'static str,
+    pub cluster: Cluster,
+    pub coordinator: Killed,
+    pub probe: Killed,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts a [`LongRun`] in a fresh directory tagged `tag`.
+pub fn start_long_run(tag: &str) -> LongRun {
+    let dir = tempdir(tag);
+    let node = "row1-rack01-n01";
+    init_certs(&dir, &[node]);
+    std::fs::write(
+        dir.join("plan.toml"),
+        "name = \"long\"\n[expect]\nnodes = 1\n[[phase]]\nname = \"steady\"\nworkload = \"burn\"\n\
+         duration_s = 60\npattern = { kind = \"steady\", level = 1.0 }\n",
+    )
+    .unwrap();
+    let hall = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hall-small.toml");
+    let cluster = Cluster {
+        dir: dir.clone(),
+        addr: super::free_udp_port(),
+    };
+    let coordinator = Killed(
+        cluster
+            .run_listen("plan.toml")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut probe = Killed(
+        cluster
+            .probe(node, node)
+            .args(["-v", "--sim-hall", hall])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = stderr_lines(&mut probe.0);
+    LongRun {
+        dir,
+        node,
+        cluster,
+        coordinator,
+        probe,
+        lines,
+    }
+}
