@@ -679,3 +679,35 @@ fn the_frame_limit_makes_room_for_a_latency_pair_per_peer() {
         MAX_PROBE_FRAME + 2 * PAIR_WIRE_MAX
     );
 }
+
+/// A probe re-sends its latest phase reports after every reconnect (it cannot know which arrived):
+/// repeats are bounded per connection, so a flaky link never turns them into a protocol error.
+#[test]
+fn reports_re_sent_after_reconnects_are_not_a_flood() {
+    use hallmark_coordinator::run::MAX_REPEATS;
+    let mut sim = Sim::running();
+    let t = sim.now;
+    let mut conn = 2;
+    for round in 0..3 {
+        for _ in 0..MAX_REPEATS {
+            sim.send(conn, report(0, t, None));
+        }
+        // The link drops; the same probe process (same instance id) comes back.
+        sim.c.on_closed(conn, "connection lost", sim.now);
+        sim.pump();
+        conn = 100 + round;
+        sim.connect(conn, hello("b", "k1", 7002));
+    }
+    sim.send(conn, report(0, t, None));
+    let lost = sim.lost("b");
+    assert!(
+        lost.iter().all(|(_, why)| !why.contains("protocol error")),
+        "{lost:?}"
+    );
+    let reports = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::PhaseReport { node_id, .. } if node_id.as_str() == "b"))
+        .count();
+    assert_eq!(reports, 1, "recorded once");
+}
