@@ -1,0 +1,238 @@
+//! What participants report during a run: phase starts, phase reports and telemetry batches,
+//! each checked against what the coordinator sent (`crate::validate`) before it is recorded, and
+//! the plan's limits checked on the live rack power. A report that fails its checks is the
+//! sender's protocol error (`Err`), never a failure of the run.
+
+use super::*;
+
+impl Run {
+    /// A participant started a phase at `at`; refused (Err: the probe's protocol error) for a
+    /// phase it was never sent.
+    pub fn on_phase_started(
+        &mut self,
+        node: &NodeId,
+        phase_id: u32,
+        at: i64,
+        now: i64,
+        out: &mut Outputs,
+    ) -> Result<(), String> {
+        if !self.participants.contains_key(node) {
+            return Ok(());
+        }
+        sent_phase(&self.phases, phase_id, now).map_err(|e| format!("PhaseStarted: {e}"))?;
+        self.count_repeat(node, phase_id, false)?;
+        out.events.push_back(Event::PhaseStarted {
+            node_id: node.clone(),
+            phase_id,
+            actual_start_ns: at,
+        });
+        Ok(())
+    }
+
+    /// Counts a PhaseStarted (`report` false) or PhaseReport of `phase_id` from `node`: a probe
+    /// may repeat one ([`MAX_REPEATS`] times per connection; a report is recorded once), not
+    /// flood the coordinator with it.
+    fn count_repeat(&mut self, node: &NodeId, phase_id: u32, report: bool) -> Result<(), String> {
+        let Some(p) = self.participants.get_mut(node) else {
+            return Ok(());
+        };
+        let n = p.repeats.entry((phase_id, report)).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n > MAX_REPEATS {
+            let what = if report {
+                "PhaseReport"
+            } else {
+                "PhaseStarted"
+            };
+            return Err(format!(
+                "sent {what} of phase {phase_id} more than {MAX_REPEATS} times"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn on_phase_report(
+        &mut self,
+        node: &NodeId,
+        report: PhaseReport,
+        now: i64,
+        out: &mut Outputs,
+    ) -> Result<(), String> {
+        if !self.participants.contains_key(node) {
+            return Ok(());
+        }
+        let mut report = report;
+        if self.is_collecting() {
+            self.check_resumed_report(node, &mut report, out)?;
+        } else {
+            let phase = sent_phase(&self.phases, report.phase_id, now)
+                .map_err(|e| format!("PhaseReport: {e}"))?;
+            if let Some(f) = &report.fabric {
+                check_fabric(phase, node, f).map_err(|e| format!("PhaseReport: {e}"))?;
+            }
+        }
+        self.count_repeat(node, report.phase_id, true)?;
+        let Some(p) = self.participants.get_mut(node) else {
+            return Ok(());
+        };
+        if p.reported.contains(&report.phase_id) {
+            // Sent again after a reconnect (the probe cannot know it arrived): already recorded.
+            return Ok(());
+        }
+        p.reported.push(report.phase_id);
+        let running = matches!(self.stage, Stage::Running { .. });
+        if let (Some(why), true) = (&report.stopped_early, running) {
+            let name = self
+                .phases
+                .get(report.phase_id as usize)
+                .map_or("?", |p| p.start.name.as_str());
+            self.shortfalls
+                .push(format!("node {node} ended phase {name} early: {why}"));
+        }
+        out.events.push_back(Event::PhaseReport {
+            node_id: node.clone(),
+            report,
+        });
+        if matches!(self.stage, Stage::Stopping { .. }) && self.stopped_reports_in(now) {
+            self.finish(Outcome::Aborted, now, out);
+        }
+        Ok(())
+    }
+
+    /// A telemetry batch: checks the sequence, the plan's limits, and hands it to the store.
+    /// Refused (Err: the probe's protocol error) when it does not fit the node's devices and the
+    /// run's rate, or its numbers cannot be stored.
+    pub fn on_telemetry(
+        &mut self,
+        node: &NodeId,
+        batch: TelemetryBatch,
+        now: i64,
+        out: &mut Outputs,
+    ) -> Result<(), String> {
+        let hz = self.plan.sample_hz;
+        let Some(p) = self.participants.get_mut(node) else {
+            return Ok(());
+        };
+        check_batch(&batch, p.devices, hz, p.next_seq, p.last_t_ns)?;
+        let first_t = batch
+            .samples
+            .iter()
+            .map(|s| s.t_ns)
+            .chain(batch.node_power_w.iter().map(|(t, _)| *t))
+            .min();
+        if batch.seq > p.next_seq {
+            out.events.push_back(Event::Gap {
+                node_id: node.clone(),
+                from_ns: p.last_t_ns.unwrap_or(first_t.unwrap_or(now)),
+                to_ns: first_t.unwrap_or(now),
+                reason: format!(
+                    "telemetry batches {}..{} never arrived (the probe's replay buffer overflowed)",
+                    p.next_seq,
+                    batch.seq.saturating_sub(1)
+                ),
+            });
+            self.shortfalls.push(format!(
+                "node {node}: telemetry batches {}..{} never arrived",
+                p.next_seq,
+                batch.seq.saturating_sub(1)
+            ));
+        }
+        if batch.seq >= p.next_seq && matches!(self.stage, Stage::Collecting { .. }) {
+            self.recovered.0 += 1;
+            self.recovered.1 += batch.samples.len() as u64;
+        }
+        if batch.seq >= p.next_seq {
+            // Sampling instants the probe missed (late or failed ticks): gaps with the probe's
+            // cause; a run with a sample missing is not complete.
+            for g in &batch.gaps {
+                out.events.push_back(Event::Gap {
+                    node_id: node.clone(),
+                    from_ns: g.from_ns,
+                    to_ns: g.to_ns,
+                    reason: g.reason.clone(),
+                });
+                if matches!(
+                    self.stage,
+                    Stage::Running { .. } | Stage::Stopping { .. } | Stage::Collecting { .. }
+                ) {
+                    self.shortfalls
+                        .push(format!("node {node} missed samples: {}", g.reason));
+                }
+            }
+            p.next_seq = batch.seq.saturating_add(1);
+            if let Some(t) = batch
+                .samples
+                .iter()
+                .map(|s| s.t_ns)
+                .chain(batch.node_power_w.iter().map(|(t, _)| *t))
+                .max()
+            {
+                p.last_t_ns = Some(t);
+            }
+            if let Some(&(t, w)) = batch.node_power_w.iter().max_by_key(|(t, _)| *t) {
+                p.power = Some((t, f64::from(w)));
+            }
+        }
+        let hottest = batch
+            .samples
+            .iter()
+            .filter_map(|s| s.gpu_temp_c.map(|t| (t, s.device)))
+            .fold(None, |acc: Option<(f32, u16)>, x| match acc {
+                Some(a) if a.0 >= x.0 => Some(a),
+                _ => Some(x),
+            });
+        let node_kw = batch
+            .node_power_w
+            .iter()
+            .map(|(_, w)| f64::from(*w) / 1000.0)
+            .fold(0.0, f64::max);
+        out.events.push_back(Event::Telemetry {
+            node_id: node.clone(),
+            batch,
+            received_at_ns: now,
+        });
+        self.check_limits(node, node_kw, hottest, now, out);
+        Ok(())
+    }
+
+    fn check_limits(
+        &mut self,
+        node: &NodeId,
+        node_kw: f64,
+        hottest: Option<(f32, u16)>,
+        now: i64,
+        out: &mut Outputs,
+    ) {
+        if !matches!(self.stage, Stage::Running { .. }) {
+            return;
+        }
+        let limits = self.plan.limits.clone();
+        if let Some(max) = limits.max_node_kw {
+            if node_kw > max {
+                let reason = format!(
+                    "node {node} drew {node_kw:.1} kW, above the plan limit of {max:.1} kW"
+                );
+                return self.abort(&reason, now, out);
+            }
+        }
+        if let (Some(max), Some((t, dev))) = (limits.max_gpu_temp_c, hottest) {
+            if f64::from(t) > max {
+                let reason = format!(
+                    "device {dev} of node {node} reached {t:.1} °C, above the plan limit of {max:.1} °C"
+                );
+                return self.abort(&reason, now, out);
+            }
+        }
+        if let Some(max) = limits.max_rack_kw {
+            let Some(rack) = self.participants.get(node).map(|p| p.rack.clone()) else {
+                return;
+            };
+            let kw = self.rack_power_kw().get(&rack).copied().unwrap_or(0.0);
+            if kw > max {
+                let reason =
+                    format!("rack {rack} drew {kw:.1} kW, above the plan limit (breaker rating) of {max:.1} kW");
+                self.abort(&reason, now, out);
+            }
+        }
+    }
+}
