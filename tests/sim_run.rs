@@ -323,3 +323,48 @@ fn a_probe_away_when_a_phase_was_sent_gets_it_on_its_return() {
         .collect();
     assert_eq!(started, [0, 1, 2], "every phase ran once");
 }
+
+/// Probes live across runs: their telemetry sequence goes on and they keep their latest phase
+/// reports to re-send after a reconnect. A second run on the same probes, with a reconnect in it,
+/// is complete: no sequence "hole" where the first run's batches were, and no report of the first
+/// run taken for (or refused as) one of the second's.
+#[test]
+fn a_second_run_on_the_same_probes_with_a_reconnect_is_complete() {
+    let (mut sim, _) = hall_with_run(0xbeef, "");
+    let start = sim.now;
+    sim.run_until(start + 60 * S);
+    let (outcome, reason) = sim.finished().expect("the first run finished");
+    assert_eq!(outcome, Outcome::Complete, "{reason}");
+
+    let second = sim.now;
+    sim.coordinator.start_run("run-2".into(), plan(""), second);
+    sim.run_until(second + 8 * S);
+    let victim = idx(&sim, "row2-rack03-n04");
+    let cut_at = sim.now;
+    sim.cut(victim, 200 * MS);
+    sim.run_until(cut_at + 1_200 * MS);
+    sim.reconnect(victim, "row2-rack03-n04");
+    sim.run_until(second + 60 * S);
+
+    let finished: Vec<(Outcome, String)> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RunFinished {
+                run_id,
+                outcome,
+                reason,
+                ..
+            } if run_id == "run-2" => Some((*outcome, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    assert_eq!(finished[0].0, Outcome::Complete, "{}", finished[0].1);
+    let lost: Vec<&Event> = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProbeLost { reason, .. } if reason.contains("protocol")))
+        .collect();
+    assert!(lost.is_empty(), "{lost:?}");
+}

@@ -74,10 +74,13 @@ pub fn max_batch_samples(devices: usize, sample_hz: f64) -> usize {
         .saturating_mul(max_batch_ticks(sample_hz))
 }
 
-/// Missed-instant gaps one batch may carry at `sample_hz`: one per sampling step of the batch
-/// and one for the instants missed at a phase's end.
+/// Missed-instant gaps one batch may carry at `sample_hz`: per sampling step one for instants
+/// the sampler came too late for and one for a failed read, and one for the instants missed at a
+/// phase's end.
 pub fn max_batch_gaps(sample_hz: f64) -> usize {
-    max_batch_ticks(sample_hz).saturating_add(1)
+    max_batch_ticks(sample_hz)
+        .saturating_mul(2)
+        .saturating_add(1)
 }
 
 /// Ticks of a batch at the highest rate (100 Hz × 1 s + 1).
@@ -91,7 +94,7 @@ pub const MAX_TELEMETRY_FRAME: usize = 1
     + 5
     + MAX_DEVICES_PER_NODE * MAX_TICKS * SAMPLE_WIRE_MAX
     + 5
-    + (MAX_TICKS + 1) * GAP_WIRE_MAX;
+    + (2 * MAX_TICKS + 1) * GAP_WIRE_MAX;
 
 const _: () = assert!(MAX_TELEMETRY_FRAME * 10 <= MAX_PROBE_FRAME);
 

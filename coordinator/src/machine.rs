@@ -565,7 +565,9 @@ impl Coordinator {
     }
 }
 
-/// Readings in a batch (samples and node-power readings), what the telemetry budget counts.
+/// Readings in a batch (samples, node-power readings and gaps), what the telemetry budget counts.
 fn batch_size(batch: &hallmark_protocol::TelemetryBatch) -> u64 {
-    (batch.samples.len() as u64).saturating_add(batch.node_power_w.len() as u64)
+    (batch.samples.len() as u64)
+        .saturating_add(batch.node_power_w.len() as u64)
+        .saturating_add(batch.gaps.len() as u64)
 }

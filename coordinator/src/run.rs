@@ -32,6 +32,8 @@ pub const ABORT_GRACE_NS: i64 = 2_000_000_000;
 
 /// How often a probe may send PhaseStarted, and PhaseReport, for one phase.
 pub const MAX_REPEATS: u32 = 3;
+/// Shortfalls kept in full (the run's reason shows the first few and counts the rest).
+const MAX_SHORTFALLS: usize = 64;
 
 /// How a run ended, as far as its data is concerned (verdicts judge the hall itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -62,6 +64,9 @@ struct Participant {
     devices: usize,
     /// Next telemetry sequence number expected, and the last sample instant seen.
     next_seq: u64,
+    /// Whether `next_seq` is known: a probe numbers its batches for its whole life, so in a new
+    /// run its first batch sets where the run's sequence starts.
+    seq_known: bool,
     last_t_ns: Option<i64>,
     /// Latest node power, W, and its instant.
     power: Option<(i64, f64)>,
@@ -105,8 +110,13 @@ pub struct Run {
     stage: Stage,
     phases: Vec<ScheduledPhase>,
     participants: BTreeMap<NodeId, Participant>,
+    /// When the run was created: a phase start or report from before it is a re-send, after a
+    /// reconnect, of an earlier run's.
+    created_ns: i64,
     /// Why the run is not complete, in words.
     shortfalls: Vec<String>,
+    /// Shortfalls past [`MAX_SHORTFALLS`], counted only.
+    shortfalls_more: u64,
     /// Collective phases through NCCL waiting for their unique id.
     nccl: NcclWaits,
     /// Of a resumed run: telemetry batches and samples recovered from the probes.
@@ -127,7 +137,9 @@ impl Run {
             stage: Stage::Waiting { deadline },
             phases: Vec::new(),
             participants: BTreeMap::new(),
+            created_ns: now,
             shortfalls: Vec::new(),
+            shortfalls_more: 0,
             nccl: NcclWaits::default(),
             recovered: (0, 0),
         }
@@ -259,6 +271,7 @@ impl Run {
                     rack: c.rack.clone(),
                     devices: c.devices,
                     next_seq: 0,
+                    seq_known: false,
                     last_t_ns: None,
                     power: None,
                     reported: Vec::new(),
@@ -460,8 +473,10 @@ impl Run {
             .cloned()
             .collect::<Vec<_>>()
             .join("; ");
-        if self.shortfalls.len() > SHOWN {
-            reason.push_str(&format!("; and {} more", self.shortfalls.len() - SHOWN));
+        let more = (self.shortfalls.len().saturating_sub(SHOWN) as u64)
+            .saturating_add(self.shortfalls_more);
+        if more > 0 {
+            reason.push_str(&format!("; and {more} more"));
         }
         out.events.push_back(Event::RunFinished {
             run_id: self.run_id.clone(),
@@ -521,6 +536,10 @@ impl Run {
             return;
         };
         p.conn = None;
+        if let Stage::Collecting { all_back, .. } = &mut self.stage {
+            // Not all back any more: its replay comes after it reconnects.
+            *all_back = None;
+        }
         if self.stage != Stage::Done && p.lost.is_none() {
             p.lost = Some(reason.to_string());
             out.events.push_back(Event::ProbeLost {
@@ -585,5 +604,16 @@ fn apply_nccl(
             }
             out.events.push_back(Event::RunNote { message });
         }
+    }
+}
+
+/// Notes why the run is not complete in `kept`, or only counts it in `more` past
+/// [`MAX_SHORTFALLS`]: what a probe's telemetry says (holes, missed instants) can come every second
+/// from every node.
+fn note_shortfall(kept: &mut Vec<String>, more: &mut u64, why: String) {
+    if kept.len() < MAX_SHORTFALLS {
+        kept.push(why);
+    } else {
+        *more = more.saturating_add(1);
     }
 }

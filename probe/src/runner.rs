@@ -96,6 +96,9 @@ pub struct PhaseRunner {
     dropped_batches: u64,
     /// Every phase id ever scheduled: a PhaseStart sent again after a reconnect is not run twice.
     known_phases: BTreeSet<u32>,
+    /// The latest end of a known phase (coordinator clock): an order starting at or after it is
+    /// of a new run, whose phase ids start again from 0.
+    known_until_ns: i64,
     /// Runs fabric phases (the data plane); `None`: this probe has none.
     fabric: Option<Box<dyn FabricDriver>>,
     /// This probe's node id: its rank in fabric phases.
@@ -152,11 +155,23 @@ impl PhaseRunner {
     }
 
     /// Accepts a phase order. Phases run in the order of their start instants; a phase id already
-    /// known (scheduled, running or run) is ignored.
+    /// known (scheduled, running or run) is ignored (the coordinator re-sends orders after a
+    /// reconnect), unless the order starts after every known phase has ended: then it is a new
+    /// run's, and the phase ids known are the last run's.
     pub fn schedule(&mut self, spec: PhaseStart) {
-        if !self.known_phases.insert(spec.phase_id) {
-            return;
+        if self.known_phases.contains(&spec.phase_id) {
+            if spec.start_at_ns < self.known_until_ns {
+                return;
+            }
+            self.known_phases.clear();
         }
+        self.known_phases.insert(spec.phase_id);
+        let end = spec.start_at_ns.saturating_add(
+            i64::try_from(spec.duration_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000),
+        );
+        self.known_until_ns = self.known_until_ns.max(end);
         let pos = self
             .scheduled
             .iter()

@@ -235,6 +235,7 @@ impl ProbeSession {
                     phase_id: p.phase_id,
                     name: p.name.clone(),
                 };
+                self.forget_reports_of_earlier_runs(p.phase_id);
                 self.runner.schedule(p);
                 (Vec::new(), Some(event))
             }
@@ -312,6 +313,19 @@ impl ProbeSession {
             self.backend.as_mut(),
         );
         self.route(out)
+    }
+
+    /// A run numbers its phases from 0 and sends them in order, and a phase is reported only after
+    /// it was sent: an order for a phase at or below one already reported starts a new run, whose
+    /// coordinator has no use for the reports of the last one.
+    fn forget_reports_of_earlier_runs(&mut self, phase_id: u32) {
+        let reported_later = self
+            .sent_reports
+            .iter()
+            .any(|m| matches!(m, ProbeMessage::PhaseReport(r) if r.phase_id >= phase_id));
+        if reported_later {
+            self.sent_reports.clear();
+        }
     }
 
     /// While disconnected, telemetry waits in the runner's replay buffer and everything else is

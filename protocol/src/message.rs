@@ -264,7 +264,7 @@ pub struct TelemetryGap {
 }
 
 /// Longest cause a [`TelemetryGap`] may carry, bytes (the coordinator refuses longer ones).
-pub const MAX_GAP_REASON_BYTES: usize = 256;
+pub const MAX_GAP_REASON_BYTES: usize = 160;
 
 /// `reason` cut to at most [`MAX_GAP_REASON_BYTES`] bytes on a character boundary.
 pub fn bounded_gap_reason(mut reason: String) -> String {

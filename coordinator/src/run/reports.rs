@@ -16,10 +16,22 @@ impl Run {
         now: i64,
         out: &mut Outputs,
     ) -> Result<(), String> {
-        if !self.participants.contains_key(node) {
+        if !self.participants.contains_key(node) || (at < self.created_ns && !self.is_collecting())
+        {
+            // Not a participant, or a start from an earlier run re-sent after a reconnect.
             return Ok(());
         }
-        sent_phase(&self.phases, phase_id, now).map_err(|e| format!("PhaseStarted: {e}"))?;
+        if self.is_collecting() {
+            // A resumed run has no schedule: a phase of its plan is all that can be checked.
+            let phases = self.plan.phases.len();
+            if phase_id as usize >= phases {
+                return Err(format!(
+                    "PhaseStarted: phase {phase_id} is not in this run's plan ({phases} phases)"
+                ));
+            }
+        } else {
+            sent_phase(&self.phases, phase_id, now).map_err(|e| format!("PhaseStarted: {e}"))?;
+        }
         self.count_repeat(node, phase_id, false)?;
         out.events.push_back(Event::PhaseStarted {
             node_id: node.clone(),
@@ -59,6 +71,11 @@ impl Run {
         out: &mut Outputs,
     ) -> Result<(), String> {
         if !self.participants.contains_key(node) {
+            return Ok(());
+        }
+        if report.ended_at_ns < self.created_ns && !self.is_collecting() {
+            // A report of an earlier run, re-sent after a reconnect (the probe keeps its latest
+            // reports, not knowing which arrived): not this run's.
             return Ok(());
         }
         let mut report = report;
@@ -113,6 +130,11 @@ impl Run {
         let Some(p) = self.participants.get_mut(node) else {
             return Ok(());
         };
+        if !p.seq_known {
+            // The probe's earlier batches belonged to earlier runs (or to none).
+            p.next_seq = batch.seq;
+            p.seq_known = true;
+        }
         check_batch(&batch, p.devices, hz, p.next_seq, p.last_t_ns)?;
         let first_t = batch
             .samples
@@ -131,11 +153,15 @@ impl Run {
                     batch.seq.saturating_sub(1)
                 ),
             });
-            self.shortfalls.push(format!(
-                "node {node}: telemetry batches {}..{} never arrived",
-                p.next_seq,
-                batch.seq.saturating_sub(1)
-            ));
+            note_shortfall(
+                &mut self.shortfalls,
+                &mut self.shortfalls_more,
+                format!(
+                    "node {node}: telemetry batches {}..{} never arrived",
+                    p.next_seq,
+                    batch.seq.saturating_sub(1)
+                ),
+            );
         }
         if batch.seq >= p.next_seq && matches!(self.stage, Stage::Collecting { .. }) {
             self.recovered.0 += 1;
@@ -155,8 +181,11 @@ impl Run {
                     self.stage,
                     Stage::Running { .. } | Stage::Stopping { .. } | Stage::Collecting { .. }
                 ) {
-                    self.shortfalls
-                        .push(format!("node {node} missed samples: {}", g.reason));
+                    note_shortfall(
+                        &mut self.shortfalls,
+                        &mut self.shortfalls_more,
+                        format!("node {node} missed samples: {}", g.reason),
+                    );
                 }
             }
             p.next_seq = batch.seq.saturating_add(1);

@@ -46,6 +46,8 @@ impl Run {
                         // Known when it comes back: its Hello lists them.
                         devices: 0,
                         next_seq: n.next_seq,
+                        // The store knows where the interrupted run's sequence stood.
+                        seq_known: true,
                         last_t_ns: None,
                         power: None,
                         reported: Vec::new(),
@@ -64,6 +66,8 @@ impl Run {
             },
             phases: Vec::new(),
             participants,
+            created_ns: now,
+            shortfalls_more: 0,
             shortfalls: vec![
                 "interrupted: the run's coordinator ended before the run did".to_string(),
             ],

@@ -133,14 +133,15 @@ pub fn choose_power(
     average: impl FnOnce() -> Result<f64, String>,
 ) -> Result<(f64, PowerSource), String> {
     match instant {
-        Ok(w) if w.is_finite() => Ok((w, PowerSource::Instant)),
+        // A powered GPU never draws 0 W: a 0 from the field is a driver that does not fill it.
+        Ok(w) if w.is_finite() && w > 0.0 => Ok((w, PowerSource::Instant)),
         first => {
             let first = match first {
                 Ok(w) => format!("it read {w}"),
                 Err(e) => e,
             };
             match average() {
-                Ok(w) if w.is_finite() => Ok((w, PowerSource::Average)),
+                Ok(w) if w.is_finite() && w > 0.0 => Ok((w, PowerSource::Average)),
                 Ok(w) => Err(format!(
                     "instant power field: {first}; power usage: it read {w}"
                 )),
