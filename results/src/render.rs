@@ -229,8 +229,9 @@ pub fn share_of(part: u64, whole: u64) -> Option<String> {
     }
     // Hundredths of a percent, truncated (integer arithmetic: no rounding up).
     let hundredths = u128::from(part) * 10_000 / u128::from(whole);
-    if part < whole && hundredths >= 10_000 {
-        return Some("< 100 %".into());
+    if part > whole && hundredths == 10_000 {
+        // More than expected, by less than 0.01 %: over-counting must not read as exactly 100.
+        return Some("> 100 %".into());
     }
     Some(format!("{}.{:02} %", hundredths / 100, hundredths % 100))
 }
@@ -256,7 +257,9 @@ mod tests {
         assert_eq!(share_of(1, 3).as_deref(), Some("33.33 %"));
         assert_eq!(share_of(0, 3).as_deref(), Some("0.00 %"));
         assert_eq!(share_of(7, 7).as_deref(), Some("100 %"));
-        assert_eq!(share_of(320_016, 320_000).as_deref(), Some("100.00 %"));
+        // Over-counting never reads as exactly the expected count.
+        assert_eq!(share_of(320_016, 320_000).as_deref(), Some("> 100 %"));
+        assert_eq!(share_of(320_100, 320_000).as_deref(), Some("100.03 %"));
         assert_eq!(share_of(5, 0), None);
     }
 }
