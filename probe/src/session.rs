@@ -235,7 +235,7 @@ impl ProbeSession {
                     phase_id: p.phase_id,
                     name: p.name.clone(),
                 };
-                self.forget_reports_of_earlier_runs(p.phase_id);
+                self.forget_reports_of_earlier_runs(p.phase_id, p.start_at_ns);
                 self.runner.schedule(p);
                 (Vec::new(), Some(event))
             }
@@ -315,15 +315,20 @@ impl ProbeSession {
         self.route(out)
     }
 
-    /// A run numbers its phases from 0 and sends them in order, and a phase is reported only after
-    /// it was sent: an order for a phase at or below one already reported starts a new run, whose
-    /// coordinator has no use for the reports of the last one.
-    fn forget_reports_of_earlier_runs(&mut self, phase_id: u32) {
-        let reported_later = self
-            .sent_reports
-            .iter()
-            .any(|m| matches!(m, ProbeMessage::PhaseReport(r) if r.phase_id >= phase_id));
-        if reported_later {
+    /// A run numbers its phases from 0 and sends each before the last one ends. An order for a
+    /// phase id already reported, starting after every report kept here has ended, is a new run's
+    /// (a re-sent order of this run starts before its own report ended): the new run's coordinator
+    /// has no use for the last run's reports.
+    fn forget_reports_of_earlier_runs(&mut self, phase_id: u32, start_at_ns: i64) {
+        let reports = || {
+            self.sent_reports.iter().filter_map(|m| match m {
+                ProbeMessage::PhaseReport(r) => Some(r),
+                _ => None,
+            })
+        };
+        let id_reported = reports().any(|r| r.phase_id >= phase_id);
+        let all_ended_before = reports().all(|r| r.ended_at_ns < start_at_ns);
+        if id_reported && all_ended_before {
             self.sent_reports.clear();
         }
     }
