@@ -145,6 +145,11 @@ fn power_falls_back_to_the_average_and_says_so() {
     // A nonsense instant value is not used either.
     let r = choose_power(Ok(f64::NAN), || Ok(301.0));
     assert_eq!(r, Ok((301.0, PowerSource::Average)));
+    // A powered GPU never draws 0 W: a field left at 0 is no reading, and neither is an
+    // average of 0 (absent, never 0).
+    let r = choose_power(Ok(0.0), || Ok(287.0));
+    assert_eq!(r, Ok((287.0, PowerSource::Average)));
+    assert!(choose_power(Ok(0.0), || Ok(0.0)).is_err());
     // Neither answers: absent, with both reasons, never 0.
     let e = choose_power(Err("not supported".into()), || Err("no permission".into()));
     let e = e.unwrap_err();
