@@ -36,6 +36,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/cluster.sh
+source "$root/scripts/lib/cluster.sh"
 probes=${1:-32}
 phases=${SKEW_PHASES:-10}
 phase_s=${SKEW_PHASE_S:-3}
@@ -54,9 +56,7 @@ if (($(id -u) != 0)); then
     exit 2
 fi
 command -v ip >/dev/null || { echo "$0: 'ip' is missing (Debian package iproute2)" >&2; exit 2; }
-py=$(command -v python3 || true)
-[[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
-[[ -n $py ]] || { echo "$0: python3 is needed for the statistics" >&2; exit 2; }
+hm_find_python "for the statistics" 2
 
 tag="hmsk$$"
 switch="${tag}sw"
@@ -69,17 +69,7 @@ coord_pid=""
 cleanup() {
     local all=("${pids[@]}")
     [[ -n $coord_pid ]] && all+=("$coord_pid")
-    if ((${#all[@]})); then
-        kill -TERM "${all[@]}" 2>/dev/null || true
-        for _ in $(seq 50); do
-            local alive=0
-            for p in "${all[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-            ((alive)) || break
-            sleep 0.1
-        done
-        kill -KILL "${all[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-    fi
+    hm_stop "${all[@]}"
     # Hosts first, then the switch; a namespace takes its veths and bridge with it.
     local i
     for ((i = ${#made[@]} - 1; i >= 0; i--)); do
@@ -98,8 +88,10 @@ log() { echo "skew: $(date -u +%H:%M:%S) $*" >&2; }
 
 ip netns add "$switch" || { echo "$0: cannot create a network namespace (ip netns add)" >&2; exit 2; }
 made+=("$switch")
-ip -n "$switch" link add br0 type bridge && ip -n "$switch" link set br0 up ||
-    { echo "$0: cannot create a Linux bridge in a namespace" >&2; exit 2; }
+if ! { ip -n "$switch" link add br0 type bridge && ip -n "$switch" link set br0 up; }; then
+    echo "$0: cannot create a Linux bridge in a namespace" >&2
+    exit 2
+fi
 hosts=0
 # host NAME ADDR: a namespace on the bridge with ADDR/24 on its eth0.
 host() {
@@ -119,10 +111,8 @@ host c "$net.1"
 for k in $(seq "$probes"); do host "p$k" "$net.$((10 + k))"; done
 
 log "certificates in $tmp"
-"$bin" certs init --out "$tmp/pki" --san "$net.1" >/dev/null
-for k in $(seq "$probes"); do
-    "$bin" certs issue --ca "$tmp/pki" --node "p$k" --out "$tmp/pki/nodes" >/dev/null
-done
+mapfile -t names < <(seq -f 'p%g' "$probes")
+hm_certs "$bin" "$tmp/pki" "$net.1" "${names[@]}"
 
 plan=$tmp/skew.toml
 {
@@ -160,30 +150,10 @@ for k in $(seq "$probes"); do
 done
 log "$probes probes started; the run takes about $((phases * phase_s)) s once all registered"
 
-deadline=$((t0 + 120 + phases * phase_s + 60))
-timed_out=0
-while kill -0 "$coord_pid" 2>/dev/null; do
-    if (($(date +%s) >= deadline)); then
-        log "the run overran its plan by a minute: stopping the coordinator"
-        timed_out=1
-        kill -TERM "$coord_pid" 2>/dev/null || true
-        break
-    fi
-    sleep 1
-done
-set +e
-wait "$coord_pid"
-rc=$?
-set -e
+hm_watch "$coord_pid" $((t0 + 120 + phases * phase_s + 60)) "the run overran its plan by a minute"
 coord_pid=""
 log "coordinator exited with $rc after $(($(date +%s) - t0)) s"
-run_id=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$tmp/run.json" 2>/dev/null || true)
-if [[ -z $run_id ]]; then
-    echo "$0: the coordinator printed no run summary; its log ends with:" >&2
-    tail -20 "$tmp/logs/coordinator.log" >&2
-    exit 1
-fi
-"$bin" runs show "$run_id" --results "$tmp/results" --json >"$tmp/show.json"
+hm_summary "$bin" "$tmp"
 
 "$py" - "$tmp/results/hallmark.sqlite" "$tmp/show.json" "$probes" "$phases" "$phase_s" "$devices" \
     "$rc" "$timed_out" "$(nproc)" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" \

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/cluster.sh
+source "$root/scripts/lib/cluster.sh"
 minutes=${1:-30}
 if ! [[ $minutes =~ ^[0-9]+$ ]] || ((minutes < 2)); then
     echo "$0: MINUTES must be a whole number of at least 2 (got '$minutes')" >&2
@@ -44,9 +46,7 @@ if [[ ! -x $bin ]]; then
     exit 1
 fi
 [[ -r $hall ]] || { echo "$0: cannot read the hall file $hall (SOAK_HALL)" >&2; exit 1; }
-py=$(command -v python3 || true)
-[[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
-[[ -n $py ]] || { echo "$0: python3 (3.11 or later) is needed for the hall file and the table" >&2; exit 1; }
+hm_find_python "(3.11 or later) for the hall file and the table" 1
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hallmark-soak.XXXXXX")
 coord_pid=""
@@ -54,17 +54,7 @@ probe_pids=()
 cleanup() {
     local pids=("${probe_pids[@]}")
     [[ -n $coord_pid ]] && pids+=("$coord_pid")
-    if ((${#pids[@]})); then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        for _ in $(seq 50); do
-            local alive=0
-            for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-            ((alive)) || break
-            sleep 0.1
-        done
-        kill -KILL "${pids[@]}" 2>/dev/null || true
-        wait 2>/dev/null || true
-    fi
+    hm_stop "${pids[@]}"
     if [[ ${SOAK_KEEP:-0} == 1 ]]; then
         echo "soak: kept $tmp" >&2
     else
@@ -95,10 +85,7 @@ fi
 nodes=("${nodes[@]:0:count}")
 
 log "certificates for ${#nodes[@]} nodes in $tmp"
-"$bin" certs init --out "$tmp/pki" >/dev/null
-for n in "${nodes[@]}"; do
-    "$bin" certs issue --ca "$tmp/pki" --node "$n" --out "$tmp/pki/nodes" >/dev/null
-done
+hm_certs "$bin" "$tmp/pki" "" "${nodes[@]}"
 
 plan=$tmp/soak.toml
 {
@@ -161,39 +148,23 @@ sample() {
         >>"$tmp/samples.tsv"
 }
 
-deadline=$((t0 + minutes * 60 + 300))
 next=$t0
-timed_out=0
-while kill -0 "$coord_pid" 2>/dev/null; do
+# Called every second while the coordinator runs: a sample every SOAK_INTERVAL.
+sample_due() {
+    local now
     now=$(date +%s)
     if ((now >= next)); then
         sample $((now - t0))
         log "t=$((now - t0))s coordinator RSS $(($(kb "$coord_pid" VmRSS) / 1024)) MiB, load $(cut -d' ' -f1 /proc/loadavg)"
         next=$((next + interval))
     fi
-    if ((now >= deadline)); then
-        log "the run overran MINUTES + 5 min: stopping the coordinator"
-        timed_out=1
-        kill -TERM "$coord_pid" 2>/dev/null || true
-        break
-    fi
-    sleep 1
-done
-set +e
-wait "$coord_pid"
-rc=$?
-set -e
+}
+hm_watch "$coord_pid" $((t0 + minutes * 60 + 300)) "the run overran MINUTES + 5 min" sample_due
 coord_pid=""
 t_end=$(($(date +%s) - t0))
 log "coordinator exited with $rc after ${t_end}s"
 
-run_id=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$tmp/run.json" 2>/dev/null || true)
-if [[ -z $run_id ]]; then
-    echo "$0: the coordinator printed no run summary; its log ends with:" >&2
-    tail -20 "$tmp/logs/coordinator.log" >&2
-    exit 1
-fi
-"$bin" runs show "$run_id" --results "$tmp/results" --json >"$tmp/show.json"
+hm_summary "$bin" "$tmp"
 db_kib=$(du -sk "$tmp/results" | cut -f1)
 
 "$py" - "$tmp/samples.tsv" "$tmp/show.json" "$tck" "$minutes" "${#nodes[@]}" "$gpus" "$rc" \
