@@ -27,8 +27,8 @@ use time::OffsetDateTime;
 
 use crate::crl::{self, CrlError, Revoked, Serial, CRL_FILE};
 use crate::pki::{
-    Ca, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE, COORDINATOR_KEY_FILE,
-    LEAF_DAYS,
+    self, Ca, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE,
+    COORDINATOR_KEY_FILE, LEAF_DAYS,
 };
 
 /// The CA directory inside the `init --out` directory when `--ca-out` is not given.
@@ -63,7 +63,7 @@ pub enum CaDirError {
     },
     #[error("--ca-out {dir} is the --out directory: the CA key would sit beside the coordinator's files; choose a directory that stays off the coordinator host, or leave --ca-out out for {dir}/ca-private")]
     CaOutIsOut { dir: String },
-    #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA")]
+    #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA; pass --ca-days {days} or more, or a smaller --days")]
     CaShorterThanLeaf { ca_days: u32, days: u32 },
 }
 
@@ -168,6 +168,9 @@ pub fn init(out: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>, CaDirError> 
             .into());
         }
     }
+    // Each lifetime in its range first, so `--ca-days 0` is not reported as shorter than --days.
+    pki::ca_validity(opts.ca_days)?;
+    pki::leaf_validity(opts.days)?;
     if opts.ca_days < opts.days {
         return Err(CaDirError::CaShorterThanLeaf {
             ca_days: opts.ca_days,

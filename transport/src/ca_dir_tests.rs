@@ -113,6 +113,26 @@ fn init_with_ca_out_and_lifetimes() {
     };
     let err = init(&base.join("y"), &bad).unwrap_err();
     assert!(matches!(err, CaDirError::CaShorterThanLeaf { .. }), "{err}");
+    assert!(
+        err.to_string().contains("pass --ca-days 30 or more"),
+        "{err}"
+    );
+    // A CA lifetime out of range names --ca-days and its range, even when it is also shorter
+    // than --days.
+    for ca_days in [0, 9000] {
+        let bad = InitOptions {
+            ca_days,
+            ..InitOptions::default()
+        };
+        let err = init(&base.join("y"), &bad).unwrap_err();
+        assert!(
+            matches!(err, CaDirError::Pki(PkiError::Lifetime { .. })),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("--ca-days {ca_days} ")), "{text}");
+        assert!(text.contains("1 to 7300 days"), "{text}");
+    }
     let same = InitOptions {
         ca_out: Some(base.join("z/.")),
         ..InitOptions::default()

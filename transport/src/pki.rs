@@ -82,8 +82,10 @@ pub enum PkiError {
     CaExpired { not_after: OffsetDateTime },
     #[error("{file} already exists; refusing to overwrite a CA key because that would orphan every certificate it issued; remove it or choose another --out")]
     CaKeyExists { file: String },
-    #[error("--days {days} is out of range for {what}: use 1 to {max} days (default {default})")]
+    #[error("{flag} {days} is out of range for {what}: use 1 to {max} days (default {default})")]
     Lifetime {
+        /// The command-line option that sets this lifetime.
+        flag: &'static str,
         what: &'static str,
         days: u32,
         max: u32,
@@ -346,9 +348,11 @@ impl Ca {
     }
 }
 
-fn ca_validity(days: u32) -> Result<Duration, PkiError> {
+/// Checks a CA's lifetime in days (1 to [`MAX_CA_DAYS`]).
+pub(crate) fn ca_validity(days: u32) -> Result<Duration, PkiError> {
     if !(1..=MAX_CA_DAYS).contains(&days) {
         return Err(PkiError::Lifetime {
+            flag: "--ca-days",
             what: "a CA",
             days,
             max: MAX_CA_DAYS,
@@ -362,6 +366,7 @@ fn ca_validity(days: u32) -> Result<Duration, PkiError> {
 pub fn leaf_validity(days: u32) -> Result<Duration, PkiError> {
     if !(1..=LEAF_DAYS).contains(&days) {
         return Err(PkiError::Lifetime {
+            flag: "--days",
             what: "a coordinator or node certificate",
             days,
             max: LEAF_DAYS,
@@ -532,6 +537,8 @@ pub(crate) mod tests {
         }
         let err = Ca::generate_for(MAX_CA_DAYS + 1).unwrap_err();
         assert!(err.to_string().contains("1 to 7300 days"), "{err}");
+        // The CA's lifetime is set by --ca-days, not --days.
+        assert!(err.to_string().starts_with("--ca-days 7301 "), "{err}");
         // A leaf never outlives its CA.
         let short = Ca::generate_for(10).unwrap();
         assert_eq!(
