@@ -316,13 +316,7 @@ pub fn revoke_at(
 ) -> Result<Revocation, CaDirError> {
     let paths = CaPaths::resolve(ca_dir)?;
     let ca = Ca::load(&paths.private)?;
-    let ca_file = paths.private.join(CA_CERT_FILE);
-    let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).map_err(|e| {
-        PkiError::BadCertificatePem {
-            file: ca_file.display().to_string(),
-            detail: e.to_string(),
-        }
-    })?;
+    let ca_der = ca.cert_der();
     let index = read_index(&paths.private)?;
     let serials = match target {
         RevokeTarget::Node(node) => {
@@ -340,11 +334,11 @@ pub fn revoke_at(
             found
         }
         RevokeTarget::Serial(serial) => vec![serial.clone()],
-        RevokeTarget::Cert(file) => vec![serial_of_own_cert(file, &ca_der, &paths.private)?],
+        RevokeTarget::Cert(file) => vec![serial_of_own_cert(file, ca_der, &paths.private)?],
     };
     let crl_path = paths.private.join(CRL_FILE);
     let (mut entries, number, first_list) = if crl_path.exists() {
-        let list = crl::load(&crl_path, std::slice::from_ref(&ca_der))?;
+        let list = crl::load(&crl_path, std::slice::from_ref(ca_der))?;
         (list.revoked, list.number, false)
     } else {
         (Vec::new(), 0, true)
@@ -379,7 +373,7 @@ pub fn revoke_at(
     }
     let list = crl::sign(&ca, number + 1, &entries, now).map_err(|e| match e {
         CrlError::NotCrlSigner { .. } => CrlError::NotCrlSigner {
-            file: ca_file.display().to_string(),
+            file: paths.private.join(CA_CERT_FILE).display().to_string(),
         },
         e => e,
     })?;

@@ -182,15 +182,11 @@ pub fn sign(
         e => CrlError::Sign(e),
     })?;
     let pem = crl.pem().map_err(CrlError::Sign)?;
-    let ca_der = ca_der(ca.cert_pem())?;
-    parse_pem(&pem, "the new revocation list", &[ca_der])
-}
-
-fn ca_der(pem: &str) -> Result<CertificateDer<'static>, CrlError> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| CrlError::Parse {
-        file: "the CA certificate".into(),
-        detail: e.to_string(),
-    })
+    parse_pem(
+        &pem,
+        "the new revocation list",
+        std::slice::from_ref(ca.cert_der()),
+    )
 }
 
 /// Reads and checks the revocation list in `path` against the CA certificates `cas`.

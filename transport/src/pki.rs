@@ -122,6 +122,7 @@ impl std::fmt::Debug for CertifiedKey {
 #[derive(Debug)]
 pub struct Ca {
     cert_pem: String,
+    cert_der: CertificateDer<'static>,
     not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -161,6 +162,7 @@ impl Ca {
             .map_err(generate_err("the CA certificate"))?;
         Ok(Ca {
             cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
             not_after,
             issuer: Issuer::new(params, key),
         })
@@ -234,6 +236,7 @@ impl Ca {
         })?;
         Ok(Ca {
             cert_pem: cert_pem.to_owned(),
+            cert_der: der,
             not_after,
             issuer,
         })
@@ -242,6 +245,11 @@ impl Ca {
     /// The CA certificate, PEM encoded (the file probes and the coordinator trust).
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The CA certificate, DER encoded (what revocation lists are checked against).
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
     }
 
     /// The CA private key, PEM encoded (PKCS#8). Keep it secret.
