@@ -182,11 +182,14 @@ pub fn sign(
         e => CrlError::Sign(e),
     })?;
     let pem = crl.pem().map_err(CrlError::Sign)?;
-    parse_pem(
-        &pem,
-        "the new revocation list",
-        std::slice::from_ref(ca.cert_der()),
-    )
+    let file = "the new revocation list";
+    let list = parse_pem(&pem, file, std::slice::from_ref(ca.cert_der()))?;
+    // The parser rustls uses must accept it too, or the coordinator would refuse it later.
+    webpki_check(&list.der, ca.cert_der()).map_err(|detail| CrlError::Parse {
+        file: file.to_owned(),
+        detail,
+    })?;
+    Ok(list)
 }
 
 /// Reads and checks the revocation list in `path` against the CA certificates `cas`.
@@ -206,7 +209,9 @@ pub fn load(path: &Path, cas: &[CertificateDer<'static>]) -> Result<RevocationLi
 }
 
 /// Parses a PEM revocation list (`file` names it in errors) and checks that one of `cas` issued
-/// and signed it.
+/// and signed it. rustls's own parser reads it where it is used: [`sign`] checks a new list with
+/// it before the list is written, and the coordinator's verifier ([`crate::revocation`]) is built
+/// from every list it loads, refusing one that parser rejects.
 pub fn parse_pem(
     pem: &str,
     file: &str,
@@ -237,11 +242,11 @@ pub fn parse_pem(
             })?;
         names.push(cert.subject().to_string());
         if cert.subject().as_raw() == issuer.as_raw() {
-            signer = Some((cert, ca_cert));
+            signer = Some(cert);
             break;
         }
     }
-    let Some((ca, ca_der)) = signer else {
+    let Some(ca) = signer else {
         return Err(CrlError::OtherCa {
             file: file.to_owned(),
             issuer: issuer.to_string(),
@@ -253,8 +258,6 @@ pub fn parse_pem(
             file: file.to_owned(),
             detail: e.to_string(),
         })?;
-    // The parser rustls uses must accept it too, or the coordinator would fail later.
-    webpki_check(&der, ca_der).map_err(parse)?;
     let number = match crl.crl_number() {
         Some(n) => u64::try_from(n).map_err(|_| parse(format!("CRL number {n} is too large")))?,
         None => return Err(parse("it has no CRL number".into())),
@@ -276,8 +279,8 @@ pub fn parse_pem(
     })
 }
 
-/// Builds rustls's verifier with this list, so a list webpki's parser rejects is refused here
-/// rather than as a failure in the middle of a handshake.
+/// Builds rustls's verifier with this list, so a list webpki's parser rejects is refused when it
+/// is signed rather than when the coordinator loads it.
 fn webpki_check(
     der: &CertificateRevocationListDer<'_>,
     ca: &CertificateDer<'static>,
