@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::crl::{self, CrlError, Revoked, Serial, CRL_FILE};
 use crate::pki::{
-    self, Ca, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE,
+    self, Ca, CertifiedKey, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE,
     COORDINATOR_KEY_FILE, LEAF_DAYS,
 };
 
@@ -233,17 +233,10 @@ pub fn issue_node_files_for(
     out: &Path,
     days: u32,
 ) -> Result<Vec<PathBuf>, CaDirError> {
-    let paths = CaPaths::resolve(ca_dir)?;
-    let ca = Ca::load(&paths.private)?;
-    let issued = ca.issue_node_for(node, days)?;
-    let entry = index_line(&issued.cert_pem, "node", node.as_str())?;
-    create_dir(out)?;
-    let cert_path = out.join(format!("{}.pem", node.as_str()));
-    let key_path = out.join(format!("{}-key.pem", node.as_str()));
-    append_index(&paths.private, &entry)?;
-    write_atomic(&key_path, issued.key_pem.as_bytes(), true)?;
-    write_atomic(&cert_path, issued.cert_pem.as_bytes(), false)?;
-    Ok(vec![cert_path, key_path])
+    let files = [format!("{node}.pem"), format!("{node}-key.pem")];
+    issue_files(ca_dir, ("node", node.as_str()), out, files, |ca| {
+        ca.issue_node_for(node, days)
+    })
 }
 
 /// Issues a new coordinator certificate (before the old one expires, or for new names) from the
@@ -255,17 +248,31 @@ pub fn issue_coordinator_files(
     out: &Path,
     days: u32,
 ) -> Result<Vec<PathBuf>, CaDirError> {
+    let files = [COORDINATOR_CERT_FILE, COORDINATOR_KEY_FILE].map(String::from);
+    issue_files(ca_dir, ("coordinator", "-"), out, files, |ca| {
+        ca.issue_coordinator_for(sans, days)
+    })
+}
+
+/// Loads the CA found from `ca_dir`, issues with it, records the certificate in its index as
+/// `(kind, node)` and writes the certificate and the key (mode 0600) to `out` (created) as
+/// `cert_file` and `key_file`. Returns their paths.
+fn issue_files(
+    ca_dir: &Path,
+    (kind, node): (&str, &str),
+    out: &Path,
+    [cert_file, key_file]: [String; 2],
+    issue: impl FnOnce(&Ca) -> Result<CertifiedKey, PkiError>,
+) -> Result<Vec<PathBuf>, CaDirError> {
     let paths = CaPaths::resolve(ca_dir)?;
-    let ca = Ca::load(&paths.private)?;
-    let issued = ca.issue_coordinator_for(sans, days)?;
-    let entry = index_line(&issued.cert_pem, "coordinator", "-")?;
+    let issued = issue(&Ca::load(&paths.private)?)?;
+    let entry = index_line(&issued.cert_pem, kind, node)?;
     create_dir(out)?;
-    let cert_path = out.join(COORDINATOR_CERT_FILE);
-    let key_path = out.join(COORDINATOR_KEY_FILE);
+    let (cert, key) = (out.join(cert_file), out.join(key_file));
     append_index(&paths.private, &entry)?;
-    write_atomic(&key_path, issued.key_pem.as_bytes(), true)?;
-    write_atomic(&cert_path, issued.cert_pem.as_bytes(), false)?;
-    Ok(vec![cert_path, key_path])
+    write_atomic(&key, issued.key_pem.as_bytes(), true)?;
+    write_atomic(&cert, issued.cert_pem.as_bytes(), false)?;
+    Ok(vec![cert, key])
 }
 
 /// Which certificates to revoke.
