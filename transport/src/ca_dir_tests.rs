@@ -2,15 +2,10 @@
 
 use super::*;
 use crate::pki::node_id_from_cert;
+use crate::pki::tests::{der_of, lifetime_days, temp_dir};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 #[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
-    let name = format!("hallmark-cadir-{tag}-{}-{nanos}", std::process::id());
-    std::env::temp_dir().join(name)
-}
 
 fn mode(path: &Path) -> u32 {
     #[cfg(unix)]
@@ -19,16 +14,12 @@ fn mode(path: &Path) -> u32 {
     0o600
 }
 
-fn der_of(pem: &str) -> CertificateDer<'static> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
-}
-
 fn serial_of(path: &Path) -> Serial {
     Serial::of_cert(&der_of(&fs::read_to_string(path).unwrap())).unwrap()
 }
 
 fn days_of(path: &Path) -> i64 {
-    crate::pki::tests::lifetime_days(&fs::read_to_string(path).unwrap())
+    lifetime_days(&fs::read_to_string(path).unwrap())
 }
 
 #[test]

@@ -300,11 +300,8 @@ fn webpki_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::tests::der_of as der;
     use hallmark_protocol::NodeId;
-
-    fn der(pem: &str) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
-    }
 
     #[test]
     fn a_list_round_trips_and_only_its_ca_accepts_it() {

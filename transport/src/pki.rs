@@ -448,16 +448,29 @@ pub fn node_id_from_cert(der: &[u8]) -> Result<NodeId, PkiError> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    //! Also the helpers the crate's other tests share.
     use super::*;
 
+    /// A fresh path under the temporary directory (not created), unique to this test run.
+    pub(crate) fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
+        let name = format!("hallmark-transport-{tag}-{}-{nanos}", std::process::id());
+        std::env::temp_dir().join(name)
+    }
+
+    /// The DER of the first certificate in `pem`.
+    pub(crate) fn der_of(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
     fn id_of(cert_pem: &str) -> Result<NodeId, PkiError> {
-        node_id_from_cert(&CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        node_id_from_cert(&der_of(cert_pem))
     }
 
     #[test]
     fn ca_names_are_unique() {
         let cn = |ca: &Ca| {
-            let der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+            let der = der_of(ca.cert_pem());
             let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
             let cn = x.subject().iter_common_name().next().unwrap();
             cn.as_str().unwrap().to_owned()
@@ -514,7 +527,7 @@ pub(crate) mod tests {
 
     /// Days between a certificate's notBefore and notAfter.
     pub(crate) fn lifetime_days(cert_pem: &str) -> i64 {
-        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let der = der_of(cert_pem);
         let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
         let v = x.validity();
         (v.not_after.to_datetime() - v.not_before.to_datetime()).whole_days()
