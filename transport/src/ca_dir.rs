@@ -63,6 +63,8 @@ pub enum CaDirError {
     },
     #[error("--ca-out {dir} is the --out directory: the CA key would sit beside the coordinator's files; choose a directory that stays off the coordinator host, or leave --ca-out out for {dir}/ca-private")]
     CaOutIsOut { dir: String },
+    #[error("revocation list {file} is number {number}, the largest there is, so no list can follow it; create a new CA with `hallmark certs init` and reissue every certificate")]
+    CrlNumberExhausted { file: String, number: u64 },
     #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA; pass --ca-days {days} or more, or a smaller --days")]
     CaShorterThanLeaf { ca_days: u32, days: u32 },
 }
@@ -378,7 +380,13 @@ pub fn revoke_at(
             first_list,
         });
     }
-    let list = crl::sign(&ca, number + 1, &entries, now).map_err(|e| match e {
+    let next = number
+        .checked_add(1)
+        .ok_or_else(|| CaDirError::CrlNumberExhausted {
+            file: crl_path.display().to_string(),
+            number,
+        })?;
+    let list = crl::sign(&ca, next, &entries, now).map_err(|e| match e {
         CrlError::NotCrlSigner { .. } => CrlError::NotCrlSigner {
             file: paths.private.join(CA_CERT_FILE).display().to_string(),
         },

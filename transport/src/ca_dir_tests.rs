@@ -340,3 +340,33 @@ fn loading_corrupt_or_missing_files_names_the_file() {
     assert!(err.to_string().contains("issued.tsv line 1"), "{err}");
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_list_numbered_at_the_limit_is_refused_not_overflowed() {
+    let dir = temp_dir("maxnumber");
+    init_dir(&dir, &[]).unwrap();
+    let private = dir.join("ca-private");
+    let ca = Ca::load(&private).unwrap();
+    let list = crl::sign(&ca, u64::MAX, &[], OffsetDateTime::now_utc()).unwrap();
+    fs::write(private.join("crl.pem"), &list.pem).unwrap();
+    let public_before = fs::read(dir.join("crl.pem")).unwrap();
+    let node = ca_issue(&dir);
+    let err = revoke(&dir, &RevokeTarget::Cert(node), &[]).unwrap_err();
+    assert!(
+        matches!(err, CaDirError::CrlNumberExhausted { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&private.join("crl.pem").display().to_string())
+            && text.contains("certs init"),
+        "{text}"
+    );
+    // Nothing was written.
+    assert_eq!(
+        fs::read_to_string(private.join("crl.pem")).unwrap(),
+        list.pem
+    );
+    assert_eq!(fs::read(dir.join("crl.pem")).unwrap(), public_before);
+    fs::remove_dir_all(dir).unwrap();
+}
