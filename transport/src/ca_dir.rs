@@ -26,6 +26,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::crl::{self, CrlError, Revoked, Serial, CRL_FILE};
+use crate::files::{create_dir, read_text, write_atomic};
 use crate::pki::{
     self, Ca, CertifiedKey, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE,
     COORDINATOR_KEY_FILE, LEAF_DAYS,
@@ -535,69 +536,6 @@ fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
                 source,
             }
         })?;
-    }
-    Ok(())
-}
-
-fn create_dir(dir: &Path) -> Result<(), PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Write {
-        file: dir.display().to_string(),
-        source,
-    })
-}
-
-pub(crate) fn read_text(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|source| {
-        let file = path.display().to_string();
-        if source.kind() == io::ErrorKind::NotFound {
-            PkiError::Missing { file }
-        } else {
-            PkiError::Read { file, source }
-        }
-    })
-}
-
-/// Writes `contents` to `path` through a new temporary file in the same directory (mode 0600 when
-/// `secret`, else 0644), synced before it is renamed over `path`.
-fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
-    let err = |p: &Path| {
-        let file = p.display().to_string();
-        move |source| PkiError::Write { file, source }
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let result = (|| {
-        let mut file = options.open(&tmp).map_err(err(&tmp))?;
-        file.write_all(contents).map_err(err(&tmp))?;
-        file.sync_all().map_err(err(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(err(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable; failing to sync a directory is not worth an error.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
     Ok(())
 }

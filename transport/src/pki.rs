@@ -24,7 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 
-use crate::ca_dir::read_text;
+use crate::files::read_text;
 
 /// Subject alternative names of the coordinator certificate when `--san` is not given.
 pub const DEFAULT_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
