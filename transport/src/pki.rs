@@ -35,13 +35,13 @@ pub const NODE_URI_PREFIX: &str = "urn:hallmark:node:";
 /// Common name of the coordinator certificate.
 pub const COORDINATOR_CN: &str = "hallmark coordinator";
 
-/// The CA certificate written by [`init_dir`].
+/// The CA certificate written by [`crate::ca_dir::init_dir`].
 pub const CA_CERT_FILE: &str = "ca.pem";
-/// The CA private key written by [`init_dir`] (mode 0600).
+/// The CA private key written by [`crate::ca_dir::init_dir`] (mode 0600).
 pub const CA_KEY_FILE: &str = "ca-key.pem";
-/// The coordinator certificate written by [`init_dir`].
+/// The coordinator certificate written by [`crate::ca_dir::init_dir`].
 pub const COORDINATOR_CERT_FILE: &str = "coordinator.pem";
-/// The coordinator private key written by [`init_dir`] (mode 0600).
+/// The coordinator private key written by [`crate::ca_dir::init_dir`] (mode 0600).
 pub const COORDINATOR_KEY_FILE: &str = "coordinator-key.pem";
 
 /// Days a new CA is valid unless told otherwise (ten years).
