@@ -64,6 +64,13 @@ pub enum CaDirError {
     },
     #[error("--ca-out {dir} is the --out directory: the CA key would sit beside the coordinator's files; choose a directory that stays off the coordinator host, or leave --ca-out out for {dir}/ca-private")]
     CaOutIsOut { dir: String },
+    #[error("revocation list number {number} is signed and saved in {list}, but its copy {copy} could not be written ({detail}); copy {list} there by hand: running `hallmark certs revoke` again finds nothing new to revoke and writes nothing")]
+    CopyNotWritten {
+        list: String,
+        number: u64,
+        copy: String,
+        detail: String,
+    },
     #[error("revocation list {file} is number {number}, the largest there is, so no list can follow it; create a new CA with `hallmark certs init` and reissue every certificate")]
     CrlNumberExhausted { file: String, number: u64 },
     #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA; pass --ca-days {days} or more, or a smaller --days")]
@@ -393,20 +400,43 @@ pub fn revoke_at(
         },
         e => e,
     })?;
-    let mut targets = vec![crl_path];
-    targets.extend(paths.public.iter().map(|d| d.join(CRL_FILE)));
-    targets.extend(outs.iter().cloned());
-    for path in &targets {
-        write_atomic(path, list.pem.as_bytes(), false)?;
-    }
+    let written = write_list(&list, crl_path, &paths, outs)?;
     Ok(Revocation {
         added,
         already,
         number: list.number,
         listed: list.revoked.len(),
-        written: targets,
+        written,
         first_list,
     })
+}
+
+/// Writes `list` to the CA's `crl_path`, then to the `init --out` directory above the CA
+/// directory (if any) and to `outs`. Returns the written paths.
+fn write_list(
+    list: &crl::RevocationList,
+    crl_path: PathBuf,
+    paths: &CaPaths,
+    outs: &[PathBuf],
+) -> Result<Vec<PathBuf>, CaDirError> {
+    // The CA's own list first: the next revocation extends it, so once it is written a failed
+    // copy cannot be redone by revoking again.
+    write_atomic(&crl_path, list.pem.as_bytes(), false)?;
+    let list_file = crl_path.display().to_string();
+    let mut written = vec![crl_path];
+    let copies = paths.public.iter().map(|d| d.join(CRL_FILE));
+    for copy in copies.chain(outs.iter().cloned()) {
+        write_atomic(&copy, list.pem.as_bytes(), false).map_err(|e| {
+            CaDirError::CopyNotWritten {
+                list: list_file.clone(),
+                number: list.number,
+                copy: copy.display().to_string(),
+                detail: e.to_string(),
+            }
+        })?;
+        written.push(copy);
+    }
+    Ok(written)
 }
 
 /// The serial of the certificate in `file`, which must be signed by the CA `ca_der`.

@@ -370,3 +370,24 @@ fn a_list_numbered_at_the_limit_is_refused_not_overflowed() {
     assert_eq!(fs::read(dir.join("crl.pem")).unwrap(), public_before);
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_copy_that_cannot_be_written_says_where_the_new_list_is() {
+    let base = temp_dir("copyfails");
+    let pki = base.join("pki");
+    init_dir(&pki, &[]).unwrap();
+    let node = ca_issue(&pki);
+    let unwritable = base.join("missing-dir/crl.pem");
+    let target = RevokeTarget::Cert(node);
+    let err = revoke(&pki, &target, std::slice::from_ref(&unwritable)).unwrap_err();
+    let text = err.to_string();
+    // The CA's list is updated (a second revoke finds nothing new), so the error says which
+    // file holds it and to copy it by hand.
+    let master = pki.join("ca-private/crl.pem").display().to_string();
+    assert!(text.contains(&master), "{text}");
+    assert!(text.contains(&unwritable.display().to_string()), "{text}");
+    assert!(text.contains("copy"), "{text}");
+    let again = revoke(&pki, &target, &[]).unwrap();
+    assert!(again.added.is_empty() && again.number == 2, "{again:?}");
+    fs::remove_dir_all(base).unwrap();
+}
