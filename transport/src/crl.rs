@@ -194,18 +194,12 @@ pub fn sign(
 
 /// Reads and checks the revocation list in `path` against the CA certificates `cas`.
 pub fn load(path: &Path, cas: &[CertificateDer<'static>]) -> Result<RevocationList, CrlError> {
-    let file = path.display().to_string();
-    let pem = std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            CrlError::Missing { file: file.clone() }
-        } else {
-            CrlError::Read {
-                file: file.clone(),
-                source,
-            }
-        }
-    })?;
-    parse_pem(&pem, &file, cas)
+    let pem = crate::files::read_or(
+        path,
+        |file| CrlError::Missing { file },
+        |file, source| CrlError::Read { file, source },
+    )?;
+    parse_pem(&pem, &path.display().to_string(), cas)
 }
 
 /// Parses a PEM revocation list (`file` names it in errors) and checks that one of `cas` issued

@@ -18,12 +18,26 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), PkiError> {
 
 /// Reads a text file; a missing one is [`PkiError::Missing`].
 pub(crate) fn read_text(path: &Path) -> Result<String, PkiError> {
+    read_or(
+        path,
+        |file| PkiError::Missing { file },
+        |file, source| PkiError::Read { file, source },
+    )
+}
+
+/// Reads a text file; the error is `missing(file)` when it does not exist, else
+/// `unreadable(file, error)`, with `file` the path as displayed.
+pub(crate) fn read_or<E>(
+    path: &Path,
+    missing: impl FnOnce(String) -> E,
+    unreadable: impl FnOnce(String, io::Error) -> E,
+) -> Result<String, E> {
     fs::read_to_string(path).map_err(|source| {
         let file = path.display().to_string();
         if source.kind() == io::ErrorKind::NotFound {
-            PkiError::Missing { file }
+            missing(file)
         } else {
-            PkiError::Read { file, source }
+            unreadable(file, source)
         }
     })
 }
