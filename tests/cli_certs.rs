@@ -36,6 +36,21 @@ fn init_says_where_the_ca_key_goes_and_lifetimes_are_checked() {
     assert_eq!(mode(&pki.join("ca-private")), 0o700);
     assert!(pki.join("crl.pem").exists());
 
+    let other = dir.join("other");
+    let err = fails(&[
+        "certs",
+        "init",
+        "--out",
+        other.to_str().unwrap(),
+        "--ca-days",
+        "9000",
+    ]);
+    assert!(
+        err.contains("--ca-days 9000") && err.contains("1 to 7300"),
+        "{err}"
+    );
+    assert!(!other.exists());
+
     let nodes = dir.join("nodes");
     let n = nodes.to_str().unwrap();
     let err = fails(&[

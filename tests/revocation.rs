@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::process::tempdir;
 use common::*;
 use hallmark_coordinator::{ServerError, ServerHandle, ServerOptions};
 use hallmark_probe::ProbeError;
@@ -18,19 +19,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-fn tempdir(tag: &str) -> PathBuf {
-    let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "hallmark-revoke-{tag}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A CA on disk as `certs init --out DIR` leaves it, with certificates for `nodes`.
 fn cluster(tag: &str, nodes: &[&str]) -> PathBuf {
-    let dir = tempdir(tag).join("pki");
+    let dir = tempdir(&format!("revoke-{tag}")).join("pki");
     ca_dir::init_dir(&dir, &[]).unwrap();
     for node in nodes {
         let id = NodeId::new(*node).unwrap();

@@ -26,9 +26,10 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::crl::{self, CrlError, Revoked, Serial, CRL_FILE};
+use crate::files::{create_dir, read_text, write_atomic};
 use crate::pki::{
-    Ca, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE, COORDINATOR_KEY_FILE,
-    LEAF_DAYS,
+    self, Ca, CertifiedKey, PkiError, CA_CERT_FILE, CA_DAYS, CA_KEY_FILE, COORDINATOR_CERT_FILE,
+    COORDINATOR_KEY_FILE, LEAF_DAYS,
 };
 
 /// The CA directory inside the `init --out` directory when `--ca-out` is not given.
@@ -63,7 +64,16 @@ pub enum CaDirError {
     },
     #[error("--ca-out {dir} is the --out directory: the CA key would sit beside the coordinator's files; choose a directory that stays off the coordinator host, or leave --ca-out out for {dir}/ca-private")]
     CaOutIsOut { dir: String },
-    #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA")]
+    #[error("revocation list number {number} is signed and saved in {list}, but its copy {copy} could not be written ({detail}); copy {list} there by hand: running `hallmark certs revoke` again finds nothing new to revoke and writes nothing")]
+    CopyNotWritten {
+        list: String,
+        number: u64,
+        copy: String,
+        detail: String,
+    },
+    #[error("revocation list {file} is number {number}, the largest there is, so no list can follow it; create a new CA with `hallmark certs init` and reissue every certificate")]
+    CrlNumberExhausted { file: String, number: u64 },
+    #[error("--ca-days {ca_days} is shorter than --days {days}: the coordinator's certificate cannot outlive its CA; pass --ca-days {days} or more, or a smaller --days")]
     CaShorterThanLeaf { ca_days: u32, days: u32 },
 }
 
@@ -168,6 +178,9 @@ pub fn init(out: &Path, opts: &InitOptions) -> Result<Vec<PathBuf>, CaDirError> 
             .into());
         }
     }
+    // Each lifetime in its range first, so `--ca-days 0` is not reported as shorter than --days.
+    pki::ca_validity(opts.ca_days)?;
+    pki::leaf_validity(opts.days)?;
     if opts.ca_days < opts.days {
         return Err(CaDirError::CaShorterThanLeaf {
             ca_days: opts.ca_days,
@@ -230,17 +243,10 @@ pub fn issue_node_files_for(
     out: &Path,
     days: u32,
 ) -> Result<Vec<PathBuf>, CaDirError> {
-    let paths = CaPaths::resolve(ca_dir)?;
-    let ca = Ca::load(&paths.private)?;
-    let issued = ca.issue_node_for(node, days)?;
-    let entry = index_line(&issued.cert_pem, "node", node.as_str())?;
-    create_dir(out)?;
-    let cert_path = out.join(format!("{}.pem", node.as_str()));
-    let key_path = out.join(format!("{}-key.pem", node.as_str()));
-    append_index(&paths.private, &entry)?;
-    write_atomic(&key_path, issued.key_pem.as_bytes(), true)?;
-    write_atomic(&cert_path, issued.cert_pem.as_bytes(), false)?;
-    Ok(vec![cert_path, key_path])
+    let files = [format!("{node}.pem"), format!("{node}-key.pem")];
+    issue_files(ca_dir, ("node", node.as_str()), out, files, |ca| {
+        ca.issue_node_for(node, days)
+    })
 }
 
 /// Issues a new coordinator certificate (before the old one expires, or for new names) from the
@@ -252,17 +258,31 @@ pub fn issue_coordinator_files(
     out: &Path,
     days: u32,
 ) -> Result<Vec<PathBuf>, CaDirError> {
+    let files = [COORDINATOR_CERT_FILE, COORDINATOR_KEY_FILE].map(String::from);
+    issue_files(ca_dir, ("coordinator", "-"), out, files, |ca| {
+        ca.issue_coordinator_for(sans, days)
+    })
+}
+
+/// Loads the CA found from `ca_dir`, issues with it, records the certificate in its index as
+/// `(kind, node)` and writes the certificate and the key (mode 0600) to `out` (created) as
+/// `cert_file` and `key_file`. Returns their paths.
+fn issue_files(
+    ca_dir: &Path,
+    (kind, node): (&str, &str),
+    out: &Path,
+    [cert_file, key_file]: [String; 2],
+    issue: impl FnOnce(&Ca) -> Result<CertifiedKey, PkiError>,
+) -> Result<Vec<PathBuf>, CaDirError> {
     let paths = CaPaths::resolve(ca_dir)?;
-    let ca = Ca::load(&paths.private)?;
-    let issued = ca.issue_coordinator_for(sans, days)?;
-    let entry = index_line(&issued.cert_pem, "coordinator", "-")?;
+    let issued = issue(&Ca::load(&paths.private)?)?;
+    let entry = index_line(&issued.cert_pem, kind, node)?;
     create_dir(out)?;
-    let cert_path = out.join(COORDINATOR_CERT_FILE);
-    let key_path = out.join(COORDINATOR_KEY_FILE);
+    let (cert, key) = (out.join(cert_file), out.join(key_file));
     append_index(&paths.private, &entry)?;
-    write_atomic(&key_path, issued.key_pem.as_bytes(), true)?;
-    write_atomic(&cert_path, issued.cert_pem.as_bytes(), false)?;
-    Ok(vec![cert_path, key_path])
+    write_atomic(&key, issued.key_pem.as_bytes(), true)?;
+    write_atomic(&cert, issued.cert_pem.as_bytes(), false)?;
+    Ok(vec![cert, key])
 }
 
 /// Which certificates to revoke.
@@ -313,13 +333,7 @@ pub fn revoke_at(
 ) -> Result<Revocation, CaDirError> {
     let paths = CaPaths::resolve(ca_dir)?;
     let ca = Ca::load(&paths.private)?;
-    let ca_file = paths.private.join(CA_CERT_FILE);
-    let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).map_err(|e| {
-        PkiError::BadCertificatePem {
-            file: ca_file.display().to_string(),
-            detail: e.to_string(),
-        }
-    })?;
+    let ca_der = ca.cert_der();
     let index = read_index(&paths.private)?;
     let serials = match target {
         RevokeTarget::Node(node) => {
@@ -337,11 +351,11 @@ pub fn revoke_at(
             found
         }
         RevokeTarget::Serial(serial) => vec![serial.clone()],
-        RevokeTarget::Cert(file) => vec![serial_of_own_cert(file, &ca_der, &paths.private)?],
+        RevokeTarget::Cert(file) => vec![serial_of_own_cert(file, ca_der, &paths.private)?],
     };
     let crl_path = paths.private.join(CRL_FILE);
     let (mut entries, number, first_list) = if crl_path.exists() {
-        let list = crl::load(&crl_path, std::slice::from_ref(&ca_der))?;
+        let list = crl::load(&crl_path, std::slice::from_ref(ca_der))?;
         (list.revoked, list.number, false)
     } else {
         (Vec::new(), 0, true)
@@ -374,26 +388,55 @@ pub fn revoke_at(
             first_list,
         });
     }
-    let list = crl::sign(&ca, number + 1, &entries, now).map_err(|e| match e {
+    let next = number
+        .checked_add(1)
+        .ok_or_else(|| CaDirError::CrlNumberExhausted {
+            file: crl_path.display().to_string(),
+            number,
+        })?;
+    let list = crl::sign(&ca, next, &entries, now).map_err(|e| match e {
         CrlError::NotCrlSigner { .. } => CrlError::NotCrlSigner {
-            file: ca_file.display().to_string(),
+            file: paths.private.join(CA_CERT_FILE).display().to_string(),
         },
         e => e,
     })?;
-    let mut targets = vec![crl_path];
-    targets.extend(paths.public.iter().map(|d| d.join(CRL_FILE)));
-    targets.extend(outs.iter().cloned());
-    for path in &targets {
-        write_atomic(path, list.pem.as_bytes(), false)?;
-    }
+    let written = write_list(&list, crl_path, &paths, outs)?;
     Ok(Revocation {
         added,
         already,
         number: list.number,
         listed: list.revoked.len(),
-        written: targets,
+        written,
         first_list,
     })
+}
+
+/// Writes `list` to the CA's `crl_path`, then to the `init --out` directory above the CA
+/// directory (if any) and to `outs`. Returns the written paths.
+fn write_list(
+    list: &crl::RevocationList,
+    crl_path: PathBuf,
+    paths: &CaPaths,
+    outs: &[PathBuf],
+) -> Result<Vec<PathBuf>, CaDirError> {
+    // The CA's own list first: the next revocation extends it, so once it is written a failed
+    // copy cannot be redone by revoking again.
+    write_atomic(&crl_path, list.pem.as_bytes(), false)?;
+    let list_file = crl_path.display().to_string();
+    let mut written = vec![crl_path];
+    let copies = paths.public.iter().map(|d| d.join(CRL_FILE));
+    for copy in copies.chain(outs.iter().cloned()) {
+        write_atomic(&copy, list.pem.as_bytes(), false).map_err(|e| {
+            CaDirError::CopyNotWritten {
+                list: list_file.clone(),
+                number: list.number,
+                copy: copy.display().to_string(),
+                detail: e.to_string(),
+            }
+        })?;
+        written.push(copy);
+    }
+    Ok(written)
 }
 
 /// The serial of the certificate in `file`, which must be signed by the CA `ca_der`.
@@ -523,69 +566,6 @@ fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
                 source,
             }
         })?;
-    }
-    Ok(())
-}
-
-fn create_dir(dir: &Path) -> Result<(), PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Write {
-        file: dir.display().to_string(),
-        source,
-    })
-}
-
-pub(crate) fn read_text(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|source| {
-        let file = path.display().to_string();
-        if source.kind() == io::ErrorKind::NotFound {
-            PkiError::Missing { file }
-        } else {
-            PkiError::Read { file, source }
-        }
-    })
-}
-
-/// Writes `contents` to `path` through a new temporary file in the same directory (mode 0600 when
-/// `secret`, else 0644), synced before it is renamed over `path`.
-fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
-    let err = |p: &Path| {
-        let file = p.display().to_string();
-        move |source| PkiError::Write { file, source }
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let result = (|| {
-        let mut file = options.open(&tmp).map_err(err(&tmp))?;
-        file.write_all(contents).map_err(err(&tmp))?;
-        file.sync_all().map_err(err(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(err(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable; failing to sync a directory is not worth an error.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
     Ok(())
 }

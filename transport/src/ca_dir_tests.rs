@@ -2,15 +2,10 @@
 
 use super::*;
 use crate::pki::node_id_from_cert;
+use crate::pki::tests::{der_of, lifetime_days, temp_dir};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 #[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
-    let name = format!("hallmark-cadir-{tag}-{}-{nanos}", std::process::id());
-    std::env::temp_dir().join(name)
-}
 
 fn mode(path: &Path) -> u32 {
     #[cfg(unix)]
@@ -19,16 +14,12 @@ fn mode(path: &Path) -> u32 {
     0o600
 }
 
-fn der_of(pem: &str) -> CertificateDer<'static> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
-}
-
 fn serial_of(path: &Path) -> Serial {
     Serial::of_cert(&der_of(&fs::read_to_string(path).unwrap())).unwrap()
 }
 
 fn days_of(path: &Path) -> i64 {
-    crate::pki::tests::lifetime_days(&fs::read_to_string(path).unwrap())
+    lifetime_days(&fs::read_to_string(path).unwrap())
 }
 
 #[test]
@@ -113,6 +104,26 @@ fn init_with_ca_out_and_lifetimes() {
     };
     let err = init(&base.join("y"), &bad).unwrap_err();
     assert!(matches!(err, CaDirError::CaShorterThanLeaf { .. }), "{err}");
+    assert!(
+        err.to_string().contains("pass --ca-days 30 or more"),
+        "{err}"
+    );
+    // A CA lifetime out of range names --ca-days and its range, even when it is also shorter
+    // than --days.
+    for ca_days in [0, 9000] {
+        let bad = InitOptions {
+            ca_days,
+            ..InitOptions::default()
+        };
+        let err = init(&base.join("y"), &bad).unwrap_err();
+        assert!(
+            matches!(err, CaDirError::Pki(PkiError::Lifetime { .. })),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("--ca-days {ca_days} ")), "{text}");
+        assert!(text.contains("1 to 7300 days"), "{text}");
+    }
     let same = InitOptions {
         ca_out: Some(base.join("z/.")),
         ..InitOptions::default()
@@ -328,4 +339,55 @@ fn loading_corrupt_or_missing_files_names_the_file() {
     let err = read_index(&private).unwrap_err();
     assert!(err.to_string().contains("issued.tsv line 1"), "{err}");
     fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_list_numbered_at_the_limit_is_refused_not_overflowed() {
+    let dir = temp_dir("maxnumber");
+    init_dir(&dir, &[]).unwrap();
+    let private = dir.join("ca-private");
+    let ca = Ca::load(&private).unwrap();
+    let list = crl::sign(&ca, u64::MAX, &[], OffsetDateTime::now_utc()).unwrap();
+    fs::write(private.join("crl.pem"), &list.pem).unwrap();
+    let public_before = fs::read(dir.join("crl.pem")).unwrap();
+    let node = ca_issue(&dir);
+    let err = revoke(&dir, &RevokeTarget::Cert(node), &[]).unwrap_err();
+    assert!(
+        matches!(err, CaDirError::CrlNumberExhausted { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&private.join("crl.pem").display().to_string())
+            && text.contains("certs init"),
+        "{text}"
+    );
+    // Nothing was written.
+    assert_eq!(
+        fs::read_to_string(private.join("crl.pem")).unwrap(),
+        list.pem
+    );
+    assert_eq!(fs::read(dir.join("crl.pem")).unwrap(), public_before);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_copy_that_cannot_be_written_says_where_the_new_list_is() {
+    let base = temp_dir("copyfails");
+    let pki = base.join("pki");
+    init_dir(&pki, &[]).unwrap();
+    let node = ca_issue(&pki);
+    let unwritable = base.join("missing-dir/crl.pem");
+    let target = RevokeTarget::Cert(node);
+    let err = revoke(&pki, &target, std::slice::from_ref(&unwritable)).unwrap_err();
+    let text = err.to_string();
+    // The CA's list is updated (a second revoke finds nothing new), so the error says which
+    // file holds it and to copy it by hand.
+    let master = pki.join("ca-private/crl.pem").display().to_string();
+    assert!(text.contains(&master), "{text}");
+    assert!(text.contains(&unwritable.display().to_string()), "{text}");
+    assert!(text.contains("copy"), "{text}");
+    let again = revoke(&pki, &target, &[]).unwrap();
+    assert!(again.added.is_empty() && again.number == 2, "{again:?}");
+    fs::remove_dir_all(base).unwrap();
 }

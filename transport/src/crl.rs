@@ -182,35 +182,30 @@ pub fn sign(
         e => CrlError::Sign(e),
     })?;
     let pem = crl.pem().map_err(CrlError::Sign)?;
-    let ca_der = ca_der(ca.cert_pem())?;
-    parse_pem(&pem, "the new revocation list", &[ca_der])
-}
-
-fn ca_der(pem: &str) -> Result<CertificateDer<'static>, CrlError> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| CrlError::Parse {
-        file: "the CA certificate".into(),
-        detail: e.to_string(),
-    })
+    let file = "the new revocation list";
+    let list = parse_pem(&pem, file, std::slice::from_ref(ca.cert_der()))?;
+    // The parser rustls uses must accept it too, or the coordinator would refuse it later.
+    webpki_check(&list.der, ca.cert_der()).map_err(|detail| CrlError::Parse {
+        file: file.to_owned(),
+        detail,
+    })?;
+    Ok(list)
 }
 
 /// Reads and checks the revocation list in `path` against the CA certificates `cas`.
 pub fn load(path: &Path, cas: &[CertificateDer<'static>]) -> Result<RevocationList, CrlError> {
-    let file = path.display().to_string();
-    let pem = std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            CrlError::Missing { file: file.clone() }
-        } else {
-            CrlError::Read {
-                file: file.clone(),
-                source,
-            }
-        }
-    })?;
-    parse_pem(&pem, &file, cas)
+    let pem = crate::files::read_or(
+        path,
+        |file| CrlError::Missing { file },
+        |file, source| CrlError::Read { file, source },
+    )?;
+    parse_pem(&pem, &path.display().to_string(), cas)
 }
 
 /// Parses a PEM revocation list (`file` names it in errors) and checks that one of `cas` issued
-/// and signed it.
+/// and signed it. rustls's own parser reads it where it is used: [`sign`] checks a new list with
+/// it before the list is written, and the coordinator's verifier ([`crate::revocation`]) is built
+/// from every list it loads, refusing one that parser rejects.
 pub fn parse_pem(
     pem: &str,
     file: &str,
@@ -241,11 +236,11 @@ pub fn parse_pem(
             })?;
         names.push(cert.subject().to_string());
         if cert.subject().as_raw() == issuer.as_raw() {
-            signer = Some((cert, ca_cert));
+            signer = Some(cert);
             break;
         }
     }
-    let Some((ca, ca_der)) = signer else {
+    let Some(ca) = signer else {
         return Err(CrlError::OtherCa {
             file: file.to_owned(),
             issuer: issuer.to_string(),
@@ -257,8 +252,6 @@ pub fn parse_pem(
             file: file.to_owned(),
             detail: e.to_string(),
         })?;
-    // The parser rustls uses must accept it too, or the coordinator would fail later.
-    webpki_check(&der, ca_der).map_err(parse)?;
     let number = match crl.crl_number() {
         Some(n) => u64::try_from(n).map_err(|_| parse(format!("CRL number {n} is too large")))?,
         None => return Err(parse("it has no CRL number".into())),
@@ -280,8 +273,8 @@ pub fn parse_pem(
     })
 }
 
-/// Builds rustls's verifier with this list, so a list webpki's parser rejects is refused here
-/// rather than as a failure in the middle of a handshake.
+/// Builds rustls's verifier with this list, so a list webpki's parser rejects is refused when it
+/// is signed rather than when the coordinator loads it.
 fn webpki_check(
     der: &CertificateRevocationListDer<'_>,
     ca: &CertificateDer<'static>,
@@ -301,11 +294,8 @@ fn webpki_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::tests::der_of as der;
     use hallmark_protocol::NodeId;
-
-    fn der(pem: &str) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
-    }
 
     #[test]
     fn a_list_round_trips_and_only_its_ca_accepts_it() {

@@ -10,6 +10,8 @@
 //! * [`tls`] — rustls and quinn configurations (ring provider only, client certificates required,
 //!   ALPN `hallmark/1`, keep-alive below the idle timeout) and the authenticated peer's node id.
 //! * [`framed`] — protocol frames over quinn streams.
+//! * `files` (private) — reading (with errors that name the file), creating and atomically
+//!   writing the certificate, key and revocation-list files of the modules above.
 //! * [`clock`] — the process clock (epoch nanoseconds that never go backwards) that shells feed to the
 //!   state machines.
 //!
@@ -19,6 +21,7 @@
 pub mod ca_dir;
 pub mod clock;
 pub mod crl;
+mod files;
 pub mod framed;
 pub mod pki;
 pub mod revocation;

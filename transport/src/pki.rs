@@ -24,7 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 
-use crate::ca_dir::read_text;
+use crate::files::read_text;
 
 /// Subject alternative names of the coordinator certificate when `--san` is not given.
 pub const DEFAULT_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
@@ -35,13 +35,13 @@ pub const NODE_URI_PREFIX: &str = "urn:hallmark:node:";
 /// Common name of the coordinator certificate.
 pub const COORDINATOR_CN: &str = "hallmark coordinator";
 
-/// The CA certificate written by [`init_dir`].
+/// The CA certificate written by [`crate::ca_dir::init_dir`].
 pub const CA_CERT_FILE: &str = "ca.pem";
-/// The CA private key written by [`init_dir`] (mode 0600).
+/// The CA private key written by [`crate::ca_dir::init_dir`] (mode 0600).
 pub const CA_KEY_FILE: &str = "ca-key.pem";
-/// The coordinator certificate written by [`init_dir`].
+/// The coordinator certificate written by [`crate::ca_dir::init_dir`].
 pub const COORDINATOR_CERT_FILE: &str = "coordinator.pem";
-/// The coordinator private key written by [`init_dir`] (mode 0600).
+/// The coordinator private key written by [`crate::ca_dir::init_dir`] (mode 0600).
 pub const COORDINATOR_KEY_FILE: &str = "coordinator-key.pem";
 
 /// Days a new CA is valid unless told otherwise (ten years).
@@ -82,8 +82,10 @@ pub enum PkiError {
     CaExpired { not_after: OffsetDateTime },
     #[error("{file} already exists; refusing to overwrite a CA key because that would orphan every certificate it issued; remove it or choose another --out")]
     CaKeyExists { file: String },
-    #[error("--days {days} is out of range for {what}: use 1 to {max} days (default {default})")]
+    #[error("{flag} {days} is out of range for {what}: use 1 to {max} days (default {default})")]
     Lifetime {
+        /// The command-line option that sets this lifetime.
+        flag: &'static str,
         what: &'static str,
         days: u32,
         max: u32,
@@ -120,6 +122,7 @@ impl std::fmt::Debug for CertifiedKey {
 #[derive(Debug)]
 pub struct Ca {
     cert_pem: String,
+    cert_der: CertificateDer<'static>,
     not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -159,6 +162,7 @@ impl Ca {
             .map_err(generate_err("the CA certificate"))?;
         Ok(Ca {
             cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
             not_after,
             issuer: Issuer::new(params, key),
         })
@@ -232,6 +236,7 @@ impl Ca {
         })?;
         Ok(Ca {
             cert_pem: cert_pem.to_owned(),
+            cert_der: der,
             not_after,
             issuer,
         })
@@ -240,6 +245,11 @@ impl Ca {
     /// The CA certificate, PEM encoded (the file probes and the coordinator trust).
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The CA certificate, DER encoded (what revocation lists are checked against).
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
     }
 
     /// The CA private key, PEM encoded (PKCS#8). Keep it secret.
@@ -346,9 +356,11 @@ impl Ca {
     }
 }
 
-fn ca_validity(days: u32) -> Result<Duration, PkiError> {
+/// Checks a CA's lifetime in days (1 to [`MAX_CA_DAYS`]).
+pub(crate) fn ca_validity(days: u32) -> Result<Duration, PkiError> {
     if !(1..=MAX_CA_DAYS).contains(&days) {
         return Err(PkiError::Lifetime {
+            flag: "--ca-days",
             what: "a CA",
             days,
             max: MAX_CA_DAYS,
@@ -362,6 +374,7 @@ fn ca_validity(days: u32) -> Result<Duration, PkiError> {
 pub fn leaf_validity(days: u32) -> Result<Duration, PkiError> {
     if !(1..=LEAF_DAYS).contains(&days) {
         return Err(PkiError::Lifetime {
+            flag: "--days",
             what: "a coordinator or node certificate",
             days,
             max: LEAF_DAYS,
@@ -435,16 +448,29 @@ pub fn node_id_from_cert(der: &[u8]) -> Result<NodeId, PkiError> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    //! Also the helpers the crate's other tests share.
     use super::*;
 
+    /// A fresh path under the temporary directory (not created), unique to this test run.
+    pub(crate) fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let nanos = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos();
+        let name = format!("hallmark-transport-{tag}-{}-{nanos}", std::process::id());
+        std::env::temp_dir().join(name)
+    }
+
+    /// The DER of the first certificate in `pem`.
+    pub(crate) fn der_of(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
     fn id_of(cert_pem: &str) -> Result<NodeId, PkiError> {
-        node_id_from_cert(&CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        node_id_from_cert(&der_of(cert_pem))
     }
 
     #[test]
     fn ca_names_are_unique() {
         let cn = |ca: &Ca| {
-            let der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+            let der = der_of(ca.cert_pem());
             let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
             let cn = x.subject().iter_common_name().next().unwrap();
             cn.as_str().unwrap().to_owned()
@@ -501,7 +527,7 @@ pub(crate) mod tests {
 
     /// Days between a certificate's notBefore and notAfter.
     pub(crate) fn lifetime_days(cert_pem: &str) -> i64 {
-        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let der = der_of(cert_pem);
         let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
         let v = x.validity();
         (v.not_after.to_datetime() - v.not_before.to_datetime()).whole_days()
@@ -532,6 +558,8 @@ pub(crate) mod tests {
         }
         let err = Ca::generate_for(MAX_CA_DAYS + 1).unwrap_err();
         assert!(err.to_string().contains("1 to 7300 days"), "{err}");
+        // The CA's lifetime is set by --ca-days, not --days.
+        assert!(err.to_string().starts_with("--ca-days 7301 "), "{err}");
         // A leaf never outlives its CA.
         let short = Ca::generate_for(10).unwrap();
         assert_eq!(

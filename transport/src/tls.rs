@@ -174,14 +174,11 @@ impl Identity {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| {
-        let file = path.display().to_string();
-        if source.kind() == std::io::ErrorKind::NotFound {
-            TlsError::Missing { what, file }
-        } else {
-            TlsError::Read { what, file, source }
-        }
-    })
+    crate::files::read_or(
+        path,
+        |file| TlsError::Missing { what, file },
+        |file, source| TlsError::Read { what, file, source },
+    )
 }
 
 fn certificates(

@@ -15,11 +15,16 @@ fn node_identity(issuer: &Ca, trusted: &Ca, node: &str) -> Identity {
     Identity::from_pem(trusted.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
 }
 
+/// The coordinator's identity issued by `ca`.
+fn coordinator_identity(ca: &Ca) -> Identity {
+    let issued = ca.issue_coordinator(&[]).unwrap();
+    Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap()
+}
+
 /// A coordinator endpoint on loopback serving one connection: it echoes one stream reversed
 /// and yields the peer's node id, or the handshake error.
 fn serve_one(ca: &Ca) -> (quinn::Endpoint, tokio::task::JoinHandle<Outcome<NodeId>>) {
-    let issued = ca.issue_coordinator(&[]).unwrap();
-    let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+    let id = coordinator_identity(ca);
     let config = server_config(&id, &TransportOptions::default()).unwrap();
     let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let accepting = endpoint.clone();
@@ -153,9 +158,7 @@ fn classifier_maps_alerts_and_transient_errors() {
 
 #[test]
 fn the_server_never_resumes_a_session() {
-    let ca = Ca::generate().unwrap();
-    let issued = ca.issue_coordinator(&[]).unwrap();
-    let id = Identity::from_pem(ca.cert_pem(), &issued.cert_pem, &issued.key_pem).unwrap();
+    let id = coordinator_identity(&Ca::generate().unwrap());
     let tls = server_tls(&id, None).unwrap();
     assert!(!tls.session_storage.can_cache());
     assert_eq!(tls.send_tls13_tickets, 0);
@@ -180,7 +183,7 @@ fn the_revoked_alert_says_revoked() {
 
 #[test]
 fn load_errors_name_the_file() {
-    let dir = std::env::temp_dir().join(format!("hallmark-tls-{}", std::process::id()));
+    let dir = crate::pki::tests::temp_dir("tls");
     let written = crate::ca_dir::init_dir(&dir, &[]).unwrap();
     let (ca, cert, key) = (&written[0], &written[1], &written[2]);
     Identity::load(ca, cert, key).unwrap();
