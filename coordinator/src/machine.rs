@@ -155,12 +155,18 @@ impl Coordinator {
 
     /// The telemetry batch `seq` of `node` is stored: acknowledge it to the probe.
     pub fn telemetry_stored(&mut self, node: &NodeId, seq: u64) {
-        self.flow.stored(node, seq, &mut self.out);
+        self.flow.settled(node, seq, &mut self.out);
         if let Some((conn, _)) = self.probes.get(node) {
             self.out
                 .transmits
                 .push_back((*conn, CoordinatorMessage::Ack { seq }));
         }
+    }
+
+    /// The store refused the telemetry batch `seq` of `node` (the recorder noted why in the run's
+    /// events): it no longer waits for the store. It is not acknowledged, so the probe keeps it.
+    pub fn telemetry_refused(&mut self, node: &NodeId, seq: u64) {
+        self.flow.settled(node, seq, &mut self.out);
     }
 
     fn try_start_run(&mut self, now: i64) {

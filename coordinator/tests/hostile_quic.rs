@@ -6,7 +6,7 @@
 
 use hallmark_coordinator::limits::MAX_PROBE_FRAME;
 use hallmark_coordinator::machine::close_code;
-use hallmark_coordinator::record::{Record, RecordError, Recorder};
+use hallmark_coordinator::record::{Record, RecordError, Recorder, Written};
 use hallmark_coordinator::{CoordinatorConfig, ServerHandle, ServerOptions};
 use hallmark_protocol::plan::parse_plan;
 use hallmark_protocol::{
@@ -278,15 +278,15 @@ async fn a_frame_over_the_limit_is_a_protocol_error() {
 struct SlowStore;
 
 impl Recorder for SlowStore {
-    fn record(&mut self, records: Vec<Record>) -> Result<Vec<(NodeId, u64)>, RecordError> {
-        let mut acks = Vec::new();
+    fn record(&mut self, records: Vec<Record>) -> Result<Written, RecordError> {
+        let mut written = Written::default();
         for r in records {
             if let Record::Telemetry { node_id, batch, .. } = r {
                 std::thread::sleep(Duration::from_millis(100));
-                acks.push((node_id, batch.seq));
+                written.stored.push((node_id, batch.seq));
             }
         }
-        Ok(acks)
+        Ok(written)
     }
 }
 

@@ -464,10 +464,9 @@ fn each_bad_report_is_that_probes_protocol_error_and_nobody_elses() {
     }
 }
 
-/// 15.2: a probe whose unstored telemetry exceeds its budget stops being read until the store
-/// catches up; the other probe's heartbeats keep flowing meanwhile.
-#[test]
-fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
+/// A run of [`PLAN`] with a telemetry budget of 200 readings, in which a sent batches 0..7 from
+/// `t` (returned with the run): reading a has stopped, once, at the batch past the budget.
+fn flooded() -> (Sim, i64) {
     let config = CoordinatorConfig {
         telemetry_budget: 200,
         ..CoordinatorConfig::default()
@@ -500,6 +499,14 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
         "reading a stops once, past its budget"
     );
     assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 210);
+    (sim, t)
+}
+
+/// 15.2: a probe whose unstored telemetry exceeds its budget stops being read until the store
+/// catches up; the other probe's heartbeats keep flowing meanwhile.
+#[test]
+fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
+    let (mut sim, t) = flooded();
     let before = sim.sent.len();
     sim.advance(1000 * MS);
     let beats_b = sim.sent[before..]
@@ -539,6 +546,37 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
         "read again in the next run"
     );
     assert_eq!(sim.c.unstored_telemetry(), 0);
+}
+
+/// Batches the store refused before one it stored (they get no acknowledgement) stop counting
+/// against the node's budget with it, and reading resumes.
+#[test]
+fn batches_refused_before_a_stored_one_stop_counting() {
+    let (mut sim, _) = flooded();
+    // The store refused 0..=4 and stored 5.
+    sim.c.telemetry_stored(&node("a"), 5);
+    assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 30, "only 6 waits");
+    assert_eq!(sim.c.poll_read(), Some((1, true)), "read again");
+    sim.pump();
+    assert_eq!(
+        sim.acks(1),
+        vec![5],
+        "only the stored batch is acknowledged"
+    );
+}
+
+/// A refused batch with nothing stored after it stops counting too, unacknowledged.
+#[test]
+fn a_refused_last_batch_stops_counting() {
+    let (mut sim, _) = flooded();
+    for seq in 0..6 {
+        sim.c.telemetry_stored(&node("a"), seq);
+    }
+    assert_eq!(sim.c.poll_read(), Some((1, true)));
+    sim.c.telemetry_refused(&node("a"), 6);
+    assert_eq!(sim.c.unstored_telemetry(), 0);
+    sim.pump();
+    assert_eq!(sim.acks(1), vec![0, 1, 2, 3, 4, 5], "6 is not acknowledged");
 }
 
 /// A Hello that lists more devices than a node may have is a protocol error.

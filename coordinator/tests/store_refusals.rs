@@ -96,13 +96,15 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
         },
         telemetry(&good, 2),
     ];
-    let acks = rec
+    let written = rec
         .record(records)
         .expect("refused records must not fail the call (that aborts the run)");
     assert_eq!(
-        acks,
+        written.stored,
         vec![(good.clone(), 0), (good.clone(), 1), (good.clone(), 2)]
     );
+    // Said refused, so that it stops counting against bad's telemetry budget.
+    assert_eq!(written.refused, vec![(bad.clone(), u64::MAX - 1)]);
     let store = Store::open(&dir.0).unwrap();
     let s = store.run_summary(run.as_str()).unwrap();
     assert_eq!(s.samples_stored, 3, "good's three samples stored");
