@@ -62,11 +62,10 @@ struct Participant {
     rack: String,
     /// Devices it registered: bounds its telemetry batches.
     devices: usize,
-    /// Next telemetry sequence number expected, and the last sample instant seen.
-    next_seq: u64,
-    /// Whether `next_seq` is known: a probe numbers its batches for its whole life, so in a new
-    /// run its first batch sets where the run's sequence starts.
-    seq_known: bool,
+    /// Next telemetry sequence number expected (`None` until known: a probe numbers its batches
+    /// for its whole life, so in a new run its first batch sets where the run's sequence starts),
+    /// and the last sample instant seen.
+    next_seq: Option<u64>,
     last_t_ns: Option<i64>,
     /// Latest node power, W, and its instant.
     power: Option<(i64, f64)>,
@@ -75,6 +74,24 @@ struct Participant {
     repeats: BTreeMap<(u32, bool), u32>,
     /// Why it is lost, while it is.
     lost: Option<String>,
+}
+
+impl Participant {
+    /// A participant on `conn` (`None`: not back yet) with `devices` devices, whose telemetry
+    /// sequence goes on from `next_seq`, before anything of it arrived.
+    fn new(conn: Option<ConnId>, rack: String, devices: usize, next_seq: Option<u64>) -> Self {
+        Participant {
+            conn,
+            rack,
+            devices,
+            next_seq,
+            last_t_ns: None,
+            power: None,
+            reported: Vec::new(),
+            repeats: BTreeMap::new(),
+            lost: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -266,18 +283,7 @@ impl Run {
         for c in &ready {
             self.participants.insert(
                 c.node.clone(),
-                Participant {
-                    conn: Some(c.conn),
-                    rack: c.rack.clone(),
-                    devices: c.devices,
-                    next_seq: 0,
-                    seq_known: false,
-                    last_t_ns: None,
-                    power: None,
-                    reported: Vec::new(),
-                    repeats: BTreeMap::new(),
-                    lost: None,
-                },
+                Participant::new(Some(c.conn), c.rack.clone(), c.devices, None),
             );
         }
         let mut at = now + START_LEAD_NS;

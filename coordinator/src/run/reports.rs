@@ -130,26 +130,23 @@ impl Run {
         let Some(p) = self.participants.get_mut(node) else {
             return Ok(());
         };
-        if !p.seq_known {
-            // The probe's earlier batches belonged to earlier runs (or to none).
-            p.next_seq = batch.seq;
-            p.seq_known = true;
-        }
-        check_batch(&batch, p.devices, hz, p.next_seq, p.last_t_ns)?;
+        // Unknown until now: the probe's earlier batches belonged to earlier runs (or to none).
+        let next_seq = *p.next_seq.get_or_insert(batch.seq);
+        check_batch(&batch, p.devices, hz, next_seq, p.last_t_ns)?;
         let first_t = batch
             .samples
             .iter()
             .map(|s| s.t_ns)
             .chain(batch.node_power_w.iter().map(|(t, _)| *t))
             .min();
-        if batch.seq > p.next_seq {
+        if batch.seq > next_seq {
             out.events.push_back(Event::Gap {
                 node_id: node.clone(),
                 from_ns: p.last_t_ns.unwrap_or(first_t.unwrap_or(now)),
                 to_ns: first_t.unwrap_or(now),
                 reason: format!(
                     "telemetry batches {}..{} never arrived (the probe's replay buffer overflowed)",
-                    p.next_seq,
+                    next_seq,
                     batch.seq.saturating_sub(1)
                 ),
             });
@@ -158,16 +155,16 @@ impl Run {
                 &mut self.shortfalls_more,
                 format!(
                     "node {node}: telemetry batches {}..{} never arrived",
-                    p.next_seq,
+                    next_seq,
                     batch.seq.saturating_sub(1)
                 ),
             );
         }
-        if batch.seq >= p.next_seq && matches!(self.stage, Stage::Collecting { .. }) {
+        if batch.seq >= next_seq && matches!(self.stage, Stage::Collecting { .. }) {
             self.recovered.0 += 1;
             self.recovered.1 += batch.samples.len() as u64;
         }
-        if batch.seq >= p.next_seq {
+        if batch.seq >= next_seq {
             // Sampling instants the probe missed (late or failed ticks): gaps with the probe's
             // cause; a run with a sample missing is not complete.
             for g in &batch.gaps {
@@ -188,7 +185,7 @@ impl Run {
                     );
                 }
             }
-            p.next_seq = batch.seq.saturating_add(1);
+            p.next_seq = Some(batch.seq.saturating_add(1));
             if let Some(t) = batch
                 .samples
                 .iter()
