@@ -14,7 +14,7 @@ pub use resume::{ResumeFrom, ResumeNode, COLLECT_NS, COLLECT_QUIET_NS};
 
 use crate::fabric::{assign, order_for, Candidate, NcclOutcome, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
-use crate::validate::{check_batch, check_fabric, sent_phase};
+use crate::validate::{check_batch, check_fabric, instants, sent_phase};
 use hallmark_protocol::plan::{ExpectedNodes, Plan};
 use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
 use std::collections::BTreeMap;
@@ -67,8 +67,8 @@ struct Participant {
     /// and the last sample instant seen.
     next_seq: Option<u64>,
     last_t_ns: Option<i64>,
-    /// Latest node power, W, and its instant.
-    power: Option<(i64, f64)>,
+    /// Latest node power, W.
+    power: Option<f64>,
     reported: Vec<u32>,
     /// PhaseStarted and PhaseReport messages per phase, to bound repeats.
     repeats: BTreeMap<(u32, bool), u32>,
@@ -190,7 +190,7 @@ impl Run {
         let mut racks = BTreeMap::new();
         for p in self.participants.values() {
             let entry = racks.entry(p.rack.clone()).or_insert(0.0);
-            if let Some((_, w)) = p.power {
+            if let Some(w) = p.power {
                 *entry += w / 1000.0;
             }
         }

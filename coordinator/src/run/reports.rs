@@ -133,12 +133,8 @@ impl Run {
         // Unknown until now: the probe's earlier batches belonged to earlier runs (or to none).
         let next_seq = *p.next_seq.get_or_insert(batch.seq);
         check_batch(&batch, p.devices, hz, next_seq, p.last_t_ns)?;
-        let first_t = batch
-            .samples
-            .iter()
-            .map(|s| s.t_ns)
-            .chain(batch.node_power_w.iter().map(|(t, _)| *t))
-            .min();
+        let span = instants(&batch);
+        let first_t = span.map(|(first, _)| first);
         if batch.seq > next_seq {
             out.events.push_back(Event::Gap {
                 node_id: node.clone(),
@@ -160,11 +156,12 @@ impl Run {
                 ),
             );
         }
-        if batch.seq >= next_seq && matches!(self.stage, Stage::Collecting { .. }) {
-            self.recovered.0 += 1;
-            self.recovered.1 += batch.samples.len() as u64;
-        }
         if batch.seq >= next_seq {
+            if matches!(self.stage, Stage::Collecting { .. }) {
+                let (batches, samples) = &mut self.recovered;
+                *batches = batches.saturating_add(1);
+                *samples = samples.saturating_add(batch.samples.len() as u64);
+            }
             // Sampling instants the probe missed (late or failed ticks): gaps with the probe's
             // cause; a run with a sample missing is not complete.
             for g in &batch.gaps {
@@ -186,17 +183,11 @@ impl Run {
                 }
             }
             p.next_seq = Some(batch.seq.saturating_add(1));
-            if let Some(t) = batch
-                .samples
-                .iter()
-                .map(|s| s.t_ns)
-                .chain(batch.node_power_w.iter().map(|(t, _)| *t))
-                .max()
-            {
-                p.last_t_ns = Some(t);
+            if let Some((_, last)) = span {
+                p.last_t_ns = Some(last);
             }
-            if let Some(&(t, w)) = batch.node_power_w.iter().max_by_key(|(t, _)| *t) {
-                p.power = Some((t, f64::from(w)));
+            if let Some(&(_, w)) = batch.node_power_w.iter().max_by_key(|(t, _)| *t) {
+                p.power = Some(f64::from(w));
             }
         }
         let hottest = batch
