@@ -4,15 +4,17 @@
 //! names its nodes. Each is refused, recorded as that probe's protocol error (the probe is marked
 //! lost at once with it), and nobody else is affected.
 
+mod common;
+
+use common::node;
 use hallmark_coordinator::machine::{close_code, ConnId};
 use hallmark_coordinator::run::{Outcome, REPORT_GRACE_NS};
 use hallmark_coordinator::{Coordinator, CoordinatorConfig, Event};
 use hallmark_protocol::fabric::{CollectiveAlgorithm, CollectiveOp, CollectiveResult};
 use hallmark_protocol::plan::parse_plan;
 use hallmark_protocol::{
-    ClockPong, CoordinatorMessage, DataPlaneAddr, DeviceInfo, DeviceKind, FabricReport, Hello,
-    Labels, LatencyPair, NodeId, PhaseReport, PhaseStart, ProbeMessage, Sample, TelemetryBatch,
-    PROTOCOL_VERSION,
+    ClockPong, CoordinatorMessage, DataPlaneAddr, FabricReport, Hello, LatencyPair, PhaseReport,
+    PhaseStart, ProbeMessage, TelemetryBatch,
 };
 
 const T0: i64 = 1_700_000_000_000_000_000;
@@ -49,41 +51,16 @@ struct Sim {
     phases: Vec<PhaseStart>,
 }
 
-fn node(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-
+/// The Hello of node `id` in `rack` with two devices and a data plane on `port`, whose number is
+/// also the probe's instance id.
 fn hello(id: &str, rack: &str, port: u16) -> Hello {
     Hello {
-        protocol_version: PROTOCOL_VERSION,
-        node_id: node(id),
-        labels: Labels {
-            hall: "h".into(),
-            row: "r".into(),
-            rack: rack.into(),
-        },
-        inventory: (0..2)
-            .map(|i| DeviceInfo {
-                index: i,
-                kind: DeviceKind::SimulatedGpu,
-                model: "sim".into(),
-                uuid: format!("{id}-{i}"),
-                serial: None,
-                memory_bytes: None,
-                power_limit_w: Some(700.0),
-                idle_power_w: None,
-                slowdown_temp_c: None,
-                shutdown_temp_c: None,
-                max_operating_temp_c: None,
-            })
-            .collect(),
-        backend: "sim".into(),
-        hallmark_version: "0".into(),
         instance_id: u64::from(port),
         data_plane: Some(DataPlaneAddr {
             ip: Some("127.0.0.1".parse().unwrap()),
             port,
         }),
+        ..common::hello(id, rack, 2)
     }
 }
 
@@ -165,10 +142,9 @@ impl Sim {
         self.pump();
     }
 
-    /// Two probes (conns 1 and 2, nodes a and b) in a run of [`PLAN`], advanced until every
-    /// phase has been sent.
-    fn running() -> Sim {
-        let mut sim = Sim::new(CoordinatorConfig::default());
+    /// Two probes (conns 1 and 2, nodes a and b) registered, and a run of [`PLAN`] started.
+    fn started(config: CoordinatorConfig) -> Sim {
+        let mut sim = Sim::new(config);
         sim.connect(1, hello("a", "k1", 7001));
         sim.connect(2, hello("b", "k1", 7002));
         sim.advance(100 * MS);
@@ -178,6 +154,12 @@ impl Sim {
             sim.now,
         );
         sim.pump();
+        sim
+    }
+
+    /// [`Sim::started`], advanced until every phase has been sent.
+    fn running() -> Sim {
+        let mut sim = Sim::started(CoordinatorConfig::default());
         sim.advance(100 * MS);
         assert_eq!(sim.phases.len(), 3, "the run started: {:?}", sim.events);
         let last_sent = sim.phases[2].start_at_ns - 1500 * MS;
@@ -227,29 +209,9 @@ impl Sim {
     }
 }
 
+/// Batch `seq` of `ticks` instants at 10 Hz from `t` of `devices` devices.
 fn batch(seq: u64, t: i64, devices: u16, ticks: usize) -> TelemetryBatch {
-    TelemetryBatch {
-        gaps: Vec::new(),
-        seq,
-        node_power_w: (0..ticks)
-            .map(|k| (t + k as i64 * 100 * MS, 900.0))
-            .collect(),
-        samples: (0..ticks)
-            .flat_map(|k| {
-                (0..devices).map(move |d| Sample {
-                    t_ns: t + k as i64 * 100 * MS,
-                    device: d,
-                    power_w: Some(300.0),
-                    energy_j: None,
-                    gpu_temp_c: Some(50.0),
-                    mem_temp_c: None,
-                    sm_clock_mhz: None,
-                    util_pct: None,
-                    throttle_reasons: 0,
-                })
-            })
-            .collect(),
-    }
+    common::batch(seq, t, devices, ticks, 100 * MS)
 }
 
 fn report(phase_id: u32, at: i64, fabric: Option<FabricReport>) -> ProbeMessage {
@@ -471,15 +433,7 @@ fn flooded() -> (Sim, i64) {
         telemetry_budget: 200,
         ..CoordinatorConfig::default()
     };
-    let mut sim = Sim::new(config);
-    sim.connect(1, hello("a", "k1", 7001));
-    sim.connect(2, hello("b", "k1", 7002));
-    sim.advance(100 * MS);
-    sim.c.start_run(
-        "run".into(),
-        parse_plan(PLAN, "hostile.toml").unwrap(),
-        sim.now,
-    );
+    let mut sim = Sim::started(config);
     sim.advance(2100 * MS);
     let t = sim.now;
     let mut reads = Vec::new();
