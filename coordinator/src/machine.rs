@@ -99,11 +99,18 @@ impl Coordinator {
     /// Starts a run of `plan`: it waits for the plan's expected inventory (at most its timeout),
     /// then schedules every phase. One run at a time.
     pub fn start_run(&mut self, run_id: String, plan: Plan, now: i64) {
-        self.run = Some(Run::new(run_id, plan, now));
+        self.begin(Run::new(run_id, plan, now));
+        self.try_start_run(now);
+    }
+
+    /// Makes `run` the current one: what belonged to the last run (its participants' instances,
+    /// telemetry its store never acknowledged, error reports counted) no longer counts, and every
+    /// paused connection is read again.
+    fn begin(&mut self, run: Run) {
+        self.run = Some(run);
         self.run_instances.clear();
         self.flow.reset(&mut self.out);
         self.errors.clear();
-        self.try_start_run(now);
     }
 
     /// Resumes the stored run `run_id`, whose coordinator was interrupted: collects what its
@@ -115,8 +122,7 @@ impl Coordinator {
         from: crate::run::ResumeFrom,
         now: i64,
     ) {
-        self.run = Some(Run::resume(run_id, plan, from, now));
-        self.run_instances.clear();
+        self.begin(Run::resume(run_id, plan, from, now));
         // Probes already back (they reconnected before the run was resumed) rejoin now.
         let back: Vec<(NodeId, ConnId, u64)> = self
             .probes

@@ -502,6 +502,27 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
     assert_eq!(sim.c.unstored_telemetry(), 0);
 }
 
+/// A resumed run starts afresh like a new one: the last run's unacknowledged telemetry holds
+/// nobody back.
+#[test]
+fn a_resumed_run_reads_a_probe_the_last_run_held_back() {
+    use hallmark_coordinator::run::{ResumeFrom, ResumeNode};
+    let (mut sim, _) = flooded();
+    sim.c.abort_run("the store failed", sim.now);
+    sim.advance(3000 * MS);
+    let from = ResumeFrom {
+        nodes: vec![ResumeNode {
+            node: node("a"),
+            rack: "k1".into(),
+            next_seq: 7,
+        }],
+    };
+    let plan = parse_plan(PLAN, "hostile.toml").unwrap();
+    sim.c.resume_run("earlier".into(), plan, from, sim.now);
+    assert_eq!(sim.c.poll_read(), Some((1, true)), "read again");
+    assert_eq!(sim.c.unstored_telemetry(), 0);
+}
+
 /// Batches the store refused before one it stored (they get no acknowledgement) stop counting
 /// against the node's budget with it, and reading resumes.
 #[test]
