@@ -72,7 +72,7 @@ pub const MAX_PROBE_ERRORS: u32 = 200;
 pub const MAX_ERROR_LEN: usize = 2048;
 
 /// Cuts `s` to at most `max` characters, marking the cut.
-fn truncate_chars(s: &mut String, max: usize) {
+pub(crate) fn truncate_chars(s: &mut String, max: usize) {
     if let Some((i, _)) = s.char_indices().nth(max) {
         s.truncate(i);
         s.push_str(" [cut]");

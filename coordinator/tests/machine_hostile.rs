@@ -663,6 +663,41 @@ fn repeated_reports_and_error_floods_are_bounded() {
     assert_eq!(reports, 1);
 }
 
+/// Why a probe says it stopped a phase early is cut to `MAX_ERROR_LEN` characters before it
+/// reaches the run's reason (a frame may carry megabytes of it).
+#[test]
+fn a_long_early_stop_is_cut_in_the_runs_reason() {
+    use hallmark_coordinator::machine::MAX_ERROR_LEN;
+    let mut sim = Sim::running();
+    let t = sim.now;
+    sim.send(
+        2,
+        ProbeMessage::PhaseReport(PhaseReport {
+            phase_id: 0,
+            ended_at_ns: t,
+            stopped_early: Some("x".repeat(100_000)),
+            devices: Vec::new(),
+            fabric: None,
+        }),
+    );
+    let end = sim.end_ns();
+    sim.advance(end + REPORT_GRACE_NS - sim.now + MS);
+    let reason = sim.events.iter().find_map(|e| match e {
+        Event::RunFinished { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = reason.expect("the run finished");
+    assert!(
+        reason.contains("node b ended phase burn early: xxx"),
+        "{reason}"
+    );
+    assert!(
+        reason.len() < MAX_ERROR_LEN + 1000,
+        "{} bytes",
+        reason.len()
+    );
+}
+
 /// The probe frame limit grows with the largest fabric phase of a run (a latency pair per peer)
 /// and never shrinks.
 #[test]

@@ -4,6 +4,7 @@
 //! sender's protocol error (`Err`), never a failure of the run.
 
 use super::*;
+use crate::machine::{truncate_chars, MAX_ERROR_LEN};
 
 impl Run {
     /// A participant started a phase at `at`; refused (Err: the probe's protocol error) for a
@@ -103,6 +104,9 @@ impl Run {
                 .phases
                 .get(report.phase_id as usize)
                 .map_or("?", |p| p.start.name.as_str());
+            // The probe's words go into the run's reason: as long as an error report may be.
+            let mut why = why.clone();
+            truncate_chars(&mut why, MAX_ERROR_LEN);
             self.shortfalls
                 .push(format!("node {node} ended phase {name} early: {why}"));
         }
