@@ -577,9 +577,11 @@ impl Coordinator {
     }
 }
 
-/// Readings in a batch (samples, node-power readings and gaps), what the telemetry budget counts.
+/// Readings in a batch (samples, node-power readings and gaps), what the telemetry budget counts;
+/// at least 1, so that a flood of empty batches, each a record for the store, is held back too.
 fn batch_size(batch: &hallmark_protocol::TelemetryBatch) -> u64 {
     (batch.samples.len() as u64)
         .saturating_add(batch.node_power_w.len() as u64)
         .saturating_add(batch.gaps.len() as u64)
+        .max(1)
 }

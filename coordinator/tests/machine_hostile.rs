@@ -502,6 +502,23 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
     assert_eq!(sim.c.unstored_telemetry(), 0);
 }
 
+/// Empty batches count against the budget too: each is a record for the store.
+#[test]
+fn a_flood_of_empty_batches_is_held_back() {
+    let config = CoordinatorConfig {
+        telemetry_budget: 200,
+        ..CoordinatorConfig::default()
+    };
+    let mut sim = Sim::started(config);
+    sim.advance(2100 * MS);
+    let t = sim.now;
+    for seq in 0..201 {
+        sim.send(1, ProbeMessage::Telemetry(batch(seq, t, 0, 0)));
+    }
+    assert_eq!(sim.c.poll_read(), Some((1, false)), "reading a stops");
+    assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 201);
+}
+
 /// A resumed run starts afresh like a new one: the last run's unacknowledged telemetry holds
 /// nobody back.
 #[test]
