@@ -194,16 +194,16 @@ impl Coordinator {
             })
             .collect();
         run.try_start(&registered, now, &mut self.out);
-        let members = run
-            .phases()
-            .iter()
-            .filter_map(|p| p.start.fabric.as_ref().map(|f| f.members.len()))
-            .max()
-            .unwrap_or(0);
-        self.frame_limit = self
-            .frame_limit
-            .max(crate::limits::probe_frame_limit(members));
         if !run.is_waiting() {
+            let members = run
+                .phases()
+                .iter()
+                .filter_map(|p| p.start.fabric.as_ref().map(|f| f.members.len()))
+                .max()
+                .unwrap_or(0);
+            self.frame_limit = self
+                .frame_limit
+                .max(crate::limits::probe_frame_limit(members));
             for n in run.participants() {
                 if let Some((_, r)) = self.probes.get(n) {
                     self.run_instances.insert(n.clone(), r.instance_id);
