@@ -715,6 +715,28 @@ fn a_long_early_stop_is_cut_in_the_runs_reason() {
     );
 }
 
+/// A probe that keeps coming back as a new process during the run is recorded at most
+/// `MAX_PROBE_ERRORS` times, like its error reports.
+#[test]
+fn new_processes_coming_back_are_bounded_like_error_reports() {
+    use hallmark_coordinator::machine::MAX_PROBE_ERRORS;
+    let mut sim = Sim::running();
+    let mut conn = 2;
+    for i in 0..(MAX_PROBE_ERRORS + 50) {
+        sim.c.on_closed(conn, "restarted", sim.now);
+        conn = 1000 + ConnId::from(i);
+        let mut h = hello("b", "k1", 7002);
+        h.instance_id = 1_000_000 + u64::from(i);
+        sim.connect(conn, h);
+    }
+    let errors = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProbeError { node_id, .. } if node_id.as_str() == "b"))
+        .count();
+    assert_eq!(errors, MAX_PROBE_ERRORS as usize);
+}
+
 /// The probe frame limit grows with the largest fabric phase of a run (a latency pair per peer)
 /// and never shrinks.
 #[test]
