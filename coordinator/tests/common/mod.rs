@@ -1,8 +1,10 @@
 //! Builders shared by the coordinator's integration tests: node ids, a probe's Hello, samples and
-//! telemetry batches.
+//! telemetry batches; and the simulated coordinator of the machine tests ([`sim`]).
 
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
+
+pub mod sim;
 
 use hallmark_protocol::{
     DeviceInfo, DeviceKind, Hello, Labels, NodeId, Sample, TelemetryBatch, PROTOCOL_VERSION,
