@@ -7,16 +7,18 @@
 //! and starts it through its own clock offset at the same coordinator instant. During a run every
 //! participant gets a Heartbeat every [`HEARTBEAT_NS`], which feeds its dead-man interlock.
 
+mod nccl;
 mod reports;
 mod resume;
 
 pub use resume::{ResumeFrom, ResumeNode, COLLECT_NS, COLLECT_QUIET_NS};
 
-use crate::fabric::{assign, order_for, Candidate, NcclOutcome, NcclWaits};
+use crate::fabric::{assign, order_for, Candidate, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
 use crate::validate::{check_batch, check_fabric, instants, sent_phase};
 use hallmark_protocol::plan::{ExpectedNodes, Plan};
 use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
+use nccl::apply_nccl;
 use std::collections::BTreeMap;
 
 /// First phase starts this long after the run is scheduled.
@@ -553,62 +555,6 @@ impl Run {
                 at_ns: now,
                 reason: reason.to_string(),
             });
-        }
-    }
-
-    /// The first member of an NCCL collective phase sent its unique id (or why it has none).
-    pub fn on_fabric_prepared(
-        &mut self,
-        node: &NodeId,
-        phase_id: u32,
-        id: Result<Vec<u8>, String>,
-        out: &mut Outputs,
-    ) {
-        let Some(outcome) = self.nccl.answer(node, phase_id, id) else {
-            return;
-        };
-        let name = self
-            .phases
-            .get(phase_id as usize)
-            .map_or_else(|| phase_id.to_string(), |p| p.start.name.clone());
-        apply_nccl(
-            &mut self.phases,
-            &mut self.shortfalls,
-            phase_id,
-            &name,
-            outcome,
-            out,
-        );
-    }
-}
-
-/// Puts a phase's NCCL outcome into its order: the setup, or the fallback to the data plane with
-/// the reason (an event; a shortfall too where the plan required NCCL).
-fn apply_nccl(
-    phases: &mut [ScheduledPhase],
-    shortfalls: &mut Vec<String>,
-    phase_id: u32,
-    name: &str,
-    outcome: NcclOutcome,
-    out: &mut Outputs,
-) {
-    let Some(f) = phases
-        .get_mut(phase_id as usize)
-        .and_then(|p| p.start.fabric.as_mut())
-    else {
-        return;
-    };
-    match outcome {
-        NcclOutcome::Ready(setup) => f.nccl = Some(setup),
-        NcclOutcome::Fallback { why, required } => {
-            f.nccl = None;
-            let message = format!(
-                "collective phase {name}: {why}; its collectives run over the data plane instead"
-            );
-            if required {
-                shortfalls.push(message.clone());
-            }
-            out.events.push_back(Event::RunNote { message });
         }
     }
 }
