@@ -248,7 +248,14 @@ impl Run {
             let Some(rack) = self.participants.get(node).map(|p| p.rack.clone()) else {
                 return;
             };
-            let kw = self.rack_power_kw().get(&rack).copied().unwrap_or(0.0);
+            // This rack's sum only (the same as `rack_power_kw` gives it): it runs on every batch.
+            let kw: f64 = self
+                .participants
+                .values()
+                .filter(|p| p.rack == rack)
+                .filter_map(|p| p.power)
+                .map(|w| w / 1000.0)
+                .sum();
             if kw > max {
                 let reason =
                     format!("rack {rack} drew {kw:.1} kW, above the plan limit (breaker rating) of {max:.1} kW");
