@@ -2,8 +2,8 @@
 //! certificate (sans-IO, simulated clock): a bad frame mid-run, a stalled connection that never
 //! says Hello, reports that do not fit the run, floods of reports and errors, a stranger in a plan
 //! that names its nodes. Each is refused, recorded as that probe's protocol error (the probe is
-//! marked lost at once with it), and nobody else is affected. Floods of telemetry:
-//! `machine_flow.rs`.
+//! marked lost at once with it), and nobody else is affected; a flood of telemetry is held back.
+//! More on back-pressure: `machine_flow.rs`.
 
 mod common;
 
@@ -216,6 +216,52 @@ fn each_bad_report_is_that_probes_protocol_error_and_nobody_elses() {
             "{what}: the run goes on"
         );
     }
+}
+
+/// 15.2: a probe whose unstored telemetry exceeds its budget stops being read until the store
+/// catches up; the other probe's heartbeats keep flowing meanwhile.
+#[test]
+fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
+    let (mut sim, t) = Sim::flooded();
+    let before = sim.sent.len();
+    sim.advance(1000 * MS);
+    let beats_b = sim.sent[before..]
+        .iter()
+        .filter(|(c, m)| *c == 2 && matches!(m, CoordinatorMessage::Heartbeat { .. }))
+        .count();
+    assert!(beats_b >= 2, "b's heartbeats go on: {beats_b}");
+    for seq in 0..3 {
+        sim.c.telemetry_stored(&node("a"), seq);
+    }
+    assert_eq!(sim.c.poll_read(), None, "still above half the budget");
+    sim.c.telemetry_stored(&node("a"), 3);
+    assert_eq!(
+        sim.c.poll_read(),
+        Some((1, true)),
+        "read again at half the budget"
+    );
+    assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 90);
+    // A store that never acknowledges (it failed) holds nobody back in the next run.
+    for seq in 7..14 {
+        sim.send(
+            1,
+            ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
+        );
+    }
+    assert_eq!(sim.c.poll_read(), Some((1, false)));
+    sim.c.abort_run("the store failed", sim.now);
+    sim.advance(3000 * MS);
+    sim.c.start_run(
+        "next".into(),
+        parse_plan(PLAN, "hostile.toml").unwrap(),
+        sim.now,
+    );
+    assert_eq!(
+        sim.c.poll_read(),
+        Some((1, true)),
+        "read again in the next run"
+    );
+    assert_eq!(sim.c.unstored_telemetry(), 0);
 }
 
 /// A Hello that lists more devices than a node may have is a protocol error.

@@ -2,6 +2,7 @@
 //! clock, with two probes whose clocks are in step, a plan of a burn, a latency and a collective
 //! phase, and what the coordinator sent, closed and said recorded.
 
+use super::node;
 use hallmark_coordinator::machine::ConnId;
 use hallmark_coordinator::{Coordinator, CoordinatorConfig, Event};
 use hallmark_protocol::plan::parse_plan;
@@ -148,6 +149,36 @@ impl Sim {
         );
         sim.pump();
         sim
+    }
+
+    /// A run of [`PLAN`] with a telemetry budget of 200 readings, in which a sent batches 0..7 from
+    /// `t` (returned with the run): reading a has stopped, once, at the batch past the budget.
+    pub fn flooded() -> (Sim, i64) {
+        let config = CoordinatorConfig {
+            telemetry_budget: 200,
+            ..CoordinatorConfig::default()
+        };
+        let mut sim = Sim::started(config);
+        sim.advance(2100 * MS);
+        let t = sim.now;
+        let mut reads = Vec::new();
+        // Each batch is 2 devices × 10 ticks + 10 readings = 30: the 7th passes the budget of 200.
+        for seq in 0..7 {
+            sim.send(
+                1,
+                ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
+            );
+            while let Some(r) = sim.c.poll_read() {
+                reads.push((seq, r));
+            }
+        }
+        assert_eq!(
+            reads,
+            vec![(6, (1, false))],
+            "reading a stops once, past its budget"
+        );
+        assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 210);
+        (sim, t)
     }
 
     /// [`Sim::started`], advanced until every phase has been sent.
