@@ -236,7 +236,7 @@ impl Run {
             return;
         };
         // A plan that names its nodes runs only those: a registered stranger is not a participant
-        // (and gets no fabric session key).
+        // (and gets no fabric key).
         let named: Option<std::collections::BTreeSet<&NodeId>> = match &self.plan.expect.nodes {
             ExpectedNodes::Count(_) => None,
             ExpectedNodes::Racks(racks) => Some(racks.values().flatten().collect()),

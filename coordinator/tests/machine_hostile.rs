@@ -279,7 +279,7 @@ fn a_hello_with_too_many_devices_is_refused() {
 }
 
 /// 15.1: a plan that names its nodes runs only those; a registered stranger is no participant and
-/// gets no phase and no fabric session key.
+/// gets no phase and no fabric key.
 #[test]
 fn a_stranger_is_not_in_a_plan_that_names_its_nodes() {
     let plan = PLAN.replace(
