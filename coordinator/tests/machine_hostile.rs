@@ -10,7 +10,7 @@ mod common;
 use common::node;
 use common::sim::*;
 use hallmark_coordinator::machine::{close_code, ConnId};
-use hallmark_coordinator::run::{Outcome, REPORT_GRACE_NS};
+use hallmark_coordinator::run::{Outcome, ABORT_GRACE_NS, REPORT_GRACE_NS};
 use hallmark_coordinator::{CoordinatorConfig, Event};
 use hallmark_protocol::fabric::{CollectiveAlgorithm, CollectiveOp, CollectiveResult};
 use hallmark_protocol::plan::parse_plan;
@@ -262,6 +262,67 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
         "read again in the next run"
     );
     assert_eq!(sim.c.unstored_telemetry(), 0);
+}
+
+/// Two probes in a run of [`PLAN`] with `limits`, its first phase running.
+fn limited(limits: &str) -> Sim {
+    let plan = format!("{PLAN}\n[limits]\n{limits}\n");
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    sim.connect(1, hello("a", "k1", 7001));
+    sim.connect(2, hello("b", "k1", 7002));
+    sim.advance(100 * MS);
+    sim.c.start_run(
+        "run".into(),
+        parse_plan(&plan, "limits.toml").unwrap(),
+        sim.now,
+    );
+    sim.advance(2100 * MS);
+    sim
+}
+
+fn aborted(sim: &Sim) -> Option<String> {
+    sim.events.iter().find_map(|e| match e {
+        Event::RunFinished { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+/// A broken sensor's NaN (no reading, as the store keeps it) hides neither a hot device beside it
+/// nor its rack's load, and its infinity trips no limit.
+#[test]
+fn readings_that_are_not_numbers_neither_hide_nor_trip_a_limit() {
+    // A NaN device temperature after a hot one in the same batch.
+    let mut sim = limited("max_gpu_temp_c = 90");
+    let t = sim.now;
+    let mut b = batch(0, t, 2, 1);
+    b.samples[0].gpu_temp_c = Some(95.0);
+    b.samples[1].gpu_temp_c = Some(f32::NAN);
+    sim.send(1, ProbeMessage::Telemetry(b));
+    sim.advance(ABORT_GRACE_NS + 10 * MS);
+    let reason = aborted(&sim).expect("the hot device stops the run");
+    assert!(
+        reason.contains("device 0 of node a reached 95.0 °C"),
+        "{reason}"
+    );
+    // A node's latest power a NaN: its rack still counts the reading before it.
+    let mut sim = limited("max_rack_kw = 1.5");
+    let t = sim.now;
+    sim.send(2, ProbeMessage::Telemetry(batch(0, t, 2, 1)));
+    let mut b = batch(0, t, 2, 2);
+    b.node_power_w[1].1 = f32::NAN;
+    sim.send(1, ProbeMessage::Telemetry(b));
+    sim.advance(ABORT_GRACE_NS + 10 * MS);
+    let reason = aborted(&sim).expect("the rack's load stops the run");
+    assert!(reason.contains("rack k1 drew 1.8 kW"), "{reason}");
+    // Infinite readings are no readings: the run goes on.
+    let mut sim = limited("max_gpu_temp_c = 90\nmax_node_kw = 5\nmax_rack_kw = 5");
+    let t = sim.now;
+    let mut b = batch(0, t, 2, 1);
+    b.samples[0].gpu_temp_c = Some(f32::INFINITY);
+    b.node_power_w[0].1 = f32::INFINITY;
+    sim.send(1, ProbeMessage::Telemetry(b));
+    sim.advance(ABORT_GRACE_NS + 10 * MS);
+    assert_eq!(aborted(&sim), None);
 }
 
 /// A Hello that lists more devices than a node may have is a protocol error.

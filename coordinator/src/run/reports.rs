@@ -190,14 +190,25 @@ impl Run {
             if let Some((_, last)) = span {
                 p.last_t_ns = Some(last);
             }
-            if let Some(&(_, w)) = batch.node_power_w.iter().max_by_key(|(t, _)| *t) {
+            if let Some(&(_, w)) = batch
+                .node_power_w
+                .iter()
+                .filter(|(_, w)| w.is_finite())
+                .max_by_key(|(t, _)| *t)
+            {
                 p.power = Some(f64::from(w));
             }
         }
+        // A reading that is not a finite number (a broken sensor's NaN or infinity) is no reading,
+        // as the store keeps it: it neither hides a hot device or a loaded rack nor trips a limit.
         let hottest = batch
             .samples
             .iter()
-            .filter_map(|s| s.gpu_temp_c.map(|t| (t, s.device)))
+            .filter_map(|s| {
+                s.gpu_temp_c
+                    .filter(|t| t.is_finite())
+                    .map(|t| (t, s.device))
+            })
             .fold(None, |acc: Option<(f32, u16)>, x| match acc {
                 Some(a) if a.0 >= x.0 => Some(a),
                 _ => Some(x),
@@ -205,6 +216,7 @@ impl Run {
         let node_kw = batch
             .node_power_w
             .iter()
+            .filter(|(_, w)| w.is_finite())
             .map(|(_, w)| f64::from(*w) / 1000.0)
             .fold(0.0, f64::max);
         out.events.push_back(Event::Telemetry {
