@@ -267,15 +267,7 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
 /// Two probes in a run of [`PLAN`] with `limits`, its first phase running.
 fn limited(limits: &str) -> Sim {
     let plan = format!("{PLAN}\n[limits]\n{limits}\n");
-    let mut sim = Sim::new(CoordinatorConfig::default());
-    sim.connect(1, hello("a", "k1", 7001));
-    sim.connect(2, hello("b", "k1", 7002));
-    sim.advance(100 * MS);
-    sim.c.start_run(
-        "run".into(),
-        parse_plan(&plan, "limits.toml").unwrap(),
-        sim.now,
-    );
+    let mut sim = Sim::started_with(CoordinatorConfig::default(), &plan);
     sim.advance(2100 * MS);
     sim
 }

@@ -138,15 +138,17 @@ impl Sim {
 
     /// Two probes (conns 1 and 2, nodes a and b) registered, and a run of [`PLAN`] started.
     pub fn started(config: CoordinatorConfig) -> Sim {
+        Sim::started_with(config, PLAN)
+    }
+
+    /// [`Sim::started`] with the plan `plan`.
+    pub fn started_with(config: CoordinatorConfig, plan: &str) -> Sim {
         let mut sim = Sim::new(config);
         sim.connect(1, hello("a", "k1", 7001));
         sim.connect(2, hello("b", "k1", 7002));
         sim.advance(100 * MS);
-        sim.c.start_run(
-            "run".into(),
-            parse_plan(PLAN, "hostile.toml").unwrap(),
-            sim.now,
-        );
+        sim.c
+            .start_run("run".into(), parse_plan(plan, "sim.toml").unwrap(), sim.now);
         sim.pump();
         sim
     }
