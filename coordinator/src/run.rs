@@ -369,12 +369,10 @@ impl Run {
             }
             let phase_id = p.start.phase_id;
             if let Some(outcome) = self.nccl.due(phase_id) {
-                let name = p.start.name.clone();
                 apply_nccl(
                     &mut self.phases,
                     &mut self.shortfalls,
                     phase_id,
-                    &name,
                     outcome,
                     out,
                 );

@@ -18,15 +18,10 @@ impl Run {
         let Some(outcome) = self.nccl.answer(node, phase_id, id) else {
             return;
         };
-        let name = self
-            .phases
-            .get(phase_id as usize)
-            .map_or_else(|| phase_id.to_string(), |p| p.start.name.clone());
         apply_nccl(
             &mut self.phases,
             &mut self.shortfalls,
             phase_id,
-            &name,
             outcome,
             out,
         );
@@ -39,14 +34,13 @@ pub(super) fn apply_nccl(
     phases: &mut [ScheduledPhase],
     shortfalls: &mut Vec<String>,
     phase_id: u32,
-    name: &str,
     outcome: NcclOutcome,
     out: &mut Outputs,
 ) {
-    let Some(f) = phases
-        .get_mut(phase_id as usize)
-        .and_then(|p| p.start.fabric.as_mut())
-    else {
+    let Some(p) = phases.get_mut(phase_id as usize) else {
+        return;
+    };
+    let Some(f) = p.start.fabric.as_mut() else {
         return;
     };
     match outcome {
@@ -54,12 +48,61 @@ pub(super) fn apply_nccl(
         NcclOutcome::Fallback { why, required } => {
             f.nccl = None;
             let message = format!(
-                "collective phase {name}: {why}; its collectives run over the data plane instead"
+                "collective phase {}: {why}; its collectives run over the data plane instead",
+                p.start.name
             );
             if required {
                 shortfalls.push(message.clone());
             }
             out.events.push_back(Event::RunNote { message });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hallmark_protocol::{FabricParams, FabricPhase, PhaseStart};
+
+    #[test]
+    fn a_fallback_names_its_phase_and_is_a_shortfall_where_nccl_was_required() {
+        let fabric = FabricPhase {
+            keys: Vec::new(),
+            members: Vec::new(),
+            params: FabricParams::Latency(Default::default()),
+            nccl: None,
+        };
+        let phase = |i: u32, fabric: Option<FabricPhase>| ScheduledPhase {
+            start: PhaseStart {
+                phase_id: i,
+                name: format!("p{i}"),
+                workload: hallmark_protocol::Workload::Latency,
+                pattern: hallmark_protocol::pattern::Pattern::Steady { level: 0.0 },
+                start_at_ns: 0,
+                duration_ms: 1000,
+                sample_hz: 1.0,
+                fabric,
+                target_power_w: None,
+            },
+            key: None,
+        };
+        let mut phases = vec![phase(0, None), phase(1, Some(fabric))];
+        let (mut shortfalls, mut out) = (Vec::new(), Outputs::default());
+        let fallback = |required| NcclOutcome::Fallback {
+            why: "no id".into(),
+            required,
+        };
+        apply_nccl(&mut phases, &mut shortfalls, 0, fallback(true), &mut out);
+        apply_nccl(&mut phases, &mut shortfalls, 7, fallback(true), &mut out);
+        assert!(
+            out.events.is_empty() && shortfalls.is_empty(),
+            "no such fabric phase"
+        );
+        apply_nccl(&mut phases, &mut shortfalls, 1, fallback(false), &mut out);
+        apply_nccl(&mut phases, &mut shortfalls, 1, fallback(true), &mut out);
+        let want = "collective phase p1: no id; its collectives run over the data plane instead";
+        assert_eq!(shortfalls, vec![want.to_string()], "only where required");
+        assert_eq!(out.events.len(), 2);
+        assert!(matches!(&out.events[0], Event::RunNote { message } if message == want));
     }
 }
