@@ -6,19 +6,13 @@ mod common;
 
 use common::node;
 use common::sim::*;
-use hallmark_coordinator::CoordinatorConfig;
 use hallmark_protocol::plan::parse_plan;
 use hallmark_protocol::ProbeMessage;
 
 /// Empty batches count against the budget too: each is a record for the store.
 #[test]
 fn a_flood_of_empty_batches_is_held_back() {
-    let config = CoordinatorConfig {
-        telemetry_budget: 200,
-        ..CoordinatorConfig::default()
-    };
-    let mut sim = Sim::started(config);
-    sim.advance(2100 * MS);
+    let mut sim = Sim::budgeted(200);
     let t = sim.now;
     for seq in 0..201 {
         sim.send(1, ProbeMessage::Telemetry(batch(seq, t, 0, 0)));

@@ -267,9 +267,7 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
 /// Two probes in a run of [`PLAN`] with `limits`, its first phase running.
 fn limited(limits: &str) -> Sim {
     let plan = format!("{PLAN}\n[limits]\n{limits}\n");
-    let mut sim = Sim::started_with(CoordinatorConfig::default(), &plan);
-    sim.advance(2100 * MS);
-    sim
+    Sim::in_first_phase(CoordinatorConfig::default(), &plan)
 }
 
 fn aborted(sim: &Sim) -> Option<String> {

@@ -156,12 +156,7 @@ impl Sim {
     /// A run of [`PLAN`] with a telemetry budget of 200 readings, in which a sent batches 0..7 from
     /// `t` (returned with the run): reading a has stopped, once, at the batch past the budget.
     pub fn flooded() -> (Sim, i64) {
-        let config = CoordinatorConfig {
-            telemetry_budget: 200,
-            ..CoordinatorConfig::default()
-        };
-        let mut sim = Sim::started(config);
-        sim.advance(2100 * MS);
+        let mut sim = Sim::budgeted(200);
         let t = sim.now;
         let mut reads = Vec::new();
         // Each batch is 2 devices × 10 ticks + 10 readings = 30: the 7th passes the budget of 200.
@@ -181,6 +176,23 @@ impl Sim {
         );
         assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 210);
         (sim, t)
+    }
+
+    /// [`Sim::started_with`], advanced into the first phase.
+    pub fn in_first_phase(config: CoordinatorConfig, plan: &str) -> Sim {
+        let mut sim = Sim::started_with(config, plan);
+        sim.advance(2100 * MS);
+        sim
+    }
+
+    /// A run of [`PLAN`] in its first phase, whose probes may each have `budget` readings waiting
+    /// for the store.
+    pub fn budgeted(budget: u64) -> Sim {
+        let config = CoordinatorConfig {
+            telemetry_budget: budget,
+            ..CoordinatorConfig::default()
+        };
+        Sim::in_first_phase(config, PLAN)
     }
 
     /// [`Sim::started`], advanced until every phase has been sent.
