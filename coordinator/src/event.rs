@@ -34,7 +34,7 @@ pub struct CoordinatorConfig {
     /// A connection whose control stream has not carried a Hello this long after it opened is
     /// closed (a peer that authenticated and then stalls holds nothing for long).
     pub hello_timeout_ms: u32,
-    /// Unstored telemetry (samples + node-power readings) one probe may have queued before its
+    /// Unstored telemetry (samples, node-power readings, gaps) one probe may have queued before its
     /// connection stops being read ([`crate::limits::TELEMETRY_BUDGET`]).
     pub telemetry_budget: u64,
     /// Networks a probe may announce its data plane in besides the IP its control connection

@@ -18,7 +18,7 @@
 pub mod keys;
 pub mod subnet;
 
-use crate::machine::ConnId;
+use crate::machine::{truncate_chars, ConnId, MAX_ERROR_LEN};
 use hallmark_protocol::{
     CollectiveTransport, CoordinatorMessage, FabricMember, FabricParams, FabricPhase, NcclSetup,
     NodeId, PhaseStart,
@@ -200,10 +200,14 @@ impl NcclWaits {
                 ),
                 required: plan.required,
             },
-            Err(e) => NcclOutcome::Fallback {
-                why: format!("{node} could not make an NCCL unique id: {e}"),
-                required: plan.required,
-            },
+            Err(mut e) => {
+                // The probe's words go into the run's reason: as long as an error report may be.
+                truncate_chars(&mut e, MAX_ERROR_LEN);
+                NcclOutcome::Fallback {
+                    why: format!("{node} could not make an NCCL unique id: {e}"),
+                    required: plan.required,
+                }
+            }
         })
     }
 
@@ -372,6 +376,14 @@ mod tests {
         match w.answer(&a, 4, Ok(vec![0; 5])) {
             Some(NcclOutcome::Fallback { why, required }) => {
                 assert!(why.contains("5 bytes") && required)
+            }
+            _ => panic!("fallback"),
+        }
+        w.insert(6, plan.clone());
+        match w.answer(&a, 6, Err("e".repeat(100_000))) {
+            Some(NcclOutcome::Fallback { why, .. }) => {
+                assert!(why.contains("[cut]"), "{why}");
+                assert!(why.len() < MAX_ERROR_LEN + 100, "{} bytes", why.len());
             }
             _ => panic!("fallback"),
         }

@@ -4,8 +4,9 @@
 //! Every batch handed to the store counts against the node's budget (samples plus node-power
 //! readings) until the store acknowledges it. Past the budget the machine asks the shell to stop
 //! reading the node's connection (QUIC flow control then holds the probe back); once the store has
-//! caught up to half the budget, reading resumes. Nothing is dropped: a probe keeps what is not
-//! acknowledged and sends it again.
+//! caught up to half the budget, reading resumes. A batch the store refuses stops counting too
+//! (it will never be acknowledged). Nothing is dropped: a probe keeps what is not acknowledged and
+//! sends it again.
 
 use crate::event::{ConnId, Outputs};
 use hallmark_protocol::NodeId;
@@ -53,16 +54,24 @@ impl Flow {
         }
     }
 
-    /// The store acknowledged batch `seq` of `node`.
-    pub(crate) fn stored(&mut self, node: &NodeId, seq: u64, out: &mut Outputs) {
+    /// The store is done with batch `seq` of `node`: stored (and acknowledged) or refused. A probe
+    /// numbers its batches in the order it sends them and the recorder writes them in the order
+    /// they were queued, so every batch numbered before `seq` is done with too (one the store
+    /// refused gets no acknowledgement of its own): none of them counts any more. A replay of one
+    /// of them, queued after a reconnect, stops counting a little early, which errs only towards
+    /// reading.
+    pub(crate) fn settled(&mut self, node: &NodeId, seq: u64, out: &mut Outputs) {
         let Some(f) = self.nodes.get_mut(node) else {
             return;
         };
-        if let Some(i) = f.queued.iter().position(|(s, _)| *s == seq) {
-            if let Some((_, size)) = f.queued.remove(i) {
-                f.total = f.total.saturating_sub(size);
+        let mut freed = 0u64;
+        f.queued.retain(|&(s, size)| {
+            if s <= seq {
+                freed = freed.saturating_add(size);
             }
-        }
+            s > seq
+        });
+        f.total = f.total.saturating_sub(freed);
         if f.total <= self.budget / 2 {
             if let Some(conn) = f.paused.take() {
                 out.reads.push_back((conn, true));

@@ -5,7 +5,7 @@
 //! * [`event`] — its configuration, probe records, events and outputs.
 //! * [`limits`] — what a probe may send: frame and batch limits, the telemetry budget.
 //! * [`run`] — the run engine inside it: inventory, phase schedule, telemetry, limits.
-//! * [`fabric`] — fabric phases: members, session keys, the NCCL unique id for GPU collectives.
+//! * [`fabric`] — fabric phases: members, per-pair keys, the NCCL unique id for GPU collectives.
 //! * [`server`] — the tokio/quinn shell that drives it.
 
 mod admit;

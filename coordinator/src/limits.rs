@@ -25,7 +25,7 @@
 //! registered devices and the run's rate ([`max_batch_samples`]).
 //!
 //! Back-pressure: telemetry a probe has sent that the store has not yet acknowledged counts
-//! against [`TELEMETRY_BUDGET`] (samples plus node-power readings). Past it, the coordinator stops
+//! against [`TELEMETRY_BUDGET`] (samples, node-power readings and gaps; an empty batch counts one). Past it, the coordinator stops
 //! reading that probe's connection until the store has caught up to half of it, so one probe can
 //! neither grow the recorder's queue without bound nor slow anyone else's heartbeats.
 
@@ -58,7 +58,7 @@ pub fn probe_frame_limit(members: usize) -> usize {
     MAX_PROBE_FRAME.saturating_add(members.saturating_sub(1).saturating_mul(PAIR_WIRE_MAX))
 }
 
-/// Unstored telemetry (samples + node-power readings) one probe may have queued.
+/// Unstored telemetry (samples, node-power readings, gaps) one probe may have queued.
 pub const TELEMETRY_BUDGET: u64 = 64 * 1024;
 
 /// Sampling ticks one batch may cover at `sample_hz`.

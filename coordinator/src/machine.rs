@@ -72,7 +72,7 @@ pub const MAX_PROBE_ERRORS: u32 = 200;
 pub const MAX_ERROR_LEN: usize = 2048;
 
 /// Cuts `s` to at most `max` characters, marking the cut.
-fn truncate_chars(s: &mut String, max: usize) {
+pub(crate) fn truncate_chars(s: &mut String, max: usize) {
     if let Some((i, _)) = s.char_indices().nth(max) {
         s.truncate(i);
         s.push_str(" [cut]");
@@ -99,11 +99,18 @@ impl Coordinator {
     /// Starts a run of `plan`: it waits for the plan's expected inventory (at most its timeout),
     /// then schedules every phase. One run at a time.
     pub fn start_run(&mut self, run_id: String, plan: Plan, now: i64) {
-        self.run = Some(Run::new(run_id, plan, now));
+        self.begin(Run::new(run_id, plan, now));
+        self.try_start_run(now);
+    }
+
+    /// Makes `run` the current one: what belonged to the last run (its participants' instances,
+    /// telemetry its store never acknowledged, error reports counted) no longer counts, and every
+    /// paused connection is read again.
+    fn begin(&mut self, run: Run) {
+        self.run = Some(run);
         self.run_instances.clear();
         self.flow.reset(&mut self.out);
         self.errors.clear();
-        self.try_start_run(now);
     }
 
     /// Resumes the stored run `run_id`, whose coordinator was interrupted: collects what its
@@ -115,8 +122,7 @@ impl Coordinator {
         from: crate::run::ResumeFrom,
         now: i64,
     ) {
-        self.run = Some(Run::resume(run_id, plan, from, now));
-        self.run_instances.clear();
+        self.begin(Run::resume(run_id, plan, from, now));
         // Probes already back (they reconnected before the run was resumed) rejoin now.
         let back: Vec<(NodeId, ConnId, u64)> = self
             .probes
@@ -155,12 +161,18 @@ impl Coordinator {
 
     /// The telemetry batch `seq` of `node` is stored: acknowledge it to the probe.
     pub fn telemetry_stored(&mut self, node: &NodeId, seq: u64) {
-        self.flow.stored(node, seq, &mut self.out);
+        self.flow.settled(node, seq, &mut self.out);
         if let Some((conn, _)) = self.probes.get(node) {
             self.out
                 .transmits
                 .push_back((*conn, CoordinatorMessage::Ack { seq }));
         }
+    }
+
+    /// The store refused the telemetry batch `seq` of `node` (the recorder noted why in the run's
+    /// events): it no longer waits for the store. It is not acknowledged, so the probe keeps it.
+    pub fn telemetry_refused(&mut self, node: &NodeId, seq: u64) {
+        self.flow.settled(node, seq, &mut self.out);
     }
 
     fn try_start_run(&mut self, now: i64) {
@@ -182,16 +194,16 @@ impl Coordinator {
             })
             .collect();
         run.try_start(&registered, now, &mut self.out);
-        let members = run
-            .phases()
-            .iter()
-            .filter_map(|p| p.start.fabric.as_ref().map(|f| f.members.len()))
-            .max()
-            .unwrap_or(0);
-        self.frame_limit = self
-            .frame_limit
-            .max(crate::limits::probe_frame_limit(members));
         if !run.is_waiting() {
+            let members = run
+                .phases()
+                .iter()
+                .filter_map(|p| p.start.fabric.as_ref().map(|f| f.members.len()))
+                .max()
+                .unwrap_or(0);
+            self.frame_limit = self
+                .frame_limit
+                .max(crate::limits::probe_frame_limit(members));
             for n in run.participants() {
                 if let Some((_, r)) = self.probes.get(n) {
                     self.run_instances.insert(n.clone(), r.instance_id);
@@ -565,9 +577,11 @@ impl Coordinator {
     }
 }
 
-/// Readings in a batch (samples, node-power readings and gaps), what the telemetry budget counts.
+/// Readings in a batch (samples, node-power readings and gaps), what the telemetry budget counts;
+/// at least 1, so that a flood of empty batches, each a record for the store, is held back too.
 fn batch_size(batch: &hallmark_protocol::TelemetryBatch) -> u64 {
     (batch.samples.len() as u64)
         .saturating_add(batch.node_power_w.len() as u64)
         .saturating_add(batch.gaps.len() as u64)
+        .max(1)
 }

@@ -63,17 +63,28 @@ pub enum Record {
 #[error("{0}")]
 pub struct RecordError(pub String);
 
+/// What one call of a [`Recorder`] did with the telemetry batches it was given, each as
+/// (node, seq).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Batches now stored, to be acknowledged — a replayed batch that was already stored counts
+    /// as stored.
+    pub stored: Vec<(NodeId, u64)>,
+    /// Batches the store refused (the recorder notes why in the run's events): never
+    /// acknowledged, and no longer waiting for the store.
+    pub refused: Vec<(NodeId, u64)>,
+}
+
 /// Stores a run's records.
 pub trait Recorder: Send + 'static {
-    /// Stores `records` in order. Returns the telemetry batches now stored, as (node, seq), to be
-    /// acknowledged — a replayed batch that was already stored counts as stored.
-    fn record(&mut self, records: Vec<Record>) -> Result<Vec<(NodeId, u64)>, RecordError>;
+    /// Stores `records` in order, and says which telemetry batches were stored or refused.
+    fn record(&mut self, records: Vec<Record>) -> Result<Written, RecordError>;
 }
 
 /// What the writer thread tells the core task.
 #[derive(Debug)]
 pub(crate) enum Recorded {
-    Stored(Vec<(NodeId, u64)>),
+    Stored(Written),
     Failed(String),
 }
 
@@ -98,7 +109,7 @@ pub(crate) fn spawn_writer(
                     }
                 }
                 let report = match recorder.record(batch) {
-                    Ok(acks) => Recorded::Stored(acks),
+                    Ok(written) => Recorded::Stored(written),
                     Err(e) => {
                         error!("storing run data failed: {e}");
                         Recorded::Failed(e.to_string())

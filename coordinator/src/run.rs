@@ -7,16 +7,18 @@
 //! and starts it through its own clock offset at the same coordinator instant. During a run every
 //! participant gets a Heartbeat every [`HEARTBEAT_NS`], which feeds its dead-man interlock.
 
+mod nccl;
 mod reports;
 mod resume;
 
 pub use resume::{ResumeFrom, ResumeNode, COLLECT_NS, COLLECT_QUIET_NS};
 
-use crate::fabric::{assign, order_for, Candidate, NcclOutcome, NcclWaits};
+use crate::fabric::{assign, order_for, Candidate, NcclWaits};
 use crate::machine::{ConnId, Event, Outputs};
-use crate::validate::{check_batch, check_fabric, sent_phase};
+use crate::validate::{check_batch, check_fabric, instants, sent_phase};
 use hallmark_protocol::plan::{ExpectedNodes, Plan};
 use hallmark_protocol::{CoordinatorMessage, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
+use nccl::apply_nccl;
 use std::collections::BTreeMap;
 
 /// First phase starts this long after the run is scheduled.
@@ -62,19 +64,36 @@ struct Participant {
     rack: String,
     /// Devices it registered: bounds its telemetry batches.
     devices: usize,
-    /// Next telemetry sequence number expected, and the last sample instant seen.
-    next_seq: u64,
-    /// Whether `next_seq` is known: a probe numbers its batches for its whole life, so in a new
-    /// run its first batch sets where the run's sequence starts.
-    seq_known: bool,
+    /// Next telemetry sequence number expected (`None` until known: a probe numbers its batches
+    /// for its whole life, so in a new run its first batch sets where the run's sequence starts),
+    /// and the last sample instant seen.
+    next_seq: Option<u64>,
     last_t_ns: Option<i64>,
-    /// Latest node power, W, and its instant.
-    power: Option<(i64, f64)>,
+    /// Latest node power, W.
+    power: Option<f64>,
     reported: Vec<u32>,
     /// PhaseStarted and PhaseReport messages per phase, to bound repeats.
     repeats: BTreeMap<(u32, bool), u32>,
     /// Why it is lost, while it is.
     lost: Option<String>,
+}
+
+impl Participant {
+    /// A participant on `conn` (`None`: not back yet) with `devices` devices, whose telemetry
+    /// sequence goes on from `next_seq`, before anything of it arrived.
+    fn new(conn: Option<ConnId>, rack: String, devices: usize, next_seq: Option<u64>) -> Self {
+        Participant {
+            conn,
+            rack,
+            devices,
+            next_seq,
+            last_t_ns: None,
+            power: None,
+            reported: Vec::new(),
+            repeats: BTreeMap::new(),
+            lost: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +192,7 @@ impl Run {
         let mut racks = BTreeMap::new();
         for p in self.participants.values() {
             let entry = racks.entry(p.rack.clone()).or_insert(0.0);
-            if let Some((_, w)) = p.power {
+            if let Some(w) = p.power {
                 *entry += w / 1000.0;
             }
         }
@@ -217,7 +236,7 @@ impl Run {
             return;
         };
         // A plan that names its nodes runs only those: a registered stranger is not a participant
-        // (and gets no fabric session key).
+        // (and gets no fabric key).
         let named: Option<std::collections::BTreeSet<&NodeId>> = match &self.plan.expect.nodes {
             ExpectedNodes::Count(_) => None,
             ExpectedNodes::Racks(racks) => Some(racks.values().flatten().collect()),
@@ -266,18 +285,7 @@ impl Run {
         for c in &ready {
             self.participants.insert(
                 c.node.clone(),
-                Participant {
-                    conn: Some(c.conn),
-                    rack: c.rack.clone(),
-                    devices: c.devices,
-                    next_seq: 0,
-                    seq_known: false,
-                    last_t_ns: None,
-                    power: None,
-                    reported: Vec::new(),
-                    repeats: BTreeMap::new(),
-                    lost: None,
-                },
+                Participant::new(Some(c.conn), c.rack.clone(), c.devices, None),
             );
         }
         let mut at = now + START_LEAD_NS;
@@ -361,12 +369,10 @@ impl Run {
             }
             let phase_id = p.start.phase_id;
             if let Some(outcome) = self.nccl.due(phase_id) {
-                let name = p.start.name.clone();
                 apply_nccl(
                     &mut self.phases,
                     &mut self.shortfalls,
                     phase_id,
-                    &name,
                     outcome,
                     out,
                 );
@@ -547,62 +553,6 @@ impl Run {
                 at_ns: now,
                 reason: reason.to_string(),
             });
-        }
-    }
-
-    /// The first member of an NCCL collective phase sent its unique id (or why it has none).
-    pub fn on_fabric_prepared(
-        &mut self,
-        node: &NodeId,
-        phase_id: u32,
-        id: Result<Vec<u8>, String>,
-        out: &mut Outputs,
-    ) {
-        let Some(outcome) = self.nccl.answer(node, phase_id, id) else {
-            return;
-        };
-        let name = self
-            .phases
-            .get(phase_id as usize)
-            .map_or_else(|| phase_id.to_string(), |p| p.start.name.clone());
-        apply_nccl(
-            &mut self.phases,
-            &mut self.shortfalls,
-            phase_id,
-            &name,
-            outcome,
-            out,
-        );
-    }
-}
-
-/// Puts a phase's NCCL outcome into its order: the setup, or the fallback to the data plane with
-/// the reason (an event; a shortfall too where the plan required NCCL).
-fn apply_nccl(
-    phases: &mut [ScheduledPhase],
-    shortfalls: &mut Vec<String>,
-    phase_id: u32,
-    name: &str,
-    outcome: NcclOutcome,
-    out: &mut Outputs,
-) {
-    let Some(f) = phases
-        .get_mut(phase_id as usize)
-        .and_then(|p| p.start.fabric.as_mut())
-    else {
-        return;
-    };
-    match outcome {
-        NcclOutcome::Ready(setup) => f.nccl = Some(setup),
-        NcclOutcome::Fallback { why, required } => {
-            f.nccl = None;
-            let message = format!(
-                "collective phase {name}: {why}; its collectives run over the data plane instead"
-            );
-            if required {
-                shortfalls.push(message.clone());
-            }
-            out.events.push_back(Event::RunNote { message });
         }
     }
 }

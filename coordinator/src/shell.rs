@@ -209,10 +209,13 @@ impl Core {
 
     fn recorded(&mut self, r: Recorded) {
         match r {
-            Recorded::Stored(acks) => {
-                self.batches_stored += acks.len() as u64;
-                for (node, seq) in acks {
+            Recorded::Stored(written) => {
+                self.batches_stored += written.stored.len() as u64;
+                for (node, seq) in written.stored {
                     self.machine.telemetry_stored(&node, seq);
+                }
+                for (node, seq) in written.refused {
+                    self.machine.telemetry_refused(&node, seq);
                 }
             }
             Recorded::Failed(e) => {

@@ -5,10 +5,11 @@
 //!
 //! A record the store refuses (a value it cannot hold, a node or phase it does not know: one
 //! probe's doing) is left out and said so in the run's events; the records around it, other nodes'
-//! telemetry and their acknowledgements go on. Only an I/O or SQL failure fails the call, which
-//! aborts the run rather than lose measurements silently.
+//! telemetry and their acknowledgements go on. A refused telemetry batch is returned as refused,
+//! so that it stops counting against its node's telemetry budget. Only an I/O or SQL failure fails
+//! the call, which aborts the run rather than lose measurements silently.
 
-use crate::record::{Record, RecordError, Recorder};
+use crate::record::{Record, RecordError, Recorder, Written};
 use crate::run::Outcome;
 use hallmark_protocol::{NodeId, TelemetryBatch};
 use hallmark_results::{event_kind, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
@@ -28,7 +29,7 @@ impl StoreRecorder {
     fn flush(
         &mut self,
         telemetry: &mut Vec<(NodeId, TelemetryBatch, i64)>,
-        acks: &mut Vec<(NodeId, u64)>,
+        written: &mut Written,
     ) -> Result<(), StoreError> {
         if telemetry.is_empty() {
             return Ok(());
@@ -37,7 +38,9 @@ impl StoreRecorder {
             telemetry.iter().map(|(n, b, t)| (n, b, *t)).collect();
         match self.store.insert_batches(&self.run, &refs) {
             Ok(_) => {
-                acks.extend(telemetry.drain(..).map(|(n, b, _)| (n, b.seq)));
+                written
+                    .stored
+                    .extend(telemetry.drain(..).map(|(n, b, _)| (n, b.seq)));
                 return Ok(());
             }
             Err(e) if !refused(&e) => return Err(e),
@@ -46,12 +49,15 @@ impl StoreRecorder {
         // One batch spoilt the transaction: store them one by one, leaving out the refused.
         for (node, batch, at) in telemetry.drain(..) {
             match self.store.insert_batches(&self.run, &[(&node, &batch, at)]) {
-                Ok(_) => acks.push((node, batch.seq)),
-                Err(e) if refused(&e) => self.note_refused(
-                    at,
-                    &node,
-                    &format!("telemetry batch {} refused by the store: {e}", batch.seq),
-                )?,
+                Ok(_) => written.stored.push((node, batch.seq)),
+                Err(e) if refused(&e) => {
+                    self.note_refused(
+                        at,
+                        &node,
+                        &format!("telemetry batch {} refused by the store: {e}", batch.seq),
+                    )?;
+                    written.refused.push((node, batch.seq));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -74,8 +80,8 @@ impl StoreRecorder {
         }
     }
 
-    fn write(&mut self, records: Vec<Record>) -> Result<Vec<(NodeId, u64)>, StoreError> {
-        let mut acks = Vec::new();
+    fn write(&mut self, records: Vec<Record>) -> Result<Written, StoreError> {
+        let mut written = Written::default();
         let mut telemetry = Vec::new();
         for r in records {
             if let Record::Telemetry {
@@ -88,7 +94,7 @@ impl StoreRecorder {
                 continue;
             }
             // Keep the order: telemetry before the record that follows it.
-            self.flush(&mut telemetry, &mut acks)?;
+            self.flush(&mut telemetry, &mut written)?;
             let (node, at_ns) = about(&r);
             let what = kind(&r);
             match self.write_one(r) {
@@ -103,8 +109,8 @@ impl StoreRecorder {
                 other => other?,
             }
         }
-        self.flush(&mut telemetry, &mut acks)?;
-        Ok(acks)
+        self.flush(&mut telemetry, &mut written)?;
+        Ok(written)
     }
 
     fn write_one(&mut self, r: Record) -> Result<(), StoreError> {
@@ -250,7 +256,7 @@ fn kind(r: &Record) -> &'static str {
 }
 
 impl Recorder for StoreRecorder {
-    fn record(&mut self, records: Vec<Record>) -> Result<Vec<(NodeId, u64)>, RecordError> {
+    fn record(&mut self, records: Vec<Record>) -> Result<Written, RecordError> {
         self.write(records).map_err(|e| RecordError(e.to_string()))
     }
 }

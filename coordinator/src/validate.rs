@@ -33,6 +33,20 @@ pub(crate) fn sent_phase(
     Ok(&p.start)
 }
 
+/// The earliest and latest instants of a batch's samples and node-power readings (`None`: it has
+/// neither).
+pub(crate) fn instants(batch: &TelemetryBatch) -> Option<(i64, i64)> {
+    batch
+        .samples
+        .iter()
+        .map(|s| s.t_ns)
+        .chain(batch.node_power_w.iter().map(|(t, _)| *t))
+        .fold(None, |span, t| match span {
+            None => Some((t, t)),
+            Some((lo, hi)) => Some((t.min(lo), t.max(hi))),
+        })
+}
+
 /// Checks a telemetry batch of a node with `devices` devices against the run's rate and the
 /// node's sequence so far (`next_seq`, `last_t_ns`).
 pub(crate) fn check_batch(
@@ -66,13 +80,7 @@ pub(crate) fn check_batch(
         ));
     }
     check_gaps(batch, sample_hz)?;
-    let first = batch
-        .samples
-        .iter()
-        .map(|s| s.t_ns)
-        .chain(batch.node_power_w.iter().map(|(t, _)| *t))
-        .min();
-    if let (Some(first), Some(last)) = (first, last_t_ns) {
+    if let (Some((first, _)), Some(last)) = (instants(batch), last_t_ns) {
         if batch.seq > next_seq && first < last {
             return Err(format!(
                 "telemetry batch {} skips to after batch {} but its samples start at {first} ns, \

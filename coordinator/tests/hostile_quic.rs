@@ -4,15 +4,15 @@
 //! Each attack fails: the connection is closed or refused with one log line, or held back, and the
 //! honest probes beside it keep their heartbeats.
 
+mod common;
+
+use common::{batch, hello};
 use hallmark_coordinator::limits::MAX_PROBE_FRAME;
 use hallmark_coordinator::machine::close_code;
-use hallmark_coordinator::record::{Record, RecordError, Recorder};
+use hallmark_coordinator::record::{Record, RecordError, Recorder, Written};
 use hallmark_coordinator::{CoordinatorConfig, ServerHandle, ServerOptions};
 use hallmark_protocol::plan::parse_plan;
-use hallmark_protocol::{
-    ClockPong, CoordinatorMessage, DeviceInfo, DeviceKind, Hello, Labels, NodeId, ProbeMessage,
-    Sample, TelemetryBatch, PROTOCOL_VERSION,
-};
+use hallmark_protocol::{ClockPong, CoordinatorMessage, NodeId, ProbeMessage};
 use hallmark_transport::framed::{FramedRecv, FramedSend};
 use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::{self, Identity, TransportOptions};
@@ -95,37 +95,6 @@ async fn dial(id: &Identity, server: &ServerHandle) -> (quinn::Endpoint, quinn::
     .expect("handshake in time")
     .expect("handshake");
     (ep, conn)
-}
-
-fn hello(node: &str, devices: u16) -> ProbeMessage {
-    ProbeMessage::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        node_id: NodeId::new(node).unwrap(),
-        labels: Labels {
-            hall: "h".into(),
-            row: "r".into(),
-            rack: "k".into(),
-        },
-        inventory: (0..devices)
-            .map(|i| DeviceInfo {
-                index: i,
-                kind: DeviceKind::SimulatedGpu,
-                model: "sim".into(),
-                uuid: format!("{node}-{i}"),
-                serial: None,
-                memory_bytes: None,
-                power_limit_w: None,
-                idle_power_w: None,
-                slowdown_temp_c: None,
-                shutdown_temp_c: None,
-                max_operating_temp_c: None,
-            })
-            .collect(),
-        backend: "sim".into(),
-        hallmark_version: "0".into(),
-        instance_id: 1,
-        data_plane: None,
-    })
 }
 
 /// How the connection ended, if it did within `wait`.
@@ -230,7 +199,9 @@ async fn extra_streams_cannot_be_opened() {
     let (_ep, conn) = dial(&pki.node("streams-c"), &server).await;
     let (send, recv) = conn.open_bi().await.unwrap();
     let (mut send, mut recv) = (FramedSend::new(send), FramedRecv::new(recv));
-    send.send(&hello("streams-c", 1)).await.unwrap();
+    send.send(&ProbeMessage::Hello(hello("streams-c", "k", 1)))
+        .await
+        .unwrap();
     let first: CoordinatorMessage = timeout(Duration::from_secs(5), recv.recv())
         .await
         .unwrap()
@@ -261,7 +232,9 @@ async fn a_frame_over_the_limit_is_a_protocol_error() {
     let (_ep, conn) = dial(&pki.node("big-d"), &server).await;
     let (send, _recv) = conn.open_bi().await.unwrap();
     let mut send = FramedSend::new(send);
-    send.send(&hello("big-d", 1)).await.unwrap();
+    send.send(&ProbeMessage::Hello(hello("big-d", "k", 1)))
+        .await
+        .unwrap();
     let len = u32::try_from(MAX_PROBE_FRAME + 1).unwrap();
     send.send_raw(&len.to_be_bytes()).await.unwrap();
     let end = ended(&conn, Duration::from_secs(5)).await;
@@ -278,15 +251,15 @@ async fn a_frame_over_the_limit_is_a_protocol_error() {
 struct SlowStore;
 
 impl Recorder for SlowStore {
-    fn record(&mut self, records: Vec<Record>) -> Result<Vec<(NodeId, u64)>, RecordError> {
-        let mut acks = Vec::new();
+    fn record(&mut self, records: Vec<Record>) -> Result<Written, RecordError> {
+        let mut written = Written::default();
         for r in records {
             if let Record::Telemetry { node_id, batch, .. } = r {
                 std::thread::sleep(Duration::from_millis(100));
-                acks.push((node_id, batch.seq));
+                written.stored.push((node_id, batch.seq));
             }
         }
-        Ok(acks)
+        Ok(written)
     }
 }
 
@@ -297,7 +270,9 @@ async fn honest(id: Identity, server_addr: std::net::SocketAddr, beats: Arc<Mute
     let conn = ep.connect(server_addr, "localhost").unwrap().await.unwrap();
     let (send, recv) = conn.open_bi().await.unwrap();
     let (mut send, mut recv) = (FramedSend::new(send), FramedRecv::new(recv));
-    send.send(&hello("honest-e", 1)).await.unwrap();
+    send.send(&ProbeMessage::Hello(hello("honest-e", "k", 1)))
+        .await
+        .unwrap();
     while let Ok(Some(msg)) = recv.recv::<CoordinatorMessage>().await {
         match msg {
             CoordinatorMessage::ClockPing(p) => {
@@ -313,30 +288,6 @@ async fn honest(id: Identity, server_addr: std::net::SocketAddr, beats: Arc<Mute
             CoordinatorMessage::Heartbeat { .. } => beats.lock().unwrap().push(Instant::now()),
             _ => {}
         }
-    }
-}
-
-fn big_batch(seq: u64, t: i64) -> TelemetryBatch {
-    let ticks = 101;
-    TelemetryBatch {
-        gaps: Vec::new(),
-        seq,
-        node_power_w: (0..ticks).map(|k| (t + k * 10_000_000, 900.0)).collect(),
-        samples: (0..ticks)
-            .flat_map(|k| {
-                (0..64u16).map(move |d| Sample {
-                    t_ns: t + k * 10_000_000,
-                    device: d,
-                    power_w: Some(300.0),
-                    energy_j: Some(1.0),
-                    gpu_temp_c: Some(50.0),
-                    mem_temp_c: Some(40.0),
-                    sm_clock_mhz: Some(1900),
-                    util_pct: Some(100.0),
-                    throttle_reasons: 0,
-                })
-            })
-            .collect(),
     }
 }
 
@@ -363,7 +314,9 @@ async fn a_telemetry_flood_is_held_back_and_heartbeats_keep_flowing() {
     let (_ep, conn) = dial(&pki.node("flood-e"), &server).await;
     let (send, recv) = conn.open_bi().await.unwrap();
     let (mut send, mut recv) = (FramedSend::new(send), FramedRecv::new(recv));
-    send.send(&hello("flood-e", 64)).await.unwrap();
+    send.send(&ProbeMessage::Hello(hello("flood-e", "k", 64)))
+        .await
+        .unwrap();
     server
         .start_run(
             "flood".into(),
@@ -408,7 +361,8 @@ async fn a_telemetry_flood_is_held_back_and_heartbeats_keep_flowing() {
     let mut written = 0u64;
     let flood = async {
         for seq in 0..200u64 {
-            let b = big_batch(seq, t0 + seq as i64 * 1_000_000_000);
+            // 64 devices at 100 Hz: the widest batch a node may send.
+            let b = batch(seq, t0 + seq as i64 * 1_000_000_000, 64, 101, 10_000_000);
             send.send(&ProbeMessage::Telemetry(b)).await.unwrap();
             written += 1;
         }

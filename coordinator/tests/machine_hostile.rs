@@ -1,266 +1,20 @@
 //! The coordinator's state machine against a hostile or broken probe that holds a valid node
 //! certificate (sans-IO, simulated clock): a bad frame mid-run, a stalled connection that never
-//! says Hello, reports that do not fit the run, a flood of telemetry, a stranger in a plan that
-//! names its nodes. Each is refused, recorded as that probe's protocol error (the probe is marked
-//! lost at once with it), and nobody else is affected.
+//! says Hello, reports that do not fit the run, floods of reports and errors, a stranger in a plan
+//! that names its nodes. Each is refused, recorded as that probe's protocol error (the probe is
+//! marked lost at once with it), and nobody else is affected; a flood of telemetry is held back.
+//! More on back-pressure: `machine_flow.rs`.
 
+mod common;
+
+use common::node;
+use common::sim::*;
 use hallmark_coordinator::machine::{close_code, ConnId};
-use hallmark_coordinator::run::{Outcome, REPORT_GRACE_NS};
-use hallmark_coordinator::{Coordinator, CoordinatorConfig, Event};
+use hallmark_coordinator::run::{Outcome, ABORT_GRACE_NS, REPORT_GRACE_NS};
+use hallmark_coordinator::{CoordinatorConfig, Event};
 use hallmark_protocol::fabric::{CollectiveAlgorithm, CollectiveOp, CollectiveResult};
 use hallmark_protocol::plan::parse_plan;
-use hallmark_protocol::{
-    ClockPong, CoordinatorMessage, DataPlaneAddr, DeviceInfo, DeviceKind, FabricReport, Hello,
-    Labels, LatencyPair, NodeId, PhaseReport, PhaseStart, ProbeMessage, Sample, TelemetryBatch,
-    PROTOCOL_VERSION,
-};
-
-const T0: i64 = 1_700_000_000_000_000_000;
-const MS: i64 = 1_000_000;
-
-const PLAN: &str = r#"
-name = "hostile"
-sample_hz = 10
-[expect]
-nodes = 2
-timeout_s = 10
-[[phase]]
-name = "burn"
-workload = "burn"
-duration_s = 2
-pattern = { kind = "steady", level = 1.0 }
-[[phase]]
-name = "mesh"
-duration_s = 2
-workload = { kind = "latency" }
-[[phase]]
-name = "reduce"
-duration_s = 2
-workload = { kind = "collective", ops = ["all-reduce"], max_size = "1MiB", transport = "data-plane" }
-"#;
-
-struct Sim {
-    c: Coordinator,
-    now: i64,
-    /// Messages the coordinator sent, per connection, and connections it closed.
-    sent: Vec<(ConnId, CoordinatorMessage)>,
-    closed: Vec<(ConnId, u32, String)>,
-    events: Vec<Event>,
-    phases: Vec<PhaseStart>,
-}
-
-fn node(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
-}
-
-fn hello(id: &str, rack: &str, port: u16) -> Hello {
-    Hello {
-        protocol_version: PROTOCOL_VERSION,
-        node_id: node(id),
-        labels: Labels {
-            hall: "h".into(),
-            row: "r".into(),
-            rack: rack.into(),
-        },
-        inventory: (0..2)
-            .map(|i| DeviceInfo {
-                index: i,
-                kind: DeviceKind::SimulatedGpu,
-                model: "sim".into(),
-                uuid: format!("{id}-{i}"),
-                serial: None,
-                memory_bytes: None,
-                power_limit_w: Some(700.0),
-                idle_power_w: None,
-                slowdown_temp_c: None,
-                shutdown_temp_c: None,
-                max_operating_temp_c: None,
-            })
-            .collect(),
-        backend: "sim".into(),
-        hallmark_version: "0".into(),
-        instance_id: u64::from(port),
-        data_plane: Some(DataPlaneAddr {
-            ip: Some("127.0.0.1".parse().unwrap()),
-            port,
-        }),
-    }
-}
-
-impl Sim {
-    fn new(config: CoordinatorConfig) -> Self {
-        Sim {
-            c: Coordinator::new(config),
-            now: T0,
-            sent: Vec::new(),
-            closed: Vec::new(),
-            events: Vec::new(),
-            phases: Vec::new(),
-        }
-    }
-
-    /// Drains the machine; answers clock pings at once (clocks in step).
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut any = false;
-            while let Some((conn, msg)) = self.c.poll_transmit() {
-                any = true;
-                if let CoordinatorMessage::ClockPing(p) = &msg {
-                    let pong = ProbeMessage::ClockPong(ClockPong {
-                        seq: p.seq,
-                        t1: p.t1,
-                        t2: self.now,
-                        t3: self.now,
-                    });
-                    self.c.on_message(conn, pong, self.now);
-                }
-                self.sent.push((conn, msg));
-            }
-            while let Some((conn, close)) = self.c.poll_close() {
-                any = true;
-                self.closed.push((conn, close.code, close.reason));
-            }
-            while let Some(ev) = self.c.poll_event() {
-                any = true;
-                if let Event::RunStarted { phases, .. } = &ev {
-                    self.phases = phases.clone();
-                }
-                self.events.push(ev);
-            }
-            if !any {
-                return;
-            }
-        }
-        panic!("the machine never went quiet");
-    }
-
-    /// Advances the clock by `dt`, running every timer due on the way.
-    fn advance(&mut self, dt: i64) {
-        let end = self.now + dt;
-        for _ in 0..100_000 {
-            let next = self.c.poll_timeout().unwrap_or(end).clamp(self.now, end);
-            self.now = next;
-            self.c.handle_timeout(self.now);
-            self.pump();
-            if self.now >= end {
-                return;
-            }
-        }
-        panic!("timers never reached the end");
-    }
-
-    fn connect(&mut self, conn: ConnId, h: Hello) {
-        self.c.on_connected(
-            conn,
-            h.node_id.clone(),
-            format!("127.0.0.1:{}", 1000 + conn % 60000),
-            self.now,
-        );
-        self.c.on_message(conn, ProbeMessage::Hello(h), self.now);
-        self.pump();
-    }
-
-    fn send(&mut self, conn: ConnId, msg: ProbeMessage) {
-        self.c.on_message(conn, msg, self.now);
-        self.pump();
-    }
-
-    /// Two probes (conns 1 and 2, nodes a and b) in a run of [`PLAN`], advanced until every
-    /// phase has been sent.
-    fn running() -> Sim {
-        let mut sim = Sim::new(CoordinatorConfig::default());
-        sim.connect(1, hello("a", "k1", 7001));
-        sim.connect(2, hello("b", "k1", 7002));
-        sim.advance(100 * MS);
-        sim.c.start_run(
-            "run".into(),
-            parse_plan(PLAN, "hostile.toml").unwrap(),
-            sim.now,
-        );
-        sim.pump();
-        sim.advance(100 * MS);
-        assert_eq!(sim.phases.len(), 3, "the run started: {:?}", sim.events);
-        let last_sent = sim.phases[2].start_at_ns - 1500 * MS;
-        sim.advance(last_sent - sim.now + MS);
-        sim
-    }
-
-    fn end_ns(&self) -> i64 {
-        let p = self.phases.last().unwrap();
-        p.start_at_ns + p.duration_ms as i64 * MS
-    }
-
-    fn lost(&self, id: &str) -> Vec<(i64, String)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::ProbeLost {
-                    node_id,
-                    at_ns,
-                    reason,
-                } if node_id.as_str() == id => Some((*at_ns, reason.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn acks(&self, conn: ConnId) -> Vec<u64> {
-        self.sent
-            .iter()
-            .filter_map(|(c, m)| match m {
-                CoordinatorMessage::Ack { seq } if *c == conn => Some(*seq),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn stored(&self, id: &str) -> Vec<u64> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Telemetry { node_id, batch, .. } if node_id.as_str() == id => {
-                    Some(batch.seq)
-                }
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-fn batch(seq: u64, t: i64, devices: u16, ticks: usize) -> TelemetryBatch {
-    TelemetryBatch {
-        gaps: Vec::new(),
-        seq,
-        node_power_w: (0..ticks)
-            .map(|k| (t + k as i64 * 100 * MS, 900.0))
-            .collect(),
-        samples: (0..ticks)
-            .flat_map(|k| {
-                (0..devices).map(move |d| Sample {
-                    t_ns: t + k as i64 * 100 * MS,
-                    device: d,
-                    power_w: Some(300.0),
-                    energy_j: None,
-                    gpu_temp_c: Some(50.0),
-                    mem_temp_c: None,
-                    sm_clock_mhz: None,
-                    util_pct: None,
-                    throttle_reasons: 0,
-                })
-            })
-            .collect(),
-    }
-}
-
-fn report(phase_id: u32, at: i64, fabric: Option<FabricReport>) -> ProbeMessage {
-    ProbeMessage::PhaseReport(PhaseReport {
-        phase_id,
-        ended_at_ns: at,
-        stopped_early: None,
-        devices: Vec::new(),
-        fabric,
-    })
-}
+use hallmark_protocol::{CoordinatorMessage, FabricReport, LatencyPair, PhaseReport, ProbeMessage};
 
 /// 14.3: a bad frame mid-run marks the probe lost at once with the protocol error as the reason,
 /// and the run ends when the others have reported, not after the report grace.
@@ -468,38 +222,7 @@ fn each_bad_report_is_that_probes_protocol_error_and_nobody_elses() {
 /// catches up; the other probe's heartbeats keep flowing meanwhile.
 #[test]
 fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
-    let config = CoordinatorConfig {
-        telemetry_budget: 200,
-        ..CoordinatorConfig::default()
-    };
-    let mut sim = Sim::new(config);
-    sim.connect(1, hello("a", "k1", 7001));
-    sim.connect(2, hello("b", "k1", 7002));
-    sim.advance(100 * MS);
-    sim.c.start_run(
-        "run".into(),
-        parse_plan(PLAN, "hostile.toml").unwrap(),
-        sim.now,
-    );
-    sim.advance(2100 * MS);
-    let t = sim.now;
-    let mut reads = Vec::new();
-    // Each batch is 2 devices × 10 ticks + 10 readings = 30: the 7th passes the budget of 200.
-    for seq in 0..7 {
-        sim.send(
-            1,
-            ProbeMessage::Telemetry(batch(seq, t + seq as i64 * 1000 * MS, 2, 10)),
-        );
-        while let Some(r) = sim.c.poll_read() {
-            reads.push((seq, r));
-        }
-    }
-    assert_eq!(
-        reads,
-        vec![(6, (1, false))],
-        "reading a stops once, past its budget"
-    );
-    assert_eq!(sim.c.unstored_telemetry_of(&node("a")), 210);
+    let (mut sim, t) = Sim::flooded();
     let before = sim.sent.len();
     sim.advance(1000 * MS);
     let beats_b = sim.sent[before..]
@@ -541,6 +264,57 @@ fn a_flood_of_unstored_telemetry_stops_reading_that_probe_only() {
     assert_eq!(sim.c.unstored_telemetry(), 0);
 }
 
+/// Two probes in a run of [`PLAN`] with `limits`, its first phase running.
+fn limited(limits: &str) -> Sim {
+    let plan = format!("{PLAN}\n[limits]\n{limits}\n");
+    Sim::in_first_phase(CoordinatorConfig::default(), &plan)
+}
+
+fn aborted(sim: &Sim) -> Option<String> {
+    sim.events.iter().find_map(|e| match e {
+        Event::RunFinished { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+/// A broken sensor's NaN (no reading, as the store keeps it) hides neither a hot device beside it
+/// nor its rack's load, and its infinity trips no limit.
+#[test]
+fn readings_that_are_not_numbers_neither_hide_nor_trip_a_limit() {
+    // A NaN device temperature after a hot one in the same batch.
+    let mut sim = limited("max_gpu_temp_c = 90");
+    let t = sim.now;
+    let mut b = batch(0, t, 2, 1);
+    b.samples[0].gpu_temp_c = Some(95.0);
+    b.samples[1].gpu_temp_c = Some(f32::NAN);
+    sim.send(1, ProbeMessage::Telemetry(b));
+    sim.advance(ABORT_GRACE_NS + 10 * MS);
+    let reason = aborted(&sim).expect("the hot device stops the run");
+    assert!(
+        reason.contains("device 0 of node a reached 95.0 °C"),
+        "{reason}"
+    );
+    // A node's latest power a NaN: its rack still counts the reading before it.
+    let mut sim = limited("max_rack_kw = 1.5");
+    let t = sim.now;
+    sim.send(2, ProbeMessage::Telemetry(batch(0, t, 2, 1)));
+    let mut b = batch(0, t, 2, 2);
+    b.node_power_w[1].1 = f32::NAN;
+    sim.send(1, ProbeMessage::Telemetry(b));
+    sim.advance(ABORT_GRACE_NS + 10 * MS);
+    let reason = aborted(&sim).expect("the rack's load stops the run");
+    assert!(reason.contains("rack k1 drew 1.8 kW"), "{reason}");
+    // Infinite readings are no readings: the run goes on.
+    let mut sim = limited("max_gpu_temp_c = 90\nmax_node_kw = 5\nmax_rack_kw = 5");
+    let t = sim.now;
+    let mut b = batch(0, t, 2, 1);
+    b.samples[0].gpu_temp_c = Some(f32::INFINITY);
+    b.node_power_w[0].1 = f32::INFINITY;
+    sim.send(1, ProbeMessage::Telemetry(b));
+    sim.advance(ABORT_GRACE_NS + 10 * MS);
+    assert_eq!(aborted(&sim), None);
+}
+
 /// A Hello that lists more devices than a node may have is a protocol error.
 #[test]
 fn a_hello_with_too_many_devices_is_refused() {
@@ -556,7 +330,7 @@ fn a_hello_with_too_many_devices_is_refused() {
 }
 
 /// 15.1: a plan that names its nodes runs only those; a registered stranger is no participant and
-/// gets no phase and no fabric session key.
+/// gets no phase and no fabric key.
 #[test]
 fn a_stranger_is_not_in_a_plan_that_names_its_nodes() {
     let plan = PLAN.replace(
@@ -648,6 +422,63 @@ fn repeated_reports_and_error_floods_are_bounded() {
         .count();
     // Recorded once: a repeat (a probe re-sends its reports after every reconnect) is known.
     assert_eq!(reports, 1);
+}
+
+/// Why a probe says it stopped a phase early is cut to `MAX_ERROR_LEN` characters before it
+/// reaches the run's reason (a frame may carry megabytes of it).
+#[test]
+fn a_long_early_stop_is_cut_in_the_runs_reason() {
+    use hallmark_coordinator::machine::MAX_ERROR_LEN;
+    let mut sim = Sim::running();
+    let t = sim.now;
+    sim.send(
+        2,
+        ProbeMessage::PhaseReport(PhaseReport {
+            phase_id: 0,
+            ended_at_ns: t,
+            stopped_early: Some("x".repeat(100_000)),
+            devices: Vec::new(),
+            fabric: None,
+        }),
+    );
+    let end = sim.end_ns();
+    sim.advance(end + REPORT_GRACE_NS - sim.now + MS);
+    let reason = sim.events.iter().find_map(|e| match e {
+        Event::RunFinished { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = reason.expect("the run finished");
+    assert!(
+        reason.contains("node b ended phase burn early: xxx"),
+        "{reason}"
+    );
+    assert!(
+        reason.len() < MAX_ERROR_LEN + 1000,
+        "{} bytes",
+        reason.len()
+    );
+}
+
+/// A probe that keeps coming back as a new process during the run is recorded at most
+/// `MAX_PROBE_ERRORS` times, like its error reports.
+#[test]
+fn new_processes_coming_back_are_bounded_like_error_reports() {
+    use hallmark_coordinator::machine::MAX_PROBE_ERRORS;
+    let mut sim = Sim::running();
+    let mut conn = 2;
+    for i in 0..(MAX_PROBE_ERRORS + 50) {
+        sim.c.on_closed(conn, "restarted", sim.now);
+        conn = 1000 + ConnId::from(i);
+        let mut h = hello("b", "k1", 7002);
+        h.instance_id = 1_000_000 + u64::from(i);
+        sim.connect(conn, h);
+    }
+    let errors = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProbeError { node_id, .. } if node_id.as_str() == "b"))
+        .count();
+    assert_eq!(errors, MAX_PROBE_ERRORS as usize);
 }
 
 /// The probe frame limit grows with the largest fabric phase of a run (a latency pair per peer)

@@ -2,9 +2,12 @@
 //! other nodes' records and their acknowledgements go on, and the call does not fail (which would
 //! abort the run).
 
+mod common;
+
+use common::{batch, labels, node};
 use hallmark_coordinator::record::{Record, Recorder};
 use hallmark_coordinator::StoreRecorder;
-use hallmark_protocol::{Labels, NodeId, Sample, TelemetryBatch};
+use hallmark_protocol::NodeId;
 use hallmark_results::{NewRun, ProbeRow, Store};
 
 const T0: i64 = 1_700_000_000_000_000_000;
@@ -17,29 +20,10 @@ impl Drop for Dir {
     }
 }
 
-fn batch(seq: u64, t: i64) -> TelemetryBatch {
-    TelemetryBatch {
-        gaps: Vec::new(),
-        seq,
-        node_power_w: vec![(t, 1000.0)],
-        samples: vec![Sample {
-            t_ns: t,
-            device: 0,
-            power_w: Some(300.0),
-            energy_j: None,
-            gpu_temp_c: Some(50.0),
-            mem_temp_c: None,
-            sm_clock_mhz: None,
-            util_pct: None,
-            throttle_reasons: 0,
-        }],
-    }
-}
-
 fn telemetry(node: &NodeId, seq: u64) -> Record {
     Record::Telemetry {
         node_id: node.clone(),
-        batch: batch(seq, T0 + seq as i64 * 1_000_000_000),
+        batch: batch(seq, T0 + seq as i64 * 1_000_000_000, 1, 1, 0),
         received_at_ns: T0 + seq as i64 * 1_000_000_000,
     }
 }
@@ -59,15 +43,11 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
             sample_hz: 1.0,
         })
         .unwrap();
-    let (good, bad) = (NodeId::new("good").unwrap(), NodeId::new("bad").unwrap());
+    let (good, bad) = (node("good"), node("bad"));
     for n in [&good, &bad] {
         let row = ProbeRow {
             node_id: n.clone(),
-            labels: Labels {
-                hall: "h".into(),
-                row: "r".into(),
-                rack: "k".into(),
-            },
+            labels: labels("k"),
             backend: "sim".into(),
             hallmark_version: "0".into(),
             remote: None,
@@ -96,13 +76,15 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
         },
         telemetry(&good, 2),
     ];
-    let acks = rec
+    let written = rec
         .record(records)
         .expect("refused records must not fail the call (that aborts the run)");
     assert_eq!(
-        acks,
+        written.stored,
         vec![(good.clone(), 0), (good.clone(), 1), (good.clone(), 2)]
     );
+    // Said refused, so that it stops counting against bad's telemetry budget.
+    assert_eq!(written.refused, vec![(bad.clone(), u64::MAX - 1)]);
     let store = Store::open(&dir.0).unwrap();
     let s = store.run_summary(run.as_str()).unwrap();
     assert_eq!(s.samples_stored, 3, "good's three samples stored");

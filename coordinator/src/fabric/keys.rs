@@ -44,27 +44,12 @@ impl PhaseKey {
         a: usize,
         b: usize,
     ) -> Option<PairKey> {
-        let (lo, hi) = (a.min(b), a.max(b));
-        if lo == hi {
-            return None;
-        }
-        let (m_lo, m_hi) = (members.get(lo)?, members.get(hi)?);
-        let root = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
-        let mut ctx = ring::hmac::Context::with_key(&root);
-        ctx.update(PAIR_KEY_LABEL);
-        ctx.update(&[0]);
-        ctx.update(&phase_id.to_be_bytes());
-        for r in [lo, hi] {
-            ctx.update(&u32::try_from(r).ok()?.to_be_bytes());
-        }
-        for m in [m_lo, m_hi] {
-            let id = m.node_id.as_str().as_bytes();
-            ctx.update(&u16::try_from(id.len()).ok()?.to_be_bytes());
-            ctx.update(id);
-        }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        Some(PairKey(out))
+        derive(&self.root(), phase_id, members, a, b)
+    }
+
+    /// The HMAC key every pair key of the phase is derived with.
+    fn root(&self) -> ring::hmac::Key {
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0)
     }
 
     /// The keys member `rank` receives: one per other member, in rank order (n − 1 keys; none
@@ -73,16 +58,47 @@ impl PhaseKey {
         if rank >= members.len() {
             return Vec::new();
         }
+        let root = self.root();
         (0..members.len())
             .filter(|&peer| peer != rank)
             .filter_map(|peer| {
                 Some(PeerKey {
                     rank: u32::try_from(peer).ok()?,
-                    key: self.pair_key(phase_id, members, rank, peer)?,
+                    key: derive(&root, phase_id, members, rank, peer)?,
                 })
             })
             .collect()
     }
+}
+
+/// [`PhaseKey::pair_key`] with the phase's HMAC key made once.
+fn derive(
+    root: &ring::hmac::Key,
+    phase_id: u32,
+    members: &[FabricMember],
+    a: usize,
+    b: usize,
+) -> Option<PairKey> {
+    let (lo, hi) = (a.min(b), a.max(b));
+    if lo == hi {
+        return None;
+    }
+    let (m_lo, m_hi) = (members.get(lo)?, members.get(hi)?);
+    let mut ctx = ring::hmac::Context::with_key(root);
+    ctx.update(PAIR_KEY_LABEL);
+    ctx.update(&[0]);
+    ctx.update(&phase_id.to_be_bytes());
+    for r in [lo, hi] {
+        ctx.update(&u32::try_from(r).ok()?.to_be_bytes());
+    }
+    for m in [m_lo, m_hi] {
+        let id = m.node_id.as_str().as_bytes();
+        ctx.update(&u16::try_from(id.len()).ok()?.to_be_bytes());
+        ctx.update(id);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    Some(PairKey(out))
 }
 
 #[cfg(test)]

@@ -112,12 +112,13 @@ impl Coordinator {
                 Some(&i) if i == hello.instance_id => {
                     run.on_registered(&hello.node_id, conn, now, &mut self.out)
                 }
-                Some(_) => self.out.events.push_back(Event::ProbeError {
-                    node_id: hello.node_id.clone(),
-                    message: "came back as a new probe process during the run: its schedule and \
-                              telemetry started over, so it stays out of this run"
+                Some(_) => self.probe_error(
+                    hello.node_id.clone(),
+                    false,
+                    "came back as a new probe process during the run: its schedule and \
+                     telemetry started over, so it stays out of this run"
                         .into(),
-                }),
+                ),
                 None => {}
             }
         }

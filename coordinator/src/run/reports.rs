@@ -4,6 +4,7 @@
 //! sender's protocol error (`Err`), never a failure of the run.
 
 use super::*;
+use crate::machine::{truncate_chars, MAX_ERROR_LEN};
 
 impl Run {
     /// A participant started a phase at `at`; refused (Err: the probe's protocol error) for a
@@ -103,6 +104,9 @@ impl Run {
                 .phases
                 .get(report.phase_id as usize)
                 .map_or("?", |p| p.start.name.as_str());
+            // The probe's words go into the run's reason: as long as an error report may be.
+            let mut why = why.clone();
+            truncate_chars(&mut why, MAX_ERROR_LEN);
             self.shortfalls
                 .push(format!("node {node} ended phase {name} early: {why}"));
         }
@@ -130,26 +134,19 @@ impl Run {
         let Some(p) = self.participants.get_mut(node) else {
             return Ok(());
         };
-        if !p.seq_known {
-            // The probe's earlier batches belonged to earlier runs (or to none).
-            p.next_seq = batch.seq;
-            p.seq_known = true;
-        }
-        check_batch(&batch, p.devices, hz, p.next_seq, p.last_t_ns)?;
-        let first_t = batch
-            .samples
-            .iter()
-            .map(|s| s.t_ns)
-            .chain(batch.node_power_w.iter().map(|(t, _)| *t))
-            .min();
-        if batch.seq > p.next_seq {
+        // Unknown until now: the probe's earlier batches belonged to earlier runs (or to none).
+        let next_seq = *p.next_seq.get_or_insert(batch.seq);
+        check_batch(&batch, p.devices, hz, next_seq, p.last_t_ns)?;
+        let span = instants(&batch);
+        let first_t = span.map(|(first, _)| first);
+        if batch.seq > next_seq {
             out.events.push_back(Event::Gap {
                 node_id: node.clone(),
                 from_ns: p.last_t_ns.unwrap_or(first_t.unwrap_or(now)),
                 to_ns: first_t.unwrap_or(now),
                 reason: format!(
                     "telemetry batches {}..{} never arrived (the probe's replay buffer overflowed)",
-                    p.next_seq,
+                    next_seq,
                     batch.seq.saturating_sub(1)
                 ),
             });
@@ -158,16 +155,17 @@ impl Run {
                 &mut self.shortfalls_more,
                 format!(
                     "node {node}: telemetry batches {}..{} never arrived",
-                    p.next_seq,
+                    next_seq,
                     batch.seq.saturating_sub(1)
                 ),
             );
         }
-        if batch.seq >= p.next_seq && matches!(self.stage, Stage::Collecting { .. }) {
-            self.recovered.0 += 1;
-            self.recovered.1 += batch.samples.len() as u64;
-        }
-        if batch.seq >= p.next_seq {
+        if batch.seq >= next_seq {
+            if matches!(self.stage, Stage::Collecting { .. }) {
+                let (batches, samples) = &mut self.recovered;
+                *batches = batches.saturating_add(1);
+                *samples = samples.saturating_add(batch.samples.len() as u64);
+            }
             // Sampling instants the probe missed (late or failed ticks): gaps with the probe's
             // cause; a run with a sample missing is not complete.
             for g in &batch.gaps {
@@ -188,24 +186,29 @@ impl Run {
                     );
                 }
             }
-            p.next_seq = batch.seq.saturating_add(1);
-            if let Some(t) = batch
-                .samples
-                .iter()
-                .map(|s| s.t_ns)
-                .chain(batch.node_power_w.iter().map(|(t, _)| *t))
-                .max()
-            {
-                p.last_t_ns = Some(t);
+            p.next_seq = Some(batch.seq.saturating_add(1));
+            if let Some((_, last)) = span {
+                p.last_t_ns = Some(last);
             }
-            if let Some(&(t, w)) = batch.node_power_w.iter().max_by_key(|(t, _)| *t) {
-                p.power = Some((t, f64::from(w)));
+            if let Some(&(_, w)) = batch
+                .node_power_w
+                .iter()
+                .filter(|(_, w)| w.is_finite())
+                .max_by_key(|(t, _)| *t)
+            {
+                p.power = Some(f64::from(w));
             }
         }
+        // A reading that is not a finite number (a broken sensor's NaN or infinity) is no reading,
+        // as the store keeps it: it neither hides a hot device or a loaded rack nor trips a limit.
         let hottest = batch
             .samples
             .iter()
-            .filter_map(|s| s.gpu_temp_c.map(|t| (t, s.device)))
+            .filter_map(|s| {
+                s.gpu_temp_c
+                    .filter(|t| t.is_finite())
+                    .map(|t| (t, s.device))
+            })
             .fold(None, |acc: Option<(f32, u16)>, x| match acc {
                 Some(a) if a.0 >= x.0 => Some(a),
                 _ => Some(x),
@@ -213,6 +216,7 @@ impl Run {
         let node_kw = batch
             .node_power_w
             .iter()
+            .filter(|(_, w)| w.is_finite())
             .map(|(_, w)| f64::from(*w) / 1000.0)
             .fold(0.0, f64::max);
         out.events.push_back(Event::Telemetry {
@@ -256,7 +260,14 @@ impl Run {
             let Some(rack) = self.participants.get(node).map(|p| p.rack.clone()) else {
                 return;
             };
-            let kw = self.rack_power_kw().get(&rack).copied().unwrap_or(0.0);
+            // This rack's sum only (the same as `rack_power_kw` gives it): it runs on every batch.
+            let kw: f64 = self
+                .participants
+                .values()
+                .filter(|p| p.rack == rack)
+                .filter_map(|p| p.power)
+                .map(|w| w / 1000.0)
+                .sum();
             if kw > max {
                 let reason =
                     format!("rack {rack} drew {kw:.1} kW, above the plan limit (breaker rating) of {max:.1} kW");

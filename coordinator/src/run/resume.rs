@@ -38,23 +38,11 @@ impl Run {
             .nodes
             .into_iter()
             .map(|n| {
-                (
-                    n.node,
-                    Participant {
-                        conn: None,
-                        rack: n.rack,
-                        // Known when it comes back: its Hello lists them.
-                        devices: 0,
-                        next_seq: n.next_seq,
-                        // The store knows where the interrupted run's sequence stood.
-                        seq_known: true,
-                        last_t_ns: None,
-                        power: None,
-                        reported: Vec::new(),
-                        repeats: BTreeMap::new(),
-                        lost: Some("the run's coordinator was interrupted".into()),
-                    },
-                )
+                // Its devices are known when it comes back (its Hello lists them); the store knows
+                // where the interrupted run's sequence stood.
+                let mut p = Participant::new(None, n.rack, 0, Some(n.next_seq));
+                p.lost = Some("the run's coordinator was interrupted".into());
+                (n.node, p)
             })
             .collect();
         Run {
