@@ -333,8 +333,8 @@ impl ProbeSession {
         }
     }
 
-    /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
-    /// held for the next Welcome.
+    /// Keeps the phase reports among `sent` to be sent again after the next Welcome (the latest
+    /// [`RESENT_REPORTS`]).
     fn remember_reports(&mut self, sent: &[ProbeMessage]) {
         for m in sent {
             if matches!(m, ProbeMessage::PhaseReport(_)) {
@@ -346,6 +346,8 @@ impl ProbeSession {
         }
     }
 
+    /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
+    /// held for the next Welcome.
     fn route(&mut self, out: Vec<ProbeMessage>) -> Vec<ProbeMessage> {
         // Whatever the probe did on its own authority is logged locally too, connected or not.
         for m in &out {
