@@ -3,21 +3,20 @@
 //! phases (started at the phase's start with the right window, stopped on an abort, its report in
 //! the phase report; a probe without a data plane says so instead of measuring nothing silently).
 
+mod common;
+
+use common::{node, phase_report, test_gpu, two_member_fabric, MS, S};
 use hallmark_probe::fabric::FabricDriver;
 use hallmark_probe::runner::PhaseRunner;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
-    ClockEstimate, CollectiveParams, DataPlaneAddr, DeviceInfo, DeviceKind, FabricMember,
-    FabricParams, FabricPhase, FabricReport, NcclSetup, NodeId, PairKey, PeerKey, PhaseStart,
+    ClockEstimate, DataPlaneAddr, DeviceInfo, FabricPhase, FabricReport, NcclSetup, PhaseStart,
     ProbeMessage, Workload,
 };
 use hallmark_workloads::backend::{
     Backend, BackendError, DeviceReading, Kernel, NcclJob, NodeReading,
 };
 use std::sync::{Arc, Mutex};
-
-const S: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
 
 /// What the fake backend and driver were asked to do, in order.
 #[derive(Debug, Default)]
@@ -36,21 +35,8 @@ struct RecordingBackend {
 
 impl RecordingBackend {
     fn new(log: Shared) -> Self {
-        let dev = DeviceInfo {
-            index: 0,
-            kind: DeviceKind::SimulatedGpu,
-            model: "test".into(),
-            uuid: "GPU-0".into(),
-            serial: None,
-            memory_bytes: None,
-            power_limit_w: Some(700.0),
-            idle_power_w: None,
-            slowdown_temp_c: None,
-            shutdown_temp_c: None,
-            max_operating_temp_c: None,
-        };
         RecordingBackend {
-            inventory: vec![dev],
+            inventory: vec![test_gpu()],
             log,
         }
     }
@@ -165,37 +151,13 @@ impl FabricDriver for FakeDriver {
     }
 }
 
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).unwrap()
-}
-
 fn clock() -> ClockEstimate {
-    ClockEstimate {
-        offset_ns: 0,
-        uncertainty_ns: 10_000,
-        rtt_ns: 20_000,
-        measured_at_ns: 0,
-    }
+    common::clock(0)
 }
 
 fn phase(workload: Workload, duration_ms: u64) -> PhaseStart {
-    let fabric =
-        matches!(workload, Workload::Latency | Workload::Collective).then(|| FabricPhase {
-            keys: vec![PeerKey {
-                rank: 1,
-                key: PairKey([9; 32]),
-            }],
-            members: ["a", "b"]
-                .iter()
-                .enumerate()
-                .map(|(i, n)| FabricMember {
-                    node_id: NodeId::new(*n).unwrap(),
-                    addr: ([127, 0, 0, 1], 4000 + i as u16).into(),
-                })
-                .collect(),
-            params: FabricParams::Collective(CollectiveParams::default()),
-            nccl: None,
-        });
+    let fabric = matches!(workload, Workload::Latency | Workload::Collective)
+        .then(|| two_member_fabric(["a", "b"], 9));
     PhaseStart {
         phase_id: 7,
         name: "p".into(),
@@ -228,12 +190,7 @@ fn drive(r: &mut PhaseRunner, b: &mut RecordingBackend, until: i64) -> Vec<Probe
 }
 
 fn report(out: &[ProbeMessage]) -> &hallmark_protocol::PhaseReport {
-    out.iter()
-        .find_map(|m| match m {
-            ProbeMessage::PhaseReport(r) => Some(r),
-            _ => None,
-        })
-        .expect("a phase report")
+    phase_report(out).expect("a phase report")
 }
 
 #[test]
