@@ -208,6 +208,16 @@ impl PhaseRunner {
         }
     }
 
+    /// The next instant the load changes by the schedule (the next phase's start, or the running
+    /// phase's end) on the probe's clock: the shell wakes for it more precisely than for other
+    /// timers (sampling instants, which are read anywhere within their period).
+    pub fn next_transition(&self, clock: Option<&ClockEstimate>) -> Option<i64> {
+        match &self.active {
+            Some(a) => Some(if a.started { a.end_ns } else { a.start_ns }),
+            None => clock.and_then(|c| self.scheduled.front().map(|p| c.to_probe(p.start_at_ns))),
+        }
+    }
+
     /// Sends the held phase report once its fabric work has ended, or without that work's results
     /// once it is `FINISH_WAIT` late (at once when `force`). Never blocks.
     fn poll_finishing(

@@ -299,6 +299,12 @@ impl ProbeSession {
         }
     }
 
+    /// The next instant the load changes by the schedule, on the probe's clock (see
+    /// [`PhaseRunner::next_transition`]).
+    pub fn next_transition(&self) -> Option<i64> {
+        self.runner.next_transition(self.clock.as_ref())
+    }
+
     /// Runs everything due at `now` (probe clock).
     pub fn handle_timeout(&mut self, now: i64) -> Vec<ProbeMessage> {
         let Some(clock) = self.clock else {

@@ -161,6 +161,28 @@ fn a_phase_samples_on_its_grid_batches_every_second_and_reports() {
     assert_eq!(r.unacked().map(|b| b.seq).collect::<Vec<_>>(), [2]);
 }
 
+/// The shell wakes precisely only for the load's transitions (a phase's start and end), not for
+/// every sampling instant.
+#[test]
+fn the_next_transition_is_a_phase_start_or_end_never_a_sampling_instant() {
+    let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
+    let c = clock(5 * S);
+    assert_eq!(r.next_transition(Some(&c)), None);
+    r.schedule(phase(0, S, 1000, Pattern::Steady { level: 1.0 }));
+    r.schedule(phase(1, 3 * S, 1000, Pattern::Steady { level: 1.0 }));
+    assert_eq!(r.next_transition(None), None, "no clock: no instant");
+    assert_eq!(r.next_transition(Some(&c)), Some(6 * S));
+    assert_eq!(r.poll_timeout(Some(&c)), Some(6 * S));
+    r.handle_timeout(6 * S, &c, 6 * S, 2 * S, &mut b);
+    assert!(r.in_phase());
+    // The next timer is the second sampling instant; the next transition the phase's end.
+    assert_eq!(r.poll_timeout(Some(&c)), Some(6 * S + 100 * MS));
+    assert_eq!(r.next_transition(Some(&c)), Some(7 * S));
+    drive(&mut r, &mut b, &c, 6 * S, 7 * S, |now| now);
+    assert!(!r.in_phase());
+    assert_eq!(r.next_transition(Some(&c)), Some(8 * S), "the next start");
+}
+
 #[test]
 fn a_phase_sent_twice_runs_once() {
     let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());

@@ -35,7 +35,7 @@ pub fn node(id: &str) -> NodeId {
     NodeId::new(id).unwrap()
 }
 
-/// A clock estimate: the coordinator's clock is the probe's plus `offset_ns`.
+/// A clock estimate: the probe's clock is the coordinator's plus `offset_ns`.
 pub fn clock(offset_ns: i64) -> ClockEstimate {
     ClockEstimate {
         offset_ns,
