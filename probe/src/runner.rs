@@ -328,7 +328,7 @@ impl PhaseRunner {
                     break;
                 }
                 a.started = true;
-                let late = now - a.start_ns;
+                let late = now.saturating_sub(a.start_ns);
                 let duration = a.end_ns - a.start_ns;
                 let fabric = self.fabric.as_deref_mut();
                 begin_workload(
@@ -399,7 +399,9 @@ impl PhaseRunner {
 
     fn activate(&mut self, spec: PhaseStart, clock: &ClockEstimate, backend: &mut dyn Backend) {
         let start_ns = clock.to_probe(spec.start_at_ns);
-        let duration_ns = i64::try_from(spec.duration_ms).unwrap_or(i64::MAX / 4) * 1_000_000;
+        let duration_ns = i64::try_from(spec.duration_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
         let devices = backend.inventory().len();
         self.ticks_per_batch = (spec.sample_hz * BATCH_SECONDS).round().max(1.0) as u32;
         self.active = Some(Active {
@@ -420,7 +422,7 @@ impl PhaseRunner {
         let Some(a) = self.active.as_mut() else {
             return;
         };
-        let elapsed = now - a.start_ns;
+        let elapsed = now.saturating_sub(a.start_ns);
         let duration = a.end_ns - a.start_ns;
         let level = match a.spec.workload {
             hallmark_protocol::Workload::Idle => 0.0,

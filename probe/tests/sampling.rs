@@ -212,3 +212,31 @@ fn a_failed_read_is_a_gap_naming_the_failure() {
         gaps[0].reason
     );
 }
+
+/// A phase order whose instants lie at the ends of the clock's range (a coordinator's bug or a
+/// hostile one) is run or ignored without an arithmetic overflow anywhere.
+#[test]
+fn phases_at_the_ends_of_the_clock_range_do_not_overflow() {
+    let orders = [
+        (i64::MIN, u64::MAX),
+        (i64::MIN, 1_000),
+        (i64::MAX - S, u64::MAX),
+        (i64::MAX - S, 1_000),
+        (-S, u64::MAX),
+        (0, u64::MAX / 2),
+        (0, (i64::MAX / 1_000_000) as u64 + 1),
+    ];
+    for (i, (start, duration_ms)) in orders.into_iter().enumerate() {
+        for offset in [0, 5 * S, -5 * S] {
+            let (mut r, mut b) = (PhaseRunner::new(), OneDevice::new());
+            let c = clock(offset);
+            r.schedule(phase(i as u32, start, duration_ms));
+            for now in [0, S, 2 * S, 10 * S, i64::MAX - 1] {
+                r.poll_timeout(Some(&c));
+                r.next_transition(Some(&c));
+                r.handle_timeout(now, &c, now, 2 * S, &mut b);
+            }
+            r.stop(i64::MAX, "test", &c, &mut b);
+        }
+    }
+}
