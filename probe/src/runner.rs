@@ -14,7 +14,7 @@
 //!
 //! Fabric work runs on threads of its own (the data-plane driver's, the backend's NCCL threads):
 //! the runner never waits for it. When a fabric phase ends, its report is held until the work has
-//! ended ([`FabricDriver::poll_finish`], [`Backend::nccl_done`]), polled every [`FINISH_POLL_NS`]
+//! ended ([`FabricDriver::try_finish`], [`Backend::nccl_done`]), polled every [`FINISH_POLL_NS`]
 //! from `handle_timeout` and given up [`crate::fabric::FINISH_WAIT`] after the phase's end, so
 //! that a slow device call never stalls the probe's control connection, clock replies or dead-man.
 //!
@@ -26,7 +26,7 @@
 mod instants;
 mod work;
 
-use crate::fabric::{FabricDriver, FINISH_WAIT_NS, STOP_AFTER_NS};
+use crate::fabric::{unfinished_report, FabricDriver, FINISH_WAIT_NS, STOP_AFTER_NS};
 use hallmark_protocol::{
     ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
     PhaseStart, ProbeMessage, Sample, TelemetryBatch, TelemetryGap, Workload,
@@ -34,6 +34,7 @@ use hallmark_protocol::{
 use hallmark_workloads::backend::{Backend, NodeReading};
 use instants::missed;
 use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
 use work::{begin_workload, end_workload, FabricState};
 
 /// Margin below a device's shutdown temperature at which the probe removes its load, °C.
@@ -235,22 +236,34 @@ impl PhaseRunner {
         } else {
             now.saturating_sub(f.since_ns)
         };
-        let report = if f.nccl {
-            if backend.nccl_done() || waited >= FINISH_WAIT_NS {
-                // Done (or given up): no wait left.
-                Some(backend.finish_nccl(std::time::Duration::ZERO))
-            } else {
-                if waited >= STOP_AFTER_NS {
-                    backend.stop_nccl();
-                }
-                None
-            }
+        let nccl = f.nccl;
+        let mut driver = if nccl {
+            None
         } else {
-            match self.fabric.as_deref_mut() {
-                Some(d) => d.poll_finish(waited),
-                None => Some(FabricReport::default()),
-            }
+            self.fabric.as_deref_mut()
         };
+        let ended = match driver.as_deref_mut() {
+            Some(d) => d.try_finish(),
+            None if nccl => backend
+                .nccl_done()
+                .then(|| backend.finish_nccl(Duration::ZERO)),
+            // Begun without a driver: nothing ran.
+            None => Some(FabricReport::default()),
+        };
+        // One schedule for both kinds of work: asked to stop from STOP_AFTER_NS, reported without
+        // it at FINISH_WAIT_NS (a fault says so).
+        let report = ended.or_else(|| {
+            if waited >= STOP_AFTER_NS {
+                match driver.as_deref_mut() {
+                    Some(d) => d.stop(),
+                    None => backend.stop_nccl(),
+                }
+            }
+            (waited >= FINISH_WAIT_NS).then(|| match driver {
+                Some(_) => unfinished_report(),
+                None => backend.finish_nccl(Duration::ZERO),
+            })
+        });
         match report {
             Some(fabric) => {
                 if let Some(mut f) = self.finishing.take() {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{clock, node, phase_report, test_gpu, two_member_fabric, welcome, MS};
-use hallmark_probe::fabric::{unfinished_report, FabricDriver, FINISH_WAIT_NS};
+use hallmark_probe::fabric::FabricDriver;
 use hallmark_probe::runner::PhaseRunner;
 use hallmark_probe::ProbeSession;
 use hallmark_protocol::pattern::Pattern;
@@ -55,13 +55,12 @@ impl FabricDriver for SlowDriver {
         Ok(())
     }
     fn stop(&mut self) {}
-    fn poll_finish(&mut self, waited_ns: i64) -> Option<FabricReport> {
+    fn try_finish(&mut self) -> Option<FabricReport> {
         let done = self.done.as_ref()?.load(Ordering::SeqCst);
-        if done {
+        done.then(|| {
             self.done = None;
-            return Some(report("the slow driver's results"));
-        }
-        (waited_ns >= FINISH_WAIT_NS).then(unfinished_report)
+            report("the slow driver's results")
+        })
     }
 }
 
