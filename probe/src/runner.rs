@@ -23,10 +23,13 @@
 //! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
 //! and records it as a gap.
 
+mod finishing;
 mod instants;
 mod work;
 
-use crate::fabric::{unfinished_report, FabricDriver, FINISH_WAIT_NS, STOP_AFTER_NS};
+use crate::fabric::FabricDriver;
+use finishing::Finishing;
+pub use finishing::FINISH_POLL_NS;
 use hallmark_protocol::{
     ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
     PhaseStart, ProbeMessage, Sample, TelemetryBatch, TelemetryGap, Workload,
@@ -34,7 +37,6 @@ use hallmark_protocol::{
 use hallmark_workloads::backend::{Backend, NodeReading};
 use instants::missed;
 use std::collections::{BTreeSet, VecDeque};
-use std::time::Duration;
 use work::{begin_workload, end_workload, FabricState};
 
 /// Margin below a device's shutdown temperature at which the probe removes its load, °C.
@@ -42,21 +44,6 @@ pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
 
 /// Unacknowledged batches kept for replay (one per second: an hour).
 pub const MAX_UNACKED_BATCHES: usize = 3600;
-
-/// How often a held phase report asks whether its fabric work has ended, ns.
-pub const FINISH_POLL_NS: i64 = 5_000_000;
-
-/// A phase that has ended, its report held until its fabric work has ended.
-#[derive(Debug)]
-struct Finishing {
-    report: PhaseReport,
-    /// The work runs on the backend's NCCL threads (else on the fabric driver).
-    nccl: bool,
-    /// When the phase ended (probe clock).
-    since_ns: i64,
-    /// When to ask again.
-    poll_at_ns: i64,
-}
 
 /// Seconds of samples in one telemetry batch.
 const BATCH_SECONDS: f64 = 1.0;
@@ -216,62 +203,6 @@ impl PhaseRunner {
         match &self.active {
             Some(a) => Some(if a.started { a.end_ns } else { a.start_ns }),
             None => clock.and_then(|c| self.scheduled.front().map(|p| c.to_probe(p.start_at_ns))),
-        }
-    }
-
-    /// Sends the held phase report once its fabric work has ended, or without that work's results
-    /// once it is `FINISH_WAIT` late (at once when `force`). Never blocks.
-    fn poll_finishing(
-        &mut self,
-        now: i64,
-        force: bool,
-        backend: &mut dyn Backend,
-        out: &mut Vec<ProbeMessage>,
-    ) {
-        let Some(f) = self.finishing.as_mut() else {
-            return;
-        };
-        let waited = if force {
-            FINISH_WAIT_NS
-        } else {
-            now.saturating_sub(f.since_ns)
-        };
-        let nccl = f.nccl;
-        let mut driver = if nccl {
-            None
-        } else {
-            self.fabric.as_deref_mut()
-        };
-        let ended = match driver.as_deref_mut() {
-            Some(d) => d.try_finish(),
-            None if nccl => backend
-                .nccl_done()
-                .then(|| backend.finish_nccl(Duration::ZERO)),
-            // Begun without a driver: nothing ran.
-            None => Some(FabricReport::default()),
-        };
-        // One schedule for both kinds of work: asked to stop from STOP_AFTER_NS, reported without
-        // it at FINISH_WAIT_NS (a fault says so).
-        let report = ended.or_else(|| {
-            if waited >= STOP_AFTER_NS {
-                match driver.as_deref_mut() {
-                    Some(d) => d.stop(),
-                    None => backend.stop_nccl(),
-                }
-            }
-            (waited >= FINISH_WAIT_NS).then(|| match driver {
-                Some(_) => unfinished_report(),
-                None => backend.finish_nccl(Duration::ZERO),
-            })
-        });
-        match report {
-            Some(fabric) => {
-                if let Some(mut f) = self.finishing.take() {
-                    f.report.fabric = Some(fabric);
-                    out.push(ProbeMessage::PhaseReport(f.report));
-                }
-            }
-            None => f.poll_at_ns = now.saturating_add(FINISH_POLL_NS),
         }
     }
 
