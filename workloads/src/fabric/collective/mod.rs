@@ -21,9 +21,9 @@
 //! between the two members holding their pair's key), but the data after the handshake travels in
 //! clear TCP and is not integrity-protected against an active attacker on the path. This was
 //! decided: TLS on one QUIC stream moved only ~0.31 GB/s on the reference machine, far below what
-//! the links under test carry, and the data is a synthetic pattern. What is required is that a probe talks
-//! only to the members the coordinator named; the exact check of every result catches corruption
-//! on the path as wrong elements.
+//! the links under test carry, and the data is a synthetic pattern. What is required is that a
+//! probe talks only to the members the coordinator named; the exact check of every result catches
+//! corruption on the path as wrong elements.
 //!
 //! A member that cannot be connected, fails authentication, or stops answering ends the sweep
 //! with a [`FabricFault`] naming it and the operation and size in progress; every blocking call
