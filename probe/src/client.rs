@@ -363,20 +363,26 @@ fn log_notices(machine: &mut ProbeSession) {
     }
 }
 
-/// The last stretch before a timer that a blocking thread sleeps on the OS's high-resolution
-/// timer (see [`sleep_until_ns`]).
+/// The last stretch before a precise timer that a blocking thread sleeps on the OS's
+/// high-resolution timer (see [`sleep_until_ns`]).
 const FINE_WAIT: Duration = Duration::from_millis(2);
 
 /// Sleeps until `at` on the probe's clock. tokio's timer wheel counts whole milliseconds and
 /// rounds a deadline up to its next tick, which alone would start every phase up to 1 ms late
-/// (rack-wide steps are meant to line up within that): the wheel sleeps until [`FINE_WAIT`]
-/// before the instant, and a blocking thread sleeps the rest (tens of µs late on Linux). Dropping
-/// the future (another branch of a `select!` won) leaves that thread to finish its short sleep.
-async fn sleep_until_ns(clock: &WallClock, at: Option<i64>) {
+/// (rack-wide steps are meant to line up within that). So for a `precise` timer (a phase's start
+/// or end: [`ProbeSession::next_transition`]) the wheel sleeps until [`FINE_WAIT`] before the
+/// instant and a blocking thread sleeps the rest (tens of µs late on Linux); every other timer
+/// (sampling instants, read anywhere within their period of at least 10 ms; clock pings; polls of
+/// lingering fabric work) sleeps on the wheel alone. Dropping the future (another branch of a
+/// `select!` won) leaves that thread to finish its short sleep.
+async fn sleep_until_ns(clock: &WallClock, at: Option<i64>, precise: bool) {
     let Some(t) = at else {
         return std::future::pending().await;
     };
     let deadline = clock.instant_at(t);
+    if !precise {
+        return tokio::time::sleep_until(deadline.into()).await;
+    }
     let coarse = deadline.checked_sub(FINE_WAIT).unwrap_or(deadline);
     tokio::time::sleep_until(coarse.into()).await;
     let rest = deadline.saturating_duration_since(std::time::Instant::now());
@@ -430,6 +436,8 @@ async fn session(
     }
     let mut registered = false;
     loop {
+        let timer = machine.poll_timeout();
+        let precise = timer.is_some() && timer == machine.next_transition();
         let (outgoing, event) = tokio::select! {
             _ = &mut *shutdown => {
                 // Stop the load first, then report, then leave.
@@ -442,7 +450,7 @@ async fn session(
                     if !machine.reports_pending() || tokio::time::Instant::now() >= until {
                         break;
                     }
-                    sleep_until_ns(&opts.clock, machine.poll_timeout()).await;
+                    sleep_until_ns(&opts.clock, machine.poll_timeout(), false).await;
                     out.extend(machine.handle_timeout(opts.clock.now_ns()));
                 }
                 log_notices(machine);
@@ -455,7 +463,7 @@ async fn session(
                 conn.close(0u32.into(), b"probe shutting down");
                 return SessionEnd::Shutdown;
             }
-            _ = sleep_until_ns(&opts.clock, machine.poll_timeout()) => {
+            _ = sleep_until_ns(&opts.clock, timer, precise) => {
                 (machine.handle_timeout(opts.clock.now_ns()), None)
             }
             msg = recv.recv::<CoordinatorMessage>() => match msg {

@@ -40,13 +40,13 @@ pub trait FabricDriver: Send + std::fmt::Debug {
         late_ns: i64,
         duration_ns: i64,
     ) -> Result<(), String>;
-    /// Asks the running phase to end now (abort, interlock).
+    /// Asks the running phase to end now (abort, interlock, or its work outlived the phase).
     fn stop(&mut self);
-    /// The report of the phase begun last once its work has ended; never blocks. `waited_ns` is
-    /// how long the runner has waited since the phase ended (on the runner's clock, passed in):
-    /// from [`FINISH_WAIT`] − [`STOP_BEFORE`] the work is asked to stop, and at [`FINISH_WAIT`]
-    /// the phase is reported without it (a fault says so).
-    fn poll_finish(&mut self, waited_ns: i64) -> Option<FabricReport>;
+    /// The report of the phase begun last once its work has ended, `None` while it runs; never
+    /// blocks. The runner polls it after the phase's end, calls [`FabricDriver::stop`] from
+    /// [`FINISH_WAIT`] − [`STOP_BEFORE`], and at [`FINISH_WAIT`] reports the phase without the
+    /// work ([`unfinished_report`]), leaving it to end on its own.
+    fn try_finish(&mut self) -> Option<FabricReport>;
 }
 
 /// How long before [`FINISH_WAIT`] lingering fabric work is asked to stop.
@@ -149,23 +149,11 @@ impl FabricDriver for DataPlaneDriver {
         }
     }
 
-    fn poll_finish(&mut self, waited_ns: i64) -> Option<FabricReport> {
-        let Some(task) = self.task.as_ref() else {
-            return Some(FabricReport::default());
-        };
-        if task.is_finished() {
-            // The thread has ended: joining it does not wait.
-            return self.task.take().map(FabricTask::join);
-        }
-        if waited_ns >= STOP_AFTER_NS {
-            task.stop();
-        }
-        if waited_ns < FINISH_WAIT_NS {
+    fn try_finish(&mut self) -> Option<FabricReport> {
+        if self.task.as_ref().is_some_and(|t| !t.is_finished()) {
             return None;
         }
-        if let Some(task) = self.task.take() {
-            task.stop();
-        }
-        Some(unfinished_report())
+        // The thread has ended (joining it does not wait), or no phase was begun.
+        Some(self.task.take().map(FabricTask::join).unwrap_or_default())
     }
 }

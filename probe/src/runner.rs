@@ -14,7 +14,7 @@
 //!
 //! Fabric work runs on threads of its own (the data-plane driver's, the backend's NCCL threads):
 //! the runner never waits for it. When a fabric phase ends, its report is held until the work has
-//! ended ([`FabricDriver::poll_finish`], [`Backend::nccl_done`]), polled every [`FINISH_POLL_NS`]
+//! ended ([`FabricDriver::try_finish`], [`Backend::nccl_done`]), polled every [`FINISH_POLL_NS`]
 //! from `handle_timeout` and given up [`crate::fabric::FINISH_WAIT`] after the phase's end, so
 //! that a slow device call never stalls the probe's control connection, clock replies or dead-man.
 //!
@@ -23,10 +23,13 @@
 //! when it overflows the oldest batch is dropped, and the coordinator sees the hole in the sequence
 //! and records it as a gap.
 
+mod finishing;
 mod instants;
 mod work;
 
-use crate::fabric::{FabricDriver, FINISH_WAIT_NS, STOP_AFTER_NS};
+use crate::fabric::FabricDriver;
+use finishing::Finishing;
+pub use finishing::FINISH_POLL_NS;
 use hallmark_protocol::{
     ClockEstimate, ErrorCode, ErrorReport, FabricFault, FabricReport, NodeId, PhaseReport,
     PhaseStart, ProbeMessage, Sample, TelemetryBatch, TelemetryGap, Workload,
@@ -41,21 +44,6 @@ pub const SHUTDOWN_MARGIN_C: f64 = 3.0;
 
 /// Unacknowledged batches kept for replay (one per second: an hour).
 pub const MAX_UNACKED_BATCHES: usize = 3600;
-
-/// How often a held phase report asks whether its fabric work has ended, ns.
-pub const FINISH_POLL_NS: i64 = 5_000_000;
-
-/// A phase that has ended, its report held until its fabric work has ended.
-#[derive(Debug)]
-struct Finishing {
-    report: PhaseReport,
-    /// The work runs on the backend's NCCL threads (else on the fabric driver).
-    nccl: bool,
-    /// When the phase ended (probe clock).
-    since_ns: i64,
-    /// When to ask again.
-    poll_at_ns: i64,
-}
 
 /// Seconds of samples in one telemetry batch.
 const BATCH_SECONDS: f64 = 1.0;
@@ -208,47 +196,13 @@ impl PhaseRunner {
         }
     }
 
-    /// Sends the held phase report once its fabric work has ended, or without that work's results
-    /// once it is `FINISH_WAIT` late (at once when `force`). Never blocks.
-    fn poll_finishing(
-        &mut self,
-        now: i64,
-        force: bool,
-        backend: &mut dyn Backend,
-        out: &mut Vec<ProbeMessage>,
-    ) {
-        let Some(f) = self.finishing.as_mut() else {
-            return;
-        };
-        let waited = if force {
-            FINISH_WAIT_NS
-        } else {
-            now.saturating_sub(f.since_ns)
-        };
-        let report = if f.nccl {
-            if backend.nccl_done() || waited >= FINISH_WAIT_NS {
-                // Done (or given up): no wait left.
-                Some(backend.finish_nccl(std::time::Duration::ZERO))
-            } else {
-                if waited >= STOP_AFTER_NS {
-                    backend.stop_nccl();
-                }
-                None
-            }
-        } else {
-            match self.fabric.as_deref_mut() {
-                Some(d) => d.poll_finish(waited),
-                None => Some(FabricReport::default()),
-            }
-        };
-        match report {
-            Some(fabric) => {
-                if let Some(mut f) = self.finishing.take() {
-                    f.report.fabric = Some(fabric);
-                    out.push(ProbeMessage::PhaseReport(f.report));
-                }
-            }
-            None => f.poll_at_ns = now.saturating_add(FINISH_POLL_NS),
+    /// The next instant the load changes by the schedule (the next phase's start, or the running
+    /// phase's end) on the probe's clock: the shell wakes for it more precisely than for other
+    /// timers (sampling instants, which are read anywhere within their period).
+    pub fn next_transition(&self, clock: Option<&ClockEstimate>) -> Option<i64> {
+        match &self.active {
+            Some(a) => Some(if a.started { a.end_ns } else { a.start_ns }),
+            None => clock.and_then(|c| self.scheduled.front().map(|p| c.to_probe(p.start_at_ns))),
         }
     }
 
@@ -318,7 +272,7 @@ impl PhaseRunner {
                     break;
                 }
                 a.started = true;
-                let late = now - a.start_ns;
+                let late = now.saturating_sub(a.start_ns);
                 let duration = a.end_ns - a.start_ns;
                 let fabric = self.fabric.as_deref_mut();
                 begin_workload(
@@ -389,7 +343,9 @@ impl PhaseRunner {
 
     fn activate(&mut self, spec: PhaseStart, clock: &ClockEstimate, backend: &mut dyn Backend) {
         let start_ns = clock.to_probe(spec.start_at_ns);
-        let duration_ns = i64::try_from(spec.duration_ms).unwrap_or(i64::MAX / 4) * 1_000_000;
+        let duration_ns = i64::try_from(spec.duration_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
         let devices = backend.inventory().len();
         self.ticks_per_batch = (spec.sample_hz * BATCH_SECONDS).round().max(1.0) as u32;
         self.active = Some(Active {
@@ -410,7 +366,7 @@ impl PhaseRunner {
         let Some(a) = self.active.as_mut() else {
             return;
         };
-        let elapsed = now - a.start_ns;
+        let elapsed = now.saturating_sub(a.start_ns);
         let duration = a.end_ns - a.start_ns;
         let level = match a.spec.workload {
             hallmark_protocol::Workload::Idle => 0.0,

@@ -299,6 +299,12 @@ impl ProbeSession {
         }
     }
 
+    /// The next instant the load changes by the schedule, on the probe's clock (see
+    /// [`PhaseRunner::next_transition`]).
+    pub fn next_transition(&self) -> Option<i64> {
+        self.runner.next_transition(self.clock.as_ref())
+    }
+
     /// Runs everything due at `now` (probe clock).
     pub fn handle_timeout(&mut self, now: i64) -> Vec<ProbeMessage> {
         let Some(clock) = self.clock else {
@@ -333,8 +339,8 @@ impl ProbeSession {
         }
     }
 
-    /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
-    /// held for the next Welcome.
+    /// Keeps the phase reports among `sent` to be sent again after the next Welcome (the latest
+    /// [`RESENT_REPORTS`]).
     fn remember_reports(&mut self, sent: &[ProbeMessage]) {
         for m in sent {
             if matches!(m, ProbeMessage::PhaseReport(_)) {
@@ -346,6 +352,8 @@ impl ProbeSession {
         }
     }
 
+    /// While disconnected, telemetry waits in the runner's replay buffer and everything else is
+    /// held for the next Welcome.
     fn route(&mut self, out: Vec<ProbeMessage>) -> Vec<ProbeMessage> {
         // Whatever the probe did on its own authority is logged locally too, connected or not.
         for m in &out {

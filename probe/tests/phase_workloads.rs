@@ -3,21 +3,20 @@
 //! phases (started at the phase's start with the right window, stopped on an abort, its report in
 //! the phase report; a probe without a data plane says so instead of measuring nothing silently).
 
+mod common;
+
+use common::{node, phase_report, test_gpu, two_member_fabric, MS, S};
 use hallmark_probe::fabric::FabricDriver;
 use hallmark_probe::runner::PhaseRunner;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
-    ClockEstimate, CollectiveParams, DataPlaneAddr, DeviceInfo, DeviceKind, FabricMember,
-    FabricParams, FabricPhase, FabricReport, NcclSetup, NodeId, PairKey, PeerKey, PhaseStart,
+    ClockEstimate, DataPlaneAddr, DeviceInfo, FabricPhase, FabricReport, NcclSetup, PhaseStart,
     ProbeMessage, Workload,
 };
 use hallmark_workloads::backend::{
     Backend, BackendError, DeviceReading, Kernel, NcclJob, NodeReading,
 };
 use std::sync::{Arc, Mutex};
-
-const S: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
 
 /// What the fake backend and driver were asked to do, in order.
 #[derive(Debug, Default)]
@@ -36,21 +35,8 @@ struct RecordingBackend {
 
 impl RecordingBackend {
     fn new(log: Shared) -> Self {
-        let dev = DeviceInfo {
-            index: 0,
-            kind: DeviceKind::SimulatedGpu,
-            model: "test".into(),
-            uuid: "GPU-0".into(),
-            serial: None,
-            memory_bytes: None,
-            power_limit_w: Some(700.0),
-            idle_power_w: None,
-            slowdown_temp_c: None,
-            shutdown_temp_c: None,
-            max_operating_temp_c: None,
-        };
         RecordingBackend {
-            inventory: vec![dev],
+            inventory: vec![test_gpu()],
             log,
         }
     }
@@ -153,7 +139,7 @@ impl FabricDriver for FakeDriver {
     fn stop(&mut self) {
         log(&self.log, "fabric stop".into());
     }
-    fn poll_finish(&mut self, _waited_ns: i64) -> Option<FabricReport> {
+    fn try_finish(&mut self) -> Option<FabricReport> {
         log(&self.log, "finish".into());
         Some(FabricReport {
             faults: vec![hallmark_protocol::FabricFault {
@@ -165,37 +151,13 @@ impl FabricDriver for FakeDriver {
     }
 }
 
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).unwrap()
-}
-
 fn clock() -> ClockEstimate {
-    ClockEstimate {
-        offset_ns: 0,
-        uncertainty_ns: 10_000,
-        rtt_ns: 20_000,
-        measured_at_ns: 0,
-    }
+    common::clock(0)
 }
 
 fn phase(workload: Workload, duration_ms: u64) -> PhaseStart {
-    let fabric =
-        matches!(workload, Workload::Latency | Workload::Collective).then(|| FabricPhase {
-            keys: vec![PeerKey {
-                rank: 1,
-                key: PairKey([9; 32]),
-            }],
-            members: ["a", "b"]
-                .iter()
-                .enumerate()
-                .map(|(i, n)| FabricMember {
-                    node_id: NodeId::new(*n).unwrap(),
-                    addr: ([127, 0, 0, 1], 4000 + i as u16).into(),
-                })
-                .collect(),
-            params: FabricParams::Collective(CollectiveParams::default()),
-            nccl: None,
-        });
+    let fabric = matches!(workload, Workload::Latency | Workload::Collective)
+        .then(|| two_member_fabric(["a", "b"], 9));
     PhaseStart {
         phase_id: 7,
         name: "p".into(),
@@ -210,7 +172,7 @@ fn phase(workload: Workload, duration_ms: u64) -> PhaseStart {
 }
 
 /// Drives the runner from 0 to `until`, with the coordinator heard from all along.
-fn drive(r: &mut PhaseRunner, b: &mut RecordingBackend, until: i64) -> Vec<ProbeMessage> {
+fn drive(r: &mut PhaseRunner, b: &mut dyn Backend, until: i64) -> Vec<ProbeMessage> {
     let c = clock();
     let mut out = Vec::new();
     let mut now = 0;
@@ -228,12 +190,7 @@ fn drive(r: &mut PhaseRunner, b: &mut RecordingBackend, until: i64) -> Vec<Probe
 }
 
 fn report(out: &[ProbeMessage]) -> &hallmark_protocol::PhaseReport {
-    out.iter()
-        .find_map(|m| match m {
-            ProbeMessage::PhaseReport(r) => Some(r),
-            _ => None,
-        })
-        .expect("a phase report")
+    phase_report(out).expect("a phase report")
 }
 
 #[test]
@@ -460,5 +417,94 @@ fn a_backend_without_gpus_answers_a_request_for_an_nccl_id_with_the_reason() {
             nccl_unique_id: Err(why),
         }] => assert!(why.contains("no GPUs for NCCL"), "{why}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// A fabric driver whose work never ends.
+#[derive(Debug)]
+struct StuckDriver(Shared);
+
+impl FabricDriver for StuckDriver {
+    fn addr(&self) -> Option<DataPlaneAddr> {
+        None
+    }
+    fn begin(&mut self, _: u32, _: &FabricPhase, _: i64, _: i64) -> Result<(), String> {
+        Ok(())
+    }
+    fn stop(&mut self) {
+        log(&self.0, "fabric stop".into());
+    }
+    fn try_finish(&mut self) -> Option<FabricReport> {
+        None
+    }
+}
+
+/// NCCL threads that never end.
+struct StuckNccl(RecordingBackend);
+
+impl Backend for StuckNccl {
+    fn name(&self) -> &'static str {
+        "stuck"
+    }
+    fn inventory(&self) -> &[DeviceInfo] {
+        self.0.inventory()
+    }
+    fn set_level(&mut self, device: u16, level: f64) -> Result<(), BackendError> {
+        self.0.set_level(device, level)
+    }
+    fn sample(&mut self, now_ns: i64) -> Result<NodeReading, BackendError> {
+        self.0.sample(now_ns)
+    }
+    fn stop_all(&mut self) {}
+    fn start_nccl(&mut self, job: NcclJob) -> Result<(), BackendError> {
+        self.0.start_nccl(job)
+    }
+    fn stop_nccl(&mut self) {
+        self.0.stop_nccl()
+    }
+    fn nccl_done(&self) -> bool {
+        false
+    }
+    fn finish_nccl(&mut self, wait: std::time::Duration) -> FabricReport {
+        self.0.finish_nccl(wait)
+    }
+}
+
+/// Fabric work (on the driver or on NCCL threads) that outlives its phase is asked to stop 1.5 s
+/// after the phase's end, and the phase is reported without it 2 s after its end.
+#[test]
+fn fabric_work_that_never_ends_is_stopped_and_then_given_up() {
+    for nccl in [false, true] {
+        let l = Shared::default();
+        let mut r = PhaseRunner::with_fabric(node("a"), Box::new(StuckDriver(l.clone())));
+        let mut b = StuckNccl(RecordingBackend::new(l.clone()));
+        let mut p = phase(Workload::Collective, 1000);
+        if nccl {
+            if let Some(f) = p.fabric.as_mut() {
+                f.nccl = Some(NcclSetup {
+                    unique_id: vec![1; NcclSetup::ID_LEN],
+                    gpus: vec![1, 1],
+                });
+            }
+        }
+        r.schedule(p);
+        // The phase runs from 1 s to 2 s.
+        let stop = if nccl { "nccl stop" } else { "fabric stop" };
+        let stopped = |l: &Shared| l.lock().unwrap().0.iter().any(|s| s == stop);
+        let out = drive(&mut r, &mut b, 3_400 * MS);
+        assert!(phase_report(&out).is_none() && r.finishing(), "nccl {nccl}");
+        assert!(!stopped(&l), "nccl {nccl}: not asked to stop before 3.5 s");
+        let out = drive(&mut r, &mut b, 3_600 * MS);
+        assert!(phase_report(&out).is_none(), "nccl {nccl}");
+        assert!(stopped(&l), "nccl {nccl}: asked to stop from 3.5 s");
+        let out = drive(&mut r, &mut b, 4_100 * MS);
+        let fabric = report(&out).fabric.as_ref().expect("a fabric report");
+        let expected = if nccl {
+            "from the backend's NCCL"
+        } else {
+            "the fabric thread did not end within 2 s of the phase's end; its results are lost"
+        };
+        assert_eq!(fabric.faults[0].message, expected, "nccl {nccl}");
+        assert!(!r.finishing());
     }
 }

@@ -2,49 +2,31 @@
 //! arrived), within a run; and none of the last run's once a new run has started. The test is the
 //! shell: a simulated clock fed to the session machine, one simulated GPU.
 
+mod common;
+
+use common::{node, MS};
 use hallmark_probe::ProbeSession;
 use hallmark_protocol::pattern::Pattern;
-use hallmark_protocol::{
-    ClockEstimate, CoordinatorMessage, Labels, NodeId, PhaseStart, ProbeMessage, Welcome, Workload,
-    PROTOCOL_VERSION,
-};
+use hallmark_protocol::{CoordinatorMessage, ProbeMessage};
 use hallmark_workloads::sim::SimBackend;
 
-const MS: i64 = 1_000_000;
-
 fn session() -> ProbeSession {
-    let node = NodeId::new("n1").unwrap();
-    let backend = SimBackend::standalone(node.clone(), 1).unwrap();
-    let labels = Labels {
-        hall: "h".into(),
-        row: "r".into(),
-        rack: "k".into(),
-    };
-    let hello = hallmark_probe::hello(node, labels, &backend);
+    let backend = SimBackend::standalone(node("n1"), 1).unwrap();
+    let hello = common::hello("n1", &backend);
     ProbeSession::new(hello, Box::new(backend))
 }
 
 fn welcome(session_id: u64) -> CoordinatorMessage {
-    CoordinatorMessage::Welcome(Welcome {
-        protocol_version: PROTOCOL_VERSION,
-        coordinator_version: "t".into(),
-        session_id,
-        dead_man_ms: 60_000,
-    })
+    common::welcome(session_id, 60_000)
 }
 
 fn phase(phase_id: u32, start_at_ns: i64) -> CoordinatorMessage {
-    CoordinatorMessage::PhaseStart(PhaseStart {
+    CoordinatorMessage::PhaseStart(common::burn(
         phase_id,
-        name: format!("p{phase_id}"),
-        workload: Workload::Burn,
-        pattern: Pattern::Steady { level: 0.5 },
         start_at_ns,
-        duration_ms: 200,
-        sample_hz: 10.0,
-        target_power_w: None,
-        fabric: None,
-    })
+        200,
+        Pattern::Steady { level: 0.5 },
+    ))
 }
 
 /// Phase ids of the reports in `out`.
@@ -86,13 +68,7 @@ fn reports_are_re_sent_within_a_run_and_forgotten_when_the_next_run_starts() {
     let mut now = 0;
     s.connected();
     s.handle(welcome(1), now);
-    let clock = ClockEstimate {
-        offset_ns: 0,
-        uncertainty_ns: 10_000,
-        rtt_ns: 20_000,
-        measured_at_ns: 0,
-    };
-    s.handle(CoordinatorMessage::ClockEstimate(clock), now);
+    s.handle(CoordinatorMessage::ClockEstimate(common::clock(0)), now);
 
     // Run 1: phase 0 from 100 ms to 300 ms, phase 1 (sent before phase 0 ends) until 500 ms.
     s.handle(phase(0, 100 * MS), now);

@@ -1,17 +1,14 @@
 //! The phase runner and the probe session on their own: sampling instants, batches, replay, and the
 //! interlocks, driven by hand with a test backend whose readings the test sets.
 
+mod common;
+
+use common::{burn as phase, clock, test_gpu, MS, S};
 use hallmark_probe::runner::{PhaseRunner, MAX_UNACKED_BATCHES, SHUTDOWN_MARGIN_C};
 use hallmark_probe::{ProbeSession, SessionEvent, SessionState};
 use hallmark_protocol::pattern::Pattern;
-use hallmark_protocol::{
-    ClockEstimate, CoordinatorMessage, DeviceInfo, DeviceKind, ErrorCode, Labels, NodeId,
-    PhaseStart, ProbeMessage, Welcome, Workload, PROTOCOL_VERSION,
-};
+use hallmark_protocol::{ClockEstimate, CoordinatorMessage, DeviceInfo, ErrorCode, ProbeMessage};
 use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NodeReading};
-
-const S: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
 
 /// Two devices whose temperature the test sets; records the levels it is given.
 struct TestBackend {
@@ -25,16 +22,13 @@ impl TestBackend {
     fn new() -> Self {
         let dev = |index| DeviceInfo {
             index,
-            kind: DeviceKind::SimulatedGpu,
-            model: "test".into(),
             uuid: format!("GPU-{index}"),
-            serial: None,
-            memory_bytes: None,
             power_limit_w: Some(1000.0),
             idle_power_w: Some(100.0),
             slowdown_temp_c: Some(88.0),
             shutdown_temp_c: Some(95.0),
             max_operating_temp_c: Some(85.0),
+            ..test_gpu()
         };
         TestBackend {
             inventory: vec![dev(0), dev(1)],
@@ -81,29 +75,6 @@ impl Backend for TestBackend {
     fn stop_all(&mut self) {
         self.stopped += 1;
         self.levels.iter_mut().for_each(|l| *l = 0.0);
-    }
-}
-
-fn clock(offset_ns: i64) -> ClockEstimate {
-    ClockEstimate {
-        offset_ns,
-        uncertainty_ns: 10_000,
-        rtt_ns: 20_000,
-        measured_at_ns: 0,
-    }
-}
-
-fn phase(id: u32, start_at_ns: i64, duration_ms: u64, pattern: Pattern) -> PhaseStart {
-    PhaseStart {
-        phase_id: id,
-        name: format!("p{id}"),
-        workload: Workload::Burn,
-        pattern,
-        start_at_ns,
-        duration_ms,
-        sample_hz: 10.0,
-        fabric: None,
-        target_power_w: None,
     }
 }
 
@@ -190,6 +161,28 @@ fn a_phase_samples_on_its_grid_batches_every_second_and_reports() {
     assert_eq!(r.unacked().map(|b| b.seq).collect::<Vec<_>>(), [2]);
 }
 
+/// The shell wakes precisely only for the load's transitions (a phase's start and end), not for
+/// every sampling instant.
+#[test]
+fn the_next_transition_is_a_phase_start_or_end_never_a_sampling_instant() {
+    let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
+    let c = clock(5 * S);
+    assert_eq!(r.next_transition(Some(&c)), None);
+    r.schedule(phase(0, S, 1000, Pattern::Steady { level: 1.0 }));
+    r.schedule(phase(1, 3 * S, 1000, Pattern::Steady { level: 1.0 }));
+    assert_eq!(r.next_transition(None), None, "no clock: no instant");
+    assert_eq!(r.next_transition(Some(&c)), Some(6 * S));
+    assert_eq!(r.poll_timeout(Some(&c)), Some(6 * S));
+    r.handle_timeout(6 * S, &c, 6 * S, 2 * S, &mut b);
+    assert!(r.in_phase());
+    // The next timer is the second sampling instant; the next transition the phase's end.
+    assert_eq!(r.poll_timeout(Some(&c)), Some(6 * S + 100 * MS));
+    assert_eq!(r.next_transition(Some(&c)), Some(7 * S));
+    drive(&mut r, &mut b, &c, 6 * S, 7 * S, |now| now);
+    assert!(!r.in_phase());
+    assert_eq!(r.next_transition(Some(&c)), Some(8 * S), "the next start");
+}
+
 #[test]
 fn a_phase_sent_twice_runs_once() {
     let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
@@ -265,25 +258,12 @@ fn the_replay_buffer_is_bounded_and_counts_what_it_drops() {
 
 fn session() -> ProbeSession {
     let backend = Box::new(TestBackend::new());
-    let hello = hallmark_probe::hello(
-        NodeId::new("n1").unwrap(),
-        Labels {
-            hall: "h".into(),
-            row: "r".into(),
-            rack: "k".into(),
-        },
-        backend.as_ref(),
-    );
+    let hello = common::hello("n1", backend.as_ref());
     ProbeSession::new(hello, backend)
 }
 
 fn welcome() -> CoordinatorMessage {
-    CoordinatorMessage::Welcome(Welcome {
-        protocol_version: PROTOCOL_VERSION,
-        coordinator_version: "t".into(),
-        session_id: 1,
-        dead_man_ms: 2000,
-    })
+    common::welcome(1, 2000)
 }
 
 #[test]

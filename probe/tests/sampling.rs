@@ -3,38 +3,20 @@
 //! recorded as a gap that says why; nothing is read late, stamped outside its phase, or lost silently.
 //! Driven by hand with a controlled `now`.
 
+mod common;
+
+use common::{clock, test_gpu, MS, S};
 use hallmark_probe::runner::PhaseRunner;
 use hallmark_protocol::pattern::Pattern;
-use hallmark_protocol::{
-    ClockEstimate, DeviceInfo, DeviceKind, PhaseStart, ProbeMessage, TelemetryBatch, Workload,
-};
+use hallmark_protocol::{ClockEstimate, DeviceInfo, PhaseStart, ProbeMessage, TelemetryBatch};
 use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NodeReading};
-
-const S: i64 = 1_000_000_000;
-const MS: i64 = 1_000_000;
 
 /// One device with constant readings; read number `fail` (0-based), if any, fails.
 struct OneDevice(Vec<DeviceInfo>, Option<usize>, usize);
 
 impl OneDevice {
     fn new() -> Self {
-        OneDevice(
-            vec![DeviceInfo {
-                index: 0,
-                kind: DeviceKind::SimulatedGpu,
-                model: "test".into(),
-                uuid: "GPU-0".into(),
-                serial: None,
-                memory_bytes: None,
-                power_limit_w: Some(700.0),
-                idle_power_w: None,
-                slowdown_temp_c: None,
-                shutdown_temp_c: None,
-                max_operating_temp_c: None,
-            }],
-            None,
-            0,
-        )
+        OneDevice(vec![test_gpu()], None, 0)
     }
 }
 
@@ -71,27 +53,8 @@ impl Backend for OneDevice {
     fn stop_all(&mut self) {}
 }
 
-fn clock(offset_ns: i64) -> ClockEstimate {
-    ClockEstimate {
-        offset_ns,
-        uncertainty_ns: 10_000,
-        rtt_ns: 20_000,
-        measured_at_ns: 0,
-    }
-}
-
 fn phase(id: u32, start_at_ns: i64, duration_ms: u64) -> PhaseStart {
-    PhaseStart {
-        phase_id: id,
-        name: format!("p{id}"),
-        workload: Workload::Burn,
-        pattern: Pattern::Steady { level: 1.0 },
-        start_at_ns,
-        duration_ms,
-        sample_hz: 10.0,
-        fabric: None,
-        target_power_w: None,
-    }
+    common::burn(id, start_at_ns, duration_ms, Pattern::Steady { level: 1.0 })
 }
 
 /// Calls the runner at each of `instants` (probe clock) in turn, with the coordinator always heard,
@@ -248,4 +211,32 @@ fn a_failed_read_is_a_gap_naming_the_failure() {
         "{}",
         gaps[0].reason
     );
+}
+
+/// A phase order whose instants lie at the ends of the clock's range (a coordinator's bug or a
+/// hostile one) is run or ignored without an arithmetic overflow anywhere.
+#[test]
+fn phases_at_the_ends_of_the_clock_range_do_not_overflow() {
+    let orders = [
+        (i64::MIN, u64::MAX),
+        (i64::MIN, 1_000),
+        (i64::MAX - S, u64::MAX),
+        (i64::MAX - S, 1_000),
+        (-S, u64::MAX),
+        (0, u64::MAX / 2),
+        (0, (i64::MAX / 1_000_000) as u64 + 1),
+    ];
+    for (i, (start, duration_ms)) in orders.into_iter().enumerate() {
+        for offset in [0, 5 * S, -5 * S] {
+            let (mut r, mut b) = (PhaseRunner::new(), OneDevice::new());
+            let c = clock(offset);
+            r.schedule(phase(i as u32, start, duration_ms));
+            for now in [0, S, 2 * S, 10 * S, i64::MAX - 1] {
+                r.poll_timeout(Some(&c));
+                r.next_transition(Some(&c));
+                r.handle_timeout(now, &c, now, 2 * S, &mut b);
+            }
+            r.stop(i64::MAX, "test", &c, &mut b);
+        }
+    }
 }

@@ -4,22 +4,21 @@
 //! answered and heartbeats heard meanwhile; the phase report follows once the work has ended.
 //! The test is the shell: it reads the wall clock and feeds it to the machine.
 
-use hallmark_probe::fabric::{unfinished_report, FabricDriver, FINISH_WAIT_NS};
+mod common;
+
+use common::{clock, node, phase_report, test_gpu, two_member_fabric, welcome, MS};
+use hallmark_probe::fabric::FabricDriver;
 use hallmark_probe::runner::PhaseRunner;
 use hallmark_probe::ProbeSession;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
-    ClockEstimate, ClockPing, CollectiveParams, CoordinatorMessage, DataPlaneAddr, DeviceInfo,
-    DeviceKind, FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, Labels,
-    NcclSetup, NodeId, PairKey, PeerKey, PhaseReport, PhaseStart, ProbeMessage, Welcome, Workload,
-    PROTOCOL_VERSION,
+    ClockPing, CoordinatorMessage, DataPlaneAddr, DeviceInfo, FabricFault, FabricPhase,
+    FabricReport, NcclSetup, PhaseStart, ProbeMessage, Workload,
 };
 use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NcclJob, NodeReading};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const MS: i64 = 1_000_000;
 /// How long the stand-ins' work goes on after it was started.
 const WORK: Duration = Duration::from_millis(1500);
 /// Longest any call into the machine may take (generous for a loaded machine; the work is 1.5 s).
@@ -56,13 +55,12 @@ impl FabricDriver for SlowDriver {
         Ok(())
     }
     fn stop(&mut self) {}
-    fn poll_finish(&mut self, waited_ns: i64) -> Option<FabricReport> {
+    fn try_finish(&mut self) -> Option<FabricReport> {
         let done = self.done.as_ref()?.load(Ordering::SeqCst);
-        if done {
+        done.then(|| {
             self.done = None;
-            return Some(report("the slow driver's results"));
-        }
-        (waited_ns >= FINISH_WAIT_NS).then(unfinished_report)
+            report("the slow driver's results")
+        })
     }
 }
 
@@ -76,19 +74,7 @@ struct SlowNccl {
 impl SlowNccl {
     fn new() -> Self {
         SlowNccl {
-            inventory: vec![DeviceInfo {
-                index: 0,
-                kind: DeviceKind::SimulatedGpu,
-                model: "test".into(),
-                uuid: "GPU-0".into(),
-                serial: None,
-                memory_bytes: None,
-                power_limit_w: Some(700.0),
-                idle_power_w: None,
-                slowdown_temp_c: None,
-                shutdown_temp_c: None,
-                max_operating_temp_c: None,
-            }],
+            inventory: vec![test_gpu()],
             started: None,
         }
     }
@@ -142,10 +128,6 @@ impl Backend for SlowNccl {
     }
 }
 
-fn n1() -> NodeId {
-    NodeId::new("n1").unwrap()
-}
-
 /// A collective phase of `n1` and `n2` from 200 ms for 300 ms (coordinator clock = probe clock).
 fn collective(nccl: bool) -> PhaseStart {
     PhaseStart {
@@ -157,42 +139,14 @@ fn collective(nccl: bool) -> PhaseStart {
         duration_ms: 300,
         sample_hz: 10.0,
         fabric: Some(FabricPhase {
-            keys: vec![PeerKey {
-                rank: 1,
-                key: PairKey([3; 32]),
-            }],
-            members: ["n1", "n2"]
-                .iter()
-                .enumerate()
-                .map(|(i, n)| FabricMember {
-                    node_id: NodeId::new(*n).unwrap(),
-                    addr: ([127, 0, 0, 1], 4000 + i as u16).into(),
-                })
-                .collect(),
-            params: FabricParams::Collective(CollectiveParams::default()),
             nccl: nccl.then(|| NcclSetup {
                 unique_id: vec![1; NcclSetup::ID_LEN],
                 gpus: vec![1, 1],
             }),
+            ..two_member_fabric(["n1", "n2"], 3)
         }),
         target_power_w: None,
     }
-}
-
-fn clock() -> ClockEstimate {
-    ClockEstimate {
-        offset_ns: 0,
-        uncertainty_ns: 10_000,
-        rtt_ns: 20_000,
-        measured_at_ns: 0,
-    }
-}
-
-fn phase_report(out: &[ProbeMessage]) -> Option<PhaseReport> {
-    out.iter().find_map(|m| match m {
-        ProbeMessage::PhaseReport(r) => Some(r.clone()),
-        _ => None,
-    })
 }
 
 /// Times one call into the machine.
@@ -206,29 +160,13 @@ fn timed<T>(slowest: &mut Duration, f: impl FnOnce() -> T) -> T {
 #[test]
 fn a_fabric_phase_whose_work_lingers_does_not_stall_clock_replies_or_heartbeats() {
     let backend = Box::new(SlowNccl::new());
-    let hello = hallmark_probe::hello(
-        n1(),
-        Labels {
-            hall: "h".into(),
-            row: "r".into(),
-            rack: "k".into(),
-        },
-        backend.as_ref(),
-    );
+    let hello = common::hello("n1", backend.as_ref());
     let mut s = ProbeSession::with_fabric(hello, backend, Box::new(SlowDriver::default()));
     s.connected();
     let wall = Instant::now();
     let now = || wall.elapsed().as_nanos() as i64;
-    s.handle(
-        CoordinatorMessage::Welcome(Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            coordinator_version: "t".into(),
-            session_id: 1,
-            dead_man_ms: 2000,
-        }),
-        now(),
-    );
-    s.handle(CoordinatorMessage::ClockEstimate(clock()), now());
+    s.handle(welcome(1, 2000), now());
+    s.handle(CoordinatorMessage::ClockEstimate(clock(0)), now());
     s.handle(CoordinatorMessage::PhaseStart(collective(false)), now());
 
     let mut slowest = Duration::ZERO;
@@ -260,7 +198,7 @@ fn a_fabric_phase_whose_work_lingers_does_not_stall_clock_replies_or_heartbeats(
         }
         if s.poll_timeout().is_some_and(|due| due <= now()) {
             let out = timed(&mut slowest, || s.handle_timeout(now()));
-            report = phase_report(&out);
+            report = phase_report(&out).cloned();
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -281,10 +219,10 @@ fn a_fabric_phase_whose_work_lingers_does_not_stall_clock_replies_or_heartbeats(
 
 #[test]
 fn an_nccl_phase_whose_threads_linger_is_reported_without_blocking_the_runner() {
-    let mut r = PhaseRunner::for_node(n1());
+    let mut r = PhaseRunner::for_node(node("n1"));
     let mut b = SlowNccl::new();
     r.schedule(collective(true));
-    let c = clock();
+    let c = clock(0);
     let wall = Instant::now();
     let mut slowest = Duration::ZERO;
     let (mut report, mut calls_while_pending) = (None, 0);
@@ -299,7 +237,7 @@ fn an_nccl_phase_whose_threads_linger_is_reported_without_blocking_the_runner() 
             if pending {
                 calls_while_pending += 1;
             }
-            report = phase_report(&out);
+            report = phase_report(&out).cloned();
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -4,7 +4,7 @@
 //! integers passed in by the caller, so every state machine built on it can be driven by a simulated clock.
 //!
 //! * [`message`] — the versioned messages exchanged between a probe and the coordinator.
-//! * [`fabric`] — fabric (interconnect) phases: members, session key, latency and collective results.
+//! * [`fabric`] — fabric (interconnect) phases: members, pair keys, latency and collective results.
 //! * [`codec`] — length-prefixed framing over serde (postcard) with a hard frame-size limit and typed errors.
 //! * [`clock`] — NTP-style four-timestamp exchanges and the minimum-RTT filter.
 //! * [`pattern`] — load patterns (level over time) that phases run under.

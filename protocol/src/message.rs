@@ -322,3 +322,20 @@ pub enum ErrorCode {
     /// Anything else.
     Internal,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_reasons_are_cut_to_the_limit_on_a_character_boundary() {
+        assert_eq!(bounded_gap_reason("late".into()), "late");
+        let exact = "a".repeat(MAX_GAP_REASON_BYTES);
+        assert_eq!(bounded_gap_reason(exact.clone()), exact);
+        assert_eq!(bounded_gap_reason(format!("{exact}b")), exact);
+        // 'é' is 2 bytes: after "a", the limit falls inside one; the cut is before it.
+        let cut = bounded_gap_reason(format!("a{}", "é".repeat(MAX_GAP_REASON_BYTES)));
+        assert_eq!(cut.len(), MAX_GAP_REASON_BYTES - 1);
+        assert!(cut.starts_with('a') && cut.ends_with('é'));
+    }
+}

@@ -16,9 +16,9 @@
 use hallmark_protocol::fabric::bandwidths;
 use hallmark_protocol::{
     CollectiveAlgorithm, CollectiveOp, CollectiveParams, CollectiveResult, FabricMember,
-    FabricParams, FabricPhase, FabricReport, NodeId,
+    FabricParams, FabricReport, NodeId,
 };
-use hallmark_workloads::fabric::auth::{random_mesh_keys, PhaseMac};
+use hallmark_workloads::fabric::auth::{random_mesh_orders, PhaseMac};
 use hallmark_workloads::fabric::{collective, DataPlane, PhaseWindow};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -95,16 +95,8 @@ fn phase(ranks: usize, p: &CollectiveParams, phase_id: u32) -> Result<Vec<Fabric
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let keys = random_mesh_keys(ranks).map_err(|e| e.to_string())?;
-    let phases: Vec<FabricPhase> = keys
-        .into_iter()
-        .map(|keys| FabricPhase {
-            keys,
-            members: members.clone(),
-            params: FabricParams::Collective(p.clone()),
-            nccl: None,
-        })
-        .collect();
+    let phases = random_mesh_orders(&members, &FabricParams::Collective(p.clone()))
+        .map_err(|e| e.to_string())?;
     let macs = (0..ranks)
         .map(|r| PhaseMac::new(&phases[r], r, phase_id))
         .collect::<Result<Vec<_>, String>>()?;

@@ -14,18 +14,22 @@ impl Active {
 
     /// Sampling instant `k` on the probe's clock.
     pub(super) fn instant_ns(&self, k: u64) -> i64 {
-        self.start_ns + self.instant_offset_ns(k)
+        self.start_ns.saturating_add(self.instant_offset_ns(k))
     }
 
     /// Sampling instant `k` on the coordinator's clock, computed from the phase order itself: the
     /// stamp of sample `k`, inside the phase's window whatever the clock estimate did meanwhile.
     pub(super) fn stamp_ns(&self, k: u64) -> i64 {
-        self.spec.start_at_ns + self.instant_offset_ns(k)
+        self.spec
+            .start_at_ns
+            .saturating_add(self.instant_offset_ns(k))
     }
 
     /// The phase's end on the coordinator's clock.
     pub(super) fn end_stamp_ns(&self) -> i64 {
-        self.spec.start_at_ns + (self.end_ns - self.start_ns)
+        self.spec
+            .start_at_ns
+            .saturating_add(self.end_ns - self.start_ns)
     }
 
     pub(super) fn sample_due_ns(&self) -> i64 {
@@ -58,7 +62,8 @@ impl Active {
             return None;
         }
         let hz = self.spec.sample_hz.clamp(0.01, 1000.0);
-        let mut k = (((now - self.start_ns) as f64 * hz / 1e9).floor() as u64).min(n - 1);
+        let mut k =
+            ((now.saturating_sub(self.start_ns) as f64 * hz / 1e9).floor() as u64).min(n - 1);
         // Bounded correction of floating-point rounding at the edge.
         for _ in 0..2 {
             if k > 0 && self.instant_ns(k) > now {
@@ -73,7 +78,7 @@ impl Active {
 
 /// Instants `from..to` of phase `a` missed because the sampler ran at `now`, after their periods.
 pub(super) fn missed(a: &Active, from: u64, to: u64, now: i64) -> TelemetryGap {
-    let late_ms = (now - a.instant_ns(from)) / 1_000_000;
+    let late_ms = now.saturating_sub(a.instant_ns(from)) / 1_000_000;
     TelemetryGap {
         from_ns: a.stamp_ns(from),
         to_ns: a.stamp_ns(to).min(a.end_stamp_ns()),

@@ -7,7 +7,7 @@
 //! third member cannot forge traffic between two others nor claim another's rank, and a stranger
 //! or another phase cannot talk to a member at all.
 
-use hallmark_protocol::{FabricPhase, PairKey, PeerKey};
+use hallmark_protocol::{FabricMember, FabricParams, FabricPhase, PairKey, PeerKey};
 use ring::hmac;
 
 /// Bytes of a truncated tag (128 bits).
@@ -152,6 +152,23 @@ pub fn random_mesh_keys(n: usize) -> Result<Vec<Vec<PeerKey>>, getrandom::Error>
                     })
                 })
                 .collect()
+        })
+        .collect())
+}
+
+/// Every member's order of a mesh of `members` run without a coordinator (benches and tests), by
+/// rank: the members, `params`, and that member's keys from [`random_mesh_keys`].
+pub fn random_mesh_orders(
+    members: &[FabricMember],
+    params: &FabricParams,
+) -> Result<Vec<FabricPhase>, getrandom::Error> {
+    Ok(random_mesh_keys(members.len())?
+        .into_iter()
+        .map(|keys| FabricPhase {
+            keys,
+            members: members.to_vec(),
+            params: params.clone(),
+            nccl: None,
         })
         .collect())
 }

@@ -157,7 +157,7 @@ impl Handshake {
                 let mut tmp = [0u8; HELLO_LEN];
                 let want = (self.need - self.inb.len()).min(tmp.len());
                 match (&self.stream).read(&mut tmp[..want]) {
-                    Ok(0) => return Pump::Failed("the connection closed during the handshake (the peer refused it: another session key or phase?)".into()),
+                    Ok(0) => return Pump::Failed("the connection closed during the handshake (the peer refused it: another phase, or not the key this member shares with it?)".into()),
                     Ok(k) => {
                         self.inb.extend_from_slice(&tmp[..k]);
                         moved = true;
@@ -562,7 +562,7 @@ fn missing(
                 .map(|e| format!(" (accepting failed here: {e})"))
                 .unwrap_or_default();
             format!(
-                "collective mesh: {} (rank {j}) never completed an authenticated connection to {me}'s data plane within the phase window{listen}; it may be down, late, unreachable, or hold another session key",
+                "collective mesh: {} (rank {j}) never completed an authenticated connection to {me}'s data plane within the phase window{listen}; it may be down, late, unreachable, or hold another key for the pair (another phase or run)",
                 m.node_id
             )
         };

@@ -17,13 +17,13 @@
 //! `CollectiveAlgorithm::resolve` picks the algorithm per size (`auto`: latency-optimal below
 //! 64 KiB, ring from there) and each result names the one used.
 //!
-//! **The payload is not encrypted.** The peers are authenticated (only members holding the phase's
-//! session key complete the handshake), but the data after the handshake travels in clear TCP
-//! and is not integrity-protected against an active attacker on the path. This was decided: TLS
-//! on one QUIC stream moved only ~0.31 GB/s on the reference machine, far below what the links
-//! under test carry, and the data is a synthetic pattern. What is required is that a probe talks
-//! only to the members the coordinator named; the exact check of every result catches corruption
-//! on the path as wrong elements.
+//! **The payload is not encrypted.** The peers are authenticated (a handshake completes only
+//! between the two members holding their pair's key), but the data after the handshake travels in
+//! clear TCP and is not integrity-protected against an active attacker on the path. This was
+//! decided: TLS on one QUIC stream moved only ~0.31 GB/s on the reference machine, far below what
+//! the links under test carry, and the data is a synthetic pattern. What is required is that a
+//! probe talks only to the members the coordinator named; the exact check of every result catches
+//! corruption on the path as wrong elements.
 //!
 //! A member that cannot be connected, fails authentication, or stops answering ends the sweep
 //! with a [`FabricFault`] naming it and the operation and size in progress; every blocking call

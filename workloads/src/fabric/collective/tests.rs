@@ -5,7 +5,7 @@
 use super::mesh::{hello, HELLO_LEN};
 use super::sweep::{CORRUPT, VANISH};
 use super::*;
-use crate::fabric::auth::{random_mesh_keys, PhaseMac, TAG_LEN};
+use crate::fabric::auth::{random_mesh_keys, random_mesh_orders, PhaseMac, TAG_LEN};
 use hallmark_protocol::{CollectiveAlgorithm, CollectiveOp, FabricMember, FabricParams, NodeId};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,18 +35,9 @@ fn cluster(n: usize, params: CollectiveParams, window: Duration) -> Cluster {
             addr: dp.local_addr().unwrap(),
         })
         .collect();
-    let keys = random_mesh_keys(n).unwrap();
     let phase_id = NEXT_PHASE.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now() + Duration::from_millis(20);
-    let phases: Vec<FabricPhase> = keys
-        .into_iter()
-        .map(|keys| FabricPhase {
-            keys,
-            members: members.clone(),
-            params: FabricParams::Collective(params.clone()),
-            nccl: None,
-        })
-        .collect();
+    let phases = random_mesh_orders(&members, &FabricParams::Collective(params.clone())).unwrap();
     Cluster {
         macs: (0..n)
             .map(|r| PhaseMac::new(&phases[r], r, phase_id).unwrap())

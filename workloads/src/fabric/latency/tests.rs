@@ -4,7 +4,7 @@
 
 use super::packet::{self, Header, Kind};
 use super::*;
-use crate::fabric::auth::random_mesh_keys;
+use crate::fabric::auth::{random_mesh_keys, random_mesh_orders};
 use hallmark_protocol::{FabricMember, FabricParams, LatencyPair, NodeId, PeerKey};
 use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
@@ -27,23 +27,6 @@ fn planes(n: usize) -> Vec<DataPlane> {
         .collect()
 }
 
-/// The phase as member `rank` receives it, with its keys from `keys` (one mesh's keys).
-fn phase_of(addrs: &[std::net::SocketAddr], keys: &[Vec<PeerKey>], rank: usize) -> FabricPhase {
-    FabricPhase {
-        keys: keys[rank].clone(),
-        members: addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| FabricMember {
-                node_id: node(i),
-                addr: *a,
-            })
-            .collect(),
-        params: FabricParams::Latency(LatencyParams::default()),
-        nccl: None,
-    }
-}
-
 fn window(len: Duration) -> PhaseWindow {
     let start = Instant::now() + Duration::from_millis(50);
     PhaseWindow {
@@ -55,8 +38,15 @@ fn window(len: Duration) -> PhaseWindow {
 
 /// Every member's phase, with one mesh's keys.
 fn phases(addrs: &[std::net::SocketAddr]) -> Vec<FabricPhase> {
-    let k = keys(addrs.len());
-    (0..addrs.len()).map(|r| phase_of(addrs, &k, r)).collect()
+    let members: Vec<FabricMember> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| FabricMember {
+            node_id: node(i),
+            addr: *a,
+        })
+        .collect();
+    random_mesh_orders(&members, &FabricParams::Latency(LatencyParams::default())).unwrap()
 }
 
 /// Runs `run` for every (data plane, rank, phase) on its own thread; reports and return instants.
@@ -181,7 +171,7 @@ fn two_members_and_one_member() {
 
     // One member: nothing to measure, back at once.
     let dps = planes(1);
-    let alone = phase_of(&[dps[0].local_addr().unwrap()], &keys(1), 0);
+    let alone = phases(&[dps[0].local_addr().unwrap()]).remove(0);
     let w = window(Duration::from_secs(5));
     let stop = AtomicBool::new(false);
     let t = Instant::now();
