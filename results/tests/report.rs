@@ -443,6 +443,11 @@ fn phases_without_power_readings_show_a_dash_not_zero() {
         "{row}"
     );
     assert!(html.contains("no node reported power"), "energy total note");
+    // The note names the mark the table shows.
+    assert!(
+        html.contains("; – where no node reported power"),
+        "dash note"
+    );
     let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
     let phases = json["summary"]["phases"].as_array().expect("phases");
     assert_eq!(phases.len(), 2);
