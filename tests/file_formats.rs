@@ -3,6 +3,9 @@
 //! fuzz targets `parse_plan`, `parse_spec` and `parse_hall` check without a bound (`fuzz/`,
 //! `.ci/fuzz`). Bounded here: a fixed number of cases per parser.
 
+#[path = "../fuzz/src/file_error.rs"]
+mod file_error;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -121,8 +124,8 @@ fn apply(text: &str, edits: &[Edit]) -> String {
     t
 }
 
-/// An error's position must be inside `text`: line 1..=lines+1, column ≥ 1 and at most the line's
-/// length + 1 (in characters); its message starts with `file:line:column:`.
+/// An error's position must be inside `text` ([`file_error::check_position`], the fuzz targets'
+/// check).
 fn check_position(
     text: &str,
     file: &str,
@@ -130,22 +133,8 @@ fn check_position(
     column: usize,
     shown: &str,
 ) -> Result<(), TestCaseError> {
-    let lines: Vec<&str> = text.split('\n').collect();
-    prop_assert!(
-        line >= 1 && line <= lines.len() + 1,
-        "line {line} of {}: {shown}",
-        lines.len()
-    );
-    let width = lines.get(line - 1).map_or(0, |l| l.chars().count());
-    prop_assert!(
-        column >= 1 && column <= width + 2,
-        "column {column} of a {width}-character line {line}: {shown}\n{text}"
-    );
-    prop_assert!(
-        shown.starts_with(&format!("{file}:{line}:{column}:")),
-        "{shown}"
-    );
-    Ok(())
+    file_error::check_position(text, file, line, column, shown)
+        .map_err(|why| TestCaseError::fail(format!("{why}\n{text}")))
 }
 
 fn run(examples: &'static [&'static str], check: impl Fn(&str) -> Result<(), TestCaseError>) {
@@ -205,4 +194,28 @@ fn mutated_halls_never_panic_and_errors_say_where() {
         }
         Ok(())
     });
+}
+
+#[test]
+fn the_position_check_refuses_errors_that_do_not_say_where() {
+    let text = "a = 1\nbb = 2";
+    assert_eq!(
+        file_error::check_position(text, "f.toml", 2, 3, "f.toml:2:3: bad"),
+        Ok(())
+    );
+    // Just past the end is allowed: a missing key is reported after the last line.
+    assert!(file_error::check_position(text, "f.toml", 3, 1, "f.toml:3:1: missing").is_ok());
+    for (line, column, shown) in [
+        (0, 1, "f.toml:0:1: x"),
+        (4, 1, "f.toml:4:1: x"),
+        (1, 0, "f.toml:1:0: x"),
+        (1, 8, "f.toml:1:8: x"),
+        (1, 1, "x at line 1"),
+        (1, 1, "g.toml:1:1: x"),
+    ] {
+        assert!(
+            file_error::check_position(text, "f.toml", line, column, shown).is_err(),
+            "{line}:{column} {shown}"
+        );
+    }
 }

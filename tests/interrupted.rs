@@ -117,3 +117,76 @@ fn a_run_whose_coordinator_was_killed_is_listed_as_interrupted_and_resumed_witho
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hallmark run --resume RUN` with throwaway TLS paths: the refusals come before any file is read.
+fn resume(results: &std::path::Path, id: &str) -> String {
+    let out = run(&[
+        "run",
+        "--resume",
+        id,
+        "--listen",
+        "127.0.0.1:9",
+        "--ca",
+        "ca.pem",
+        "--cert",
+        "c.pem",
+        "--key",
+        "k.pem",
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn resuming_a_run_that_is_not_interrupted_is_refused_saying_what_to_do() {
+    use hallmark_results::{NewRun, RunStatus, Store};
+    let dir = tempdir("not-interrupted");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut store = Store::open(&dir).unwrap();
+    let new = |started_at_ns| NewRun {
+        name: "r".into(),
+        plan_name: "p".into(),
+        plan_toml: String::new(),
+        hall: None,
+        started_at_ns,
+        hallmark_version: "0".into(),
+        sample_hz: 10.0,
+    };
+    // Finished.
+    let done = store.create_run(&new(now - 3_000_000_000)).unwrap();
+    store
+        .finish_run(&done, now, RunStatus::Complete, None)
+        .unwrap();
+    // Running, with no coordinator recorded (as a hallmark before store schema 4 left it).
+    let old = store.create_run(&new(now - 2_000_000_000)).unwrap();
+    // Running, its coordinator on another host heard from just now.
+    let live = store.create_run(&new(now - 1_000_000_000)).unwrap();
+    store
+        .set_coordinator(&live, "another-host.invalid", 4242, now)
+        .unwrap();
+    drop(store);
+
+    let err = resume(&dir, done.as_str());
+    assert!(err.contains("has finished (complete)"), "{err}");
+    assert!(err.contains("nothing to resume"), "{err}");
+    assert!(err.contains(&format!("hallmark runs show {done}")), "{err}");
+
+    let err = resume(&dir, old.as_str());
+    assert!(err.contains("no record of its coordinator"), "{err}");
+    assert!(err.contains("hallmark run PLAN"), "{err}");
+
+    let err = resume(&dir, live.as_str());
+    assert!(
+        err.contains("still coordinated by process 4242 on another-host.invalid"),
+        "{err}"
+    );
+    assert!(err.contains("silent for 10 s"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,20 +30,13 @@ fn probe_args(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Reads stderr lines until one contains `needle`, at most `common::WAIT`.
-fn first_line_with(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> Option<String> {
-    let deadline = Instant::now() + common::WAIT;
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return Some(line),
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    panic!(
-        "no log line with {needle:?} within {:?}: {seen:?}",
-        common::WAIT
-    );
+fn first_line_with(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    line_with(rx, needle, common::WAIT).unwrap_or_else(|seen| {
+        panic!(
+            "no log line with {needle:?} within {:?}: {seen:?}",
+            common::WAIT
+        )
+    })
 }
 
 #[test]
@@ -59,7 +52,7 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         .unwrap();
     let rx = stderr_lines(&mut child);
     let _child = Killed(child);
-    let line = first_line_with(&rx, "connecting").unwrap();
+    let line = first_line_with(&rx, "connecting");
     assert!(
         !line.contains('\u{1b}'),
         "escape code in a piped log: {line:?}"

@@ -1,6 +1,8 @@
 //! Checks shared by the fuzz targets. Any panic here is a finding: either the codec panicked on
 //! hostile input, or it disagreed with the reference reading of the framing below.
 
+pub mod file_error;
+
 use hallmark_protocol::codec::{decode_payload, encode_frame, peek_hello_version, HEADER_LEN};
 use hallmark_protocol::{decode_frame, DecodeError, FrameDecoder, ProbeMessage};
 use serde::{de::DeserializeOwned, Serialize};
@@ -168,26 +170,13 @@ fn model<M: Serialize + DeserializeOwned + Debug>(
     (events, finish, None)
 }
 
-/// The file parsers' contract on any text: no panic, and an error names `file`, a line inside the
-/// text (or just past its end) and a column ≥ 1 within that line (+1), and its message starts with
-/// `file:line:column:`. Bytes that are not UTF-8 are read lossily (the CLI refuses them before
-/// parsing, but the parser must not care).
+/// The file parsers' contract on any text: no panic, and an error keeps
+/// [`file_error::check_position`] (panics here when it does not). Bytes that are not UTF-8 are
+/// read lossily (the CLI refuses them before parsing, but the parser must not care).
 pub fn check_file_error(text: &str, file: &str, line: usize, column: usize, shown: &str) {
-    let lines: Vec<&str> = text.split('\n').collect();
-    assert!(
-        line >= 1 && line <= lines.len() + 1,
-        "line {line} of {}: {shown}",
-        lines.len()
-    );
-    let width = lines.get(line - 1).map_or(0, |l| l.chars().count());
-    assert!(
-        column >= 1 && column <= width + 2,
-        "column {column} of a {width}-character line {line}: {shown}"
-    );
-    assert!(
-        shown.starts_with(&format!("{file}:{line}:{column}:")),
-        "{shown}"
-    );
+    if let Err(why) = file_error::check_position(text, file, line, column, shown) {
+        panic!("{why}");
+    }
 }
 
 /// The fuzz input as the text a parser reads.

@@ -7,7 +7,7 @@
 
 use crate::error::StoreError;
 use crate::model::{RunId, RunStatus};
-use crate::store::Store;
+use crate::store::{parse_col, Store};
 use rusqlite::{params, OptionalExtension};
 
 /// How often a running coordinator refreshes its heartbeat, ns.
@@ -131,6 +131,23 @@ pub struct ResumePoint {
 }
 
 impl Store {
+    /// The status run `run` is stored with (never [`RunStatus::Interrupted`]: see
+    /// [`Store::live_status`]), without summarising it.
+    pub fn run_status(&self, run: &str) -> Result<RunStatus, StoreError> {
+        let status: String = self
+            .conn
+            .query_row("SELECT status FROM runs WHERE run_id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err("reading the run's status"))?
+            .ok_or_else(|| StoreError::UnknownRun {
+                path: self.path.clone(),
+                run_id: run.to_string(),
+            })?;
+        parse_col(&self.path, "run status", &status)
+    }
+
     /// The plan text a run was started with.
     pub fn run_plan_toml(&self, run: &str) -> Result<String, StoreError> {
         self.conn
@@ -150,7 +167,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT p.node_id, p.rack,                  (SELECT max(b.seq) + 1 FROM telemetry_batches b                   WHERE b.run_id = p.run_id AND b.node_id = p.node_id)                  FROM probes p WHERE p.run_id = ?1 ORDER BY p.node_id",
+                "SELECT p.node_id, p.rack, (SELECT max(b.seq) + 1 FROM telemetry_batches b \
+                 WHERE b.run_id = p.run_id AND b.node_id = p.node_id) \
+                 FROM probes p WHERE p.run_id = ?1 ORDER BY p.node_id",
             )
             .map_err(self.err("reading the run's probes"))?;
         let rows = stmt

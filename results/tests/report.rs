@@ -369,8 +369,17 @@ fn a_simulated_run_says_so_in_the_page_and_every_export() {
     let mut store = Store::open(dir.path()).unwrap();
     let run = build(&mut store);
     let out = dir.path().join("r");
-    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    let files = write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
     let banner = "SIMULATED: 8 of 8 devices on 4 of 4 nodes are simulated";
+    // What the report was written from, for the bundle's manifest without a second store read.
+    assert_eq!(
+        files.simulation,
+        store.simulation(run.as_str()).unwrap(),
+        "the report's simulation"
+    );
+    assert_eq!(files.simulation.simulated_devices, 8);
+    assert!(files.simulation.banner().unwrap().starts_with(banner));
+    assert_eq!(files.plan_name, "burn-then-idle");
     let html = read(&out.join("index.html"));
     assert!(
         html.contains(&format!("<div class=\"simulated\">{banner}")),
@@ -403,7 +412,8 @@ fn a_simulated_run_says_so_in_the_page_and_every_export() {
     let dir = TempDir::new("report-real");
     let mut store = Store::open(dir.path()).unwrap();
     let run = build_on_real_devices(&mut store, 0);
-    write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    let files = write_report(&store, run.as_str(), &verdicts(), &out).unwrap();
+    assert!(!files.simulation.is_simulated());
     let html = read(&out.join("index.html"));
     assert!(!html.contains("SIMULATED"));
     let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
@@ -433,6 +443,11 @@ fn phases_without_power_readings_show_a_dash_not_zero() {
         "{row}"
     );
     assert!(html.contains("no node reported power"), "energy total note");
+    // The note names the mark the table shows.
+    assert!(
+        html.contains("; – where no node reported power"),
+        "dash note"
+    );
     let json: serde_json::Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
     let phases = json["summary"]["phases"].as_array().expect("phases");
     assert_eq!(phases.len(), 2);

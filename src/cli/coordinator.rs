@@ -6,7 +6,7 @@ use hallmark_coordinator::fabric::FabricSubnet;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
 use hallmark_transport::tls::Identity;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -47,19 +47,45 @@ pub struct CoordinatorArgs {
     fabric_subnet: Vec<FabricSubnet>,
 }
 
-pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+/// What a coordinator of a real cluster is started with, by `hallmark coordinator` and by
+/// `hallmark run --listen`.
+pub struct Serve<'a> {
+    pub listen: SocketAddr,
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub crl: Option<PathBuf>,
+    pub status_file: Option<PathBuf>,
+    pub fabric_subnets: Vec<FabricSubnet>,
+}
+
+/// Loads the TLS identity and starts the coordinator; warns when no revocation list is given.
+pub async fn start(s: Serve<'_>) -> anyhow::Result<ServerHandle> {
     let identity =
-        Identity::load(&a.ca, &a.cert, &a.key).context("loading the coordinator's TLS identity")?;
-    let mut opts = ServerOptions::new(a.listen);
-    opts.crl = a.crl.clone();
-    if opts.crl.is_none() {
+        Identity::load(s.ca, s.cert, s.key).context("loading the coordinator's TLS identity")?;
+    let mut opts = ServerOptions::new(s.listen);
+    if s.crl.is_none() {
         warn!("no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`");
     }
-    opts.status_file = a.status_file.clone();
-    opts.config.fabric_subnets = a.fabric_subnet.clone();
-    let server = ServerHandle::start(&identity, opts)
+    opts.crl = s.crl;
+    opts.status_file = s.status_file;
+    opts.config.fabric_subnets = s.fabric_subnets;
+    ServerHandle::start(&identity, opts)
         .await
-        .context("starting the coordinator")?;
+        .context("starting the coordinator")
+}
+
+pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    let server = start(Serve {
+        listen: a.listen,
+        ca: &a.ca,
+        cert: &a.cert,
+        key: &a.key,
+        crl: a.crl.clone(),
+        status_file: a.status_file.clone(),
+        fabric_subnets: a.fabric_subnet.clone(),
+    })
+    .await?;
     if let Some(path) = &a.status_file {
         info!("registered probes are listed in {}", path.display());
     }

@@ -10,7 +10,7 @@ use hallmark_results::bundle::{
     BundleFile, StagingDir,
 };
 use hallmark_results::{
-    write_report_with, Certification, ReportFiles, ReportOptions, Simulation, SpecRef, Store,
+    write_report_with, Certification, ReportFiles, ReportOptions, SpecRef, Store,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -71,9 +71,7 @@ fn latest_certification(store: &Store, run_id: &str) -> anyhow::Result<Option<Ce
 struct Written {
     files: ReportFiles,
     run_id: String,
-    plan_name: String,
     certification: Option<Certification>,
-    simulation: Simulation,
 }
 
 /// Writes the report of `run` into `out`.
@@ -93,27 +91,16 @@ fn write(results: &Path, run: &str, out: &Path) -> anyhow::Result<Written> {
     };
     let files = write_report_with(&store, &run_id, verdicts, out, &options)
         .with_context(|| format!("writing the report of run {run_id} into {}", out.display()))?;
-    let plan_name = store
-        .list_runs()?
-        .into_iter()
-        .find(|r| r.run_id.as_str() == run_id)
-        .map(|r| r.plan_name)
-        .unwrap_or_default();
-    let simulation = store
-        .simulation(&run_id)
-        .with_context(|| format!("reading the devices of run {run_id}"))?;
     Ok(Written {
-        simulation,
         files,
         run_id,
-        plan_name,
         certification,
     })
 }
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let w = write(&a.results, &a.run, &a.out)?;
-    if let Some(banner) = w.simulation.banner() {
+    if let Some(banner) = w.files.simulation.banner() {
         eprintln!("warning: {banner}");
     }
     if w.certification.is_none() {
@@ -163,7 +150,7 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
                 c.spec_toml.clone().into_bytes(),
             ));
         }
-        let simulated = w.simulation.banner();
+        let simulated = w.files.simulation.banner();
         let manifest = write_bundle_with(&a.out, &w.run_id, simulated, &members, &key)
             .with_context(|| format!("writing the bundle {}", a.out.display()))?;
         if let Some(banner) = &manifest.simulated {
@@ -173,7 +160,7 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
             "wrote {}: run {} (plan {}), {} files, signed by key {}",
             a.out.display(),
             w.run_id,
-            w.plan_name,
+            w.files.plan_name,
             manifest.files.len(),
             fingerprint(&key.verifying_key())
         );

@@ -76,30 +76,11 @@ pub struct ResumeRequest {
 /// what it replays). Refuses a run that has finished or whose coordinator is still alive.
 pub fn prepare_resume(run: &str, results: &Path) -> anyhow::Result<ResumeRequest> {
     use hallmark_coordinator::run::{ResumeFrom, ResumeNode};
-    use hallmark_results::RunStatus;
     let mut store = Store::open(results)
         .with_context(|| format!("opening the run store in {}", results.display()))?;
     let run_id = store.resolve_run(run)?;
-    let summary = store.run_summary(run_id.as_str())?;
-    let now = WallClock::new().now_ns();
-    let live = store.live_status(
-        run_id.as_str(),
-        summary.status,
-        now,
-        &super::runs::this_host(),
-        super::runs::pid_alive,
-    )?;
-    match (summary.status, live) {
-        (RunStatus::Running, Some(_)) => {}
-        (RunStatus::Running, None) => anyhow::bail!(
-            "run {run_id} is still running under its coordinator (or was heard from in the last \
-             10 s); resume only a run whose coordinator is gone (`hallmark runs list` shows it as \
-             interrupted)"
-        ),
-        (status, _) => anyhow::bail!(
-            "run {run_id} has finished ({status}); only an interrupted run can be resumed"
-        ),
-    }
+    let here = super::runs::Here::now();
+    check_resumable(&store, &run_id, &here)?;
     let source = store.run_plan_toml(run_id.as_str())?;
     let plan = hallmark_protocol::plan::parse_plan(&source, &format!("the plan of run {run_id}"))?;
     let mut nodes = Vec::new();
@@ -113,7 +94,7 @@ pub fn prepare_resume(run: &str, results: &Path) -> anyhow::Result<ResumeRequest
         });
     }
     store
-        .set_coordinator(&run_id, &super::runs::this_host(), std::process::id(), now)
+        .set_coordinator(&run_id, &here.host, std::process::id(), here.now_ns)
         .context("recording the run's new coordinator")?;
     Ok(ResumeRequest {
         run_id,
@@ -121,6 +102,45 @@ pub fn prepare_resume(run: &str, results: &Path) -> anyhow::Result<ResumeRequest
         from: ResumeFrom { nodes },
         store,
     })
+}
+
+/// Refuses to resume `run_id` unless it is interrupted (still `running` in the store, its
+/// coordinator gone), saying what to do instead.
+fn check_resumable(
+    store: &Store,
+    run_id: &hallmark_results::RunId,
+    here: &super::runs::Here,
+) -> anyhow::Result<()> {
+    let status = store.run_status(run_id.as_str())?;
+    let instead = format!(
+        "`hallmark runs show {run_id}` shows what it stored, and `hallmark run PLAN` starts a new run"
+    );
+    if status != hallmark_results::RunStatus::Running {
+        anyhow::bail!(
+            "run {run_id} has finished ({status}), so there is nothing to resume: only a run \
+             whose coordinator was interrupted can be resumed; {instead}"
+        );
+    }
+    let Some(coordinator) = store.coordinator_of(run_id.as_str())? else {
+        anyhow::bail!(
+            "run {run_id} is stored as running but has no record of its coordinator (a hallmark \
+             older than store schema version 4 started it), so whether that coordinator is gone \
+             cannot be told and the run cannot be resumed; {instead}"
+        );
+    };
+    if here.gone(&coordinator).is_none() {
+        anyhow::bail!(
+            "run {run_id} is still coordinated by process {} on {} (heard from {:.0} s ago): \
+             resume it only once that coordinator is gone — stop that process, or, if it runs on \
+             another host, wait until it has been silent for {} s; `hallmark runs list` then shows \
+             the run as interrupted",
+            coordinator.pid,
+            coordinator.host,
+            here.now_ns.saturating_sub(coordinator.heartbeat_ns) as f64 / 1e9,
+            hallmark_results::liveness::STALE_NS / 1_000_000_000
+        );
+    }
+    Ok(())
 }
 
 /// Resumes a prepared run on this coordinator: its probes reconnect and replay what they still

@@ -15,10 +15,9 @@ use super::simulate::run_on_simulated_hall;
 use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_coordinator::fabric::FabricSubnet;
-use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_coordinator::ServerHandle;
 use hallmark_protocol::plan::parse_plan;
 use hallmark_results::{overall, RunStatus};
-use hallmark_transport::tls::Identity;
 use hallmark_workloads::sim::load_hall;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -142,20 +141,16 @@ async fn start_server(a: &RunArgs, listen: SocketAddr) -> anyhow::Result<ServerH
     let (Some(ca), Some(cert), Some(key)) = (&a.ca, &a.cert, &a.key) else {
         bail!("--listen needs --ca, --cert and --key");
     };
-    let identity =
-        Identity::load(ca, cert, key).context("loading the coordinator's TLS identity")?;
-    let mut opts = ServerOptions::new(listen);
-    opts.crl = a.crl.clone();
-    if opts.crl.is_none() {
-        tracing::warn!(
-            "no --crl: revoked certificates cannot be refused; pass the crl.pem of `certs init`"
-        );
-    }
-    opts.status_file = a.status_file.clone();
-    opts.config.fabric_subnets = a.fabric_subnet.clone();
-    ServerHandle::start(&identity, opts)
-        .await
-        .context("starting the coordinator")
+    super::coordinator::start(super::coordinator::Serve {
+        listen,
+        ca,
+        cert,
+        key,
+        crl: a.crl.clone(),
+        status_file: a.status_file.clone(),
+        fabric_subnets: a.fabric_subnet.clone(),
+    })
+    .await
 }
 
 /// `hallmark run --resume RUN --listen …`: exit 2 (an interrupted run is never complete).

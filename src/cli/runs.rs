@@ -5,7 +5,8 @@
 use super::execute::print_summary;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hallmark_results::{time::format_utc, Store};
+use hallmark_results::liveness::Coordinator;
+use hallmark_results::{time::format_utc, RunStatus, Store};
 use hallmark_transport::clock::WallClock;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,14 +47,14 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             let store = Store::open_read_only(&a.results)
                 .with_context(|| format!("opening the run store in {}", a.results.display()))?;
             let mut runs = store.list_runs()?;
-            let now = WallClock::new().now_ns();
+            let here = Here::now();
             for r in &mut runs {
-                if let Some((status, why)) =
-                    store.live_status(r.run_id.as_str(), r.status, now, &this_host(), pid_alive)?
-                {
-                    r.status = status;
-                    r.status_reason = Some(why);
-                }
+                here.show_live(
+                    &store,
+                    r.run_id.as_str(),
+                    &mut r.status,
+                    &mut r.status_reason,
+                )?;
             }
             if a.json {
                 println!("{}", serde_json::to_string(&runs)?);
@@ -81,16 +82,53 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening the run store in {}", a.results.display()))?;
             let id = store.resolve_run(&a.run)?;
             let mut summary = store.run_summary(id.as_str())?;
-            let now = WallClock::new().now_ns();
-            if let Some((status, why)) =
-                store.live_status(id.as_str(), summary.status, now, &this_host(), pid_alive)?
-            {
-                summary.status = status;
-                summary.status_reason = Some(why);
-            }
+            Here::now().show_live(
+                &store,
+                id.as_str(),
+                &mut summary.status,
+                &mut summary.status_reason,
+            )?;
             print_summary(&summary, a.json)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where and when a reader looks at the store: this instant and this host, read once per command.
+pub struct Here {
+    pub now_ns: i64,
+    pub host: String,
+}
+
+impl Here {
+    pub fn now() -> Here {
+        Here {
+            now_ns: WallClock::new().now_ns(),
+            host: this_host(),
+        }
+    }
+
+    /// Why `coordinator` is gone, seen from here (`None`: it may still run).
+    pub fn gone(&self, coordinator: &Coordinator) -> Option<String> {
+        coordinator.gone(self.now_ns, &self.host, pid_alive)
+    }
+
+    /// Shows run `run`, stored as `status` with `reason`, as interrupted with why when it is still
+    /// running in the store and its coordinator is gone.
+    fn show_live(
+        &self,
+        store: &Store,
+        run: &str,
+        status: &mut RunStatus,
+        reason: &mut Option<String>,
+    ) -> anyhow::Result<()> {
+        if let Some((live, why)) =
+            store.live_status(run, *status, self.now_ns, &self.host, pid_alive)?
+        {
+            *status = live;
+            *reason = Some(why);
+        }
+        Ok(())
     }
 }
 

@@ -81,21 +81,31 @@ pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
+/// The first line containing `needle` that comes within `limit`; otherwise the lines that came.
+pub fn line_with(
+    rx: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    limit: Duration,
+) -> Result<String, Vec<String>> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Ok(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    Err(seen)
+}
+
 /// Waits for a line containing `needle`, at most `limit`; returns when it came.
 pub fn wait_line(
     rx: &std::sync::mpsc::Receiver<String>,
     needle: &str,
     limit: Duration,
 ) -> Option<Instant> {
-    let deadline = Instant::now() + limit;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return Some(Instant::now()),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-    None
+    line_with(rx, needle, limit).ok().map(|_| Instant::now())
 }
 
 /// Waits for `child` to exit, at most `limit`; fails the test with `what` if it does not.

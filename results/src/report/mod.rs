@@ -78,6 +78,10 @@ pub struct ReportFiles {
     pub dir: PathBuf,
     /// Every file written, `dir` joined with each of [`FILES`].
     pub files: Vec<PathBuf>,
+    /// The run's plan name and how much of it was simulated, from the summary the report was
+    /// written from (so a caller need not read the store again).
+    pub plan_name: String,
+    pub simulation: crate::Simulation,
 }
 
 impl ReportFiles {
@@ -402,5 +406,7 @@ pub fn write_report_with(
     Ok(ReportFiles {
         dir: out_dir.to_path_buf(),
         files: (0..FILES.len()).map(path).collect(),
+        plan_name: s.plan_name,
+        simulation: s.simulation,
     })
 }

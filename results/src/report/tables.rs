@@ -39,11 +39,8 @@ pub fn phases(s: &RunSummary) -> String {
          <th>notes</th></tr></thead><tbody>\n",
     );
     for p in &s.phases {
-        let perf_w = match p.gflops {
-            Some(g) => match p.mean_kw {
-                Some(kw) if kw > 0.0 => si(Some(g * 1e9 / (kw * 1000.0)), "FLOP/s per W"),
-                _ => "n/a".into(),
-            },
+        let perf_w = match (p.gflops, p.mean_kw) {
+            (Some(g), Some(kw)) if kw > 0.0 => si(Some(g * 1e9 / (kw * 1000.0)), "FLOP/s per W"),
             _ => "n/a".into(),
         };
         let mut notes = Vec::new();
@@ -97,7 +94,7 @@ pub fn phases(s: &RunSummary) -> String {
     let _ = writeln!(
         out,
         "</tbody></table>\n<p class=\"muted\">Energy from node power (devices, PSU losses, base load) in \
-         each phase window; {total}; - where no node reported power. perf/W is the phase's compute rate over \
+         each phase window; {total}; – where no node reported power. perf/W is the phase's compute rate over \
          its mean hall power; n/a where no device reported a rate or no power was measured.</p>"
     );
     out

@@ -141,22 +141,18 @@ pub fn batch(n: usize, sec: i64) -> TelemetryBatch {
 
 /// Stores the constructed run; r2n2's batch 5 never arrives (a recorded gap) and r2n2 is lost at the end.
 pub fn build(store: &mut Store) -> RunId {
-    build_with(store, true, true)
+    build_with_backends(store, true, NODES.len())
 }
 
 /// The constructed run as nodes without a power sensor report it: no node-power readings at all.
 pub fn build_without_node_power(store: &mut Store) -> RunId {
-    build_with(store, false, true)
+    build_with_backends(store, false, NODES.len())
 }
 
 /// The constructed run on real devices: `cuda` probes with GPUs, except r2n2, a `sim` probe with
 /// simulated GPUs (`simulated_nodes`: 0 or 1 of them simulated).
 pub fn build_on_real_devices(store: &mut Store, simulated_nodes: usize) -> RunId {
     build_with_backends(store, true, simulated_nodes)
-}
-
-fn build_with(store: &mut Store, node_power: bool, simulated: bool) -> RunId {
-    build_with_backends(store, node_power, if simulated { NODES.len() } else { 0 })
 }
 
 /// The last `simulated` nodes run the `sim` backend with simulated GPUs; the others `cuda`.
