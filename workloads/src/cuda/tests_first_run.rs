@@ -1,7 +1,7 @@
 //! Tests of what the first GPU run depends on and a machine without a GPU can check: the compare
 //! kernel's CPU model on crafted bits (and that the kernel source holds the same masks), rates
-//! from GEMM counters past 2⁶⁴ FLOPs, the allocation fallback's decision, the library names tried
-//! and the toolkit-stub warning.
+//! from GEMM counters past 2⁶⁴ FLOPs, the allocation fallback's decision (once per device), the
+//! library names tried and the toolkit-stub warning.
 
 use super::libs::{self, Library};
 use super::sizing::gemm_flop;
@@ -221,4 +221,53 @@ fn stream_ordered_allocation_falls_back_to_plain_where_it_is_refused() {
         e.contains(ALLOC_ENV) && e.contains("async") && e.contains("`plain`"),
         "{e}"
     );
+}
+
+#[test]
+fn the_allocation_is_decided_once_per_device() {
+    use super::alloc::{remembered, AllocMode, Decided};
+    use std::cell::Cell;
+    let decided = Decided::default();
+    let probes = Cell::new(0);
+    let probe = |mode: AllocMode| {
+        let probes = &probes;
+        move || {
+            probes.set(probes.get() + 1);
+            Ok(mode)
+        }
+    };
+    // The first user of GPU 0 probes; later ones (the next NCCL phase) reuse its answer.
+    assert_eq!(
+        remembered(&decided, 0, probe(AllocMode::Plain)),
+        Ok(AllocMode::Plain)
+    );
+    assert_eq!(
+        remembered(&decided, 0, probe(AllocMode::Cudarc)),
+        Ok(AllocMode::Plain)
+    );
+    assert_eq!(probes.get(), 1);
+    // Another GPU decides for itself.
+    assert_eq!(
+        remembered(&decided, 1, probe(AllocMode::Cudarc)),
+        Ok(AllocMode::Cudarc)
+    );
+    assert_eq!(probes.get(), 2);
+    // An error (HALLMARK_CUDA_ALLOC misspelt) is returned each time, not remembered.
+    let refused = || {
+        Err(format!(
+            "{}=async is not understood",
+            super::alloc::ALLOC_ENV
+        ))
+    };
+    assert!(remembered(&decided, 2, refused).is_err());
+    assert_eq!(
+        remembered(&decided, 2, probe(AllocMode::Plain)),
+        Ok(AllocMode::Plain)
+    );
+    assert_eq!(probes.get(), 3);
+    assert_eq!(
+        remembered(&decided, 1, probe(AllocMode::Plain)),
+        Ok(AllocMode::Cudarc)
+    );
+    assert_eq!(probes.get(), 3);
 }
