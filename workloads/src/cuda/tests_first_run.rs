@@ -92,13 +92,12 @@ fn the_kernel_model_unpacks_words_as_the_kernel_does() {
     got[1] = f32::NAN.to_bits();
     got[3] += 1;
     assert_eq!(compare_words(&want, &got, f, 0), 2);
-    // The kernel source holds the same masks as the model, per kernel.
+    // The kernel each dtype's burn launches holds the masks of the format the model reads for
+    // that dtype, one element per stored value.
     let src = kernels::COMPARE_SRC;
-    for (name, f) in [
-        (kernels::COMPARE_BF16, Format::BF16),
-        (kernels::COMPARE_F16, Format::F16),
-        (kernels::COMPARE_F32, Format::F32),
-    ] {
+    for d in Dtype::ALL {
+        let (name, f) = (d.compare_kernel(), d.format());
+        assert_eq!(f.bits() as usize, 8 * d.element_bytes(), "{d}");
         let start = src.find(&format!("void {name}(")).unwrap();
         let body = &src[start..];
         let body = &body[..body.find("atomicAdd").unwrap()];
