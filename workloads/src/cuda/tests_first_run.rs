@@ -1,7 +1,7 @@
 //! Tests of what the first GPU run depends on and a machine without a GPU can check: the compare
 //! kernel's CPU model on crafted bits (and that the kernel source holds the same masks), rates
 //! from GEMM counters past 2⁶⁴ FLOPs, the allocation fallback's decision (once per device), the
-//! library names tried and the toolkit-stub warning.
+//! library names tried, the toolkit-stub warning and hint, and when a power target can be held.
 
 use super::libs::{self, Library};
 use super::sizing::gemm_flop;
@@ -180,6 +180,25 @@ fn the_names_tried_are_cudarcs_and_a_stub_driver_is_named() {
     assert_eq!(
         libs::stub_warning(None, Some("/opt/stubsx:"), |_| true),
         None
+    );
+
+    // A driver that does not initialise: the stub warning where there is one, else the driver's
+    // own stub error turned into the same fix, else what to check.
+    let named = libs::stub_warning(libs::loaded_driver_path(maps), None, none);
+    assert_eq!(
+        libs::driver_failure_hint(true, named.clone()),
+        named.unwrap()
+    );
+    let h = libs::driver_failure_hint(true, None);
+    assert!(
+        h.contains("toolkit's stub, from a stubs/ directory")
+            && h.contains("take that directory off LD_LIBRARY_PATH"),
+        "{h}"
+    );
+    let h = libs::driver_failure_hint(false, None);
+    assert!(
+        h.contains("nvidia-smi") && h.contains("CUDA_VISIBLE_DEVICES"),
+        "{h}"
     );
 }
 
