@@ -289,3 +289,38 @@ fn the_allocation_is_decided_once_per_device() {
     );
     assert_eq!(probes.get(), 3);
 }
+
+#[test]
+fn a_power_target_needs_power_and_a_limit_and_says_what_to_run_instead() {
+    use crate::nvml::PowerSource;
+    assert_eq!(
+        power_holdable(0, 600.0, Ok(PowerSource::Instant), Some(700.0)),
+        Ok(None)
+    );
+    // From the 1 s average: held, with a warning that says so.
+    let w = power_holdable(1, 600.0, Ok(PowerSource::Average), Some(700.0))
+        .unwrap()
+        .unwrap();
+    assert!(
+        w.starts_with("GPU 1: holding 600 W from NVML's 1 s average"),
+        "{w}"
+    );
+    // No power, or no limit: refused, saying why, where to look and what runs without it.
+    let e = power_holdable(
+        2,
+        600.0,
+        Err("NVML has no GPU with UUID x".into()),
+        Some(700.0),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("GPU 2: NVML reads no power (NVML has no GPU with UUID x)"),
+        "{e}"
+    );
+    let e = power_holdable(3, 600.0, Ok(PowerSource::Instant), None).unwrap_err();
+    assert!(e.contains("no enforced power limit"), "{e}");
+    assert!(
+        e.contains("hallmark probe --list-devices") && e.contains("a `burn` phase"),
+        "{e}"
+    );
+}
