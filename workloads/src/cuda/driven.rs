@@ -169,8 +169,9 @@ impl Backend for CudaBackend {
     }
 
     /// Achieved GFLOP/s (GEMMs completed since the previous call, times the FLOPs of one, over the
-    /// probe-clock time between the calls), GB/s of the copies (read + written) where the memory-bandwidth workload ran,
-    /// and the wrong elements the checks found. The first call starts counting.
+    /// probe-clock time between the calls), GB/s of the copies (read + written) where the
+    /// memory-bandwidth workload ran, and the wrong elements the checks found. The first call
+    /// starts counting.
     fn take_results(&mut self, now_ns: i64) -> Vec<DeviceResult> {
         let counters = self.counters();
         let used = self.kernels_used;
