@@ -107,18 +107,24 @@ fn certs(dir: &Path) {
     }
 }
 
+/// A lab that can have slow links; `None` (the test returns) where this machine cannot make one,
+/// after `common::prereq` has said why (a failure in CI).
+fn lab() -> Option<Lab> {
+    match Lab::create().and_then(|lab| tap_available().map(|()| lab)) {
+        Ok(lab) => Some(lab),
+        Err(why) => {
+            common::prereq::missing(&why);
+            None
+        }
+    }
+}
+
 /// A lab stops and joins its slow links when it is closed or dropped (on a panic too): no wire's
 /// thread outlives the lab, though each here would otherwise run for a minute.
 #[test]
 fn a_lab_ends_its_slow_links_when_it_goes() {
     let lab_with_a_wire = || -> Option<(Lab, std::sync::Weak<()>)> {
-        let mut lab = match Lab::create().and_then(|lab| tap_available().map(|()| lab)) {
-            Ok(lab) => lab,
-            Err(why) => {
-                common::prereq::missing(&why);
-                return None;
-            }
-        };
+        let mut lab = lab()?;
         let ns = lab.slow_host("s", addr(9), DELAY, WIRE_LIMIT);
         let thread = lab.wire_thread(&ns);
         assert!(thread.upgrade().is_some(), "the wire runs");
@@ -144,12 +150,8 @@ fn a_lab_ends_its_slow_links_when_it_goes() {
 #[test]
 fn a_slow_link_into_one_probe_is_named_by_the_latency_mesh_across_namespaces() {
     let started = Instant::now();
-    let mut lab = match Lab::create().and_then(|lab| tap_available().map(|()| lab)) {
-        Ok(lab) => lab,
-        Err(why) => {
-            common::prereq::missing(&why);
-            return;
-        }
+    let Some(mut lab) = lab() else {
+        return;
     };
     let coord_ns = lab.host("c", addr(1));
     let mut probe_ns: Vec<String> = (1..PROBES.len())
