@@ -142,15 +142,26 @@ if [[ -z "${GPU_CHECK_INNER:-}" ]]; then
 fi
 say() { printf '\n== %s\n' "$*"; }
 
+# Runs a command for at most $1 seconds where `timeout` exists (status 124 when it ran out).
+bounded() {
+    local limit="$1"
+    shift
+    if command -v timeout >/dev/null 2>&1; then
+        timeout --kill-after=10 "$limit" "$@"
+    else
+        "$@"
+    fi
+}
+
 if [[ ! -x "$HALLMARK" ]]; then
     echo "error: $HALLMARK is not an executable; build it with 'cargo build --profile dist' (or --release) or set HALLMARK" >&2
     exit 2
 fi
 if ! command -v python3 >/dev/null 2>&1; then
-    echo "error: python3 is needed to read the JSON results" >&2
+    echo "error: python3 is needed to read the JSON results; install it (or put it on PATH)" >&2
     exit 2
 fi
-echo "gpu-check: $("$HALLMARK" --version)$([[ "$SHORT" -eq 1 ]] && echo " (short)"), results in $DIR"
+echo "gpu-check: $(bounded 30 "$HALLMARK" --version || echo "hallmark (no --version)")$([[ "$SHORT" -eq 1 ]] && echo " (short)"), results in $DIR"
 
 # Background processes of the NCCL step, ended however the script ends (silently: the summary
 # table stays the last output).
@@ -164,17 +175,6 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-
-# Runs a command for at most $1 seconds where `timeout` exists (status 124 when it ran out).
-bounded() {
-    local limit="$1"
-    shift
-    if command -v timeout >/dev/null 2>&1; then
-        timeout --kill-after=10 "$limit" "$@"
-    else
-        "$@"
-    fi
-}
 
 # The loader's cache, read once (no pipeline: under `set -o pipefail` an early-closing reader
 # would fail the script).
@@ -195,9 +195,17 @@ findable() {
     return 1
 }
 
-# The lib directories of the `nvidia` Python wheels (nvidia-cublas, -cuda-nvrtc, -nccl, ...).
-wheel_lib_dirs() {
-    python3 - 2>/dev/null <<'PY' || true
+# The lib directories of the `nvidia` Python wheels (nvidia-cublas, -cuda-nvrtc, -nccl, ...),
+# read into WHEEL_DIRS by the first call of read_wheel_dirs (bounded: an import that hangs must
+# not hang the check), empty where there are none.
+WHEEL_DIRS=""
+WHEEL_DIRS_READ=0
+read_wheel_dirs() {
+    if [[ "$WHEEL_DIRS_READ" -eq 1 ]]; then
+        return 0
+    fi
+    WHEEL_DIRS_READ=1
+    WHEEL_DIRS="$(bounded 30 python3 - 2>/dev/null <<'PY' || true
 import os
 try:
     import nvidia
@@ -213,6 +221,7 @@ for base in list(getattr(nvidia, "__path__", [])):
         if os.path.isdir(lib):
             print(lib)
 PY
+)"
 }
 
 add_lib_dir() {
@@ -230,7 +239,8 @@ provide() {
         if findable "$n"; then
             return 0
         fi
-        for d in $(wheel_lib_dirs); do
+        read_wheel_dirs
+        for d in $WHEEL_DIRS; do
             if [[ -e "$d/$n" ]]; then
                 add_lib_dir "$d"
                 echo "(using $d/$n from a Python wheel)"
@@ -249,7 +259,8 @@ if ! findable libnccl.so; then
     so2="$(awk '/libnccl\.so\.2 /{ if (!f) print $NF; f = 1 }' <<<"$LDCACHE")"
     if [[ -z "$so2" ]]; then
         ldp="${LD_LIBRARY_PATH:-}"
-        for d in ${ldp//:/ } $(wheel_lib_dirs); do
+        read_wheel_dirs
+        for d in ${ldp//:/ } $WHEEL_DIRS; do
             if [[ -e "$d/libnccl.so.2" ]]; then
                 so2="$d/libnccl.so.2"
                 break
@@ -333,7 +344,7 @@ else
     echo "(could not read the device list)"
 fi
 if [[ "$(rc_of list)" -eq 0 && "$GPUS" -eq 0 ]]; then
-    echo "error: the cuda backend started but lists no GPU: no GPU step runs" >&2
+    echo "error: the cuda backend started but lists no GPU: no GPU step runs; check that nvidia-smi lists GPUs and that CUDA_VISIBLE_DEVICES names some" >&2
 fi
 
 TORCH="not run"
@@ -447,8 +458,8 @@ nccl_step() {
         echo "(no free UDP port for the coordinator)"
         return 0
     }
-    if ! "$HALLMARK" certs init --out "$nccl_dir/pki" >"$nccl_dir/certs.log" 2>&1 ||
-        ! "$HALLMARK" certs issue --ca "$nccl_dir/pki" --node gpu-check-node \
+    if ! bounded 60 "$HALLMARK" certs init --out "$nccl_dir/pki" >"$nccl_dir/certs.log" 2>&1 ||
+        ! bounded 60 "$HALLMARK" certs issue --ca "$nccl_dir/pki" --node gpu-check-node \
             --out "$nccl_dir/pki/nodes" >>"$nccl_dir/certs.log" 2>&1; then
         echo "(the throw-away certificates could not be made:)"
         tail -n 5 "$nccl_dir/certs.log"
@@ -469,7 +480,8 @@ nccl_step() {
         --coordinator "127.0.0.1:$port" --ca "$nccl_dir/pki/ca.pem" \
         --cert "$nccl_dir/pki/nodes/gpu-check-node.pem" \
         --key "$nccl_dir/pki/nodes/gpu-check-node-key.pem" \
-        --node gpu-check-node --rack gpu-check --backend cuda 2>"$nccl_dir/probe.log" &
+        --node gpu-check-node --rack gpu-check --backend cuda >"$nccl_dir/probe.out" \
+        2>"$nccl_dir/probe.log" &
     probe_pid=$!
     BG_PIDS+=("$probe_pid")
     # Bounded: the registration wait (the probe's backend starts first), the phase and slack.

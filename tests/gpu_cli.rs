@@ -324,14 +324,6 @@ fn bench_gemm_refuses_what_the_cpu_backend_cannot_do() {
     assert_eq!(json(&out)["wrong_elements"], 0);
 }
 
-/// Whether `tool` runs here (`tool --version`).
-fn have(tool: &str) -> bool {
-    std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// `scripts/gpu-check.sh --short --out DIR` on a machine without a GPU: a clear message, the
 /// summary printed all the same, everything packed into DIR/gpu-check.tar.gz, exit 2. The binary
 /// is given as a relative path from another directory than the repository's.
@@ -341,12 +333,8 @@ fn gpu_check_without_a_gpu_says_why_and_still_packs_its_summary() {
         return; // a GPU host: the script runs the real checks there (minutes; docs/GPU.md).
     }
     for tool in ["bash", "python3", "tar"] {
-        if !have(tool) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{tool} is needed to run scripts/gpu-check.sh"
-            );
-            eprintln!("skipped: {tool} is not installed");
+        if !common::prereq::tool(tool, "--version") {
+            common::prereq::missing(&format!("{tool} is needed to run scripts/gpu-check.sh"));
             return;
         }
     }

@@ -2,7 +2,7 @@
 //! each in its own namespace on a private bridged /24 (addresses that exist only inside the
 //! namespaces), the real binary over real links. The last probe (p5) hangs off the switch by a
 //! slow link, a user-space wire that delays every Ethernet frame by 5 ms each way and passes it on
-//! unchanged (`common::netns::DelayWire`; this kernel has no `tc netem`). Addresses stay the real
+//! unchanged (`common::netns::Lab::slow_host`; this kernel has no `tc netem`). Addresses stay the real
 //! ones end to end, so the fabric's address checks (pongs only from the peer's registered address,
 //! answers only to the sender's, announced data-plane IP = control connection's IP) hold as on a
 //! real hall. The mesh must find every pair involving p5 slow (≥ 2 × 5 ms: a round trip crosses the
@@ -107,23 +107,59 @@ fn certs(dir: &Path) {
     }
 }
 
+/// A lab that can have slow links; `None` (the test returns) where this machine cannot make one,
+/// after `common::prereq` has said why (a failure in CI).
+fn lab() -> Option<Lab> {
+    match Lab::create().and_then(|lab| tap_available().map(|()| lab)) {
+        Ok(lab) => Some(lab),
+        Err(why) => {
+            common::prereq::missing(&why);
+            None
+        }
+    }
+}
+
+/// A lab stops and joins its slow links when it is closed or dropped (on a panic too): no wire's
+/// thread outlives the lab, though each here would otherwise run for a minute.
+#[test]
+fn a_lab_ends_its_slow_links_when_it_goes() {
+    let lab_with_a_wire = || -> Option<(Lab, std::sync::Weak<()>)> {
+        let mut lab = lab()?;
+        let ns = lab.slow_host("s", addr(9), DELAY, WIRE_LIMIT);
+        let thread = lab.wire_thread(&ns);
+        assert!(thread.upgrade().is_some(), "the wire runs");
+        Some((lab, thread))
+    };
+    let Some((lab, thread)) = lab_with_a_wire() else {
+        return;
+    };
+    let left = lab.close();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    assert!(
+        thread.upgrade().is_none(),
+        "the wire's thread outlived its lab"
+    );
+    let (lab, thread) = lab_with_a_wire().expect("a second lab");
+    drop(lab);
+    assert!(
+        thread.upgrade().is_none(),
+        "the wire's thread outlived its lab"
+    );
+}
+
 #[test]
 fn a_slow_link_into_one_probe_is_named_by_the_latency_mesh_across_namespaces() {
     let started = Instant::now();
-    let mut lab = match Lab::create().and_then(|lab| tap_available().map(|()| lab)) {
-        Ok(lab) => lab,
-        Err(why) => {
-            common::prereq::missing(&why);
-            return;
-        }
+    let Some(mut lab) = lab() else {
+        return;
     };
     let coord_ns = lab.host("c", addr(1));
     let mut probe_ns: Vec<String> = (1..PROBES.len())
         .map(|k| lab.host(&format!("p{k}"), probe_addr(k)))
         .collect();
     // The slow link: the last probe's cable to the switch delays every frame, both ways.
-    let (slow_ns, wire) = lab.slow_host(SLOW, probe_addr(PROBES.len()), DELAY, WIRE_LIMIT);
-    probe_ns.push(slow_ns);
+    let slow_ns = lab.slow_host(SLOW, probe_addr(PROBES.len()), DELAY, WIRE_LIMIT);
+    probe_ns.push(slow_ns.clone());
 
     let dir = common::process::tempdir("netns");
     certs(&dir);
@@ -191,7 +227,7 @@ fn a_slow_link_into_one_probe_is_named_by_the_latency_mesh_across_namespaces() {
     };
     assert!(status.success(), "{status:?}: {out}\n{}", logs(&dir));
     drop(probes);
-    let stats = wire.finish();
+    let stats = lab.finish_wire(&slow_ns);
 
     let v: serde_json::Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("one JSON object on stdout ({e}): {out}\n{}", logs(&dir)));

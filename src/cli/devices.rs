@@ -308,11 +308,14 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
     let extended = opened.cuda().map(|c| c.extended_readings());
     let driver = opened.cuda().and_then(|c| c.driver_version());
     let name = opened.backend_ref().name();
-    // A toolkit stub of libcuda.so, loaded or ahead of the driver's on LD_LIBRARY_PATH.
-    let stub = libraries
-        .is_some()
-        .then(cuda::libs::driver_stub_warning)
-        .flatten();
+    // Where the CUDA libraries were looked at: a warning if the driver library loaded, or the
+    // one LD_LIBRARY_PATH finds first, is the CUDA toolkit's stub libcuda.so (for linking only,
+    // with no driver behind it).
+    let driver_warning = if libraries.is_some() {
+        cuda::libs::driver_stub_warning()
+    } else {
+        None
+    };
     if json {
         let mut v = json!({
             "backend": name,
@@ -342,7 +345,7 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
                     .collect();
                 o.insert("libraries".into(), Value::Array(libs));
             }
-            if let Some(w) = &stub {
+            if let Some(w) = &driver_warning {
                 o.insert("driver_warning".into(), json!(w));
             }
         }
@@ -403,7 +406,7 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
             .collect();
         out.push(format!("libraries: {}", parts.join(", ")));
     }
-    if let Some(w) = &stub {
+    if let Some(w) = &driver_warning {
         out.push(w.clone());
     }
     println!("{}", out.join("\n"));

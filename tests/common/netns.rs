@@ -14,8 +14,9 @@
 //!
 //! Nothing is created in, or changed about, the namespace the test runs in: veths are created in
 //! the switch namespace with their peer placed straight into the host's, TAPs are opened from a
-//! thread that has entered the namespace they belong to. [`Lab`]'s `Drop` deletes every namespace
-//! it made (the links and the bridge go with them), on panic too.
+//! thread that has entered the namespace they belong to. [`Lab`] owns the wires it made: its `Drop`
+//! stops and joins them, then deletes every namespace it made (the links and the bridge go with
+//! them), on panic too, so no wire's thread outlives the lab or the test.
 //!
 //! Everything here needs root (`ip netns add`), and a slow host `/dev/net/tun`; [`Lab::create`]
 //! and [`tap_available`] say why they cannot run instead, and the test then skips (fails in CI).
@@ -28,8 +29,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,8 @@ pub struct Lab {
     /// Every namespace made, the switch first.
     made: Vec<String>,
     hosts: usize,
+    /// The slow links, by the namespace of their host; stopped before any namespace is deleted.
+    wires: Vec<(String, DelayWire)>,
 }
 
 impl Lab {
@@ -90,8 +93,11 @@ impl Lab {
         if let Some(why) = unavailable() {
             return Err(why);
         }
-        // Short and unique per test process: namespace names are files under /run/netns.
-        let prefix = format!("hm{}", std::process::id());
+        // Short and unique per lab (tests of one process run in parallel): namespace names are
+        // files under /run/netns. The trailing `-` keeps lab 1's prefix from matching lab 10's.
+        static LABS: AtomicUsize = AtomicUsize::new(0);
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("hm{}-{n}-", std::process::id());
         let switch = format!("{prefix}sw");
         // A namespace left by an earlier process with the same pid would make `add` fail.
         let _ = ip(&["netns", "del", &switch]);
@@ -101,6 +107,7 @@ impl Lab {
             switch: switch.clone(),
             made: vec![switch.clone()],
             hosts: 0,
+            wires: Vec::new(),
         };
         let bridge = ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])
             .and_then(|()| ip(&["-n", &switch, "link", "set", "br0", "up"]));
@@ -121,15 +128,16 @@ impl Lab {
     }
 
     /// Like [`Lab::host`], but the host's link to the switch is a [`DelayWire`] that delays every
-    /// frame by `delay` each way and stops after `limit` at most; returns the namespace's name and
-    /// the wire. Panics (the test fails, `Drop` cleans up) if a TAP cannot be made or `ip` refuses.
+    /// frame by `delay` each way and stops after `limit` at most, or when
+    /// [`Lab::finish_wire`] or the lab's `Drop` stops it; returns the namespace's name. Panics (the
+    /// test fails, `Drop` cleans up) if a TAP cannot be made or `ip` refuses.
     pub fn slow_host(
         &mut self,
         name: &str,
         addr: Ipv4Addr,
         delay: Duration,
         limit: Duration,
-    ) -> (String, DelayWire) {
+    ) -> String {
         let (ns, port) = self.new_host(name);
         let (host_ns, switch_ns) = (netns_path(&ns), netns_path(&self.switch));
         let port_name = port.clone();
@@ -147,7 +155,27 @@ impl Lab {
         // Both ends up before the wire runs: a TAP that is down refuses writes. What either end
         // sends meanwhile waits in its queue.
         self.connect(&ns, &port, addr);
-        (ns, DelayWire::start(host_end, switch_end, delay, limit))
+        let wire = DelayWire::start(host_end, switch_end, delay, limit);
+        self.wires.push((ns.clone(), wire));
+        ns
+    }
+
+    /// A handle that lives exactly as long as the thread of `ns`'s slow link (`None` once it has
+    /// ended). Panics if `ns` has no slow link.
+    pub fn wire_thread(&self, ns: &str) -> Weak<()> {
+        match self.wires.iter().find(|(n, _)| n == ns) {
+            Some((_, w)) => w.running.clone(),
+            None => panic!("{ns} has no slow link"),
+        }
+    }
+
+    /// Stops the slow link of host namespace `ns` (the host loses its link) and returns what it
+    /// did. Panics if `ns` has no slow link, or with the wire thread's panic if it had one.
+    pub fn finish_wire(&mut self, ns: &str) -> WireStats {
+        let Some(at) = self.wires.iter().position(|(n, _)| n == ns) else {
+            panic!("{ns} has no slow link");
+        };
+        self.wires.swap_remove(at).1.finish()
     }
 
     /// Adds the namespace of host `name`; returns it and the name of its port on the bridge.
@@ -196,6 +224,9 @@ impl Lab {
     }
 
     fn delete_all(&mut self) {
+        // The wires first (each joined: its thread ends here), so none runs on in a namespace
+        // being deleted.
+        self.wires.clear();
         // Hosts first, then the switch; deleting a namespace deletes its veths and bridge.
         while let Some(ns) = self.made.pop() {
             if let Err(e) = ip(&["netns", "del", &ns]) {
@@ -322,10 +353,12 @@ struct Lane<'a> {
 /// A slow link between a host and the switch ([`Lab::slow_host`]): a thread that reads every
 /// frame from either TAP and writes it to the other `delay` later, unchanged. It runs until stopped
 /// (dropped, [`DelayWire::finish`]) or for `limit` at most; then the TAPs, and with them the
-/// host's link, go away.
-pub struct DelayWire {
+/// host's link, go away. Its [`Lab`] holds it, so it is stopped before the lab's namespaces go.
+struct DelayWire {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<WireStats>>,
+    /// Upgradable while the thread runs (it holds the only `Arc`).
+    running: Weak<()>,
 }
 
 impl DelayWire {
@@ -333,7 +366,10 @@ impl DelayWire {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let end = Instant::now() + limit;
+        let token = Arc::new(());
+        let running = Arc::downgrade(&token);
         let thread = std::thread::spawn(move || {
+            let _token = token;
             let mut up = Lane {
                 name: "host to switch",
                 from: &host_end,
@@ -351,26 +387,31 @@ impl DelayWire {
         DelayWire {
             stop,
             thread: Some(thread),
+            running,
         }
     }
 
-    /// Stops the wire (the slow host loses its link) and returns what it did.
-    pub fn finish(mut self) -> WireStats {
-        self.stop_thread()
-    }
-
-    fn stop_thread(&mut self) -> WireStats {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or_default(),
+    /// Stops the wire (the slow host loses its link) and returns what it did; a panic of its
+    /// thread is raised here, never read as a wire that carried nothing.
+    fn finish(mut self) -> WireStats {
+        match self.stop_thread() {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            Some(Ok(stats)) => stats,
             None => WireStats::default(),
         }
+    }
+
+    /// Asks the thread to stop and waits for it (at most one poll interval and a burst).
+    fn stop_thread(&mut self) -> Option<std::thread::Result<WireStats>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map(JoinHandle::join)
     }
 }
 
 impl Drop for DelayWire {
     fn drop(&mut self) {
-        self.stop_thread();
+        // Also while a test unwinds: the thread is joined, its panic (if any) dropped.
+        let _ = self.stop_thread();
     }
 }
 

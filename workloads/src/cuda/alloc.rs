@@ -4,16 +4,19 @@
 //! device reports memory pools (`CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED`, read once when the
 //! context is made, with no way to turn it off), and with `cuMemAlloc` otherwise. Some container
 //! runtimes (gVisor's GPU proxy, for one) report the pools but refuse the stream-ordered calls,
-//! which used to fail the first GEMM. So each worker first allocates, clears and frees one small
-//! buffer the stream-ordered way; where that fails, everything is allocated with `cuMemAlloc` and
-//! freed with `cuMemFree` here ([`DevBuf`]), and the choice is reported (a warning in the log and
-//! `plain_alloc` in what the worker prepared). `HALLMARK_CUDA_ALLOC=plain` forces plain
-//! allocation; `auto` (or unset) decides as above. The decision is [`choose`], a pure function.
+//! which used to fail the first GEMM. So the first user of a device (its burn worker, or an NCCL
+//! phase's rank) allocates, clears and frees one small buffer the stream-ordered way; where that
+//! fails, everything is allocated with `cuMemAlloc` and freed with `cuMemFree` here ([`DevBuf`]),
+//! and the choice is reported (a warning in the log and `plain_alloc` in what the worker
+//! prepared). The decision is made once per device and process ([`mode_for`]): every user of a GPU
+//! shares its primary context, whose answer does not change. `HALLMARK_CUDA_ALLOC=plain` forces
+//! plain allocation; `auto` (or unset) decides as above. The decision is [`choose`], a pure
+//! function.
 
 use cudarc::driver::{result, CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The environment variable that can force plain allocation.
 pub const ALLOC_ENV: &str = "HALLMARK_CUDA_ALLOC";
@@ -85,10 +88,53 @@ pub fn probe_stream_ordered(stream: &Arc<CudaStream>) -> Result<(), String> {
 }
 
 /// The mode for a worker's context: [`choose`] with what the device and [`ALLOC_ENV`] say.
-pub fn decide(stream: &Arc<CudaStream>) -> Result<(AllocMode, Option<String>), String> {
+fn decide(stream: &Arc<CudaStream>) -> Result<(AllocMode, Option<String>), String> {
     let forced = parse_override(std::env::var(ALLOC_ENV).ok().as_deref())?;
     let pools = stream.context().has_async_alloc();
     Ok(choose(pools, forced, || probe_stream_ordered(stream)))
+}
+
+/// The modes decided so far, by CUDA ordinal.
+pub type Decided = Mutex<Vec<(usize, AllocMode)>>;
+
+/// This process's decisions ([`mode_for`]).
+static DECIDED: Decided = Mutex::new(Vec::new());
+
+/// The mode for device `ordinal`, whose context `stream` is on: [`decide`]d (the probe run, the
+/// note logged as a warning) by the device's first user, and remembered for every later one.
+pub fn mode_for(ordinal: usize, stream: &Arc<CudaStream>) -> Result<AllocMode, String> {
+    remembered(&DECIDED, ordinal, || {
+        let (mode, note) = decide(stream)?;
+        if let Some(note) = note {
+            tracing::warn!("CUDA device {ordinal}: {note}");
+        }
+        Ok(mode)
+    })
+}
+
+/// The mode `decided` holds for `ordinal`, or else what `decide` says, kept there (an error is
+/// returned, not kept). Two first users deciding at once both probe; the first mode kept stands.
+pub fn remembered(
+    decided: &Decided,
+    ordinal: usize,
+    decide: impl FnOnce() -> Result<AllocMode, String>,
+) -> Result<AllocMode, String> {
+    // The list is plain data: a poisoned lock is taken over.
+    let lock = || decided.lock().unwrap_or_else(|e| e.into_inner());
+    let known = |d: &MutexGuard<'_, Vec<(usize, AllocMode)>>| {
+        d.iter().find(|(o, _)| *o == ordinal).map(|&(_, m)| m)
+    };
+    if let Some(mode) = known(&lock()) {
+        return Ok(mode);
+    }
+    // Decided without the lock held: the probe waits for the device, not for other devices.
+    let mode = decide()?;
+    let mut d = lock();
+    if let Some(first) = known(&d) {
+        return Ok(first);
+    }
+    d.push((ordinal, mode));
+    Ok(mode)
 }
 
 /// A device buffer, allocated as its [`Allocator`] says and freed the same way.

@@ -78,16 +78,9 @@ pub(super) fn cuda_devices() -> Result<Vec<CudaDevice>, CudaError> {
 fn enumerate_devices() -> Result<Vec<CudaDevice>, CudaError> {
     use cudarc::driver::result;
     let unavailable = |what: &str, e: result::DriverError| {
-        let stub = e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_STUB_LIBRARY;
-        let hint = match libs::driver_stub_warning() {
-            Some(w) => w,
-            None if stub => "warning: the loaded libcuda.so is the CUDA toolkit's stub; take \
-                             its stubs/ directory off LD_LIBRARY_PATH"
-                .to_string(),
-            None => "check that the NVIDIA kernel driver is loaded (nvidia-smi works) and that \
-                     CUDA_VISIBLE_DEVICES names GPUs that exist"
-                .to_string(),
-        };
+        // The driver's own word that the libcuda.so loaded is the toolkit's link-time stub.
+        let stub_error = e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_STUB_LIBRARY;
+        let hint = libs::driver_failure_hint(stub_error, libs::driver_stub_warning());
         CudaError::Unavailable(format!("the CUDA driver {what}: {e}; {hint}"))
     };
     result::init().map_err(|e| unavailable("did not initialise", e))?;

@@ -115,29 +115,15 @@ impl Backend for CudaBackend {
                     "power target {w} W of device {device} must be a positive number of watts"
                 )));
             }
-            let power = match g.nvml_index {
-                Some(i) => self.nvml.power(i),
-                None => Err("NVML has no handle for this GPU".into()),
+            let source = match g.nvml_index {
+                Some(i) => self.nvml.power(i).map(|(_, source)| source),
+                None => Err(format!("NVML has no GPU with UUID {}", g.cuda.uuid)),
             };
             let limit = self.inventory.get(index).and_then(|d| d.power_limit_w);
-            match (power, limit) {
-                (Ok((_, source)), Some(_)) => {
-                    if source == crate::nvml::PowerSource::Average {
-                        tracing::warn!(
-                            "GPU {device}: holding {w} W from NVML's 1 s average power (the \
-                             instant field is refused here), so the controller sees changes late"
-                        );
-                    }
-                }
-                (power, _) => {
-                    return Err(BackendError::Unsupported(format!(
-                        "GPU {device}: NVML reads {}, so its power cannot be held",
-                        match power {
-                            Err(e) => format!("no power ({e})"),
-                            Ok(_) => "no enforced power limit".to_string(),
-                        }
-                    )));
-                }
+            if let Some(warning) =
+                power_holdable(device, w, source, limit).map_err(BackendError::Unsupported)?
+            {
+                tracing::warn!("{warning}");
             }
         }
         let mut targets = self.monitor_shared.targets();
@@ -183,8 +169,9 @@ impl Backend for CudaBackend {
     }
 
     /// Achieved GFLOP/s (GEMMs completed since the previous call, times the FLOPs of one, over the
-    /// probe-clock time between the calls), GB/s of the copies (read + written) where the memory-bandwidth workload ran,
-    /// and the wrong elements the checks found. The first call starts counting.
+    /// probe-clock time between the calls), GB/s of the copies (read + written) where the
+    /// memory-bandwidth workload ran, and the wrong elements the checks found. The first call
+    /// starts counting.
     fn take_results(&mut self, now_ns: i64) -> Vec<DeviceResult> {
         let counters = self.counters();
         let used = self.kernels_used;
@@ -213,6 +200,33 @@ impl Backend for CudaBackend {
             })
             .collect()
     }
+}
+
+/// Whether `device` can be held at `w` W: the controller needs its power from NVML (`source`:
+/// where it is read, or why not) and its enforced power limit. `Ok` holds a warning where the
+/// power is the 1 s average; `Err` says why not and what to run instead.
+pub fn power_holdable(
+    device: u16,
+    w: f64,
+    source: Result<crate::nvml::PowerSource, String>,
+    limit: Option<f64>,
+) -> Result<Option<String>, String> {
+    let missing = match (source, limit) {
+        (Ok(crate::nvml::PowerSource::Instant), Some(_)) => return Ok(None),
+        (Ok(crate::nvml::PowerSource::Average), Some(_)) => {
+            return Ok(Some(format!(
+                "GPU {device}: holding {w} W from NVML's 1 s average power (the instant field is \
+                 refused here), so the controller sees changes late"
+            )))
+        }
+        (Err(e), _) => format!("no power ({e})"),
+        (Ok(_), None) => "no enforced power limit".to_string(),
+    };
+    Err(format!(
+        "GPU {device}: NVML reads {missing}, so its power cannot be held; `hallmark probe \
+         --list-devices` shows what NVML answers, and a `burn` phase (a load level, no power \
+         target) runs without it"
+    ))
 }
 
 /// Units per second ×10⁻⁹ between two readings of a cumulative counter `seconds` apart. The

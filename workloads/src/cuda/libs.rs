@@ -187,6 +187,11 @@ pub fn loaded_driver_path(maps: &str) -> Option<&str> {
         })
 }
 
+/// What a toolkit stub of `libcuda.so` is, and what to do about it (the end of every stub message).
+const STUB_FIX: &str = "it is for linking only and has no driver behind it (cuInit fails with \
+                        CUDA_ERROR_STUB_LIBRARY); take that directory off LD_LIBRARY_PATH so that \
+                        the NVIDIA driver's libcuda.so.1 is loaded";
+
 /// Whether `path` lies in a directory named `stubs` (where the CUDA toolkit keeps its link-time
 /// `libcuda.so`).
 fn in_stubs(path: &str) -> bool {
@@ -201,12 +206,9 @@ pub fn stub_warning(
     ld_library_path: Option<&str>,
     has_libcuda: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    const FIX: &str = "it is for linking only and has no driver behind it (cuInit fails with \
-                       CUDA_ERROR_STUB_LIBRARY); take that directory off LD_LIBRARY_PATH so that \
-                       the NVIDIA driver's libcuda.so.1 is loaded";
     if let Some(p) = loaded.filter(|p| in_stubs(p)) {
         return Some(format!(
-            "warning: the loaded CUDA driver library {p} is the CUDA toolkit's stub: {FIX}"
+            "warning: the loaded CUDA driver library {p} is the CUDA toolkit's stub: {STUB_FIX}"
         ));
     }
     let dir = ld_library_path?
@@ -214,7 +216,7 @@ pub fn stub_warning(
         .find(|d| !d.is_empty() && in_stubs(d) && has_libcuda(d))?;
     Some(format!(
         "warning: LD_LIBRARY_PATH holds {dir}, whose libcuda.so is the CUDA toolkit's stub and \
-         is found before the driver's (cudarc tries libcuda.so first): {FIX}"
+         is found before the driver's (cudarc tries libcuda.so first): {STUB_FIX}"
     ))
 }
 
@@ -229,4 +231,21 @@ pub fn driver_stub_warning() -> Option<String> {
                 .any(|e| e.file_name().to_string_lossy().starts_with("libcuda.so"))
         })
     })
+}
+
+/// What to do when the CUDA driver does not initialise or count its GPUs. Where the driver
+/// library is the toolkit's stub, taking it off `LD_LIBRARY_PATH` is the fix: `warning` (from
+/// [`driver_stub_warning`]) names the file or directory, and where nothing names it but the driver
+/// answered `CUDA_ERROR_STUB_LIBRARY` (`stub_error`) the message says so without a path.
+/// Otherwise: check the kernel driver and `CUDA_VISIBLE_DEVICES`.
+pub fn driver_failure_hint(stub_error: bool, warning: Option<String>) -> String {
+    match warning {
+        Some(w) => w,
+        None if stub_error => format!(
+            "the loaded libcuda.so is the CUDA toolkit's stub, from a stubs/ directory: {STUB_FIX}"
+        ),
+        None => "check that the NVIDIA kernel driver is loaded (nvidia-smi works) and that \
+                 CUDA_VISIBLE_DEVICES names GPUs that exist"
+            .to_string(),
+    }
 }

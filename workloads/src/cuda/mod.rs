@@ -35,7 +35,7 @@ pub mod sizing;
 pub mod worker;
 
 pub use discover::{availability, format_uuid, library_report, CudaDevice};
-pub use driven::{gflops, rate};
+pub use driven::{gflops, power_holdable, rate};
 pub use dtype::Dtype;
 pub use worker::{Prepared, WorkerState};
 

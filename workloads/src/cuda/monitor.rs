@@ -1,8 +1,9 @@
 //! The cuda backend's control thread: the power controllers and the XID watch.
 //!
 //! Every [`CONTROL_PERIOD`] (25 Hz) it reads the power of each GPU that has a power target (the
-//! instant field, or where NVML refuses it the one-second average) and sets that worker's duty from its [`PowerController`]; between ticks it waits on the NVML
-//! event set for critical XID errors and counts them per GPU. Targets are changed by the backend
+//! instant field, or where NVML refuses it the one-second average) and sets that worker's duty
+//! from its [`PowerController`]; between ticks it waits on the NVML event set for critical XID
+//! errors and counts them per GPU. Targets are changed by the backend
 //! under the same lock the thread holds while it applies outputs, so a target removed is never
 //! overwritten by a late output.
 

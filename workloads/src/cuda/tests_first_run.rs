@@ -1,7 +1,7 @@
 //! Tests of what the first GPU run depends on and a machine without a GPU can check: the compare
 //! kernel's CPU model on crafted bits (and that the kernel source holds the same masks), rates
-//! from GEMM counters past 2⁶⁴ FLOPs, the allocation fallback's decision, the library names tried
-//! and the toolkit-stub warning.
+//! from GEMM counters past 2⁶⁴ FLOPs, the allocation fallback's decision (once per device), the
+//! library names tried, the toolkit-stub warning and hint, and when a power target can be held.
 
 use super::libs::{self, Library};
 use super::sizing::gemm_flop;
@@ -92,13 +92,12 @@ fn the_kernel_model_unpacks_words_as_the_kernel_does() {
     got[1] = f32::NAN.to_bits();
     got[3] += 1;
     assert_eq!(compare_words(&want, &got, f, 0), 2);
-    // The kernel source holds the same masks as the model, per kernel.
+    // The kernel each dtype's burn launches holds the masks of the format the model reads for
+    // that dtype, one element per stored value.
     let src = kernels::COMPARE_SRC;
-    for (name, f) in [
-        (kernels::COMPARE_BF16, Format::BF16),
-        (kernels::COMPARE_F16, Format::F16),
-        (kernels::COMPARE_F32, Format::F32),
-    ] {
+    for d in Dtype::ALL {
+        let (name, f) = (d.compare_kernel(), d.format());
+        assert_eq!(f.bits() as usize, 8 * d.element_bytes(), "{d}");
         let start = src.find(&format!("void {name}(")).unwrap();
         let body = &src[start..];
         let body = &body[..body.find("atomicAdd").unwrap()];
@@ -182,6 +181,25 @@ fn the_names_tried_are_cudarcs_and_a_stub_driver_is_named() {
         libs::stub_warning(None, Some("/opt/stubsx:"), |_| true),
         None
     );
+
+    // A driver that does not initialise: the stub warning where there is one, else the driver's
+    // own stub error turned into the same fix, else what to check.
+    let named = libs::stub_warning(libs::loaded_driver_path(maps), None, none);
+    assert_eq!(
+        libs::driver_failure_hint(true, named.clone()),
+        named.unwrap()
+    );
+    let h = libs::driver_failure_hint(true, None);
+    assert!(
+        h.contains("toolkit's stub, from a stubs/ directory")
+            && h.contains("take that directory off LD_LIBRARY_PATH"),
+        "{h}"
+    );
+    let h = libs::driver_failure_hint(false, None);
+    assert!(
+        h.contains("nvidia-smi") && h.contains("CUDA_VISIBLE_DEVICES"),
+        "{h}"
+    );
 }
 
 #[test]
@@ -219,6 +237,90 @@ fn stream_ordered_allocation_falls_back_to_plain_where_it_is_refused() {
     let e = parse_override(Some("async")).unwrap_err();
     assert!(
         e.contains(ALLOC_ENV) && e.contains("async") && e.contains("`plain`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_allocation_is_decided_once_per_device() {
+    use super::alloc::{remembered, AllocMode, Decided};
+    use std::cell::Cell;
+    let decided = Decided::default();
+    let probes = Cell::new(0);
+    let probe = |mode: AllocMode| {
+        let probes = &probes;
+        move || {
+            probes.set(probes.get() + 1);
+            Ok(mode)
+        }
+    };
+    // The first user of GPU 0 probes; later ones (the next NCCL phase) reuse its answer.
+    assert_eq!(
+        remembered(&decided, 0, probe(AllocMode::Plain)),
+        Ok(AllocMode::Plain)
+    );
+    assert_eq!(
+        remembered(&decided, 0, probe(AllocMode::Cudarc)),
+        Ok(AllocMode::Plain)
+    );
+    assert_eq!(probes.get(), 1);
+    // Another GPU decides for itself.
+    assert_eq!(
+        remembered(&decided, 1, probe(AllocMode::Cudarc)),
+        Ok(AllocMode::Cudarc)
+    );
+    assert_eq!(probes.get(), 2);
+    // An error (HALLMARK_CUDA_ALLOC misspelt) is returned each time, not remembered.
+    let refused = || {
+        Err(format!(
+            "{}=async is not understood",
+            super::alloc::ALLOC_ENV
+        ))
+    };
+    assert!(remembered(&decided, 2, refused).is_err());
+    assert_eq!(
+        remembered(&decided, 2, probe(AllocMode::Plain)),
+        Ok(AllocMode::Plain)
+    );
+    assert_eq!(probes.get(), 3);
+    assert_eq!(
+        remembered(&decided, 1, probe(AllocMode::Plain)),
+        Ok(AllocMode::Cudarc)
+    );
+    assert_eq!(probes.get(), 3);
+}
+
+#[test]
+fn a_power_target_needs_power_and_a_limit_and_says_what_to_run_instead() {
+    use crate::nvml::PowerSource;
+    assert_eq!(
+        power_holdable(0, 600.0, Ok(PowerSource::Instant), Some(700.0)),
+        Ok(None)
+    );
+    // From the 1 s average: held, with a warning that says so.
+    let w = power_holdable(1, 600.0, Ok(PowerSource::Average), Some(700.0))
+        .unwrap()
+        .unwrap();
+    assert!(
+        w.starts_with("GPU 1: holding 600 W from NVML's 1 s average"),
+        "{w}"
+    );
+    // No power, or no limit: refused, saying why, where to look and what runs without it.
+    let e = power_holdable(
+        2,
+        600.0,
+        Err("NVML has no GPU with UUID x".into()),
+        Some(700.0),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("GPU 2: NVML reads no power (NVML has no GPU with UUID x)"),
+        "{e}"
+    );
+    let e = power_holdable(3, 600.0, Ok(PowerSource::Instant), None).unwrap_err();
+    assert!(e.contains("no enforced power limit"), "{e}");
+    assert!(
+        e.contains("hallmark probe --list-devices") && e.contains("a `burn` phase"),
         "{e}"
     );
 }

@@ -204,10 +204,7 @@ fn body(
     let stream = ctx
         .new_stream()
         .map_err(|e| format!("creating its stream: {e}"))?;
-    let (mode, note) = super::alloc::decide(&stream)?;
-    if let Some(note) = note {
-        tracing::warn!("CUDA device {}: {note}", cfg.ordinal);
-    }
+    let mode = super::alloc::mode_for(cfg.ordinal, &stream)?;
     let engine = Engine::new(&ctx, stream, mode, cfg, ptx)?;
     match cfg.dtype {
         Dtype::Bf16 => {

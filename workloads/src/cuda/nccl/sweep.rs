@@ -174,10 +174,7 @@ impl Gpu {
         let t0 = ctx.new_event(timing).map_err(e("creating an event"))?;
         let t1 = ctx.new_event(timing).map_err(e("creating an event"))?;
         let mark = ctx.new_event(None).map_err(e("creating an event"))?;
-        let (mode, note) = alloc::decide(&stream)?;
-        if let Some(note) = note {
-            tracing::warn!("CUDA device {ordinal}: {note}");
-        }
+        let mode = alloc::mode_for(ordinal, &stream)?;
         let alloc = Allocator::new(Arc::clone(&stream), mode);
         let flag = alloc
             .zeros::<i32>(2)
