@@ -8,7 +8,8 @@
 //!   `ticks = ceil(sample_hz × interval) + 1` (one tick of slack at a phase boundary). At the
 //!   plan's highest rate ([`MAX_SAMPLE_HZ`], 100 Hz) and [`MAX_DEVICES_PER_NODE`] devices that is
 //!   64 × 101 samples of at most [`SAMPLE_WIRE_MAX`] bytes each (postcard varints at their widest)
-//!   plus 101 readings of [`POWER_WIRE_MAX`] bytes: [`MAX_TELEMETRY_FRAME`], about 376 KB;
+//!   plus 101 readings of [`POWER_WIRE_MAX`] bytes and `2 × ticks + 1` gaps of [`GAP_WIRE_MAX`]
+//!   bytes (a cause of at most 160 bytes): [`MAX_TELEMETRY_FRAME`], about 415 KB;
 //! * a Hello carries at most [`MAX_DEVICES_PER_NODE`] devices (strings of a few dozen bytes each):
 //!   tens of KB;
 //! * a phase report carries one result per device, at most 5 ops × 31 sizes of collective
