@@ -229,7 +229,9 @@ fn a_hundred_thousand_rows_in_bulk_and_streamed_back() {
     }
 }
 
-/// Representative tables of the SQLite schema (results/src/schema.rs, version 4), as written there.
+/// Representative tables of the SQLite schema as results/src/schema.rs writes them (columns cut for
+/// length): `runs`, `probes`, `telemetry_batches` of version 4, and `phase_histograms` of version 1
+/// (dropped in 3) for its BLOB.
 const SCHEMA: &str = "
 CREATE TABLE runs (
     run_id            TEXT PRIMARY KEY NOT NULL,
