@@ -1,0 +1,4 @@
+//! Test support for the store's tests and those of the crates above it (cargo feature `testing`):
+//! a throw-away PostgreSQL server and a fresh database per test ([`pg`]).
+
+pub mod pg;
