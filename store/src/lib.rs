@@ -4,3 +4,5 @@
 //! This crate holds the schema, its migrations, telemetry ingest and the typed read API; it is the
 //! only crate of hallmark that writes SQL. Summaries, certification, the report and bundles are
 //! built above it from what it reads.
+
+pub mod columnar;
