@@ -40,8 +40,8 @@
 //! of `i < max(1, k·s)` (the warm-up) are varints; the rest come in blocks of 16: a width byte `w`
 //! (0–64), then `2·w` bytes holding 16 `w`-bit residuals, least significant bit first (residual `j`
 //! of the block at bits `j·w …`), the last block padded with zero residuals. If *constant* is set,
-//! no blocks follow and those residuals are all 0. The encoder picks `k` and `s` (the lanes, or 1)
-//! per stream and blob, whichever takes the fewest bytes.
+//! no blocks follow and those residuals are all 0. This encoder writes `s` = the lanes and picks the
+//! order `k` per stream and blob, whichever takes the fewest bytes; a reader accepts any `s`.
 //!
 //! Decoding checks everything: version and kind, counts (at most [`MAX_ITEMS`], and at most 16 per
 //! byte of the blob — the encoder keeps `device` and node-power instants out of the constant form,
@@ -87,7 +87,8 @@ pub enum DecodeError {
     Empty,
     #[error(
         "telemetry blob has format version {found}, which this hallmark does not know (it reads \
-         version {FORMAT_VERSION}): the store was written by a newer hallmark; read it with that version"
+         version {FORMAT_VERSION}): read the store with the hallmark that wrote it (a newer one), or \
+         the blob is corrupt"
     )]
     UnknownVersion { found: u8 },
     #[error(

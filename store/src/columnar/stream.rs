@@ -183,30 +183,26 @@ fn cost(v: &[u64], order: u8, stride: usize) -> (usize, bool) {
     (bytes, all_zero)
 }
 
-/// Writes `v` as a stream (`v` not empty), choosing the order and stride (`1` or `lanes`) that take
-/// the fewest bytes. An `anchor` stream never uses the constant form, so that its blob keeps at least
+/// Writes `v` as a stream (`v` not empty) with stride `lanes`, choosing the order that takes the
+/// fewest bytes (trying stride 1 as well when `lanes > 1` saved 1 % of the demo's bytes for 40 % more
+/// encoding time). An `anchor` stream never uses the constant form, so that its blob keeps at least
 /// one byte per [`BLOCK`] values (the bound [`super`]'s decoder checks counts against).
 pub(super) fn put_stream(out: &mut Vec<u8>, v: &[u64], lanes: usize, anchor: bool) {
-    let mut best = (usize::MAX, 0u8, 1usize, false);
-    let strides: &[usize] = if lanes > 1 { &[lanes, 1] } else { &[1] };
-    for &stride in strides {
-        for order in 0..=MAX_ORDER {
-            if order == 0 && stride != strides[0] {
-                continue;
-            }
-            let (mut bytes, all_zero) = cost(v, order, stride);
-            let constant = all_zero && !anchor;
-            if constant {
-                // Block width bytes that the constant form leaves out.
-                let end = warm_up_end(v.len(), order, stride);
-                bytes -= (v.len() - end).div_ceil(BLOCK);
-            }
-            if bytes < best.0 {
-                best = (bytes, order, stride, constant);
-            }
+    let stride = lanes.max(1);
+    let mut best = (usize::MAX, 0u8, false);
+    for order in 0..=MAX_ORDER {
+        let (mut bytes, all_zero) = cost(v, order, stride);
+        let constant = all_zero && !anchor;
+        if constant {
+            // Block width bytes that the constant form leaves out.
+            let end = warm_up_end(v.len(), order, stride);
+            bytes -= (v.len() - end).div_ceil(BLOCK);
+        }
+        if bytes < best.0 {
+            best = (bytes, order, constant);
         }
     }
-    let (_, order, stride, constant) = best;
+    let (_, order, constant) = best;
     out.push(order | if constant { CONSTANT } else { 0 });
     if order > 0 {
         put_varint(out, stride as u64);
