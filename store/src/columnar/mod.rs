@@ -141,16 +141,14 @@ fn finite64(v: Option<f64>) -> Option<u64> {
 }
 
 /// The optional columns of a sample, in blob order, as stored values (non-finite floats absent).
-fn optional_columns(s: &Sample) -> [Option<u64>; 6] {
-    [
-        finite32(s.power_w),
-        finite64(s.energy_j),
-        finite32(s.gpu_temp_c),
-        finite32(s.mem_temp_c),
-        s.sm_clock_mhz.map(u64::from),
-        finite32(s.util_pct),
-    ]
-}
+const OPTIONAL_COLUMNS: [fn(&Sample) -> Option<u64>; 6] = [
+    |s| finite32(s.power_w),
+    |s| finite64(s.energy_j),
+    |s| finite32(s.gpu_temp_c),
+    |s| finite32(s.mem_temp_c),
+    |s| s.sm_clock_mhz.map(u64::from),
+    |s| finite32(s.util_pct),
+];
 
 const COLUMN_NAMES: [&str; 6] = [
     "power_w",
@@ -214,10 +212,8 @@ impl Encoder {
         self.values
             .extend(samples.iter().map(|s| u64::from(s.device)));
         put_stream(out, &self.values, lanes, true);
-        for c in 0..6 {
-            self.optional(samples.len(), out, lanes, |i| {
-                optional_columns(&samples[i])[c]
-            });
+        for column in OPTIONAL_COLUMNS {
+            self.optional(out, lanes, samples.iter().map(column));
         }
         self.values.clear();
         self.values
@@ -239,23 +235,23 @@ impl Encoder {
         self.values.clear();
         self.values.extend(readings.iter().map(|r| r.0 as u64));
         put_stream(out, &self.values, 1, true);
-        self.optional(readings.len(), out, 1, |i| finite32(Some(readings[i].1)));
+        self.optional(out, 1, readings.iter().map(|r| finite32(Some(r.1))));
         Ok(())
     }
 
-    /// Writes one optional column of `n` values: its presence, then its present values.
+    /// Writes one optional column: its presence, then its present values.
     fn optional(
         &mut self,
-        n: usize,
         out: &mut Vec<u8>,
         lanes: usize,
-        value: impl Fn(usize) -> Option<u64>,
+        column: impl ExactSizeIterator<Item = Option<u64>>,
     ) {
+        let n = column.len();
         self.values.clear();
         self.bitmap.clear();
         self.bitmap.resize(n.div_ceil(8), 0);
-        for i in 0..n {
-            if let Some(v) = value(i) {
+        for (i, v) in column.enumerate() {
+            if let Some(v) = v {
                 self.bitmap[i / 8] |= 1 << (i % 8);
                 self.values.push(v);
             }
