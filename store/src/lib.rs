@@ -5,6 +5,7 @@
 //! only crate of hallmark that writes SQL. Summaries, certification, the report and bundles are
 //! built above it from what it reads.
 
+pub mod columnar;
 pub mod db;
 pub mod location;
 #[cfg(feature = "testing")]
