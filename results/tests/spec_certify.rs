@@ -6,7 +6,7 @@
 mod spec_support;
 
 use hallmark_results::spec::{evaluate, parse_spec, render_verdicts, Spec};
-use hallmark_results::{overall, throttle, Status, Store};
+use hallmark_results::{overall, throttle, Status, Store, StoreExt};
 use spec_support::*;
 
 fn one(lines: &str) -> Spec {

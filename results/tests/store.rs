@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use hallmark_protocol::Labels;
 use hallmark_results::{
-    render_text, NewRun, ProbeRow, RunId, RunStatus, Store, StoreError, DB_FILE,
+    render_text, NewRun, ProbeRow, RunId, RunStatus, Store, StoreError, StoreExt, DB_FILE,
 };
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use hallmark_results::{render_text, RunStatus, Store, DB_FILE};
+use hallmark_results::{render_text, RunStatus, Store, StoreExt, DB_FILE};
 
 #[test]
 fn round_trip_summary() {

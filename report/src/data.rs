@@ -1,9 +1,9 @@
-//! What the report reads from the store besides [`crate::RunSummary`], with its own SQL against the
-//! documented schema (`docs/SCHEMA.md`): the probes with their labels, versions and clock estimates,
-//! the device inventory, the plan text, the batch index, the count of legacy histograms, and rack power over time in chart buckets.
+//! What the report reads from the store besides [`hallmark_results::RunSummary`], through the store's typed
+//! reads: the probes with their labels, versions and clock estimates, the device inventory, the plan
+//! text, the latest instant of stored data, the count of legacy histograms, and rack power over time
+//! in chart buckets (from the store's telemetry scan).
 
-use crate::error::StoreError;
-use crate::store::Store;
+use hallmark_store::{ScanOptions, ScanOrder, Store, StoreError, Telemetry};
 use std::collections::HashMap;
 
 /// A registered probe, with what the inventory and provenance sections show.
@@ -49,127 +49,43 @@ pub struct RunContext {
 
 /// Reads the probes, devices, plan and legacy histogram count of a run.
 pub fn context(store: &Store, run_id: &str) -> Result<RunContext, StoreError> {
-    let e = |op| store.err(op);
-    let conn = &store.conn;
-    let plan_toml: String = conn
-        .query_row(
-            "SELECT plan_toml FROM runs WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )
-        .map_err(e("reading the plan"))?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT node_key, node_id, hall, row, rack, backend, hallmark_version, clock_offset_ns, \
-             clock_uncertainty_ns, clock_rtt_ns FROM probes WHERE run_id = ?1 \
-             ORDER BY hall, row, rack, node_id",
-        )
-        .map_err(e("reading probes"))?;
-    let probes = stmt
-        .query_map([run_id], |r| {
-            Ok(ProbeInfo {
-                key: r.get(0)?,
-                node: r.get(1)?,
-                hall: r.get(2)?,
-                row: r.get(3)?,
-                rack: r.get(4)?,
-                backend: r.get(5)?,
-                version: r.get(6)?,
-                clock_offset_ns: r.get(7)?,
-                clock_uncertainty_ns: r.get(8)?,
-                clock_rtt_ns: r.get(9)?,
-            })
+    let plan_toml = store.run_known(run_id)?.plan_toml;
+    let probes = store
+        .probes(run_id)?
+        .into_iter()
+        .map(|p| ProbeInfo {
+            key: p.key,
+            node: p.node,
+            hall: p.hall,
+            row: p.row,
+            rack: p.rack,
+            backend: p.backend,
+            version: p.hallmark_version,
+            clock_offset_ns: p.clock_offset_ns,
+            clock_uncertainty_ns: p.clock_uncertainty_ns,
+            clock_rtt_ns: p.clock_rtt_ns,
         })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(e("reading probes"))?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT node_id, device, kind, model, power_limit_w, slowdown_temp_c, max_operating_temp_c \
-             FROM devices WHERE run_id = ?1 ORDER BY node_id, device",
-        )
-        .map_err(e("reading devices"))?;
-    let devices = stmt
-        .query_map([run_id], |r| {
-            Ok(DeviceInfo {
-                node: r.get(0)?,
-                device: r.get(1)?,
-                kind: r.get(2)?,
-                model: r.get(3)?,
-                power_limit_w: r.get(4)?,
-                slowdown_temp_c: r.get(5)?,
-                max_operating_temp_c: r.get(6)?,
-            })
+        .collect();
+    let devices = store
+        .devices(run_id)?
+        .into_iter()
+        .map(|d| DeviceInfo {
+            node: d.node,
+            device: i64::from(d.device),
+            kind: d.kind,
+            model: d.model,
+            power_limit_w: d.power_limit_w,
+            slowdown_temp_c: d.slowdown_temp_c,
+            max_operating_temp_c: d.max_operating_temp_c,
         })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(e("reading devices"))?;
-    let legacy: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(e("looking for legacy histograms"))?;
-    let histograms: i64 = if legacy > 0 {
-        conn.query_row(
-            "SELECT count(*) FROM phase_histograms WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )
-        .map_err(e("reading legacy histograms"))?
-    } else {
-        0
-    };
-    let last_data_ns: Option<i64> = conn
-        .query_row(
-            "SELECT max(to_ns) FROM telemetry_batches WHERE run_id = ?1",
-            [run_id],
-            |r| r.get(0),
-        )
-        .map_err(e("reading the batch index"))?;
+        .collect();
     Ok(RunContext {
         plan_toml,
         probes,
         devices,
-        legacy_histograms: histograms.max(0) as u64,
-        last_data_ns,
+        legacy_histograms: store.legacy_histograms(run_id)?,
+        last_data_ns: store.last_data_ns(run_id)?,
     })
-}
-
-/// Row-id ranges `[from, to)` of one kind of telemetry row, batch by batch in node and sequence order,
-/// with adjacent ranges merged.
-pub fn batch_ranges(
-    store: &Store,
-    run_id: &str,
-    power: bool,
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    let sql = if power {
-        "SELECT first_node_power_row, node_power FROM telemetry_batches WHERE run_id = ?1 \
-         ORDER BY node_id, seq"
-    } else {
-        "SELECT first_sample_row, samples FROM telemetry_batches WHERE run_id = ?1 \
-         ORDER BY node_id, seq"
-    };
-    let mut stmt = store
-        .conn
-        .prepare(sql)
-        .map_err(store.err("reading the batch index"))?;
-    let mut rows = stmt
-        .query([run_id])
-        .map_err(store.err("reading the batch index"))?;
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    while let Some(r) = rows.next().map_err(store.err("reading the batch index"))? {
-        let first: i64 = r.get(0).map_err(store.err("reading the batch index"))?;
-        let n: i64 = r.get(1).map_err(store.err("reading the batch index"))?;
-        if n <= 0 {
-            continue;
-        }
-        let end = first.saturating_add(n);
-        match out.last_mut() {
-            Some(last) if last.1 == first => last.1 = end,
-            _ => out.push((first, end)),
-        }
-    }
-    Ok(out)
 }
 
 /// The run's time axis for charts: `buckets` buckets of `width_ns`, bucket `i` centred on
@@ -239,34 +155,30 @@ pub fn rack_power(
     let slot: HashMap<i64, usize> = probes.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
     // Per node, per bucket: Σ W and readings.
     let mut acc: Vec<Vec<(f64, u32)>> = vec![Vec::new(); probes.len()];
-    let e = || store.err("reading node power");
-    let mut stmt = store
-        .conn
-        .prepare_cached(
-            "SELECT node_key, t_ns, power_w FROM node_power_rows \
-             WHERE node_power_row >= ?1 AND node_power_row < ?2",
-        )
-        .map_err(e())?;
-    for (from, to) in batch_ranges(store, run_id, true)? {
-        let mut rows = stmt.query([from, to]).map_err(e())?;
-        while let Some(r) = rows.next().map_err(e())? {
-            let key: i64 = r.get(0).map_err(e())?;
-            let t: i64 = r.get(1).map_err(e())?;
-            let w: Option<f64> = r.get(2).map_err(e())?;
-            let (Some(&i), Some(w), Some(b)) = (slot.get(&key), w, tl.bucket(t)) else {
-                continue;
-            };
-            if !w.is_finite() {
-                continue;
-            }
-            let node = &mut acc[i];
-            if node.is_empty() {
-                node.resize(tl.buckets, (0.0, 0));
-            }
-            node[b].0 += w;
-            node[b].1 += 1;
+    let opts = ScanOptions {
+        order: ScanOrder::NodeSequence,
+        node_power: true,
+        samples: false,
+    };
+    store.scan_telemetry::<StoreError>(run_id, opts, |rec| {
+        let Telemetry::NodePower(r) = rec else {
+            return Ok(());
+        };
+        let (Some(&i), Some(w), Some(b)) = (slot.get(&r.node_key), r.power_w, tl.bucket(r.t_ns))
+        else {
+            return Ok(());
+        };
+        if !w.is_finite() {
+            return Ok(());
         }
-    }
+        let node = &mut acc[i];
+        if node.is_empty() {
+            node.resize(tl.buckets, (0.0, 0));
+        }
+        node[b].0 += w;
+        node[b].1 += 1;
+        Ok(())
+    })?;
     let mut out = vec![vec![Some(0.0); tl.buckets]; racks];
     let mut reporting = vec![false; racks];
     for (node, &r) in acc.iter().zip(rack_of) {

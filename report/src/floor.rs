@@ -4,7 +4,7 @@
 
 use super::charts::{bold, font, DrawResult, WIDTH};
 use super::style::{self, GRID, MUTED, TEXT};
-use crate::verdict::Status;
+use hallmark_results::verdict::Status;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 

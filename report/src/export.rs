@@ -6,8 +6,8 @@
 //! (shortest form that reads back to the same value).
 
 use super::verdicts::rack_status;
-use crate::summary::RunSummary;
-use crate::verdict::{overall, Status, Verdict};
+use hallmark_results::verdict::{overall, Status, Verdict};
+use hallmark_results::RunSummary;
 use serde::Serialize;
 use std::io::Write;
 
@@ -49,7 +49,7 @@ fn opt(v: Option<f64>) -> String {
 #[derive(Serialize)]
 struct SummaryDoc<'a> {
     overall: Status,
-    /// The SIMULATED warning of a simulated run ([`crate::Simulation::banner`]), `null` otherwise.
+    /// The SIMULATED warning of a simulated run ([`hallmark_results::Simulation::banner`]), `null` otherwise.
     simulated: Option<String>,
     summary: &'a RunSummary,
     verdicts: &'a [Verdict],

@@ -24,7 +24,7 @@ pub struct Manifest {
     pub created_at: String,
     /// The version of hallmark that wrote it.
     pub hallmark_version: String,
-    /// For a run with simulated devices: the SIMULATED warning ([`crate::Simulation::banner`]);
+    /// For a run with simulated devices: the SIMULATED warning (`hallmark_results::Simulation::banner`);
     /// absent for a run of real devices only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulated: Option<String>,
@@ -106,7 +106,7 @@ pub(crate) fn now_utc() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    crate::time::format_utc(ns).replacen(' ', "T", 1)
+    hallmark_store::time::format_utc(ns).replacen(' ', "T", 1)
 }
 
 /// Parses and checks a manifest whose signature is already verified.

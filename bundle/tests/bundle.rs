@@ -2,10 +2,10 @@
 //! members, truncation, another key, a forged signature, a newer format), key files and their errors,
 //! and interoperability with `tar` and `openssl` where those tools are installed.
 
-use hallmark_results::bundle::{
-    self, fingerprint, keygen, load_public_key, load_signing_key, open_bundle, open_bundle_bytes,
-    read_archive, read_bundle_file, sign_manifest, verify_bundle, write_archive, write_bundle,
-    BundleError, BundleFile, SigningKey, VerifyingKey, MANIFEST_NAME, SIGNATURE_NAME,
+use hallmark_bundle::{
+    self as bundle, fingerprint, keygen, load_public_key, load_signing_key, open_bundle,
+    open_bundle_bytes, read_archive, read_bundle_file, sign_manifest, verify_bundle, write_archive,
+    write_bundle, BundleError, BundleFile, SigningKey, VerifyingKey, MANIFEST_NAME, SIGNATURE_NAME,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,7 @@
 use super::data::Timeline;
 use super::style::{self, FONT, GRID, MUTED, PHASE_FILL, TEXT};
 use super::verdicts::PowerLimit;
-use crate::verdict::Status;
+use hallmark_results::verdict::Status;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 

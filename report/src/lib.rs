@@ -4,7 +4,7 @@
 //! a signed bundle carries whatever [`ReportFiles::files`] lists).
 //!
 //! [`write_report`] takes the verdicts as given (it does not read or judge them itself), reads the
-//! run's summary ([`crate::RunSummary`]) and its time series with its own queries against the
+//! run's summary ([`hallmark_results::RunSummary`]) and its time series with its own queries against the
 //! documented schema ([`data`], [`samples`]), and returns the files it wrote for a signed bundle.
 //!
 //! The page, top to bottom: the overall verdict, counts per criterion, the failures grouped by
@@ -29,11 +29,11 @@ mod style;
 mod tables;
 mod verdicts;
 
-use crate::error::StoreError;
-use crate::store::Store;
-use crate::verdict::{overall, Comparison, Verdict};
 use charts::{PhaseSpan, RackLabel};
 use data::Timeline;
+use hallmark_results::verdict::{overall, Comparison, Verdict};
+use hallmark_store::Store;
+use hallmark_store::StoreError;
 use html::{figure, Section};
 use std::collections::HashMap;
 use std::fs::File;
@@ -81,7 +81,7 @@ pub struct ReportFiles {
     /// The run's plan name and how much of it was simulated, from the summary the report was
     /// written from (so a caller need not read the store again).
     pub plan_name: String,
-    pub simulation: crate::Simulation,
+    pub simulation: hallmark_results::Simulation,
 }
 
 impl ReportFiles {
@@ -177,7 +177,7 @@ pub fn write_report_with(
     out_dir: &Path,
     options: &ReportOptions,
 ) -> Result<ReportFiles, ReportError> {
-    let s = store.run_summary(run_id)?;
+    let s = hallmark_results::run_summary(store, run_id)?;
     let ctx = data::context(store, run_id)?;
     std::fs::create_dir_all(out_dir).map_err(|source| ReportError::Write {
         path: out_dir.to_path_buf(),

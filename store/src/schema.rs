@@ -253,7 +253,7 @@ CREATE TABLE verdicts (
 "#;
 
 /// Version 3: fabric phases — their members, latency per directed node pair (HDR histogram blob and
-/// percentile columns), collective results per rank, and faults (`crate::fabric`). The v1 table
+/// percentile columns), collective results per rank, and faults (`crate::fabric_write`). The v1 table
 /// `phase_histograms` is dropped by the upgrade when it is empty (see [`drop_empty_legacy`]).
 const V3: &str = r#"
 CREATE TABLE fabric_members (

@@ -1,16 +1,18 @@
-//! The run report (`hallmark_results::report`): the constructed run of `common` with a FAIL, a PASS and
+//! The run report (`hallmark_report`): the constructed run of `common` with a FAIL, a PASS and
 //! an INCOMPLETE verdict, a run without telemetry, an unknown run; the page is self-contained and the
 //! exports have the right headers and row counts.
 
+#[path = "../../results/tests/common/mod.rs"]
 mod common;
 
 use common::*;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{ClockEstimate, Labels, Sample, TelemetryBatch, Workload};
-use hallmark_results::report::FILES;
+use hallmark_report::FILES;
+use hallmark_report::{write_report, write_report_with, ReportError, ReportOptions, SpecRef};
 use hallmark_results::{
-    write_report, write_report_with, Comparison, Evidence, PhaseRow, ProbeRow, ReportError,
-    ReportOptions, RunStatus, Scope, SpecRef, Status, Store, StoreError, Verdict,
+    Comparison, Evidence, PhaseRow, ProbeRow, RunStatus, Scope, Status, Store, StoreError,
+    StoreExt, Verdict,
 };
 
 fn verdict(

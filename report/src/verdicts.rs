@@ -5,8 +5,8 @@
 //! worst status, the power limits).
 
 use super::style::{esc, status_class};
-use crate::summary::RackSummary;
-use crate::verdict::{overall, Comparison, Scope, Status, Verdict};
+use hallmark_results::verdict::{overall, Comparison, Scope, Status, Verdict};
+use hallmark_results::RackSummary;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

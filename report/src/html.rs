@@ -2,9 +2,9 @@
 //! no scripts, no fonts or images from anywhere else; readable at 1200 px and printable.
 
 use super::style::{self, esc, num, status_class};
-use crate::summary::RunSummary;
-use crate::time::format_utc;
-use crate::verdict::Status;
+use hallmark_results::verdict::Status;
+use hallmark_results::RunSummary;
+use hallmark_store::time::format_utc;
 use std::fmt::Write;
 
 const CSS: &str = r#"
@@ -122,7 +122,7 @@ pub fn page(
     if let Some(banner) = s.simulation.banner() {
         let _ = writeln!(out, "<div class=\"simulated\">{}</div>", esc(&banner));
     }
-    if s.status != crate::RunStatus::Complete {
+    if s.status != hallmark_results::RunStatus::Complete {
         let _ =
             writeln!(
             out,

@@ -2,8 +2,8 @@
 //! report ([`prepare`] checks and decodes it before the report's transaction, [`write_report_fabric`]
 //! writes it inside that transaction).
 
-use super::hist::{decode, NsPercentiles};
 use crate::error::{to_i64, StoreError};
+use crate::hist::{decode, NsPercentiles};
 use crate::model::RunId;
 use crate::store::Store;
 use hallmark_protocol::{FabricMember, FabricReport, NodeId};

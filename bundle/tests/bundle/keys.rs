@@ -3,7 +3,7 @@
 
 use super::prereq::{missing, tool};
 use super::{run_files, TempDir};
-use hallmark_results::bundle::{
+use hallmark_bundle::{
     keygen, load_public_key, load_signing_key, read_archive, verify_bundle, write_bundle,
     BundleError,
 };

@@ -11,8 +11,8 @@ use super::style::esc;
 use super::tables::{self, HotDevice};
 use super::verdicts::PowerLimit;
 use super::{chart, ReportError};
-use crate::summary::RunSummary;
-use crate::verdict::Status;
+use hallmark_results::verdict::Status;
+use hallmark_results::RunSummary;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 

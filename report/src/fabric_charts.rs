@@ -5,7 +5,7 @@
 
 use super::charts::{bold, font, tick_decimals, DrawResult, WIDTH};
 use super::style::{self, GRID, MUTED, TEXT};
-use crate::fabric::size_label;
+use hallmark_results::fabric::size_label;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 

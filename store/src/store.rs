@@ -4,7 +4,7 @@
 //! (`insert_batch`, `insert_batches`) is in [`crate::telemetry`].
 
 use crate::error::{to_i64, StoreError};
-use crate::fabric;
+use crate::fabric_write as fabric;
 use crate::model::{event_kind, label_of, NewRun, PhaseRow, ProbeRow, RunId, RunStatus};
 use crate::schema;
 use hallmark_protocol::{ClockEstimate, DeviceInfo, NodeId, PhaseReport};
@@ -378,7 +378,7 @@ impl Store {
 
     /// Stores what a phase achieved on a node, in one transaction: the report, each device's result
     /// and, for a fabric phase, its latency pairs, collective results and faults
-    /// ([`crate::fabric`]). A second report for the same phase and node replaces the first. A
+    /// ([`crate::fabric_write`]). A second report for the same phase and node replaces the first. A
     /// fabric report that does not check out (a histogram that does not decode, another node's
     /// pair) is refused with [`StoreError::Invalid`] and nothing of the report is written.
     pub fn phase_report(

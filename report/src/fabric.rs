@@ -1,5 +1,5 @@
 //! The interconnect section of the report and its exports `latency.csv` and `collectives.csv`, from
-//! the fabric phases of [`crate::RunSummary::fabric`].
+//! the fabric phases of [`hallmark_results::RunSummary::fabric`].
 //!
 //! Per latency phase: the hall's and each node's round-trip percentiles, the heat map of p99 per
 //! directed pair ([`fabric_charts::latency_heatmap`]; meshes of more than
@@ -12,8 +12,8 @@ use super::fabric_charts::{self as fc, BwSeries, HeatCell};
 use super::html::{figure, Section};
 use super::style::{esc, num};
 use super::{chart, ReportError};
-use crate::fabric::{FabricPhaseSummary, LatencySummary, Percentiles};
-use crate::summary::RunSummary;
+use hallmark_results::fabric::{FabricPhaseSummary, LatencySummary, Percentiles};
+use hallmark_results::RunSummary;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -124,7 +124,7 @@ fn heat_cells(p: &FabricPhaseSummary, l: &LatencySummary) -> (Vec<String>, Vec<V
     (labels, cells)
 }
 
-fn pair_list(pairs: &[crate::fabric::PairRef]) -> String {
+fn pair_list(pairs: &[hallmark_results::fabric::PairRef]) -> String {
     let mut v: Vec<String> = pairs
         .iter()
         .take(LIST_MAX)
@@ -339,7 +339,7 @@ fn collectives(out: &mut String, phases: &[FabricPhaseSummary]) -> Result<(), Re
 }
 
 fn faults(out: &mut String, phases: &[FabricPhaseSummary]) {
-    let all: Vec<(&str, &crate::fabric::Fault)> = phases
+    let all: Vec<(&str, &hallmark_results::fabric::Fault)> = phases
         .iter()
         .flat_map(|p| p.faults.iter().map(move |f| (p.name.as_str(), f)))
         .collect();
@@ -444,7 +444,7 @@ pub fn collectives_csv(s: &RunSummary, out: &mut impl Write) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fabric::{Member, PairLatency, PairRef};
+    use hallmark_results::fabric::{Member, PairLatency, PairRef};
 
     fn phase(n: usize) -> FabricPhaseSummary {
         let members: Vec<Member> = (0..n)

@@ -4,8 +4,8 @@
 
 use super::data::{DeviceInfo, RunContext};
 use super::style::{duration, esc, num, si};
-use crate::summary::RunSummary;
-use crate::time::format_utc;
+use hallmark_results::RunSummary;
+use hallmark_store::time::format_utc;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -139,7 +139,7 @@ pub fn hottest(devices: &[HotDevice]) -> String {
 /// Samples stored against expected, gaps, lost probes and events.
 pub fn completeness(s: &RunSummary) -> String {
     let mut out = String::new();
-    let pct = match crate::share_of(s.samples_stored, s.samples_expected) {
+    let pct = match hallmark_results::share_of(s.samples_stored, s.samples_expected) {
         Some(p) => format!(" ({p})"),
         None => String::new(),
     };

@@ -2,7 +2,7 @@
 //! the floor map and the throttle timeline, number formatting, HTML escaping, and the embedded font
 //! that plotters measures chart text with.
 
-use crate::verdict::Status;
+use hallmark_results::verdict::Status;
 use plotters::style::{FontStyle, RGBColor};
 use std::sync::OnceLock;
 
