@@ -1,9 +1,11 @@
 //! Fabric phases in the store: members, latency pairs (histograms decoded, percentiles as columns),
 //! collectives and faults written with the phase report, refused whole when a histogram does not
 //! decode, replaced by a repeated report; the summary's numbers worked by hand; `hallmark runs show`;
-//! (the schema upgrade from version 2 is in `report/tests/report_fabric.rs`, with the report it feeds).
+//! the schema upgrade from version 2 (with the report note on a legacy histogram row it keeps).
 
+#[path = "../../results/tests/fabric_support/mod.rs"]
 mod fabric_support;
+#[path = "../../results/tests/spec_support/mod.rs"]
 mod spec_support;
 
 use fabric_support::{blob, nid, Fabric, COLL, MESH, MIB, T0};
@@ -411,4 +413,84 @@ fn without_stored_members_the_nodes_seen_stand_in() {
     assert_eq!(mesh.latency.as_ref().unwrap().pairs_expected, 12);
     assert!(render_text(&store.run_summary(run.as_str()).unwrap())
         .contains("(latency, 4 nodes seen; members not stored, 4 reported)"));
+}
+
+#[test]
+fn a_version_2_store_upgrades_to_version_3() {
+    for legacy_row in [false, true] {
+        let dir = TempDir::new("fabric-migrate");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let path = dir.path().join(hallmark_results::DB_FILE);
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for m in &hallmark_results::MIGRATIONS[..2] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {}; PRAGMA user_version = 2;",
+                hallmark_results::APPLICATION_ID
+            ))
+            .unwrap();
+            conn.execute(
+                "INSERT INTO runs (run_id, name, plan_name, plan_toml, plan_sha256, started_at_ns, \
+                 status, hallmark_version, sample_hz) VALUES ('20261129T021500Z-aaaaaa', 'old', 'p', \
+                 '', '', 1, 'complete', '0.1.0', 10.0)",
+                [],
+            )
+            .unwrap();
+            if legacy_row {
+                conn.execute_batch(
+                    "PRAGMA foreign_keys = OFF; INSERT INTO phase_histograms VALUES \
+                     ('20261129T021500Z-aaaaaa', 1, 'n1', 'rtt', x'00');",
+                )
+                .unwrap();
+            }
+        }
+        let err = Store::open_read_only(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("open it once for writing"),
+            "{err}"
+        );
+        let mut store = Store::open(dir.path()).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, hallmark_results::SCHEMA_VERSION);
+        let legacy: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'phase_histograms'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(legacy, i64::from(legacy_row), "dropped only when empty");
+        let old = store.list_runs().unwrap()[0].run_id.clone();
+        assert!(store
+            .fabric_summary(old.as_str())
+            .unwrap()
+            .phases
+            .is_empty());
+        assert!(store.run_summary(old.as_str()).unwrap().fabric.is_empty());
+        // The upgraded store takes a fabric run like a new one.
+        let run = Run::default().store(&mut store);
+        Fabric::default().store(&mut store, &run);
+        assert_eq!(store.fabric_summary(run.as_str()).unwrap().phases.len(), 2);
+        if legacy_row {
+            let out = dir.path().join("report");
+            hallmark_report::write_report(&store, old.as_str(), &[], &out).unwrap();
+            let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+            assert!(html.contains("holds 1 row(s) of this run"), "legacy note");
+        }
+    }
+    // A new store has no legacy table at all.
+    let dir = TempDir::new("fabric-new");
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'phase_histograms'"
+        ),
+        0
+    );
 }

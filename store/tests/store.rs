@@ -1,5 +1,6 @@
 //! Run store behaviour: replays, unknown ids, foreign and newer files, reopening, unfinished runs.
 
+#[path = "../../results/tests/common/mod.rs"]
 mod common;
 
 use common::*;
@@ -387,4 +388,53 @@ fn a_database_locked_by_another_process_is_named() {
     );
     other.execute_batch("ROLLBACK").unwrap();
     store.create_run(&new_run()).unwrap();
+}
+
+// Moved from results/tests/summary.rs: what the store writes for absent sensors, and its views.
+
+#[test]
+fn absent_sensors_are_null_and_views_are_readable() {
+    let dir = TempDir::new("nulls");
+    let mut store = Store::open(dir.path()).unwrap();
+    let run = build(&mut store);
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let (nulls, zeros): (i64, i64) = conn
+        .query_row(
+            "SELECT sum(mem_temp_c IS NULL AND util_pct IS NULL), coalesce(sum(mem_temp_c = 0), 0) FROM samples \
+             WHERE run_id = ?1",
+            [run.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((nulls, zeros), (940, 0));
+    let w: f64 = conn
+        .query_row(
+            "SELECT power_w FROM node_power WHERE run_id = ?1 AND node_id = 'r2n1' AND t_ns = ?2",
+            rusqlite::params![run.as_str(), T0 + 100 * 100 * MS],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(w, 2500.0);
+}
+
+#[test]
+fn samples_view_reads_through_the_batch_index() {
+    let dir = TempDir::new("plan");
+    let mut store = Store::open(dir.path()).unwrap();
+    build(&mut store);
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let mut stmt = conn
+        .prepare("EXPLAIN QUERY PLAN SELECT * FROM samples WHERE run_id = ?1 AND node_id = ?2")
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map(["x", "y"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().all(|step| step.starts_with("SEARCH")),
+        "expected index searches only: {plan:?}"
+    );
 }
