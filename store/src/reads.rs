@@ -1,7 +1,7 @@
 //! The typed read API: a run's head, probes, devices, phases with their starts, reports and
 //! results, gaps, events, and the report's provenance figures, each as flat records in a stable
 //! order. The summaries, the spec evaluation and the report (`hallmark-results`,
-//! `hallmark-report`) are built from these and from the telemetry scan ([`crate::scan`]); none of
+//! `hallmark-report`) are built from these and from the telemetry scan ([`Store::scan_telemetry`]); none of
 //! them sees a table.
 //!
 //! An unknown run gives empty lists here; [`Store::run`] says whether a run exists.
