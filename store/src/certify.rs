@@ -6,7 +6,7 @@
 //! spec name, in one transaction; [`Store::certification_rows`] reads them back, with their verdicts,
 //! oldest first.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
@@ -68,18 +68,13 @@ fn now_ns() -> i64 {
 
 impl Store {
     fn known_run(&self, run_id: &str) -> Result<(), StoreError> {
-        let known = self
-            .conn
-            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
-            .optional()
-            .map_err(self.err("looking up a run"))?;
-        if known.is_none() {
-            return Err(StoreError::UnknownRun {
-                path: self.path.clone(),
-                run_id: run_id.to_string(),
-            });
+        if self.has_run(run_id)? {
+            return Ok(());
         }
-        Ok(())
+        Err(StoreError::UnknownRun {
+            path: self.path.clone(),
+            run_id: run_id.to_string(),
+        })
     }
 
     /// Stores the verdicts of run `run_id` against the spec `spec_name` (whose text is

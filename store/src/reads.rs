@@ -167,6 +167,16 @@ impl Store {
         Ok(Some(run))
     }
 
+    /// Whether run `run_id` is stored (its record is not read).
+    pub fn has_run(&self, run_id: &str) -> Result<bool, StoreError> {
+        let found = self
+            .conn
+            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
+            .optional()
+            .map_err(self.err("looking up a run"))?;
+        Ok(found.is_some())
+    }
+
     /// The run's record; an unknown id is [`StoreError::UnknownRun`].
     pub fn run_known(&self, run_id: &str) -> Result<RunRecord, StoreError> {
         self.run(run_id)?.ok_or_else(|| StoreError::UnknownRun {

@@ -37,7 +37,12 @@ struct CollectiveRow {
 /// The fabric phases of run `run_id` (see [`FabricSummary`]); an unknown id is
 /// [`StoreError::UnknownRun`], a histogram blob that no longer decodes [`StoreError::Corrupt`].
 pub fn fabric_summary(store: &Store, run_id: &str) -> Result<FabricSummary, StoreError> {
-    store.run_known(run_id)?;
+    if !store.has_run(run_id)? {
+        return Err(StoreError::UnknownRun {
+            path: store.path().to_path_buf(),
+            run_id: run_id.to_string(),
+        });
+    }
     Ok(FabricSummary {
         phases: fabric_phases(store, run_id, true)?,
     })
