@@ -4,17 +4,18 @@
 //! a signed bundle carries whatever [`ReportFiles::files`] lists).
 //!
 //! [`write_report`] takes the verdicts as given (it does not read or judge them itself), reads the
-//! run's summary ([`hallmark_results::RunSummary`]) and its time series with its own queries against the
-//! documented schema ([`data`], [`samples`]), and returns the files it wrote for a signed bundle.
+//! run's summary ([`hallmark_results::RunSummary`]) and its time series through the store's typed
+//! reads and its one telemetry scan (`data.rs`, `samples.rs`; no SQL here), and returns the files it
+//! wrote for a signed bundle.
 //!
 //! The page, top to bottom: the overall verdict, counts per criterion, the failures grouped by
-//! criterion and rack with the worst few in full and the rest folded ([`verdicts`]); rack power over
-//! time with phases, the sustained target and the peak limit ([`charts`]); the hall floor map and the
-//! GPU temperature distribution with the hottest devices ([`floor`]); the throttle timeline; energy
-//! and perf/W per phase; the interconnect (latency heat map, worst pairs, busbw by message size and
-//! the collective tables, [`fabric`]; a note when the run has no fabric phase); data completeness;
-//! inventory and provenance ([`tables`]). Time series are bucketed to at most 2000 points per line, so a long run
-//! stays a small page.
+//! criterion and rack with the worst few in full and the rest folded (`verdicts.rs`); rack power
+//! over time with phases, the sustained target and the peak limit (`charts.rs`); the hall floor map
+//! and the GPU temperature distribution with the hottest devices (`floor.rs`); the throttle
+//! timeline; energy and perf/W per phase; the interconnect (latency heat map, worst pairs, busbw by
+//! message size and the collective tables, `fabric.rs`; a note when the run has no fabric phase);
+//! data completeness; inventory and provenance (`tables.rs`). Time series are bucketed to at most
+//! 2000 points per line, so a long run stays a small page.
 
 mod charts;
 mod data;

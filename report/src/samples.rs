@@ -1,4 +1,5 @@
-//! One streaming pass over a run's device samples: every row goes to `samples.csv` as it is read, and
+//! One streaming pass over a run's device samples (the store's `Store::scan_telemetry`, node by node
+//! in sequence order): every row goes to `samples.csv` as it is read, and
 //! the pass keeps only what the charts need — each device's highest GPU temperature and, per rack and
 //! time bucket, how many samples were thermally throttled.
 

@@ -377,8 +377,8 @@ impl Store {
     }
 
     /// Stores what a phase achieved on a node, in one transaction: the report, each device's result
-    /// and, for a fabric phase, its latency pairs, collective results and faults
-    /// ([`crate::fabric_write`]). A second report for the same phase and node replaces the first. A
+    /// and, for a fabric phase, its latency pairs, collective results and faults (`fabric_write.rs`;
+    /// tables in `docs/SCHEMA.md`). A second report for the same phase and node replaces the first. A
     /// fabric report that does not check out (a histogram that does not decode, another node's
     /// pair) is refused with [`StoreError::Invalid`] and nothing of the report is written.
     pub fn phase_report(
