@@ -18,7 +18,7 @@ use hallmark_protocol::{
     DeviceInfo, DeviceKind, DeviceResult, Labels, NodeId, PhaseReport, Sample, TelemetryBatch,
     Workload,
 };
-use hallmark_results::{NewRun, PhaseRow, ProbeRow, RunId, RunStatus, Store};
+use hallmark_store::{NewRun, PhaseRow, ProbeRow, RunId, RunStatus, Store};
 use std::path::PathBuf;
 use std::time::Instant;
 

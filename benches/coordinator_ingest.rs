@@ -16,7 +16,8 @@ use hallmark_coordinator::{ServerHandle, ServerOptions, StoreRecorder};
 use hallmark_probe::ProbeSession;
 use hallmark_protocol::plan::parse_plan;
 use hallmark_protocol::{CoordinatorMessage, ProbeMessage, Sample, TelemetryBatch};
-use hallmark_results::{NewRun, Store};
+use hallmark_results::StoreExt;
+use hallmark_store::{NewRun, Store};
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedRecv, FramedSend};
 use hallmark_transport::pki::Ca;
@@ -322,7 +323,7 @@ fn main() {
         .and_then(|s| s.run_summary(run.as_str()))
         .map(|s| s.samples_stored)
         .unwrap_or(0);
-    let db = std::fs::metadata(dir.join(hallmark_results::DB_FILE))
+    let db = std::fs::metadata(dir.join(hallmark_store::DB_FILE))
         .map(|m| m.len())
         .unwrap_or(0);
 

@@ -273,7 +273,7 @@ fn a_listing_whose_reader_went_away_ends_quietly() {
     // `hallmark runs list | head -0`: the reader is gone before the first line is written. The
     // command ends as other Unix tools do (SIGPIPE), with no panic and no backtrace on stderr.
     let dir = tempdir("pipe");
-    drop(hallmark_results::Store::open(&dir).expect("an empty store"));
+    drop(hallmark_store::Store::open(&dir).expect("an empty store"));
     let mut child = hallmark()
         .args(["runs", "list", "--results", dir.to_str().unwrap()])
         .stdout(Stdio::piped())

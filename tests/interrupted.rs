@@ -1,6 +1,6 @@
 //! A coordinator killed outright (SIGKILL) mid-phase leaves its run "running" in the store; readers
 //! show it as interrupted, with the reason, because its process is gone (see
-//! `hallmark_results::liveness`). `hallmark run --resume RUN` on the same address and CA then
+//! `hallmark_store::liveness`). `hallmark run --resume RUN` on the same address and CA then
 //! collects what the probe still held (the telemetry of its last seconds and its phase report),
 //! stores it, and finishes the run INCOMPLETE saying what was recovered.
 
@@ -143,7 +143,7 @@ fn resume(results: &std::path::Path, id: &str) -> String {
 
 #[test]
 fn resuming_a_run_that_is_not_interrupted_is_refused_saying_what_to_do() {
-    use hallmark_results::{NewRun, RunStatus, Store};
+    use hallmark_store::{NewRun, RunStatus, Store};
     let dir = tempdir("not-interrupted");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,4 +1,4 @@
-//! [`StoreRecorder`]: the [`Recorder`] that writes a run into the results crate's SQLite store.
+//! [`StoreRecorder`]: the [`Recorder`] that writes a run into the run store (`hallmark-store`).
 //!
 //! Telemetry batches of one call go into one transaction; a batch the store already holds (a
 //! replay after a reconnect) is acknowledged again without being written twice.
@@ -12,7 +12,7 @@
 use crate::record::{Record, RecordError, Recorder, Written};
 use crate::run::Outcome;
 use hallmark_protocol::{NodeId, TelemetryBatch};
-use hallmark_results::{event_kind, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
+use hallmark_store::{event_kind, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
 
 /// Writes one run into a [`Store`].
 pub struct StoreRecorder {

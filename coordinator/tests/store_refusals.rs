@@ -8,7 +8,8 @@ use common::{batch, labels, node};
 use hallmark_coordinator::record::{Record, Recorder};
 use hallmark_coordinator::StoreRecorder;
 use hallmark_protocol::NodeId;
-use hallmark_results::{NewRun, ProbeRow, Store};
+use hallmark_results::StoreExt;
+use hallmark_store::{NewRun, ProbeRow, Store};
 
 const T0: i64 = 1_700_000_000_000_000_000;
 

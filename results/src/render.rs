@@ -4,7 +4,7 @@
 //! gaps, lost probes and events. `Display for RunSummary` prints the same text.
 
 use crate::summary::{DeviceRef, RunSummary};
-use crate::time::format_utc;
+use hallmark_store::time::format_utc;
 use std::fmt::{self, Write};
 
 fn opt(v: Option<f64>, prec: usize) -> String {

@@ -1,16 +1,13 @@
 //! [`RunSummary`]: what a run measured, per rack and per phase — the JSON of `hallmark runs show RUN
 //! --json` and `hallmark demo --json`, and the source of the text summary ([`crate::render_text`]).
 //!
-//! Computed in one pass over the run's telemetry rows (found through the batch index) with the
+//! Computed in one pass over the run's telemetry (the store's [`Store::scan_telemetry`]) with the
 //! aggregates of [`crate::aggregate`]; the definitions are there and in `docs/SCHEMA.md`.
 
 use crate::aggregate::{node_bins, throttle, Bins, DeviceAgg, GroupBins, PhaseWindows};
-use crate::error::StoreError;
 use crate::fabric::FabricPhaseSummary;
-use crate::model::RunStatus;
-use crate::simulated::Simulation;
-use crate::store::{parse_col, Store};
-use rusqlite::OptionalExtension;
+use crate::load::{checked_run, device_counts, phases};
+use hallmark_store::{RunStatus, ScanOptions, Simulation, Store, StoreError, Telemetry};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -156,231 +153,211 @@ struct RackAcc {
     devices: Vec<(String, u16, DeviceAgg)>,
 }
 
-impl Store {
-    /// Summarises a run (see [`RunSummary`]); an unknown id is [`StoreError::UnknownRun`].
-    pub fn run_summary(&self, run_id: &str) -> Result<RunSummary, StoreError> {
-        let e = |op| self.err(op);
-        let head = self
-            .conn
-            .query_row(
-                "SELECT run_id, name, plan_name, plan_sha256, hall, status, status_reason, started_at_ns, \
-                 ended_at_ns, hallmark_version, sample_hz FROM runs WHERE run_id = ?1",
-                [run_id],
-                |r| {
-                    Ok(RunSummary {
-                        run_id: r.get(0)?,
-                        name: r.get(1)?,
-                        plan_name: r.get(2)?,
-                        plan_sha256: r.get(3)?,
-                        hall: r.get(4)?,
-                        status: RunStatus::Running,
-                        status_reason: r.get(6)?,
-                        started_at_ns: r.get(7)?,
-                        ended_at_ns: r.get(8)?,
-                        hallmark_version: r.get(9)?,
-                        sample_hz: r.get(10)?,
-                        probes: 0,
-                        samples_expected: 0,
-                        samples_stored: 0,
-                        peak_kw: None,
-                        max_gpu_temp_c: None,
-                        hottest_device: None,
-                        throttle_s: 0.0,
-                        racks: Vec::new(),
-                        phases: Vec::new(),
-                        gaps: Vec::new(),
-                        lost_probes: Vec::new(),
-                        events: Vec::new(),
-                        fabric: Vec::new(),
-                        simulation: Simulation::default(),
-                    })
-                    .and_then(|s| Ok((s, r.get::<_, String>(5)?)))
-                },
-            )
-            .optional()
-            .map_err(e("reading a run"))?;
-        let (mut s, status) = head.ok_or_else(|| StoreError::UnknownRun {
-            path: self.path.clone(),
-            run_id: run_id.to_string(),
-        })?;
-        s.status = parse_col(&self.path, "run status", &status)?;
-        if !(s.sample_hz.is_finite() && s.sample_hz > 0.0) {
-            return Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("run {run_id} has sample_hz {}", s.sample_hz),
-            });
-        }
+/// Summarises a run (see [`RunSummary`]); an unknown id is [`StoreError::UnknownRun`].
+pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError> {
+    let run = checked_run(store, run_id)?;
+    let mut s = RunSummary {
+        run_id: run.run_id,
+        name: run.name,
+        plan_name: run.plan_name,
+        plan_sha256: run.plan_sha256,
+        hall: run.hall,
+        status: run.status,
+        status_reason: run.status_reason,
+        started_at_ns: run.started_at_ns,
+        ended_at_ns: run.ended_at_ns,
+        hallmark_version: run.hallmark_version,
+        sample_hz: run.sample_hz,
+        probes: 0,
+        samples_expected: 0,
+        samples_stored: 0,
+        peak_kw: None,
+        max_gpu_temp_c: None,
+        hottest_device: None,
+        throttle_s: 0.0,
+        racks: Vec::new(),
+        phases: Vec::new(),
+        gaps: Vec::new(),
+        lost_probes: Vec::new(),
+        events: Vec::new(),
+        fabric: Vec::new(),
+        simulation: Simulation::default(),
+    };
 
-        let probes = self.probes(run_id)?;
-        let devices = self.device_counts(run_id)?;
-        let mut phases = self.phases(run_id, &probes, &devices, s.sample_hz)?;
-        let windows = PhaseWindows::new(phases.iter().map(|p| {
-            let start = p.summary.scheduled_start_ns;
-            (
-                start,
-                start.saturating_add((p.summary.duration_ms as i64).saturating_mul(1_000_000)),
-            )
-        }));
+    let probes = store.probes(run_id)?;
+    let devices = device_counts(&store.devices(run_id)?);
+    let mut phases = phases(store, run_id, &probes, &devices, s.sample_hz)?;
+    let windows = PhaseWindows::new(phases.iter().map(|p| {
+        let start = p.summary.scheduled_start_ns;
+        (
+            start,
+            start.saturating_add((p.summary.duration_ms as i64).saturating_mul(1_000_000)),
+        )
+    }));
 
-        // Node power → rack and hall bins, phase energy.
-        let bins = Bins::new(s.started_at_ns, s.sample_hz);
-        let mut racks: BTreeMap<(String, String, String), RackAcc> = BTreeMap::new();
-        let mut hall = GroupBins::default();
-        // Σ of node-power readings (W) per phase; each reading stands for one sample interval.
-        let mut watt_samples = vec![0.0f64; phases.len()];
-        // Node-power readings per phase: none means nobody measured the phase's power.
-        let mut power_readings = vec![0u64; phases.len()];
-        let mut stored_in_phase = vec![0u64; phases.len()];
-        let (sample_ranges, power_ranges) = self.row_ranges(run_id)?;
-        let slot: HashMap<i64, usize> =
-            probes.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
+    // Node power → rack and hall bins, phase energy.
+    let bins = Bins::new(s.started_at_ns, s.sample_hz);
+    let mut racks: BTreeMap<(String, String, String), RackAcc> = BTreeMap::new();
+    let mut hall = GroupBins::default();
+    // Σ of node-power readings (W) per phase; each reading stands for one sample interval.
+    let mut watt_samples = vec![0.0f64; phases.len()];
+    // Node-power readings per phase: none means nobody measured the phase's power.
+    let mut power_readings = vec![0u64; phases.len()];
+    let mut stored_in_phase = vec![0u64; phases.len()];
+    let slot: HashMap<i64, usize> = probes.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
 
-        let mut readings: Vec<Vec<(i64, f64)>> = vec![Vec::new(); probes.len()];
-        self.for_each_node_power(&power_ranges, |key, t, w| {
-            if let Some(&i) = slot.get(&key) {
-                windows.each(t, |i| {
-                    watt_samples[i] += w;
-                    power_readings[i] += 1;
-                });
-                readings[i].push((t, w));
+    let mut readings: Vec<Vec<(i64, f64)>> = vec![Vec::new(); probes.len()];
+    let mut per_device: Vec<Vec<DeviceAgg>> = vec![Vec::new(); probes.len()];
+    let mut last = (i64::MIN, 0usize);
+    store.scan_telemetry::<StoreError>(run_id, ScanOptions::ALL, |rec| {
+        match rec {
+            Telemetry::NodePower(r) => {
+                if let (Some(&i), Some(w)) = (slot.get(&r.node_key), r.power_w) {
+                    windows.each(r.t_ns, |i| {
+                        watt_samples[i] += w;
+                        power_readings[i] += 1;
+                    });
+                    readings[i].push((r.t_ns, w));
+                }
             }
-        })?;
-
-        let mut per_device: Vec<Vec<DeviceAgg>> = vec![Vec::new(); probes.len()];
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT node_key, device, t_ns, gpu_temp_c, throttle_reasons FROM sample_rows \
-                 WHERE sample_row >= ?1 AND sample_row < ?2",
-            )
-            .map_err(e("reading samples"))?;
-        let mut last = (i64::MIN, 0usize);
-        for (from, to) in sample_ranges {
-            let mut rows = stmt.query([from, to]).map_err(e("reading samples"))?;
-            while let Some(r) = rows.next().map_err(e("reading samples"))? {
-                let key: i64 = r.get(0).map_err(e("reading samples"))?;
-                let device: u16 = r.get(1).map_err(e("reading samples"))?;
-                let t: i64 = r.get(2).map_err(e("reading samples"))?;
-                let temp: Option<f64> = r.get(3).map_err(e("reading samples"))?;
-                let reasons: i64 = r.get(4).map_err(e("reading samples"))?;
+            Telemetry::Sample(r) => {
                 // Rows come batch by batch: remember the last node's slot.
-                if key != last.0 {
-                    match slot.get(&key) {
-                        Some(&i) => last = (key, i),
-                        None => continue,
+                if r.node_key != last.0 {
+                    match slot.get(&r.node_key) {
+                        Some(&i) => last = (r.node_key, i),
+                        None => return Ok(()),
                     }
                 }
                 let devices = &mut per_device[last.1];
-                let d = usize::from(device);
+                let d = usize::from(r.device);
                 if devices.len() <= d {
                     devices.resize(d + 1, DeviceAgg::default());
                 }
-                devices[d].add(temp, reasons as u64);
-                windows.each(t, |i| stored_in_phase[i] += 1);
+                devices[d].add(r.gpu_temp_c, r.throttle_reasons);
+                windows.each(r.t_ns, |i| stored_in_phase[i] += 1);
             }
         }
+        Ok(())
+    })?;
 
-        for ((p, node_readings), devices) in probes.iter().zip(readings).zip(per_device) {
-            let nb = node_bins(bins, node_readings);
-            hall.add_node(&nb);
-            let rack = racks
-                .entry((p.hall.clone(), p.row.clone(), p.rack.clone()))
-                .or_default();
-            rack.nodes.push(p.node.clone());
-            rack.power.add_node(&nb);
-            for (d, agg) in devices.into_iter().enumerate() {
-                if agg.samples > 0 {
-                    rack.devices.push((p.node.clone(), d as u16, agg));
-                }
+    for ((p, node_readings), devices) in probes.iter().zip(readings).zip(per_device) {
+        let nb = node_bins(bins, node_readings);
+        hall.add_node(&nb);
+        let rack = racks
+            .entry((p.hall.clone(), p.row.clone(), p.rack.clone()))
+            .or_default();
+        rack.nodes.push(p.node.clone());
+        rack.power.add_node(&nb);
+        for (d, agg) in devices.into_iter().enumerate() {
+            if agg.samples > 0 {
+                rack.devices.push((p.node.clone(), d as u16, agg));
             }
         }
-
-        for ((hall_name, row, rack), acc) in racks {
-            let RackAcc {
-                nodes,
-                power,
-                devices: devs,
-            } = acc;
-            let power = power.power(s.sample_hz, SUSTAINED_WINDOW_S);
-            let mut rs = RackSummary {
-                hall: hall_name,
-                row,
-                rack,
-                nodes,
-                peak_kw: power.peak_kw,
-                mean_kw: power.mean_kw,
-                sustained_kw: power.sustained_kw,
-                sustained_window_s: power.sustained_window_s,
-                max_gpu_temp_c: None,
-                hottest_device: None,
-                throttle_s: 0.0,
-                throttle_s_by_reason: BTreeMap::new(),
-            };
-            let mut by_reason = [0u64; throttle::REASONS.len()];
-            let mut throttled = 0u64;
-            for (node, device, agg) in devs {
-                s.samples_stored += agg.samples;
-                throttled += agg.throttled;
-                for (acc, n) in by_reason.iter_mut().zip(agg.by_reason) {
-                    *acc += n;
-                }
-                if let Some(t) = agg.max_gpu_temp_c {
-                    if rs.max_gpu_temp_c.is_none_or(|m| t > m) {
-                        rs.max_gpu_temp_c = Some(t);
-                        rs.hottest_device = Some(DeviceRef { node, device });
-                    }
-                }
-            }
-            rs.throttle_s = throttled as f64 / s.sample_hz;
-            for ((_, name), n) in throttle::REASONS.iter().zip(by_reason) {
-                if n > 0 {
-                    rs.throttle_s_by_reason
-                        .insert(name.to_string(), n as f64 / s.sample_hz);
-                }
-            }
-            s.throttle_s += rs.throttle_s;
-            if let Some(t) = rs.max_gpu_temp_c {
-                if s.max_gpu_temp_c.is_none_or(|m| t > m) {
-                    s.max_gpu_temp_c = Some(t);
-                    s.hottest_device = rs.hottest_device.clone();
-                }
-            }
-            s.racks.push(rs);
-        }
-        s.peak_kw = hall.peak_kw();
-
-        for (i, p) in phases.iter_mut().enumerate() {
-            let ps = &mut p.summary;
-            let energy_j = (power_readings[i] > 0).then(|| watt_samples[i] / s.sample_hz);
-            ps.energy_kwh = energy_j.map(|j| j / 3.6e6);
-            ps.mean_kw = energy_j
-                .filter(|_| ps.duration_ms > 0)
-                .map(|j| j / ps.duration_ms as f64);
-            ps.samples_stored = stored_in_phase[i];
-            ps.nodes_started = p.starts.len();
-            let first = p.starts.iter().map(|x| x.1).min();
-            let last = p.starts.iter().map(|x| x.1).max();
-            ps.start_skew_ms = first
-                .zip(last)
-                .map(|(a, b)| b.saturating_sub(a) as f64 / 1e6);
-            s.samples_expected = s.samples_expected.saturating_add(ps.samples_expected);
-        }
-        s.phases = phases.into_iter().map(|p| p.summary).collect();
-        s.probes = probes.len();
-        s.lost_probes = probes
-            .iter()
-            .filter_map(|p| {
-                p.lost.as_ref().map(|(at, reason)| LostProbe {
-                    node: p.node.clone(),
-                    at_ns: *at,
-                    reason: reason.clone(),
-                })
-            })
-            .collect();
-        s.gaps = self.gaps(run_id)?;
-        s.events = self.events(run_id)?;
-        s.fabric = self.fabric_phases(run_id, true)?;
-        s.simulation = self.simulation(run_id)?;
-        Ok(s)
     }
+
+    for ((hall_name, row, rack), acc) in racks {
+        let RackAcc {
+            nodes,
+            power,
+            devices: devs,
+        } = acc;
+        let power = power.power(s.sample_hz, SUSTAINED_WINDOW_S);
+        let mut rs = RackSummary {
+            hall: hall_name,
+            row,
+            rack,
+            nodes,
+            peak_kw: power.peak_kw,
+            mean_kw: power.mean_kw,
+            sustained_kw: power.sustained_kw,
+            sustained_window_s: power.sustained_window_s,
+            max_gpu_temp_c: None,
+            hottest_device: None,
+            throttle_s: 0.0,
+            throttle_s_by_reason: BTreeMap::new(),
+        };
+        let mut by_reason = [0u64; throttle::REASONS.len()];
+        let mut throttled = 0u64;
+        for (node, device, agg) in devs {
+            s.samples_stored += agg.samples;
+            throttled += agg.throttled;
+            for (acc, n) in by_reason.iter_mut().zip(agg.by_reason) {
+                *acc += n;
+            }
+            if let Some(t) = agg.max_gpu_temp_c {
+                if rs.max_gpu_temp_c.is_none_or(|m| t > m) {
+                    rs.max_gpu_temp_c = Some(t);
+                    rs.hottest_device = Some(DeviceRef { node, device });
+                }
+            }
+        }
+        rs.throttle_s = throttled as f64 / s.sample_hz;
+        for ((_, name), n) in throttle::REASONS.iter().zip(by_reason) {
+            if n > 0 {
+                rs.throttle_s_by_reason
+                    .insert(name.to_string(), n as f64 / s.sample_hz);
+            }
+        }
+        s.throttle_s += rs.throttle_s;
+        if let Some(t) = rs.max_gpu_temp_c {
+            if s.max_gpu_temp_c.is_none_or(|m| t > m) {
+                s.max_gpu_temp_c = Some(t);
+                s.hottest_device = rs.hottest_device.clone();
+            }
+        }
+        s.racks.push(rs);
+    }
+    s.peak_kw = hall.peak_kw();
+
+    for (i, p) in phases.iter_mut().enumerate() {
+        let ps = &mut p.summary;
+        let energy_j = (power_readings[i] > 0).then(|| watt_samples[i] / s.sample_hz);
+        ps.energy_kwh = energy_j.map(|j| j / 3.6e6);
+        ps.mean_kw = energy_j
+            .filter(|_| ps.duration_ms > 0)
+            .map(|j| j / ps.duration_ms as f64);
+        ps.samples_stored = stored_in_phase[i];
+        ps.nodes_started = p.starts.len();
+        let first = p.starts.iter().map(|x| x.1).min();
+        let last = p.starts.iter().map(|x| x.1).max();
+        ps.start_skew_ms = first
+            .zip(last)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / 1e6);
+        s.samples_expected = s.samples_expected.saturating_add(ps.samples_expected);
+    }
+    s.phases = phases.into_iter().map(|p| p.summary).collect();
+    s.probes = probes.len();
+    s.lost_probes = probes
+        .iter()
+        .filter_map(|p| {
+            p.lost.as_ref().map(|(at, reason)| LostProbe {
+                node: p.node.clone(),
+                at_ns: *at,
+                reason: reason.clone(),
+            })
+        })
+        .collect();
+    s.gaps = store
+        .gaps(run_id)?
+        .into_iter()
+        .map(|g| GapSummary {
+            node: g.node,
+            from_ns: g.from_ns,
+            to_ns: g.to_ns,
+            reason: g.reason,
+        })
+        .collect();
+    s.events = store
+        .events(run_id)?
+        .into_iter()
+        .map(|e| EventSummary {
+            t_ns: e.t_ns,
+            node: e.node,
+            kind: e.kind,
+            message: e.message,
+        })
+        .collect();
+    s.fabric = crate::fabric::fabric_phases(store, run_id, true)?;
+    s.simulation = store.simulation(run_id)?;
+    Ok(s)
 }

@@ -1,10 +1,10 @@
 //! Round trip of the constructed run (see `common`) with exact expected summary numbers, its text
-//! rendering, and the SQL views.
+//! rendering (the SQL views are tested with the store, `store/tests/store.rs`).
 
 mod common;
 
 use common::*;
-use hallmark_results::{render_text, RunStatus, Store, DB_FILE};
+use hallmark_results::{render_text, RunStatus, Store, StoreExt};
 
 #[test]
 fn round_trip_summary() {
@@ -220,51 +220,4 @@ fn phases_without_power_readings_have_no_energy_rather_than_zero() {
     let cols: Vec<&str> = burn.split_whitespace().collect();
     assert_eq!(&cols[4..6], ["-", "-"], "{burn}");
     assert!(!burn.contains("0.0000"), "{burn}");
-}
-
-#[test]
-fn absent_sensors_are_null_and_views_are_readable() {
-    let dir = TempDir::new("nulls");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = build(&mut store);
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let (nulls, zeros): (i64, i64) = conn
-        .query_row(
-            "SELECT sum(mem_temp_c IS NULL AND util_pct IS NULL), coalesce(sum(mem_temp_c = 0), 0) FROM samples \
-             WHERE run_id = ?1",
-            [run.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((nulls, zeros), (940, 0));
-    let w: f64 = conn
-        .query_row(
-            "SELECT power_w FROM node_power WHERE run_id = ?1 AND node_id = 'r2n1' AND t_ns = ?2",
-            rusqlite::params![run.as_str(), T0 + 100 * 100 * MS],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(w, 2500.0);
-}
-
-#[test]
-fn samples_view_reads_through_the_batch_index() {
-    let dir = TempDir::new("plan");
-    let mut store = Store::open(dir.path()).unwrap();
-    build(&mut store);
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let mut stmt = conn
-        .prepare("EXPLAIN QUERY PLAN SELECT * FROM samples WHERE run_id = ?1 AND node_id = ?2")
-        .unwrap();
-    let plan: Vec<String> = stmt
-        .query_map(["x", "y"], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(
-        plan.iter().all(|step| step.starts_with("SEARCH")),
-        "expected index searches only: {plan:?}"
-    );
 }

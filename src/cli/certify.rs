@@ -6,8 +6,9 @@
 use anyhow::Context;
 use clap::Args;
 use hallmark_results::{
-    evaluate, overall, parse_spec, render_verdicts, Simulation, Spec, Status, Store, Verdict,
+    evaluate, overall, parse_spec, render_verdicts, Spec, Status, StoreExt, Verdict,
 };
+use hallmark_store::{Simulation, Store};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

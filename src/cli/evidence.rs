@@ -5,13 +5,13 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hallmark_results::bundle::{
+use hallmark_bundle::{
     fingerprint, keygen, load_public_key, load_signing_key, verify_bundle, write_bundle_with,
     BundleFile, StagingDir,
 };
-use hallmark_results::{
-    write_report_with, Certification, ReportFiles, ReportOptions, SpecRef, Store,
-};
+use hallmark_report::{write_report_with, ReportFiles, ReportOptions, SpecRef};
+use hallmark_results::{Certification, StoreExt};
+use hallmark_store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -5,7 +5,8 @@ use super::progress::Progress;
 use anyhow::Context;
 use hallmark_coordinator::{RunStage, ServerHandle, StoreRecorder};
 use hallmark_protocol::plan::Plan;
-use hallmark_results::{NewRun, RunSummary, Store};
+use hallmark_results::{RunSummary, StoreExt};
+use hallmark_store::{NewRun, Store};
 use hallmark_transport::clock::WallClock;
 use std::path::Path;
 use std::time::Duration;
@@ -65,7 +66,7 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
 
 /// An interrupted run, checked and read from the store, ready to be resumed.
 pub struct ResumeRequest {
-    run_id: hallmark_results::RunId,
+    run_id: hallmark_store::RunId,
     plan: Plan,
     from: hallmark_coordinator::run::ResumeFrom,
     store: Store,
@@ -108,14 +109,14 @@ pub fn prepare_resume(run: &str, results: &Path) -> anyhow::Result<ResumeRequest
 /// coordinator gone), saying what to do instead.
 fn check_resumable(
     store: &Store,
-    run_id: &hallmark_results::RunId,
+    run_id: &hallmark_store::RunId,
     here: &super::runs::Here,
 ) -> anyhow::Result<()> {
     let status = store.run_status(run_id.as_str())?;
     let instead = format!(
         "`hallmark runs show {run_id}` shows what it stored, and `hallmark run PLAN` starts a new run"
     );
-    if status != hallmark_results::RunStatus::Running {
+    if status != hallmark_store::RunStatus::Running {
         anyhow::bail!(
             "run {run_id} has finished ({status}), so there is nothing to resume: only a run \
              whose coordinator was interrupted can be resumed; {instead}"
@@ -137,7 +138,7 @@ fn check_resumable(
             coordinator.pid,
             coordinator.host,
             here.now_ns.saturating_sub(coordinator.heartbeat_ns) as f64 / 1e9,
-            hallmark_results::liveness::STALE_NS / 1_000_000_000
+            hallmark_store::liveness::STALE_NS / 1_000_000_000
         );
     }
     Ok(())
@@ -181,7 +182,7 @@ pub async fn resume(
 /// back its summary.
 async fn follow(
     server: &ServerHandle,
-    run_id: &hallmark_results::RunId,
+    run_id: &hallmark_store::RunId,
     limit: Duration,
     show: bool,
     results: &Path,
@@ -237,11 +238,11 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn start(results: std::path::PathBuf, run: hallmark_results::RunId) -> Liveness {
+    fn start(results: std::path::PathBuf, run: hallmark_store::RunId) -> Liveness {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
-        let period = Duration::from_nanos(hallmark_results::liveness::HEARTBEAT_NS as u64);
+        let period = Duration::from_nanos(hallmark_store::liveness::HEARTBEAT_NS as u64);
         let spawned = std::thread::Builder::new()
             .name("liveness".into())
             .spawn(move || {

@@ -1,12 +1,13 @@
 //! `hallmark runs list` and `hallmark runs show RUN`: what the run store holds. A run still
 //! `running` in the store whose coordinator is gone (its process ended on this host, or its
-//! heartbeat stopped) is shown as `interrupted` (see `hallmark_results::liveness`).
+//! heartbeat stopped) is shown as `interrupted` (see `hallmark_store::liveness`).
 
 use super::execute::print_summary;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hallmark_results::liveness::Coordinator;
-use hallmark_results::{time::format_utc, RunStatus, Store};
+use hallmark_results::StoreExt;
+use hallmark_store::liveness::Coordinator;
+use hallmark_store::{time::format_utc, RunStatus, Store};
 use hallmark_transport::clock::WallClock;
 use std::path::PathBuf;
 use std::process::ExitCode;

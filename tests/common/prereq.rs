@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 
 //! Missing test prerequisites (a tool, root, a kernel feature), in one place for every test crate
-//! (`results/tests` includes this file too). Outside CI a test without its prerequisite says
+//! (`bundle/tests` includes this file too). Outside CI a test without its prerequisite says
 //! `skipped: WHY` on stderr and returns; in CI (`CI` set to anything but empty, `0` or `false`) it
 //! fails instead, so a test that never ran cannot pass as green. `.ci/run` installs what the tests
 //! need.

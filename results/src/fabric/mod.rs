@@ -1,29 +1,29 @@
 //! Fabric (interconnect) results: what the `latency` and `collective` phases measured, stored and
 //! summarised (tables in `docs/SCHEMA.md`, schema version 3).
 //!
-//! * Writing: [`crate::Store::fabric_members`] stores the members of a fabric phase in rank order
-//!   (the coordinator calls it when it schedules the phase); [`crate::Store::phase_report`] stores a
-//!   report's [`FabricReport`](hallmark_protocol::FabricReport) in the same transaction as the rest
-//!   of the report, every histogram blob decoded first (`write`): a blob that does not decode is
-//!   refused and nothing of that report is written.
-//! * Reading: [`crate::Store::fabric_summary`] → [`FabricSummary`], one [`FabricPhaseSummary`] per
+//! * Writing is the store's (`hallmark-store`): [`crate::Store::fabric_members`] stores the members
+//!   of a fabric phase in rank order (the coordinator calls it when it schedules the phase);
+//!   [`crate::Store::phase_report`] stores a report's
+//!   [`FabricReport`](hallmark_protocol::FabricReport) in the same transaction as the rest of the
+//!   report, every histogram blob decoded first: a blob that does not decode is refused and nothing
+//!   of that report is written.
+//! * Reading: [`fabric_summary`] → [`FabricSummary`], one [`FabricPhaseSummary`] per
 //!   fabric phase: latency per directed pair, per node (the histograms of the pairs it initiated and
 //!   of those it answered, merged) and for the hall (all pairs merged), the worst pairs and the node
 //!   they share, expected against reported pairs; collectives per op and size with algbw and busbw
 //!   by the nccl-tests definitions from the slowest rank's time; faults. The same phases are in
 //!   [`crate::RunSummary::fabric`], and [`render_fabric`] prints them as `hallmark runs show` does.
 //!
-//! Histograms (`hist`) are decoded under size limits: they come from network peers.
+//! Histograms (`hallmark_store::hist`) are decoded under size limits: they come from network peers.
 
-mod hist;
 mod read;
 mod text;
-mod write;
 
-pub use hist::Percentiles;
+pub use hallmark_store::hist::Percentiles;
+pub(crate) use read::fabric_phases;
+pub use read::fabric_summary;
 pub use text::render_fabric;
-pub(crate) use text::size_label;
-pub(crate) use write::{prepare, write_report_fabric};
+pub use text::size_label;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,16 +1,16 @@
-//! Reading fabric phases back: [`Store::fabric_summary`] and what `RunSummary`, the spec evaluation
-//! and the report build on ([`Store::fabric_phases`]).
+//! Reading fabric phases back from the store's fabric records: [`fabric_summary`] and what
+//! `RunSummary`, the spec evaluation and the report build on ([`fabric_phases`]).
 
-use super::hist::{add, decode, merged, recorded, NsPercentiles, Percentiles, RttHistogram};
 use super::{
     CollectiveSummary, FabricPhaseSummary, FabricSummary, Fault, LatencySummary, Member,
     NodeLatency, PairLatency, PairRef, SlowNode, WORST_PAIRS,
 };
-use crate::error::StoreError;
-use crate::store::Store;
 use hallmark_protocol::fabric::bandwidths;
 use hallmark_protocol::CollectiveOp;
-use rusqlite::OptionalExtension;
+use hallmark_store::hist::{
+    add, decode, merged, recorded, NsPercentiles, Percentiles, RttHistogram,
+};
+use hallmark_store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A stored latency row.
@@ -34,242 +34,145 @@ struct CollectiveRow {
     wrong: i64,
 }
 
-impl Store {
-    /// The fabric phases of run `run_id` (see [`FabricSummary`]); an unknown id is
-    /// [`StoreError::UnknownRun`], a histogram blob that no longer decodes [`StoreError::Corrupt`].
-    pub fn fabric_summary(&self, run_id: &str) -> Result<FabricSummary, StoreError> {
-        let found = self
-            .conn
-            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
-            .optional()
-            .map_err(self.err("looking up a run"))?;
-        if found.is_none() {
-            return Err(StoreError::UnknownRun {
-                path: self.path.clone(),
-                run_id: run_id.to_string(),
-            });
-        }
-        Ok(FabricSummary {
-            phases: self.fabric_phases(run_id, true)?,
+/// The fabric phases of run `run_id` (see [`FabricSummary`]); an unknown id is
+/// [`StoreError::UnknownRun`], a histogram blob that no longer decodes [`StoreError::Corrupt`].
+pub fn fabric_summary(store: &Store, run_id: &str) -> Result<FabricSummary, StoreError> {
+    if !store.has_run(run_id)? {
+        return Err(StoreError::UnknownRun {
+            path: store.path().to_path_buf(),
+            run_id: run_id.to_string(),
+        });
+    }
+    Ok(FabricSummary {
+        phases: fabric_phases(store, run_id, true)?,
+    })
+}
+
+/// The run's fabric phases. Without `merge`, the histograms are not read: per-node and hall
+/// percentiles are left out (`None`), the rest is complete.
+pub(crate) fn fabric_phases(
+    store: &Store,
+    run_id: &str,
+    merge: bool,
+) -> Result<Vec<FabricPhaseSummary>, StoreError> {
+    let corrupt = |d: String| StoreError::Corrupt {
+        path: store.path().to_path_buf(),
+        detail: format!("fabric results of run {run_id}: {d}"),
+    };
+    let mut members: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
+    for m in store.fabric_members_of(run_id)? {
+        members.entry(m.phase_id).or_default().push(Member {
+            rank: m.rank,
+            node: m.node,
+            addr: m.addr,
+        });
+    }
+    let latency = latency_rows(store, run_id, merge)?;
+    let collectives: Vec<CollectiveRow> = store
+        .fabric_collectives(run_id)?
+        .into_iter()
+        .map(|r| CollectiveRow {
+            phase: r.phase_id,
+            node: r.node,
+            op: r.op,
+            size: r.size_bytes,
+            algorithm: r.algorithm,
+            iterations: r.iterations,
+            world: r.world,
+            mean_ns: r.mean_ns,
+            wrong: r.wrong_elements,
         })
+        .collect();
+    let mut faults: BTreeMap<u32, Vec<Fault>> = BTreeMap::new();
+    for f in store.fabric_faults(run_id)? {
+        faults.entry(f.phase_id).or_default().push(Fault {
+            node: f.node,
+            peer: f.peer,
+            message: f.message,
+        });
+    }
+    let mut reported: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for r in store.phase_reports(run_id)? {
+        reported.entry(r.phase_id).or_default().push(r.node);
     }
 
-    /// The run's fabric phases. Without `merge`, the histograms are not read: per-node and hall
-    /// percentiles are left out (`None`), the rest is complete.
-    pub(crate) fn fabric_phases(
-        &self,
-        run_id: &str,
-        merge: bool,
-    ) -> Result<Vec<FabricPhaseSummary>, StoreError> {
-        let e = |op| self.err(op);
-        let mut members: BTreeMap<u32, Vec<Member>> = BTreeMap::new();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT phase_id, rank, node_id, addr FROM fabric_members WHERE run_id = ?1 \
-                 ORDER BY phase_id, rank",
-            )
-            .map_err(e("reading fabric members"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    Member {
-                        rank: r.get(1)?,
-                        node: r.get(2)?,
-                        addr: r.get(3)?,
-                    },
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(e("reading fabric members"))?;
-        for (phase, m) in rows {
-            members.entry(phase).or_default().push(m);
+    let mut out = Vec::new();
+    for phase in store.phases(run_id)? {
+        let (id, name, workload, start, duration_ms) = (
+            phase.phase_id,
+            phase.name,
+            phase.workload,
+            phase.scheduled_start_ns,
+            phase.duration_ms,
+        );
+        let lat: Vec<&LatencyRow> = latency.iter().filter(|r| r.phase == id).collect();
+        let col: Vec<&CollectiveRow> = collectives.iter().filter(|r| r.phase == id).collect();
+        let fabric_workload = workload == "latency" || workload == "collective";
+        if !fabric_workload
+            && lat.is_empty()
+            && col.is_empty()
+            && !members.contains_key(&id)
+            && !faults.contains_key(&id)
+        {
+            continue;
         }
-
-        let latency = self.latency_rows(run_id, merge)?;
-        let collectives = self.collective_rows(run_id)?;
-        let mut faults: BTreeMap<u32, Vec<Fault>> = BTreeMap::new();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT phase_id, node_id, peer, message FROM fabric_faults WHERE run_id = ?1 \
-                 ORDER BY phase_id, node_id, fault_id",
-            )
-            .map_err(e("reading fabric faults"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    Fault {
-                        node: r.get(1)?,
-                        peer: r.get(2)?,
-                        message: r.get(3)?,
-                    },
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(e("reading fabric faults"))?;
-        for (phase, f) in rows {
-            faults.entry(phase).or_default().push(f);
-        }
-        let mut reported: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT phase_id, node_id FROM phase_reports WHERE run_id = ?1 \
-                 ORDER BY phase_id, node_id",
-            )
-            .map_err(e("reading phase reports"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(e("reading phase reports"))?;
-        for (phase, node) in rows {
-            reported.entry(phase).or_default().push(node);
-        }
-
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT phase_id, name, workload, scheduled_start_ns, duration_ms FROM phases \
-                 WHERE run_id = ?1 ORDER BY scheduled_start_ns, phase_id",
-            )
-            .map_err(e("reading phases"))?;
-        type PhaseHead = (u32, String, String, i64, i64);
-        let phases: Vec<PhaseHead> = stmt
-            .query_map([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(e("reading phases"))?;
-
-        let mut out = Vec::new();
-        for (id, name, workload, start, duration_ms) in phases {
-            let lat: Vec<&LatencyRow> = latency.iter().filter(|r| r.phase == id).collect();
-            let col: Vec<&CollectiveRow> = collectives.iter().filter(|r| r.phase == id).collect();
-            let fabric_workload = workload == "latency" || workload == "collective";
-            if !fabric_workload
-                && lat.is_empty()
-                && col.is_empty()
-                && !members.contains_key(&id)
-                && !faults.contains_key(&id)
-            {
-                continue;
-            }
-            let reported = reported.remove(&id).unwrap_or_default();
-            let (members, members_stored) = match members.remove(&id) {
-                Some(m) if !m.is_empty() => (m, true),
-                _ => (inferred_members(&reported, &lat, &col), false),
-            };
-            let latency =
-                if !lat.is_empty() || workload == "latency" {
-                    Some(latency_summary(&members, &lat, merge).map_err(|d| {
-                        self.corrupt(format!("fabric results of run {run_id}: {d}"))
-                    })?)
-                } else {
-                    None
-                };
-            out.push(FabricPhaseSummary {
-                phase_id: id,
-                name,
-                workload,
-                scheduled_start_ns: start,
-                duration_ms: duration_ms.max(0) as u64,
-                collectives: collective_summary(&members, &col)
-                    .map_err(|d| self.corrupt(format!("fabric results of run {run_id}: {d}")))?,
-                members,
-                members_stored,
-                reported,
-                latency,
-                faults: faults.remove(&id).unwrap_or_default(),
-            });
-        }
-        Ok(out)
+        let reported = reported.remove(&id).unwrap_or_default();
+        let (members, members_stored) = match members.remove(&id) {
+            Some(m) if !m.is_empty() => (m, true),
+            _ => (inferred_members(&reported, &lat, &col), false),
+        };
+        let latency = if !lat.is_empty() || workload == "latency" {
+            Some(latency_summary(&members, &lat, merge).map_err(corrupt)?)
+        } else {
+            None
+        };
+        out.push(FabricPhaseSummary {
+            phase_id: id,
+            name,
+            workload,
+            scheduled_start_ns: start,
+            duration_ms: duration_ms.max(0) as u64,
+            collectives: collective_summary(&members, &col).map_err(corrupt)?,
+            members,
+            members_stored,
+            reported,
+            latency,
+            faults: faults.remove(&id).unwrap_or_default(),
+        });
     }
+    Ok(out)
+}
 
-    fn latency_rows(&self, run_id: &str, blobs: bool) -> Result<Vec<LatencyRow>, StoreError> {
-        let e = || self.err("reading latency pairs");
-        let mut stmt = self
-            .conn
-            .prepare(if blobs {
-                "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
-                 rtt_max_ns, rtt_ns_hist FROM fabric_latency WHERE run_id = ?1 \
-                 ORDER BY phase_id, src, dst"
-            } else {
-                "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
-                 rtt_max_ns, x'' FROM fabric_latency WHERE run_id = ?1 ORDER BY phase_id, src, dst"
-            })
-            .map_err(e())?;
-        let mut rows = stmt.query([run_id]).map_err(e())?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(e())? {
-            let get_i = |i| r.get::<_, Option<i64>>(i);
-            let count: i64 = r.get(5).map_err(e())?;
-            let ps = (
-                get_i(6).map_err(e())?,
-                get_i(7).map_err(e())?,
-                get_i(8).map_err(e())?,
-                get_i(9).map_err(e())?,
-            );
-            let us = |ns: i64| ns as f64 / 1e3;
-            let rtt = match ps {
-                (Some(p50), Some(p99), Some(p999), Some(max)) if count > 0 => Some(Percentiles {
-                    count: count as u64,
-                    p50_us: us(p50),
-                    p99_us: us(p99),
-                    p999_us: us(p999),
-                    max_us: us(max),
-                }),
-                _ => None,
-            };
-            let sent: i64 = r.get(3).map_err(e())?;
-            let lost: i64 = r.get(4).map_err(e())?;
-            out.push(LatencyRow {
-                phase: r.get(0).map_err(e())?,
-                pair: PairLatency {
-                    src: r.get(1).map_err(e())?,
-                    dst: r.get(2).map_err(e())?,
-                    sent: sent.max(0) as u64,
-                    lost: lost.max(0) as u64,
-                    rtt,
-                },
-                count,
-                blob: r.get(10).map_err(e())?,
-            });
-        }
-        Ok(out)
+fn latency_rows(store: &Store, run_id: &str, blobs: bool) -> Result<Vec<LatencyRow>, StoreError> {
+    let mut out = Vec::new();
+    for r in store.fabric_latency(run_id, blobs)? {
+        let count = r.rtt_count;
+        let ps = (r.rtt_p50_ns, r.rtt_p99_ns, r.rtt_p999_ns, r.rtt_max_ns);
+        let us = |ns: i64| ns as f64 / 1e3;
+        let rtt = match ps {
+            (Some(p50), Some(p99), Some(p999), Some(max)) if count > 0 => Some(Percentiles {
+                count: count as u64,
+                p50_us: us(p50),
+                p99_us: us(p99),
+                p999_us: us(p999),
+                max_us: us(max),
+            }),
+            _ => None,
+        };
+        out.push(LatencyRow {
+            phase: r.phase_id,
+            pair: PairLatency {
+                src: r.src,
+                dst: r.dst,
+                sent: r.sent.max(0) as u64,
+                lost: r.lost.max(0) as u64,
+                rtt,
+            },
+            count,
+            blob: r.rtt_ns_hist,
+        });
     }
-
-    fn collective_rows(&self, run_id: &str) -> Result<Vec<CollectiveRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT phase_id, node_id, op, size_bytes, algorithm, iterations, mean_ns, \
-                 wrong_elements, world FROM fabric_collectives WHERE run_id = ?1 \
-                 ORDER BY phase_id, op, size_bytes, node_id",
-            )
-            .map_err(self.err("reading collective results"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(CollectiveRow {
-                    phase: r.get(0)?,
-                    node: r.get(1)?,
-                    op: r.get(2)?,
-                    size: r.get(3)?,
-                    algorithm: r.get(4)?,
-                    iterations: r.get(5)?,
-                    mean_ns: r.get(6)?,
-                    wrong: r.get(7)?,
-                    world: r.get(8)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading collective results"))?;
-        Ok(rows)
-    }
+    Ok(out)
 }
 
 fn latency_summary(

@@ -26,7 +26,7 @@ fn names(list: &[String]) -> String {
 }
 
 /// A size in bytes as nccl-tests would print it, with the binary unit after it when it helps.
-pub(crate) fn size_label(bytes: u64) -> String {
+pub fn size_label(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
         if bytes >= unit && bytes.is_multiple_of(unit) {

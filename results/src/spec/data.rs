@@ -2,17 +2,16 @@
 //! their starts, each node's power readings, per-device sample aggregates for the whole run and for
 //! each phase window, and the devices' phase results.
 //!
-//! Telemetry rows are found through the batch index and read by row-id ranges, as
-//! [`crate::RunSummary`] reads them; the aggregates are [`DeviceAgg`]s from [`crate::aggregate`]
+//! Telemetry comes from the store's one streaming scan ([`Store::scan_telemetry`]), as
+//! [`crate::RunSummary`] reads it; the aggregates are [`DeviceAgg`]s from [`crate::aggregate`]
 //! with the instants the evidence names (the hottest reading, the first and last throttled sample).
 
 use std::collections::HashMap;
 
-use rusqlite::OptionalExtension;
+use hallmark_store::{ScanOptions, Store, StoreError, Telemetry};
 
 use crate::aggregate::{throttle, DeviceAgg, PhaseWindows};
-use crate::error::StoreError;
-use crate::store::Store;
+use crate::load::{checked_run, device_counts, phases};
 
 /// A registered node.
 pub(super) struct Node {
@@ -130,130 +129,92 @@ impl RunData {
     }
 }
 
-impl Store {
-    /// Loads a run for evaluation; an unknown id is [`StoreError::UnknownRun`].
-    pub(super) fn spec_data(&self, run_id: &str) -> Result<RunData, StoreError> {
-        let e = |op| self.err(op);
-        type Head = (f64, i64, Option<i64>, String, Option<String>);
-        let head: Option<Head> = self
-            .conn
-            .query_row(
-                "SELECT sample_hz, started_at_ns, ended_at_ns, plan_toml, hall FROM runs WHERE run_id = ?1",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .map_err(e("reading a run"))?;
-        let (sample_hz, started_at_ns, ended_at_ns, plan_toml, run_hall) =
-            head.ok_or_else(|| StoreError::UnknownRun {
-                path: self.path.clone(),
-                run_id: run_id.to_string(),
-            })?;
-        if !(sample_hz.is_finite() && sample_hz > 0.0) {
-            return Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("run {run_id} has sample_hz {sample_hz}"),
-            });
-        }
+/// Loads a run for evaluation; an unknown id is [`StoreError::UnknownRun`].
+pub(super) fn spec_data(store: &Store, run_id: &str) -> Result<RunData, StoreError> {
+    let run = checked_run(store, run_id)?;
+    let (sample_hz, started_at_ns, ended_at_ns, plan_toml, run_hall) = (
+        run.sample_hz,
+        run.started_at_ns,
+        run.ended_at_ns,
+        run.plan_toml,
+        run.hall,
+    );
 
-        let probes = self.probes(run_id)?;
-        let counts = self.device_counts(run_id)?;
-        let node_pos: HashMap<String, usize> = probes
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.node.clone(), i))
-            .collect();
-        let key_pos: HashMap<i64, usize> =
-            probes.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
-        let phase_rows = self.phases(run_id, &probes, &counts, sample_hz)?;
+    let probes = store.probes(run_id)?;
+    let inventory = store.devices(run_id)?;
+    let counts = device_counts(&inventory);
+    let node_pos: HashMap<String, usize> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.node.clone(), i))
+        .collect();
+    let key_pos: HashMap<i64, usize> = probes.iter().enumerate().map(|(i, p)| (p.key, i)).collect();
+    let phase_rows = phases(store, run_id, &probes, &counts, sample_hz)?;
 
-        // The hall's name: the label most nodes carry, else the run's simulated hall.
-        let mut halls: HashMap<&str, usize> = HashMap::new();
-        for p in &probes {
-            *halls.entry(p.hall.as_str()).or_default() += 1;
-        }
-        let hall = halls
-            .into_iter()
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-            .map(|h| h.0.to_string())
-            .or(run_hall)
-            .unwrap_or_else(|| "hall".to_string());
+    // The hall's name: the label most nodes carry, else the run's simulated hall.
+    let mut halls: HashMap<&str, usize> = HashMap::new();
+    for p in &probes {
+        *halls.entry(p.hall.as_str()).or_default() += 1;
+    }
+    let hall = halls
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|h| h.0.to_string())
+        .or(run_hall)
+        .unwrap_or_else(|| "hall".to_string());
 
-        let nodes: Vec<Node> = probes
-            .iter()
-            .map(|p| Node {
-                id: p.node.clone(),
-                row: p.row.clone(),
-                rack: p.rack.clone(),
-                registered_at_ns: p.registered_at_ns,
-            })
-            .collect();
-        let phases: Vec<Phase> = phase_rows
-            .into_iter()
-            .map(|p| {
-                let s = p.summary;
-                let start = s.scheduled_start_ns;
-                Phase {
-                    id: s.phase_id,
-                    end_ns: start.saturating_add((s.duration_ms as i64).saturating_mul(1_000_000)),
-                    start_ns: start,
-                    duration_ms: s.duration_ms,
-                    name: s.name,
-                    workload: s.workload,
-                    starts: p
-                        .starts
-                        .iter()
-                        .filter_map(|(n, t)| node_pos.get(n).map(|&i| (i, *t)))
-                        .collect(),
-                }
-            })
-            .collect();
+    let nodes: Vec<Node> = probes
+        .iter()
+        .map(|p| Node {
+            id: p.node.clone(),
+            row: p.row.clone(),
+            rack: p.rack.clone(),
+            registered_at_ns: p.registered_at_ns,
+        })
+        .collect();
+    let phases: Vec<Phase> = phase_rows
+        .into_iter()
+        .map(|p| {
+            let s = p.summary;
+            let start = s.scheduled_start_ns;
+            Phase {
+                id: s.phase_id,
+                end_ns: start.saturating_add((s.duration_ms as i64).saturating_mul(1_000_000)),
+                start_ns: start,
+                duration_ms: s.duration_ms,
+                name: s.name,
+                workload: s.workload,
+                starts: p
+                    .starts
+                    .iter()
+                    .filter_map(|(n, t)| node_pos.get(n).map(|&i| (i, *t)))
+                    .collect(),
+            }
+        })
+        .collect();
 
-        // The inventory; `slots[node][index]` is the device's position.
-        let mut devices: Vec<Device> = Vec::new();
-        let mut slots: Vec<Vec<Option<usize>>> = vec![Vec::new(); nodes.len()];
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT node_id, device, kind, max_operating_temp_c FROM devices WHERE run_id = ?1 \
-                 ORDER BY node_id, device",
-            )
-            .map_err(e("reading devices"))?;
-        let rows: Vec<(String, u16, String, Option<f64>)> = stmt
-            .query_map([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(e("reading devices"))?;
-        for (node, index, kind, max_op) in rows {
-            let Some(&n) = node_pos.get(&node) else {
-                continue;
-            };
-            slot(&mut slots[n], index, &mut devices, n, Some(kind), max_op);
-        }
+    // The inventory; `slots[node][index]` is the device's position.
+    let mut devices: Vec<Device> = Vec::new();
+    let mut slots: Vec<Vec<Option<usize>>> = vec![Vec::new(); nodes.len()];
+    for d in inventory {
+        let Some(&n) = node_pos.get(&d.node) else {
+            continue;
+        };
+        let (index, kind, max_op) = (d.device, d.kind, d.max_operating_temp_c);
+        slot(&mut slots[n], index, &mut devices, n, Some(kind), max_op);
+    }
 
-        let windows = PhaseWindows::new(phases.iter().map(|p| (p.start_ns, p.end_ns)));
-        let mut total: Vec<Acc> = vec![Acc::default(); devices.len()];
-        let mut per_phase: Vec<Vec<Acc>> = vec![vec![Acc::default(); phases.len()]; devices.len()];
-        let (sample_ranges, power_ranges) = self.row_ranges(run_id)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT node_key, device, t_ns, gpu_temp_c, throttle_reasons FROM sample_rows \
-                 WHERE sample_row >= ?1 AND sample_row < ?2",
-            )
-            .map_err(e("reading samples"))?;
-        for (from, to) in sample_ranges {
-            let mut rows = stmt.query([from, to]).map_err(e("reading samples"))?;
-            while let Some(r) = rows.next().map_err(e("reading samples"))? {
-                let key: i64 = r.get(0).map_err(e("reading samples"))?;
-                let index: u16 = r.get(1).map_err(e("reading samples"))?;
-                let t: i64 = r.get(2).map_err(e("reading samples"))?;
-                let temp: Option<f64> = r.get(3).map_err(e("reading samples"))?;
-                let reasons: i64 = r.get(4).map_err(e("reading samples"))?;
-                let Some(&n) = key_pos.get(&key) else {
-                    continue;
+    let windows = PhaseWindows::new(phases.iter().map(|p| (p.start_ns, p.end_ns)));
+    let mut total: Vec<Acc> = vec![Acc::default(); devices.len()];
+    let mut per_phase: Vec<Vec<Acc>> = vec![vec![Acc::default(); phases.len()]; devices.len()];
+    let mut power: Vec<Vec<(i64, f64)>> = vec![Vec::new(); nodes.len()];
+    store.scan_telemetry::<StoreError>(run_id, ScanOptions::ALL, |rec| {
+        match rec {
+            Telemetry::Sample(r) => {
+                let Some(&n) = key_pos.get(&r.node_key) else {
+                    return Ok(());
                 };
+                let index = r.device;
                 let d = match slots[n].get(usize::from(index)).copied().flatten() {
                     Some(d) => d,
                     None => {
@@ -263,69 +224,60 @@ impl Store {
                         d
                     }
                 };
-                let reasons = reasons as u64;
+                let (t, temp, reasons) = (r.t_ns, r.gpu_temp_c, r.throttle_reasons);
                 total[d].add(t, temp, reasons);
                 let dp = &mut per_phase[d];
                 windows.each(t, |i| dp[i].add(t, temp, reasons));
             }
-        }
-
-        let mut power: Vec<Vec<(i64, f64)>> = vec![Vec::new(); nodes.len()];
-        self.for_each_node_power(&power_ranges, |key, t, w| {
-            if let Some(&n) = key_pos.get(&key) {
-                power[n].push((t, w));
-            }
-        })?;
-
-        let phase_pos: HashMap<u32, usize> =
-            phases.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT phase_id, node_id, device, gflops, wrong_elements FROM phase_results WHERE run_id = ?1")
-            .map_err(e("reading phase results"))?;
-        type Row = (u32, String, u16, Option<f64>, Option<i64>);
-        let rows: Vec<Row> = stmt
-            .query_map([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(e("reading phase results"))?;
-        let mut results = Vec::with_capacity(rows.len());
-        for (phase_id, node, index, gflops, wrong) in rows {
-            let (Some(&phase), Some(&n)) = (phase_pos.get(&phase_id), node_pos.get(&node)) else {
-                continue;
-            };
-            let device = match slots[n].get(usize::from(index)).copied().flatten() {
-                Some(d) => d,
-                None => {
-                    total.push(Acc::default());
-                    per_phase.push(vec![Acc::default(); phases.len()]);
-                    slot(&mut slots[n], index, &mut devices, n, None, None)
+            Telemetry::NodePower(r) => {
+                if let (Some(&n), Some(w)) = (key_pos.get(&r.node_key), r.power_w) {
+                    power[n].push((r.t_ns, w));
                 }
-            };
-            results.push(PhaseResult {
-                phase,
-                device,
-                gflops: gflops.filter(|g| g.is_finite()),
-                wrong_elements: wrong,
-            });
+            }
         }
+        Ok(())
+    })?;
 
-        Ok(RunData {
-            hall,
-            sample_hz,
-            started_at_ns,
-            ended_at_ns,
-            plan_toml,
-            nodes,
-            devices,
-            total,
-            per_phase,
-            phases,
-            power,
-            results,
-        })
+    let phase_pos: HashMap<u32, usize> =
+        phases.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    let rows = store.phase_results(run_id)?;
+    let mut results = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (phase_id, node, index, gflops, wrong) =
+            (r.phase_id, r.node, r.device, r.gflops, r.wrong_elements);
+        let (Some(&phase), Some(&n)) = (phase_pos.get(&phase_id), node_pos.get(&node)) else {
+            continue;
+        };
+        let device = match slots[n].get(usize::from(index)).copied().flatten() {
+            Some(d) => d,
+            None => {
+                total.push(Acc::default());
+                per_phase.push(vec![Acc::default(); phases.len()]);
+                slot(&mut slots[n], index, &mut devices, n, None, None)
+            }
+        };
+        results.push(PhaseResult {
+            phase,
+            device,
+            gflops: gflops.filter(|g| g.is_finite()),
+            wrong_elements: wrong,
+        });
     }
+
+    Ok(RunData {
+        hall,
+        sample_hz,
+        started_at_ns,
+        ended_at_ns,
+        plan_toml,
+        nodes,
+        devices,
+        total,
+        per_phase,
+        phases,
+        power,
+        results,
+    })
 }
 
 /// Adds a device at `index` of node `n` and returns its position.

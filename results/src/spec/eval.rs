@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 
 use super::data::RunData;
 use super::{eval_device, eval_fabric, eval_hall, eval_power, Criterion, CriterionKind, Spec};
-use crate::error::StoreError;
-use crate::store::Store;
 use crate::verdict::{Comparison, Evidence, Scope, Status, Verdict};
+use hallmark_store::Store;
+use hallmark_store::StoreError;
 
 /// Judges every criterion of `spec` against run `run_id`: one verdict per criterion per subject, in
 /// the spec's order, subjects in hall order. An unknown run is [`StoreError::UnknownRun`].
 pub fn evaluate(store: &Store, run_id: &str, spec: &Spec) -> Result<Vec<Verdict>, StoreError> {
-    let data = store.spec_data(run_id)?;
+    let data = super::data::spec_data(store, run_id)?;
     let interconnect = |c: &Criterion| {
         matches!(
             c.kind,
@@ -30,7 +30,7 @@ pub fn evaluate(store: &Store, run_id: &str, spec: &Spec) -> Result<Vec<Verdict>
     // The fabric phases, read only when a criterion needs them (percentiles per pair come from
     // the stored columns; no histogram is decoded).
     let fabric = if spec.criteria.iter().any(interconnect) {
-        store.fabric_phases(run_id, false)?
+        crate::fabric::fabric_phases(store, run_id, false)?
     } else {
         Vec::new()
     };

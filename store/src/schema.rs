@@ -1,0 +1,480 @@
+//! The SQLite schema of the run store and its migrations (documented column by column in
+//! `docs/SCHEMA.md`).
+//!
+//! A database is recognised by `PRAGMA application_id` ([`APPLICATION_ID`], "HLMK") and versioned by
+//! `PRAGMA user_version`. [`MIGRATIONS`]`[i]` takes a database from version `i` to `i + 1`; opening for
+//! writing applies the missing ones in one `BEGIN IMMEDIATE` transaction, so two processes opening a new
+//! directory at once cannot both create the schema.
+//!
+//! The two high-volume tables (`sample_rows`, `node_power_rows`) are appended in arrival order and have
+//! no per-row index (a per-row `(node, time)` index cut ingest fourfold). Each stored telemetry batch
+//! records the contiguous range of row ids its samples and node-power readings got, and its time span:
+//! `telemetry_batches` is the (per-run, per-node, per-time) index of the data, one entry per batch. Rows
+//! name their node by an integer `node_key` (the probe's row in `probes`) rather than repeating run id
+//! and node id; the views `samples` and `node_power` show them with `run_id` and `node_id` through the
+//! batch index, so `SELECT * FROM samples WHERE run_id = ? AND node_id = ?` reads only that node's rows.
+//!
+//! Versions: 1 the run store, 2 certifications and verdicts, 3 the fabric phases (`fabric_members`,
+//! `fabric_latency`, `fabric_collectives`, `fabric_faults`); the upgrade to 3 drops the v1 table
+//! `phase_histograms` when it is empty, which it is in every store hallmark wrote; 4 the
+//! coordinator's liveness per run (`run_coordinators`), from which readers tell an interrupted run.
+
+use crate::error::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// `PRAGMA application_id` of a hallmark results database: "HLMK" in ASCII.
+pub const APPLICATION_ID: i64 = 0x484c_4d4b;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another process's lock before failing with [`StoreError::Locked`].
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+const V1: &str = r#"
+CREATE TABLE runs (
+    run_id            TEXT PRIMARY KEY NOT NULL,
+    name              TEXT NOT NULL,
+    plan_name         TEXT NOT NULL,
+    plan_toml         TEXT NOT NULL,
+    plan_sha256       TEXT NOT NULL,
+    hall              TEXT,
+    started_at_ns     INTEGER NOT NULL,
+    ended_at_ns       INTEGER,
+    status            TEXT NOT NULL CHECK (status IN ('running', 'complete', 'incomplete', 'aborted')),
+    status_reason     TEXT,
+    hallmark_version  TEXT NOT NULL,
+    sample_hz         REAL NOT NULL CHECK (sample_hz > 0)
+);
+CREATE INDEX runs_by_start ON runs (started_at_ns);
+
+CREATE TABLE probes (
+    node_key              INTEGER PRIMARY KEY,
+    run_id                TEXT NOT NULL REFERENCES runs (run_id),
+    node_id               TEXT NOT NULL,
+    hall                  TEXT NOT NULL,
+    row                   TEXT NOT NULL,
+    rack                  TEXT NOT NULL,
+    backend               TEXT NOT NULL,
+    hallmark_version      TEXT NOT NULL,
+    remote                TEXT,
+    registered_at_ns      INTEGER NOT NULL,
+    clock_offset_ns       INTEGER,
+    clock_uncertainty_ns  INTEGER,
+    clock_rtt_ns          INTEGER,
+    clock_measured_at_ns  INTEGER,
+    lost_at_ns            INTEGER,
+    lost_reason           TEXT,
+    UNIQUE (run_id, node_id)
+);
+CREATE INDEX probes_by_rack ON probes (run_id, hall, row, rack);
+
+CREATE TABLE devices (
+    run_id                TEXT NOT NULL,
+    node_id               TEXT NOT NULL,
+    device                INTEGER NOT NULL,
+    kind                  TEXT NOT NULL,
+    model                 TEXT NOT NULL,
+    uuid                  TEXT NOT NULL,
+    serial                TEXT,
+    memory_bytes          INTEGER,
+    power_limit_w         REAL,
+    idle_power_w          REAL,
+    slowdown_temp_c       REAL,
+    shutdown_temp_c       REAL,
+    max_operating_temp_c  REAL,
+    PRIMARY KEY (run_id, node_id, device),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE phases (
+    run_id              TEXT NOT NULL REFERENCES runs (run_id),
+    phase_id            INTEGER NOT NULL,
+    name                TEXT NOT NULL,
+    workload            TEXT NOT NULL,
+    pattern_json        TEXT NOT NULL,
+    scheduled_start_ns  INTEGER NOT NULL,
+    duration_ms         INTEGER NOT NULL CHECK (duration_ms >= 0),
+    PRIMARY KEY (run_id, phase_id)
+) WITHOUT ROWID;
+
+CREATE TABLE phase_starts (
+    run_id           TEXT NOT NULL,
+    phase_id         INTEGER NOT NULL,
+    node_id          TEXT NOT NULL,
+    actual_start_ns  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, phase_id, node_id),
+    FOREIGN KEY (run_id, phase_id) REFERENCES phases (run_id, phase_id),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE telemetry_batches (
+    run_id                TEXT NOT NULL,
+    node_id               TEXT NOT NULL,
+    seq                   INTEGER NOT NULL,
+    received_at_ns        INTEGER NOT NULL,
+    from_ns               INTEGER,
+    to_ns                 INTEGER,
+    samples               INTEGER NOT NULL,
+    first_sample_row      INTEGER NOT NULL,
+    node_power            INTEGER NOT NULL,
+    first_node_power_row  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, node_id, seq),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+) WITHOUT ROWID;
+CREATE INDEX telemetry_batches_by_time ON telemetry_batches (run_id, from_ns);
+
+CREATE TABLE sample_rows (
+    sample_row        INTEGER PRIMARY KEY,
+    node_key          INTEGER NOT NULL,
+    device            INTEGER NOT NULL,
+    t_ns              INTEGER NOT NULL,
+    power_w           REAL,
+    energy_j          REAL,
+    gpu_temp_c        REAL,
+    mem_temp_c        REAL,
+    sm_clock_mhz      INTEGER,
+    util_pct          REAL,
+    throttle_reasons  INTEGER NOT NULL
+);
+
+CREATE VIEW samples AS
+    SELECT b.run_id, b.node_id, s.device, s.t_ns, s.power_w, s.energy_j, s.gpu_temp_c, s.mem_temp_c,
+           s.sm_clock_mhz, s.util_pct, s.throttle_reasons
+    FROM telemetry_batches AS b
+    JOIN sample_rows AS s
+      ON s.sample_row >= b.first_sample_row AND s.sample_row < b.first_sample_row + b.samples;
+
+CREATE TABLE node_power_rows (
+    node_power_row  INTEGER PRIMARY KEY,
+    node_key        INTEGER NOT NULL,
+    t_ns            INTEGER NOT NULL,
+    power_w         REAL
+);
+
+CREATE VIEW node_power AS
+    SELECT b.run_id, b.node_id, n.t_ns, n.power_w
+    FROM telemetry_batches AS b
+    JOIN node_power_rows AS n
+      ON n.node_power_row >= b.first_node_power_row
+     AND n.node_power_row < b.first_node_power_row + b.node_power;
+
+CREATE TABLE gaps (
+    gap_id   INTEGER PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    node_id  TEXT NOT NULL,
+    from_ns  INTEGER NOT NULL,
+    to_ns    INTEGER NOT NULL,
+    reason   TEXT NOT NULL,
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+);
+CREATE INDEX gaps_by_node ON gaps (run_id, node_id, from_ns);
+
+CREATE TABLE phase_reports (
+    run_id         TEXT NOT NULL,
+    phase_id       INTEGER NOT NULL,
+    node_id        TEXT NOT NULL,
+    ended_at_ns    INTEGER NOT NULL,
+    stopped_early  TEXT,
+    PRIMARY KEY (run_id, phase_id, node_id),
+    FOREIGN KEY (run_id, phase_id) REFERENCES phases (run_id, phase_id),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE phase_results (
+    run_id          TEXT NOT NULL,
+    phase_id        INTEGER NOT NULL,
+    node_id         TEXT NOT NULL,
+    device          INTEGER NOT NULL,
+    gflops          REAL,
+    wrong_elements  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, phase_id, node_id, device),
+    FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE phase_histograms (
+    run_id      TEXT NOT NULL,
+    phase_id    INTEGER NOT NULL,
+    node_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    v2_deflate  BLOB NOT NULL,
+    PRIMARY KEY (run_id, phase_id, node_id, name),
+    FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    event_id  INTEGER PRIMARY KEY,
+    run_id    TEXT NOT NULL REFERENCES runs (run_id),
+    t_ns      INTEGER NOT NULL,
+    node_id   TEXT,
+    kind      TEXT NOT NULL,
+    message   TEXT NOT NULL
+);
+CREATE INDEX events_by_time ON events (run_id, t_ns);
+"#;
+
+/// Version 2: certifications of runs against specs, and their verdicts (`crate::certify`).
+const V2: &str = r#"
+CREATE TABLE certifications (
+    certification_id  INTEGER PRIMARY KEY,
+    run_id            TEXT NOT NULL REFERENCES runs (run_id),
+    spec_name         TEXT NOT NULL,
+    spec_toml         TEXT NOT NULL,
+    spec_sha256       TEXT NOT NULL,
+    certified_at_ns   INTEGER NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('PASS', 'WARN', 'FAIL', 'INCOMPLETE')),
+    hallmark_version  TEXT NOT NULL,
+    UNIQUE (run_id, spec_name)
+);
+
+CREATE TABLE verdicts (
+    certification_id  INTEGER NOT NULL REFERENCES certifications (certification_id) ON DELETE CASCADE,
+    seq               INTEGER NOT NULL,
+    criterion         TEXT NOT NULL,
+    title             TEXT NOT NULL,
+    scope             TEXT NOT NULL CHECK (scope IN ('device', 'node', 'rack', 'row', 'hall')),
+    subject           TEXT NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('PASS', 'WARN', 'FAIL', 'INCOMPLETE')),
+    measured          REAL,
+    limit_value       REAL,
+    comparison        TEXT NOT NULL CHECK (comparison IN ('>=', '<=')),
+    unit              TEXT NOT NULL,
+    from_ns           INTEGER,
+    to_ns             INTEGER,
+    subjects_json     TEXT NOT NULL,
+    detail            TEXT NOT NULL,
+    PRIMARY KEY (certification_id, seq)
+) WITHOUT ROWID;
+"#;
+
+/// Version 3: fabric phases — their members, latency per directed node pair (HDR histogram blob and
+/// percentile columns), collective results per rank, and faults (`crate::fabric_write`). The v1 table
+/// `phase_histograms` is dropped by the upgrade when it is empty (see [`drop_empty_legacy`]).
+const V3: &str = r#"
+CREATE TABLE fabric_members (
+    run_id    TEXT NOT NULL,
+    phase_id  INTEGER NOT NULL,
+    rank      INTEGER NOT NULL CHECK (rank >= 0),
+    node_id   TEXT NOT NULL,
+    addr      TEXT NOT NULL,
+    PRIMARY KEY (run_id, phase_id, rank),
+    UNIQUE (run_id, phase_id, node_id),
+    FOREIGN KEY (run_id, phase_id) REFERENCES phases (run_id, phase_id),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE fabric_latency (
+    run_id       TEXT NOT NULL,
+    phase_id     INTEGER NOT NULL,
+    src          TEXT NOT NULL,
+    dst          TEXT NOT NULL,
+    sent         INTEGER NOT NULL CHECK (sent >= 0),
+    lost         INTEGER NOT NULL CHECK (lost >= 0 AND lost <= sent),
+    rtt_count    INTEGER NOT NULL CHECK (rtt_count >= 0),
+    rtt_p50_ns   INTEGER,
+    rtt_p99_ns   INTEGER,
+    rtt_p999_ns  INTEGER,
+    rtt_max_ns   INTEGER,
+    rtt_ns_hist  BLOB NOT NULL,
+    PRIMARY KEY (run_id, phase_id, src, dst),
+    FOREIGN KEY (run_id, phase_id, src) REFERENCES phase_reports (run_id, phase_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE fabric_collectives (
+    run_id          TEXT NOT NULL,
+    phase_id        INTEGER NOT NULL,
+    node_id         TEXT NOT NULL,
+    op              TEXT NOT NULL,
+    size_bytes      INTEGER NOT NULL CHECK (size_bytes >= 0),
+    algorithm       TEXT NOT NULL,
+    iterations      INTEGER NOT NULL CHECK (iterations >= 0),
+    world           INTEGER NOT NULL CHECK (world >= 0),
+    mean_ns         INTEGER NOT NULL CHECK (mean_ns >= 0),
+    wrong_elements  INTEGER NOT NULL CHECK (wrong_elements >= 0),
+    PRIMARY KEY (run_id, phase_id, node_id, op, size_bytes),
+    FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
+) WITHOUT ROWID;
+
+CREATE TABLE fabric_faults (
+    fault_id  INTEGER PRIMARY KEY,
+    run_id    TEXT NOT NULL,
+    phase_id  INTEGER NOT NULL,
+    node_id   TEXT NOT NULL,
+    peer      TEXT,
+    message   TEXT NOT NULL,
+    FOREIGN KEY (run_id, phase_id, node_id) REFERENCES phase_reports (run_id, phase_id, node_id)
+);
+CREATE INDEX fabric_faults_by_node ON fabric_faults (run_id, phase_id, node_id);
+"#;
+
+const V4: &str = r#"
+CREATE TABLE run_coordinators (
+    run_id        TEXT PRIMARY KEY NOT NULL REFERENCES runs (run_id),
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL CHECK (pid > 0),
+    started_ns    INTEGER NOT NULL,
+    heartbeat_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Drops the version 1 table `phase_histograms` when it holds no row. No hallmark probe ever filled
+/// it (probes of protocol version 1 always sent an empty list, and version 2 has no such field), so
+/// on every store hallmark wrote it is empty and goes; a store whose table holds rows written by
+/// something else keeps it, read-only: nothing writes it any more and nothing of it is lost.
+fn drop_empty_legacy(tx: &Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |op| move |e| StoreError::sql(path, op, e);
+    let exists: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("looking for the legacy histogram table"))?;
+    if exists == 0 {
+        return Ok(());
+    }
+    let rows: i64 = tx
+        .query_row("SELECT count(*) FROM phase_histograms", [], |r| r.get(0))
+        .map_err(sql("counting legacy histograms"))?;
+    if rows == 0 {
+        tx.execute_batch("DROP TABLE phase_histograms")
+            .map_err(sql("dropping the empty legacy histogram table"))?;
+    }
+    Ok(())
+}
+
+/// Per-connection settings: WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout.
+fn configure(conn: &Connection, path: &Path, write: bool) -> Result<(), StoreError> {
+    let sql = |op| move |e| StoreError::sql(path, op, e);
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sql("setting the busy timeout"))?;
+    if write {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql("switching to the WAL journal"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::invalid(
+                "journal mode",
+                format!(
+                    "{} stays in journal mode {mode:?}; the file system must support WAL (shared memory \
+                     and locks): use a local directory",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;",
+    )
+    .map_err(sql("setting pragmas"))
+}
+
+fn ids(conn: &Connection, path: &Path) -> Result<(i64, i64, i64), StoreError> {
+    let sql = |op| move |e| StoreError::sql(path, op, e);
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sql("reading the application id"))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql("reading the schema version"))?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(sql("listing tables"))?;
+    Ok((app, version, objects))
+}
+
+fn check_identity(path: &Path, app: i64, version: i64, objects: i64) -> Result<(), StoreError> {
+    let not_ours = |detail: String| StoreError::NotHallmark {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if app == 0 && version == 0 && objects > 0 {
+        return Err(not_ours(format!(
+            "it is an SQLite database of another application ({objects} tables or indexes)"
+        )));
+    }
+    if version < 0 {
+        return Err(not_ours(format!("its schema version is {version}")));
+    }
+    if app != 0 && app != APPLICATION_ID {
+        return Err(not_ours(format!(
+            "its application id is {app:#x}, not hallmark's {APPLICATION_ID:#x}"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed) the database at `path` for writing, and brings its schema up to date.
+pub(crate) fn open_write(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |op| move |e| StoreError::sql(path, op, e);
+    let mut conn = Connection::open(path).map_err(sql("opening"))?;
+    let (app, version, objects) = ids(&conn, path)?;
+    check_identity(path, app, version, objects)?;
+    configure(&conn, path, true)?;
+    if version < SCHEMA_VERSION {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("starting the schema migration"))?;
+        // Another process may have migrated between our first look and the lock.
+        let (app, version, objects) = ids(&tx, path)?;
+        check_identity(path, app, version, objects)?;
+        let from = usize::try_from(version).unwrap_or(0);
+        for migration in MIGRATIONS.get(from..).unwrap_or_default() {
+            tx.execute_batch(migration)
+                .map_err(sql("creating the schema"))?;
+        }
+        if from < 3 {
+            drop_empty_legacy(&tx, path)?;
+        }
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(sql("recording the schema version"))?;
+        tx.commit().map_err(sql("committing the schema"))?;
+    }
+    Ok(conn)
+}
+
+/// Opens an existing database for reading only; never creates or migrates anything.
+pub(crate) fn open_read(path: &Path) -> Result<Connection, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let sql = |op| move |e| StoreError::sql(path, op, e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql("opening"))?;
+    configure(&conn, path, false)?;
+    let (app, version, objects) = ids(&conn, path)?;
+    check_identity(path, app, version, objects)?;
+    if version < SCHEMA_VERSION {
+        if version == 0 {
+            return Err(StoreError::NotHallmark {
+                path: path.to_path_buf(),
+                detail: "the file is empty".into(),
+            });
+        }
+        return Err(StoreError::NeedsUpgrade {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
