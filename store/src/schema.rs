@@ -32,7 +32,9 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// How long a statement waits for another process's lock before failing with [`StoreError::Locked`].
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
+/// Migration `i` takes the schema from version `i` to `i + 1`. The SQL of the step to version 5
+/// is only its first part: the conversion of the rows and the dropping of the version 4 tables follow
+/// it when a store is opened for writing.
 pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Index of the migration to version 5 in [`MIGRATIONS`]: after its SQL, the stored row telemetry is
