@@ -41,10 +41,69 @@ impl From<StoreError> for ScanError {
     }
 }
 
-fn opt<T: std::fmt::Display>(out: &mut Vec<u8>, v: Option<T>) {
-    if let Some(v) = v {
+/// Significant digits of a float's text (leading zeros not counted).
+fn sig_digits(s: &str) -> usize {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count()
+}
+
+/// Appends `v` exactly as `write!(out, "{v}")` would, faster (`samples.csv` has tens of millions).
+///
+/// `zmij` and `Display` both write the shortest digits that read back as `v`, the closest to `v`
+/// when several are as short; they differ in form — `zmij` writes an exponent for very large and
+/// small magnitudes and `.0` on whole numbers (those go to `Display`, or lose the `.0`) — and in
+/// an exact tie between two shortest texts (`-271183.625f32`: `Display` `-271183.63`, `zmij`
+/// `-271183.62`). A tie needs the last digit's unit below the value's ulp, so at least 16
+/// significant digits for an `f64`, 7 for an `f32`: those go to `Display` (f64), or are checked
+/// against the exact value (f32, below).
+fn put_f64(out: &mut Vec<u8>, bufs: &mut Floats, v: f64) {
+    let s = bufs.0.format(v);
+    if s.bytes().any(|b| b.is_ascii_alphabetic()) || sig_digits(s) >= 16 {
         let _ = write!(out, "{v}");
+    } else {
+        out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes());
     }
+}
+
+/// Appends `v` exactly as `write!(out, "{v}")` would, faster (see [`put_f64`]). An `f32`'s exact
+/// value has a short text as an `f64` when a tie is possible (one digit more than the shortest,
+/// ending in 5): that is the tie, written by `Display`.
+fn put_f32(out: &mut Vec<u8>, bufs: &mut Floats, v: f32) {
+    let s = bufs.0.format(v);
+    let n = sig_digits(s);
+    let tie = n >= 6 && {
+        let exact = bufs.1.format(f64::from(v));
+        sig_digits(exact) == n + 1 && exact.ends_with('5')
+    };
+    if tie || s.bytes().any(|b| b.is_ascii_alphabetic()) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes());
+    }
+}
+
+/// Two float text buffers (a value's, and an `f32`'s exact value's).
+#[derive(Default)]
+struct Floats(zmij::Buffer, zmij::Buffer);
+
+/// Appends a reading as [`f32ish`] writes it: an `f32` reading in the `f32`'s shortest form (fast),
+/// any other value (none since columnar telemetry stores `f32` readings) as `f32ish` writes it.
+fn put_f32ish(out: &mut Vec<u8>, buf: &mut Floats, v: Option<f64>) {
+    if let Some(v) = v {
+        let narrow = v as f32;
+        if f64::from(narrow) == v {
+            put_f32(out, buf, narrow);
+        } else {
+            let _ = write!(out, "{}", f32ish(v));
+        }
+    }
+}
+
+/// Appends an integer as `{}` writes it.
+fn put_int(out: &mut Vec<u8>, buf: &mut itoa::Buffer, v: impl itoa::Integer) {
+    out.extend_from_slice(buf.format(v).as_bytes());
 }
 
 /// Streams the run's samples into `csv` (header first) and collects [`SampleStats`].
@@ -77,6 +136,7 @@ pub fn scan(
     };
     writeln!(csv, "{HEADER}").map_err(ScanError::Write)?;
     let mut line: Vec<u8> = Vec::with_capacity(256);
+    let (mut floats, mut ints) = (Floats::default(), itoa::Buffer::new());
     let opts = ScanOptions {
         order: ScanOrder::NodeSequence,
         node_power: false,
@@ -96,19 +156,28 @@ pub fn scan(
 
         line.clear();
         line.extend_from_slice(prefix[i].as_bytes());
-        let _ = write!(line, "{device},{t},");
-        opt(&mut line, r.power_w.map(f32ish));
+        put_int(&mut line, &mut ints, device);
         line.push(b',');
-        opt(&mut line, r.energy_j);
+        put_int(&mut line, &mut ints, t);
         line.push(b',');
-        opt(&mut line, temp.map(f32ish));
+        put_f32ish(&mut line, &mut floats, r.power_w);
         line.push(b',');
-        opt(&mut line, r.mem_temp_c.map(f32ish));
+        if let Some(e) = r.energy_j {
+            put_f64(&mut line, &mut floats, e);
+        }
         line.push(b',');
-        opt(&mut line, r.sm_clock_mhz);
+        put_f32ish(&mut line, &mut floats, temp);
         line.push(b',');
-        opt(&mut line, r.util_pct.map(f32ish));
-        let _ = writeln!(line, ",{reasons}");
+        put_f32ish(&mut line, &mut floats, r.mem_temp_c);
+        line.push(b',');
+        if let Some(c) = r.sm_clock_mhz {
+            put_int(&mut line, &mut ints, c);
+        }
+        line.push(b',');
+        put_f32ish(&mut line, &mut floats, r.util_pct);
+        line.push(b',');
+        put_int(&mut line, &mut ints, reasons);
+        line.push(b'\n');
         csv.write_all(&line).map_err(ScanError::Write)?;
         stats.rows += 1;
 
@@ -129,4 +198,80 @@ pub fn scan(
         Ok(())
     })?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic stream of 64-bit values (splitmix64).
+    fn bits(n: usize) -> impl Iterator<Item = u64> {
+        let mut z = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n).map(move |_| {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^ (x >> 31)
+        })
+    }
+
+    fn fast64(v: f64) -> String {
+        let mut out = Vec::new();
+        put_f64(&mut out, &mut Floats::default(), v);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn fast32ish(v: f64) -> String {
+        let mut out = Vec::new();
+        put_f32ish(&mut out, &mut Floats::default(), Some(v));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn fast_float_text_is_display_text() {
+        let special = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            300.0,
+            -271_183.625,
+            123_456_789_012_345.62,
+            150.1104,
+            1e15,
+            1e16,
+            1e17,
+            1e21,
+            1e22,
+            1e-5,
+            1e-7,
+            123_456.789,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::EPSILON,
+            9_007_199_254_740_993.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for v in special {
+            assert_eq!(fast64(v), v.to_string(), "{v:e}");
+            assert_eq!(fast32ish(v), f32ish(v).to_string(), "{v:e}");
+            let n = v as f32;
+            assert_eq!(fast32ish(f64::from(n)), n.to_string(), "{n:e}");
+        }
+        for b in bits(1_000_000) {
+            let v = f64::from_bits(b);
+            assert_eq!(fast64(v), v.to_string(), "{b:#x}");
+            let n = f32::from_bits(b as u32);
+            assert_eq!(fast32ish(f64::from(n)), n.to_string(), "{:#x}", b as u32);
+            // Readings of realistic magnitude (W, °C, J): whole, tenths, arbitrary fractions.
+            let r = (b % 2_000_000) as f64 / [1.0, 10.0, 1000.0, 7.0][(b >> 60) as usize % 4];
+            assert_eq!(fast64(r), r.to_string());
+            assert_eq!(fast32ish(f64::from(r as f32)), (r as f32).to_string());
+        }
+    }
 }

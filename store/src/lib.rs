@@ -45,6 +45,7 @@ mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+mod upgrade_v5;
 
 pub use certify::{CertificationRow, VerdictRow};
 pub use error::StoreError;

@@ -3,12 +3,18 @@
 //! one at a time, without holding the run in memory. The run summary, the spec evaluation and the
 //! report's charts and `samples.csv` are all built on it.
 //!
-//! How telemetry is laid out (today the row tables `sample_rows` and `node_power_rows`, found
-//! through the batch index `telemetry_batches` by row-id ranges) is known only here: a consumer sees
-//! records, in the order it asked for ([`ScanOrder`]).
+//! How telemetry is laid out (schema 5: one row of `telemetry_batches` per stored batch, holding
+//! its samples and node-power readings as two `crate::columnar` blobs) is known only here: a consumer
+//! sees records, in the order it asked for ([`ScanOrder`]). The scan reads the run's batch index
+//! first (row ids and counts, no blobs), then each batch's blob by its row id, decoding with one
+//! reusable `Decoder` into one reusable buffer: memory stays at one batch. A blob that does not
+//! decode, or holds another count than its row says, is a [`StoreError::Corrupt`] naming the store,
+//! the run, the node and the batch.
 
+use crate::columnar::Decoder;
 use crate::error::StoreError;
 use crate::store::Store;
+use hallmark_protocol::Sample;
 
 /// One node-power reading. `node_key` is [`crate::ProbeRecord::key`] of the node.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,162 +84,185 @@ impl ScanOptions {
     };
 }
 
-/// Row ids `[from, to)`.
-type Range = (i64, i64);
+/// One stored batch of a scan: its row, node, sequence number and counts.
+#[derive(Debug, Clone, Copy)]
+struct BatchRef {
+    row: i64,
+    node_key: Option<i64>,
+    seq: i64,
+    samples: i64,
+    node_power: i64,
+}
+
+/// Which blob a pass decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    NodePower,
+    Samples,
+}
 
 impl Store {
     /// Calls `visit` with every node-power reading and every device sample of run `run_id` that
     /// `opts` asks for (an unknown run has none). The first error `visit` returns stops the scan and
-    /// is returned; a store error becomes `E` through `From`.
+    /// is returned; a store error (a corrupt blob among them) becomes `E` through `From`.
     pub fn scan_telemetry<E: From<StoreError>>(
         &self,
         run_id: &str,
         opts: ScanOptions,
         mut visit: impl FnMut(Telemetry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (samples, power) = self.row_ranges(run_id, opts.order)?;
+        let batches = self.batch_refs(run_id, opts.order)?;
         if opts.node_power {
-            self.scan_power(&power, &mut visit)?;
+            self.scan_kind(run_id, &batches, Kind::NodePower, &mut visit)?;
         }
         if opts.samples {
-            self.scan_samples(&samples, &mut visit)?;
+            self.scan_kind(run_id, &batches, Kind::Samples, &mut visit)?;
         }
         Ok(())
     }
 
-    /// The run's row-id ranges of samples and of node-power readings, in `order`.
-    fn row_ranges(
-        &self,
-        run_id: &str,
-        order: ScanOrder,
-    ) -> Result<(Vec<Range>, Vec<Range>), StoreError> {
+    /// The run's batches (not their blobs), in `order`.
+    fn batch_refs(&self, run_id: &str, order: ScanOrder) -> Result<Vec<BatchRef>, StoreError> {
         let sql = match order {
             ScanOrder::Stored => {
-                "SELECT first_sample_row, samples, first_node_power_row, node_power \
-                 FROM telemetry_batches WHERE run_id = ?1"
+                "SELECT b.batch_row, p.node_key, b.seq, b.samples, b.node_power \
+                 FROM telemetry_batches AS b LEFT JOIN probes AS p \
+                   ON p.run_id = b.run_id AND p.node_id = b.node_id \
+                 WHERE b.run_id = ?1 ORDER BY b.batch_row"
             }
             ScanOrder::NodeSequence => {
-                "SELECT first_sample_row, samples, first_node_power_row, node_power \
-                 FROM telemetry_batches WHERE run_id = ?1 ORDER BY node_id, seq"
+                "SELECT b.batch_row, p.node_key, b.seq, b.samples, b.node_power \
+                 FROM telemetry_batches AS b LEFT JOIN probes AS p \
+                   ON p.run_id = b.run_id AND p.node_id = b.node_id \
+                 WHERE b.run_id = ?1 ORDER BY b.node_id, b.seq"
             }
         };
         let mut stmt = self
             .conn
             .prepare_cached(sql)
             .map_err(self.err("reading the batch index"))?;
-        let rows: Vec<(i64, i64, i64, i64)> = stmt
+        let refs = stmt
             .query_map([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok(BatchRef {
+                    row: r.get(0)?,
+                    node_key: r.get(1)?,
+                    seq: r.get(2)?,
+                    samples: r.get(3)?,
+                    node_power: r.get(4)?,
+                })
             })
             .and_then(|rows| rows.collect())
-            .map_err(self.err("reading the batch index"))?;
-        let samples = rows.iter().map(|r| (r.0, r.0.saturating_add(r.1)));
-        let power = rows.iter().map(|r| (r.2, r.2.saturating_add(r.3)));
-        Ok(match order {
-            ScanOrder::Stored => (merge_ranges(samples), merge_ranges(power)),
-            ScanOrder::NodeSequence => (join_adjacent(samples), join_adjacent(power)),
-        })
+            .map_err(self.err("reading the batch index"));
+        refs
     }
 
-    fn scan_power<E: From<StoreError>>(
+    /// Decodes one blob of every batch (node power or samples) and visits its records.
+    fn scan_kind<E: From<StoreError>>(
         &self,
-        ranges: &[Range],
+        run_id: &str,
+        batches: &[BatchRef],
+        kind: Kind,
         visit: &mut impl FnMut(Telemetry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let e = || self.err("reading node power");
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT node_key, t_ns, power_w FROM node_power_rows \
-                 WHERE node_power_row >= ?1 AND node_power_row < ?2 ORDER BY node_power_row",
-            )
-            .map_err(e())?;
-        for (from, to) in ranges {
-            let mut rows = stmt.query([from, to]).map_err(e())?;
-            while let Some(r) = rows.next().map_err(e())? {
+        let (sql, op) = match kind {
+            Kind::NodePower => (
+                "SELECT node_power_blob FROM telemetry_batches WHERE batch_row = ?1",
+                "reading node power",
+            ),
+            Kind::Samples => (
+                "SELECT samples_blob FROM telemetry_batches WHERE batch_row = ?1",
+                "reading samples",
+            ),
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err(op))?;
+        let mut decoder = Decoder::new();
+        let mut samples: Vec<Sample> = Vec::new();
+        let mut power: Vec<(i64, Option<f32>)> = Vec::new();
+        for b in batches {
+            let expected = match kind {
+                Kind::NodePower => b.node_power,
+                Kind::Samples => b.samples,
+            };
+            if expected == 0 {
+                continue;
+            }
+            let node_key = b
+                .node_key
+                .ok_or_else(|| self.corrupt(run_id, b, "its node is not a registered probe"))?;
+            samples.clear();
+            power.clear();
+            let mut rows = stmt.query([b.row]).map_err(self.err(op))?;
+            let row = rows
+                .next()
+                .map_err(self.err(op))?
+                .ok_or_else(|| self.corrupt(run_id, b, "the batch went while it was read"))?;
+            let blob = row
+                .get_ref(0)
+                .map_err(self.err(op))?
+                .as_blob()
+                .map_err(|e| self.corrupt(run_id, b, &e.to_string()))?;
+            let decoded = match kind {
+                Kind::NodePower => decoder
+                    .decode_node_power(blob, &mut power)
+                    .map(|()| power.len()),
+                Kind::Samples => decoder
+                    .decode_samples(blob, &mut samples)
+                    .map(|()| samples.len()),
+            };
+            let n = decoded.map_err(|e| self.corrupt(run_id, b, &e.to_string()))?;
+            if n as i64 != expected {
+                let what = format!("its blob holds {n} records, its row says {expected}");
+                return Err(self.corrupt(run_id, b, &what).into());
+            }
+            drop(rows);
+            for &(t_ns, w) in &power {
                 visit(Telemetry::NodePower(NodePowerRecord {
-                    node_key: r.get(0).map_err(e())?,
-                    t_ns: r.get(1).map_err(e())?,
-                    power_w: r.get(2).map_err(e())?,
+                    node_key,
+                    t_ns,
+                    power_w: w.map(f64::from),
                 }))?;
+            }
+            for s in &samples {
+                visit(Telemetry::Sample(record(node_key, s)))?;
             }
         }
         Ok(())
     }
 
-    fn scan_samples<E: From<StoreError>>(
-        &self,
-        ranges: &[Range],
-        visit: &mut impl FnMut(Telemetry) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let e = || self.err("reading samples");
-        let mut stmt = self
+    /// A corrupt stored batch: names the store, the run, the node and the batch.
+    fn corrupt(&self, run_id: &str, b: &BatchRef, problem: &str) -> StoreError {
+        let node: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT node_key, device, t_ns, power_w, energy_j, gpu_temp_c, mem_temp_c, sm_clock_mhz, \
-                 util_pct, throttle_reasons FROM sample_rows \
-                 WHERE sample_row >= ?1 AND sample_row < ?2 ORDER BY sample_row",
+            .query_row(
+                "SELECT node_id FROM telemetry_batches WHERE batch_row = ?1",
+                [b.row],
+                |r| r.get(0),
             )
-            .map_err(e())?;
-        for (from, to) in ranges {
-            let mut rows = stmt.query([from, to]).map_err(e())?;
-            while let Some(r) = rows.next().map_err(e())? {
-                visit(Telemetry::Sample(SampleRecord {
-                    node_key: r.get(0).map_err(e())?,
-                    device: r.get(1).map_err(e())?,
-                    t_ns: r.get(2).map_err(e())?,
-                    power_w: r.get(3).map_err(e())?,
-                    energy_j: r.get(4).map_err(e())?,
-                    gpu_temp_c: r.get(5).map_err(e())?,
-                    mem_temp_c: r.get(6).map_err(e())?,
-                    sm_clock_mhz: r.get(7).map_err(e())?,
-                    util_pct: r.get(8).map_err(e())?,
-                    throttle_reasons: r.get::<_, i64>(9).map_err(e())? as u64,
-                }))?;
-            }
+            .ok();
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            detail: format!(
+                "telemetry of run {run_id} node {} batch seq {}: {problem}; the batch cannot be \
+                 read: restore the store from a backup, or delete the run",
+                node.as_deref().unwrap_or("(unknown)"),
+                b.seq
+            ),
         }
-        Ok(())
     }
 }
 
-/// Sorts `[from, to)` ranges and merges those that touch or overlap; drops empty ones.
-fn merge_ranges(ranges: impl Iterator<Item = Range>) -> Vec<Range> {
-    let mut v: Vec<Range> = ranges.filter(|r| r.1 > r.0).collect();
-    v.sort_unstable();
-    let mut out: Vec<Range> = Vec::with_capacity(v.len().min(16));
-    for r in v {
-        match out.last_mut() {
-            Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
-/// Keeps the ranges' order, joining a range to the one before when it starts where that one ends;
-/// drops empty ones.
-fn join_adjacent(ranges: impl Iterator<Item = Range>) -> Vec<Range> {
-    let mut out: Vec<Range> = Vec::new();
-    for r in ranges.filter(|r| r.1 > r.0) {
-        match out.last_mut() {
-            Some(last) if last.1 == r.0 => last.1 = r.1,
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn merge_ranges_joins_adjacent() {
-        let r = super::merge_ranges([(10, 20), (0, 10), (30, 30), (25, 40), (35, 38)].into_iter());
-        assert_eq!(r, vec![(0, 20), (25, 40)]);
-    }
-
-    #[test]
-    fn join_adjacent_keeps_order() {
-        let r = super::join_adjacent([(10, 20), (20, 25), (0, 10), (30, 30), (40, 50)].into_iter());
-        assert_eq!(r, vec![(10, 25), (0, 10), (40, 50)]);
+/// The scan's record of a decoded sample.
+fn record(node_key: i64, s: &Sample) -> SampleRecord {
+    SampleRecord {
+        node_key,
+        device: s.device,
+        t_ns: s.t_ns,
+        power_w: s.power_w.map(f64::from),
+        energy_j: s.energy_j,
+        gpu_temp_c: s.gpu_temp_c.map(f64::from),
+        mem_temp_c: s.mem_temp_c.map(f64::from),
+        sm_clock_mhz: s.sm_clock_mhz.map(i64::from),
+        util_pct: s.util_pct.map(f64::from),
+        throttle_reasons: s.throttle_reasons,
     }
 }

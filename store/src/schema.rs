@@ -6,18 +6,17 @@
 //! writing applies the missing ones in one `BEGIN IMMEDIATE` transaction, so two processes opening a new
 //! directory at once cannot both create the schema.
 //!
-//! The two high-volume tables (`sample_rows`, `node_power_rows`) are appended in arrival order and have
-//! no per-row index (a per-row `(node, time)` index cut ingest fourfold). Each stored telemetry batch
-//! records the contiguous range of row ids its samples and node-power readings got, and its time span:
-//! `telemetry_batches` is the (per-run, per-node, per-time) index of the data, one entry per batch. Rows
-//! name their node by an integer `node_key` (the probe's row in `probes`) rather than repeating run id
-//! and node id; the views `samples` and `node_power` show them with `run_id` and `node_id` through the
-//! batch index, so `SELECT * FROM samples WHERE run_id = ? AND node_id = ?` reads only that node's rows.
+//! Telemetry is columnar (version 5): one row of `telemetry_batches` per stored batch, holding the
+//! batch's samples and node-power readings as two blobs of `crate::columnar`, its counts and its time
+//! span; the table is the (per-run, per-node, per-time) index of the data. Up to version 4 samples and
+//! readings were rows of `sample_rows` / `node_power_rows` found by row-id ranges; the upgrade to 5
+//! converts them (`crate::upgrade_v5`) in the migration's transaction and drops those tables.
 //!
 //! Versions: 1 the run store, 2 certifications and verdicts, 3 the fabric phases (`fabric_members`,
 //! `fabric_latency`, `fabric_collectives`, `fabric_faults`); the upgrade to 3 drops the v1 table
 //! `phase_histograms` when it is empty, which it is in every store hallmark wrote; 4 the
-//! coordinator's liveness per run (`run_coordinators`), from which readers tell an interrupted run.
+//! coordinator's liveness per run (`run_coordinators`), from which readers tell an interrupted run;
+//! 5 columnar telemetry (above).
 
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -33,8 +32,14 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// How long a statement waits for another process's lock before failing with [`StoreError::Locked`].
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Migration `i` takes the schema from version `i` to `i + 1`. The SQL of the step to version 5
+/// is only its first part: the conversion of the rows and the dropping of the version 4 tables follow
+/// it when a store is opened for writing.
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+
+/// Index of the migration to version 5 in [`MIGRATIONS`]: after its SQL, the stored row telemetry is
+/// converted into blobs ([`crate::upgrade_v5::convert_rows`]) and [`V5_FINISH`] drops the row tables.
+const TO_V5: usize = 4;
 
 const V1: &str = r#"
 CREATE TABLE runs (
@@ -322,6 +327,40 @@ CREATE TABLE run_coordinators (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 5: columnar telemetry. Each stored batch carries its samples and node-power readings as
+/// two blobs (`crate::columnar`) in its row of `telemetry_batches`; the row tables `sample_rows` and
+/// `node_power_rows` and their views go. The batch table gets a row id (the order batches were
+/// stored in) and a unique index on `(run_id, node_id, seq)` (replays). The new table is created as
+/// `telemetry_batches_v5`, filled from the old rows, then renamed by [`V5_FINISH`].
+const V5: &str = r#"
+CREATE TABLE telemetry_batches_v5 (
+    batch_row        INTEGER PRIMARY KEY,
+    run_id           TEXT NOT NULL,
+    node_id          TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    received_at_ns   INTEGER NOT NULL,
+    from_ns          INTEGER,
+    to_ns            INTEGER,
+    samples          INTEGER NOT NULL CHECK (samples >= 0),
+    node_power       INTEGER NOT NULL CHECK (node_power >= 0),
+    node_power_blob  BLOB NOT NULL,
+    samples_blob     BLOB NOT NULL,
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
+);
+"#;
+
+/// The end of the migration to version 5, after the conversion of the rows.
+const V5_FINISH: &str = r#"
+DROP VIEW samples;
+DROP VIEW node_power;
+DROP TABLE sample_rows;
+DROP TABLE node_power_rows;
+DROP TABLE telemetry_batches;
+ALTER TABLE telemetry_batches_v5 RENAME TO telemetry_batches;
+CREATE UNIQUE INDEX telemetry_batches_by_seq ON telemetry_batches (run_id, node_id, seq);
+CREATE INDEX telemetry_batches_by_time ON telemetry_batches (run_id, from_ns);
+"#;
+
 /// Drops the version 1 table `phase_histograms` when it holds no row. No hallmark probe ever filled
 /// it (probes of protocol version 1 always sent an empty list, and version 2 has no such field), so
 /// on every store hallmark wrote it is empty and goes; a store whose table holds rows written by
@@ -434,9 +473,14 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, StoreError> {
         let (app, version, objects) = ids(&tx, path)?;
         check_identity(path, app, version, objects)?;
         let from = usize::try_from(version).unwrap_or(0);
-        for migration in MIGRATIONS.get(from..).unwrap_or_default() {
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(from) {
             tx.execute_batch(migration)
                 .map_err(sql("creating the schema"))?;
+            if i == TO_V5 {
+                crate::upgrade_v5::convert_rows(&tx, path)?;
+                tx.execute_batch(V5_FINISH)
+                    .map_err(sql("dropping the version 4 telemetry tables"))?;
+            }
         }
         if from < 3 {
             drop_empty_legacy(&tx, path)?;

@@ -8,6 +8,7 @@ use hallmark_protocol::Labels;
 use hallmark_results::{
     render_text, NewRun, ProbeRow, RunId, RunStatus, Store, StoreError, StoreExt, DB_FILE,
 };
+use hallmark_store::{ScanOptions, Telemetry};
 
 #[test]
 fn duplicate_batch_is_not_stored_twice() {
@@ -356,15 +357,16 @@ fn non_finite_readings_are_stored_as_null() {
     assert_eq!(s.samples_stored, 20);
     assert_eq!(s.max_gpu_temp_c, Some(50.0));
     assert_eq!(s.racks[0].peak_kw, Some(1.0));
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let nulls: i64 = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM samples WHERE gpu_temp_c IS NULL OR power_w IS NULL) \
-             + (SELECT count(*) FROM node_power WHERE power_w IS NULL)",
-            [],
-            |r| r.get(0),
-        )
+    // Read back through the store's one telemetry scan (schema 5 keeps no row tables to query).
+    let mut nulls = 0;
+    store
+        .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |t| {
+            nulls += match t {
+                Telemetry::Sample(s) => usize::from(s.gpu_temp_c.is_none() || s.power_w.is_none()),
+                Telemetry::NodePower(p) => usize::from(p.power_w.is_none()),
+            };
+            Ok(())
+        })
         .unwrap();
     assert_eq!(nulls, 3);
 }
@@ -397,36 +399,46 @@ fn absent_sensors_are_null_and_views_are_readable() {
     let dir = TempDir::new("nulls");
     let mut store = Store::open(dir.path()).unwrap();
     let run = build(&mut store);
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let (nulls, zeros): (i64, i64) = conn
-        .query_row(
-            "SELECT sum(mem_temp_c IS NULL AND util_pct IS NULL), coalesce(sum(mem_temp_c = 0), 0) FROM samples \
-             WHERE run_id = ?1",
-            [run.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    // Read back through the store's one telemetry scan (schema 5 keeps no row views to query).
+    let r2n1 = store
+        .probes(run.as_str())
+        .unwrap()
+        .into_iter()
+        .find(|p| p.node == "r2n1")
+        .unwrap()
+        .key;
+    let (mut nulls, mut zeros, mut w) = (0, 0, Vec::new());
+    store
+        .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |t| {
+            match t {
+                Telemetry::Sample(s) => {
+                    nulls += usize::from(s.mem_temp_c.is_none() && s.util_pct.is_none());
+                    zeros += usize::from(s.mem_temp_c == Some(0.0));
+                }
+                Telemetry::NodePower(p) if p.node_key == r2n1 && p.t_ns == T0 + 100 * 100 * MS => {
+                    w.push(p.power_w)
+                }
+                Telemetry::NodePower(_) => {}
+            }
+            Ok(())
+        })
         .unwrap();
     assert_eq!((nulls, zeros), (940, 0));
-    let w: f64 = conn
-        .query_row(
-            "SELECT power_w FROM node_power WHERE run_id = ?1 AND node_id = 'r2n1' AND t_ns = ?2",
-            rusqlite::params![run.as_str(), T0 + 100 * 100 * MS],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(w, 2500.0);
+    assert_eq!(w, vec![Some(2500.0)]);
 }
 
 #[test]
-fn samples_view_reads_through_the_batch_index() {
+fn a_nodes_batches_are_read_through_the_batch_index() {
     let dir = TempDir::new("plan");
     let mut store = Store::open(dir.path()).unwrap();
     build(&mut store);
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let mut stmt = conn
-        .prepare("EXPLAIN QUERY PLAN SELECT * FROM samples WHERE run_id = ?1 AND node_id = ?2")
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT samples_blob FROM telemetry_batches \
+             WHERE run_id = ?1 AND node_id = ?2 ORDER BY seq",
+        )
         .unwrap();
     let plan: Vec<String> = stmt
         .query_map(["x", "y"], |r| r.get::<_, String>(3))
