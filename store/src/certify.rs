@@ -93,7 +93,7 @@ impl Store {
         let path = &self.path.clone();
         let err = |op| move |e| StoreError::sql(path, op, e);
         let tx = self
-            .conn
+            .sqlite_mut()?
             .transaction()
             .map_err(err("storing a certification"))?;
         tx.execute(
@@ -159,8 +159,7 @@ impl Store {
     /// an empty list; an unknown run is [`StoreError::UnknownRun`].
     pub fn certification_rows(&self, run_id: &str) -> Result<Vec<CertificationRow>, StoreError> {
         self.known_run(run_id)?;
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT certification_id, spec_name, spec_toml, spec_sha256, certified_at_ns, status, \
                  hallmark_version FROM certifications WHERE run_id = ?1 \
@@ -198,8 +197,7 @@ impl Store {
     }
 
     fn verdicts(&self, certification_id: i64) -> Result<Vec<VerdictRow>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare_cached(
                 "SELECT criterion, title, scope, subject, status, measured, limit_value, comparison, unit, \
                  from_ns, to_ns, subjects_json, detail FROM verdicts WHERE certification_id = ?1 ORDER BY seq",

@@ -4,6 +4,7 @@
 //! what to do. SQLite errors are classified on the way in ([`StoreError::sql`]): a busy or locked
 //! database becomes [`StoreError::Locked`], a file that is not SQLite becomes [`StoreError::NotHallmark`].
 
+use crate::db::DbError;
 use rusqlite::ErrorCode;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,16 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+
+    /// A failure of the connection interface that is not SQLite's own (PostgreSQL's, or a misuse);
+    /// its message names the store and the statement.
+    #[error("while {op}: {source}")]
+    Db {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: Box<DbError>,
+    },
 }
 
 impl StoreError {
@@ -84,6 +95,24 @@ impl StoreError {
                 path: path.to_path_buf(),
                 op,
                 source,
+            },
+        }
+    }
+
+    /// Classifies an error of the connection interface that happened while doing `op` on the store
+    /// at `path`: SQLite's errors as [`StoreError::sql`] does, a column that cannot be read as
+    /// [`StoreError::Corrupt`], the rest as [`StoreError::Db`].
+    pub(crate) fn db(path: &Path, op: &'static str, source: DbError) -> StoreError {
+        match source {
+            DbError::Sqlite { source, .. } => StoreError::sql(path, op, source),
+            DbError::Column { .. } => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: source.to_string(),
+            },
+            other => StoreError::Db {
+                path: path.to_path_buf(),
+                op,
+                source: Box::new(other),
             },
         }
     }

@@ -62,7 +62,7 @@ impl Store {
     /// The members of the run's fabric phases, in phase, rank order.
     pub fn fabric_members_of(&self, run_id: &str) -> Result<Vec<FabricMemberRecord>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT phase_id, rank, node_id, addr FROM fabric_members WHERE run_id = ?1 \
                  ORDER BY phase_id, rank",
@@ -90,8 +90,7 @@ impl Store {
         histograms: bool,
     ) -> Result<Vec<LatencyRecord>, StoreError> {
         let e = || self.err("reading latency pairs");
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(if histograms {
                 "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
                  rtt_max_ns, rtt_ns_hist FROM fabric_latency WHERE run_id = ?1 \
@@ -125,7 +124,7 @@ impl Store {
     /// The run's collective results, in phase, op, size, node order.
     pub fn fabric_collectives(&self, run_id: &str) -> Result<Vec<CollectiveRecord>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT phase_id, node_id, op, size_bytes, algorithm, iterations, mean_ns, \
                  wrong_elements, world FROM fabric_collectives WHERE run_id = ?1 \
@@ -154,7 +153,7 @@ impl Store {
     /// The run's fabric faults, in phase, node, logging order.
     pub fn fabric_faults(&self, run_id: &str) -> Result<Vec<FaultRecord>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT phase_id, node_id, peer, message FROM fabric_faults WHERE run_id = ?1 \
                  ORDER BY phase_id, node_id, fault_id",

@@ -61,7 +61,7 @@ impl Store {
         pid: u32,
         now_ns: i64,
     ) -> Result<(), StoreError> {
-        self.conn
+        self.sqlite()?
             .execute(
                 "INSERT OR REPLACE INTO run_coordinators (run_id, host, pid, started_ns, heartbeat_ns) \
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -73,7 +73,7 @@ impl Store {
 
     /// The coordinator of `run` is alive at `now_ns`.
     pub fn coordinator_heartbeat(&mut self, run: &RunId, now_ns: i64) -> Result<(), StoreError> {
-        self.conn
+        self.sqlite()?
             .execute(
                 "UPDATE run_coordinators SET heartbeat_ns = max(heartbeat_ns, ?2) WHERE run_id = ?1",
                 params![run.as_str(), now_ns],
@@ -84,7 +84,7 @@ impl Store {
 
     /// Who coordinates (or coordinated) `run`; `None` for runs stored before schema v4.
     pub fn coordinator_of(&self, run: &str) -> Result<Option<Coordinator>, StoreError> {
-        self.conn
+        self.sqlite()?
             .query_row(
                 "SELECT host, pid, started_ns, heartbeat_ns FROM run_coordinators WHERE run_id = ?1",
                 [run],
@@ -135,7 +135,7 @@ impl Store {
     /// [`Store::live_status`]), without summarising it.
     pub fn run_status(&self, run: &str) -> Result<RunStatus, StoreError> {
         let status: String = self
-            .conn
+            .sqlite()?
             .query_row("SELECT status FROM runs WHERE run_id = ?1", [run], |r| {
                 r.get(0)
             })
@@ -150,7 +150,7 @@ impl Store {
 
     /// The plan text a run was started with.
     pub fn run_plan_toml(&self, run: &str) -> Result<String, StoreError> {
-        self.conn
+        self.sqlite()?
             .query_row("SELECT plan_toml FROM runs WHERE run_id = ?1", [run], |r| {
                 r.get(0)
             })
@@ -165,7 +165,7 @@ impl Store {
     /// Where each participant of `run` stands, to resume it.
     pub fn resume_points(&self, run: &str) -> Result<Vec<ResumePoint>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT p.node_id, p.rack, (SELECT max(b.seq) + 1 FROM telemetry_batches b \
                  WHERE b.run_id = p.run_id AND b.node_id = p.node_id) \

@@ -132,8 +132,7 @@ impl Store {
             RunRecord,
             String, // status
         );
-        let head: Option<Head> = self
-            .conn
+        let head: Option<Head> = self.sqlite()?
             .query_row(
                 "SELECT run_id, name, plan_name, plan_sha256, plan_toml, hall, status, status_reason, \
                  started_at_ns, ended_at_ns, hallmark_version, sample_hz FROM runs WHERE run_id = ?1",
@@ -170,7 +169,7 @@ impl Store {
     /// Whether run `run_id` is stored (its record is not read).
     pub fn has_run(&self, run_id: &str) -> Result<bool, StoreError> {
         let found = self
-            .conn
+            .sqlite()?
             .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
             .optional()
             .map_err(self.err("looking up a run"))?;
@@ -187,8 +186,7 @@ impl Store {
 
     /// The run's probes, in hall, row, rack, node order.
     pub fn probes(&self, run_id: &str) -> Result<Vec<ProbeRecord>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT node_key, node_id, hall, row, rack, backend, hallmark_version, registered_at_ns, \
                  lost_at_ns, lost_reason, clock_offset_ns, clock_uncertainty_ns, clock_rtt_ns \
@@ -221,8 +219,7 @@ impl Store {
 
     /// The run's device inventory, in node, device order.
     pub fn devices(&self, run_id: &str) -> Result<Vec<DeviceRecord>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT node_id, device, kind, model, power_limit_w, slowdown_temp_c, max_operating_temp_c \
                  FROM devices WHERE run_id = ?1 ORDER BY node_id, device",
@@ -248,7 +245,7 @@ impl Store {
     /// The run's phases, in scheduled start order (then id).
     pub fn phases(&self, run_id: &str) -> Result<Vec<PhaseRecord>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT phase_id, name, workload, scheduled_start_ns, duration_ms FROM phases \
                  WHERE run_id = ?1 ORDER BY scheduled_start_ns, phase_id",
@@ -272,7 +269,7 @@ impl Store {
     /// Each node's actual start of each phase, in stored order.
     pub fn phase_starts(&self, run_id: &str) -> Result<Vec<PhaseStartRecord>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT phase_id, node_id, actual_start_ns FROM phase_starts WHERE run_id = ?1",
             )
@@ -292,8 +289,7 @@ impl Store {
 
     /// The nodes' phase reports with their devices' summed results, in phase, node order.
     pub fn phase_reports(&self, run_id: &str) -> Result<Vec<PhaseReportRecord>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT r.phase_id, r.node_id, r.stopped_early, \
                  (SELECT sum(x.gflops) FROM phase_results x WHERE x.run_id = r.run_id \
@@ -321,7 +317,7 @@ impl Store {
     /// Every device's result in every phase, in stored order.
     pub fn phase_results(&self, run_id: &str) -> Result<Vec<PhaseResultRecord>, StoreError> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare(
                 "SELECT phase_id, node_id, device, gflops, wrong_elements FROM phase_results \
                  WHERE run_id = ?1",
@@ -344,8 +340,7 @@ impl Store {
 
     /// The run's telemetry gaps, in time, node order.
     pub fn gaps(&self, run_id: &str) -> Result<Vec<GapRecord>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT node_id, from_ns, to_ns, reason FROM gaps WHERE run_id = ?1 ORDER BY from_ns, node_id",
             )
@@ -366,8 +361,7 @@ impl Store {
 
     /// The run's events, in time order (then logging order).
     pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT t_ns, node_id, kind, message FROM events WHERE run_id = ?1 ORDER BY t_ns, event_id",
             )
@@ -390,8 +384,7 @@ impl Store {
     /// only when it is not empty (hallmark never wrote it; fabric data is in the `fabric_*` tables).
     pub fn legacy_histograms(&self, run_id: &str) -> Result<u64, StoreError> {
         let e = |op| self.err(op);
-        let legacy: i64 = self
-            .conn
+        let legacy: i64 = self.sqlite()?
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'",
                 [],
@@ -402,7 +395,7 @@ impl Store {
             return Ok(0);
         }
         let n: i64 = self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT count(*) FROM phase_histograms WHERE run_id = ?1",
                 [run_id],
@@ -414,7 +407,7 @@ impl Store {
 
     /// The latest instant any stored telemetry batch of the run reaches, ns (`None`: no batch).
     pub fn last_data_ns(&self, run_id: &str) -> Result<Option<i64>, StoreError> {
-        self.conn
+        self.sqlite()?
             .query_row(
                 "SELECT max(to_ns) FROM telemetry_batches WHERE run_id = ?1",
                 [run_id],

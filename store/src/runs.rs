@@ -10,8 +10,7 @@ impl Store {
     ///
     /// A run whose coordinator stopped without finishing it is listed with status `running` and no end.
     pub fn list_runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare(
                 "SELECT r.run_id, r.name, r.plan_name, r.hall, r.started_at_ns, r.ended_at_ns, r.status, \
                  r.status_reason, \
@@ -64,7 +63,7 @@ impl Store {
         };
         if query == "latest" {
             let id: Option<String> = self
-                .conn
+                .sqlite()?
                 .query_row(
                     "SELECT run_id FROM runs ORDER BY started_at_ns DESC, run_id DESC LIMIT 1",
                     [],
@@ -78,7 +77,7 @@ impl Store {
             return Err(unknown());
         }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare("SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 LIMIT 50")
             .map_err(self.err("finding a run"))?;
         let ids: Vec<String> = stmt

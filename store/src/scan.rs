@@ -118,7 +118,7 @@ impl Store {
             }
         };
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached(sql)
             .map_err(self.err("reading the batch index"))?;
         let rows: Vec<(i64, i64, i64, i64)> = stmt
@@ -142,7 +142,7 @@ impl Store {
     ) -> Result<(), E> {
         let e = || self.err("reading node power");
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT node_key, t_ns, power_w FROM node_power_rows \
                  WHERE node_power_row >= ?1 AND node_power_row < ?2 ORDER BY node_power_row",
@@ -167,8 +167,7 @@ impl Store {
         visit: &mut impl FnMut(Telemetry) -> Result<(), E>,
     ) -> Result<(), E> {
         let e = || self.err("reading samples");
-        let mut stmt = self
-            .conn
+        let mut stmt = self.sqlite()?
             .prepare_cached(
                 "SELECT node_key, device, t_ns, power_w, energy_j, gpu_temp_c, mem_temp_c, sm_clock_mhz, \
                  util_pct, throttle_reasons FROM sample_rows \

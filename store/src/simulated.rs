@@ -41,8 +41,7 @@ impl Simulation {
 impl Store {
     /// How much of run `run_id` was simulated (all zero for an unknown run).
     pub fn simulation(&self, run_id: &str) -> Result<Simulation, StoreError> {
-        let (devices, simulated_devices): (i64, i64) = self
-            .conn
+        let (devices, simulated_devices): (i64, i64) = self.sqlite()?
             .query_row(
                 "SELECT count(*), coalesce(sum(d.kind = 'simulated_gpu' OR p.backend = 'sim'), 0) \
                  FROM devices d LEFT JOIN probes p ON p.run_id = d.run_id AND p.node_id = d.node_id \
@@ -51,8 +50,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.err("reading which devices were simulated"))?;
-        let (nodes, simulated_nodes): (i64, i64) = self
-            .conn
+        let (nodes, simulated_nodes): (i64, i64) = self.sqlite()?
             .query_row(
                 "SELECT count(*), coalesce(sum(p.backend = 'sim' OR EXISTS (SELECT 1 FROM devices d \
                  WHERE d.run_id = p.run_id AND d.node_id = p.node_id AND d.kind = 'simulated_gpu')), 0) \
