@@ -68,6 +68,11 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    /// A PostgreSQL store that could not be opened (unreachable, refused, not hallmark's, newer);
+    /// the message names the store and the fix.
+    #[error(transparent)]
+    Connect(Box<crate::db::pg::ConnectError>),
+
     /// A failure of the connection interface that is not SQLite's own (PostgreSQL's, or a misuse);
     /// its message names the store and the statement.
     #[error("while {op}: {source}")]

@@ -62,7 +62,25 @@ impl Store {
         })
     }
 
-    /// The database file.
+    /// Opens the hallmark store in a PostgreSQL database for writing: connects, checks that the
+    /// database is hallmark's (or empty) and brings the schema up to date ([`crate::db::pg::open`],
+    /// the same migrations as SQLite's, their types mapped by [`crate::db::sql::ddl_to_pg`]).
+    /// [`Store::path`] is then the URL without its password. Telemetry ingest and the telemetry
+    /// scan are not implemented on PostgreSQL yet: they fail with [`StoreError::Invalid`].
+    pub fn open_postgres(
+        target: &crate::location::PgTarget,
+        timeouts: &crate::db::pg::Timeouts,
+    ) -> Result<Store, StoreError> {
+        let db = crate::db::pg::open(target, timeouts, &PG_MIGRATIONS)
+            .map_err(|e| StoreError::Connect(Box::new(e)))?;
+        Ok(Store {
+            path: PathBuf::from(db.store()),
+            db,
+            node_keys: HashMap::new(),
+        })
+    }
+
+    /// The database file (for a PostgreSQL store: its URL without password).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -211,10 +229,10 @@ impl Store {
                  ON CONFLICT (run_id, node_id) DO UPDATE SET hall = excluded.hall, row = excluded.row, \
                  rack = excluded.rack, backend = excluded.backend, hallmark_version = excluded.hallmark_version, \
                  remote = excluded.remote, \
-                 clock_offset_ns = coalesce(excluded.clock_offset_ns, clock_offset_ns), \
-                 clock_uncertainty_ns = coalesce(excluded.clock_uncertainty_ns, clock_uncertainty_ns), \
-                 clock_rtt_ns = coalesce(excluded.clock_rtt_ns, clock_rtt_ns), \
-                 clock_measured_at_ns = coalesce(excluded.clock_measured_at_ns, clock_measured_at_ns), \
+                 clock_offset_ns = coalesce(excluded.clock_offset_ns, probes.clock_offset_ns), \
+                 clock_uncertainty_ns = coalesce(excluded.clock_uncertainty_ns, probes.clock_uncertainty_ns), \
+                 clock_rtt_ns = coalesce(excluded.clock_rtt_ns, probes.clock_rtt_ns), \
+                 clock_measured_at_ns = coalesce(excluded.clock_measured_at_ns, probes.clock_measured_at_ns), \
                  lost_at_ns = NULL, lost_reason = NULL \
                  RETURNING node_key",
                 &[
@@ -601,3 +619,19 @@ fn not_sqlite(path: &Path) -> StoreError {
         ),
     )
 }
+
+/// The schema's migrations for PostgreSQL: the same text as SQLite's ([`schema::MIGRATIONS`]),
+/// mapped by `Db::execute_batch`. Version 3 also drops the version 1 table `phase_histograms`,
+/// which a PostgreSQL store never filled (SQLite drops it when empty).
+const PG_MIGRATIONS: [crate::db::pg::Migration; 4] = [
+    |db| db.execute_batch(schema::MIGRATIONS[0]),
+    |db| db.execute_batch(schema::MIGRATIONS[1]),
+    |db| {
+        db.execute_batch(schema::MIGRATIONS[2])?;
+        db.execute_batch("DROP TABLE phase_histograms")
+    },
+    |db| db.execute_batch(schema::MIGRATIONS[3]),
+];
+
+// A schema version added for SQLite needs its PostgreSQL step here too.
+const _: () = assert!(PG_MIGRATIONS.len() == schema::MIGRATIONS.len());
