@@ -279,12 +279,35 @@ impl Db {
         &mut self,
         f: impl FnOnce(&mut Db) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.transaction_with("BEGIN", f)
+    }
+
+    /// [`Db::transaction`] that takes SQLite's write lock at once (`BEGIN IMMEDIATE`): a writer
+    /// that would wait for another process's lock waits (up to the busy timeout) before doing any
+    /// work, rather than failing half-way when a read turns into a write. On PostgreSQL, whose
+    /// writers lock rows, not the database, it is a plain `BEGIN`.
+    pub fn transaction_immediate<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&mut Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let begin = match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        self.transaction_with(begin, f)
+    }
+
+    fn transaction_with<T, E: From<DbError>>(
+        &mut self,
+        begin: &str,
+        f: impl FnOnce(&mut Db) -> Result<T, E>,
+    ) -> Result<T, E> {
         if self.in_transaction {
             return Err(self
-                .usage("BEGIN", "a transaction inside a transaction".into())
+                .usage(begin, "a transaction inside a transaction".into())
                 .into());
         }
-        self.simple("BEGIN")?;
+        self.simple(begin)?;
         self.in_transaction = true;
         let result = f(self);
         self.in_transaction = false;
