@@ -135,3 +135,59 @@ pub(crate) fn to_i64(what: &'static str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v)
         .map_err(|_| StoreError::invalid(what, format!("{v} is larger than {}", i64::MAX)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> DbError {
+        DbError::Sqlite {
+            store: "/r/hallmark.sqlite".into(),
+            statement: "INSERT INTO runs …".into(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    #[test]
+    fn db_errors_are_classified_as_sqlite_errors_were() {
+        let path = Path::new("/r/hallmark.sqlite");
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let e = StoreError::db(path, "storing a run", sqlite(code));
+            assert!(
+                matches!(
+                    e,
+                    StoreError::Locked {
+                        op: "storing a run",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+        let e = StoreError::db(path, "opening", sqlite(rusqlite::ffi::SQLITE_NOTADB));
+        assert!(matches!(e, StoreError::NotHallmark { .. }), "{e:?}");
+        let e = StoreError::db(path, "storing", sqlite(rusqlite::ffi::SQLITE_FULL));
+        assert!(matches!(e, StoreError::Sqlite { .. }), "{e:?}");
+        let column = DbError::Column {
+            column: "status".into(),
+            index: 6,
+            expected: "text".into(),
+            found: "an integer".into(),
+            statement: "SELECT …".into(),
+        };
+        let e = StoreError::db(path, "reading a run", column);
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains("column status"), "{e}");
+        let usage = DbError::Usage {
+            store: "postgres://u@h/db".into(),
+            statement: "SELECT 1".into(),
+            what: "a misuse".into(),
+        };
+        let e = StoreError::db(Path::new("postgres://u@h/db"), "reading", usage);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("while reading") && msg.contains("postgres://u@h/db"),
+            "{msg}"
+        );
+    }
+}
