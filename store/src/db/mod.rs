@@ -9,6 +9,11 @@
 //! fast as rows are taken). [`Db::insert_rows`] bulk-inserts with binary `COPY` on PostgreSQL and
 //! multi-row prepared `INSERT`s on SQLite. Connecting to PostgreSQL and checking that a database is
 //! hallmark's is in [`pg`].
+//!
+//! Statements and reads take `&self` (the store's readers do); transactions take `&mut self`.
+//! [`Db::transaction_immediate`] takes SQLite's write lock at `BEGIN`. On PostgreSQL one
+//! statement runs at a time: a statement started from a row callback of [`Db::for_each`] is a
+//! [`DbError::Usage`] (SQLite runs it).
 
 pub mod pg;
 pub mod sql;
