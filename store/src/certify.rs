@@ -6,9 +6,9 @@
 //! spec name, in one transaction; [`Store::certification_rows`] reads them back, with their verdicts,
 //! oldest first.
 
-use rusqlite::params;
 use sha2::{Digest, Sha256};
 
+use crate::db::DbError;
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -90,98 +90,100 @@ impl Store {
         verdicts: &[VerdictRow],
     ) -> Result<(), StoreError> {
         self.known_run(run_id)?;
-        let path = &self.path.clone();
-        let err = |op| move |e| StoreError::sql(path, op, e);
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(err("storing a certification"))?;
-        tx.execute(
-            "DELETE FROM verdicts WHERE certification_id IN \
-             (SELECT certification_id FROM certifications WHERE run_id = ?1 AND spec_name = ?2)",
-            params![run_id, spec_name],
-        )
-        .map_err(err("replacing a certification"))?;
-        tx.execute(
-            "DELETE FROM certifications WHERE run_id = ?1 AND spec_name = ?2",
-            params![run_id, spec_name],
-        )
-        .map_err(err("replacing a certification"))?;
-        let id: i64 = tx
-            .query_row(
-                "INSERT INTO certifications (run_id, spec_name, spec_toml, spec_sha256, certified_at_ns, \
-                 status, hallmark_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING certification_id",
-                params![
-                    run_id,
-                    spec_name,
-                    spec_toml,
-                    sha256_hex(spec_toml),
-                    now_ns(),
-                    status,
-                    env!("CARGO_PKG_VERSION")
-                ],
-                |r| r.get(0),
+        let res = self.db.transaction(|db| {
+            let replacing = |e| Step("replacing a certification", Box::new(e));
+            db.execute(
+                "DELETE FROM verdicts WHERE certification_id IN \
+                 (SELECT certification_id FROM certifications WHERE run_id = ?1 AND spec_name = ?2)",
+                &[run_id.into(), spec_name.into()],
             )
-            .map_err(err("storing a certification"))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
+            .map_err(replacing)?;
+            db.execute(
+                "DELETE FROM certifications WHERE run_id = ?1 AND spec_name = ?2",
+                &[run_id.into(), spec_name.into()],
+            )
+            .map_err(replacing)?;
+            let id = db
+                .query_opt(
+                    "INSERT INTO certifications (run_id, spec_name, spec_toml, spec_sha256, \
+                     certified_at_ns, status, hallmark_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     RETURNING certification_id",
+                    &[
+                        run_id.into(),
+                        spec_name.into(),
+                        spec_toml.into(),
+                        sha256_hex(spec_toml).into(),
+                        now_ns().into(),
+                        status.into(),
+                        env!("CARGO_PKG_VERSION").into(),
+                    ],
+                    |r| r.i64(0),
+                )?
+                .ok_or_else(|| {
+                    Step(
+                        "storing a certification",
+                        Box::new(DbError::Usage {
+                            store: db.store().to_owned(),
+                            statement: "INSERT INTO certifications … RETURNING".into(),
+                            what: "no certification_id returned".into(),
+                        }),
+                    )
+                })?;
+            for (seq, v) in verdicts.iter().enumerate() {
+                db.execute(
                     "INSERT INTO verdicts (certification_id, seq, criterion, title, scope, subject, status, \
                      measured, limit_value, comparison, unit, from_ns, to_ns, subjects_json, detail) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    &[
+                        id.into(),
+                        (seq as i64).into(),
+                        v.criterion.as_str().into(),
+                        v.title.as_str().into(),
+                        v.scope.as_str().into(),
+                        v.subject.as_str().into(),
+                        v.status.as_str().into(),
+                        v.measured.filter(|x| x.is_finite()).into(),
+                        v.limit.filter(|x| x.is_finite()).into(),
+                        v.comparison.as_str().into(),
+                        v.unit.as_str().into(),
+                        v.from_ns.into(),
+                        v.to_ns.into(),
+                        v.subjects_json.as_str().into(),
+                        v.detail.as_str().into(),
+                    ],
                 )
-                .map_err(err("storing verdicts"))?;
-            for (seq, v) in verdicts.iter().enumerate() {
-                stmt.execute(params![
-                    id,
-                    seq as i64,
-                    v.criterion,
-                    v.title,
-                    v.scope,
-                    v.subject,
-                    v.status,
-                    v.measured.filter(|x| x.is_finite()),
-                    v.limit.filter(|x| x.is_finite()),
-                    v.comparison,
-                    v.unit,
-                    v.from_ns,
-                    v.to_ns,
-                    v.subjects_json,
-                    v.detail
-                ])
-                .map_err(err("storing verdicts"))?;
+                .map_err(|e| Step("storing verdicts", Box::new(e)))?;
             }
-        }
-        tx.commit().map_err(err("storing a certification"))
+            Ok(())
+        });
+        res.map_err(|Step(op, e)| StoreError::db(&self.path, op, *e))
     }
 
     /// The certifications of a run, oldest first, each with its verdicts. A run without any gives
     /// an empty list; an unknown run is [`StoreError::UnknownRun`].
     pub fn certification_rows(&self, run_id: &str) -> Result<Vec<CertificationRow>, StoreError> {
         self.known_run(run_id)?;
-        let mut stmt = self
-            .conn
-            .prepare(
+        type Head = (i64, String, String, String, i64, String, String);
+        let heads: Vec<Head> = self
+            .db
+            .query_map(
                 "SELECT certification_id, spec_name, spec_toml, spec_sha256, certified_at_ns, status, \
                  hallmark_version FROM certifications WHERE run_id = ?1 \
                  ORDER BY certified_at_ns, certification_id",
+                &[run_id.into()],
+                |r| {
+                    Ok((
+                        r.i64(0)?,
+                        r.text(1)?,
+                        r.text(2)?,
+                        r.text(3)?,
+                        r.i64(4)?,
+                        r.text(5)?,
+                        r.text(6)?,
+                    ))
+                },
             )
-            .map_err(self.err("reading certifications"))?;
-        type Head = (i64, String, String, String, i64, String, String);
-        let heads: Vec<Head> = stmt
-            .query_map([run_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading certifications"))?;
+            .map_err(self.db_err("reading certifications"))?;
         let mut out = Vec::with_capacity(heads.len());
         for (id, spec_name, spec_toml, spec_sha256, at, status, version) in heads {
             out.push(CertificationRow {
@@ -198,31 +200,38 @@ impl Store {
     }
 
     fn verdicts(&self, certification_id: i64) -> Result<Vec<VerdictRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        self.db
+            .query_map(
                 "SELECT criterion, title, scope, subject, status, measured, limit_value, comparison, unit, \
                  from_ns, to_ns, subjects_json, detail FROM verdicts WHERE certification_id = ?1 ORDER BY seq",
+                &[certification_id.into()],
+                |r| {
+                    Ok(VerdictRow {
+                        criterion: r.text(0)?,
+                        title: r.text(1)?,
+                        scope: r.text(2)?,
+                        subject: r.text(3)?,
+                        status: r.text(4)?,
+                        measured: r.opt_f64(5)?,
+                        limit: r.opt_f64(6)?,
+                        comparison: r.text(7)?,
+                        unit: r.text(8)?,
+                        from_ns: r.opt_i64(9)?,
+                        to_ns: r.opt_i64(10)?,
+                        subjects_json: r.text(11)?,
+                        detail: r.text(12)?,
+                    })
+                },
             )
-            .map_err(self.err("reading verdicts"))?;
-        stmt.query_map([certification_id], |r| {
-            Ok(VerdictRow {
-                criterion: r.get(0)?,
-                title: r.get(1)?,
-                scope: r.get(2)?,
-                subject: r.get(3)?,
-                status: r.get(4)?,
-                measured: r.get(5)?,
-                limit: r.get(6)?,
-                comparison: r.get(7)?,
-                unit: r.get(8)?,
-                from_ns: r.get(9)?,
-                to_ns: r.get(10)?,
-                subjects_json: r.get(11)?,
-                detail: r.get(12)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.err("reading verdicts"))
+            .map_err(self.db_err("reading verdicts"))
+    }
+}
+
+/// A failure inside the certification's transaction, with what was being done.
+struct Step(&'static str, Box<DbError>);
+
+impl From<DbError> for Step {
+    fn from(e: DbError) -> Self {
+        Step("storing a certification", Box::new(e))
     }
 }

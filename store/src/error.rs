@@ -4,6 +4,7 @@
 //! what to do. SQLite errors are classified on the way in ([`StoreError::sql`]): a busy or locked
 //! database becomes [`StoreError::Locked`], a file that is not SQLite becomes [`StoreError::NotHallmark`].
 
+use crate::db::DbError;
 use rusqlite::ErrorCode;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,21 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+
+    /// A PostgreSQL store that could not be opened (unreachable, refused, not hallmark's, newer);
+    /// the message names the store and the fix.
+    #[error(transparent)]
+    Connect(Box<crate::db::pg::ConnectError>),
+
+    /// A failure of the connection interface that is not SQLite's own (PostgreSQL's, or a misuse);
+    /// its message names the store and the statement.
+    #[error("while {op}: {source}")]
+    Db {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: Box<DbError>,
+    },
 }
 
 impl StoreError {
@@ -88,6 +104,24 @@ impl StoreError {
         }
     }
 
+    /// Classifies an error of the connection interface that happened while doing `op` on the store
+    /// at `path`: SQLite's errors as [`StoreError::sql`] does, a column that cannot be read as
+    /// [`StoreError::Corrupt`], the rest as [`StoreError::Db`].
+    pub(crate) fn db(path: &Path, op: &'static str, source: DbError) -> StoreError {
+        match source {
+            DbError::Sqlite { source, .. } => StoreError::sql(path, op, source),
+            DbError::Column { .. } => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: source.to_string(),
+            },
+            other => StoreError::Db {
+                path: path.to_path_buf(),
+                op,
+                source: Box::new(other),
+            },
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> StoreError {
         StoreError::Invalid {
             what,
@@ -100,4 +134,60 @@ impl StoreError {
 pub(crate) fn to_i64(what: &'static str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v)
         .map_err(|_| StoreError::invalid(what, format!("{v} is larger than {}", i64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> DbError {
+        DbError::Sqlite {
+            store: "/r/hallmark.sqlite".into(),
+            statement: "INSERT INTO runs …".into(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    #[test]
+    fn db_errors_are_classified_as_sqlite_errors_were() {
+        let path = Path::new("/r/hallmark.sqlite");
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let e = StoreError::db(path, "storing a run", sqlite(code));
+            assert!(
+                matches!(
+                    e,
+                    StoreError::Locked {
+                        op: "storing a run",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+        let e = StoreError::db(path, "opening", sqlite(rusqlite::ffi::SQLITE_NOTADB));
+        assert!(matches!(e, StoreError::NotHallmark { .. }), "{e:?}");
+        let e = StoreError::db(path, "storing", sqlite(rusqlite::ffi::SQLITE_FULL));
+        assert!(matches!(e, StoreError::Sqlite { .. }), "{e:?}");
+        let column = DbError::Column {
+            column: "status".into(),
+            index: 6,
+            expected: "text".into(),
+            found: "an integer".into(),
+            statement: "SELECT …".into(),
+        };
+        let e = StoreError::db(path, "reading a run", column);
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains("column status"), "{e}");
+        let usage = DbError::Usage {
+            store: "postgres://u@h/db".into(),
+            statement: "SELECT 1".into(),
+            what: "a misuse".into(),
+        };
+        let e = StoreError::db(Path::new("postgres://u@h/db"), "reading", usage);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("while reading") && msg.contains("postgres://u@h/db"),
+            "{msg}"
+        );
+    }
 }

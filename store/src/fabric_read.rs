@@ -61,25 +61,21 @@ pub struct FaultRecord {
 impl Store {
     /// The members of the run's fabric phases, in phase, rank order.
     pub fn fabric_members_of(&self, run_id: &str) -> Result<Vec<FabricMemberRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT phase_id, rank, node_id, addr FROM fabric_members WHERE run_id = ?1 \
                  ORDER BY phase_id, rank",
+                &[run_id.into()],
+                |r| {
+                    Ok(FabricMemberRecord {
+                        phase_id: r.int(0)?,
+                        rank: r.int(1)?,
+                        node: r.text(2)?,
+                        addr: r.text(3)?,
+                    })
+                },
             )
-            .map_err(self.err("reading fabric members"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(FabricMemberRecord {
-                    phase_id: r.get(0)?,
-                    rank: r.get(1)?,
-                    node: r.get(2)?,
-                    addr: r.get(3)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading fabric members"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading fabric members"))
     }
 
     /// The run's latency pairs, in phase, src, dst order; with `histograms` false the blobs are not
@@ -89,88 +85,74 @@ impl Store {
         run_id: &str,
         histograms: bool,
     ) -> Result<Vec<LatencyRecord>, StoreError> {
-        let e = || self.err("reading latency pairs");
-        let mut stmt = self
-            .conn
-            .prepare(if histograms {
-                "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
-                 rtt_max_ns, rtt_ns_hist FROM fabric_latency WHERE run_id = ?1 \
-                 ORDER BY phase_id, src, dst"
-            } else {
-                "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
-                 rtt_max_ns, x'' FROM fabric_latency WHERE run_id = ?1 ORDER BY phase_id, src, dst"
-            })
-            .map_err(e())?;
-        let rows = stmt
-            .query_map([run_id], |r| {
+        let sql = if histograms {
+            "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
+             rtt_max_ns, rtt_ns_hist FROM fabric_latency WHERE run_id = ?1 \
+             ORDER BY phase_id, src, dst"
+        } else {
+            "SELECT phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, rtt_p99_ns, rtt_p999_ns, \
+             rtt_max_ns FROM fabric_latency WHERE run_id = ?1 ORDER BY phase_id, src, dst"
+        };
+        self.db
+            .query_map(sql, &[run_id.into()], |r| {
                 Ok(LatencyRecord {
-                    phase_id: r.get(0)?,
-                    src: r.get(1)?,
-                    dst: r.get(2)?,
-                    sent: r.get(3)?,
-                    lost: r.get(4)?,
-                    rtt_count: r.get(5)?,
-                    rtt_p50_ns: r.get(6)?,
-                    rtt_p99_ns: r.get(7)?,
-                    rtt_p999_ns: r.get(8)?,
-                    rtt_max_ns: r.get(9)?,
-                    rtt_ns_hist: r.get(10)?,
+                    phase_id: r.int(0)?,
+                    src: r.text(1)?,
+                    dst: r.text(2)?,
+                    sent: r.i64(3)?,
+                    lost: r.i64(4)?,
+                    rtt_count: r.i64(5)?,
+                    rtt_p50_ns: r.opt_i64(6)?,
+                    rtt_p99_ns: r.opt_i64(7)?,
+                    rtt_p999_ns: r.opt_i64(8)?,
+                    rtt_max_ns: r.opt_i64(9)?,
+                    rtt_ns_hist: if histograms { r.blob(10)? } else { Vec::new() },
                 })
             })
-            .and_then(|rows| rows.collect())
-            .map_err(e())?;
-        Ok(rows)
+            .map_err(self.db_err("reading latency pairs"))
     }
 
     /// The run's collective results, in phase, op, size, node order.
     pub fn fabric_collectives(&self, run_id: &str) -> Result<Vec<CollectiveRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT phase_id, node_id, op, size_bytes, algorithm, iterations, mean_ns, \
                  wrong_elements, world FROM fabric_collectives WHERE run_id = ?1 \
                  ORDER BY phase_id, op, size_bytes, node_id",
+                &[run_id.into()],
+                |r| {
+                    Ok(CollectiveRecord {
+                        phase_id: r.int(0)?,
+                        node: r.text(1)?,
+                        op: r.text(2)?,
+                        size_bytes: r.i64(3)?,
+                        algorithm: r.text(4)?,
+                        iterations: r.i64(5)?,
+                        mean_ns: r.i64(6)?,
+                        wrong_elements: r.i64(7)?,
+                        world: r.i64(8)?,
+                    })
+                },
             )
-            .map_err(self.err("reading collective results"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(CollectiveRecord {
-                    phase_id: r.get(0)?,
-                    node: r.get(1)?,
-                    op: r.get(2)?,
-                    size_bytes: r.get(3)?,
-                    algorithm: r.get(4)?,
-                    iterations: r.get(5)?,
-                    mean_ns: r.get(6)?,
-                    wrong_elements: r.get(7)?,
-                    world: r.get(8)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading collective results"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading collective results"))
     }
 
     /// The run's fabric faults, in phase, node, logging order.
     pub fn fabric_faults(&self, run_id: &str) -> Result<Vec<FaultRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT phase_id, node_id, peer, message FROM fabric_faults WHERE run_id = ?1 \
                  ORDER BY phase_id, node_id, fault_id",
+                &[run_id.into()],
+                |r| {
+                    Ok(FaultRecord {
+                        phase_id: r.int(0)?,
+                        node: r.text(1)?,
+                        peer: r.opt_text(2)?,
+                        message: r.text(3)?,
+                    })
+                },
             )
-            .map_err(self.err("reading fabric faults"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(FaultRecord {
-                    phase_id: r.get(0)?,
-                    node: r.get(1)?,
-                    peer: r.get(2)?,
-                    message: r.get(3)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading fabric faults"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading fabric faults"))
     }
 }

@@ -2,12 +2,12 @@
 //! report ([`prepare`] checks and decodes it before the report's transaction, [`write_report_fabric`]
 //! writes it inside that transaction).
 
+use crate::db::{Db, DbError, Value};
 use crate::error::{to_i64, StoreError};
 use crate::hist::{decode, NsPercentiles};
 use crate::model::RunId;
 use crate::store::Store;
 use hallmark_protocol::{FabricMember, FabricReport, NodeId};
-use rusqlite::{params, ErrorCode, Transaction};
 use std::collections::BTreeSet;
 
 /// One latency pair, checked, with its percentiles.
@@ -144,81 +144,81 @@ pub(crate) fn prepare(
 /// Replaces node `node`'s fabric rows of the phase with `fabric` (none: just removes them). Runs in
 /// the report's transaction, after its `phase_reports` row.
 pub(crate) fn write_report_fabric(
-    tx: &Transaction<'_>,
+    db: &mut Db,
     run: &RunId,
     phase_id: u32,
     node: &NodeId,
     fabric: Option<&PreparedFabric>,
-) -> Result<(), rusqlite::Error> {
-    let key = params![run.as_str(), phase_id, node.as_str()];
+) -> Result<(), DbError> {
+    let key: [Value; 3] = [run.as_str().into(), phase_id.into(), node.as_str().into()];
     for table in ["fabric_latency", "fabric_collectives", "fabric_faults"] {
         let column = if table == "fabric_latency" {
             "src"
         } else {
             "node_id"
         };
-        tx.execute(
+        db.execute(
             &format!("DELETE FROM {table} WHERE run_id = ?1 AND phase_id = ?2 AND {column} = ?3"),
-            key,
+            &key,
         )?;
     }
     let Some(f) = fabric else {
         return Ok(());
     };
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO fabric_latency (run_id, phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, \
-         rtt_p99_ns, rtt_p999_ns, rtt_max_ns, rtt_ns_hist) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
     // Histogram values are at most u64::MAX; SQLite integers are i64: clamp (no RTT comes near).
     let ns = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for p in &f.latency {
         let r = p.rtt;
-        stmt.execute(params![
-            run.as_str(),
-            phase_id,
-            node.as_str(),
-            p.dst,
-            p.sent,
-            p.lost,
-            r.map_or(0, |r| ns(r.count)),
-            r.map(|r| ns(r.p50)),
-            r.map(|r| ns(r.p99)),
-            r.map(|r| ns(r.p999)),
-            r.map(|r| ns(r.max)),
-            p.blob
-        ])?;
+        db.execute(
+            "INSERT INTO fabric_latency (run_id, phase_id, src, dst, sent, lost, rtt_count, rtt_p50_ns, \
+             rtt_p99_ns, rtt_p999_ns, rtt_max_ns, rtt_ns_hist) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            &[
+                run.as_str().into(),
+                phase_id.into(),
+                node.as_str().into(),
+                p.dst.as_str().into(),
+                p.sent.into(),
+                p.lost.into(),
+                r.map_or(0, |r| ns(r.count)).into(),
+                r.map(|r| ns(r.p50)).into(),
+                r.map(|r| ns(r.p99)).into(),
+                r.map(|r| ns(r.p999)).into(),
+                r.map(|r| ns(r.max)).into(),
+                p.blob.clone().into(),
+            ],
+        )?;
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO fabric_collectives (run_id, phase_id, node_id, op, size_bytes, algorithm, \
-         iterations, world, mean_ns, wrong_elements) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
     for c in &f.collectives {
-        stmt.execute(params![
-            run.as_str(),
-            phase_id,
-            node.as_str(),
-            c.op,
-            c.size_bytes,
-            c.algorithm,
-            c.iterations,
-            c.world,
-            c.mean_ns,
-            c.wrong_elements
-        ])?;
+        db.execute(
+            "INSERT INTO fabric_collectives (run_id, phase_id, node_id, op, size_bytes, algorithm, \
+             iterations, world, mean_ns, wrong_elements) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                run.as_str().into(),
+                phase_id.into(),
+                node.as_str().into(),
+                c.op.into(),
+                c.size_bytes.into(),
+                c.algorithm.into(),
+                c.iterations.into(),
+                c.world.into(),
+                c.mean_ns.into(),
+                c.wrong_elements.into(),
+            ],
+        )?;
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO fabric_faults (run_id, phase_id, node_id, peer, message) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for (peer, message) in &f.faults {
-        stmt.execute(params![
-            run.as_str(),
-            phase_id,
-            node.as_str(),
-            peer,
-            message
-        ])?;
+        db.execute(
+            "INSERT INTO fabric_faults (run_id, phase_id, node_id, peer, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[
+                run.as_str().into(),
+                phase_id.into(),
+                node.as_str().into(),
+                peer.clone().into(),
+                message.clone().into(),
+            ],
+        )?;
     }
     Ok(())
 }
@@ -247,42 +247,36 @@ impl Store {
                 ));
             }
         }
-        let path = self.path.clone();
-        let err = |e| StoreError::sql(&path, "storing fabric members", e);
-        let tx = self.conn.transaction().map_err(err)?;
-        let res = (|| {
-            tx.execute(
+        let res = self.db.transaction(|db| {
+            db.execute(
                 "DELETE FROM fabric_members WHERE run_id = ?1 AND phase_id = ?2",
-                params![run.as_str(), phase_id],
-            )?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO fabric_members (run_id, phase_id, rank, node_id, addr) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &[run.as_str().into(), phase_id.into()],
             )?;
             for (rank, m) in members.iter().enumerate() {
-                stmt.execute(params![
-                    run.as_str(),
-                    phase_id,
-                    rank as i64,
-                    m.node_id.as_str(),
-                    m.addr.to_string()
-                ])?;
+                db.execute(
+                    "INSERT INTO fabric_members (run_id, phase_id, rank, node_id, addr) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &[
+                        run.as_str().into(),
+                        phase_id.into(),
+                        (rank as i64).into(),
+                        m.node_id.as_str().into(),
+                        m.addr.to_string().into(),
+                    ],
+                )?;
             }
-            drop(stmt);
-            tx.commit()
-        })();
+            Ok::<_, DbError>(())
+        });
         match res {
             Ok(()) => Ok(()),
-            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                Err(invalid(
-                    "phase id",
-                    format!(
+            Err(e) if e.is_constraint_violation() => Err(invalid(
+                "phase id",
+                format!(
                     "phase {phase_id} of run {run} is not stored; store it with add_phase before \
                      its fabric members"
                 ),
-                ))
-            }
-            Err(e) => Err(err(e)),
+            )),
+            Err(e) => Err(StoreError::db(&self.path, "storing fabric members", e)),
         }
     }
 }

@@ -8,7 +8,6 @@
 use crate::error::StoreError;
 use crate::model::{RunId, RunStatus};
 use crate::store::{parse_col, Store};
-use rusqlite::{params, OptionalExtension};
 
 /// How often a running coordinator refreshes its heartbeat, ns.
 pub const HEARTBEAT_NS: i64 = 2_000_000_000;
@@ -61,44 +60,47 @@ impl Store {
         pid: u32,
         now_ns: i64,
     ) -> Result<(), StoreError> {
-        self.conn
+        self.db
             .execute(
-                "INSERT OR REPLACE INTO run_coordinators (run_id, host, pid, started_ns, heartbeat_ns) \
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![run.as_str(), host, pid, now_ns],
+                "INSERT INTO run_coordinators (run_id, host, pid, started_ns, heartbeat_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (run_id) DO UPDATE SET host = excluded.host, \
+                 pid = excluded.pid, started_ns = excluded.started_ns, heartbeat_ns = excluded.heartbeat_ns",
+                &[run.as_str().into(), host.into(), pid.into(), now_ns.into()],
             )
-            .map_err(self.err("recording the run's coordinator"))?;
+            .map_err(self.db_err("recording the run's coordinator"))?;
         Ok(())
     }
 
     /// The coordinator of `run` is alive at `now_ns`.
     pub fn coordinator_heartbeat(&mut self, run: &RunId, now_ns: i64) -> Result<(), StoreError> {
-        self.conn
+        // The later of the stored and the new heartbeat (SQLite's two-argument `max` is
+        // PostgreSQL's `greatest`: CASE is both's; the column is NOT NULL).
+        self.db
             .execute(
-                "UPDATE run_coordinators SET heartbeat_ns = max(heartbeat_ns, ?2) WHERE run_id = ?1",
-                params![run.as_str(), now_ns],
+                "UPDATE run_coordinators SET heartbeat_ns = \
+                 CASE WHEN heartbeat_ns >= ?2 THEN heartbeat_ns ELSE ?2 END WHERE run_id = ?1",
+                &[run.as_str().into(), now_ns.into()],
             )
-            .map_err(self.err("refreshing the coordinator's heartbeat"))?;
+            .map_err(self.db_err("refreshing the coordinator's heartbeat"))?;
         Ok(())
     }
 
     /// Who coordinates (or coordinated) `run`; `None` for runs stored before schema v4.
     pub fn coordinator_of(&self, run: &str) -> Result<Option<Coordinator>, StoreError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT host, pid, started_ns, heartbeat_ns FROM run_coordinators WHERE run_id = ?1",
-                [run],
+                &[run.into()],
                 |r| {
                     Ok(Coordinator {
-                        host: r.get(0)?,
-                        pid: r.get(1)?,
-                        started_ns: r.get(2)?,
-                        heartbeat_ns: r.get(3)?,
+                        host: r.text(0)?,
+                        pid: r.int(1)?,
+                        started_ns: r.i64(2)?,
+                        heartbeat_ns: r.i64(3)?,
                     })
                 },
             )
-            .optional()
-            .map_err(self.err("reading the run's coordinator"))
+            .map_err(self.db_err("reading the run's coordinator"))
     }
 
     /// The status a reader shows for a run stored as `status`: [`RunStatus::Interrupted`] with
@@ -135,12 +137,13 @@ impl Store {
     /// [`Store::live_status`]), without summarising it.
     pub fn run_status(&self, run: &str) -> Result<RunStatus, StoreError> {
         let status: String = self
-            .conn
-            .query_row("SELECT status FROM runs WHERE run_id = ?1", [run], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.err("reading the run's status"))?
+            .db
+            .query_opt(
+                "SELECT status FROM runs WHERE run_id = ?1",
+                &[run.into()],
+                |r| r.text(0),
+            )
+            .map_err(self.db_err("reading the run's status"))?
             .ok_or_else(|| StoreError::UnknownRun {
                 path: self.path.clone(),
                 run_id: run.to_string(),
@@ -150,12 +153,13 @@ impl Store {
 
     /// The plan text a run was started with.
     pub fn run_plan_toml(&self, run: &str) -> Result<String, StoreError> {
-        self.conn
-            .query_row("SELECT plan_toml FROM runs WHERE run_id = ?1", [run], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.err("reading the run's plan"))?
+        self.db
+            .query_opt(
+                "SELECT plan_toml FROM runs WHERE run_id = ?1",
+                &[run.into()],
+                |r| r.text(0),
+            )
+            .map_err(self.db_err("reading the run's plan"))?
             .ok_or_else(|| StoreError::UnknownRun {
                 path: self.path.clone(),
                 run_id: run.to_string(),
@@ -164,25 +168,21 @@ impl Store {
 
     /// Where each participant of `run` stands, to resume it.
     pub fn resume_points(&self, run: &str) -> Result<Vec<ResumePoint>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT p.node_id, p.rack, (SELECT max(b.seq) + 1 FROM telemetry_batches b \
                  WHERE b.run_id = p.run_id AND b.node_id = p.node_id) \
                  FROM probes p WHERE p.run_id = ?1 ORDER BY p.node_id",
+                &[run.into()],
+                |r| {
+                    Ok(ResumePoint {
+                        node_id: r.text(0)?,
+                        rack: r.text(1)?,
+                        next_seq: r.opt_i64(2)?.unwrap_or(0).max(0) as u64,
+                    })
+                },
             )
-            .map_err(self.err("reading the run's probes"))?;
-        let rows = stmt
-            .query_map([run], |r| {
-                Ok(ResumePoint {
-                    node_id: r.get(0)?,
-                    rack: r.get(1)?,
-                    next_seq: r.get::<_, Option<i64>>(2)?.unwrap_or(0).max(0) as u64,
-                })
-            })
-            .map_err(self.err("reading the run's probes"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(self.err("reading the run's probes"))
+            .map_err(self.db_err("reading the run's probes"))
     }
 }
 

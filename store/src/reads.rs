@@ -6,10 +6,10 @@
 //!
 //! An unknown run gives empty lists here; [`Store::run`] says whether a run exists.
 
+use crate::db::Backend;
 use crate::error::StoreError;
 use crate::model::RunStatus;
 use crate::store::{parse_col, Store};
-use rusqlite::OptionalExtension;
 
 /// A stored run's own record (the table `runs`).
 #[derive(Debug, Clone, PartialEq)]
@@ -133,33 +133,32 @@ impl Store {
             String, // status
         );
         let head: Option<Head> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT run_id, name, plan_name, plan_sha256, plan_toml, hall, status, status_reason, \
                  started_at_ns, ended_at_ns, hallmark_version, sample_hz FROM runs WHERE run_id = ?1",
-                [run_id],
+                &[run_id.into()],
                 |r| {
                     Ok((
                         RunRecord {
-                            run_id: r.get(0)?,
-                            name: r.get(1)?,
-                            plan_name: r.get(2)?,
-                            plan_sha256: r.get(3)?,
-                            plan_toml: r.get(4)?,
-                            hall: r.get(5)?,
+                            run_id: r.text(0)?,
+                            name: r.text(1)?,
+                            plan_name: r.text(2)?,
+                            plan_sha256: r.text(3)?,
+                            plan_toml: r.text(4)?,
+                            hall: r.opt_text(5)?,
                             status: RunStatus::Running,
-                            status_reason: r.get(7)?,
-                            started_at_ns: r.get(8)?,
-                            ended_at_ns: r.get(9)?,
-                            hallmark_version: r.get(10)?,
-                            sample_hz: r.get(11)?,
+                            status_reason: r.opt_text(7)?,
+                            started_at_ns: r.i64(8)?,
+                            ended_at_ns: r.opt_i64(9)?,
+                            hallmark_version: r.text(10)?,
+                            sample_hz: r.f64(11)?,
                         },
-                        r.get(6)?,
+                        r.text(6)?,
                     ))
                 },
             )
-            .optional()
-            .map_err(self.err("reading a run"))?;
+            .map_err(self.db_err("reading a run"))?;
         let Some((mut run, status)) = head else {
             return Ok(None);
         };
@@ -170,10 +169,13 @@ impl Store {
     /// Whether run `run_id` is stored (its record is not read).
     pub fn has_run(&self, run_id: &str) -> Result<bool, StoreError> {
         let found = self
-            .conn
-            .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
-            .optional()
-            .map_err(self.err("looking up a run"))?;
+            .db
+            .query_opt(
+                "SELECT 1 FROM runs WHERE run_id = ?1",
+                &[run_id.into()],
+                |_| Ok(()),
+            )
+            .map_err(self.db_err("looking up a run"))?;
         Ok(found.is_some())
     }
 
@@ -187,239 +189,215 @@ impl Store {
 
     /// The run's probes, in hall, row, rack, node order.
     pub fn probes(&self, run_id: &str) -> Result<Vec<ProbeRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT node_key, node_id, hall, row, rack, backend, hallmark_version, registered_at_ns, \
                  lost_at_ns, lost_reason, clock_offset_ns, clock_uncertainty_ns, clock_rtt_ns \
                  FROM probes WHERE run_id = ?1 ORDER BY hall, row, rack, node_id",
+                &[run_id.into()],
+                |r| {
+                    let lost_at = r.opt_i64(8)?;
+                    let lost_reason = r.opt_text(9)?;
+                    Ok(ProbeRecord {
+                        key: r.i64(0)?,
+                        node: r.text(1)?,
+                        hall: r.text(2)?,
+                        row: r.text(3)?,
+                        rack: r.text(4)?,
+                        backend: r.text(5)?,
+                        hallmark_version: r.text(6)?,
+                        registered_at_ns: r.i64(7)?,
+                        lost: lost_at.map(|at| (at, lost_reason.unwrap_or_default())),
+                        clock_offset_ns: r.opt_i64(10)?,
+                        clock_uncertainty_ns: r.opt_i64(11)?,
+                        clock_rtt_ns: r.opt_i64(12)?,
+                    })
+                },
             )
-            .map_err(self.err("reading probes"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                let lost_at: Option<i64> = r.get(8)?;
-                let lost_reason: Option<String> = r.get(9)?;
-                Ok(ProbeRecord {
-                    key: r.get(0)?,
-                    node: r.get(1)?,
-                    hall: r.get(2)?,
-                    row: r.get(3)?,
-                    rack: r.get(4)?,
-                    backend: r.get(5)?,
-                    hallmark_version: r.get(6)?,
-                    registered_at_ns: r.get(7)?,
-                    lost: lost_at.map(|at| (at, lost_reason.unwrap_or_default())),
-                    clock_offset_ns: r.get(10)?,
-                    clock_uncertainty_ns: r.get(11)?,
-                    clock_rtt_ns: r.get(12)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading probes"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading probes"))
     }
 
     /// The run's device inventory, in node, device order.
     pub fn devices(&self, run_id: &str) -> Result<Vec<DeviceRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT node_id, device, kind, model, power_limit_w, slowdown_temp_c, max_operating_temp_c \
                  FROM devices WHERE run_id = ?1 ORDER BY node_id, device",
+                &[run_id.into()],
+                |r| {
+                    Ok(DeviceRecord {
+                        node: r.text(0)?,
+                        device: r.int(1)?,
+                        kind: r.text(2)?,
+                        model: r.text(3)?,
+                        power_limit_w: r.opt_f64(4)?,
+                        slowdown_temp_c: r.opt_f64(5)?,
+                        max_operating_temp_c: r.opt_f64(6)?,
+                    })
+                },
             )
-            .map_err(self.err("reading devices"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(DeviceRecord {
-                    node: r.get(0)?,
-                    device: r.get(1)?,
-                    kind: r.get(2)?,
-                    model: r.get(3)?,
-                    power_limit_w: r.get(4)?,
-                    slowdown_temp_c: r.get(5)?,
-                    max_operating_temp_c: r.get(6)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading devices"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading devices"))
     }
 
     /// The run's phases, in scheduled start order (then id).
     pub fn phases(&self, run_id: &str) -> Result<Vec<PhaseRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT phase_id, name, workload, scheduled_start_ns, duration_ms FROM phases \
                  WHERE run_id = ?1 ORDER BY scheduled_start_ns, phase_id",
+                &[run_id.into()],
+                |r| {
+                    Ok(PhaseRecord {
+                        phase_id: r.int(0)?,
+                        name: r.text(1)?,
+                        workload: r.text(2)?,
+                        scheduled_start_ns: r.i64(3)?,
+                        duration_ms: r.i64(4)?,
+                    })
+                },
             )
-            .map_err(self.err("reading phases"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(PhaseRecord {
-                    phase_id: r.get(0)?,
-                    name: r.get(1)?,
-                    workload: r.get(2)?,
-                    scheduled_start_ns: r.get(3)?,
-                    duration_ms: r.get(4)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading phases"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading phases"))
     }
 
     /// Each node's actual start of each phase, in stored order.
     pub fn phase_starts(&self, run_id: &str) -> Result<Vec<PhaseStartRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT phase_id, node_id, actual_start_ns FROM phase_starts WHERE run_id = ?1",
+                &[run_id.into()],
+                |r| {
+                    Ok(PhaseStartRecord {
+                        phase_id: r.int(0)?,
+                        node: r.text(1)?,
+                        actual_start_ns: r.i64(2)?,
+                    })
+                },
             )
-            .map_err(self.err("reading phase starts"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(PhaseStartRecord {
-                    phase_id: r.get(0)?,
-                    node: r.get(1)?,
-                    actual_start_ns: r.get(2)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading phase starts"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading phase starts"))
     }
 
     /// The nodes' phase reports with their devices' summed results, in phase, node order.
     pub fn phase_reports(&self, run_id: &str) -> Result<Vec<PhaseReportRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT r.phase_id, r.node_id, r.stopped_early, \
                  (SELECT sum(x.gflops) FROM phase_results x WHERE x.run_id = r.run_id \
                     AND x.phase_id = r.phase_id AND x.node_id = r.node_id), \
-                 (SELECT coalesce(sum(x.wrong_elements), 0) FROM phase_results x WHERE x.run_id = r.run_id \
-                    AND x.phase_id = r.phase_id AND x.node_id = r.node_id) \
+                 (SELECT CAST(coalesce(sum(x.wrong_elements), 0) AS BIGINT) FROM phase_results x \
+                    WHERE x.run_id = r.run_id AND x.phase_id = r.phase_id AND x.node_id = r.node_id) \
                  FROM phase_reports r WHERE r.run_id = ?1 ORDER BY r.phase_id, r.node_id",
+                &[run_id.into()],
+                |r| {
+                    Ok(PhaseReportRecord {
+                        phase_id: r.int(0)?,
+                        node: r.text(1)?,
+                        stopped_early: r.opt_text(2)?,
+                        gflops: r.opt_f64(3)?,
+                        wrong_elements: r.i64(4)?,
+                    })
+                },
             )
-            .map_err(self.err("reading phase reports"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(PhaseReportRecord {
-                    phase_id: r.get(0)?,
-                    node: r.get(1)?,
-                    stopped_early: r.get(2)?,
-                    gflops: r.get(3)?,
-                    wrong_elements: r.get(4)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading phase reports"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading phase reports"))
     }
 
     /// Every device's result in every phase, in stored order.
     pub fn phase_results(&self, run_id: &str) -> Result<Vec<PhaseResultRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT phase_id, node_id, device, gflops, wrong_elements FROM phase_results \
                  WHERE run_id = ?1",
+                &[run_id.into()],
+                |r| {
+                    Ok(PhaseResultRecord {
+                        phase_id: r.int(0)?,
+                        node: r.text(1)?,
+                        device: r.int(2)?,
+                        gflops: r.opt_f64(3)?,
+                        wrong_elements: r.opt_i64(4)?,
+                    })
+                },
             )
-            .map_err(self.err("reading phase results"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(PhaseResultRecord {
-                    phase_id: r.get(0)?,
-                    node: r.get(1)?,
-                    device: r.get(2)?,
-                    gflops: r.get(3)?,
-                    wrong_elements: r.get(4)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading phase results"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading phase results"))
     }
 
     /// The run's telemetry gaps, in time, node order.
     pub fn gaps(&self, run_id: &str) -> Result<Vec<GapRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT node_id, from_ns, to_ns, reason FROM gaps WHERE run_id = ?1 ORDER BY from_ns, node_id",
+                &[run_id.into()],
+                |r| {
+                    Ok(GapRecord {
+                        node: r.text(0)?,
+                        from_ns: r.i64(1)?,
+                        to_ns: r.i64(2)?,
+                        reason: r.text(3)?,
+                    })
+                },
             )
-            .map_err(self.err("reading gaps"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(GapRecord {
-                    node: r.get(0)?,
-                    from_ns: r.get(1)?,
-                    to_ns: r.get(2)?,
-                    reason: r.get(3)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading gaps"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading gaps"))
     }
 
     /// The run's events, in time order (then logging order).
     pub fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.db
+            .query_map(
                 "SELECT t_ns, node_id, kind, message FROM events WHERE run_id = ?1 ORDER BY t_ns, event_id",
+                &[run_id.into()],
+                |r| {
+                    Ok(EventRecord {
+                        t_ns: r.i64(0)?,
+                        node: r.opt_text(1)?,
+                        kind: r.text(2)?,
+                        message: r.text(3)?,
+                    })
+                },
             )
-            .map_err(self.err("reading events"))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(EventRecord {
-                    t_ns: r.get(0)?,
-                    node: r.get(1)?,
-                    kind: r.get(2)?,
-                    message: r.get(3)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading events"))?;
-        Ok(rows)
+            .map_err(self.db_err("reading events"))
     }
 
     /// Rows of the version 1 table `phase_histograms` for the run, which the schema upgrade keeps
     /// only when it is not empty (hallmark never wrote it; fabric data is in the `fabric_*` tables).
+    /// Whether the table exists is asked of each backend's own catalog.
     pub fn legacy_histograms(&self, run_id: &str) -> Result<u64, StoreError> {
-        let e = |op| self.err(op);
-        let legacy: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'",
-                [],
-                |r| r.get(0),
-            )
+        let e = |op| self.db_err(op);
+        let catalog = match self.db.backend() {
+            Backend::Sqlite => {
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phase_histograms'"
+            }
+            Backend::Postgres => {
+                "SELECT count(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'phase_histograms'"
+            }
+        };
+        let legacy = self
+            .db
+            .query_opt(catalog, &[], |r| r.i64(0))
             .map_err(e("looking for legacy histograms"))?;
-        if legacy == 0 {
+        if legacy.unwrap_or(0) == 0 {
             return Ok(0);
         }
-        let n: i64 = self
-            .conn
-            .query_row(
+        let n = self
+            .db
+            .query_opt(
                 "SELECT count(*) FROM phase_histograms WHERE run_id = ?1",
-                [run_id],
-                |r| r.get(0),
+                &[run_id.into()],
+                |r| r.i64(0),
             )
             .map_err(e("reading legacy histograms"))?;
-        Ok(n.max(0) as u64)
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 
     /// The latest instant any stored telemetry batch of the run reaches, ns (`None`: no batch).
     pub fn last_data_ns(&self, run_id: &str) -> Result<Option<i64>, StoreError> {
-        self.conn
-            .query_row(
+        let max = self
+            .db
+            .query_opt(
                 "SELECT max(to_ns) FROM telemetry_batches WHERE run_id = ?1",
-                [run_id],
-                |r| r.get(0),
+                &[run_id.into()],
+                |r| r.opt_i64(0),
             )
-            .map_err(self.err("reading the batch index"))
+            .map_err(self.db_err("reading the batch index"))?;
+        Ok(max.flatten())
     }
 }

@@ -138,7 +138,7 @@ impl Store {
             }
         };
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached(sql)
             .map_err(self.err("reading the batch index"))?;
         let refs = stmt
@@ -174,7 +174,7 @@ impl Store {
                 "reading samples",
             ),
         };
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err(op))?;
+        let mut stmt = self.sqlite()?.prepare_cached(sql).map_err(self.err(op))?;
         let mut decoder = Decoder::new();
         let mut samples: Vec<Sample> = Vec::new();
         let mut power: Vec<(i64, Option<f32>)> = Vec::new();
@@ -231,14 +231,14 @@ impl Store {
 
     /// A corrupt stored batch: names the store, the run, the node and the batch.
     fn corrupt(&self, run_id: &str, b: &BatchRef, problem: &str) -> StoreError {
-        let node: Option<String> = self
-            .conn
-            .query_row(
+        let node: Option<String> = self.sqlite().ok().and_then(|conn| {
+            conn.query_row(
                 "SELECT node_id FROM telemetry_batches WHERE batch_row = ?1",
                 [b.row],
                 |r| r.get(0),
             )
-            .ok();
+            .ok()
+        });
         StoreError::Corrupt {
             path: self.path.clone(),
             detail: format!(

@@ -350,7 +350,7 @@ CREATE TABLE telemetry_batches_v5 (
 "#;
 
 /// The end of the migration to version 5, after the conversion of the rows.
-const V5_FINISH: &str = r#"
+pub(crate) const V5_FINISH: &str = r#"
 DROP VIEW samples;
 DROP VIEW node_power;
 DROP TABLE sample_rows;

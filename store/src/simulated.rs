@@ -41,26 +41,32 @@ impl Simulation {
 impl Store {
     /// How much of run `run_id` was simulated (all zero for an unknown run).
     pub fn simulation(&self, run_id: &str) -> Result<Simulation, StoreError> {
-        let (devices, simulated_devices): (i64, i64) = self
-            .conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(d.kind = 'simulated_gpu' OR p.backend = 'sim'), 0) \
+        // A comparison is summed through CASE: PostgreSQL does not add booleans. A NULL condition
+        // (a device without its probe) counts 0, as SQLite's sum skips the NULL.
+        let (devices, simulated_devices) = self
+            .db
+            .query_opt(
+                "SELECT count(*), CAST(coalesce(sum(CASE WHEN d.kind = 'simulated_gpu' OR p.backend = 'sim' \
+                 THEN 1 ELSE 0 END), 0) AS BIGINT) \
                  FROM devices d LEFT JOIN probes p ON p.run_id = d.run_id AND p.node_id = d.node_id \
                  WHERE d.run_id = ?1",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                &[run_id.into()],
+                |r| Ok((r.i64(0)?, r.i64(1)?)),
             )
-            .map_err(self.err("reading which devices were simulated"))?;
-        let (nodes, simulated_nodes): (i64, i64) = self
-            .conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(p.backend = 'sim' OR EXISTS (SELECT 1 FROM devices d \
-                 WHERE d.run_id = p.run_id AND d.node_id = p.node_id AND d.kind = 'simulated_gpu')), 0) \
+            .map_err(self.db_err("reading which devices were simulated"))?
+            .unwrap_or((0, 0));
+        let (nodes, simulated_nodes) = self
+            .db
+            .query_opt(
+                "SELECT count(*), CAST(coalesce(sum(CASE WHEN p.backend = 'sim' OR EXISTS (SELECT 1 \
+                 FROM devices d WHERE d.run_id = p.run_id AND d.node_id = p.node_id \
+                 AND d.kind = 'simulated_gpu') THEN 1 ELSE 0 END), 0) AS BIGINT) \
                  FROM probes p WHERE p.run_id = ?1",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                &[run_id.into()],
+                |r| Ok((r.i64(0)?, r.i64(1)?)),
             )
-            .map_err(self.err("reading which nodes were simulated"))?;
+            .map_err(self.db_err("reading which nodes were simulated"))?
+            .unwrap_or((0, 0));
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         Ok(Simulation {
             simulated_devices: n(simulated_devices),

@@ -3,12 +3,12 @@
 //! The coordinator drives one `Store` from one task. Every call is one transaction. Telemetry ingest
 //! (`insert_batch`, `insert_batches`) is in [`crate::telemetry`].
 
+use crate::db::{Db, DbError};
 use crate::error::{to_i64, StoreError};
 use crate::fabric_write as fabric;
 use crate::model::{event_kind, label_of, NewRun, PhaseRow, ProbeRow, RunId, RunStatus};
 use crate::schema;
 use hallmark_protocol::{ClockEstimate, DeviceInfo, NodeId, PhaseReport};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ const RUN_ID_TRIES: usize = 16;
 
 /// An open run store.
 pub struct Store {
-    pub(crate) conn: Connection,
+    pub(crate) db: Db,
     pub(crate) path: PathBuf,
     /// Runs known to exist, and the `node_key` of each of their registered probes.
     node_keys: HashMap<RunId, HashMap<NodeId, i64>>,
@@ -42,9 +42,9 @@ impl Store {
             source,
         })?;
         let path = dir.join(DB_FILE);
-        let conn = schema::open_write(&path)?;
+        let db = Db::from_sqlite(schema::open_write(&path)?, path.display().to_string());
         Ok(Store {
-            conn,
+            db,
             path,
             node_keys: HashMap::new(),
         })
@@ -54,15 +54,33 @@ impl Store {
     /// coordinator writes). Creates nothing; writer calls fail.
     pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
-        let conn = schema::open_read(&path)?;
+        let db = Db::from_sqlite(schema::open_read(&path)?, path.display().to_string());
         Ok(Store {
-            conn,
+            db,
             path,
             node_keys: HashMap::new(),
         })
     }
 
-    /// The database file.
+    /// Opens the hallmark store in a PostgreSQL database for writing: connects, checks that the
+    /// database is hallmark's (or empty) and brings the schema up to date ([`crate::db::pg::open`],
+    /// the same migrations as SQLite's, their types mapped by [`crate::db::sql::ddl_to_pg`]).
+    /// [`Store::path`] is then the URL without its password. Telemetry ingest and the telemetry
+    /// scan are not implemented on PostgreSQL yet: they fail with [`StoreError::Invalid`].
+    pub fn open_postgres(
+        target: &crate::location::PgTarget,
+        timeouts: &crate::db::pg::Timeouts,
+    ) -> Result<Store, StoreError> {
+        let db = crate::db::pg::open(target, timeouts, &PG_MIGRATIONS)
+            .map_err(|e| StoreError::Connect(Box::new(e)))?;
+        Ok(Store {
+            path: PathBuf::from(db.store()),
+            db,
+            node_keys: HashMap::new(),
+        })
+    }
+
+    /// The database file (for a PostgreSQL store: its URL without password).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -70,13 +88,32 @@ impl Store {
     /// How long a statement waits for another process's lock before failing with
     /// [`StoreError::Locked`] (default [`crate::BUSY_TIMEOUT`], 5 s).
     pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
-        self.conn
+        self.sqlite()?
             .busy_timeout(timeout)
             .map_err(self.err("setting the busy timeout"))
     }
 
+    /// Turns a rusqlite error of the code still written against rusqlite into a [`StoreError`].
     pub(crate) fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |e| StoreError::sql(&self.path, op, e)
+    }
+
+    /// Turns an error of the connection interface into a [`StoreError`] naming the store and `op`.
+    pub(crate) fn db_err(&self, op: &'static str) -> impl Fn(DbError) -> StoreError + '_ {
+        move |e| StoreError::db(&self.path, op, e)
+    }
+
+    /// The SQLite connection, for the code still written against rusqlite (telemetry ingest and
+    /// scan, schema); a store on another backend is refused with what is missing.
+    pub(crate) fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
+        let path = &self.path;
+        self.db.sqlite().ok_or_else(|| not_sqlite(path))
+    }
+
+    /// [`Store::sqlite`], mutably.
+    pub(crate) fn sqlite_mut(&mut self) -> Result<&mut rusqlite::Connection, StoreError> {
+        let path = &self.path;
+        self.db.sqlite_mut().ok_or_else(|| not_sqlite(path))
     }
 
     fn unknown_run(&self, run: &str) -> StoreError {
@@ -92,14 +129,13 @@ impl Store {
             return Ok(());
         }
         let found = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT 1 FROM runs WHERE run_id = ?1",
-                [run.as_str()],
+                &[run.as_str().into()],
                 |_| Ok(()),
             )
-            .optional()
-            .map_err(self.err("looking up a run"))?;
+            .map_err(self.db_err("looking up a run"))?;
         if found.is_none() {
             return Err(self.unknown_run(run.as_str()));
         }
@@ -114,14 +150,13 @@ impl Store {
         }
         self.ensure_run(run)?;
         let key: Option<i64> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT node_key FROM probes WHERE run_id = ?1 AND node_id = ?2",
-                [run.as_str(), node.as_str()],
-                |r| r.get(0),
+                &[run.as_str().into(), node.as_str().into()],
+                |r| r.i64(0),
             )
-            .optional()
-            .map_err(self.err("looking up a probe"))?;
+            .map_err(self.db_err("looking up a probe"))?;
         let key = key.ok_or_else(|| StoreError::UnknownNode {
             run_id: run.to_string(),
             node_id: node.to_string(),
@@ -149,24 +184,24 @@ impl Store {
         for _ in 0..RUN_ID_TRIES {
             let id = crate::time::new_run_id(run.started_at_ns);
             let inserted = self
-                .conn
+                .db
                 .execute(
                     "INSERT INTO runs (run_id, name, plan_name, plan_toml, plan_sha256, hall, started_at_ns, \
                      status, hallmark_version, sample_hz) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9) \
                      ON CONFLICT (run_id) DO NOTHING",
-                    params![
-                        id,
-                        run.name,
-                        run.plan_name,
-                        run.plan_toml,
-                        sha_hex,
-                        run.hall,
-                        run.started_at_ns,
-                        run.hallmark_version,
-                        run.sample_hz
+                    &[
+                        id.as_str().into(),
+                        run.name.as_str().into(),
+                        run.plan_name.as_str().into(),
+                        run.plan_toml.as_str().into(),
+                        sha_hex.as_str().into(),
+                        run.hall.as_deref().into(),
+                        run.started_at_ns.into(),
+                        run.hallmark_version.as_str().into(),
+                        run.sample_hz.into(),
                     ],
                 )
-                .map_err(self.err("storing a new run"))?;
+                .map_err(self.db_err("storing a new run"))?;
             if inserted == 1 {
                 let id = RunId::new(id);
                 self.node_keys.insert(id.clone(), HashMap::new());
@@ -185,39 +220,43 @@ impl Store {
     pub fn add_probe(&mut self, run: &RunId, probe: &ProbeRow) -> Result<(), StoreError> {
         self.ensure_run(run)?;
         let c = probe.clock;
-        let key: i64 = self
-            .conn
-            .query_row(
+        let key: Option<i64> = self
+            .db
+            .query_opt(
                 "INSERT INTO probes (run_id, node_id, hall, row, rack, backend, hallmark_version, remote, \
                  registered_at_ns, clock_offset_ns, clock_uncertainty_ns, clock_rtt_ns, clock_measured_at_ns) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (run_id, node_id) DO UPDATE SET hall = excluded.hall, row = excluded.row, \
                  rack = excluded.rack, backend = excluded.backend, hallmark_version = excluded.hallmark_version, \
                  remote = excluded.remote, \
-                 clock_offset_ns = coalesce(excluded.clock_offset_ns, clock_offset_ns), \
-                 clock_uncertainty_ns = coalesce(excluded.clock_uncertainty_ns, clock_uncertainty_ns), \
-                 clock_rtt_ns = coalesce(excluded.clock_rtt_ns, clock_rtt_ns), \
-                 clock_measured_at_ns = coalesce(excluded.clock_measured_at_ns, clock_measured_at_ns), \
+                 clock_offset_ns = coalesce(excluded.clock_offset_ns, probes.clock_offset_ns), \
+                 clock_uncertainty_ns = coalesce(excluded.clock_uncertainty_ns, probes.clock_uncertainty_ns), \
+                 clock_rtt_ns = coalesce(excluded.clock_rtt_ns, probes.clock_rtt_ns), \
+                 clock_measured_at_ns = coalesce(excluded.clock_measured_at_ns, probes.clock_measured_at_ns), \
                  lost_at_ns = NULL, lost_reason = NULL \
                  RETURNING node_key",
-                params![
-                    run.as_str(),
-                    probe.node_id.as_str(),
-                    probe.labels.hall,
-                    probe.labels.row,
-                    probe.labels.rack,
-                    probe.backend,
-                    probe.hallmark_version,
-                    probe.remote,
-                    probe.registered_at_ns,
-                    c.map(|c| c.offset_ns),
-                    c.map(|c| c.uncertainty_ns),
-                    c.map(|c| c.rtt_ns),
-                    c.map(|c| c.measured_at_ns),
+                &[
+                    run.as_str().into(),
+                    probe.node_id.as_str().into(),
+                    probe.labels.hall.clone().into(),
+                    probe.labels.row.clone().into(),
+                    probe.labels.rack.clone().into(),
+                    probe.backend.clone().into(),
+                    probe.hallmark_version.clone().into(),
+                    probe.remote.clone().into(),
+                    probe.registered_at_ns.into(),
+                    c.map(|c| c.offset_ns).into(),
+                    c.map(|c| c.uncertainty_ns).into(),
+                    c.map(|c| c.rtt_ns).into(),
+                    c.map(|c| c.measured_at_ns).into(),
                 ],
-                |r| r.get(0),
+                |r| r.i64(0),
             )
-            .map_err(self.err("storing a probe"))?;
+            .map_err(self.db_err("storing a probe"))?;
+        let key = key.ok_or_else(|| StoreError::Corrupt {
+            path: self.path.clone(),
+            detail: "storing a probe returned no node_key".into(),
+        })?;
         self.node_keys
             .entry(run.clone())
             .or_default()
@@ -233,13 +272,19 @@ impl Store {
         clock: &ClockEstimate,
     ) -> Result<(), StoreError> {
         let key = self.node_key(run, node)?;
-        self.conn
+        self.db
             .execute(
                 "UPDATE probes SET clock_offset_ns = ?2, clock_uncertainty_ns = ?3, clock_rtt_ns = ?4, \
                  clock_measured_at_ns = ?5 WHERE node_key = ?1",
-                params![key, clock.offset_ns, clock.uncertainty_ns, clock.rtt_ns, clock.measured_at_ns],
+                &[
+                    key.into(),
+                    clock.offset_ns.into(),
+                    clock.uncertainty_ns.into(),
+                    clock.rtt_ns.into(),
+                    clock.measured_at_ns.into(),
+                ],
             )
-            .map_err(self.err("updating a clock estimate"))?;
+            .map_err(self.db_err("updating a clock estimate"))?;
         Ok(())
     }
 
@@ -259,37 +304,39 @@ impl Store {
                 .transpose()?;
             rows.push((d, label_of("device kind", &d.kind)?, memory));
         }
-        let path = &self.path.clone();
-        let err = |op| move |e| StoreError::sql(path, op, e);
-        let tx = self.conn.transaction().map_err(err("storing devices"))?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO devices (run_id, node_id, device, kind, model, uuid, serial, \
-                     memory_bytes, power_limit_w, idle_power_w, slowdown_temp_c, shutdown_temp_c, \
-                     max_operating_temp_c) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                )
-                .map_err(err("storing devices"))?;
-            for (d, kind, memory) in &rows {
-                stmt.execute(params![
-                    run.as_str(),
-                    node.as_str(),
-                    d.index,
-                    kind,
-                    d.model,
-                    d.uuid,
-                    d.serial,
-                    memory,
-                    d.power_limit_w,
-                    d.idle_power_w,
-                    d.slowdown_temp_c,
-                    d.shutdown_temp_c,
-                    d.max_operating_temp_c
-                ])
-                .map_err(err("storing devices"))?;
-            }
-        }
-        tx.commit().map_err(err("storing devices"))
+        self.db
+            .transaction(|db| {
+                for (d, kind, memory) in &rows {
+                    db.execute(
+                        "INSERT INTO devices (run_id, node_id, device, kind, model, uuid, serial, \
+                         memory_bytes, power_limit_w, idle_power_w, slowdown_temp_c, shutdown_temp_c, \
+                         max_operating_temp_c) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                         ON CONFLICT (run_id, node_id, device) DO UPDATE SET kind = excluded.kind, \
+                         model = excluded.model, uuid = excluded.uuid, serial = excluded.serial, \
+                         memory_bytes = excluded.memory_bytes, power_limit_w = excluded.power_limit_w, \
+                         idle_power_w = excluded.idle_power_w, slowdown_temp_c = excluded.slowdown_temp_c, \
+                         shutdown_temp_c = excluded.shutdown_temp_c, \
+                         max_operating_temp_c = excluded.max_operating_temp_c",
+                        &[
+                            run.as_str().into(),
+                            node.as_str().into(),
+                            d.index.into(),
+                            kind.as_str().into(),
+                            d.model.as_str().into(),
+                            d.uuid.as_str().into(),
+                            d.serial.as_deref().into(),
+                            (*memory).into(),
+                            d.power_limit_w.into(),
+                            d.idle_power_w.into(),
+                            d.slowdown_temp_c.into(),
+                            d.shutdown_temp_c.into(),
+                            d.max_operating_temp_c.into(),
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(self.db_err("storing devices"))
     }
 
     /// Stores a scheduled phase (or replaces it if the id is stored already).
@@ -299,28 +346,28 @@ impl Store {
         let pattern = serde_json::to_string(&phase.pattern)
             .map_err(|e| StoreError::invalid("pattern", e.to_string()))?;
         let duration = to_i64("duration_ms", phase.duration_ms)?;
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO phases (run_id, phase_id, name, workload, pattern_json, scheduled_start_ns, \
                  duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run_id, phase_id) DO UPDATE \
                  SET name = excluded.name, workload = excluded.workload, pattern_json = excluded.pattern_json, \
                  scheduled_start_ns = excluded.scheduled_start_ns, duration_ms = excluded.duration_ms",
-                params![
-                    run.as_str(),
-                    phase.phase_id,
-                    phase.name,
-                    workload,
-                    pattern,
-                    phase.scheduled_start_ns,
-                    duration
+                &[
+                    run.as_str().into(),
+                    phase.phase_id.into(),
+                    phase.name.as_str().into(),
+                    workload.into(),
+                    pattern.into(),
+                    phase.scheduled_start_ns.into(),
+                    duration.into(),
                 ],
             )
-            .map_err(self.err("storing a phase"))?;
+            .map_err(self.db_err("storing a phase"))?;
         Ok(())
     }
 
-    fn unknown_phase(&self, run: &RunId, phase_id: u32, e: rusqlite::Error) -> StoreError {
-        if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+    fn unknown_phase(&self, run: &RunId, phase_id: u32, e: DbError) -> StoreError {
+        if e.is_constraint_violation() {
             StoreError::invalid(
                 "phase id",
                 format!(
@@ -328,7 +375,7 @@ impl Store {
                 ),
             )
         } else {
-            StoreError::sql(&self.path, "storing phase data", e)
+            StoreError::db(&self.path, "storing phase data", e)
         }
     }
 
@@ -341,11 +388,17 @@ impl Store {
         actual_start_ns: i64,
     ) -> Result<(), StoreError> {
         self.node_key(run, node)?;
-        self.conn
+        self.db
             .execute(
-                "INSERT OR REPLACE INTO phase_starts (run_id, phase_id, node_id, actual_start_ns) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![run.as_str(), phase_id, node.as_str(), actual_start_ns],
+                "INSERT INTO phase_starts (run_id, phase_id, node_id, actual_start_ns) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (run_id, phase_id, node_id) DO UPDATE SET \
+                 actual_start_ns = excluded.actual_start_ns",
+                &[
+                    run.as_str().into(),
+                    phase_id.into(),
+                    node.as_str().into(),
+                    actual_start_ns.into(),
+                ],
             )
             .map_err(|e| self.unknown_phase(run, phase_id, e))?;
         Ok(())
@@ -367,12 +420,18 @@ impl Store {
             ));
         }
         self.node_key(run, node)?;
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO gaps (run_id, node_id, from_ns, to_ns, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.as_str(), node.as_str(), from_ns, to_ns, reason],
+                &[
+                    run.as_str().into(),
+                    node.as_str().into(),
+                    from_ns.into(),
+                    to_ns.into(),
+                    reason.into(),
+                ],
             )
-            .map_err(self.err("storing a gap"))?;
+            .map_err(self.db_err("storing a gap"))?;
         Ok(())
     }
 
@@ -397,16 +456,11 @@ impl Store {
             Some(f) => Some(fabric::prepare(run, phase_id, node, f)?),
             None => None,
         };
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| StoreError::sql(&self.path, "storing a phase report", e))?;
-        let res = write_report(&tx, run, node, report, &wrong)
-            .and_then(|()| fabric::write_report_fabric(&tx, run, phase_id, node, fabric.as_ref()));
-        match res.and_then(|()| tx.commit()) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.unknown_phase(run, phase_id, e)),
-        }
+        let res = self.db.transaction(|db| {
+            write_report(db, run, node, report, &wrong)?;
+            fabric::write_report_fabric(db, run, phase_id, node, fabric.as_ref())
+        });
+        res.map_err(|e| self.unknown_phase(run, phase_id, e))
     }
 
     /// Records that a probe's connection was lost: sets `lost_at_ns`/`lost_reason` and writes a
@@ -419,26 +473,25 @@ impl Store {
         reason: &str,
     ) -> Result<(), StoreError> {
         let key = self.node_key(run, node)?;
-        let path = self.path.clone();
-        let err = |e| StoreError::sql(&path, "recording a lost probe", e);
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "UPDATE probes SET lost_at_ns = ?2, lost_reason = ?3 WHERE node_key = ?1",
-            params![key, at_ns, reason],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO events (run_id, t_ns, node_id, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                run.as_str(),
-                at_ns,
-                node.as_str(),
-                event_kind::PROBE_LOST,
-                reason
-            ],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.db
+            .transaction(|db| {
+                db.execute(
+                    "UPDATE probes SET lost_at_ns = ?2, lost_reason = ?3 WHERE node_key = ?1",
+                    &[key.into(), at_ns.into(), reason.into()],
+                )?;
+                db.execute(
+                    "INSERT INTO events (run_id, t_ns, node_id, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &[
+                        run.as_str().into(),
+                        at_ns.into(),
+                        node.as_str().into(),
+                        event_kind::PROBE_LOST.into(),
+                        reason.into(),
+                    ],
+                )?;
+                Ok(())
+            })
+            .map_err(self.db_err("recording a lost probe"))
     }
 
     /// Records something that happened in the run (see [`event_kind`] for the kinds the store knows).
@@ -456,12 +509,18 @@ impl Store {
             }
             None => self.ensure_run(run)?,
         }
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO events (run_id, t_ns, node_id, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.as_str(), t_ns, node.map(|n| n.as_str()), kind, message],
+                &[
+                    run.as_str().into(),
+                    t_ns.into(),
+                    node.map(|n| n.as_str()).into(),
+                    kind.into(),
+                    message.into(),
+                ],
             )
-            .map_err(self.err("storing an event"))?;
+            .map_err(self.db_err("storing an event"))?;
         Ok(())
     }
 
@@ -474,58 +533,67 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let n = self
-            .conn
+            .db
             .execute(
                 "UPDATE runs SET ended_at_ns = ?2, status = ?3, status_reason = ?4 WHERE run_id = ?1",
-                params![run.as_str(), ended_at_ns, status.as_str(), reason],
+                &[
+                    run.as_str().into(),
+                    ended_at_ns.into(),
+                    status.as_str().into(),
+                    reason.into(),
+                ],
             )
-            .map_err(self.err("finishing a run"))?;
+            .map_err(self.db_err("finishing a run"))?;
         if n == 0 {
             return Err(self.unknown_run(run.as_str()));
         }
         Ok(())
     }
 
-    /// Writes the WAL into the database file and truncates it (e.g. before copying the file).
+    /// Writes the WAL into the database file and truncates it (e.g. before copying the file). SQLite
+    /// only: a store on another backend has no file to checkpoint, and nothing is done.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        let Some(conn) = self.db.sqlite() else {
+            return Ok(());
+        };
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(self.err("checkpointing"))
     }
 }
 
 fn write_report(
-    tx: &Transaction<'_>,
+    db: &mut Db,
     run: &RunId,
     node: &NodeId,
     report: &PhaseReport,
     wrong: &[i64],
-) -> Result<(), rusqlite::Error> {
-    tx.execute(
+) -> Result<(), DbError> {
+    db.execute(
         "INSERT INTO phase_reports (run_id, phase_id, node_id, ended_at_ns, stopped_early) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, phase_id, node_id) DO UPDATE SET \
          ended_at_ns = excluded.ended_at_ns, stopped_early = excluded.stopped_early",
-        params![
-            run.as_str(),
-            report.phase_id,
-            node.as_str(),
-            report.ended_at_ns,
-            report.stopped_early
+        &[
+            run.as_str().into(),
+            report.phase_id.into(),
+            node.as_str().into(),
+            report.ended_at_ns.into(),
+            report.stopped_early.as_deref().into(),
         ],
     )?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO phase_results (run_id, phase_id, node_id, device, gflops, wrong_elements) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for (d, wrong) in report.devices.iter().zip(wrong) {
-        stmt.execute(params![
-            run.as_str(),
-            report.phase_id,
-            node.as_str(),
-            d.device,
-            d.gflops,
-            wrong
-        ])?;
+        db.execute(
+            "INSERT INTO phase_results (run_id, phase_id, node_id, device, gflops, wrong_elements) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, phase_id, node_id, device) DO UPDATE \
+             SET gflops = excluded.gflops, wrong_elements = excluded.wrong_elements",
+            &[
+                run.as_str().into(),
+                report.phase_id.into(),
+                node.as_str().into(),
+                d.device.into(),
+                d.gflops.into(),
+                (*wrong).into(),
+            ],
+        )?;
     }
     Ok(())
 }
@@ -541,3 +609,35 @@ pub(crate) fn parse_col<T: std::str::FromStr>(
         detail: format!("{what} {s:?} cannot be read"),
     })
 }
+
+fn not_sqlite(path: &Path) -> StoreError {
+    StoreError::invalid(
+        "store backend",
+        format!(
+            "{} is not a SQLite store; this operation is implemented for SQLite stores only so far",
+            path.display()
+        ),
+    )
+}
+
+/// The schema's migrations for PostgreSQL: the same text as SQLite's ([`schema::MIGRATIONS`]),
+/// mapped by `Db::execute_batch`. Version 3 also drops the version 1 table `phase_histograms`,
+/// which a PostgreSQL store never filled (SQLite drops it when empty).
+const PG_MIGRATIONS: [crate::db::pg::Migration; 5] = [
+    |db| db.execute_batch(schema::MIGRATIONS[0]),
+    |db| db.execute_batch(schema::MIGRATIONS[1]),
+    |db| {
+        db.execute_batch(schema::MIGRATIONS[2])?;
+        db.execute_batch("DROP TABLE phase_histograms")
+    },
+    |db| db.execute_batch(schema::MIGRATIONS[3]),
+    // Version 5: a PostgreSQL store has never held row telemetry (its ingest is columnar only), so
+    // the new batch table replaces the empty row tables without a conversion.
+    |db| {
+        db.execute_batch(schema::MIGRATIONS[4])?;
+        db.execute_batch(schema::V5_FINISH)
+    },
+];
+
+// A schema version added for SQLite needs its PostgreSQL step here too.
+const _: () = assert!(PG_MIGRATIONS.len() == schema::MIGRATIONS.len());

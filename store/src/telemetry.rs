@@ -60,7 +60,7 @@ impl Store {
         }
         let path = self.path.clone();
         let tx = self
-            .conn
+            .sqlite_mut()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| StoreError::sql(&path, "starting a telemetry transaction", e))?;
         let out = write_batches(&tx, run, batches, &encoded)

@@ -328,3 +328,88 @@ fn the_schema_makes_the_same_columns_on_both_backends() {
         assert_eq!(sqlite, postgres);
     }
 }
+
+#[test]
+fn an_immediate_transaction_takes_sqlite_write_lock_at_once() {
+    let path = std::env::temp_dir().join(format!(
+        "hallmark-db-immediate-{}.sqlite",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let mut a = Db::from_sqlite(rusqlite::Connection::open(&path).unwrap(), "a");
+    a.execute_batch(TABLE).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    // Another writer is refused while the immediate transaction is open, before it wrote anything.
+    let inside = a.transaction_immediate(|_| {
+        Ok::<_, DbError>(other.execute_batch("BEGIN IMMEDIATE; ROLLBACK"))
+    });
+    let refused = inside.unwrap().expect_err("the write lock is held");
+    assert_eq!(
+        refused.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy),
+        "{refused}"
+    );
+    // A deferred transaction that has not written holds no write lock.
+    let inside =
+        a.transaction(|_| Ok::<_, DbError>(other.execute_batch("BEGIN IMMEDIATE; ROLLBACK")));
+    inside.unwrap().expect("no lock yet");
+    // It commits and rolls back like any transaction.
+    a.transaction_immediate(|tx| tx.execute("INSERT INTO v (id) VALUES (1)", &[]))
+        .unwrap();
+    let failed = a.transaction_immediate(|tx| tx.execute("INSERT INTO v (id) VALUES (1)", &[]));
+    assert!(failed.is_err());
+    assert!(!a.in_transaction());
+    drop(a);
+    drop(other);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn an_immediate_transaction_commits_and_rolls_back_on_both_backends() {
+    for mut b in common::backends() {
+        let db = &mut b.db;
+        db.execute_batch(TABLE).unwrap();
+        db.transaction_immediate(|tx| tx.execute("INSERT INTO v (id) VALUES (1)", &[]))
+            .unwrap();
+        let failed: Result<(), DbError> = db.transaction_immediate(|tx| {
+            tx.execute("INSERT INTO v (id) VALUES (2)", &[])?;
+            tx.execute("INSERT INTO v (id) VALUES (1)", &[])?;
+            Ok(())
+        });
+        assert!(failed.is_err(), "{:?}", db.backend());
+        let ids = db
+            .query_map("SELECT id FROM v ORDER BY id", &[], |r| r.i64(0))
+            .unwrap();
+        assert_eq!(ids, [1], "{:?}", db.backend());
+    }
+}
+
+#[test]
+fn a_statement_run_from_a_row_callback_is_an_error_on_postgres_not_a_panic() {
+    for mut b in common::backends() {
+        let db = &mut b.db;
+        db.execute_batch(TABLE).unwrap();
+        db.execute("INSERT INTO v (id) VALUES (1), (2)", &[])
+            .unwrap();
+        let db = &*db;
+        let nested = db.for_each("SELECT id FROM v ORDER BY id", &[], |r| {
+            db.execute("UPDATE v SET i = ?1 WHERE id = ?1", &[r.i64(0)?.into()])
+                .map(|_| ())
+        });
+        match db.backend() {
+            // SQLite steps one statement while running another.
+            Backend::Sqlite => assert_eq!(nested.unwrap(), 2),
+            // PostgreSQL's connection is busy with the rows: refused, and still usable after.
+            Backend::Postgres => {
+                let err = nested.expect_err("refused");
+                assert!(matches!(err, DbError::Usage { .. }), "{err}");
+                assert!(err.to_string().contains("UPDATE v"), "{err}");
+            }
+        }
+        let n = db
+            .query_opt("SELECT count(*) FROM v", &[], |r| r.i64(0))
+            .unwrap();
+        assert_eq!(n, Some(2), "{:?}", db.backend());
+    }
+}

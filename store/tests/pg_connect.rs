@@ -265,7 +265,7 @@ fn wrong_or_missing_passwords_are_refused() {
     assert!(matches!(err, ConnectError::NoPassword { .. }), "{err:?}");
 
     alice.password = Some(Password::new("right-one"));
-    let mut db = pg::connect(&alice, &Timeouts::default()).expect("right password");
+    let db = pg::connect(&alice, &Timeouts::default()).expect("right password");
     let who = db
         .query_opt("SELECT current_user::text", &[], |r| r.text(0))
         .unwrap();

@@ -9,6 +9,11 @@
 //! fast as rows are taken). [`Db::insert_rows`] bulk-inserts with binary `COPY` on PostgreSQL and
 //! multi-row prepared `INSERT`s on SQLite. Connecting to PostgreSQL and checking that a database is
 //! hallmark's is in [`pg`].
+//!
+//! Statements and reads take `&self` (the store's readers do); transactions take `&mut self`.
+//! [`Db::transaction_immediate`] takes SQLite's write lock at `BEGIN`. On PostgreSQL one
+//! statement runs at a time: a statement started from a row callback of [`Db::for_each`] is a
+//! [`DbError::Usage`] (SQLite runs it).
 
 pub mod pg;
 pub mod sql;
@@ -17,6 +22,7 @@ mod value;
 pub use value::{Row, Value};
 
 use postgres::types::ToSql;
+use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use value::RowInner;
 
@@ -55,6 +61,21 @@ pub enum DbError {
     },
 }
 
+impl DbError {
+    /// Whether the statement broke a constraint (a foreign key, a unique key, NOT NULL, a CHECK).
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite { source, .. } => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+            }
+            DbError::Postgres { source, .. } => {
+                source.code().is_some_and(|c| c.code().starts_with("23"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which backend a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -72,12 +93,16 @@ pub struct Db {
 
 enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres {
-        client: Box<postgres::Client>,
-        /// Prepared statements by their SQL as written (`?N`), so a statement run per batch is
-        /// parsed once per connection.
-        statements: HashMap<String, postgres::Statement>,
-    },
+    /// Behind a `RefCell` so that reads take `&self` like SQLite's (a row callback that runs
+    /// another statement on the same PostgreSQL connection gets a [`DbError::Usage`], not a panic).
+    Postgres(RefCell<PgConn>),
+}
+
+struct PgConn {
+    client: Box<postgres::Client>,
+    /// Prepared statements by their SQL as written (`?N`), so a statement run per batch is
+    /// parsed once per connection.
+    statements: HashMap<String, postgres::Statement>,
 }
 
 /// How many prepared PostgreSQL statements a connection keeps before it forgets them all.
@@ -110,10 +135,10 @@ impl Db {
     /// [`pg::connect`] to make one with hallmark's timeouts and errors.
     pub fn from_postgres(client: postgres::Client, store: impl Into<String>) -> Db {
         Db {
-            conn: Conn::Postgres {
+            conn: Conn::Postgres(RefCell::new(PgConn {
                 client: Box::new(client),
                 statements: HashMap::new(),
-            },
+            })),
             store: store.into(),
             in_transaction: false,
         }
@@ -139,9 +164,10 @@ impl Db {
             Conn::Sqlite(c) => c
                 .execute_batch(sql)
                 .map_err(|e| sqlite_err(&self.store, sql, e)),
-            Conn::Postgres { client, statements } => {
-                statements.clear();
-                client
+            Conn::Postgres(pg) => {
+                let pg = pg.get_mut();
+                pg.statements.clear();
+                pg.client
                     .batch_execute(&sql::ddl_to_pg(sql))
                     .map_err(|e| pg_err(&self.store, sql, e))
             }
@@ -149,17 +175,17 @@ impl Db {
     }
 
     /// Runs one statement; returns the number of rows it changed.
-    pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        match &mut self.conn {
+    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        match &self.conn {
             Conn::Sqlite(c) => c
                 .prepare_cached(sql)
                 .and_then(|mut s| s.execute(rusqlite::params_from_iter(params)))
                 .map(|n| n as u64)
                 .map_err(|e| sqlite_err(&self.store, sql, e)),
-            Conn::Postgres { client, statements } => {
-                let stmt =
-                    pg_prepare(client, statements, sql).map_err(|e| pg_err(&self.store, sql, e))?;
-                client
+            Conn::Postgres(pg) => {
+                let mut pg = self.pg_borrow(pg, sql)?;
+                let stmt = pg_prepare(&mut pg, sql).map_err(|e| pg_err(&self.store, sql, e))?;
+                pg.client
                     .execute(&stmt, &pg_params(params))
                     .map_err(|e| pg_err(&self.store, sql, e))
             }
@@ -168,7 +194,7 @@ impl Db {
 
     /// Every row of a query, each turned into a `T` by `f`.
     pub fn query_map<T>(
-        &mut self,
+        &self,
         sql: &str,
         params: &[Value],
         mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
@@ -183,7 +209,7 @@ impl Db {
 
     /// The one row of a query, `None` when there is none; more than one row is an error.
     pub fn query_opt<T>(
-        &mut self,
+        &self,
         sql: &str,
         params: &[Value],
         mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
@@ -209,14 +235,14 @@ impl Db {
     /// Calls `f` on each row as it arrives, without holding the result in memory; stops at the
     /// first error `f` returns. Returns the number of rows seen.
     pub fn for_each(
-        &mut self,
+        &self,
         sql: &str,
         params: &[Value],
         mut f: impl FnMut(&Row<'_>) -> Result<(), DbError>,
     ) -> Result<u64, DbError> {
         let store = &self.store;
         let mut seen = 0u64;
-        match &mut self.conn {
+        match &self.conn {
             Conn::Sqlite(c) => {
                 let mut stmt = c
                     .prepare_cached(sql)
@@ -232,11 +258,12 @@ impl Db {
                     })?;
                 }
             }
-            Conn::Postgres { client, statements } => {
+            Conn::Postgres(pg) => {
                 use postgres::fallible_iterator::FallibleIterator;
-                let stmt =
-                    pg_prepare(client, statements, sql).map_err(|e| pg_err(store, sql, e))?;
-                let mut rows = client
+                let mut pg = self.pg_borrow(pg, sql)?;
+                let stmt = pg_prepare(&mut pg, sql).map_err(|e| pg_err(store, sql, e))?;
+                let mut rows = pg
+                    .client
                     .query_raw(&stmt, params.iter())
                     .map_err(|e| pg_err(store, sql, e))?;
                 while let Some(r) = rows.next().map_err(|e| pg_err(store, sql, e))? {
@@ -257,12 +284,35 @@ impl Db {
         &mut self,
         f: impl FnOnce(&mut Db) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.transaction_with("BEGIN", f)
+    }
+
+    /// [`Db::transaction`] that takes SQLite's write lock at once (`BEGIN IMMEDIATE`): a writer
+    /// that would wait for another process's lock waits (up to the busy timeout) before doing any
+    /// work, rather than failing half-way when a read turns into a write. On PostgreSQL, whose
+    /// writers lock rows, not the database, it is a plain `BEGIN`.
+    pub fn transaction_immediate<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&mut Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let begin = match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        self.transaction_with(begin, f)
+    }
+
+    fn transaction_with<T, E: From<DbError>>(
+        &mut self,
+        begin: &str,
+        f: impl FnOnce(&mut Db) -> Result<T, E>,
+    ) -> Result<T, E> {
         if self.in_transaction {
             return Err(self
-                .usage("BEGIN", "a transaction inside a transaction".into())
+                .usage(begin, "a transaction inside a transaction".into())
                 .into());
         }
-        self.simple("BEGIN")?;
+        self.simple(begin)?;
         self.in_transaction = true;
         let result = f(self);
         self.in_transaction = false;
@@ -319,9 +369,10 @@ impl Db {
         columns: &[&str],
         rows: impl Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
-        let Conn::Postgres { client, .. } = &mut self.conn else {
+        let Conn::Postgres(pg) = &mut self.conn else {
             unreachable!("copy_in is called for PostgreSQL only")
         };
+        let client = &mut pg.get_mut().client;
         let store = &self.store;
         let list = columns.join(", ");
         // The columns' types, which binary COPY must state, from the table itself.
@@ -390,10 +441,45 @@ impl Db {
             Conn::Sqlite(c) => c
                 .execute_batch(sql)
                 .map_err(|e| sqlite_err(&self.store, sql, e)),
-            Conn::Postgres { client, .. } => client
+            Conn::Postgres(pg) => pg
+                .get_mut()
+                .client
                 .batch_execute(sql)
                 .map_err(|e| pg_err(&self.store, sql, e)),
         }
+    }
+
+    /// The SQLite connection under this `Db` (`None` on PostgreSQL), for the store's code that is
+    /// still written against rusqlite (telemetry ingest and scan, schema).
+    pub(crate) fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.conn {
+            Conn::Sqlite(c) => Some(c),
+            Conn::Postgres(_) => None,
+        }
+    }
+
+    /// [`Db::sqlite`], mutably (rusqlite's transactions need `&mut`).
+    pub(crate) fn sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
+        match &mut self.conn {
+            Conn::Sqlite(c) => Some(c),
+            Conn::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL connection for one statement; a statement started while another one's rows
+    /// are being read (from a row callback) is refused rather than interleaved.
+    fn pg_borrow<'c>(
+        &self,
+        pg: &'c RefCell<PgConn>,
+        sql: &str,
+    ) -> Result<RefMut<'c, PgConn>, DbError> {
+        pg.try_borrow_mut().map_err(|_| {
+            self.usage(
+                sql,
+                "a statement run while another statement's rows are read on the same PostgreSQL connection"
+                    .into(),
+            )
+        })
     }
 
     fn usage(&self, sql: &str, what: String) -> DbError {
@@ -425,19 +511,15 @@ fn multi_row_insert(table: &str, columns: &[&str], rows: usize) -> String {
     sql
 }
 
-fn pg_prepare(
-    client: &mut postgres::Client,
-    statements: &mut HashMap<String, postgres::Statement>,
-    sql: &str,
-) -> Result<postgres::Statement, postgres::Error> {
-    if let Some(s) = statements.get(sql) {
+fn pg_prepare(pg: &mut PgConn, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+    if let Some(s) = pg.statements.get(sql) {
         return Ok(s.clone());
     }
-    let stmt = client.prepare(&sql::placeholders_to_pg(sql))?;
-    if statements.len() >= PG_STATEMENT_CACHE {
-        statements.clear();
+    let stmt = pg.client.prepare(&sql::placeholders_to_pg(sql))?;
+    if pg.statements.len() >= PG_STATEMENT_CACHE {
+        pg.statements.clear();
     }
-    statements.insert(sql.to_owned(), stmt.clone());
+    pg.statements.insert(sql.to_owned(), stmt.clone());
     Ok(stmt)
 }
 

@@ -26,6 +26,24 @@ impl From<i64> for Value {
         Value::I64(v)
     }
 }
+macro_rules! from_small_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::I64(i64::from(v))
+            }
+        }
+    )*};
+}
+from_small_int!(i32, u32, i16, u16, u8);
+
+/// A boolean is stored as the integer 0 or 1 on both backends (as rusqlite stores it).
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::I64(i64::from(v))
+    }
+}
+
 impl From<f64> for Value {
     fn from(v: f64) -> Self {
         Value::F64(v)
@@ -135,6 +153,33 @@ impl Row<'_> {
         f64, opt_f64, f64, "a float";
         text, opt_text, String, "text";
         blob, opt_blob, Vec<u8>, "a blob";
+    }
+
+    /// Column `idx` as an integer of type `T` (e.g. `u32`), `None` for NULL; a value out of `T`'s
+    /// range is an error.
+    pub fn opt_int<T: TryFrom<i64>>(&self, idx: usize) -> Result<Option<T>, DbError> {
+        match self.opt_i64(idx)? {
+            None => Ok(None),
+            Some(v) => T::try_from(v).map(Some).map_err(|_| {
+                self.column_error(
+                    idx,
+                    std::any::type_name::<T>(),
+                    format!("{v}, out of range"),
+                )
+            }),
+        }
+    }
+
+    /// Column `idx` as an integer of type `T`; NULL or a value out of range is an error.
+    pub fn int<T: TryFrom<i64>>(&self, idx: usize) -> Result<T, DbError> {
+        self.opt_int(idx)?
+            .ok_or_else(|| self.column_error(idx, std::any::type_name::<T>(), "NULL".into()))
+    }
+
+    /// Column `idx` as a boolean stored as an integer (0 is false, anything else true, as rusqlite
+    /// reads it); NULL is an error.
+    pub fn bool(&self, idx: usize) -> Result<bool, DbError> {
+        Ok(self.i64(idx)? != 0)
     }
 
     /// The number of columns.
