@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use hallmark_protocol::pattern::Pattern;
-use hallmark_protocol::{ClockEstimate, Labels, Sample, TelemetryBatch, Workload};
+use hallmark_protocol::{ClockEstimate, Sample, TelemetryBatch, Workload};
 use hallmark_report::FILES;
 use hallmark_report::{write_report, write_report_with, ReportError, ReportOptions, SpecRef};
 use hallmark_results::{
@@ -467,22 +467,13 @@ fn run_without_telemetry_gives_a_report_that_says_so() {
         .add_probe(
             &run,
             &ProbeRow {
-                node_id: node("n1"),
-                labels: Labels {
-                    hall: "sim-hall-a".into(),
-                    row: "row-a".into(),
-                    rack: "rack-01".into(),
-                },
-                backend: "sim".into(),
-                hallmark_version: "0.1.0".into(),
-                remote: None,
-                registered_at_ns: T0,
                 clock: Some(ClockEstimate {
                     offset_ns: -2_000_000,
                     uncertainty_ns: 40_000,
                     rtt_ns: 80_000,
                     measured_at_ns: T0,
                 }),
+                ..probe_row("n1", "sim-hall-a", "row-a", "rack-01")
             },
         )
         .unwrap();
@@ -550,19 +541,7 @@ fn hostile_values_do_not_break_the_report() {
     store
         .add_probe(
             &run,
-            &ProbeRow {
-                node_id: n.clone(),
-                labels: Labels {
-                    hall: "hall \"a\"".into(),
-                    row: "<row>".into(),
-                    rack: "rack&<i>evil</i>,x".into(),
-                },
-                backend: "sim".into(),
-                hallmark_version: "0.1.0".into(),
-                remote: None,
-                registered_at_ns: T0,
-                clock: None,
-            },
+            &probe_row(n.as_str(), "hall \"a\"", "<row>", "rack&<i>evil</i>,x"),
         )
         .unwrap();
     store.add_devices(&run, &n, &[device_info(0)]).unwrap();
@@ -627,19 +606,7 @@ fn long_run_is_downsampled() {
         store
             .add_probe(
                 &run,
-                &ProbeRow {
-                    node_id: n.clone(),
-                    labels: Labels {
-                        hall: "h".into(),
-                        row: "row-a".into(),
-                        rack: format!("rack-{i}"),
-                    },
-                    backend: "sim".into(),
-                    hallmark_version: "0.1.0".into(),
-                    remote: None,
-                    registered_at_ns: T0,
-                    clock: None,
-                },
+                &probe_row(n.as_str(), "h", "row-a", &format!("rack-{i}")),
             )
             .unwrap();
         store.add_devices(&run, n, &[device_info(0)]).unwrap();

@@ -6,10 +6,7 @@
 mod common;
 
 use common::*;
-use hallmark_protocol::Labels;
-use hallmark_results::{
-    ProbeRow, Store, StoreError, StoreExt, APPLICATION_ID, DB_FILE, MIGRATIONS,
-};
+use hallmark_results::{Store, StoreError, StoreExt, APPLICATION_ID, DB_FILE, MIGRATIONS};
 use hallmark_store::{NodePowerRecord, SampleRecord, ScanOptions, Telemetry};
 use rusqlite::{params, Connection};
 
@@ -218,22 +215,7 @@ fn a_corrupt_blob_is_an_error_naming_the_store_run_node_and_batch() {
     let mut store = Store::open(dir.path()).unwrap();
     let run = store.create_run(&new_run()).unwrap();
     store
-        .add_probe(
-            &run,
-            &ProbeRow {
-                node_id: node("r1n1"),
-                labels: Labels {
-                    hall: "h".into(),
-                    row: "a".into(),
-                    rack: "k".into(),
-                },
-                backend: "sim".into(),
-                hallmark_version: "0.1.0".into(),
-                remote: None,
-                registered_at_ns: T0,
-                clock: None,
-            },
-        )
+        .add_probe(&run, &probe_row("r1n1", "h", "a", "k"))
         .unwrap();
     for seq in 0..3 {
         let mut b = batch(0, seq);

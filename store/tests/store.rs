@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use hallmark_protocol::Labels;
 use hallmark_results::{
     render_text, NewRun, ProbeRow, RunId, RunStatus, Store, StoreError, StoreExt, DB_FILE,
 };
@@ -17,22 +16,7 @@ fn duplicate_batch_is_not_stored_twice() {
     let run = store.create_run(&new_run()).unwrap();
     let n = node("r1n1");
     store
-        .add_probe(
-            &run,
-            &ProbeRow {
-                node_id: n.clone(),
-                labels: Labels {
-                    hall: "h".into(),
-                    row: "r".into(),
-                    rack: "k".into(),
-                },
-                backend: "sim".into(),
-                hallmark_version: "0.1.0".into(),
-                remote: None,
-                registered_at_ns: T0,
-                clock: None,
-            },
-        )
+        .add_probe(&run, &probe_row(n.as_str(), "h", "r", "k"))
         .unwrap();
     let b = batch(0, 3);
     let first = store.insert_batch(&run, &n, &b, T0).unwrap();
@@ -112,22 +96,7 @@ fn reopening_keeps_runs_and_unfinished_run_stays_running() {
         let mut store = Store::open(dir.path()).unwrap();
         let run = store.create_run(&new_run()).unwrap();
         store
-            .add_probe(
-                &run,
-                &ProbeRow {
-                    node_id: node("r1n1"),
-                    labels: Labels {
-                        hall: "h".into(),
-                        row: "r".into(),
-                        rack: "k".into(),
-                    },
-                    backend: "sim".into(),
-                    hallmark_version: "0.1.0".into(),
-                    remote: None,
-                    registered_at_ns: T0,
-                    clock: None,
-                },
-            )
+            .add_probe(&run, &probe_row("r1n1", "h", "r", "k"))
             .unwrap();
         store
             .insert_batch(&run, &node("r1n1"), &batch(0, 0), T0)
@@ -229,17 +198,8 @@ fn open_creates_nested_dir_and_sets_pragmas() {
 
 fn probe(id: &str, rack: &str, at: i64) -> ProbeRow {
     ProbeRow {
-        node_id: node(id),
-        labels: Labels {
-            hall: "h".into(),
-            row: "row-a".into(),
-            rack: rack.into(),
-        },
-        backend: "sim".into(),
-        hallmark_version: "0.1.0".into(),
-        remote: None,
         registered_at_ns: at,
-        clock: None,
+        ..probe_row(id, "h", "row-a", rack)
     }
 }
 

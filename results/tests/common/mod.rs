@@ -155,6 +155,24 @@ pub fn build_on_real_devices(store: &mut Store, simulated_nodes: usize) -> RunId
     build_with_backends(store, true, simulated_nodes)
 }
 
+/// A `sim` probe registered at [`T0`] in `hall`/`row`/`rack`, no address, no clock estimate: what
+/// tests that build their own small run register (struct update for anything else).
+pub fn probe_row(id: &str, hall: &str, row: &str, rack: &str) -> ProbeRow {
+    ProbeRow {
+        node_id: node(id),
+        labels: Labels {
+            hall: hall.into(),
+            row: row.into(),
+            rack: rack.into(),
+        },
+        backend: "sim".into(),
+        hallmark_version: "0.1.0".into(),
+        remote: None,
+        registered_at_ns: T0,
+        clock: None,
+    }
+}
+
 /// The last `simulated` nodes run the `sim` backend with simulated GPUs; the others `cuda`.
 fn build_with_backends(store: &mut Store, node_power: bool, simulated: usize) -> RunId {
     let run = store.create_run(&new_run()).unwrap();
