@@ -461,17 +461,7 @@ impl PhaseRunner {
             self.pending_power.push((t_ns, p as f32));
         }
         for d in &reading.devices {
-            self.pending_samples.push(Sample {
-                t_ns,
-                device: d.device,
-                power_w: d.power_w.map(|v| v as f32),
-                energy_j: d.energy_j,
-                gpu_temp_c: d.gpu_temp_c.map(|v| v as f32),
-                mem_temp_c: d.mem_temp_c.map(|v| v as f32),
-                sm_clock_mhz: d.sm_clock_mhz,
-                util_pct: d.util_pct.map(|v| v as f32),
-                throttle_reasons: d.throttle_reasons,
-            });
+            self.pending_samples.push(d.to_sample(t_ns));
         }
     }
 

@@ -44,6 +44,24 @@ pub struct DeviceReading {
     pub shut_down: bool,
 }
 
+impl DeviceReading {
+    /// The telemetry sample the probe sends for this reading, stamped `t_ns` (coordinator clock);
+    /// the wire carries power, temperatures and utilisation as `f32`.
+    pub fn to_sample(&self, t_ns: i64) -> hallmark_protocol::Sample {
+        hallmark_protocol::Sample {
+            t_ns,
+            device: self.device,
+            power_w: self.power_w.map(|v| v as f32),
+            energy_j: self.energy_j,
+            gpu_temp_c: self.gpu_temp_c.map(|v| v as f32),
+            mem_temp_c: self.mem_temp_c.map(|v| v as f32),
+            sm_clock_mhz: self.sm_clock_mhz,
+            util_pct: self.util_pct.map(|v| v as f32),
+            throttle_reasons: self.throttle_reasons,
+        }
+    }
+}
+
 /// Every device of a node at one instant, and the node's power at the wall where known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeReading {

@@ -8,7 +8,7 @@
 //! Shared by the unit tests (`columnar/tests.rs`) and `benches/columnar.rs` (through `#[path]`).
 
 use hallmark_protocol::plan::demo_plan;
-use hallmark_protocol::{Sample, TelemetryBatch};
+use hallmark_protocol::TelemetryBatch;
 use hallmark_workloads::backend::Backend;
 use hallmark_workloads::sim::HallSpec;
 
@@ -51,17 +51,7 @@ pub fn demo_batches(seconds_cap: Option<u64>) -> Vec<TelemetryBatch> {
                     batch.node_power_w.push((t_ns, p as f32));
                 }
                 for d in &reading.devices {
-                    batch.samples.push(Sample {
-                        t_ns,
-                        device: d.device,
-                        power_w: d.power_w.map(|v| v as f32),
-                        energy_j: d.energy_j,
-                        gpu_temp_c: d.gpu_temp_c.map(|v| v as f32),
-                        mem_temp_c: d.mem_temp_c.map(|v| v as f32),
-                        sm_clock_mhz: d.sm_clock_mhz,
-                        util_pct: d.util_pct.map(|v| v as f32),
-                        throttle_reasons: d.throttle_reasons,
-                    });
+                    batch.samples.push(d.to_sample(t_ns));
                 }
             }
             let last = k + 1 == ticks;
