@@ -35,6 +35,7 @@ pub mod hist;
 pub mod liveness;
 pub mod location;
 mod model;
+mod open;
 mod reads;
 mod runs;
 mod scan;
@@ -51,6 +52,7 @@ pub use certify::{CertificationRow, VerdictRow};
 pub use error::StoreError;
 pub use fabric_read::{CollectiveRecord, FabricMemberRecord, FaultRecord, LatencyRecord};
 pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus};
+pub use open::DB_FILE;
 pub use reads::{
     DeviceRecord, EventRecord, GapRecord, PhaseRecord, PhaseReportRecord, PhaseResultRecord,
     PhaseStartRecord, ProbeRecord, RunRecord,
@@ -58,4 +60,4 @@ pub use reads::{
 pub use scan::{NodePowerRecord, SampleRecord, ScanOptions, ScanOrder, Telemetry};
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
 pub use simulated::Simulation;
-pub use store::{Store, DB_FILE};
+pub use store::Store;

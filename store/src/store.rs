@@ -7,14 +7,10 @@ use crate::db::{Db, DbError};
 use crate::error::{to_i64, StoreError};
 use crate::fabric_write as fabric;
 use crate::model::{event_kind, label_of, NewRun, PhaseRow, ProbeRow, RunId, RunStatus};
-use crate::schema;
 use hallmark_protocol::{ClockEstimate, DeviceInfo, NodeId, PhaseReport};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// File name of the database inside the results directory.
-pub const DB_FILE: &str = "hallmark.sqlite";
 
 /// How many times `create_run` draws a new random suffix when an id is taken.
 const RUN_ID_TRIES: usize = 16;
@@ -34,50 +30,13 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens `dir/hallmark.sqlite` for writing, creating the directory and the database if needed and
-    /// bringing the schema up to date.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        let path = dir.join(DB_FILE);
-        let db = Db::from_sqlite(schema::open_write(&path)?, path.display().to_string());
-        Ok(Store {
+    /// A store over `db`, whose errors name `path` (a file, or a URL without password).
+    pub(crate) fn from_db(db: Db, path: PathBuf) -> Store {
+        Store {
             db,
             path,
             node_keys: HashMap::new(),
-        })
-    }
-
-    /// Opens an existing `dir/hallmark.sqlite` for reading only (`hallmark runs list/show` while a
-    /// coordinator writes). Creates nothing; writer calls fail.
-    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
-        let path = dir.join(DB_FILE);
-        let db = Db::from_sqlite(schema::open_read(&path)?, path.display().to_string());
-        Ok(Store {
-            db,
-            path,
-            node_keys: HashMap::new(),
-        })
-    }
-
-    /// Opens the hallmark store in a PostgreSQL database for writing: connects, checks that the
-    /// database is hallmark's (or empty) and brings the schema up to date ([`crate::db::pg::open`],
-    /// the same migrations as SQLite's, their types mapped by [`crate::db::sql::ddl_to_pg`]).
-    /// [`Store::path`] is then the URL without its password. Telemetry ingest and the telemetry
-    /// scan are not implemented on PostgreSQL yet: they fail with [`StoreError::Invalid`].
-    pub fn open_postgres(
-        target: &crate::location::PgTarget,
-        timeouts: &crate::db::pg::Timeouts,
-    ) -> Result<Store, StoreError> {
-        let db = crate::db::pg::open(target, timeouts, &PG_MIGRATIONS)
-            .map_err(|e| StoreError::Connect(Box::new(e)))?;
-        Ok(Store {
-            path: PathBuf::from(db.store()),
-            db,
-            node_keys: HashMap::new(),
-        })
+        }
     }
 
     /// The database file (for a PostgreSQL store: its URL without password).
@@ -619,25 +578,3 @@ fn not_sqlite(path: &Path) -> StoreError {
         ),
     )
 }
-
-/// The schema's migrations for PostgreSQL: the same text as SQLite's ([`schema::MIGRATIONS`]),
-/// mapped by `Db::execute_batch`. Version 3 also drops the version 1 table `phase_histograms`,
-/// which a PostgreSQL store never filled (SQLite drops it when empty).
-const PG_MIGRATIONS: [crate::db::pg::Migration; 5] = [
-    |db| db.execute_batch(schema::MIGRATIONS[0]),
-    |db| db.execute_batch(schema::MIGRATIONS[1]),
-    |db| {
-        db.execute_batch(schema::MIGRATIONS[2])?;
-        db.execute_batch("DROP TABLE phase_histograms")
-    },
-    |db| db.execute_batch(schema::MIGRATIONS[3]),
-    // Version 5: a PostgreSQL store has never held row telemetry (its ingest is columnar only), so
-    // the new batch table replaces the empty row tables without a conversion.
-    |db| {
-        db.execute_batch(schema::MIGRATIONS[4])?;
-        db.execute_batch(schema::V5_FINISH)
-    },
-];
-
-// A schema version added for SQLite needs its PostgreSQL step here too.
-const _: () = assert!(PG_MIGRATIONS.len() == schema::MIGRATIONS.len());

@@ -106,6 +106,20 @@ pub enum ConnectError {
          done (pg_locks shows the holder)"
     )]
     MigrationLocked { store: String, waited: Duration },
+    #[error(
+        "{store}: the database holds no hallmark store yet; run a plan or `hallmark demo` with \
+         --results naming it first, or name the database that holds the runs"
+    )]
+    NoStore { store: String },
+    #[error(
+        "{store}: the schema is at version {found}, older than this hallmark's {supported}; open it \
+         once for writing (run a plan or `hallmark demo` with --results naming it) to upgrade it"
+    )]
+    SchemaOlder {
+        store: String,
+        found: i64,
+        supported: i64,
+    },
     #[error("{store}: {why}")]
     Other { store: String, why: String },
     #[error(transparent)]
@@ -211,6 +225,33 @@ pub fn open(
     let mut db = connect(target, timeouts)?;
     migrate(&mut db, timeouts, migrations)?;
     Ok(db)
+}
+
+/// Connects for reading only: the session's transactions are read-only, so a writer call fails in
+/// the server, and nothing is created or migrated. A database without a hallmark store, or with
+/// another schema version than `supported`, is refused with what to do.
+pub fn open_read(
+    target: &PgTarget,
+    timeouts: &Timeouts,
+    supported: i64,
+) -> Result<Db, ConnectError> {
+    let mut db = connect(target, timeouts)?;
+    db.execute_batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+    let store = db.store().to_owned();
+    match inspect(&mut db)? {
+        MetaState::Empty => Err(ConnectError::NoStore { store }),
+        MetaState::Hallmark { version } if version > supported => Err(ConnectError::SchemaNewer {
+            store,
+            found: version,
+            supported,
+        }),
+        MetaState::Hallmark { version } if version < supported => Err(ConnectError::SchemaOlder {
+            store,
+            found: version,
+            supported,
+        }),
+        MetaState::Hallmark { .. } => Ok(db),
+    }
 }
 
 /// Brings `db` to schema version `migrations.len()` (see [`open`]).
