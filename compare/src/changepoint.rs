@@ -17,8 +17,10 @@
 //!    (`max(|m₂/m₁ − 1|, |m₁/m₂ − 1|)`, a ratio taken as 0 where its denominator is 0) and stop
 //!    if that magnitude exceeds `min_magnitude`. Remove the one taken and re-test the change point
 //!    now at its position and the one after it. (Otava re-tests those two, not the one before the
-//!    removed point, whose right-hand segment grew; that one keeps its earlier figures until it is
-//!    itself removed. Reproduced as is, so that both give the same answer.)
+//!    removed point, whose right-hand segment grew; that one keeps its earlier figures — p-value
+//!    and means — until it is itself removed, and can survive on a p-value its segments no longer
+//!    have. Reproduced as is by default, [`MergeRetest::Otava`], so that both give the same
+//!    answer; [`MergeRetest::BothNeighbours`] re-tests the change points on both sides instead.)
 //!
 //! Differences from Otava, all at the edges: absent points are skipped (`change_points_sparse`)
 //! or refused instead of forward-filled; non-finite values and values beyond ±1e100 (whose
@@ -44,6 +46,22 @@ pub struct Params {
     /// A change point whose relative magnitude is not above this is dropped even when
     /// significant (≥ 0; 0 drops only changes of exactly 0).
     pub min_magnitude: f64,
+    /// Which change points the merge re-tests after removing one.
+    #[serde(default)]
+    pub merge_retest: MergeRetest,
+}
+
+/// Which change points the merge step re-tests after removing one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeRetest {
+    /// As Otava 0.8.0: the one now at the removed point's position and the one after it. The one
+    /// before keeps figures from segments that have since grown (see apache/otava pull request
+    /// 96, where its author suspects this code).
+    #[default]
+    Otava,
+    /// The two whose segments changed: the ones just before and just after the removed point.
+    BothNeighbours,
 }
 
 impl Default for Params {
@@ -52,12 +70,17 @@ impl Default for Params {
             window_len: 50,
             max_pvalue: 0.001,
             min_magnitude: 0.0,
+            merge_retest: MergeRetest::Otava,
         }
     }
 }
 
 /// The largest magnitude accepted in a series: the t-test squares and sums values.
 pub const MAX_ABS_VALUE: f64 = 1e100;
+
+/// The longest analysis window: a window of n points takes three n × n matrices of f64
+/// (24 MB at 1000; Otava's own default is 50).
+pub const MAX_WINDOW_LEN: usize = 1000;
 
 /// One change point: where the new level starts and how sure and how large the change is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -94,6 +117,10 @@ pub enum ChangePointError {
     OutOfRange { index: usize, value: f64 },
     #[error("window_len is {0}: an analysis window needs at least 2 points")]
     WindowTooShort(usize),
+    #[error(
+        "window_len is {0}: at most {MAX_WINDOW_LEN} points per analysis window (50 is usual)"
+    )]
+    WindowTooLong(usize),
     #[error("max_pvalue is {0}: give a probability in (0, 1], such as 0.001")]
     MaxPvalue(f64),
     #[error("min_magnitude is {0}: give a relative change of 0 or more, such as 0.0 or 0.05")]
@@ -104,6 +131,9 @@ impl Params {
     fn check(&self) -> Result<(), ChangePointError> {
         if self.window_len < 2 {
             return Err(ChangePointError::WindowTooShort(self.window_len));
+        }
+        if self.window_len > MAX_WINDOW_LEN {
+            return Err(ChangePointError::WindowTooLong(self.window_len));
         }
         if !(self.max_pvalue > 0.0 && self.max_pvalue <= 1.0) {
             return Err(ChangePointError::MaxPvalue(self.max_pvalue));
@@ -143,7 +173,7 @@ pub fn change_points(
         }
     }
     let weak = split(series, params.window_len, params.first_pass_pvalue());
-    let kept = merge(weak, series, params.max_pvalue, params.min_magnitude);
+    let kept = merge(weak, series, params);
     Ok(kept.into_iter().map(|cp| cp.public(cp.index)).collect())
 }
 
@@ -277,7 +307,8 @@ fn split(series: &[f64], window_len: usize, level: f64) -> Vec<Weak> {
 }
 
 /// Otava's `merge`: drops the weakest change point until the rest pass both criteria.
-fn merge(mut points: Vec<Weak>, series: &[f64], max_pvalue: f64, min_magnitude: f64) -> Vec<Weak> {
+fn merge(mut points: Vec<Weak>, series: &[f64], params: &Params) -> Vec<Weak> {
+    let (max_pvalue, min_magnitude) = (params.max_pvalue, params.min_magnitude);
     // Each round removes one point or returns.
     while !points.is_empty() {
         let mut weakest = 0;
@@ -298,7 +329,11 @@ fn merge(mut points: Vec<Weak>, series: &[f64], max_pvalue: f64, min_magnitude: 
             }
         }
         points.remove(weakest);
-        for pos in [weakest, weakest + 1] {
+        let retest_at = match params.merge_retest {
+            MergeRetest::Otava => [Some(weakest), Some(weakest + 1)],
+            MergeRetest::BothNeighbours => [weakest.checked_sub(1), Some(weakest)],
+        };
+        for pos in retest_at.into_iter().flatten() {
             if pos < points.len() {
                 points[pos].stats = retest(&points, pos, series);
             }

@@ -15,7 +15,9 @@ pub mod changepoint;
 pub mod metric;
 pub mod threshold;
 
-pub use changepoint::{change_points, change_points_sparse, ChangePoint, ChangePointError, Params};
+pub use changepoint::{
+    change_points, change_points_sparse, ChangePoint, ChangePointError, MergeRetest, Params,
+};
 pub use metric::{known_metric, Better, MetricPolicy, KNOWN_METRICS};
 pub use threshold::{
     judge, noise_threshold, Change, Direction, Threshold, ThresholdError, ThresholdSource,

@@ -191,6 +191,7 @@ fn change_points_agree_with_otava() {
                 window_len: 20,
                 max_pvalue: 0.01,
                 min_magnitude: 0.05,
+                ..Params::default()
             },
         ),
     ];
