@@ -6,8 +6,10 @@
 //! fraction (modified Lentz), directly where `x < (a + 1) / (a + b + 2)` and through
 //! `I_x(a, b) = 1 − I_{1−x}(b, a)` elsewhere, with `1 − x = t² / (ν + t²)` computed as such so
 //! that neither branch subtracts nearly equal numbers. `ln Γ` is Lanczos' approximation (g = 7,
-//! nine coefficients), good to about 1e-15 relative; tiny p-values keep their relative accuracy
-//! (about 1e-13 at p = 1e-40) because the small branch is a product, not a difference.
+//! nine coefficients); tiny p-values keep their relative accuracy because the small branch is a
+//! product, not a difference. Against scipy's `stdtr` on a grid of ν from 1 to 5000 and t from 0
+//! to 1e8 (p down to 1e-300), the largest relative difference was 1e-12 for ν ≤ 300 and 1e-11 at
+//! ν = 5000, where `ln Γ(a+½) − ln Γ(a)` loses digits to cancellation.
 //!
 //! No crate in the workspace's lock file provides this (no `statrs`), and it is 80 lines.
 
