@@ -17,8 +17,10 @@
 mod prereq;
 mod support;
 
+use std::fs::File;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use hallmark_compare::{change_points, Params};
 use serde_json::{json, Value};
@@ -26,6 +28,8 @@ use support::{steps, SplitMix64};
 
 const P_REL_TOL: f64 = 1e-9;
 const MEAN_REL_TOL: f64 = 1e-12;
+/// Otava takes a few seconds for both parameter sets on two cores.
+const OTAVA_TIMEOUT: Duration = Duration::from_secs(300);
 /// Random series beside the hand-picked ones.
 const RANDOM_SERIES: u64 = 400;
 
@@ -147,19 +151,36 @@ fn otava(py: &str, params: &Params, series: &[Vec<f64>], tag: &str) -> (String, 
         "series": series,
     });
     std::fs::write(&path, job.to_string()).expect("write the series for Otava");
+    let out_path = path.with_extension("out.json");
+    let err_path = path.with_extension("err.txt");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otava_changepoints.py");
-    let out = Command::new(py)
+    let mut child = Command::new(py)
         .arg(script)
         .arg(&path)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("create Otava's output file"))
+        .stderr(File::create(&err_path).expect("create Otava's error file"))
+        .spawn()
         .expect("run Otava");
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "{py} {script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("Otava's answer is JSON");
+    let deadline = Instant::now() + OTAVA_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for Otava") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{py} {script} ran past {OTAVA_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read(&out_path).expect("read Otava's output");
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    for f in [&path, &out_path, &err_path] {
+        let _ = std::fs::remove_file(f);
+    }
+    assert!(status.success(), "{py} {script} failed: {stderr}");
+    let v: Value = serde_json::from_slice(&stdout).expect("Otava's answer is JSON");
     let version = v["otava_version"].as_str().unwrap_or("?").to_string();
     let results = v["results"].as_array().expect("results").clone();
     assert_eq!(results.len(), series.len());
