@@ -78,8 +78,8 @@ impl Default for Params {
 /// The largest magnitude accepted in a series: the t-test squares and sums values.
 pub const MAX_ABS_VALUE: f64 = 1e100;
 
-/// The longest analysis window: a window of n points takes three n × n matrices of f64
-/// (24 MB at 1000; Otava's own default is 50).
+/// The longest analysis window: a window of n points takes a few n × n matrices of f64
+/// (8 MB each at 1000; Otava's own default is 50).
 pub const MAX_WINDOW_LEN: usize = 1000;
 
 /// One change point: where the new level starts and how sure and how large the change is.
