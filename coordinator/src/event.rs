@@ -150,6 +150,9 @@ pub enum Event {
         node_id: NodeId,
         from_ns: i64,
         to_ns: i64,
+        /// Sampling instants missed, as the probe counted them; `None` when nobody counted them
+        /// (batches that never arrived).
+        instants: Option<u64>,
         reason: String,
     },
     PhaseReport {

@@ -33,6 +33,8 @@ pub enum Record {
         node_id: NodeId,
         from_ns: i64,
         to_ns: i64,
+        /// Sampling instants missed (`None`: not counted).
+        instants: Option<u64>,
         reason: String,
     },
     PhaseReport {

@@ -392,11 +392,13 @@ impl Core {
                 node_id,
                 from_ns,
                 to_ns,
+                instants,
                 reason,
             } => Some(Record::Gap {
                 node_id: node_id.clone(),
                 from_ns: *from_ns,
                 to_ns: *to_ns,
+                instants: *instants,
                 reason: reason.clone(),
             }),
             Event::PhaseReport { node_id, report } => Some(Record::PhaseReport {

@@ -150,10 +150,11 @@ impl StoreRecorder {
                     node_id,
                     from_ns,
                     to_ns,
+                    instants,
                     reason,
                 } => self
                     .store
-                    .record_gap(run, &node_id, from_ns, to_ns, &reason)?,
+                    .record_gap(run, &node_id, from_ns, to_ns, instants, &reason)?,
                 Record::PhaseReport { node_id, report } => {
                     match self.store.phase_report(run, &node_id, &report) {
                         // A fabric report the store refuses (a histogram that does not decode, a

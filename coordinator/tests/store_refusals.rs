@@ -68,6 +68,7 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
             node_id: bad.clone(),
             from_ns: T0 + 5,
             to_ns: T0,
+            instants: Some(1),
             reason: "forged".into(),
         },
         Record::PhaseStarted {

@@ -182,9 +182,12 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
     } else {
         writeln!(o, "Gaps ({}):", s.gaps.len())?;
         for g in &s.gaps {
+            let missed = g
+                .instants
+                .map_or(String::new(), |n| format!(", {n} instants missed"));
             writeln!(
                 o,
-                "  {}  {} → {} ({:.3} s)  {}",
+                "  {}  {} → {} ({:.3} s{missed})  {}",
                 g.node,
                 rel(s, g.from_ns),
                 rel(s, g.to_ns),

@@ -86,6 +86,9 @@ pub struct GapSummary {
     pub from_ns: i64,
     pub to_ns: i64,
     pub reason: String,
+    /// Sampling instants the probe missed in the gap; `null` when nobody counted them (batches
+    /// that never arrived, or a run stored before schema 6).
+    pub instants: Option<u64>,
 }
 
 /// A probe whose connection was lost and not re-established.
@@ -345,6 +348,7 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
             from_ns: g.from_ns,
             to_ns: g.to_ns,
             reason: g.reason,
+            instants: g.instants,
         })
         .collect();
     s.events = store

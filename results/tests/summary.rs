@@ -179,7 +179,7 @@ fn gap_is_named_in_summary() {
     assert_eq!((g.from_ns, g.to_ns), (T0 + 5000 * MS, T0 + 5900 * MS));
     assert_eq!(g.reason, "batch 5 never arrived");
     let err = store
-        .record_gap(&run, &node("r2n2"), T0 + 2, T0 + 1, "backwards")
+        .record_gap(&run, &node("r2n2"), T0 + 2, T0 + 1, Some(1), "backwards")
         .unwrap_err();
     assert!(err.to_string().contains("ends"), "{err}");
 }

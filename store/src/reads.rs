@@ -113,6 +113,9 @@ pub struct GapRecord {
     pub from_ns: i64,
     pub to_ns: i64,
     pub reason: String,
+    /// Sampling instants missed, as the probe counted them; `None` when not counted (batches that
+    /// never arrived, or a gap stored before schema 6).
+    pub instants: Option<u64>,
 }
 
 /// A logged event, in time order.
@@ -324,7 +327,8 @@ impl Store {
     pub fn gaps(&self, run_id: &str) -> Result<Vec<GapRecord>, StoreError> {
         self.db
             .query_map(
-                "SELECT node_id, from_ns, to_ns, reason FROM gaps WHERE run_id = ?1 ORDER BY from_ns, node_id",
+                "SELECT node_id, from_ns, to_ns, reason, instants FROM gaps WHERE run_id = ?1 \
+                 ORDER BY from_ns, node_id",
                 &[run_id.into()],
                 |r| {
                     Ok(GapRecord {
@@ -332,6 +336,7 @@ impl Store {
                         from_ns: r.i64(1)?,
                         to_ns: r.i64(2)?,
                         reason: r.text(3)?,
+                        instants: r.opt_int(4)?,
                     })
                 },
             )

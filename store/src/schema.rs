@@ -16,7 +16,7 @@
 //! `fabric_latency`, `fabric_collectives`, `fabric_faults`); the upgrade to 3 drops the v1 table
 //! `phase_histograms` when it is empty, which it is in every store hallmark wrote; 4 the
 //! coordinator's liveness per run (`run_coordinators`), from which readers tell an interrupted run;
-//! 5 columnar telemetry (above).
+//! 5 columnar telemetry (above); 6 the missed sampling instants of a gap (`gaps.instants`).
 
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -35,7 +35,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `i` takes the schema from version `i` to `i + 1`. The SQL of the step to version 5
 /// is only its first part: the conversion of the rows and the dropping of the version 4 tables follow
 /// it when a store is opened for writing.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Index of the migration to version 5 in [`MIGRATIONS`]: after its SQL, the stored row telemetry is
 /// converted into blobs ([`crate::upgrade_v5::convert_rows`]) and [`V5_FINISH`] drops the row tables.
@@ -359,6 +359,12 @@ DROP TABLE telemetry_batches;
 ALTER TABLE telemetry_batches_v5 RENAME TO telemetry_batches;
 CREATE UNIQUE INDEX telemetry_batches_by_seq ON telemetry_batches (run_id, node_id, seq);
 CREATE INDEX telemetry_batches_by_time ON telemetry_batches (run_id, from_ns);
+"#;
+
+/// Version 6: a gap keeps how many sampling instants the probe missed in it (`NULL`: not counted,
+/// as for batches that never arrived, and for every gap stored before).
+const V6: &str = r#"
+ALTER TABLE gaps ADD COLUMN instants INTEGER CHECK (instants >= 0);
 "#;
 
 /// Drops the version 1 table `phase_histograms` when it holds no row. No hallmark probe ever filled

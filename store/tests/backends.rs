@@ -135,7 +135,7 @@ fn write_and_read(store: &mut Store) -> String {
         "{unknown}"
     );
     store
-        .record_gap(&run, &b, T0, T0 + 100, "lost batch")
+        .record_gap(&run, &b, T0, T0 + 100, Some(7), "lost batch")
         .unwrap();
     store
         .event(&run, T0 + 7, None, "note", "a run event")

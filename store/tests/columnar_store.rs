@@ -127,7 +127,7 @@ fn version_4_rows_convert_bit_for_bit() {
         &[(10, Some(f64::from(2500.3f32))), (20, None)],
     );
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(version(&dir), 5);
+    assert_eq!(version(&dir), hallmark_results::SCHEMA_VERSION);
     let got = scan(&store, RUN).unwrap();
     let sample = |device, t_ns, p: Option<f64>, e, g: Option<f64>, m, c, u, th| {
         Telemetry::Sample(SampleRecord {

@@ -439,3 +439,41 @@ fn a_nodes_batches_are_read_through_the_batch_index() {
         "expected index searches only: {plan:?}"
     );
 }
+
+#[test]
+fn a_gap_keeps_the_instants_the_probe_counted_or_none() {
+    for mut t in stores("gap-instants") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        store
+            .add_probe(&run, &probe("r1n1", "rack-01", T0))
+            .unwrap();
+        let n = node("r1n1");
+        store
+            .record_gap(&run, &n, T0, T0 + 300 * MS, Some(3), "late by 310 ms")
+            .unwrap();
+        store
+            .record_gap(
+                &run,
+                &n,
+                T0 + 1000 * MS,
+                T0 + 2000 * MS,
+                None,
+                "never arrived",
+            )
+            .unwrap();
+        let gaps = store.gaps(run.as_str()).unwrap();
+        let got: Vec<_> = gaps
+            .iter()
+            .map(|g| (g.reason.as_str(), g.instants))
+            .collect();
+        assert_eq!(got, [("late by 310 ms", Some(3)), ("never arrived", None)]);
+        let text = render_text(&store.run_summary(run.as_str()).unwrap());
+        assert!(
+            text.contains("(0.300 s, 3 instants missed)  late by 310 ms"),
+            "{text}"
+        );
+        assert!(text.contains("(1.000 s)  never arrived"), "{text}");
+    }
+}

@@ -86,7 +86,7 @@ fn a_version_4_store_upgrades_to_columnar_telemetry_and_reads_the_same() {
 
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(version(&dir), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let left: i64 = conn
         .query_row(
@@ -122,4 +122,34 @@ fn a_version_4_store_upgrades_to_columnar_telemetry_and_reads_the_same() {
         "verdicts": verdicts,
     });
     assert_same("the certification", &cert, &recorded("sm-cert-v4.json"));
+}
+
+#[test]
+fn a_gap_stored_before_schema_6_reads_back_with_its_instants_unknown() {
+    let dir = TempDir::new("v4-gap");
+    unpack(&dir);
+    let run: String = {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let (run, node): (String, String) = conn
+            .query_row("SELECT run_id, node_id FROM probes LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        conn.execute(
+            "INSERT INTO gaps (run_id, node_id, from_ns, to_ns, reason) VALUES (?1, ?2, 1, 2, 'old')",
+            [&run, &node],
+        )
+        .unwrap();
+        run
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let gaps = store.gaps(&run).unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!((gaps[0].reason.as_str(), gaps[0].instants), ("old", None));
+    let summary = serde_json::to_value(store.run_summary(&run).unwrap()).unwrap();
+    assert_eq!(
+        summary["gaps"][0]["instants"],
+        Value::Null,
+        "absent, never 0"
+    );
 }

@@ -144,6 +144,7 @@ impl Run {
                 node_id: node.clone(),
                 from_ns: p.last_t_ns.unwrap_or(first_t.unwrap_or(now)),
                 to_ns: first_t.unwrap_or(now),
+                instants: None,
                 reason: format!(
                     "telemetry batches {}..{} never arrived (the probe's replay buffer overflowed)",
                     next_seq,
@@ -173,6 +174,7 @@ impl Run {
                     node_id: node.clone(),
                     from_ns: g.from_ns,
                     to_ns: g.to_ns,
+                    instants: Some(g.instants),
                     reason: g.reason.clone(),
                 });
                 if matches!(

@@ -270,6 +270,7 @@ fn build_with_backends(store: &mut Store, node_power: bool, simulated: usize) ->
             &node("r2n2"),
             T0 + 5000 * MS,
             T0 + 5900 * MS,
+            None,
             "batch 5 never arrived",
         )
         .unwrap();
