@@ -15,6 +15,7 @@ pub mod fabric;
 mod flow;
 pub mod limits;
 pub mod machine;
+pub mod metrics;
 pub mod record;
 pub mod run;
 pub mod server;

@@ -1,0 +1,266 @@
+//! The metrics' figures and their text: sums per rack and hall from each node's latest reading,
+//! stale nodes left out and counted, both text formats, label escaping.
+
+use super::*;
+use crate::run::Outcome;
+use hallmark_protocol::{DeviceInfo, DeviceKind, PhaseStart, Sample, Workload};
+
+const T0: i64 = 1_795_918_500_000_000_000;
+const S: i64 = 1_000_000_000;
+
+fn probe(node: &str, rack: &str, devices: u16) -> Event {
+    Event::Registered(ProbeRecord {
+        node_id: NodeId::new(node).unwrap(),
+        labels: Labels {
+            hall: "hall-a".into(),
+            row: "row1".into(),
+            rack: rack.into(),
+        },
+        inventory: (0..devices)
+            .map(|index| DeviceInfo {
+                index,
+                kind: DeviceKind::SimulatedGpu,
+                model: "sim".into(),
+                uuid: format!("{node}-{index}"),
+                serial: None,
+                memory_bytes: None,
+                power_limit_w: None,
+                idle_power_w: None,
+                slowdown_temp_c: None,
+                shutdown_temp_c: None,
+                max_operating_temp_c: None,
+            })
+            .collect(),
+        backend: "sim".into(),
+        hallmark_version: "test".into(),
+        instance_id: 1,
+        session_id: 1,
+        remote: "127.0.0.1:1".into(),
+        registered_at_ns: T0,
+        clock: None,
+        data_plane: None,
+    })
+}
+
+/// A batch at `t`: node power `node_w`, each device at `gpu_w` (None: no reading).
+fn batch(node: &str, t: i64, node_w: f32, gpu_w: &[Option<f32>]) -> Event {
+    Event::Telemetry {
+        node_id: NodeId::new(node).unwrap(),
+        received_at_ns: t,
+        batch: TelemetryBatch {
+            seq: 0,
+            node_power_w: vec![(t - S / 10, node_w - 1000.0), (t, node_w)],
+            samples: gpu_w
+                .iter()
+                .enumerate()
+                .map(|(d, w)| Sample {
+                    t_ns: t,
+                    device: d as u16,
+                    power_w: *w,
+                    energy_j: None,
+                    gpu_temp_c: None,
+                    mem_temp_c: None,
+                    sm_clock_mhz: None,
+                    util_pct: None,
+                    throttle_reasons: 0,
+                })
+                .collect(),
+            gaps: Vec::new(),
+        },
+    }
+}
+
+fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+    text.lines().find(|l| l.starts_with(start))
+}
+
+#[test]
+fn racks_and_the_hall_sum_their_nodes_latest_fresh_readings() {
+    let mut m = Metrics::new();
+    for (node, rack) in [("n1", "r01"), ("n2", "r01"), ("n3", "r02")] {
+        m.on_event(&probe(node, rack, 2));
+    }
+    m.on_event(&batch("n1", T0 + S, 5000.0, &[Some(600.0), Some(650.5)]));
+    m.on_event(&batch("n2", T0 + S, 4000.0, &[Some(500.0), None]));
+    m.on_event(&batch("n3", T0 + S, 3000.0, &[None, None]));
+    // An older batch arriving late does not replace the latest reading.
+    m.on_event(&batch("n1", T0, 100.0, &[Some(1.0), Some(1.0)]));
+    let text = m.render(T0 + 2 * S, Format::Prometheus);
+    let rack = "{hall=\"hall-a\",row=\"row1\",rack=\"r01\"}";
+    assert_eq!(
+        line(&text, &format!("hallmark_rack_power_watts{rack}")),
+        Some(format!("hallmark_rack_power_watts{rack} 9000").as_str())
+    );
+    assert_eq!(
+        line(&text, &format!("hallmark_rack_gpu_power_watts{rack}")),
+        Some(format!("hallmark_rack_gpu_power_watts{rack} 1750.5").as_str())
+    );
+    assert!(
+        text.contains("hallmark_hall_power_watts{hall=\"hall-a\"} 12000\n"),
+        "{text}"
+    );
+    // n3 reported no device power: absent, not 0, for the node and for its rack.
+    assert!(
+        !text.contains("hallmark_rack_gpu_power_watts{hall=\"hall-a\",row=\"row1\",rack=\"r02\"}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(
+            "hallmark_node_gpu_power_watts{hall=\"hall-a\",row=\"row1\",rack=\"r02\",node=\"n3\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("hallmark_samples_received_total 8\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hallmark_probes_registered{backend=\"sim\"} 3\n"),
+        "{text}"
+    );
+
+    // 11 s later only n3 has reported again: the others are stale, left out, and counted.
+    m.on_event(&batch(
+        "n3",
+        T0 + 12 * S,
+        3500.0,
+        &[Some(400.0), Some(400.0)],
+    ));
+    let text = m.render(T0 + 12 * S, Format::Prometheus);
+    assert!(
+        line(&text, &format!("hallmark_rack_power_watts{rack}")).is_none(),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("hallmark_rack_nodes_stale{rack} 2\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("hallmark_hall_power_watts{hall=\"hall-a\"} 3500\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_run_its_phase_losses_gaps_and_storage_are_counted() {
+    let mut m = Metrics::new();
+    m.on_event(&probe("n1", "r01", 1));
+    m.on_event(&probe("n2", "r01", 1));
+    let phase = |id, name: &str, start| PhaseStart {
+        phase_id: id,
+        name: name.into(),
+        workload: Workload::Burn,
+        pattern: hallmark_protocol::pattern::Pattern::Steady { level: 1.0 },
+        start_at_ns: start,
+        duration_ms: 10_000,
+        sample_hz: 10.0,
+        fabric: None,
+        target_power_w: None,
+    };
+    m.on_event(&Event::RunStarted {
+        run_id: "20261203T000000Z-abcdef".into(),
+        nodes: Vec::new(),
+        phases: vec![phase(0, "idle", T0), phase(1, "burn", T0 + 10 * S)],
+    });
+    let text = m.render(T0 + 12 * S, Format::Prometheus);
+    assert!(
+        text.contains("hallmark_run_state{run_id=\"20261203T000000Z-abcdef\",outcome=\"\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hallmark_run_phase{run_id=\"20261203T000000Z-abcdef\",phase=\"burn\"} 1\n"),
+        "{text}"
+    );
+    m.on_event(&Event::ProbeLost {
+        node_id: NodeId::new("n2").unwrap(),
+        at_ns: T0 + 13 * S,
+        reason: "gone".into(),
+    });
+    m.on_event(&Event::Gap {
+        node_id: NodeId::new("n1").unwrap(),
+        from_ns: T0,
+        to_ns: T0 + S,
+        instants: Some(3),
+        reason: "late".into(),
+    });
+    m.on_event(&Event::Gap {
+        node_id: NodeId::new("n1").unwrap(),
+        from_ns: T0,
+        to_ns: T0 + S,
+        instants: None,
+        reason: "never arrived".into(),
+    });
+    m.on_stored(40);
+    m.on_event(&Event::RunFinished {
+        run_id: "20261203T000000Z-abcdef".into(),
+        outcome: Outcome::Incomplete,
+        reason: "a probe was lost".into(),
+        at_ns: T0 + 20 * S,
+    });
+    m.on_certified([("PASS".to_string(), 7), ("FAIL".to_string(), 1)]);
+    let text = m.render(T0 + 21 * S, Format::Prometheus);
+    for want in [
+        "hallmark_run_state{run_id=\"20261203T000000Z-abcdef\",outcome=\"incomplete\"} 2\n",
+        "hallmark_probes_lost{backend=\"sim\"} 1\n",
+        "hallmark_probes_registered{backend=\"sim\"} 1\n",
+        "hallmark_gaps_total 2\n",
+        "hallmark_gap_instants_missed_total 3\n",
+        "hallmark_samples_stored_total 40\n",
+        "hallmark_verdicts{status=\"FAIL\"} 1\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("hallmark_run_phase{"),
+        "no phase after the run: {text}"
+    );
+}
+
+#[test]
+fn both_formats_declare_every_family_once_and_openmetrics_ends_with_eof() {
+    let mut m = Metrics::new();
+    m.on_event(&probe("n1", "r\"1\\", 1));
+    m.on_event(&batch("n1", T0, 1000.0, &[Some(100.0)]));
+    let prom = m.render(T0, Format::Prometheus);
+    let open = m.render(T0, Format::OpenMetrics);
+    assert!(
+        prom.contains("# TYPE hallmark_samples_stored_total counter\n"),
+        "{prom}"
+    );
+    assert!(
+        open.contains("# TYPE hallmark_samples_stored counter\n"),
+        "{open}"
+    );
+    assert!(open.ends_with("# EOF\n") && !prom.contains("# EOF"));
+    assert!(
+        prom.contains("rack=\"r\\\"1\\\\\""),
+        "escaped label: {prom}"
+    );
+    for text in [&prom, &open] {
+        let mut types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let n = types.len();
+        types.sort();
+        types.dedup();
+        assert_eq!(types.len(), n, "a family declared twice");
+        // Every sample belongs to a declared family.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            let family = name
+                .strip_suffix("_total")
+                .filter(|_| text == &open)
+                .unwrap_or(name);
+            assert!(types.contains(&family), "{name} undeclared in\n{text}");
+        }
+    }
+    assert_eq!(
+        Format::from_accept(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )),
+        Format::OpenMetrics
+    );
+    assert_eq!(Format::from_accept(None), Format::Prometheus);
+}
