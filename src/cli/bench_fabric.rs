@@ -331,6 +331,9 @@ async fn run_bench(
             (Location::Dir(dir.clone()), Some(dir))
         }
     };
+    if temporary.is_none() {
+        results::check_writable(&store)?;
+    }
     let outcome = async {
         let cluster = LocalCluster::start(nodes, true).await?;
         let request = RunRequest {

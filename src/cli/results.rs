@@ -154,6 +154,12 @@ pub fn open(location: &Location) -> anyhow::Result<Store> {
     Store::open_location(location).with_context(|| opening(location))
 }
 
+/// Opens the store for writing and closes it again: what a command that starts probes checks
+/// first, so that a store it cannot write is refused before any load runs.
+pub fn check_writable(location: &Location) -> anyhow::Result<()> {
+    off_runtime(|| open(location).map(drop))
+}
+
 /// Opens an existing store for reading only, the error naming where.
 pub fn open_read_only(location: &Location) -> anyhow::Result<Store> {
     Store::open_location_read_only(location).with_context(|| opening(location))

@@ -40,6 +40,8 @@ pub async fn run_on_simulated_hall(
             plan.expect.timeout_ms / 1000
         );
     }
+    // A store that cannot be written is refused before any probe starts.
+    super::results::check_writable(results)?;
     let (_loops, backends) = hall.backends().context("building the simulated nodes")?;
     let local: Vec<LocalNode> = backends
         .into_iter()
