@@ -6,6 +6,10 @@
 //! mix (the simulated demo hall running the demo plan, `src/columnar/demo_data.rs`: 80 nodes × 8
 //! devices, 60 s at 10 Hz) is stored the same way, for its rate and its size per million samples.
 //!
+//! Then the same ingest into PostgreSQL (a throw-away server of the bench's own, started as the
+//! `postgres` user with PostgreSQL's durable defaults), with the client's and the server's CPU per
+//! sample and the table's size.
+//!
 //! `cargo bench -p hallmark-store --bench ingest` (release). Baseline to beat: the ingest target of
 //! 800 000 samples/s.
 
@@ -14,6 +18,8 @@ mod demo_data;
 
 use hallmark_protocol::{DeviceInfo, DeviceKind, Labels, NodeId, Sample, TelemetryBatch};
 use hallmark_results::StoreExt;
+use hallmark_store::db::pg::Timeouts;
+use hallmark_store::testing::pg::{ClusterOptions, PgServer};
 use hallmark_store::{NewRun, ProbeRow, RunId, RunStatus, Store, DB_FILE};
 use std::path::Path;
 use std::time::Instant;
@@ -246,6 +252,123 @@ fn main() {
     drop(store);
     demo_mix(&dir.join("demo"));
     let _ = std::fs::remove_dir_all(&dir);
+    postgres(&data, total);
+}
+
+/// The same ingest into PostgreSQL: a throw-away server of the bench's own
+/// (`hallmark_store::testing::pg`, started as the `postgres` user) with PostgreSQL's durable
+/// defaults (`fsync`, `full_page_writes`, `synchronous_commit` on: a commit returns once its WAL is
+/// flushed), three fresh databases. CPU is counted on both sides: this process, and every process of
+/// the server (`postgres` in /proc: the backend, the WAL writer, the checkpointer).
+fn postgres(data: &[Vec<TelemetryBatch>], total: usize) {
+    let options = ClusterOptions {
+        durable: true,
+        ..ClusterOptions::default()
+    };
+    let server = match PgServer::start(&options) {
+        Ok(server) => server,
+        Err(e) => {
+            println!("postgres: skipped ({e:?})");
+            return;
+        }
+    };
+    let mut rates = Vec::new();
+    for attempt in 0..3 {
+        let db = server.database().expect("a database of the bench server");
+        if attempt == 0 {
+            let mut settings = Vec::new();
+            for name in [
+                "fsync",
+                "synchronous_commit",
+                "full_page_writes",
+                "server_version",
+            ] {
+                let v = db
+                    .connect()
+                    .query_opt(&format!("SELECT current_setting('{name}')"), &[], |r| {
+                        r.text(0)
+                    })
+                    .expect("a setting")
+                    .unwrap_or_default();
+                settings.push(format!("{name}={v}"));
+            }
+            println!("postgres: {}", settings.join(", "));
+        }
+        let mut store = Store::open_postgres(&db.target, &Timeouts::default()).expect("open");
+        let (run, nodes) = setup(&mut store, "bench-pg");
+        let (cpu0, server0) = (cpu_s(), server_cpu_s());
+        let start = Instant::now();
+        for second in data {
+            let refs: Vec<(&NodeId, &TelemetryBatch, i64)> = second
+                .iter()
+                .enumerate()
+                .map(|(n, b)| (&nodes[n], b, T0))
+                .collect();
+            store.insert_batches(&run, &refs).expect("insert batches");
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let (cpu, server) = (cpu_s(), server_cpu_s());
+        rates.push(total as f64 / elapsed);
+        let per = |a: Option<f64>, b: Option<f64>| {
+            a.zip(b).map_or("-".into(), |(before, after)| {
+                format!("{:.2}", (after - before) * 1e6 / total as f64)
+            })
+        };
+        let bytes = db
+            .connect()
+            .query_opt(
+                "SELECT CAST(pg_total_relation_size('telemetry_batches') AS BIGINT)",
+                &[],
+                |r| r.i64(0),
+            )
+            .expect("table size")
+            .unwrap_or(0);
+        println!(
+            "postgres insert_batches (80 batches / transaction): {:>8.0} samples/s ({elapsed:.3} s \
+             wall; CPU µs per sample: client {}, server {}); telemetry_batches {:.1} MiB = {:.1} \
+             MiB per million samples",
+            total as f64 / elapsed,
+            per(cpu0, cpu),
+            per(server0, server),
+            bytes as f64 / 1048576.0,
+            bytes as f64 / 1048576.0 / (total as f64 / 1e6)
+        );
+        if attempt == 2 {
+            let start = Instant::now();
+            let s = store.run_summary(run.as_str()).expect("summary");
+            assert_eq!(s.samples_stored as usize, total);
+            println!(
+                "postgres run_summary: {:.1} ms",
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "postgres insert_batches: best {:.0} samples/s, median {:.0} samples/s",
+        rates[rates.len() - 1],
+        rates[rates.len() / 2]
+    );
+}
+
+/// CPU seconds of every process named `postgres` (the test server's), summed.
+fn server_cpu_s() -> Option<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    Some(total)
 }
 
 /// The demo's sensor mix, one `insert_batches` transaction per second of hall data.

@@ -1,5 +1,6 @@
 //! The run store: everything a run measured, behind one interface over SQLite (a file per results
-//! directory, `DIR/hallmark.sqlite`; schema in `docs/SCHEMA.md`) and, later, PostgreSQL.
+//! directory, `DIR/hallmark.sqlite`; schema in `docs/SCHEMA.md`) and PostgreSQL (a database per
+//! store), the same schema and statements on both ([`db::Db`]).
 //!
 //! This crate holds the schema, its migrations, telemetry ingest and the typed read API; it is the
 //! only crate of hallmark that writes SQL. Summaries, certification, the report and bundles are
@@ -7,7 +8,9 @@
 //!
 //! * [`Store::open`] creates or opens the database (WAL journal, `synchronous=NORMAL`, foreign keys on,
 //!   schema versioned by `PRAGMA user_version`); [`Store::open_read_only`] reads one a coordinator is
-//!   writing.
+//!   writing; [`Store::open_postgres`] and [`Store::open_postgres_read_only`] do the same for a
+//!   PostgreSQL database, and [`Store::open_location`] / [`Store::open_location_read_only`] open
+//!   whichever a `--results` argument names ([`location::Location`]).
 //! * Writer API (the coordinator, from one task): [`Store::create_run`], [`Store::add_probe`],
 //!   [`Store::add_devices`], [`Store::add_phase`], [`Store::phase_started`], [`Store::insert_batch`] and
 //!   [`Store::insert_batches`] (many telemetry batches in one transaction; replays are recognised by

@@ -44,11 +44,11 @@ impl Store {
     /// migrations as SQLite's, their types mapped by [`crate::db::sql::ddl_to_pg`]).
     /// [`Store::path`] is then the URL without its password.
     pub fn open_postgres(target: &PgTarget, timeouts: &Timeouts) -> Result<Store, StoreError> {
-        let db = pg::open(target, timeouts, &PG_MIGRATIONS).map_err(connect_error)?;
-        Ok({
-            let path = PathBuf::from(db.store());
-            Store::from_db(db, path)
-        })
+        let mut db = pg::open(target, timeouts, &PG_MIGRATIONS).map_err(connect_error)?;
+        let path = PathBuf::from(db.store());
+        db.execute_batch(&crate::telemetry::stage_ddl())
+            .map_err(|e| StoreError::db(&path, "creating the telemetry stage", e))?;
+        Ok(Store::from_db(db, path))
     }
 
     /// Opens an existing hallmark store in a PostgreSQL database for reading only: nothing is
@@ -59,10 +59,8 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let supported = PG_MIGRATIONS.len() as i64;
         let db = pg::open_read(target, timeouts, supported).map_err(connect_error)?;
-        Ok({
-            let path = PathBuf::from(db.store());
-            Store::from_db(db, path)
-        })
+        let path = PathBuf::from(db.store());
+        Ok(Store::from_db(db, path))
     }
 
     /// Opens what a `--results` argument names for writing ([`Store::open`] or

@@ -6,15 +6,18 @@
 //! How telemetry is laid out (schema 5: one row of `telemetry_batches` per stored batch, holding
 //! its samples and node-power readings as two `crate::columnar` blobs) is known only here: a consumer
 //! sees records, in the order it asked for ([`ScanOrder`]). The scan reads the run's batch index
-//! first (row ids and counts, no blobs), then each batch's blob by its row id, decoding with one
-//! reusable `Decoder` into one reusable buffer: memory stays at one batch. A blob that does not
+//! first (row ids and counts, no blobs), then the blobs a chunk of batches at a time by row id,
+//! decoding with one reusable `Decoder` into one reusable buffer: memory stays at one chunk. The
+//! same statements run on SQLite and PostgreSQL (through `crate::db::Db`). A blob that does not
 //! decode, or holds another count than its row says, is a [`StoreError::Corrupt`] naming the store,
 //! the run, the node and the batch.
 
 use crate::columnar::Decoder;
+use crate::db::{DbError, Value};
 use crate::error::StoreError;
 use crate::store::Store;
 use hallmark_protocol::Sample;
+use std::collections::HashMap;
 
 /// One node-power reading. `node_key` is [`crate::ProbeRecord::key`] of the node.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,26 +140,22 @@ impl Store {
                  WHERE b.run_id = ?1 ORDER BY b.node_id, b.seq"
             }
         };
-        let mut stmt = self
-            .sqlite()?
-            .prepare_cached(sql)
-            .map_err(self.err("reading the batch index"))?;
-        let refs = stmt
-            .query_map([run_id], |r| {
+        self.db
+            .query_map(sql, &[run_id.into()], |r| {
                 Ok(BatchRef {
-                    row: r.get(0)?,
-                    node_key: r.get(1)?,
-                    seq: r.get(2)?,
-                    samples: r.get(3)?,
-                    node_power: r.get(4)?,
+                    row: r.i64(0)?,
+                    node_key: r.opt_i64(1)?,
+                    seq: r.i64(2)?,
+                    samples: r.i64(3)?,
+                    node_power: r.i64(4)?,
                 })
             })
-            .and_then(|rows| rows.collect())
-            .map_err(self.err("reading the batch index"));
-        refs
+            .map_err(self.db_err("reading the batch index"))
     }
 
-    /// Decodes one blob of every batch (node power or samples) and visits its records.
+    /// Decodes one blob of every batch (node power or samples) and visits its records. The blobs
+    /// are fetched [`BLOBS_PER_QUERY`] batches at a time by row id (one statement text, the list
+    /// padded with its last id), so memory stays at one chunk and round trips to a server are few.
     fn scan_kind<E: From<StoreError>>(
         &self,
         run_id: &str,
@@ -164,66 +163,67 @@ impl Store {
         kind: Kind,
         visit: &mut impl FnMut(Telemetry) -> Result<(), E>,
     ) -> Result<(), E> {
-        let (sql, op) = match kind {
-            Kind::NodePower => (
-                "SELECT node_power_blob FROM telemetry_batches WHERE batch_row = ?1",
-                "reading node power",
-            ),
-            Kind::Samples => (
-                "SELECT samples_blob FROM telemetry_batches WHERE batch_row = ?1",
-                "reading samples",
-            ),
+        let (column, op) = match kind {
+            Kind::NodePower => ("node_power_blob", "reading node power"),
+            Kind::Samples => ("samples_blob", "reading samples"),
         };
-        let mut stmt = self.sqlite()?.prepare_cached(sql).map_err(self.err(op))?;
+        let sql = blob_query(column);
+        let expected = |b: &BatchRef| match kind {
+            Kind::NodePower => b.node_power,
+            Kind::Samples => b.samples,
+        };
         let mut decoder = Decoder::new();
         let mut samples: Vec<Sample> = Vec::new();
         let mut power: Vec<(i64, Option<f32>)> = Vec::new();
-        for b in batches {
-            let expected = match kind {
-                Kind::NodePower => b.node_power,
-                Kind::Samples => b.samples,
-            };
-            if expected == 0 {
-                continue;
-            }
-            let node_key = b
-                .node_key
-                .ok_or_else(|| self.corrupt(run_id, b, "its node is not a registered probe"))?;
-            samples.clear();
-            power.clear();
-            let mut rows = stmt.query([b.row]).map_err(self.err(op))?;
-            let row = rows
-                .next()
-                .map_err(self.err(op))?
-                .ok_or_else(|| self.corrupt(run_id, b, "the batch went while it was read"))?;
-            let blob = row
-                .get_ref(0)
-                .map_err(self.err(op))?
-                .as_blob()
-                .map_err(|e| self.corrupt(run_id, b, &e.to_string()))?;
-            let decoded = match kind {
-                Kind::NodePower => decoder
-                    .decode_node_power(blob, &mut power)
-                    .map(|()| power.len()),
-                Kind::Samples => decoder
-                    .decode_samples(blob, &mut samples)
-                    .map(|()| samples.len()),
-            };
-            let n = decoded.map_err(|e| self.corrupt(run_id, b, &e.to_string()))?;
-            if n as i64 != expected {
-                let what = format!("its blob holds {n} records, its row says {expected}");
-                return Err(self.corrupt(run_id, b, &what).into());
-            }
-            drop(rows);
-            for &(t_ns, w) in &power {
-                visit(Telemetry::NodePower(NodePowerRecord {
-                    node_key,
-                    t_ns,
-                    power_w: w.map(f64::from),
-                }))?;
-            }
-            for s in &samples {
-                visit(Telemetry::Sample(record(node_key, s)))?;
+        let mut blobs: HashMap<i64, Vec<u8>> = HashMap::with_capacity(BLOBS_PER_QUERY);
+        let wanted: Vec<&BatchRef> = batches.iter().filter(|b| expected(b) != 0).collect();
+        for chunk in wanted.chunks(BLOBS_PER_QUERY) {
+            let last = chunk[chunk.len() - 1].row;
+            let ids: Vec<Value> = (0..BLOBS_PER_QUERY)
+                .map(|i| Value::I64(chunk.get(i).map_or(last, |b| b.row)))
+                .collect();
+            blobs.clear();
+            self.db
+                .for_each(&sql, &ids, |r| {
+                    blobs.insert(r.i64(0)?, r.opt_blob(1)?.unwrap_or_default());
+                    Ok(())
+                })
+                .map_err(|e| match e {
+                    e @ DbError::Column { .. } => self.corrupt(run_id, chunk[0], &e.to_string()),
+                    e => StoreError::db(&self.path, op, e),
+                })?;
+            for &b in chunk {
+                let node_key = b
+                    .node_key
+                    .ok_or_else(|| self.corrupt(run_id, b, "its node is not a registered probe"))?;
+                let blob = blobs
+                    .get(&b.row)
+                    .ok_or_else(|| self.corrupt(run_id, b, "the batch went while it was read"))?;
+                samples.clear();
+                power.clear();
+                let decoded = match kind {
+                    Kind::NodePower => decoder
+                        .decode_node_power(blob, &mut power)
+                        .map(|()| power.len()),
+                    Kind::Samples => decoder
+                        .decode_samples(blob, &mut samples)
+                        .map(|()| samples.len()),
+                };
+                let n = decoded.map_err(|e| self.corrupt(run_id, b, &e.to_string()))?;
+                if n as i64 != expected(b) {
+                    let what = format!("its blob holds {n} records, its row says {}", expected(b));
+                    return Err(self.corrupt(run_id, b, &what).into());
+                }
+                for &(t_ns, w) in &power {
+                    visit(Telemetry::NodePower(NodePowerRecord {
+                        node_key,
+                        t_ns,
+                        power_w: w.map(f64::from),
+                    }))?;
+                }
+                for s in &samples {
+                    visit(Telemetry::Sample(record(node_key, s)))?;
+                }
             }
         }
         Ok(())
@@ -231,14 +231,15 @@ impl Store {
 
     /// A corrupt stored batch: names the store, the run, the node and the batch.
     fn corrupt(&self, run_id: &str, b: &BatchRef, problem: &str) -> StoreError {
-        let node: Option<String> = self.sqlite().ok().and_then(|conn| {
-            conn.query_row(
+        let node: Option<String> = self
+            .db
+            .query_opt(
                 "SELECT node_id FROM telemetry_batches WHERE batch_row = ?1",
-                [b.row],
-                |r| r.get(0),
+                &[Value::I64(b.row)],
+                |r| r.text(0),
             )
             .ok()
-        });
+            .flatten();
         StoreError::Corrupt {
             path: self.path.clone(),
             detail: format!(
@@ -249,6 +250,18 @@ impl Store {
             ),
         }
     }
+}
+
+/// How many batches' blobs one query of the scan fetches.
+const BLOBS_PER_QUERY: usize = 128;
+
+/// The statement fetching `column` of [`BLOBS_PER_QUERY`] batches by row id.
+fn blob_query(column: &str) -> String {
+    let ids: Vec<String> = (1..=BLOBS_PER_QUERY).map(|i| format!("?{i}")).collect();
+    format!(
+        "SELECT batch_row, {column} FROM telemetry_batches WHERE batch_row IN ({})",
+        ids.join(", ")
+    )
 }
 
 /// The scan's record of a decoded sample.

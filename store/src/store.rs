@@ -44,12 +44,22 @@ impl Store {
         &self.path
     }
 
-    /// How long a statement waits for another process's lock before failing with
-    /// [`StoreError::Locked`] (default [`crate::BUSY_TIMEOUT`], 5 s).
-    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
-        self.sqlite()?
-            .busy_timeout(timeout)
-            .map_err(self.err("setting the busy timeout"))
+    /// How long a statement waits for another process's lock before failing (SQLite: with
+    /// [`StoreError::Locked`], default [`crate::BUSY_TIMEOUT`], 5 s; PostgreSQL: its
+    /// `lock_timeout`, default none).
+    pub fn set_busy_timeout(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        match self.db.sqlite() {
+            Some(conn) => conn
+                .busy_timeout(timeout)
+                .map_err(self.err("setting the busy timeout")),
+            None => {
+                let ms = timeout.as_millis().max(1);
+                let path = self.path.clone();
+                self.db
+                    .execute_batch(&format!("SET lock_timeout = {ms}"))
+                    .map_err(|e| StoreError::db(&path, "setting the lock timeout", e))
+            }
+        }
     }
 
     /// Turns a rusqlite error of the code still written against rusqlite into a [`StoreError`].
@@ -60,19 +70,6 @@ impl Store {
     /// Turns an error of the connection interface into a [`StoreError`] naming the store and `op`.
     pub(crate) fn db_err(&self, op: &'static str) -> impl Fn(DbError) -> StoreError + '_ {
         move |e| StoreError::db(&self.path, op, e)
-    }
-
-    /// The SQLite connection, for the code still written against rusqlite (telemetry ingest and
-    /// scan, schema); a store on another backend is refused with what is missing.
-    pub(crate) fn sqlite(&self) -> Result<&rusqlite::Connection, StoreError> {
-        let path = &self.path;
-        self.db.sqlite().ok_or_else(|| not_sqlite(path))
-    }
-
-    /// [`Store::sqlite`], mutably.
-    pub(crate) fn sqlite_mut(&mut self) -> Result<&mut rusqlite::Connection, StoreError> {
-        let path = &self.path;
-        self.db.sqlite_mut().ok_or_else(|| not_sqlite(path))
     }
 
     fn unknown_run(&self, run: &str) -> StoreError {
@@ -567,14 +564,4 @@ pub(crate) fn parse_col<T: std::str::FromStr>(
         path: path.to_path_buf(),
         detail: format!("{what} {s:?} cannot be read"),
     })
-}
-
-fn not_sqlite(path: &Path) -> StoreError {
-    StoreError::invalid(
-        "store backend",
-        format!(
-            "{} is not a SQLite store; this operation is implemented for SQLite stores only so far",
-            path.display()
-        ),
-    )
 }

@@ -1,6 +1,6 @@
-//! The store's writer and read API (everything but telemetry, which is SQLite-only so far) on both
-//! backends: the same calls on a SQLite store and on a PostgreSQL store (`Store::open_postgres`, a
-//! fresh database of the test server) read back the same records. PostgreSQL is skipped outside CI
+//! The store's writer and read API on both backends: the same calls on a SQLite store and on a
+//! PostgreSQL store (`Store::open_postgres`, a fresh database of the test server) read back the
+//! same records, and a run's telemetry gives the same scan, summary and verdicts. PostgreSQL is skipped outside CI
 //! when its binaries are missing, and a failure in CI.
 
 mod common;
@@ -9,42 +9,12 @@ mod run;
 
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{ClockEstimate, DeviceResult, FabricMember, Labels, PhaseReport, Workload};
+use hallmark_results::{demo_spec, evaluate, StoreExt};
 use hallmark_store::db::pg::Timeouts;
-use hallmark_store::testing::pg::TestDb;
+use hallmark_store::testing::stores::stores;
 use hallmark_store::{PhaseRow, ProbeRow, RunStatus, Store, StoreError, VerdictRow};
-use run::{device_info, new_run, node, TempDir, MS, T0};
-
-/// A store on each backend; the PostgreSQL database lives as long as its store.
-struct Backend {
-    name: &'static str,
-    store: Store,
-    _keep: Keep,
-}
-
-#[allow(dead_code)]
-enum Keep {
-    Dir(TempDir),
-    Pg(Box<TestDb>),
-}
-
-fn stores() -> Vec<Backend> {
-    let dir = TempDir::new("backends");
-    let mut out = vec![Backend {
-        name: "sqlite",
-        store: Store::open(dir.path()).expect("SQLite store"),
-        _keep: Keep::Dir(dir),
-    }];
-    if let Some(db) = common::database() {
-        let store = Store::open_postgres(&db.target, &Timeouts::default())
-            .unwrap_or_else(|e| panic!("PostgreSQL store: {e}"));
-        out.push(Backend {
-            name: "postgres",
-            store,
-            _keep: Keep::Pg(Box::new(db)),
-        });
-    }
-    out
-}
+use hallmark_store::{ScanOptions, ScanOrder, Telemetry};
+use run::{device_info, new_run, node, MS, T0};
 
 fn probe(id: &str, at: i64, clock: Option<ClockEstimate>) -> ProbeRow {
     ProbeRow {
@@ -282,9 +252,9 @@ fn write_and_read(store: &mut Store) -> String {
 #[test]
 fn both_backends_store_and_read_back_the_same() {
     let mut seen = Vec::new();
-    for mut b in stores() {
+    for mut b in stores("backends") {
         let text = write_and_read(&mut b.store);
-        seen.push((b.name, text));
+        seen.push((b.backend, text));
     }
     let (_, sqlite) = &seen[0];
     // What the calls mean, checked on SQLite (and so on PostgreSQL, which must read the same).
@@ -325,18 +295,48 @@ fn both_backends_store_and_read_back_the_same() {
     }
 }
 
+/// What a run's telemetry gives on one backend: every scan record in both orders, the summary
+/// (without the run id, which is drawn at random) and the demo spec's verdicts, as JSON.
+fn telemetry_results(store: &mut Store) -> (Vec<Telemetry>, serde_json::Value, serde_json::Value) {
+    let run = run::build(store);
+    let mut records = Vec::new();
+    for order in [ScanOrder::Stored, ScanOrder::NodeSequence] {
+        let opts = ScanOptions {
+            order,
+            ..ScanOptions::ALL
+        };
+        store
+            .scan_telemetry::<StoreError>(run.as_str(), opts, |r| {
+                records.push(r);
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut summary = serde_json::to_value(store.run_summary(run.as_str()).unwrap()).unwrap();
+    summary.as_object_mut().unwrap().remove("run_id");
+    let verdicts = evaluate(store, run.as_str(), &demo_spec()).unwrap();
+    (records, summary, serde_json::to_value(verdicts).unwrap())
+}
+
 #[test]
-fn telemetry_on_postgres_is_refused_not_lost() {
-    let Some(db) = common::database() else {
-        return;
-    };
-    let mut store = Store::open_postgres(&db.target, &Timeouts::default()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    store.add_probe(&run, &probe("n1", T0, None)).unwrap();
-    let err = store
-        .insert_batch(&run, &node("n1"), &run::batch(0, 0), T0)
-        .unwrap_err();
-    assert!(err.to_string().contains("SQLite stores only"), "{err}");
+fn telemetry_reads_back_the_same_on_both_backends() {
+    let mut seen = Vec::new();
+    for mut t in stores("telemetry") {
+        seen.push((t.backend, telemetry_results(&mut t.store)));
+    }
+    let (_, (records, summary, verdicts)) = &seen[0];
+    // 4 nodes × 120 instants of node power, 2 devices each, less r2n2's lost batch of 10 instants.
+    assert_eq!(records.len(), 2 * (4 * 120 * 3 - 10 * 3), "both orders");
+    assert!(summary["samples_stored"].as_u64() > Some(0), "{summary}");
+    assert!(
+        verdicts.as_array().is_some_and(|v| !v.is_empty()),
+        "{verdicts}"
+    );
+    for (name, (r, s, v)) in &seen[1..] {
+        assert!(r == records, "{name}: the scan differs from SQLite's");
+        assert_eq!(s, summary, "{name}: the summary differs from SQLite's");
+        assert_eq!(v, verdicts, "{name}: the verdicts differ from SQLite's");
+    }
 }
 
 #[test]

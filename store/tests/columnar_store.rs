@@ -7,6 +7,8 @@ mod common;
 
 use common::*;
 use hallmark_results::{Store, StoreError, StoreExt, APPLICATION_ID, DB_FILE, MIGRATIONS};
+use hallmark_store::db::{Db, Value};
+use hallmark_store::testing::stores::{stores, TestStore};
 use hallmark_store::{NodePowerRecord, SampleRecord, ScanOptions, Telemetry};
 use rusqlite::{params, Connection};
 
@@ -209,53 +211,69 @@ fn a_version_4_value_that_is_not_an_f32_stops_the_upgrade_and_keeps_the_store() 
     assert_eq!(rows, 1);
 }
 
+/// A second connection to `t`'s database, for changing what the store wrote.
+fn raw(t: &TestStore) -> Db {
+    match t.pg() {
+        Some(db) => db.connect(),
+        None => {
+            let file = t.store.path().to_path_buf();
+            Db::from_sqlite(Connection::open(&file).unwrap(), file.display().to_string())
+        }
+    }
+}
+
 #[test]
 fn a_corrupt_blob_is_an_error_naming_the_store_run_node_and_batch() {
-    let dir = TempDir::new("v5-corrupt");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    store
-        .add_probe(&run, &probe_row("r1n1", "h", "a", "k"))
-        .unwrap();
-    for seq in 0..3 {
-        let mut b = batch(0, seq);
-        b.seq = seq as u64;
-        store.insert_batch(&run, &node("r1n1"), &b, T0).unwrap();
-    }
-    assert!(scan(&store, run.as_str()).is_ok());
-    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    for (column, blob) in [
-        ("samples_blob", vec![1u8, b'S', 5, 0xff]),
-        ("node_power_blob", vec![1u8, b'S', 0]),
-    ] {
-        let (old, restore): (Vec<u8>, _) = (
-            conn.query_row(
-                &format!("SELECT {column} FROM telemetry_batches WHERE seq = 1"),
-                [],
-                |r| r.get(0),
-            )
-            .unwrap(),
-            format!("UPDATE telemetry_batches SET {column} = ?1 WHERE seq = 1"),
-        );
-        conn.execute(&restore, [&blob]).unwrap();
-        let err = scan(&store, run.as_str()).unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-        for part in [DB_FILE, run.as_str(), "node r1n1", "batch seq 1"] {
-            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+    for mut t in stores("v5-corrupt") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        store
+            .add_probe(&run, &probe_row("r1n1", "h", "a", "k"))
+            .unwrap();
+        for seq in 0..3 {
+            let mut b = batch(0, seq);
+            b.seq = seq as u64;
+            store.insert_batch(&run, &node("r1n1"), &b, T0).unwrap();
         }
-        assert!(store.run_summary(run.as_str()).is_err());
-        conn.execute(&restore, [&old]).unwrap();
+        assert!(scan(store, run.as_str()).is_ok());
+        let name = store.path().display().to_string();
+        let conn = raw(&t);
+        let store = &t.store;
+        for (column, blob) in [
+            ("samples_blob", vec![1u8, b'S', 5, 0xff]),
+            ("node_power_blob", vec![1u8, b'S', 0]),
+        ] {
+            let old = conn
+                .query_opt(
+                    &format!("SELECT {column} FROM telemetry_batches WHERE seq = 1"),
+                    &[],
+                    |r| r.blob(0),
+                )
+                .unwrap()
+                .unwrap();
+            let restore = format!("UPDATE telemetry_batches SET {column} = ?1 WHERE seq = 1");
+            conn.execute(&restore, &[Value::Blob(blob)]).unwrap();
+            let err = scan(store, run.as_str()).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+            for part in [name.as_str(), run.as_str(), "node r1n1", "batch seq 1"] {
+                assert!(msg.contains(part), "{part:?} missing from: {msg}");
+            }
+            assert!(store.run_summary(run.as_str()).is_err());
+            conn.execute(&restore, &[Value::Blob(old)]).unwrap();
+        }
+        assert!(scan(store, run.as_str()).is_ok(), "restored");
+        // A blob that decodes but holds another count than its row says.
+        conn.execute(
+            "UPDATE telemetry_batches SET samples = samples + 1 WHERE seq = 2",
+            &[],
+        )
+        .unwrap();
+        let msg = scan(store, run.as_str()).unwrap_err().to_string();
+        assert!(
+            msg.contains("batch seq 2") && msg.contains("records"),
+            "{msg}"
+        );
     }
-    // A blob that decodes but holds another count than its row says.
-    conn.execute(
-        "UPDATE telemetry_batches SET samples = samples + 1 WHERE seq = 2",
-        [],
-    )
-    .unwrap();
-    let msg = scan(&store, run.as_str()).unwrap_err().to_string();
-    assert!(
-        msg.contains("batch seq 2") && msg.contains("records"),
-        "{msg}"
-    );
 }

@@ -228,6 +228,7 @@ fn a_held_migration_lock_is_waited_for_boundedly() {
 fn wrong_or_missing_passwords_are_refused() {
     let options = ClusterOptions {
         superuser_password: Some("super-secret".into()),
+        ..ClusterOptions::default()
     };
     let server = match PgServer::start(&options) {
         Ok(s) => s,

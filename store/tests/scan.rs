@@ -1,28 +1,14 @@
 //! The telemetry scan: every column of every record comes back, absent values as `None`, in the
-//! order asked for (as stored, or node by node in sequence order), and only the kinds asked for.
+//! order asked for (as stored, or node by node in sequence order), and only the kinds asked for, on
+//! both backends (SQLite, and PostgreSQL when a server is at hand: `hallmark_store::testing::stores`).
 
 use hallmark_protocol::{DeviceInfo, DeviceKind, Labels, NodeId, Sample, TelemetryBatch};
+use hallmark_store::testing::stores::stores;
 use hallmark_store::{
     NewRun, ProbeRow, RunId, ScanOptions, ScanOrder, Store, StoreError, Telemetry,
 };
-use std::path::PathBuf;
 
 const T0: i64 = 1_795_918_500_000_000_000;
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let p = std::env::temp_dir().join(format!("hallmark-scan-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    TempDir(p)
-}
 
 fn setup(store: &mut Store) -> (RunId, Vec<NodeId>) {
     let run = store
@@ -111,130 +97,134 @@ fn collect(store: &Store, run: &RunId, opts: ScanOptions) -> Vec<Telemetry> {
 
 #[test]
 fn the_scan_returns_every_column_in_the_order_asked_for() {
-    let dir = temp_dir("order");
-    let mut store = Store::open(&dir.0).unwrap();
-    let (run, nodes) = setup(&mut store);
-    // Arrival: b#0 (t 0), a#1 (t 200, absent values), a#0 (t 100, a late batch).
-    store
-        .insert_batch(&run, &nodes[1], &batch(0, 0, true), T0)
-        .unwrap();
-    store
-        .insert_batch(&run, &nodes[0], &batch(1, 200, false), T0)
-        .unwrap();
-    store
-        .insert_batch(&run, &nodes[0], &batch(0, 100, true), T0)
-        .unwrap();
-    let keys: Vec<i64> = store
-        .probes(run.as_str())
-        .unwrap()
-        .iter()
-        .map(|p| p.key)
-        .collect();
-    let sample_t = |recs: &[Telemetry]| -> Vec<i64> {
-        recs.iter()
-            .filter_map(|r| match r {
-                Telemetry::Sample(s) => Some((s.t_ns - T0) / 1_000_000),
-                Telemetry::NodePower(_) => None,
+    for mut t in stores("order") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let (run, nodes) = setup(store);
+        // Arrival: b#0 (t 0), a#1 (t 200, absent values), a#0 (t 100, a late batch).
+        store
+            .insert_batch(&run, &nodes[1], &batch(0, 0, true), T0)
+            .unwrap();
+        store
+            .insert_batch(&run, &nodes[0], &batch(1, 200, false), T0)
+            .unwrap();
+        store
+            .insert_batch(&run, &nodes[0], &batch(0, 100, true), T0)
+            .unwrap();
+        let keys: Vec<i64> = store
+            .probes(run.as_str())
+            .unwrap()
+            .iter()
+            .map(|p| p.key)
+            .collect();
+        let sample_t = |recs: &[Telemetry]| -> Vec<i64> {
+            recs.iter()
+                .filter_map(|r| match r {
+                    Telemetry::Sample(s) => Some((s.t_ns - T0) / 1_000_000),
+                    Telemetry::NodePower(_) => None,
+                })
+                .collect()
+        };
+
+        let stored = collect(store, &run, ScanOptions::ALL);
+        assert_eq!(stored.len(), 6);
+        assert_eq!(sample_t(&stored), [0, 200, 100], "as stored");
+
+        let by_node = collect(
+            store,
+            &run,
+            ScanOptions {
+                order: ScanOrder::NodeSequence,
+                node_power: false,
+                samples: true,
+            },
+        );
+        assert_eq!(
+            sample_t(&by_node),
+            [100, 200, 0],
+            "node a by sequence, then b"
+        );
+        let Telemetry::Sample(full) = by_node[0] else {
+            panic!("samples only")
+        };
+        assert_eq!(full.node_key, keys[0]);
+        assert_eq!(
+            (
+                full.device,
+                full.power_w,
+                full.energy_j,
+                full.gpu_temp_c,
+                full.mem_temp_c
+            ),
+            (0, Some(500.0), Some(12.5), Some(70.0), Some(60.0))
+        );
+        assert_eq!(
+            (full.sm_clock_mhz, full.util_pct, full.throttle_reasons),
+            (Some(1980), Some(99.0), 0x40)
+        );
+        let Telemetry::Sample(absent) = by_node[1] else {
+            panic!("samples only")
+        };
+        assert_eq!(
+            (
+                absent.power_w,
+                absent.energy_j,
+                absent.gpu_temp_c,
+                absent.mem_temp_c
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!((absent.sm_clock_mhz, absent.util_pct), (None, None));
+
+        let power = collect(
+            store,
+            &run,
+            ScanOptions {
+                order: ScanOrder::NodeSequence,
+                node_power: true,
+                samples: false,
+            },
+        );
+        let readings: Vec<(i64, i64, Option<f64>)> = power
+            .iter()
+            .map(|r| match r {
+                Telemetry::NodePower(p) => (p.node_key, (p.t_ns - T0) / 1_000_000, p.power_w),
+                Telemetry::Sample(_) => panic!("node power only"),
             })
-            .collect()
-    };
-
-    let stored = collect(&store, &run, ScanOptions::ALL);
-    assert_eq!(stored.len(), 6);
-    assert_eq!(sample_t(&stored), [0, 200, 100], "as stored");
-
-    let by_node = collect(
-        &store,
-        &run,
-        ScanOptions {
-            order: ScanOrder::NodeSequence,
-            node_power: false,
-            samples: true,
-        },
-    );
-    assert_eq!(
-        sample_t(&by_node),
-        [100, 200, 0],
-        "node a by sequence, then b"
-    );
-    let Telemetry::Sample(full) = by_node[0] else {
-        panic!("samples only")
-    };
-    assert_eq!(full.node_key, keys[0]);
-    assert_eq!(
-        (
-            full.device,
-            full.power_w,
-            full.energy_j,
-            full.gpu_temp_c,
-            full.mem_temp_c
-        ),
-        (0, Some(500.0), Some(12.5), Some(70.0), Some(60.0))
-    );
-    assert_eq!(
-        (full.sm_clock_mhz, full.util_pct, full.throttle_reasons),
-        (Some(1980), Some(99.0), 0x40)
-    );
-    let Telemetry::Sample(absent) = by_node[1] else {
-        panic!("samples only")
-    };
-    assert_eq!(
-        (
-            absent.power_w,
-            absent.energy_j,
-            absent.gpu_temp_c,
-            absent.mem_temp_c
-        ),
-        (None, None, None, None)
-    );
-    assert_eq!((absent.sm_clock_mhz, absent.util_pct), (None, None));
-
-    let power = collect(
-        &store,
-        &run,
-        ScanOptions {
-            order: ScanOrder::NodeSequence,
-            node_power: true,
-            samples: false,
-        },
-    );
-    let readings: Vec<(i64, i64, Option<f64>)> = power
-        .iter()
-        .map(|r| match r {
-            Telemetry::NodePower(p) => (p.node_key, (p.t_ns - T0) / 1_000_000, p.power_w),
-            Telemetry::Sample(_) => panic!("node power only"),
-        })
-        .collect();
-    assert_eq!(
-        readings,
-        [
-            (keys[0], 100, Some(1000.0)),
-            (keys[0], 200, None),
-            (keys[1], 0, Some(1000.0))
-        ]
-    );
-    assert!(collect(&store, &RunId::new("nope"), ScanOptions::ALL).is_empty());
+            .collect();
+        assert_eq!(
+            readings,
+            [
+                (keys[0], 100, Some(1000.0)),
+                (keys[0], 200, None),
+                (keys[1], 0, Some(1000.0))
+            ]
+        );
+        assert!(collect(store, &RunId::new("nope"), ScanOptions::ALL).is_empty());
+    }
 }
 
 #[test]
 fn the_visitor_error_stops_the_scan() {
-    let dir = temp_dir("stop");
-    let mut store = Store::open(&dir.0).unwrap();
-    let (run, nodes) = setup(&mut store);
-    for seq in 0..3 {
-        let b = batch(seq, seq as i64 * 100, true);
-        store.insert_batch(&run, &nodes[0], &b, T0).unwrap();
-    }
-    let mut seen = 0;
-    let err = store
-        .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |_| {
-            seen += 1;
-            Err(StoreError::Invalid {
-                what: "test",
-                detail: "stop".into(),
+    for mut t in stores("stop") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let (run, nodes) = setup(store);
+        for seq in 0..3 {
+            let b = batch(seq, seq as i64 * 100, true);
+            store.insert_batch(&run, &nodes[0], &b, T0).unwrap();
+        }
+        let mut seen = 0;
+        let err = store
+            .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |_| {
+                seen += 1;
+                Err(StoreError::Invalid {
+                    what: "test",
+                    detail: "stop".into(),
+                })
             })
-        })
-        .unwrap_err();
-    assert_eq!(seen, 1);
-    assert!(err.to_string().contains("stop"), "{err}");
+            .unwrap_err();
+        assert_eq!(seen, 1);
+        assert!(err.to_string().contains("stop"), "{err}");
+    }
 }

@@ -7,117 +7,128 @@ use common::*;
 use hallmark_results::{
     render_text, NewRun, ProbeRow, RunId, RunStatus, Store, StoreError, StoreExt, DB_FILE,
 };
+use hallmark_store::testing::stores::stores;
 use hallmark_store::{ScanOptions, Telemetry};
 
 #[test]
 fn duplicate_batch_is_not_stored_twice() {
-    let dir = TempDir::new("dup");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    let n = node("r1n1");
-    store
-        .add_probe(&run, &probe_row(n.as_str(), "h", "r", "k"))
-        .unwrap();
-    let b = batch(0, 3);
-    let first = store.insert_batch(&run, &n, &b, T0).unwrap();
-    assert!(first.new);
-    assert_eq!(first.samples, 20);
-    let again = store.insert_batch(&run, &n, &b, T0 + 1).unwrap();
-    assert!(!again.new);
-    assert_eq!(again.samples, 0);
-    // Duplicates inside one call, and a new batch beside them.
-    let b4 = batch(0, 4);
-    let done = store
-        .insert_batches(&run, &[(&n, &b, T0), (&n, &b4, T0), (&n, &b4, T0)])
-        .unwrap();
-    assert_eq!(
-        done.iter().map(|d| d.new).collect::<Vec<_>>(),
-        vec![false, true, false]
-    );
-    let s = store.run_summary(run.as_str()).unwrap();
-    assert_eq!(s.samples_stored, 40);
-    let runs = store.list_runs().unwrap();
-    assert_eq!(runs[0].samples, 40);
+    for mut t in stores("dup") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        let n = node("r1n1");
+        store
+            .add_probe(&run, &probe_row(n.as_str(), "h", "r", "k"))
+            .unwrap();
+        let b = batch(0, 3);
+        let first = store.insert_batch(&run, &n, &b, T0).unwrap();
+        assert!(first.new);
+        assert_eq!(first.samples, 20);
+        let again = store.insert_batch(&run, &n, &b, T0 + 1).unwrap();
+        assert!(!again.new);
+        assert_eq!(again.samples, 0);
+        // Duplicates inside one call, and a new batch beside them.
+        let b4 = batch(0, 4);
+        let done = store
+            .insert_batches(&run, &[(&n, &b, T0), (&n, &b4, T0), (&n, &b4, T0)])
+            .unwrap();
+        assert_eq!(
+            done.iter().map(|d| d.new).collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
+        let s = store.run_summary(run.as_str()).unwrap();
+        assert_eq!(s.samples_stored, 40);
+        let runs = store.list_runs().unwrap();
+        assert_eq!(runs[0].samples, 40);
+    }
 }
 
 #[test]
 fn unknown_run_and_node_are_clear_errors() {
-    let dir = TempDir::new("unknown");
-    let mut store = Store::open(dir.path()).unwrap();
-    let err = store.run_summary("20260101T000000Z-000000").unwrap_err();
-    assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("20260101T000000Z-000000") && msg.contains("hallmark runs list"),
-        "{msg}"
-    );
-    assert!(msg.contains(DB_FILE), "{msg}");
+    for mut t in stores("unknown") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let err = store.run_summary("20260101T000000Z-000000").unwrap_err();
+        assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("20260101T000000Z-000000") && msg.contains("hallmark runs list"),
+            "{msg}"
+        );
+        assert!(msg.contains(&*store.path().to_string_lossy()), "{msg}");
 
-    let run = store.create_run(&new_run()).unwrap();
-    let err = store
-        .insert_batch(&run, &node("ghost"), &batch(0, 0), T0)
-        .unwrap_err();
-    assert!(matches!(err, StoreError::UnknownNode { .. }), "{err:?}");
-    assert!(err.to_string().contains("ghost"), "{err}");
-    let err = store
-        .finish_run(&RunId::new("nope"), T0, RunStatus::Complete, None)
-        .unwrap_err();
-    assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
-    let err = store.resolve_run("nope").unwrap_err();
-    assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
+        let run = store.create_run(&new_run()).unwrap();
+        let err = store
+            .insert_batch(&run, &node("ghost"), &batch(0, 0), T0)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownNode { .. }), "{err:?}");
+        assert!(err.to_string().contains("ghost"), "{err}");
+        let err = store
+            .finish_run(&RunId::new("nope"), T0, RunStatus::Complete, None)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
+        let err = store.resolve_run("nope").unwrap_err();
+        assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
+    }
 }
 
 #[test]
 fn resolve_run_by_prefix_and_latest() {
-    let dir = TempDir::new("resolve");
-    let mut store = Store::open(dir.path()).unwrap();
-    let a = store.create_run(&new_run()).unwrap();
-    let b = store
-        .create_run(&NewRun {
-            started_at_ns: T0 + 86_400_000 * MS,
-            ..new_run()
-        })
-        .unwrap();
-    assert_eq!(store.resolve_run("latest").unwrap(), b);
-    assert_eq!(store.resolve_run(a.as_str()).unwrap(), a);
-    assert_eq!(store.resolve_run("20261129").unwrap(), a);
-    assert_eq!(store.resolve_run("20261130").unwrap(), b);
-    let err = store.resolve_run("2026").unwrap_err();
-    assert!(
-        matches!(err, StoreError::AmbiguousRun { count: 2, .. }),
-        "{err:?}"
-    );
+    for mut t in stores("resolve") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let a = store.create_run(&new_run()).unwrap();
+        let b = store
+            .create_run(&NewRun {
+                started_at_ns: T0 + 86_400_000 * MS,
+                ..new_run()
+            })
+            .unwrap();
+        assert_eq!(store.resolve_run("latest").unwrap(), b);
+        assert_eq!(store.resolve_run(a.as_str()).unwrap(), a);
+        assert_eq!(store.resolve_run("20261129").unwrap(), a);
+        assert_eq!(store.resolve_run("20261130").unwrap(), b);
+        let err = store.resolve_run("2026").unwrap_err();
+        assert!(
+            matches!(err, StoreError::AmbiguousRun { count: 2, .. }),
+            "{err:?}"
+        );
+    }
 }
 
 #[test]
 fn reopening_keeps_runs_and_unfinished_run_stays_running() {
-    let dir = TempDir::new("reopen");
-    let run = {
-        let mut store = Store::open(dir.path()).unwrap();
-        let run = store.create_run(&new_run()).unwrap();
-        store
-            .add_probe(&run, &probe_row("r1n1", "h", "r", "k"))
-            .unwrap();
-        store
-            .insert_batch(&run, &node("r1n1"), &batch(0, 0), T0)
-            .unwrap();
-        run // dropped without finish_run: the coordinator "crashed"
-    };
-    let store = Store::open(dir.path()).unwrap();
-    let runs = store.list_runs().unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].run_id, run);
-    assert_eq!(runs[0].status, RunStatus::Running);
-    assert_eq!(runs[0].ended_at_ns, None);
-    assert_eq!((runs[0].probes, runs[0].samples), (1, 20));
-    let s = store.run_summary(run.as_str()).unwrap();
-    assert_eq!(s.status, RunStatus::Running);
-    assert_eq!(s.samples_stored, 20);
-    assert!(render_text(&s).contains("not ended"));
+    for t in stores("reopen") {
+        eprintln!("on {}", t.backend);
+        let run = {
+            let mut store = t.reopen();
+            let run = store.create_run(&new_run()).unwrap();
+            store
+                .add_probe(&run, &probe_row("r1n1", "h", "r", "k"))
+                .unwrap();
+            store
+                .insert_batch(&run, &node("r1n1"), &batch(0, 0), T0)
+                .unwrap();
+            run // dropped without finish_run: the coordinator "crashed"
+        };
+        let store = t.reopen();
+        let runs = store.list_runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run_id, run);
+        assert_eq!(runs[0].status, RunStatus::Running);
+        assert_eq!(runs[0].ended_at_ns, None);
+        assert_eq!((runs[0].probes, runs[0].samples), (1, 20));
+        let s = store.run_summary(run.as_str()).unwrap();
+        assert_eq!(s.status, RunStatus::Running);
+        assert_eq!(s.samples_stored, 20);
+        assert!(render_text(&s).contains("not ended"));
 
-    // A reader beside a writer.
-    let reader = Store::open_read_only(dir.path()).unwrap();
-    assert_eq!(reader.list_runs().unwrap().len(), 1);
+        // A reader beside a writer; it cannot write.
+        let mut reader = t.reopen_read_only();
+        assert_eq!(reader.list_runs().unwrap().len(), 1);
+        assert_eq!(reader.run_summary(run.as_str()).unwrap().samples_stored, 20);
+        assert!(reader.create_run(&new_run()).is_err());
+    }
 }
 
 #[test]
@@ -205,130 +216,144 @@ fn probe(id: &str, rack: &str, at: i64) -> ProbeRow {
 
 #[test]
 fn interleaved_runs_and_late_batches_summarise_independently() {
-    let dir = TempDir::new("interleaved");
-    let mut store = Store::open(dir.path()).unwrap();
-    let a = store.create_run(&new_run()).unwrap();
-    let b = store.create_run(&new_run()).unwrap();
-    for run in [&a, &b] {
-        store.add_probe(run, &probe("r1n1", "rack-01", T0)).unwrap();
-    }
-    let n = node("r1n1");
-    // Run a gets seconds 0, 2, 1 (a late batch after a reconnect); run b gets 0..3 in between.
-    for (run, sec) in [(&a, 0), (&b, 0), (&a, 2), (&b, 1), (&b, 2), (&a, 1)] {
-        let done = store.insert_batch(run, &n, &batch(0, sec), T0).unwrap();
-        assert!(done.new);
-    }
-    for run in [&a, &b] {
-        let s = store.run_summary(run.as_str()).unwrap();
-        assert_eq!(s.samples_stored, 60);
-        assert_eq!(s.racks[0].peak_kw, Some(1.0));
-        assert_eq!(s.racks[0].mean_kw, Some(1.0));
-        assert_eq!(s.racks[0].sustained_window_s, 3.0);
+    for mut t in stores("interleaved") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let a = store.create_run(&new_run()).unwrap();
+        let b = store.create_run(&new_run()).unwrap();
+        for run in [&a, &b] {
+            store.add_probe(run, &probe("r1n1", "rack-01", T0)).unwrap();
+        }
+        let n = node("r1n1");
+        // Run a gets seconds 0, 2, 1 (a late batch after a reconnect); run b gets 0..3 in between.
+        for (run, sec) in [(&a, 0), (&b, 0), (&a, 2), (&b, 1), (&b, 2), (&a, 1)] {
+            let done = store.insert_batch(run, &n, &batch(0, sec), T0).unwrap();
+            assert!(done.new);
+        }
+        for run in [&a, &b] {
+            let s = store.run_summary(run.as_str()).unwrap();
+            assert_eq!(s.samples_stored, 60);
+            assert_eq!(s.racks[0].peak_kw, Some(1.0));
+            assert_eq!(s.racks[0].mean_kw, Some(1.0));
+            assert_eq!(s.racks[0].sustained_window_s, 3.0);
+        }
     }
 }
 
 #[test]
 fn failed_insert_batches_stores_nothing() {
-    let dir = TempDir::new("atomic");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    store
-        .add_probe(&run, &probe("r1n1", "rack-01", T0))
-        .unwrap();
-    let (ok, ghost) = (node("r1n1"), node("ghost"));
-    let (b0, b1) = (batch(0, 0), batch(0, 1));
-    let err = store
-        .insert_batches(&run, &[(&ok, &b0, T0), (&ghost, &b1, T0)])
-        .unwrap_err();
-    assert!(matches!(err, StoreError::UnknownNode { .. }), "{err:?}");
-    assert_eq!(store.run_summary(run.as_str()).unwrap().samples_stored, 0);
-    // The same batch goes in afterwards: it was not half-stored.
-    assert!(store.insert_batch(&run, &ok, &b0, T0).unwrap().new);
+    for mut t in stores("atomic") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        store
+            .add_probe(&run, &probe("r1n1", "rack-01", T0))
+            .unwrap();
+        let (ok, ghost) = (node("r1n1"), node("ghost"));
+        let (b0, b1) = (batch(0, 0), batch(0, 1));
+        let err = store
+            .insert_batches(&run, &[(&ok, &b0, T0), (&ghost, &b1, T0)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownNode { .. }), "{err:?}");
+        assert_eq!(store.run_summary(run.as_str()).unwrap().samples_stored, 0);
+        // The same batch goes in afterwards: it was not half-stored.
+        assert!(store.insert_batch(&run, &ok, &b0, T0).unwrap().new);
+    }
 }
 
 #[test]
 fn reconnected_probe_is_no_longer_lost() {
-    let dir = TempDir::new("reconnect");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    store
-        .add_probe(&run, &probe("r1n1", "rack-01", T0))
-        .unwrap();
-    store
-        .probe_lost(&run, &node("r1n1"), T0 + 5, "connection lost")
-        .unwrap();
-    assert_eq!(
-        store.run_summary(run.as_str()).unwrap().lost_probes.len(),
-        1
-    );
-    store
-        .add_probe(&run, &probe("r1n1", "rack-01", T0 + 10))
-        .unwrap();
-    let s = store.run_summary(run.as_str()).unwrap();
-    assert!(s.lost_probes.is_empty());
-    assert_eq!(s.probes, 1);
-    // The loss stays in the events.
-    assert_eq!(s.events.len(), 1);
-    assert_eq!(s.events[0].kind, "probe_lost");
+    for mut t in stores("reconnect") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        store
+            .add_probe(&run, &probe("r1n1", "rack-01", T0))
+            .unwrap();
+        store
+            .probe_lost(&run, &node("r1n1"), T0 + 5, "connection lost")
+            .unwrap();
+        assert_eq!(
+            store.run_summary(run.as_str()).unwrap().lost_probes.len(),
+            1
+        );
+        store
+            .add_probe(&run, &probe("r1n1", "rack-01", T0 + 10))
+            .unwrap();
+        let s = store.run_summary(run.as_str()).unwrap();
+        assert!(s.lost_probes.is_empty());
+        assert_eq!(s.probes, 1);
+        // The loss stays in the events.
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events[0].kind, "probe_lost");
+    }
 }
 
 #[test]
 fn phase_data_for_an_unknown_phase_is_a_clear_error() {
-    let dir = TempDir::new("phase");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    store
-        .add_probe(&run, &probe("r1n1", "rack-01", T0))
-        .unwrap();
-    let err = store.phase_started(&run, 7, &node("r1n1"), T0).unwrap_err();
-    assert!(err.to_string().contains("phase 7"), "{err}");
-    assert!(err.to_string().contains("add_phase"), "{err}");
+    for mut t in stores("phase") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        store
+            .add_probe(&run, &probe("r1n1", "rack-01", T0))
+            .unwrap();
+        let err = store.phase_started(&run, 7, &node("r1n1"), T0).unwrap_err();
+        assert!(err.to_string().contains("phase 7"), "{err}");
+        assert!(err.to_string().contains("add_phase"), "{err}");
+    }
 }
 
 #[test]
 fn zero_or_negative_sample_rate_is_refused() {
-    let dir = TempDir::new("hz");
-    let mut store = Store::open(dir.path()).unwrap();
-    for hz in [0.0, -1.0, f64::NAN] {
-        let err = store
-            .create_run(&NewRun {
-                sample_hz: hz,
-                ..new_run()
-            })
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    for mut t in stores("hz") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        for hz in [0.0, -1.0, f64::NAN] {
+            let err = store
+                .create_run(&NewRun {
+                    sample_hz: hz,
+                    ..new_run()
+                })
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        }
     }
 }
 
 #[test]
 fn non_finite_readings_are_stored_as_null() {
-    let dir = TempDir::new("nan");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = store.create_run(&new_run()).unwrap();
-    store
-        .add_probe(&run, &probe("r1n1", "rack-01", T0))
-        .unwrap();
-    let mut b = batch(0, 0);
-    b.node_power_w[3].1 = f32::NAN;
-    b.samples[0].gpu_temp_c = Some(f32::INFINITY);
-    b.samples[1].power_w = Some(f32::NAN);
-    assert!(store.insert_batch(&run, &node("r1n1"), &b, T0).unwrap().new);
-    let s = store.run_summary(run.as_str()).unwrap();
-    assert_eq!(s.samples_stored, 20);
-    assert_eq!(s.max_gpu_temp_c, Some(50.0));
-    assert_eq!(s.racks[0].peak_kw, Some(1.0));
-    // Read back through the store's one telemetry scan (schema 5 keeps no row tables to query).
-    let mut nulls = 0;
-    store
-        .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |t| {
-            nulls += match t {
-                Telemetry::Sample(s) => usize::from(s.gpu_temp_c.is_none() || s.power_w.is_none()),
-                Telemetry::NodePower(p) => usize::from(p.power_w.is_none()),
-            };
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(nulls, 3);
+    for mut t in stores("nan") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = store.create_run(&new_run()).unwrap();
+        store
+            .add_probe(&run, &probe("r1n1", "rack-01", T0))
+            .unwrap();
+        let mut b = batch(0, 0);
+        b.node_power_w[3].1 = f32::NAN;
+        b.samples[0].gpu_temp_c = Some(f32::INFINITY);
+        b.samples[1].power_w = Some(f32::NAN);
+        assert!(store.insert_batch(&run, &node("r1n1"), &b, T0).unwrap().new);
+        let s = store.run_summary(run.as_str()).unwrap();
+        assert_eq!(s.samples_stored, 20);
+        assert_eq!(s.max_gpu_temp_c, Some(50.0));
+        assert_eq!(s.racks[0].peak_kw, Some(1.0));
+        // Read back through the store's one telemetry scan (schema 5 keeps no row tables to query).
+        let mut nulls = 0;
+        store
+            .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |t| {
+                nulls += match t {
+                    Telemetry::Sample(s) => {
+                        usize::from(s.gpu_temp_c.is_none() || s.power_w.is_none())
+                    }
+                    Telemetry::NodePower(p) => usize::from(p.power_w.is_none()),
+                };
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(nulls, 3);
+    }
 }
 
 #[test]
@@ -356,35 +381,39 @@ fn a_database_locked_by_another_process_is_named() {
 
 #[test]
 fn absent_sensors_are_null_and_views_are_readable() {
-    let dir = TempDir::new("nulls");
-    let mut store = Store::open(dir.path()).unwrap();
-    let run = build(&mut store);
-    // Read back through the store's one telemetry scan (schema 5 keeps no row views to query).
-    let r2n1 = store
-        .probes(run.as_str())
-        .unwrap()
-        .into_iter()
-        .find(|p| p.node == "r2n1")
-        .unwrap()
-        .key;
-    let (mut nulls, mut zeros, mut w) = (0, 0, Vec::new());
-    store
-        .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |t| {
-            match t {
-                Telemetry::Sample(s) => {
-                    nulls += usize::from(s.mem_temp_c.is_none() && s.util_pct.is_none());
-                    zeros += usize::from(s.mem_temp_c == Some(0.0));
+    for mut t in stores("nulls") {
+        eprintln!("on {}", t.backend);
+        let store = &mut t.store;
+        let run = build(store);
+        // Read back through the store's one telemetry scan (schema 5 keeps no row views to query).
+        let r2n1 = store
+            .probes(run.as_str())
+            .unwrap()
+            .into_iter()
+            .find(|p| p.node == "r2n1")
+            .unwrap()
+            .key;
+        let (mut nulls, mut zeros, mut w) = (0, 0, Vec::new());
+        store
+            .scan_telemetry::<StoreError>(run.as_str(), ScanOptions::ALL, |t| {
+                match t {
+                    Telemetry::Sample(s) => {
+                        nulls += usize::from(s.mem_temp_c.is_none() && s.util_pct.is_none());
+                        zeros += usize::from(s.mem_temp_c == Some(0.0));
+                    }
+                    Telemetry::NodePower(p)
+                        if p.node_key == r2n1 && p.t_ns == T0 + 100 * 100 * MS =>
+                    {
+                        w.push(p.power_w)
+                    }
+                    Telemetry::NodePower(_) => {}
                 }
-                Telemetry::NodePower(p) if p.node_key == r2n1 && p.t_ns == T0 + 100 * 100 * MS => {
-                    w.push(p.power_w)
-                }
-                Telemetry::NodePower(_) => {}
-            }
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!((nulls, zeros), (940, 0));
-    assert_eq!(w, vec![Some(2500.0)]);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((nulls, zeros), (940, 0));
+        assert_eq!(w, vec![Some(2500.0)]);
+    }
 }
 
 #[test]

@@ -458,14 +458,6 @@ impl Db {
         }
     }
 
-    /// [`Db::sqlite`], mutably (rusqlite's transactions need `&mut`).
-    pub(crate) fn sqlite_mut(&mut self) -> Option<&mut rusqlite::Connection> {
-        match &mut self.conn {
-            Conn::Sqlite(c) => Some(c),
-            Conn::Postgres(_) => None,
-        }
-    }
-
     /// The PostgreSQL connection for one statement; a statement started while another one's rows
     /// are being read (from a row callback) is refused rather than interleaved.
     fn pg_borrow<'c>(

@@ -55,6 +55,10 @@ struct Cluster {
 pub struct ClusterOptions {
     /// When set, TCP connections need a password (`scram-sha-256`) and the superuser `postgres` has this one.
     pub superuser_password: Option<String>,
+    /// Keep PostgreSQL's defaults `fsync=on` and `full_page_writes=on` (for measuring ingest as a
+    /// real server commits it); tests run with both off, since a throw-away server needs no
+    /// durability.
+    pub durable: bool,
 }
 
 static SHARED: OnceLock<Result<PgServer, Unavailable>> = OnceLock::new();
@@ -261,8 +265,13 @@ impl Cluster {
         }
         self.run("initdb", &initdb)?;
         let port = free_port()?;
+        let speed = if options.durable {
+            ""
+        } else {
+            " -c fsync=off -c full_page_writes=off"
+        };
         let server_opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1{speed}",
             pg.display()
         );
         let log = pg.join("log").display().to_string();

@@ -24,12 +24,7 @@ pub fn server() -> Option<&'static PgServer> {
 
 /// A fresh PostgreSQL database, `None` when skipping.
 pub fn database() -> Option<TestDb> {
-    let server = server()?;
-    Some(
-        server
-            .database()
-            .unwrap_or_else(|e| panic!("creating a test database: {e:?}")),
-    )
+    hallmark_store::testing::stores::postgres_database()
 }
 
 /// One connection per backend: SQLite in memory, and PostgreSQL when there is a server. The
