@@ -5,6 +5,7 @@
 //! ```text
 //! HALLMARK_BIG_RESULTS=DIR cargo bench --bench big_run      # optional: HALLMARK_BIG_NODES (1000),
 //!                                                          # HALLMARK_BIG_SECONDS (600)
+//! HALLMARK_BIG_RESULTS=postgres://USER@HOST/DB cargo bench --bench big_run   # the same into PostgreSQL
 //! ```
 //!
 //! The hall: racks of 10 nodes, rows of 10 racks, 8 simulated GPUs per node, one telemetry batch per
@@ -18,8 +19,8 @@ use hallmark_protocol::{
     DeviceInfo, DeviceKind, DeviceResult, Labels, NodeId, PhaseReport, Sample, TelemetryBatch,
     Workload,
 };
+use hallmark_store::location::Location;
 use hallmark_store::{NewRun, PhaseRow, ProbeRow, RunId, RunStatus, Store};
-use std::path::PathBuf;
 use std::time::Instant;
 
 const DEVICES: u16 = 8;
@@ -185,17 +186,21 @@ fn reports(store: &mut Store, run: &RunId, ids: &[NodeId], seconds: i64) {
 }
 
 fn main() {
-    let Some(dir) = std::env::var_os("HALLMARK_BIG_RESULTS").map(PathBuf::from) else {
-        println!("big_run: set HALLMARK_BIG_RESULTS=DIR to write the run (nothing done)");
+    let Ok(target) = std::env::var("HALLMARK_BIG_RESULTS") else {
+        println!(
+            "big_run: set HALLMARK_BIG_RESULTS=DIR (or postgres://USER@HOST[:PORT]/DB) to write the \
+             run (nothing done)"
+        );
         return;
     };
+    let location = Location::parse(&target).expect("HALLMARK_BIG_RESULTS");
     let nodes = env_or("HALLMARK_BIG_NODES", 1000) as usize;
     let seconds = env_or("HALLMARK_BIG_SECONDS", 600);
     assert!(
         seconds > IDLE_S,
         "HALLMARK_BIG_SECONDS must exceed {IDLE_S}"
     );
-    let mut store = Store::open(&dir).expect("open store");
+    let mut store = Store::open_location(&location).expect("open store");
     let (run, ids) = setup(&mut store, nodes, seconds);
     let start = Instant::now();
     let mut samples = 0usize;
@@ -222,7 +227,7 @@ fn main() {
     println!(
         "big_run: {run} in {}: {nodes} nodes × {DEVICES} devices × {HZ} Hz × {seconds} s = \
          {samples} samples written in {elapsed:.1} s ({:.0} samples/s, generation included)",
-        dir.display(),
+        store.path().display(),
         samples as f64 / elapsed
     );
 }

@@ -97,6 +97,54 @@ fn init_says_where_the_ca_key_goes_and_lifetimes_are_checked() {
 }
 
 #[test]
+fn a_node_list_is_issued_in_one_go_or_not_at_all() {
+    let dir = tempdir("certs-bulk");
+    let pki = dir.join("pki");
+    let p = pki.to_str().unwrap();
+    ok(&["certs", "init", "--out", p]);
+    let list = dir.join("nodes.txt");
+    let out = dir.join("nodes");
+    let (l, o) = (list.to_str().unwrap(), out.to_str().unwrap());
+
+    std::fs::write(
+        &list,
+        "# row 1
+r1n1
+r1n2
+
+r1n1
+",
+    )
+    .unwrap();
+    let err = fails(&["certs", "issue", "--ca", p, "--nodes", l, "--out", o]);
+    assert!(
+        err.contains("nodes.txt line 5: node r1n1 is listed already on line 2"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a bad list issues nothing");
+    let err = fails(&[
+        "certs", "issue", "--ca", p, "--nodes", l, "--node", "x", "--out", o,
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
+
+    let ids: Vec<String> = (0..25).map(|i| format!("r{}n{}", i / 5, i % 5)).collect();
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    let said = ok(&["certs", "issue", "--ca", p, "--nodes", l, "--out", o]);
+    assert!(
+        said.contains("wrote 25 certificates and keys for the 25 nodes"),
+        "{said}"
+    );
+    for id in &ids {
+        assert!(out.join(format!("{id}.pem")).is_file(), "{id}");
+        assert_eq!(mode(&out.join(format!("{id}-key.pem"))), 0o600, "{id}");
+    }
+    // Each is in the CA's index: revoking by node finds it.
+    let said = ok(&["certs", "revoke", "--ca", p, "--node", "r4n4"]);
+    assert!(said.contains("r4n4"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_revoked_probe_process_is_refused_by_a_running_coordinator() {
     let dir = tempdir("certs-revoke");
     init_certs(&dir, &["n1"]);

@@ -138,8 +138,8 @@ pub enum Event {
         phase_id: u32,
         actual_start_ns: i64,
     },
-    /// Telemetry to store; call [`Coordinator::telemetry_stored`] once it is, so that it is
-    /// acknowledged.
+    /// Telemetry to store; call [`crate::machine::Coordinator::telemetry_stored`] once it is, so
+    /// that it is acknowledged.
     Telemetry {
         node_id: NodeId,
         batch: TelemetryBatch,

@@ -1,7 +1,7 @@
 //! The coordinator's tokio shell: a QUIC endpoint, one task per connection, one task that owns
 //! the [`Coordinator`] state machine and does what it says, and a writer thread for the run store.
 //!
-//! Connection tasks ([`crate::conn`]) authenticate the peer (mutual TLS; the certificate's node
+//! Connection tasks (`conn.rs`) authenticate the peer (mutual TLS; the certificate's node
 //! id), accept the probe's control stream, cut frames out of it and forward payloads to the core
 //! task, each stamped with the coordinator's clock on arrival. The core task feeds them to the
 //! machine, runs its timers, and routes its transmits, closes and events: messages to

@@ -11,8 +11,8 @@ use hallmark_workloads::fabric::{DataPlane, FabricTask, PhaseWindow};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long [`FabricDriver::finish`] waits for a fabric thread past the phase's end before it
-/// reports the phase without it.
+/// How long the phase runner (`runner/finishing.rs`) waits for a fabric thread past the phase's
+/// end before it reports the phase without it.
 pub const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// A phase's window on this process's monotonic clock, for a phase that began `late_ns` ago

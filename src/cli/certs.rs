@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
 use hallmark_protocol::NodeId;
+use hallmark_transport::ca_bulk;
 use hallmark_transport::ca_dir::{self, CaPaths, InitOptions, RevokeTarget};
 use hallmark_transport::crl::Serial;
 use hallmark_transport::pki::{CA_DAYS, LEAF_DAYS};
@@ -17,8 +18,9 @@ pub enum CertsCommand {
     /// revocation list and the index of issued certificates go to DIR/ca-private (or --ca-out):
     /// keep that directory off the coordinator host and off the nodes.
     Init(InitArgs),
-    /// Issue a node's client certificate (DIR2/NODE.pem and DIR2/NODE-key.pem, key mode 0600), or
-    /// with --coordinator a new coordinator certificate (DIR2/coordinator.pem and -key.pem).
+    /// Issue a node's client certificate (DIR2/NODE.pem and DIR2/NODE-key.pem, key mode 0600), one
+    /// for every node of a list with --nodes FILE, or with --coordinator a new coordinator
+    /// certificate (DIR2/coordinator.pem and -key.pem).
     Issue(IssueArgs),
     /// Revoke a node's certificates (or one by serial or file): the CA signs a new revocation list
     /// (crl.pem) that lists them too; copy it to the coordinator's --crl file, which a running
@@ -47,7 +49,7 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("subject").required(true).args(["node", "coordinator"])))]
+#[command(group(ArgGroup::new("subject").required(true).args(["node", "nodes", "coordinator"])))]
 pub struct IssueArgs {
     /// The CA directory (OUT/ca-private of `certs init`, or OUT itself, or an old-layout directory
     /// holding ca.pem and ca-key.pem).
@@ -56,6 +58,11 @@ pub struct IssueArgs {
     /// The node id the certificate carries; the probe must run with the same --node.
     #[arg(long)]
     node: Option<NodeId>,
+    /// A file listing the nodes to issue certificates for, one node id per line (blank lines and
+    /// lines starting with # skipped): thousands in one go, the CA loaded once. A bad line issues
+    /// nothing.
+    #[arg(long, value_name = "FILE")]
+    nodes: Option<PathBuf>,
     /// Issue a new coordinator certificate instead (to renew it or change its names).
     #[arg(long)]
     coordinator: bool,
@@ -123,15 +130,38 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
 
 fn issue(a: IssueArgs) -> anyhow::Result<ExitCode> {
     warn_legacy(&a.ca);
-    let written = match &a.node {
-        Some(node) => ca_dir::issue_node_files_for(&a.ca, node, &a.out, a.days)
+    let written = match (&a.node, &a.nodes) {
+        (Some(node), _) => ca_dir::issue_node_files_for(&a.ca, node, &a.out, a.days)
             .with_context(|| format!("issuing a certificate for node {node}"))?,
-        None => ca_dir::issue_coordinator_files(&a.ca, &a.sans, &a.out, a.days)
+        (None, Some(list)) => return issue_list(&a, list),
+        (None, None) => ca_dir::issue_coordinator_files(&a.ca, &a.sans, &a.out, a.days)
             .context("issuing a coordinator certificate")?,
     };
     for path in written {
         println!("wrote {}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `certs issue --nodes FILE`: every node of the list, or none.
+fn issue_list(a: &IssueArgs, list: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(list)
+        .with_context(|| format!("reading the node list {}", list.display()))?;
+    let nodes = ca_bulk::parse_node_list(&text, &list.display().to_string())?;
+    let written = ca_bulk::issue_nodes_files(&a.ca, &nodes, &a.out, a.days).with_context(|| {
+        format!(
+            "issuing certificates for the {} nodes of {}",
+            nodes.len(),
+            list.display()
+        )
+    })?;
+    println!(
+        "wrote {} certificates and keys for the {} nodes of {} into {} (NODE.pem, NODE-key.pem)",
+        written.len() / 2,
+        nodes.len(),
+        list.display(),
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// UDP address to listen on, e.g. 0.0.0.0:4433 or [::]:4433.
+    /// UDP address to listen on, e.g. `0.0.0.0:4433` or `[::]:4433`.
     #[arg(long, default_value = "0.0.0.0:4433")]
     listen: SocketAddr,
     /// The cluster's CA certificate (ca.pem from `certs init`).

@@ -18,6 +18,9 @@ mod run;
 mod runs;
 mod simulate;
 
+#[cfg(test)]
+mod deploy_tests;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 

@@ -243,10 +243,7 @@ pub fn issue_node_files_for(
     out: &Path,
     days: u32,
 ) -> Result<Vec<PathBuf>, CaDirError> {
-    let files = [format!("{node}.pem"), format!("{node}-key.pem")];
-    issue_files(ca_dir, ("node", node.as_str()), out, files, |ca| {
-        ca.issue_node_for(node, days)
-    })
+    crate::ca_bulk::issue_nodes_files(ca_dir, std::slice::from_ref(node), out, days)
 }
 
 /// Issues a new coordinator certificate (before the old one expires, or for new names) from the
@@ -485,7 +482,7 @@ pub struct IssuedEntry {
     pub not_after: i64,
 }
 
-fn index_line(cert_pem: &str, kind: &str, node: &str) -> Result<String, CaDirError> {
+pub(crate) fn index_line(cert_pem: &str, kind: &str, node: &str) -> Result<String, CaDirError> {
     let bad = |detail: String| PkiError::BadCertificate { detail };
     let der =
         CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
@@ -535,7 +532,7 @@ pub fn read_index(private: &Path) -> Result<Vec<IssuedEntry>, CaDirError> {
     Ok(entries)
 }
 
-fn append_index(private: &Path, line: &str) -> Result<(), CaDirError> {
+pub(crate) fn append_index(private: &Path, line: &str) -> Result<(), CaDirError> {
     let path = private.join(ISSUED_FILE);
     let err = |source| PkiError::Write {
         file: path.display().to_string(),

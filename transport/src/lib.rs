@@ -18,6 +18,7 @@
 //! This crate is the only place that knows about certificates and QUIC; the protocol crate stays
 //! sans-IO and the coordinator's and probe's state machines never see a socket.
 
+pub mod ca_bulk;
 pub mod ca_dir;
 pub mod clock;
 pub mod crl;

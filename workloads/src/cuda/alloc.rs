@@ -100,7 +100,7 @@ pub type Decided = Mutex<Vec<(usize, AllocMode)>>;
 /// This process's decisions ([`mode_for`]).
 static DECIDED: Decided = Mutex::new(Vec::new());
 
-/// The mode for device `ordinal`, whose context `stream` is on: [`decide`]d (the probe run, the
+/// The mode for device `ordinal`, whose context `stream` is on: `decide`d (the probe run, the
 /// note logged as a warning) by the device's first user, and remembered for every later one.
 pub fn mode_for(ordinal: usize, stream: &Arc<CudaStream>) -> Result<AllocMode, String> {
     remembered(&DECIDED, ordinal, || {

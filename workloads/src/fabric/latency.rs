@@ -1,7 +1,7 @@
 //! The latency mesh: every directed pair of a fabric phase's members ping-pongs over UDP, one pair
 //! at a time per member, and the round trips go into HDR histograms.
 //!
-//! * [`schedule`] — the round-robin schedule (circle method) and this member's half-slots.
+//! * [`mod@schedule`] — the round-robin schedule (circle method) and this member's half-slots.
 //! * [`packet`] — the authenticated test packet (header, padding, truncated HMAC tag); its size is
 //!   the phase's `packet_bytes` clamped to 40..=1472 bytes.
 //!
@@ -10,7 +10,7 @@
 //! ping-pong mode); throughout the phase it answers every authenticated ping addressed to it, so a
 //! peer whose clock runs a few ms off still gets answers. Packets that are malformed, from another
 //! phase, addressed to another rank or whose tag does not verify are dropped without an answer.
-//! The socket reads block with a short read timeout; round trips are timed with [`Instant`] right
+//! The socket reads block with a short read timeout; round trips are timed with `Instant` right
 //! before `send_to` and right after `recv_from`, the tag computed before and verified after.
 
 mod mesh;

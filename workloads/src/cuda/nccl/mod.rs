@@ -7,14 +7,14 @@
 //!   and returns its 128 bytes; the last [`KEEP_IDS`] ids are kept.
 //! * [`NcclState::start`] checks the job (the id's length, this member's ranks against the
 //!   backend's GPUs, the world size, the window) and the library, then starts one thread per local
-//!   GPU ([`sweep`]): GPU `i` is rank `first + i`. The threads' communicators are made
+//!   GPU (`sweep`): GPU `i` is rank `first + i`. The threads' communicators are made
 //!   concurrently, so the local ranks do not wait on each other.
 //! * Each thread sweeps the plan's operations and sizes like the host collectives
 //!   (`fabric::collective`): the same sizes, input pattern and exact check, a warm-up, the timed
 //!   iterations; every decision agreed by all ranks through a one-element NCCL all-reduce, so all
 //!   issue the same calls. It ends by the phase's end: waits poll, and the end, a stop or an NCCL
-//!   error aborts the communicator ([`comm`]).
-//! * [`NcclState::finish`] waits (bounded) for the threads and merges their outcomes ([`merge`]):
+//!   error aborts the communicator (`comm`).
+//! * [`NcclState::finish`] waits (bounded) for the threads and merges their outcomes ([`merge()`]):
 //!   per operation and size the slowest local GPU's mean, the wrong elements summed, the fewest
 //!   iterations, the world of all GPUs, algorithm `nccl`; faults for what was not done.
 //!
