@@ -20,8 +20,8 @@ pub const HELP: &str =
 pub const LONG_HELP: &str =
     "Where runs are stored: a directory (a SQLite store, DIR/hallmark.sqlite, created if missing) \
      or an existing PostgreSQL database, postgres://USER@HOST[:PORT]/DB (hallmark's tables are \
-     created on first write; PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE and PGCONNECT_TIMEOUT fill what the URL leaves \
-     out). The password comes from PGPASSWORD, else from the password file (PGPASSFILE, else \
+     created on first write; PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE and PGCONNECT_TIMEOUT \
+     fill what the URL leaves out). The password comes from PGPASSWORD, else from the password file (PGPASSFILE, else \
      ~/.pgpass, mode 0600: HOST:PORT:DB:USER:PASSWORD); a password in the URL is refused, since a \
      command line is visible to every user of the machine.";
 
@@ -95,9 +95,7 @@ impl<T> OffRuntime<T> {
     pub fn new(value: T) -> OffRuntime<T> {
         OffRuntime(Some(value))
     }
-}
 
-impl<T> OffRuntime<T> {
     /// The value, to be moved where it is dropped off the runtime (a thread of its own).
     pub fn into_inner(mut self) -> T {
         self.0.take().expect("taken only once")
