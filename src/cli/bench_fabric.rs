@@ -6,11 +6,13 @@
 
 use super::execute::{execute, RunRequest};
 use super::local::{LocalCluster, LocalNode};
+use super::results;
 use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_protocol::plan::{parse_plan, parse_size, COLLECTIVE_SIZE_RANGE, PACKET_BYTES_RANGE};
 use hallmark_protocol::{CollectiveAlgorithm, CollectiveOp, Labels, NodeId};
 use hallmark_results::fabric::FabricPhaseSummary;
+use hallmark_store::location::Location;
 use hallmark_workloads::sim::SimBackend;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -33,9 +35,10 @@ pub struct LatencyArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Keep the run in this run store (default: a temporary store, removed afterwards).
-    #[arg(long, value_name = "DIR")]
-    results: Option<PathBuf>,
+    /// Keep the run in this run store, a directory or a PostgreSQL database (see `hallmark run
+    /// --help`; default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = results::VALUE_NAME, value_parser = results::LocationParser)]
+    results: Option<Location>,
 }
 
 #[derive(Debug, Args)]
@@ -64,9 +67,10 @@ pub struct CollectiveArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// Keep the run in this run store (default: a temporary store, removed afterwards).
-    #[arg(long, value_name = "DIR")]
-    results: Option<PathBuf>,
+    /// Keep the run in this run store, a directory or a PostgreSQL database (see `hallmark run
+    /// --help`; default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = results::VALUE_NAME, value_parser = results::LocationParser)]
+    results: Option<Location>,
 }
 
 pub async fn latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
@@ -297,7 +301,7 @@ async fn run_bench(
     n: usize,
     workload: &str,
     seconds: f64,
-    results: Option<PathBuf>,
+    results: Option<Location>,
 ) -> anyhow::Result<FabricPhaseSummary> {
     let source = format!(
         "name = \"{name}\"\nsample_hz = 1.0\n\n[expect]\nnodes = {n}\ntimeout_s = 30\n\n\
@@ -320,17 +324,23 @@ async fn run_bench(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (store_dir, temporary) = match results {
-        Some(d) => (d, false),
-        None => (temporary_store()?, true),
+    let (store, temporary) = match results {
+        Some(location) => (location, None),
+        None => {
+            let dir = temporary_store()?;
+            (Location::Dir(dir.clone()), Some(dir))
+        }
     };
+    if temporary.is_none() {
+        results::check_writable(&store)?;
+    }
     let outcome = async {
         let cluster = LocalCluster::start(nodes, true).await?;
         let request = RunRequest {
             plan,
             plan_source: source,
             hall: None,
-            results: &store_dir,
+            results: &store,
             progress: false,
         };
         let summary = execute(cluster.server(), request).await;
@@ -338,8 +348,8 @@ async fn run_bench(
         summary
     }
     .await;
-    if temporary {
-        remove_store(&store_dir);
+    if let Some(dir) = temporary {
+        remove_store(&dir);
     }
     let summary = outcome?;
     summary

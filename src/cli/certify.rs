@@ -3,12 +3,14 @@
 //! 2 INCOMPLETE, 3 when certification itself failed). `run` and `demo` certify through
 //! [`certify_run`] too.
 
+use super::results::{self, ResultsArg};
 use anyhow::Context;
 use clap::Args;
 use hallmark_results::{
     evaluate, overall, parse_spec, render_verdicts, Spec, Status, StoreExt, Verdict,
 };
-use hallmark_store::{Simulation, Store};
+use hallmark_store::location::Location;
+use hallmark_store::Simulation;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,9 +25,8 @@ pub struct CertifyArgs {
     /// The certification spec (TOML; see docs/SPEC.md and examples/spec-*.toml).
     #[arg(long)]
     spec: PathBuf,
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
     /// Print the verdicts as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -68,20 +69,22 @@ impl SpecSource {
     }
 }
 
-/// Evaluates `spec` against run `run_id` in `results`, stores the verdicts and returns them.
+/// Evaluates `spec` against run `run_id` in `location`, stores the verdicts and returns them
+/// (off the async runtime, see [`results::off_runtime`]).
 pub fn certify_run(
-    results: &Path,
+    location: &Location,
     run_id: &str,
     spec: &SpecSource,
 ) -> anyhow::Result<Vec<Verdict>> {
-    let mut store = Store::open(results)
-        .with_context(|| format!("opening the run store in {}", results.display()))?;
-    let verdicts = evaluate(&store, run_id, &spec.spec)
-        .with_context(|| format!("evaluating spec {} against run {run_id}", spec.spec.name))?;
-    store
-        .store_certification(run_id, &spec.spec.name, &spec.text, &verdicts)
-        .context("storing the verdicts")?;
-    Ok(verdicts)
+    results::off_runtime(|| {
+        let mut store = results::open(location)?;
+        let verdicts = evaluate(&store, run_id, &spec.spec)
+            .with_context(|| format!("evaluating spec {} against run {run_id}", spec.spec.name))?;
+        store
+            .store_certification(run_id, &spec.spec.name, &spec.text, &verdicts)
+            .context("storing the verdicts")?;
+        Ok(verdicts)
+    })
 }
 
 /// Prints verdicts as text (or JSON) on stdout; a simulated run's says SIMULATED before and after
@@ -122,14 +125,13 @@ pub fn run(a: CertifyArgs) -> anyhow::Result<ExitCode> {
         let spec = SpecSource::load(&a.spec)?;
         // Opened for writing (certifying stores verdicts), which also brings an older store's
         // schema up to date.
-        let store = Store::open(&a.results)
-            .with_context(|| format!("opening the run store in {}", a.results.display()))?;
+        let store = results::open(&a.results.location)?;
         let run_id = store.resolve_run(&a.run)?;
         let simulation = store
             .simulation(run_id.as_str())
             .with_context(|| format!("reading the devices of run {run_id}"))?;
         drop(store);
-        let verdicts = certify_run(&a.results, run_id.as_str(), &spec)?;
+        let verdicts = certify_run(&a.results.location, run_id.as_str(), &spec)?;
         print_verdicts(run_id.as_str(), &spec.spec, &verdicts, simulation, a.json)?;
         Ok(overall(&verdicts))
     })();

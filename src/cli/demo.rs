@@ -5,6 +5,7 @@
 
 use super::certify::{certify_run, SpecSource};
 use super::execute::print_outcome;
+use super::results::ResultsArg;
 use super::simulate::run_on_simulated_hall;
 use clap::Args;
 use hallmark_protocol::plan::{demo_plan, DEMO_PLAN, DEMO_QUICK_PLAN};
@@ -21,9 +22,8 @@ pub struct DemoArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
     /// Certify against this spec instead of the built-in 100 kW spec (examples/spec-demo-100kw.toml).
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -50,17 +50,16 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         None => SpecSource::demo(),
     };
     let progress = !a.json && std::io::stderr().is_terminal();
-    let summary =
-        run_on_simulated_hall(&hall, plan, source.to_string(), &a.results, progress).await?;
-    let verdicts = certify_run(&a.results, &summary.run_id, &spec)?;
+    let results = &a.results.location;
+    let summary = run_on_simulated_hall(&hall, plan, source.to_string(), results, progress).await?;
+    let verdicts = certify_run(results, &summary.run_id, &spec)?;
     print_outcome(&summary, &spec.spec, &verdicts, a.json)?;
     if !a.json {
         println!(
-            "stored as run {} in {} (hallmark runs show {} --results {})",
+            "stored as run {} {} (hallmark runs show {} --results {results})",
             summary.run_id,
-            a.results.display(),
+            super::results::describe(results),
             summary.run_id,
-            a.results.display()
         );
     }
     // The demo ran: its exit code does not judge the hall (the summary does).

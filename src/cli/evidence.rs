@@ -3,6 +3,7 @@
 //! `hallmark bundle RUN --key KEY --out FILE` (the run's files with a SHA-256 each and an Ed25519
 //! signature over the manifest) and `hallmark verify FILE --pubkey PUB`.
 
+use super::results::{self, ResultsArg};
 use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_bundle::{
@@ -11,6 +12,7 @@ use hallmark_bundle::{
 };
 use hallmark_report::{write_report_with, ReportFiles, ReportOptions, SpecRef};
 use hallmark_results::{Certification, StoreExt};
+use hallmark_store::location::Location;
 use hallmark_store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,9 +24,8 @@ pub struct ReportArgs {
     /// Directory to write index.html and the exports into (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
 }
 
 #[derive(Debug, Args)]
@@ -44,9 +45,8 @@ pub struct BundleArgs {
     /// The bundle file to write.
     #[arg(long)]
     out: PathBuf,
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
 }
 
 #[derive(Debug, Args)]
@@ -74,10 +74,9 @@ struct Written {
     certification: Option<Certification>,
 }
 
-/// Writes the report of `run` into `out`.
-fn write(results: &Path, run: &str, out: &Path) -> anyhow::Result<Written> {
-    let store = Store::open_read_only(results)
-        .with_context(|| format!("opening the run store in {}", results.display()))?;
+/// Writes the report of `run` in the store `location` into `out`.
+fn write(location: &Location, run: &str, out: &Path) -> anyhow::Result<Written> {
+    let store = results::open_read_only(location)?;
     let run_id = store.resolve_run(run)?.as_str().to_string();
     let certification = latest_certification(&store, &run_id)?;
     let verdicts = certification
@@ -99,7 +98,7 @@ fn write(results: &Path, run: &str, out: &Path) -> anyhow::Result<Written> {
 }
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let w = write(&a.results, &a.run, &a.out)?;
+    let w = write(&a.results.location, &a.run, &a.out)?;
     if let Some(banner) = w.files.simulation.banner() {
         eprintln!("warning: {banner}");
     }
@@ -133,7 +132,7 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     // is signed passes through a path another local user could predict or pre-create.
     let staging = StagingDir::new(&std::env::temp_dir(), "hallmark-bundle")
         .context("making a private staging directory for the bundle")?;
-    let written = write(&a.results, &a.run, staging.path());
+    let written = write(&a.results.location, &a.run, staging.path());
     let result = written.and_then(|w| {
         let mut members = Vec::new();
         for path in &w.files.files {

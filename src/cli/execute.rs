@@ -2,13 +2,14 @@
 //! progress, stop every probe's load on Ctrl-C, and read back the summary once everything is stored.
 
 use super::progress::Progress;
+use super::results::{self, off_runtime, OffRuntime};
 use anyhow::Context;
 use hallmark_coordinator::{RunStage, ServerHandle, StoreRecorder};
 use hallmark_protocol::plan::Plan;
 use hallmark_results::{RunSummary, StoreExt};
+use hallmark_store::location::Location;
 use hallmark_store::{NewRun, Store};
 use hallmark_transport::clock::WallClock;
-use std::path::Path;
 use std::time::Duration;
 use tracing::warn;
 
@@ -19,15 +20,13 @@ pub struct RunRequest<'a> {
     pub plan_source: String,
     /// The simulated hall's name; `None` on real hardware.
     pub hall: Option<String>,
-    pub results: &'a Path,
+    pub results: &'a Location,
     /// Show the live progress line on stderr.
     pub progress: bool,
 }
 
 /// Runs the plan to its end (or an abort) and returns the stored run's summary.
 pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Result<RunSummary> {
-    let mut store = Store::open(req.results)
-        .with_context(|| format!("opening the run store in {}", req.results.display()))?;
     let new = NewRun {
         name: req.plan.name.clone(),
         plan_name: req.plan.name.clone(),
@@ -37,18 +36,23 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         hallmark_version: env!("CARGO_PKG_VERSION").to_string(),
         sample_hz: req.plan.sample_hz,
     };
-    let run_id = store.create_run(&new).context("creating the run")?;
-    // Liveness: who coordinates the run, refreshed while this process runs it, so that a reader
-    // tells a run whose coordinator died (it stays "running" in the store) as interrupted.
-    store
-        .set_coordinator(
-            &run_id,
-            &super::runs::this_host(),
-            std::process::id(),
-            WallClock::new().now_ns(),
-        )
-        .context("recording the run's coordinator")?;
-    let _liveness = Liveness::start(req.results.to_path_buf(), run_id.clone());
+    let (store, run_id) = off_runtime(|| -> anyhow::Result<_> {
+        let mut store = OffRuntime::new(results::open(req.results)?);
+        let run_id = store.create_run(&new).context("creating the run")?;
+        // Liveness: who coordinates the run, refreshed while this process runs it, so that a
+        // reader tells a run whose coordinator died (it stays "running" in the store) as
+        // interrupted.
+        store
+            .set_coordinator(
+                &run_id,
+                &super::runs::this_host(),
+                std::process::id(),
+                WallClock::new().now_ns(),
+            )
+            .context("recording the run's coordinator")?;
+        Ok((store, run_id))
+    })?;
+    let _liveness = Liveness::start(req.results.clone(), run_id.clone());
     // Longest the run can take: waiting for probes, the phases, the grace after them, and slack.
     let limit = Duration::from_millis(req.plan.expect.timeout_ms)
         + Duration::from_millis(req.plan.total_duration_ms())
@@ -57,7 +61,10 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
         .start_run(
             run_id.as_str().to_string(),
             req.plan,
-            Box::new(StoreRecorder::new(store, run_id.clone())),
+            Box::new(OffRuntime::new(StoreRecorder::new(
+                store.into_inner(),
+                run_id.clone(),
+            ))),
         )
         .await
         .context("starting the run")?;
@@ -69,39 +76,42 @@ pub struct ResumeRequest {
     run_id: hallmark_store::RunId,
     plan: Plan,
     from: hallmark_coordinator::run::ResumeFrom,
-    store: Store,
+    store: OffRuntime<Store>,
 }
 
-/// Reads the interrupted run `run` from `results` and records this process as its coordinator,
+/// Reads the interrupted run `run` from the store `location` and records this process as its coordinator,
 /// before the coordinator listens (so that no probe reconnects before the run is there to take
 /// what it replays). Refuses a run that has finished or whose coordinator is still alive.
-pub fn prepare_resume(run: &str, results: &Path) -> anyhow::Result<ResumeRequest> {
-    use hallmark_coordinator::run::{ResumeFrom, ResumeNode};
-    let mut store = Store::open(results)
-        .with_context(|| format!("opening the run store in {}", results.display()))?;
-    let run_id = store.resolve_run(run)?;
-    let here = super::runs::Here::now();
-    check_resumable(&store, &run_id, &here)?;
-    let source = store.run_plan_toml(run_id.as_str())?;
-    let plan = hallmark_protocol::plan::parse_plan(&source, &format!("the plan of run {run_id}"))?;
-    let mut nodes = Vec::new();
-    for p in store.resume_points(run_id.as_str())? {
-        let node = hallmark_protocol::NodeId::new(&p.node_id)
-            .map_err(|e| anyhow::anyhow!("run {run_id} has a probe {:?}: {e}", p.node_id))?;
-        nodes.push(ResumeNode {
-            node,
-            rack: p.rack,
-            next_seq: p.next_seq,
-        });
-    }
-    store
-        .set_coordinator(&run_id, &here.host, std::process::id(), here.now_ns)
-        .context("recording the run's new coordinator")?;
-    Ok(ResumeRequest {
-        run_id,
-        plan,
-        from: ResumeFrom { nodes },
-        store,
+/// Runs off the async runtime ([`off_runtime`]).
+pub fn prepare_resume(run: &str, location: &Location) -> anyhow::Result<ResumeRequest> {
+    off_runtime(|| {
+        use hallmark_coordinator::run::{ResumeFrom, ResumeNode};
+        let mut store = OffRuntime::new(results::open(location)?);
+        let run_id = store.resolve_run(run)?;
+        let here = super::runs::Here::now();
+        check_resumable(&store, &run_id, &here)?;
+        let source = store.run_plan_toml(run_id.as_str())?;
+        let plan =
+            hallmark_protocol::plan::parse_plan(&source, &format!("the plan of run {run_id}"))?;
+        let mut nodes = Vec::new();
+        for p in store.resume_points(run_id.as_str())? {
+            let node = hallmark_protocol::NodeId::new(&p.node_id)
+                .map_err(|e| anyhow::anyhow!("run {run_id} has a probe {:?}: {e}", p.node_id))?;
+            nodes.push(ResumeNode {
+                node,
+                rack: p.rack,
+                next_seq: p.next_seq,
+            });
+        }
+        store
+            .set_coordinator(&run_id, &here.host, std::process::id(), here.now_ns)
+            .context("recording the run's new coordinator")?;
+        Ok(ResumeRequest {
+            run_id,
+            plan,
+            from: ResumeFrom { nodes },
+            store,
+        })
     })
 }
 
@@ -150,7 +160,7 @@ fn check_resumable(
 pub async fn resume(
     server: &ServerHandle,
     req: ResumeRequest,
-    results: &Path,
+    location: &Location,
     progress: bool,
 ) -> anyhow::Result<RunSummary> {
     let ResumeRequest {
@@ -159,7 +169,7 @@ pub async fn resume(
         from,
         store,
     } = req;
-    let _liveness = Liveness::start(results.to_path_buf(), run_id.clone());
+    let _liveness = Liveness::start(location.clone(), run_id.clone());
     tracing::info!(
         "resuming run {run_id}: collecting what its {} probes still hold",
         from.nodes.len()
@@ -169,13 +179,16 @@ pub async fn resume(
             run_id.as_str().to_string(),
             plan,
             from,
-            Box::new(StoreRecorder::new(store, run_id.clone())),
+            Box::new(OffRuntime::new(StoreRecorder::new(
+                store.into_inner(),
+                run_id.clone(),
+            ))),
         )
         .await
         .context("resuming the run")?;
     let limit = Duration::from_nanos(hallmark_coordinator::run::COLLECT_NS as u64)
         + Duration::from_secs(30);
-    follow(server, &run_id, limit, progress, results).await
+    follow(server, &run_id, limit, progress, location).await
 }
 
 /// Shows the run's progress until it finishes (Ctrl-C aborts it; `limit` bounds it) and reads
@@ -185,7 +198,7 @@ async fn follow(
     run_id: &hallmark_store::RunId,
     limit: Duration,
     show: bool,
-    results: &Path,
+    location: &Location,
 ) -> anyhow::Result<RunSummary> {
     let bar = Progress::new(show);
     let mut progress = server.progress();
@@ -223,11 +236,12 @@ async fn follow(
         }
     }
     bar.finish();
-    let store = Store::open_read_only(results)
-        .with_context(|| format!("reopening the run store in {}", results.display()))?;
-    store
-        .run_summary(run_id.as_str())
-        .with_context(|| format!("summarising run {run_id}"))
+    off_runtime(|| {
+        let store = results::open_read_only(location).context("reading the run's summary")?;
+        store
+            .run_summary(run_id.as_str())
+            .with_context(|| format!("summarising run {run_id}"))
+    })
 }
 
 /// Refreshes the run's coordinator heartbeat every `liveness::HEARTBEAT_NS` on a thread and a
@@ -238,7 +252,7 @@ struct Liveness {
 }
 
 impl Liveness {
-    fn start(results: std::path::PathBuf, run: hallmark_store::RunId) -> Liveness {
+    fn start(location: Location, run: hallmark_store::RunId) -> Liveness {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
@@ -246,7 +260,7 @@ impl Liveness {
         let spawned = std::thread::Builder::new()
             .name("liveness".into())
             .spawn(move || {
-                let mut store = match Store::open(&results) {
+                let mut store = match Store::open_location(&location) {
                     Ok(s) => s,
                     Err(e) => {
                         warn!("cannot refresh the coordinator's liveness in the store: {e}");

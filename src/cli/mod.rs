@@ -13,6 +13,7 @@ mod execute;
 mod local;
 mod probe;
 mod progress;
+mod results;
 mod run;
 mod runs;
 mod simulate;
@@ -96,11 +97,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => demo::run(a).await,
         Command::Run(a) => run::run(a).await,
-        Command::Runs(c) => runs::run(c),
-        Command::Certify(a) => certify::run(a),
-        Command::Report(a) => evidence::report(a),
+        // The commands that read or write the store run off the async runtime (see
+        // `results::off_runtime`).
+        Command::Runs(c) => results::off_runtime(|| runs::run(c)),
+        Command::Certify(a) => results::off_runtime(|| certify::run(a)),
+        Command::Report(a) => results::off_runtime(|| evidence::report(a)),
         Command::Keygen(a) => evidence::keygen_cmd(a),
-        Command::Bundle(a) => evidence::bundle(a),
+        Command::Bundle(a) => results::off_runtime(|| evidence::bundle(a)),
         Command::Verify(a) => evidence::verify(a),
         Command::Certs(c) => certs::run(c),
         Command::Coordinator(a) => coordinator::run(a).await,

@@ -11,6 +11,7 @@
 
 use super::certify::{certify_run, SpecSource, EXIT_ERROR};
 use super::execute::{execute, print_outcome, print_summary, RunRequest};
+use super::results::ResultsArg;
 use super::simulate::run_on_simulated_hall;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -61,9 +62,8 @@ pub struct RunArgs {
     /// inside one of these; otherwise its Hello is refused.
     #[arg(long = "fabric-subnet", value_name = "CIDR", requires = "listen")]
     fabric_subnet: Vec<FabricSubnet>,
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -95,7 +95,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = match (&a.simulate, a.listen) {
         (Some(hall_file), _) => {
             let hall = load_hall(hall_file)?;
-            run_on_simulated_hall(&hall, plan, source, &a.results, progress).await?
+            run_on_simulated_hall(&hall, plan, source, &a.results.location, progress).await?
         }
         (None, Some(listen)) => {
             let server = start_server(&a, listen).await?;
@@ -103,7 +103,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 plan,
                 plan_source: source,
                 hall: None,
-                results: &a.results,
+                results: &a.results.location,
                 progress,
             };
             let summary = execute(&server, request).await;
@@ -125,7 +125,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             _ => ExitCode::from(2),
         });
     };
-    let verdicts = match certify_run(&a.results, &summary.run_id, &spec) {
+    let verdicts = match certify_run(&a.results.location, &summary.run_id, &spec) {
         Ok(v) => v,
         Err(e) => {
             print_summary(&summary, a.json)?;
@@ -160,9 +160,9 @@ async fn resume(a: &RunArgs, run: &str) -> anyhow::Result<ExitCode> {
         bail!("--resume needs --listen ADDR --ca FILE --cert FILE --key FILE (the same address and CA as the interrupted coordinator)");
     };
     let progress = !a.json && std::io::stderr().is_terminal();
-    let request = super::execute::prepare_resume(run, &a.results)?;
+    let request = super::execute::prepare_resume(run, &a.results.location)?;
     let server = start_server(a, listen).await?;
-    let summary = super::execute::resume(&server, request, &a.results, progress).await;
+    let summary = super::execute::resume(&server, request, &a.results.location, progress).await;
     server
         .shutdown()
         .await

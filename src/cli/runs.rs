@@ -3,13 +3,12 @@
 //! heartbeat stopped) is shown as `interrupted` (see `hallmark_store::liveness`).
 
 use super::execute::print_summary;
-use anyhow::Context;
+use super::results::{self, ResultsArg};
 use clap::{Args, Subcommand};
 use hallmark_results::StoreExt;
 use hallmark_store::liveness::Coordinator;
 use hallmark_store::{time::format_utc, RunStatus, Store};
 use hallmark_transport::clock::WallClock;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -22,9 +21,8 @@ pub enum RunsCommand {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
     /// One JSON array on stdout.
     #[arg(long)]
     json: bool,
@@ -34,9 +32,8 @@ pub struct ListArgs {
 pub struct ShowArgs {
     /// The run id (or a unique prefix of it), as `hallmark runs list` shows it.
     run: String,
-    /// Where runs are stored.
-    #[arg(long, value_name = "DIR", default_value = "hallmark-results")]
-    results: PathBuf,
+    #[command(flatten)]
+    results: ResultsArg,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -45,8 +42,7 @@ pub struct ShowArgs {
 pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RunsCommand::List(a) => {
-            let store = Store::open_read_only(&a.results)
-                .with_context(|| format!("opening the run store in {}", a.results.display()))?;
+            let store = results::open_read_only(&a.results.location)?;
             let mut runs = store.list_runs()?;
             let here = Here::now();
             for r in &mut runs {
@@ -62,7 +58,7 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if runs.is_empty() {
-                println!("no runs in {}", a.results.display());
+                println!("no runs {}", results::describe(&a.results.location));
             }
             for r in runs {
                 println!(
@@ -79,8 +75,7 @@ pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show(a) => {
-            let store = Store::open_read_only(&a.results)
-                .with_context(|| format!("opening the run store in {}", a.results.display()))?;
+            let store = results::open_read_only(&a.results.location)?;
             let id = store.resolve_run(&a.run)?;
             let mut summary = store.run_summary(id.as_str())?;
             Here::now().show_live(

@@ -7,8 +7,8 @@ use super::local::{LocalCluster, LocalNode};
 use anyhow::{bail, Context};
 use hallmark_protocol::plan::Plan;
 use hallmark_results::RunSummary;
+use hallmark_store::location::Location;
 use hallmark_workloads::sim::HallSpec;
-use std::path::Path;
 use tracing::info;
 
 /// Most nodes simulated in one process.
@@ -19,7 +19,7 @@ pub async fn run_on_simulated_hall(
     hall: &HallSpec,
     plan: Plan,
     plan_source: String,
-    results: &Path,
+    results: &Location,
     progress: bool,
 ) -> anyhow::Result<RunSummary> {
     let nodes = hall.nodes();
@@ -40,6 +40,8 @@ pub async fn run_on_simulated_hall(
             plan.expect.timeout_ms / 1000
         );
     }
+    // A store that cannot be written is refused before any probe starts.
+    super::results::check_writable(results)?;
     let (_loops, backends) = hall.backends().context("building the simulated nodes")?;
     let local: Vec<LocalNode> = backends
         .into_iter()

@@ -10,6 +10,7 @@ use crate::db::Backend;
 use crate::error::StoreError;
 use crate::model::RunStatus;
 use crate::store::{parse_col, Store};
+use std::collections::HashMap;
 
 /// A stored run's own record (the table `runs`).
 #[derive(Debug, Clone, PartialEq)]
@@ -280,23 +281,38 @@ impl Store {
     }
 
     /// The nodes' phase reports with their devices' summed results, in phase, node order.
+    ///
+    /// GFLOP/s are summed here, in device order, not by SQL's `sum`: SQLite's sums floats with
+    /// compensation (Kahan–Babuška–Neumaier) and PostgreSQL's does not, so the same rows would give
+    /// sums a last bit apart on the two backends.
     pub fn phase_reports(&self, run_id: &str) -> Result<Vec<PhaseReportRecord>, StoreError> {
+        let mut gflops: HashMap<(u32, String), f64> = HashMap::new();
+        self.db
+            .for_each(
+                "SELECT phase_id, node_id, gflops FROM phase_results \
+                 WHERE run_id = ?1 AND gflops IS NOT NULL ORDER BY phase_id, node_id, device",
+                &[run_id.into()],
+                |r| {
+                    *gflops.entry((r.int(0)?, r.text(1)?)).or_insert(0.0) += r.f64(2)?;
+                    Ok(())
+                },
+            )
+            .map_err(self.db_err("reading phase results"))?;
         self.db
             .query_map(
                 "SELECT r.phase_id, r.node_id, r.stopped_early, \
-                 (SELECT sum(x.gflops) FROM phase_results x WHERE x.run_id = r.run_id \
-                    AND x.phase_id = r.phase_id AND x.node_id = r.node_id), \
                  (SELECT CAST(coalesce(sum(x.wrong_elements), 0) AS BIGINT) FROM phase_results x \
                     WHERE x.run_id = r.run_id AND x.phase_id = r.phase_id AND x.node_id = r.node_id) \
                  FROM phase_reports r WHERE r.run_id = ?1 ORDER BY r.phase_id, r.node_id",
                 &[run_id.into()],
                 |r| {
+                    let (phase_id, node) = (r.int(0)?, r.text(1)?);
                     Ok(PhaseReportRecord {
-                        phase_id: r.int(0)?,
-                        node: r.text(1)?,
+                        gflops: gflops.get(&(phase_id, node.clone())).copied(),
+                        phase_id,
+                        node,
                         stopped_early: r.opt_text(2)?,
-                        gflops: r.opt_f64(3)?,
-                        wrong_elements: r.i64(4)?,
+                        wrong_elements: r.i64(3)?,
                     })
                 },
             )
