@@ -179,13 +179,12 @@ impl Ctx<'_> {
             outlets: circuits(CircuitKind::Outlet),
             sensors: self.sensors(&[("power_w", p.power), ("energy_kwh", p.energy)]),
         };
-        let outlet_powers: Option<Vec<f64>> = out.outlets.iter().map(|o| o.power_w).collect();
-        if let (Some(total), Some(outlets)) = (out.power_w, outlet_powers.filter(|o| !o.is_empty()))
-        {
+        let outlets: Vec<f64> = out.outlets.iter().filter_map(|o| o.power_w).collect();
+        if let (Some(total), false) = (out.power_w, outlets.is_empty()) {
             let sum: f64 = outlets.iter().sum();
             if sum > total * (1.0 + OUTLET_TOLERANCE.0) + OUTLET_TOLERANCE.1 {
                 self.findings.push(
-                    Finding::new(FindingKind::OutletsExceedPdu, &out.uri, format!("its {} outlets draw {sum:.1} W together, more than the PDU's {total:.1} W; one of the meters is wrong", outlets.len()))
+                    Finding::new(FindingKind::OutletsExceedPdu, &out.uri, format!("{} of its outlets draw {sum:.1} W together, more than the PDU's {total:.1} W; one of the meters is wrong", outlets.len()))
                         .with("outlets_sum_w", sum)
                         .with("power_w", total),
                 );
