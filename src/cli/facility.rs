@@ -81,8 +81,12 @@ fn seconds(what: &str, s: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
-fn credentials(a: &DiscoverArgs) -> anyhow::Result<Option<Credentials>> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+/// The credentials the arguments and the environment (`env`) give, if any.
+fn credentials(
+    a: &DiscoverArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<Credentials>> {
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(file) = &a.password_file {
         let user = a.user.clone().or_else(|| env(ENV_USER)).with_context(|| {
             format!(
@@ -102,12 +106,30 @@ fn credentials(a: &DiscoverArgs) -> anyhow::Result<Option<Credentials>> {
 }
 
 async fn discover_cmd(a: DiscoverArgs) -> anyhow::Result<ExitCode> {
+    let inv = walk(&a, |k| std::env::var(k).ok()).await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&inv).context("writing the JSON")?
+        );
+    } else {
+        print!("{}", render(&inv));
+    }
+    Ok(if inv.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}
+
+/// Sets up the client from the arguments (credentials from them or `env`), walks, closes.
+async fn walk(a: &DiscoverArgs, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Inventory> {
     let trust = match (&a.ca, a.insecure) {
         (Some(f), _) => Some(Trust::CaFile(f.clone())),
         (None, true) => Some(Trust::Insecure),
         (None, false) => None,
     };
-    let auth = match (credentials(&a)?, a.auth) {
+    let auth = match (credentials(a, env)?, a.auth) {
         (None, _) => Auth::None,
         (Some(c), AuthMode::Session) => Auth::Session(c),
         (Some(c), AuthMode::Basic) => Auth::Basic(c),
@@ -125,24 +147,12 @@ async fn discover_cmd(a: DiscoverArgs) -> anyhow::Result<ExitCode> {
         max_reading_age_s: (a.max_reading_age > 0.0).then_some(a.max_reading_age),
         ..WalkOptions::default()
     };
+    let limit = seconds("--time-limit", a.time_limit)?;
     let mut client = RedfishClient::new(&a.url, opts)
         .with_context(|| format!("setting up the Redfish client for {}", a.url))?;
-    let result = discover(&mut client, walk, seconds("--time-limit", a.time_limit)?).await;
+    let result = discover(&mut client, walk, limit).await;
     client.close().await;
-    let inv = result.with_context(|| format!("walking the Redfish service at {}", a.url))?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&inv).context("writing the JSON")?
-        );
-    } else {
-        print!("{}", render(&inv));
-    }
-    Ok(if inv.findings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FINDINGS)
-    })
+    result.with_context(|| format!("walking the Redfish service at {}", a.url))
 }
 
 fn num(v: Option<f64>, unit: &str) -> String {
@@ -245,4 +255,231 @@ fn connector_line(o: &mut String, k: &Connector) {
         k.coolant_used.specific_heat_kj_per_kg_k,
         k.coolant_used.source,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn args(argv: &[&str]) -> DiscoverArgs {
+        let full: Vec<&str> = ["hallmark", "facility", "discover"]
+            .iter()
+            .chain(argv)
+            .copied()
+            .collect();
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Facility(FacilityCommand::Discover(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A one-answer-per-connection HTTP server on loopback serving `routes` (path → JSON).
+    async fn serve(routes: HashMap<&'static str, Value>) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let routes = std::sync::Arc::new(routes);
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let routes = routes.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head);
+                    let path = text.split_whitespace().nth(1).unwrap_or("");
+                    let (status, body) = match routes.get(path) {
+                        Some(v) => ("200 OK", v.to_string()),
+                        None => ("404 Not Found", "{}".to_string()),
+                    };
+                    let reply = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (url, task)
+    }
+
+    fn hall() -> HashMap<&'static str, Value> {
+        let id = |p: &str| json!({"@odata.id": format!("/redfish/v1{p}")});
+        HashMap::from([
+            (
+                "/redfish/v1/",
+                json!({"PowerEquipment": id("/PowerEquipment"), "ThermalEquipment": id("/ThermalEquipment"), "Chassis": id("/Chassis")}),
+            ),
+            (
+                "/redfish/v1/PowerEquipment",
+                json!({"RackPDUs": id("/RackPDUs")}),
+            ),
+            (
+                "/redfish/v1/RackPDUs",
+                json!({"Members": [id("/RackPDUs/1")]}),
+            ),
+            (
+                "/redfish/v1/RackPDUs/1",
+                json!({"Name": "pdu", "Metrics": id("/RackPDUs/1/Metrics")}),
+            ),
+            (
+                "/redfish/v1/RackPDUs/1/Metrics",
+                json!({"PowerWatts": {"Reading": 6438}}),
+            ),
+            ("/redfish/v1/ThermalEquipment", json!({"CDUs": id("/CDUs")})),
+            ("/redfish/v1/CDUs", json!({"Members": [id("/CDUs/1")]})),
+            (
+                "/redfish/v1/CDUs/1",
+                json!({"SecondaryCoolantConnectors": id("/CDUs/1/S")}),
+            ),
+            (
+                "/redfish/v1/CDUs/1/S",
+                json!({"Members": [id("/CDUs/1/S/1")]}),
+            ),
+            (
+                "/redfish/v1/CDUs/1/S/1",
+                json!({"SupplyTemperatureCelsius": {"Reading": 30}, "ReturnTemperatureCelsius": {"Reading": 45}, "FlowLitersPerMinute": {"Reading": 100}, "HeatRemovedkW": {"Reading": 100}}),
+            ),
+            (
+                "/redfish/v1/Chassis",
+                json!({"Members": [id("/Chassis/n1")]}),
+            ),
+            (
+                "/redfish/v1/Chassis/n1",
+                json!({"EnvironmentMetrics": id("/Chassis/n1/Env")}),
+            ),
+            (
+                "/redfish/v1/Chassis/n1/Env",
+                json!({"PowerWatts": {"Reading": 10200}}),
+            ),
+        ])
+    }
+
+    #[tokio::test]
+    async fn json_carries_the_fields_of_issue_10_and_null_for_unmeasured() {
+        let (url, task) = serve(hall()).await;
+        let inv = walk(&args(&[&url, "--json"]), |_| None).await.unwrap();
+        let v = serde_json::to_value(&inv).unwrap();
+        let pdu = &v["pdus"][0];
+        assert!(pdu["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/redfish/v1/RackPDUs/1"));
+        assert_eq!(
+            (pdu["power_w"].as_f64(), &pdu["energy_kwh"]),
+            (Some(6438.0), &Value::Null)
+        );
+        let c = &v["cdus"][0]["connectors"][0];
+        assert!(v["cdus"][0]["uri"].is_string());
+        for k in [
+            "supply_temp_c",
+            "return_temp_c",
+            "flow_lpm",
+            "heat_removed_kw",
+            "computed_heat_kw",
+        ] {
+            assert!(c[k].is_number(), "{k}: {c}");
+        }
+        // No coolant stated: the 25 % propylene-glycol default, said so: 1020 · 3.93 · 100/60000 · 15.
+        assert!(
+            (c["computed_heat_kw"].as_f64().unwrap() - 1020.0 * 3.93 * 100.0 / 60_000.0 * 15.0)
+                .abs()
+                < 1e-9
+        );
+        assert!(c["coolant_used"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("default: 25 % propylene glycol"));
+        assert_eq!(v["chassis"][0]["power_w"].as_f64(), Some(10200.0));
+        let f = v["findings"].as_array().unwrap();
+        let missing = f
+            .iter()
+            .find(|f| f["kind"] == "missing_reading")
+            .expect("energy is missing");
+        assert!(
+            missing["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("/RackPDUs/1/Metrics")
+                && missing["values"].is_object()
+        );
+        let text = render(&inv);
+        assert!(text.contains("power 6438 W, energy - kWh"), "{text}");
+        assert!(text.contains("missing_reading"), "{text}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_service_and_the_fix() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let e = format!("{:#}", walk(&args(&[&url]), |_| None).await.unwrap_err());
+        assert!(
+            e.contains(&format!("walking the Redfish service at {url}"))
+                && e.contains("cannot connect"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            walk(&args(&["https://127.0.0.1:1"]), |_| None)
+                .await
+                .unwrap_err()
+        );
+        assert!(e.contains("--ca FILE") && e.contains("--insecure"), "{e}");
+        let e = walk(&args(&[&url, "--user", "ops"]), |_| None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--password-file") && e.contains(ENV_PASSWORD),
+            "{e}"
+        );
+        let e = walk(&args(&[&url, "--password-file", "/nonexistent/pw"]), |_| {
+            None
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs a user"), "{e}");
+        let e = walk(&args(&[&url, "--time-limit", "0"]), |_| None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--time-limit"), "{e}");
+        assert!(Cli::try_parse_from([
+            "hallmark",
+            "facility",
+            "discover",
+            &url,
+            "--ca",
+            "x.pem",
+            "--insecure"
+        ])
+        .is_err());
+    }
+
+    #[tokio::test]
+    async fn credentials_come_from_the_environment_and_stay_hidden() {
+        let env = |k: &str| match k {
+            ENV_USER => Some("ops".to_string()),
+            ENV_PASSWORD => Some("pa55word".to_string()),
+            _ => None,
+        };
+        let c = credentials(&args(&["http://x"]), env).unwrap().unwrap();
+        assert_eq!(c.user, "ops");
+        assert!(!format!("{c:?}").contains("pa55word"));
+        assert!(credentials(&args(&["http://x"]), |_| None)
+            .unwrap()
+            .is_none());
+    }
 }
