@@ -289,7 +289,10 @@ impl RedfishClient {
         let started = std::time::Instant::now();
         for attempt in 0..2 {
             let kept = match self.conns.remove(&key) {
-                Some(mut s) if attempt == 0 => s.ready().await.is_ok().then_some(s),
+                Some(mut s) if attempt == 0 => {
+                    let ready = timeout(self.opts.connect_timeout, s.ready()).await;
+                    matches!(ready, Ok(Ok(()))).then_some(s)
+                }
                 _ => None,
             };
             let (mut sender, reused) = match kept {

@@ -487,3 +487,67 @@ async fn the_walk_is_bounded_in_resources() {
     );
     assert_eq!(server.seen.lock().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn the_walk_is_bounded_in_time() {
+    let mut r = facility();
+    set(&mut r, "/redfish/v1/Chassis/1U/PSU/2", Reply::Hang);
+    let server = serve(r).await;
+    let mut client = RedfishClient::new(&server.url(), ClientOptions::default()).unwrap();
+    let started = std::time::Instant::now();
+    let inv = hallmark_facility::discover(
+        &mut client,
+        WalkOptions::default(),
+        Duration::from_millis(700),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let f = inv
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::WalkBounded)
+        .expect("walk_bounded");
+    assert!(f.message.contains("time bound"), "{}", f.message);
+    assert_eq!(inv.pdus.len(), 1, "what was read before the bound is kept");
+}
+
+#[tokio::test]
+async fn links_to_another_host_are_not_followed() {
+    let mut r = facility();
+    set(
+        &mut r,
+        "/redfish/v1/PowerEquipment",
+        Reply::Json(
+            json!({"RackPDUs": {"@odata.id": "http://127.0.0.1:9/redfish/v1/PowerEquipment/RackPDUs"}}),
+        ),
+    );
+    set(
+        &mut r,
+        "/redfish/v1/Chassis/1U/EnvironmentMetrics",
+        Reply::Json(
+            json!({"PowerWatts": {"Reading": 374, "DataSourceUri": "http://127.0.0.1:9/redfish/v1/Sensors/P"}}),
+        ),
+    );
+    let (inv, _) = inventory(r).await;
+    assert!(inv.pdus.is_empty());
+    let off: Vec<_> = inv
+        .findings
+        .iter()
+        .filter(|f| f.message.contains("outside the service"))
+        .collect();
+    assert_eq!(off.len(), 2, "{:#?}", inv.findings);
+    assert_eq!(
+        (off[0].kind, off[1].kind),
+        (FindingKind::Unreadable, FindingKind::SensorUnreadable)
+    );
+    assert_eq!(
+        inv.chassis[0].power_w,
+        Some(374.0),
+        "the reading stands without its Sensor"
+    );
+}

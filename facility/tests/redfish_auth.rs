@@ -31,6 +31,11 @@ async fn basic_auth_goes_to_the_service_only() {
         auth: Auth::Basic(creds),
         ..ClientOptions::default()
     };
+    let shown = format!("{opts:?}");
+    assert!(
+        shown.contains("ops") && !shown.contains("\"pw\"") && shown.contains("<hidden>"),
+        "{shown}"
+    );
     walk(&server.url(), opts, WalkOptions::default())
         .await
         .unwrap();

@@ -375,20 +375,20 @@ impl Walk {
         let (Some(source), true) = (source, follow && self.opts.follow_sensors) else {
             return;
         };
-        match owner.join(source) {
+        match self.within(owner, source) {
             Ok(u) => {
                 let key = u.to_string();
-                slot.sensor_uri = Some(key.clone());
+                self.g.slots[id].sensor_uri = Some(key.clone());
                 let waiters = self.sensor_waiters.entry(key).or_default();
                 waiters.push(id);
                 if waiters.len() == 1 {
                     self.low.push_back((u, Job::Sensor));
                 }
             }
-            Err(e) => self.g.findings.push(Finding::new(
+            Err(why) => self.g.findings.push(Finding::new(
                 FindingKind::SensorUnreadable,
                 owner.to_string(),
-                format!("a DataSourceUri that is no URI: {e}"),
+                format!("its DataSourceUri: {why}; the reading stands without the Sensor's reading time, interval or accuracy"),
             )),
         }
     }

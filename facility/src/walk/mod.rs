@@ -244,13 +244,23 @@ impl Walk {
 
     fn link(&mut self, base: &Url, link: Option<&model::Link>, job: Job) {
         let Some(l) = link else { return };
-        match base.join(&l.odata_id) {
+        match self.within(base, &l.odata_id) {
             Ok(u) => self.queue(u, job),
-            Err(e) => self.g.findings.push(Finding::new(
-                FindingKind::Unreadable,
-                base.to_string(),
-                format!("a link that is no URI: {e}"),
-            )),
+            Err(why) => {
+                self.g
+                    .findings
+                    .push(Finding::new(FindingKind::Unreadable, base.to_string(), why))
+            }
+        }
+    }
+
+    /// `reference` resolved against `base` when it stays on the service's origin: the walk never
+    /// follows a service to another host (which would also go there without credentials).
+    fn within(&self, base: &Url, reference: &str) -> Result<Url, String> {
+        match base.join(reference) {
+            Ok(u) if u.same_origin(&self.root) => Ok(u),
+            Ok(u) => Err(format!("it links to {u}, outside the service {}; not followed (walk that service separately)", self.root)),
+            Err(e) => Err(format!("a link that is no URI: {e}")),
         }
     }
 
