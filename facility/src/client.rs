@@ -149,7 +149,11 @@ impl RedfishClient {
             s @ (404 | 405 | 501) => {
                 return Err(fail(format!("HTTP {s}: the service offers no sessions here; use basic authentication (--auth basic)")))
             }
-            s => return Err(fail(format!("HTTP {s}{}", error_message(&answer.body)))),
+            s => {
+                let message = error_message(&answer.body);
+                let sep = if message.is_empty() { "" } else { ": " };
+                return Err(fail(format!("HTTP {s}{sep}{message}")));
+            }
         }
         let token = answer
             .headers
@@ -173,6 +177,11 @@ impl RedfishClient {
             fail("the answer names no session resource (no Location header, no @odata.id)".into())
         })?;
         let session_url = url.join(&session_ref)?;
+        if !session_url.same_origin(&self.base) {
+            return Err(fail(format!(
+                "the session it names, {session_url}, is on another host; its token is not sent there"
+            )));
+        }
         tracing::debug!(session = %session_url, "Redfish session created");
         self.session = Some(Session {
             token: Secret::new(token.to_string()),

@@ -61,15 +61,15 @@ pub enum FacilityError {
 
 impl FacilityError {
     /// Whether this error means that the rest of the service cannot be read either (nothing
-    /// answers, TLS or credentials are refused): a walk stops on it instead of trying every
-    /// other resource the same way.
+    /// answers, TLS or the credentials are refused: 401; a 403 forbids one resource only): a
+    /// walk stops on it instead of trying every other resource the same way.
     pub fn ends_walk(&self) -> bool {
         matches!(
             self,
             FacilityError::Connect { .. }
                 | FacilityError::Tls { .. }
                 | FacilityError::NeedsTrust { .. }
-                | FacilityError::Unauthorized { .. }
+                | FacilityError::Unauthorized { status: 401, .. }
                 | FacilityError::Session { .. }
         )
     }

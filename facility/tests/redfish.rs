@@ -551,3 +551,30 @@ async fn links_to_another_host_are_not_followed() {
         "the reading stands without its Sensor"
     );
 }
+
+#[tokio::test]
+async fn a_forbidden_resource_is_a_finding_and_the_walk_goes_on() {
+    let mut r = facility();
+    set(
+        &mut r,
+        "/redfish/v1/Chassis/X/Sensors/Flow",
+        Reply::Status {
+            status: 403,
+            headers: vec![],
+            body: String::new(),
+        },
+    );
+    let (inv, _) = inventory(r).await;
+    let f = inv
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::SensorUnreadable)
+        .expect("403 on the Sensor");
+    assert!(
+        f.message.contains("HTTP 403") && f.message.contains("FlowLitersPerMinute"),
+        "{}",
+        f.message
+    );
+    assert_eq!(inv.cdus[0].connectors[0].flow_lpm, Some(60.0));
+    assert_eq!(inv.pdus[0].power_w, Some(6438.0));
+}
