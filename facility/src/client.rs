@@ -4,6 +4,11 @@
 //! in, and a redirect limit with loop detection. Credentials go only to the origin the client was
 //! made for, never to a host a redirect points at.
 //!
+//! A TLS peer that closes without a close_notify alert (Python's `ssl` in sushy-static, many
+//! BMCs' web servers) is taken as having closed: that ends a body delimited by the connection's
+//! close (HTTP/1.0). A body with a Content-Length cut short is still an error, and a cut
+//! close-delimited body is no valid JSON, so no truncation passes as a reading.
+//!
 //! Sessions: [`RedfishClient::login`] creates one (`POST /redfish/v1/SessionService/Sessions`),
 //! later requests carry its `X-Auth-Token`, and [`RedfishClient::close`] deletes it. A client
 //! dropped with a session still open deletes it from a detached task when a tokio runtime is
@@ -405,7 +410,7 @@ impl RedfishClient {
                     uri: url.to_string(),
                     detail: e.to_string(),
                 })?;
-                handshake(url, TokioIo::new(tls)).await
+                handshake(url, TokioIo::new(EofAsClose(tls))).await
             }
         }
     }
@@ -431,6 +436,49 @@ impl Drop for RedfishClient {
             conns: HashMap::new(),
         };
         handle.spawn(async move { detached.close().await });
+    }
+}
+
+/// An I/O stream whose read end reports a peer that closed without TLS close_notify
+/// (`UnexpectedEof` from rustls) as a plain end of stream.
+struct EofAsClose<T>(T);
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EofAsClose<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for EofAsClose<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

@@ -9,6 +9,7 @@
 //! `.ci/run` installs sushy-tools in a virtual environment and runs this with the other tests;
 //! alone: `cargo test -p hallmark-facility --test interop_sushy -- --nocapture`.
 
+mod common;
 #[path = "../../tests/common/prereq.rs"]
 mod prereq;
 
@@ -74,6 +75,11 @@ impl Drop for Sushy {
 }
 
 fn start(p: &Prereqs, mockup: &str) -> Sushy {
+    start_with(p, mockup, &[])
+}
+
+/// sushy-static with extra arguments (`-c CERT -k KEY` for HTTPS).
+fn start_with(p: &Prereqs, mockup: &str, extra: &[&std::ffi::OsStr]) -> Sushy {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -83,6 +89,7 @@ fn start(p: &Prereqs, mockup: &str) -> Sushy {
         .arg("-m")
         .arg(p.mockups.join(mockup))
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -395,4 +402,66 @@ async fn chassis_of_public_rackmount1() {
         .find(|f| f.kind == FindingKind::PsuInputMismatch)
         .expect("374 W chassis with a 937.4 W supply");
     assert_eq!((f.values["power_w"], f.values["psu_input_w"]), (power, psu));
+}
+
+#[tokio::test]
+async fn rack_pdu_over_https_with_a_ca_file_and_refused_with_another() {
+    let Some(p) = prerequisites() else { return };
+    let (ca, cert, key) = common::certificates("sushy interop CA");
+    let (ca_file, cert_file, key_file) = (
+        common::temp_file("ca.pem", &ca),
+        common::temp_file("cert.pem", &cert),
+        common::temp_file("key.pem", &key),
+    );
+    let mut s = start_with(
+        &p,
+        "public-pdu",
+        &[
+            std::ffi::OsStr::new("-c"),
+            cert_file.as_os_str(),
+            std::ffi::OsStr::new("-k"),
+            key_file.as_os_str(),
+        ],
+    );
+    s.url = s.url.replace("http://127.0.0.1", "https://localhost");
+    let trusted = ClientOptions {
+        trust: Some(hallmark_facility::Trust::CaFile(ca_file)),
+        ..ClientOptions::default()
+    };
+    let mut client = RedfishClient::new(&s.url, trusted).unwrap();
+    let opts = WalkOptions {
+        max_reading_age_s: None,
+        ..WalkOptions::default()
+    };
+    let inv = discover(&mut client, opts, Duration::from_secs(60))
+        .await
+        .expect("discover over HTTPS");
+    let power = fixture(
+        &p,
+        "public-pdu/PowerEquipment/RackPDUs/1/Metrics",
+        &["PowerWatts", "Reading"],
+    );
+    assert_eq!(inv.pdus[0].power_w, Some(power));
+    assert!(
+        inv.pdus[0].uri.starts_with("https://localhost:"),
+        "{}",
+        inv.pdus[0].uri
+    );
+    // Another CA: the handshake is refused, and discover says so.
+    let (other, _, _) = common::certificates("not the sushy CA");
+    let wrong = ClientOptions {
+        trust: Some(hallmark_facility::Trust::CaFile(common::temp_file(
+            "other.pem",
+            &other,
+        ))),
+        ..ClientOptions::default()
+    };
+    let mut client = RedfishClient::new(&s.url, wrong).unwrap();
+    let e = discover(&mut client, WalkOptions::default(), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, hallmark_facility::FacilityError::Tls { .. }),
+        "{e:?}"
+    );
 }

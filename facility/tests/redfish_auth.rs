@@ -212,3 +212,42 @@ async fn https_with_a_ca_file_without_and_with_the_wrong_one() {
         "{e}"
     );
 }
+
+async fn over_tls_without_close_notify(reply: &str) -> Result<Value, FacilityError> {
+    let (ca, cert, key) = common::certificates("close_notify test CA");
+    let (addr, task) = common::raw_tls_server(&cert, &key, reply.as_bytes().to_vec()).await;
+    let trust = hallmark_facility::Trust::CaFile(common::temp_file("ca.pem", &ca));
+    let opts = ClientOptions {
+        trust: Some(trust),
+        ..ClientOptions::default()
+    };
+    let mut client =
+        RedfishClient::new(&format!("https://localhost:{}", addr.port()), opts).unwrap();
+    let root = client.root().clone();
+    let r = client.get_json(&root).await.map(|f| f.body);
+    task.abort();
+    r
+}
+
+#[tokio::test]
+async fn a_tls_peer_closing_without_close_notify_ends_a_close_delimited_body_only() {
+    // HTTP/1.0, no Content-Length: the body ends with the connection (sushy-static over HTTPS).
+    let v = over_tls_without_close_notify(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"Name\": \"root\"}",
+    )
+    .await
+    .unwrap();
+    assert_eq!(v, json!({"Name": "root"}));
+    // Cut short of its Content-Length: an error, not a shorter body.
+    let e = over_tls_without_close_notify(
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"Name\": \"root\"}",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, FacilityError::Http { .. }), "{e:?}");
+    // Cut inside a close-delimited body: no valid JSON.
+    let e = over_tls_without_close_notify("HTTP/1.0 200 OK\r\n\r\n{\"Name\": \"ro")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FacilityError::Json { .. }), "{e:?}");
+}
