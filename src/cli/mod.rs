@@ -10,6 +10,7 @@ mod demo;
 mod devices;
 mod evidence;
 mod execute;
+mod facility;
 mod local;
 mod probe;
 mod progress;
@@ -70,6 +71,9 @@ pub enum Command {
     /// GFLOP/s, result checks, power, temperatures and throttling).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The hall's own meters over Redfish (`facility discover URL`: rack PDUs, CDUs, chassis).
+    #[command(subcommand)]
+    Facility(facility::FacilityCommand),
 }
 
 impl Command {
@@ -109,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Coordinator(a) => coordinator::run(a).await,
         Command::Probe(a) => probe::run(a).await,
         Command::Bench(c) => bench::run(c).await,
+        Command::Facility(c) => facility::run(c).await,
     }
 }
 
