@@ -351,3 +351,55 @@ fn a_postgres_store_opens_again_at_the_same_version() {
     assert!(again.has_run(run.as_str()).unwrap());
     assert!(again.path().to_string_lossy().starts_with("postgres://"));
 }
+
+#[test]
+fn a_postgres_store_can_be_dropped_inside_async_code() {
+    let Some(db) = common::database() else {
+        return;
+    };
+    let store = Store::open_postgres(&db.target, &Timeouts::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // The sync client's own drop blocks on its runtime, which panics on a runtime's thread.
+    runtime.block_on(async move { drop(store) });
+    // The connection is closed once the drop returns: the database can be dropped at once.
+    drop(db);
+}
+
+#[test]
+fn text_sorts_in_byte_order_whatever_the_databases_collation() {
+    let Some(server) = common::server() else {
+        return;
+    };
+    // A database whose default collation is ICU's en-US, where "a" < "b" < "B" (byte order: "B" <
+    // "a" < "b"), as a site's database may well be.
+    let name = format!("hallmark_t_icu_{}", std::process::id());
+    let mut admin = hallmark_store::db::pg::connect(server.admin(), &Timeouts::default()).unwrap();
+    admin
+        .execute_batch(&format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' \
+             LOCALE 'C'"
+        ))
+        .unwrap();
+    let mut target = server.admin().clone();
+    target.dbname = name.clone();
+    let ids = ["b", "B", "a"];
+    let sorted: Vec<String> = {
+        let mut store = Store::open_postgres(&target, &Timeouts::default()).unwrap();
+        let run = store.create_run(&new_run()).unwrap();
+        for id in ids {
+            store.add_probe(&run, &probe(id, T0, None)).unwrap();
+        }
+        store
+            .probes(run.as_str())
+            .unwrap()
+            .into_iter()
+            .map(|p| p.node)
+            .collect()
+    };
+    admin
+        .execute_batch(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
+    assert_eq!(sorted, ["B", "a", "b"], "byte order, as on SQLite");
+}

@@ -99,10 +99,35 @@ enum Conn {
 }
 
 struct PgConn {
-    client: Box<postgres::Client>,
+    /// Dropped on a thread of its own ([`PgConn`]'s `Drop`).
+    client: std::mem::ManuallyDrop<Box<postgres::Client>>,
     /// Prepared statements by their SQL as written (`?N`), so a statement run per batch is
     /// parsed once per connection.
     statements: HashMap<String, postgres::Statement>,
+}
+
+impl Drop for PgConn {
+    /// The sync client ends its connection by blocking on its own runtime, which panics on a
+    /// thread of another tokio runtime (a store dropped inside async code). It is dropped on a
+    /// short-lived thread of its own instead, and waited for: the connection is closed when this
+    /// returns.
+    fn drop(&mut self) {
+        // SAFETY: `client` is taken once, here, and never used again: `self` is being dropped.
+        let client = unsafe { std::mem::ManuallyDrop::take(&mut self.client) };
+        let closer = std::thread::Builder::new()
+            .name("hallmark-pg-close".into())
+            .spawn(move || drop(client));
+        match closer {
+            Ok(handle) => {
+                if handle.join().is_err() {
+                    tracing::warn!("closing a PostgreSQL connection panicked");
+                }
+            }
+            Err(e) => tracing::warn!(
+                "no thread to close a PostgreSQL connection on ({e}); closing it on this thread"
+            ),
+        }
+    }
 }
 
 /// How many prepared PostgreSQL statements a connection keeps before it forgets them all.
@@ -136,7 +161,7 @@ impl Db {
     pub fn from_postgres(client: postgres::Client, store: impl Into<String>) -> Db {
         Db {
             conn: Conn::Postgres(RefCell::new(PgConn {
-                client: Box::new(client),
+                client: std::mem::ManuallyDrop::new(Box::new(client)),
                 statements: HashMap::new(),
             })),
             store: store.into(),
