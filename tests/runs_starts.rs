@@ -268,5 +268,15 @@ fn an_unknown_run_or_a_store_without_it_is_refused_saying_what_to_do() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("PGPASSWORD"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+
+    // A PostgreSQL server that is not there: named, with the error, no panic.
+    let err = refused(&[
+        "runs",
+        "starts",
+        "latest",
+        "--results",
+        "postgres://hallmark@127.0.0.1:1/hallmark",
+    ]);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

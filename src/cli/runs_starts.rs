@@ -57,6 +57,13 @@ pub struct StartRow {
 }
 
 pub fn run(a: StartsArgs) -> anyhow::Result<ExitCode> {
+    // On a thread of its own: the PostgreSQL client blocks on a runtime of its own, which cannot
+    // start on a thread that drives the command line's runtime.
+    std::thread::scope(|s| s.spawn(|| show(a)).join())
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn show(a: StartsArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_location_read_only(&a.results)
         .with_context(|| format!("opening the run store {}", a.results))?;
     let id = store.resolve_run(&a.run)?;
