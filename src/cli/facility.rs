@@ -34,7 +34,7 @@ pub enum AuthMode {
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
-    /// The service, e.g. https://pdu-r12.mgmt:443 (the path is ignored: the walk starts at /redfish/v1/).
+    /// The service, e.g. `https://pdu-r12.mgmt:443` (the path is ignored: the walk starts at /redfish/v1/).
     url: String,
     /// Print one JSON object on stdout (docs/FACILITY.md).
     #[arg(long)]

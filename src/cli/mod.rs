@@ -17,6 +17,7 @@ mod progress;
 mod results;
 mod run;
 mod runs;
+mod runs_starts;
 mod simulate;
 
 #[cfg(test)]
