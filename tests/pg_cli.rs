@@ -412,7 +412,7 @@ fn the_demo_on_postgres_reads_back_as_on_sqlite_and_never_shows_the_password() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `runs list`, `runs show`, `report` and `certify` of run `run` give the same bytes from the
+/// `runs list`, `runs show`, `runs starts`, `report` and `certify` of run `run` give the same bytes from the
 /// stores `a` and `b`, which hold the same data.
 fn same_reads(dir: &Path, run: &str, a: &str, b: &str) {
     let pw = Some(MARKER);
@@ -422,8 +422,13 @@ fn same_reads(dir: &Path, run: &str, a: &str, b: &str) {
     for args in [
         &["runs", "list", "--json"][..],
         &["runs", "show", run, "--json"][..],
+        &["runs", "starts", run, "--json"][..],
     ] {
         let [x, y] = both(args);
+        assert!(
+            x.status.success() && y.status.success(),
+            "{args:?}: {x:?} {y:?}"
+        );
         let diff = difference(&json(&x), &json(&y), "");
         assert!(diff.is_none(), "{args:?} differs at {diff:?}");
     }
