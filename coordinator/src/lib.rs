@@ -16,6 +16,7 @@ mod flow;
 pub mod limits;
 pub mod machine;
 pub mod metrics;
+pub mod metrics_http;
 pub mod record;
 pub mod run;
 pub mod server;

@@ -92,6 +92,8 @@ pub struct Metrics {
     samples_received: u64,
     batches_received: u64,
     samples_stored: u64,
+    /// Samples of each batch received and not yet stored, by node and sequence number.
+    pending: BTreeMap<(NodeId, u64), u64>,
     gaps: u64,
     gap_instants: u64,
     /// Verdict counts of the last certification, by status.
@@ -147,9 +149,24 @@ impl Metrics {
         }
     }
 
-    /// Counts samples the store has committed.
-    pub fn on_stored(&mut self, samples: u64) {
-        self.samples_stored = self.samples_stored.saturating_add(samples);
+    /// A run was asked for: it waits for its inventory (state 0) until it starts.
+    pub fn on_run_requested(&mut self, run_id: &str) {
+        self.run = Some(Run {
+            id: run_id.to_owned(),
+            ..Run::default()
+        });
+    }
+
+    /// The store has committed `node`'s batch `seq`: its samples count as stored.
+    pub fn on_stored(&mut self, node: &NodeId, seq: u64) {
+        if let Some(samples) = self.pending.remove(&(node.clone(), seq)) {
+            self.samples_stored = self.samples_stored.saturating_add(samples);
+        }
+    }
+
+    /// The store refused `node`'s batch `seq`: it will never count as stored.
+    pub fn on_refused(&mut self, node: &NodeId, seq: u64) {
+        self.pending.remove(&(node.clone(), seq));
     }
 
     /// Replaces the verdict counts with those of a certification (status → count).
@@ -183,6 +200,8 @@ impl Metrics {
     fn telemetry(&mut self, node: &NodeId, batch: &TelemetryBatch) {
         self.batches_received += 1;
         self.samples_received += batch.samples.len() as u64;
+        self.pending
+            .insert((node.clone(), batch.seq), batch.samples.len() as u64);
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };

@@ -157,6 +157,12 @@ fn the_run_its_phase_losses_gaps_and_storage_are_counted() {
         fabric: None,
         target_power_w: None,
     };
+    m.on_run_requested("20261203T000000Z-abcdef");
+    let text = m.render(T0, Format::Prometheus);
+    assert!(
+        text.contains("hallmark_run_state{run_id=\"20261203T000000Z-abcdef\",outcome=\"\"} 0\n"),
+        "{text}"
+    );
     m.on_event(&Event::RunStarted {
         run_id: "20261203T000000Z-abcdef".into(),
         nodes: Vec::new(),
@@ -190,7 +196,11 @@ fn the_run_its_phase_losses_gaps_and_storage_are_counted() {
         instants: None,
         reason: "never arrived".into(),
     });
-    m.on_stored(40);
+    m.on_event(&batch("n1", T0 + 14 * S, 1000.0, &[Some(1.0)]));
+    m.on_stored(&NodeId::new("n1").unwrap(), 0);
+    // Stored twice (a replay acknowledged again) counts once; an unknown batch not at all.
+    m.on_stored(&NodeId::new("n1").unwrap(), 0);
+    m.on_stored(&NodeId::new("n2").unwrap(), 5);
     m.on_event(&Event::RunFinished {
         run_id: "20261203T000000Z-abcdef".into(),
         outcome: Outcome::Incomplete,
@@ -205,7 +215,7 @@ fn the_run_its_phase_losses_gaps_and_storage_are_counted() {
         "hallmark_probes_registered{backend=\"sim\"} 1\n",
         "hallmark_gaps_total 2\n",
         "hallmark_gap_instants_missed_total 3\n",
-        "hallmark_samples_stored_total 40\n",
+        "hallmark_samples_stored_total 1\n",
         "hallmark_verdicts{status=\"FAIL\"} 1\n",
     ] {
         assert!(text.contains(want), "{want:?} missing:\n{text}");

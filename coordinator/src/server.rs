@@ -11,15 +11,19 @@
 use crate::admit::Admission;
 use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
+use crate::metrics::Metrics;
+use crate::metrics_http;
 use crate::record::{RecordError, Recorder};
 use crate::run::Outcome;
 use crate::shell::Core;
 use crate::status::write_status;
 use hallmark_protocol::plan::Plan;
+use hallmark_transport::clock::WallClock;
 use hallmark_transport::tls::{self, Identity, TransportOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::info;
@@ -45,6 +49,8 @@ pub enum ServerError {
     Record(#[from] RecordError),
     #[error("a run is already in progress")]
     RunInProgress,
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics_http::MetricsBindError),
 }
 
 /// How to run a coordinator.
@@ -63,6 +69,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Connections one node certificate may hold at once.
     pub max_connections_per_node: usize,
+    /// Serve live metrics for Prometheus on this TCP address (`GET /metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServerOptions {
@@ -77,6 +85,7 @@ impl ServerOptions {
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
             max_connections_per_node: 4,
+            metrics: None,
         }
     }
 }
@@ -172,6 +181,19 @@ impl ServerHandle {
             write_status(path, local_addr, &[])?;
         }
         info!(%local_addr, "coordinator listening");
+        let metrics = match opts.metrics {
+            None => None,
+            Some(addr) => {
+                let listener = metrics_http::bind(addr).await?;
+                let served = listener.local_addr().unwrap_or(addr);
+                info!(%served, "serving metrics at http://{served}/metrics");
+                let shared = Arc::new(Mutex::new(Metrics::new()));
+                let clock = WallClock::new();
+                let now: Arc<dyn Fn() -> i64 + Send + Sync> = Arc::new(move || clock.now_ns());
+                let serving = metrics_http::spawn(listener, shared.clone(), now);
+                Some((shared, serving))
+            }
+        };
         let (recorded_tx, recorded_rx) = mpsc::unbounded_channel();
         let core = Core::new(
             Coordinator::new(opts.config.clone()),
@@ -181,7 +203,8 @@ impl ServerHandle {
             opts.status_file.clone(),
             local_addr,
             recorded_tx,
-        );
+        )
+        .with_metrics(metrics);
         let task = tokio::spawn(core.run(
             endpoint,
             opts.handshake_timeout,

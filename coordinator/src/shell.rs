@@ -6,6 +6,7 @@
 use crate::admit::Admission;
 use crate::conn::{connection, ConnParams, ShellEvent, WriterCmd};
 use crate::machine::{close_code, Close, ConnId, Coordinator, Event, ProbeRecord};
+use crate::metrics_http::{update, Serving, SharedMetrics};
 use crate::record::{spawn_writer, Record, Recorded};
 use crate::run::Outcome;
 use crate::server::{CoreCmd, RunProgress, RunStage, ServerError};
@@ -36,6 +37,8 @@ pub(crate) struct Core {
     lost: Vec<String>,
     /// The task that waits for a finished run's recorder thread to write its last records.
     closing: Option<tokio::task::JoinHandle<()>>,
+    /// The live metrics and their HTTP endpoint (`--metrics`), when served.
+    metrics: Option<(SharedMetrics, Serving)>,
 }
 
 /// How often the run's progress is published.
@@ -66,7 +69,14 @@ impl Core {
             batches_stored: 0,
             lost: Vec::new(),
             closing: None,
+            metrics: None,
         }
+    }
+
+    /// Keeps `metrics` up to date from the events and serves them while the core runs.
+    pub(crate) fn with_metrics(mut self, metrics: Option<(SharedMetrics, Serving)>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub(crate) async fn run(
@@ -195,6 +205,9 @@ impl Core {
                     plan.total_duration_ms() as f64 / 1e3,
                     plan.expect.nodes.node_count()
                 );
+                if let Some((m, _)) = &self.metrics {
+                    update(m, |m| m.on_run_requested(&run_id));
+                }
                 match resume {
                     Some(from) => self.machine.resume_run(run_id, plan, from, now),
                     None => self.machine.start_run(run_id, plan, now),
@@ -211,6 +224,15 @@ impl Core {
         match r {
             Recorded::Stored(written) => {
                 self.batches_stored += written.stored.len() as u64;
+                if let Some((m, _)) = &self.metrics {
+                    update(m, |m| {
+                        written.stored.iter().for_each(|(n, s)| m.on_stored(n, *s));
+                        written
+                            .refused
+                            .iter()
+                            .for_each(|(n, s)| m.on_refused(n, *s));
+                    });
+                }
                 for (node, seq) in written.stored {
                     self.machine.telemetry_stored(&node, seq);
                 }
@@ -349,6 +371,9 @@ impl Core {
         let mut changed = false;
         while let Some(ev) = self.machine.poll_event() {
             changed |= log_event(&ev);
+            if let Some((m, _)) = &self.metrics {
+                update(m, |m| m.on_event(&ev));
+            }
             self.route(ev);
         }
         if changed {

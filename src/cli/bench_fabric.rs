@@ -335,7 +335,7 @@ async fn run_bench(
         results::check_writable(&store)?;
     }
     let outcome = async {
-        let cluster = LocalCluster::start(nodes, true).await?;
+        let cluster = LocalCluster::start(nodes, true, None).await?;
         let request = RunRequest {
             plan,
             plan_source: source,

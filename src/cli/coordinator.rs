@@ -45,6 +45,10 @@ pub struct CoordinatorArgs {
     /// inside one of these; otherwise its Hello is refused.
     #[arg(long = "fabric-subnet", value_name = "CIDR")]
     fabric_subnet: Vec<FabricSubnet>,
+    /// Serve live metrics for Prometheus at http://ADDR/metrics (TCP, e.g. 0.0.0.0:9464): probes
+    /// by backend, node, rack and hall power, and during a run its state, phase and storage.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// What a coordinator of a real cluster is started with, by `hallmark coordinator` and by
@@ -57,6 +61,7 @@ pub struct Serve<'a> {
     pub crl: Option<PathBuf>,
     pub status_file: Option<PathBuf>,
     pub fabric_subnets: Vec<FabricSubnet>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Loads the TLS identity and starts the coordinator; warns when no revocation list is given.
@@ -70,6 +75,7 @@ pub async fn start(s: Serve<'_>) -> anyhow::Result<ServerHandle> {
     opts.crl = s.crl;
     opts.status_file = s.status_file;
     opts.config.fabric_subnets = s.fabric_subnets;
+    opts.metrics = s.metrics;
     ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")
@@ -84,6 +90,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         crl: a.crl.clone(),
         status_file: a.status_file.clone(),
         fabric_subnets: a.fabric_subnet.clone(),
+        metrics: a.metrics,
     })
     .await?;
     if let Some(path) = &a.status_file {

@@ -51,7 +51,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = !a.json && std::io::stderr().is_terminal();
     let results = &a.results.location;
-    let summary = run_on_simulated_hall(&hall, plan, source.to_string(), results, progress).await?;
+    let summary =
+        run_on_simulated_hall(&hall, plan, source.to_string(), results, progress, None).await?;
     let verdicts = certify_run(results, &summary.run_id, &spec)?;
     print_outcome(&summary, &spec.spec, &verdicts, a.json)?;
     if !a.json {

@@ -28,8 +28,13 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts the coordinator and a probe per node; with `data_plane` each probe binds a data plane
-    /// on 127.0.0.1 (any free port), so the cluster can run fabric phases.
-    pub async fn start(nodes: Vec<LocalNode>, data_plane: bool) -> anyhow::Result<LocalCluster> {
+    /// on 127.0.0.1 (any free port), so the cluster can run fabric phases; with `metrics` the
+    /// coordinator serves its live metrics there.
+    pub async fn start(
+        nodes: Vec<LocalNode>,
+        data_plane: bool,
+        metrics: Option<SocketAddr>,
+    ) -> anyhow::Result<LocalCluster> {
         let ca = Ca::generate().context("making an ephemeral CA")?;
         let server_cert = ca
             .issue_coordinator(&["127.0.0.1".to_string()])
@@ -37,7 +42,9 @@ impl LocalCluster {
         let identity =
             Identity::from_pem(ca.cert_pem(), &server_cert.cert_pem, &server_cert.key_pem)?;
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let server = ServerHandle::start(&identity, ServerOptions::new(listen))
+        let mut opts = ServerOptions::new(listen);
+        opts.metrics = metrics;
+        let server = ServerHandle::start(&identity, opts)
             .await
             .context("starting the coordinator")?;
         let addr = server.local_addr();

@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// inside one of these; otherwise its Hello is refused.
     #[arg(long = "fabric-subnet", value_name = "CIDR", requires = "listen")]
     fabric_subnet: Vec<FabricSubnet>,
+    /// Serve live metrics for Prometheus at http://ADDR/metrics (TCP, e.g. 0.0.0.0:9464): probes,
+    /// the run and its phase, node, rack and hall power, samples stored, gaps.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     #[command(flatten)]
     results: ResultsArg,
     /// Print the summary as one JSON object on stdout.
@@ -95,7 +99,15 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = match (&a.simulate, a.listen) {
         (Some(hall_file), _) => {
             let hall = load_hall(hall_file)?;
-            run_on_simulated_hall(&hall, plan, source, &a.results.location, progress).await?
+            run_on_simulated_hall(
+                &hall,
+                plan,
+                source,
+                &a.results.location,
+                progress,
+                a.metrics,
+            )
+            .await?
         }
         (None, Some(listen)) => {
             let server = start_server(&a, listen).await?;
@@ -150,6 +162,7 @@ async fn start_server(a: &RunArgs, listen: SocketAddr) -> anyhow::Result<ServerH
         crl: a.crl.clone(),
         status_file: a.status_file.clone(),
         fabric_subnets: a.fabric_subnet.clone(),
+        metrics: a.metrics,
     })
     .await
 }

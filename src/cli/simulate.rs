@@ -21,6 +21,7 @@ pub async fn run_on_simulated_hall(
     plan_source: String,
     results: &Location,
     progress: bool,
+    metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<RunSummary> {
     let nodes = hall.nodes();
     if nodes.is_empty() || nodes.len() > MAX_SIMULATED_NODES {
@@ -52,7 +53,7 @@ pub async fn run_on_simulated_hall(
         })
         .collect();
     // Every simulated probe gets a data plane on 127.0.0.1, so plans with fabric phases run too.
-    let cluster = LocalCluster::start(local, true).await?;
+    let cluster = LocalCluster::start(local, true, metrics).await?;
     info!(
         "simulated hall {}: {} nodes in {} racks, coordinator on {}",
         hall.name,
