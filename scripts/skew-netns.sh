@@ -13,17 +13,19 @@
 # SKEW_PHASE_S (3) seconds, alternating steady and square, so every probe starts a phase at a
 # scheduled coordinator-clock instant SKEW_PHASES times.
 #
-# Numbers, from the run store once the run has ended (`hallmark runs show --json` gives the
-# phases' scheduled starts and their start skew, but not each probe's start, so the per-probe starts
-# and clock estimates are read from the store file read-only, with Python's sqlite3 module):
-#   stored offset   = phase_starts.actual_start_ns − phases.scheduled_start_ns: the probe's start
+# Numbers, from the run store once the run has ended, through the binary's read commands (no SQL
+# here; the store may be SQLite or PostgreSQL): `hallmark runs show --json` for the phases' start
+# skew and the run's status, `hallmark runs starts --json` for every probe-phase start with the
+# probe's stored clock estimate:
+#   stored offset   = offset_ns = actual_start_ns − scheduled_start_ns: the probe's start
 #                     converted to the coordinator's clock with the probe's own clock estimate.
 #                     It is how late the probe's timer fired against its target; an error in the
 #                     clock estimate cancels out of it (the same estimate converts both ways).
-#   true offset     = stored offset + probes.clock_offset_ns: valid only here, where every
+#   true offset     = stored offset + clock_offset_ns: valid only here, where every
 #                     namespace reads the same kernel clock (the real probe − coordinator offset is
 #                     0, so the estimated offset is the estimate's error), and only as long as the
 #                     estimate stored at the run's start is the one the probe used.
+# The clock estimates' figures are over the probes that stored at least one phase start.
 # Printed as a Markdown block on stdout (progress on stderr): p50 / p99 / max of |offset| in ms over
 # all probe-phase pairs, the per-phase skew (latest − earliest start) and the clock estimates'
 # uncertainty and offset.
@@ -155,21 +157,20 @@ coord_pid=""
 log "coordinator exited with $rc after $(($(date +%s) - t0)) s"
 hm_summary "$bin" "$tmp"
 
-"$py" - "$tmp/results/hallmark.sqlite" "$tmp/show.json" "$probes" "$phases" "$phase_s" "$devices" \
+"$bin" runs starts "$run_id" --results "$tmp/results" --json >"$tmp/starts.json"
+"$py" - "$tmp/starts.json" "$tmp/show.json" "$probes" "$phases" "$phase_s" "$devices" \
     "$rc" "$timed_out" "$(nproc)" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" \
     "$(git -C "$root" branch --show-current 2>/dev/null || echo '?')" <<'EOF'
-import json, sqlite3, sys, datetime
-db, show, probes, phases, phase_s, devices, rc, timed_out, ncpu, commit, branch = sys.argv[1:]
+import json, sys, datetime
+starts_json, show, probes, phases, phase_s, devices, rc, timed_out, ncpu, commit, branch = sys.argv[1:]
 s = json.load(open(show))
 run = s["run_id"]
-con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-starts = con.execute(
-    "SELECT s.phase_id, s.node_id, s.actual_start_ns - p.scheduled_start_ns, pr.clock_offset_ns "
-    "FROM phase_starts s JOIN phases p ON p.run_id = s.run_id AND p.phase_id = s.phase_id "
-    "JOIN probes pr ON pr.run_id = s.run_id AND pr.node_id = s.node_id WHERE s.run_id = ?",
-    (run,)).fetchall()
-clocks = con.execute(
-    "SELECT clock_offset_ns, clock_uncertainty_ns FROM probes WHERE run_id = ?", (run,)).fetchall()
+rows = json.load(open(starts_json))
+# (phase, node, stored offset, estimated clock offset) of every start of a stored phase.
+starts = [(r["phase_id"], r["node"], r["offset_ns"], r["clock_offset_ns"])
+          for r in rows if r["offset_ns"] is not None]
+# One clock estimate per probe (every start of a probe carries the same one).
+clocks = list({r["node"]: (r["clock_offset_ns"], r["clock_uncertainty_ns"]) for r in rows}.values())
 
 def pct(xs, q):
     # Nearest-rank percentile of a sorted list.

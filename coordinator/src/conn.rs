@@ -1,8 +1,9 @@
 //! Connection tasks of the coordinator's shell: authenticate a peer, hold its place under the
 //! connection caps, accept its control stream, cut frames out of it (at most
 //! [`MAX_PROBE_FRAME`] bytes) and forward them to the core task, at most [`IN_FLIGHT`] at a time
-//! and only while the core lets it read (back-pressure); and the writer task that sends what the
-//! core routes to the connection and closes it when told.
+//! (a frame is read only with a permit in hand) and only while the core lets it read
+//! (back-pressure; see [`forward`]); and the writer task that sends what the core routes to the
+//! connection and closes it when told.
 
 use crate::admit::{Admission, Place};
 use crate::limits::MAX_PROBE_FRAME;
@@ -12,6 +13,7 @@ use hallmark_protocol::{CoordinatorMessage, DecodeError};
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedError, FramedRecv, FramedSend};
 use hallmark_transport::tls;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -142,7 +144,7 @@ pub(crate) async fn connection(
         }
     };
     let (wtx, wrx) = mpsc::channel(WRITER_QUEUE);
-    let (reads, mut may_read) = watch::channel(true);
+    let (reads, may_read) = watch::channel(true);
     let connected = ShellEvent::Connected {
         conn,
         node,
@@ -155,52 +157,101 @@ pub(crate) async fn connection(
         return;
     }
     tokio::spawn(writer(wrx, FramedSend::new(send), connection.clone()));
-    let mut reader = FramedRecv::with_max_frame(recv, (*frame_limit.borrow()).max(MAX_PROBE_FRAME));
+    let first_limit = (*frame_limit.borrow()).max(MAX_PROBE_FRAME);
+    let mut frames = StreamFrames {
+        recv: FramedRecv::with_max_frame(recv, first_limit),
+        limit: frame_limit,
+        connection,
+    };
+    let Some(reason) = forward(conn, &mut frames, may_read, &tx, &clock).await else {
+        return;
+    };
+    let _ = tx.send(ShellEvent::Closed { conn, reason }).await;
+    drop(place);
+}
+
+/// Where a connection task reads frames from: the probe's control stream (in tests, a script).
+pub(crate) trait Frames: Send {
+    /// The next frame's payload; `None` when the peer ended the stream cleanly between frames.
+    fn next(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, FramedError>> + Send;
+    /// Waits until the connection has ended; why, in words.
+    fn closed(&self) -> impl Future<Output = String> + Send;
+    /// Why reading failed with `e`, in words.
+    fn failed(&self, e: &FramedError) -> String;
+}
+
+/// The control stream of a QUIC connection, cut into frames of at most the frame limit now.
+struct StreamFrames {
+    recv: FramedRecv,
+    limit: watch::Receiver<usize>,
+    connection: quinn::Connection,
+}
+
+impl Frames for StreamFrames {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, FramedError> {
+        let limit = *self.limit.borrow();
+        self.recv.set_max_frame(limit);
+        Ok(self.recv.recv_payload().await?.map(<[u8]>::to_vec))
+    }
+
+    async fn closed(&self) -> String {
+        describe_close(&self.connection.closed().await)
+    }
+
+    fn failed(&self, e: &FramedError) -> String {
+        close_reason(&self.connection, e)
+    }
+}
+
+/// Reads `frames` and forwards each payload to the core, at most [`IN_FLIGHT`] on their way at a
+/// time (each holds a permit until the core has taken it), and only while the core lets it read
+/// (`may_read`). Returns why the connection ended, or `None` when the core task is gone.
+async fn forward(
+    conn: ConnId,
+    frames: &mut impl Frames,
+    mut may_read: watch::Receiver<bool>,
+    tx: &mpsc::Sender<ShellEvent>,
+    clock: &WallClock,
+) -> Option<String> {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let reason = 'read: loop {
+    loop {
+        // The permit comes before the frame: no frame is read that has no permit to go with it,
+        // so at most IN_FLIGHT are ever read and not yet taken by the core. (Read first, a frame
+        // would wait for its permit outside that count; and the core lets the permit of the
+        // payload that crosses a probe's budget go just before it says to stop reading, so one
+        // more frame could be read in between.) Once the core has said it, at most IN_FLIGHT
+        // payloads follow the one that crossed: those holding the other permits and the one read
+        // with its permit.
+        let permit = in_flight.clone().acquire_owned().await.ok()?;
         // Back-pressure: while the core says so, nothing more is read (QUIC flow control then
         // holds the probe back); the connection may still end meanwhile.
         while !*may_read.borrow_and_update() {
             tokio::select! {
                 changed = may_read.changed() => if changed.is_err() {
-                    break 'read "closed by the coordinator".to_string();
+                    return Some("closed by the coordinator".to_string());
                 },
-                e = connection.closed() => break 'read describe_close(&e),
+                why = frames.closed() => return Some(why),
             }
         }
-        reader.set_max_frame(*frame_limit.borrow());
-        match reader.recv_payload().await {
-            Ok(Some(p)) => {
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    return;
-                };
+        match frames.next().await {
+            Ok(Some(bytes)) => {
                 let ev = ShellEvent::Payload {
                     conn,
-                    bytes: p.to_vec(),
+                    bytes,
                     at_ns: clock.now_ns(),
                     _permit: permit,
                 };
-                if tx.send(ev).await.is_err() {
-                    return;
-                }
+                tx.send(ev).await.ok()?;
             }
-            Ok(None) => break "probe closed its control stream".to_string(),
+            Ok(None) => return Some("probe closed its control stream".to_string()),
             Err(FramedError::Decode(error)) => {
-                if tx
-                    .send(ShellEvent::FrameError { conn, error })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+                tx.send(ShellEvent::FrameError { conn, error }).await.ok()?;
                 // The core closes the connection; wait for that (bounded by the idle timeout).
-                break describe_close(&connection.closed().await);
+                return Some(frames.closed().await);
             }
-            Err(e) => break close_reason(&connection, &e),
+            Err(e) => return Some(frames.failed(&e)),
         }
-    };
-    let _ = tx.send(ShellEvent::Closed { conn, reason }).await;
-    drop(place);
+    }
 }
 
 fn close_reason(connection: &quinn::Connection, e: &FramedError) -> String {
@@ -247,4 +298,81 @@ async fn writer(mut rx: mpsc::Receiver<WriterCmd>, mut send: FramedSend, conn: q
         }
     }
     conn.close(close_code::DONE.into(), b"");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Frames without end, counting how many were read.
+    struct Endless(Arc<AtomicUsize>);
+
+    impl Frames for Endless {
+        fn next(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, FramedError>> + Send {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Some(vec![0u8; 8])))
+        }
+        fn closed(&self) -> impl Future<Output = String> + Send {
+            std::future::pending()
+        }
+        fn failed(&self, e: &FramedError) -> String {
+            e.to_string()
+        }
+    }
+
+    /// A connection task reading endless frames; what it has read so far.
+    fn reader(
+        may_read: watch::Receiver<bool>,
+    ) -> (
+        mpsc::Receiver<ShellEvent>,
+        Arc<AtomicUsize>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = mpsc::channel(1024);
+        let read = Arc::new(AtomicUsize::new(0));
+        let mut frames = Endless(read.clone());
+        let task = tokio::spawn(async move {
+            forward(7, &mut frames, may_read, &tx, &WallClock::new()).await;
+        });
+        (rx, read, task)
+    }
+
+    const SETTLE: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn no_frame_is_read_ahead_of_the_core_beyond_the_in_flight_permits() {
+        let (_reads, may_read) = watch::channel(true);
+        // The core takes nothing: every permit stays with a payload on its way.
+        let (_rx, read, task) = reader(may_read);
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(read.load(Ordering::SeqCst), IN_FLIGHT);
+        task.abort();
+    }
+
+    /// The flood test's case: the core takes the payload that crosses the probe's budget, lets
+    /// its permit go, and only then (the core task is busy, or preempted) tells the connection to
+    /// stop reading. No more than IN_FLIGHT payloads may follow the crossing one, however late
+    /// that word comes: what `hostile_quic.rs` bounds the unstored telemetry with.
+    #[tokio::test]
+    async fn at_most_in_flight_payloads_follow_the_one_that_paused_the_connection() {
+        let (reads, may_read) = watch::channel(true);
+        let (mut rx, _read, task) = reader(may_read);
+        tokio::time::sleep(SETTLE).await;
+        let crossing = rx.recv().await.expect("a payload");
+        drop(crossing);
+        tokio::time::sleep(SETTLE).await;
+        reads.send_replace(false);
+        let mut after = 0;
+        while let Ok(Some(ev)) = tokio::time::timeout(SETTLE, rx.recv()).await {
+            drop(ev);
+            after += 1;
+            assert!(after <= 100, "the connection is still being read");
+        }
+        assert!(
+            after <= IN_FLIGHT,
+            "{after} payloads after the one that paused the connection (at most {IN_FLIGHT})"
+        );
+        task.abort();
+    }
 }

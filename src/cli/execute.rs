@@ -191,6 +191,8 @@ async fn follow(
     let mut progress = server.progress();
     let deadline = tokio::time::Instant::now() + limit;
     let mut interrupted = false;
+    // Why the run ended, as the coordinator said it.
+    let mut ended: Option<String> = None;
     // One listener for the whole run: a signal that arrives between two turns of the loop is not
     // lost.
     let interrupt = super::shutdown_signal();
@@ -209,7 +211,8 @@ async fn follow(
                 let current = progress.borrow_and_update().clone();
                 if let Some(p) = current {
                     bar.show(&p);
-                    if matches!(p.stage, RunStage::Finished { .. }) {
+                    if let RunStage::Finished { reason, .. } = &p.stage {
+                        ended = Some(reason.clone());
                         break;
                     }
                 }
@@ -225,9 +228,21 @@ async fn follow(
     bar.finish();
     let store = Store::open_read_only(results)
         .with_context(|| format!("reopening the run store in {}", results.display()))?;
-    store
+    let summary = store
         .run_summary(run_id.as_str())
-        .with_context(|| format!("summarising run {run_id}"))
+        .with_context(|| format!("summarising run {run_id}"))?;
+    if summary.status == hallmark_store::RunStatus::Running {
+        // The store failed before it could record the run's end (a full disk): say so rather than
+        // show a run that has stopped as running.
+        anyhow::bail!(
+            "run {run_id} has stopped{}, but its end could not be recorded in the run store in {}: \
+             it stays `running` there (`hallmark runs list` shows it as interrupted once this \
+             process has exited); what was stored before is kept (`hallmark runs show {run_id}`)",
+            ended.map(|r| format!(" ({r})")).unwrap_or_default(),
+            results.display()
+        );
+    }
+    Ok(summary)
 }
 
 /// Refreshes the run's coordinator heartbeat every `liveness::HEARTBEAT_NS` on a thread and a

@@ -15,6 +15,7 @@ mod probe;
 mod progress;
 mod run;
 mod runs;
+mod runs_starts;
 mod simulate;
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub enum RunsCommand {
     List(ListArgs),
     /// The summary of one run.
     Show(ShowArgs),
+    /// When every probe started every phase against its scheduled start: who started late, by how much.
+    Starts(super::runs_starts::StartsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +46,7 @@ pub struct ShowArgs {
 
 pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        RunsCommand::Starts(a) => super::runs_starts::run(a),
         RunsCommand::List(a) => {
             let store = Store::open_read_only(&a.results)
                 .with_context(|| format!("opening the run store in {}", a.results.display()))?;

@@ -2,7 +2,10 @@
 //!
 //! Every error names the database file it concerns and, where the user can do something about it, says
 //! what to do. SQLite errors are classified on the way in ([`StoreError::sql`]): a busy or locked
-//! database becomes [`StoreError::Locked`], a file that is not SQLite becomes [`StoreError::NotHallmark`].
+//! database becomes [`StoreError::Locked`], a file that is not SQLite becomes [`StoreError::NotHallmark`],
+//! a full disk or a failed write (SQLite reports `ENOSPC` as `SQLITE_FULL`, and `EFBIG`, a file at its
+//! size limit, as a write I/O error) becomes [`StoreError::DiskFull`]; so does PostgreSQL's
+//! `disk_full` (SQLSTATE 53100).
 
 use crate::db::DbError;
 use rusqlite::ErrorCode;
@@ -40,6 +43,18 @@ pub enum StoreError {
 
     #[error("{path} is locked by another hallmark process (while {op}); wait for it to finish or use another results directory")]
     Locked { path: PathBuf, op: &'static str },
+
+    /// The store cannot grow: its disk is full, or a write failed as it does then.
+    #[error(
+        "cannot write to the run store {path} while {op}: {cause}; free space on the disk that \
+         holds it, or store the runs elsewhere with room (another results directory, --results), \
+         then run the plan again"
+    )]
+    DiskFull {
+        path: PathBuf,
+        op: &'static str,
+        cause: &'static str,
+    },
 
     #[error("no run {run_id:?} in {path}; list the stored runs with `hallmark runs list`")]
     UnknownRun { path: PathBuf, run_id: String },
@@ -96,6 +111,17 @@ impl StoreError {
                 path: path.to_path_buf(),
                 detail: "the file is not an SQLite database".into(),
             },
+            Some(ErrorCode::DiskFull) => StoreError::DiskFull {
+                path: path.to_path_buf(),
+                op,
+                cause: "the disk is full",
+            },
+            _ if failed_write(&source) => StoreError::DiskFull {
+                path: path.to_path_buf(),
+                op,
+                cause: "writing the file failed (disk I/O error: the disk is full, the file \
+                        reached its size limit, or the device failed)",
+            },
             _ => StoreError::Sqlite {
                 path: path.to_path_buf(),
                 op,
@@ -110,6 +136,15 @@ impl StoreError {
     pub(crate) fn db(path: &Path, op: &'static str, source: DbError) -> StoreError {
         match source {
             DbError::Sqlite { source, .. } => StoreError::sql(path, op, source),
+            DbError::Postgres { source, .. }
+                if source.code() == Some(&postgres::error::SqlState::DISK_FULL) =>
+            {
+                StoreError::DiskFull {
+                    path: path.to_path_buf(),
+                    op,
+                    cause: "the database server's disk is full",
+                }
+            }
             DbError::Column { .. } => StoreError::Corrupt {
                 path: path.to_path_buf(),
                 detail: source.to_string(),
@@ -128,6 +163,19 @@ impl StoreError {
             detail: detail.into(),
         }
     }
+}
+
+/// Whether SQLite failed to write or grow a file (the database, its journal or its shared
+/// memory): what a full disk or a file at its size limit (`EFBIG`) gives besides `SQLITE_FULL`.
+fn failed_write(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.extended_code,
+            ffi::SQLITE_IOERR_WRITE | ffi::SQLITE_IOERR_TRUNCATE | ffi::SQLITE_IOERR_SHMSIZE
+        )
+    )
 }
 
 /// Converts an unsigned value to SQLite's signed 64-bit integer, or says which value did not fit.
@@ -166,7 +214,7 @@ mod tests {
         }
         let e = StoreError::db(path, "opening", sqlite(rusqlite::ffi::SQLITE_NOTADB));
         assert!(matches!(e, StoreError::NotHallmark { .. }), "{e:?}");
-        let e = StoreError::db(path, "storing", sqlite(rusqlite::ffi::SQLITE_FULL));
+        let e = StoreError::db(path, "storing", sqlite(rusqlite::ffi::SQLITE_CORRUPT));
         assert!(matches!(e, StoreError::Sqlite { .. }), "{e:?}");
         let column = DbError::Column {
             column: "status".into(),
@@ -189,5 +237,36 @@ mod tests {
             msg.contains("while reading") && msg.contains("postgres://u@h/db"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_full_disk_or_a_failed_write_names_the_store_and_the_fix() {
+        let path = Path::new("/r/hallmark.sqlite");
+        for (code, cause) in [
+            (rusqlite::ffi::SQLITE_FULL, "the disk is full"),
+            // What SQLite makes of EFBIG (a file at its RLIMIT_FSIZE) on a write.
+            (
+                rusqlite::ffi::SQLITE_IOERR_WRITE,
+                "the file reached its size limit",
+            ),
+            (rusqlite::ffi::SQLITE_IOERR_TRUNCATE, "the disk is full"),
+            (rusqlite::ffi::SQLITE_IOERR_SHMSIZE, "the disk is full"),
+        ] {
+            let e = StoreError::db(path, "committing telemetry", sqlite(code));
+            assert!(matches!(e, StoreError::DiskFull { .. }), "{code}: {e:?}");
+            let msg = e.to_string();
+            for part in [
+                "/r/hallmark.sqlite",
+                "while committing telemetry",
+                cause,
+                "free space",
+                "another results directory",
+            ] {
+                assert!(msg.contains(part), "{part:?} not in {msg}");
+            }
+        }
+        // A read that fails is not a full disk.
+        let e = StoreError::db(path, "reading", sqlite(rusqlite::ffi::SQLITE_IOERR_READ));
+        assert!(matches!(e, StoreError::Sqlite { .. }), "{e:?}");
     }
 }
