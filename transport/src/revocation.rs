@@ -7,7 +7,13 @@
 //! checks it against the CA ([`crate::crl::load`]) and swaps the inner verifier, so a `certs revoke`
 //! copied over the file takes effect for the next connection without a restart. A list that fails
 //! its checks is logged once and the previous list stays in force: a broken file never lets a
-//! revoked certificate back in. A refused revoked certificate gets one log line naming its node
+//! revoked certificate back in. Nor does an older list (a smaller CRL number), nor a different
+//! list with the number in force: the CA numbers every list it signs one higher than the last, so
+//! two lists with one number did not both come from it in order — the file was replaced or rolled back. Such a list is accepted only when
+//! its DER bytes are those of the list in force (the same list copied again, whatever its PEM
+//! line endings); equal bytes rather than equal serials, because hallmark never signs two lists
+//! with one number, so a list that differs in anything (its serials, their dates, its signature)
+//! is not the one in force. A refused revoked certificate gets one log line naming its node
 //! and serial, and the TLS alert `certificate_revoked`.
 //!
 //! The `stat` (a few microseconds, next to the milliseconds of a handshake's signatures) and, when
@@ -26,8 +32,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
-use rustls_pki_types::{CertificateDer, UnixTime};
-use tracing::{error, info, warn};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use tracing::{debug, error, info, warn};
 
 use crate::crl::{self, CrlError, RevocationList, Serial};
 use crate::pki;
@@ -65,6 +71,8 @@ struct Current {
     seen: Option<Stamp>,
     verifier: Arc<dyn ClientCertVerifier>,
     number: u64,
+    /// The list's DER bytes: a list with the same number must be these bytes.
+    der: CertificateRevocationListDer<'static>,
 }
 
 /// A client-certificate verifier that refuses certificates on the revocation list in a file and
@@ -114,6 +122,7 @@ impl RevocationCheck {
                 seen,
                 verifier,
                 number: list.number,
+                der: list.der,
             }),
         })
     }
@@ -139,6 +148,20 @@ impl RevocationCheck {
                          keeping number {}: copy the latest crl.pem from the CA directory",
                         list.number, cur.number, cur.number
                     ),
+                    Ok((_, list)) if list.number == cur.number && list.der != cur.der => error!(
+                        crl = %self.path.display(),
+                        "the revocation list was replaced by a different list with the same number \
+                         {}; keeping the list in force: a list with the number in force must be \
+                         that list, byte for byte (`hallmark certs revoke` numbers every new list \
+                         one higher), so this file was altered or rolled back: copy the latest \
+                         crl.pem from the CA directory",
+                        list.number
+                    ),
+                    Ok((_, list)) if list.number == cur.number => debug!(
+                        crl = %self.path.display(),
+                        number = list.number,
+                        "the revocation list was rewritten unchanged"
+                    ),
                     Ok((verifier, list)) => {
                         info!(
                             crl = %self.path.display(),
@@ -148,6 +171,7 @@ impl RevocationCheck {
                         );
                         cur.verifier = verifier;
                         cur.number = list.number;
+                        cur.der = list.der;
                     }
                     Err(e) => error!(
                         "{e}; keeping the previous revocation list (number {})",
@@ -257,5 +281,79 @@ impl ClientCertVerifier for RevocationCheck {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crl::{sign, Revoked};
+    use crate::pki::tests::{der_of, temp_dir};
+    use crate::pki::Ca;
+    use hallmark_protocol::NodeId;
+    use time::OffsetDateTime;
+
+    /// Replaces `path` with `text` (a new file renamed over it, as `certs revoke` writes).
+    fn put(path: &Path, text: &str) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn check(path: &Path, ca: &Ca) -> RevocationCheck {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        RevocationCheck::new(path, vec![ca.cert_der().clone()], Arc::new(roots), provider).unwrap()
+    }
+
+    fn revoked(check: &RevocationCheck, cert: &CertificateDer<'static>) -> bool {
+        match check.verify_client_cert(cert, &[], UnixTime::now()) {
+            Ok(_) => false,
+            Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) => true,
+            Err(e) => panic!("unexpected verification error: {e}"),
+        }
+    }
+
+    fn in_force(check: &RevocationCheck) -> (u64, Vec<u8>) {
+        let cur = check.current.lock().unwrap();
+        (cur.number, cur.der.to_vec())
+    }
+
+    #[test]
+    fn a_different_list_with_the_number_in_force_is_refused_and_the_same_list_accepted() {
+        let dir = temp_dir("same-number");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crl.pem");
+        let ca = Ca::generate().unwrap();
+        let n1 = der_of(&ca.issue_node(&NodeId::new("n1").unwrap()).unwrap().cert_pem);
+        let now = OffsetDateTime::now_utc();
+        let entry = Revoked {
+            serial: Serial::of_cert(&n1).unwrap(),
+            at: now.replace_nanosecond(0).unwrap(),
+        };
+        let two = sign(&ca, 2, std::slice::from_ref(&entry), now).unwrap();
+        put(&path, &two.pem);
+        let check = check(&path, &ca);
+        assert!(revoked(&check, &n1));
+
+        // Signed by the CA with the number in force but without n1 (a rollback, or a list
+        // replaced by someone who holds the CA key): n1 stays revoked, list 2 stays in force.
+        let forged = sign(&ca, 2, &[], now).unwrap();
+        put(&path, &forged.pem);
+        assert!(revoked(&check, &n1), "a same-number list un-revoked n1");
+        assert_eq!(in_force(&check), (2, two.der.to_vec()));
+
+        // The list in force copied again, with other line endings: accepted, nothing changes.
+        put(&path, &two.pem.replace('\n', "\r\n"));
+        assert!(revoked(&check, &n1));
+        assert_eq!(in_force(&check), (2, two.der.to_vec()));
+
+        // The next list takes effect as before.
+        let three = sign(&ca, 3, &[entry], now).unwrap();
+        put(&path, &three.pem);
+        assert!(revoked(&check, &n1));
+        assert_eq!(in_force(&check), (3, three.der.to_vec()));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
