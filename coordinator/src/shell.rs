@@ -11,9 +11,11 @@ use crate::run::Outcome;
 use crate::server::{CoreCmd, RunProgress, RunStage, ServerError};
 use crate::status::{log_event, write_status};
 use hallmark_transport::clock::WallClock;
+use hallmark_transport::revocation::ListInForce;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -36,6 +38,8 @@ pub(crate) struct Core {
     lost: Vec<String>,
     /// The task that waits for a finished run's recorder thread to write its last records.
     closing: Option<tokio::task::JoinHandle<()>>,
+    /// The revocation list in force (with `--crl`), for the connection tasks.
+    revocations: Option<watch::Receiver<Arc<ListInForce>>>,
 }
 
 /// How often the run's progress is published.
@@ -66,7 +70,15 @@ impl Core {
             batches_stored: 0,
             lost: Vec::new(),
             closing: None,
+            revocations: None,
         }
+    }
+
+    /// Has every connection task close its connection once the revocation list in force names
+    /// the peer's certificate.
+    pub(crate) fn with_revocations(mut self, lists: watch::Receiver<Arc<ListInForce>>) -> Self {
+        self.revocations = Some(lists);
+        self
     }
 
     pub(crate) async fn run(
@@ -91,6 +103,7 @@ impl Core {
             handshake_timeout,
             admission: admission.clone(),
             frame_limit: frame_limit_rx,
+            revocations: self.revocations.take(),
         };
         loop {
             let deadline = self

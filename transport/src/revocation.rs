@@ -9,23 +9,33 @@
 //! its checks is logged once and the previous list stays in force: a broken file never lets a
 //! revoked certificate back in. Nor does an older list (a smaller CRL number), nor a different
 //! list with the number in force: the CA numbers every list it signs one higher than the last, so
-//! two lists with one number did not both come from it in order — the file was replaced or rolled back. Such a list is accepted only when
-//! its DER bytes are those of the list in force (the same list copied again, whatever its PEM
-//! line endings); equal bytes rather than equal serials, because hallmark never signs two lists
-//! with one number, so a list that differs in anything (its serials, their dates, its signature)
-//! is not the one in force. A refused revoked certificate gets one log line naming its node
-//! and serial, and the TLS alert `certificate_revoked`.
+//! two lists with one number did not both come from it in order — the file was replaced or rolled
+//! back. Such a list is accepted only when its DER bytes are those of the list in force (the same
+//! list copied again, whatever its PEM line endings); equal bytes rather than equal serials,
+//! because hallmark never signs two lists with one number, so a list that differs in anything (its
+//! serials, their dates, its signature) is not the one in force. A refused revoked certificate
+//! gets one log line naming its node and serial, and the TLS alert `certificate_revoked`.
 //!
+//! Connections that are already open are not checked by a handshake again, so the check also
+//! publishes what is revoked ([`ListInForce`], through [`RevocationCheck::subscribe`]) whenever a
+//! new list takes effect, and [`RevocationCheck::watch_file`] looks at the file every
+//! [`WATCH_EVERY`] without waiting for a connection: the coordinator's connection tasks close a
+//! connection whose certificate the list now names within that tick ([`REVOCATION_BOUND`]).
+
 //! The `stat` (a few microseconds, next to the milliseconds of a handshake's signatures) and, when
 //! the file changed, the reload run under the check's lock: stamps are compared in the order they
 //! were taken, and a handshake that arrives during a reload waits for the new list instead of
-//! passing on the old one. Only the verifier (an `Arc`) and the list's number leave the lock.
+//! passing on the old one. Only the verifier (an `Arc`) and the list's number leave the lock;
+//! the list in force is published (a `watch` channel) under it, so subscribers see the lists in
+//! the order they took effect.
 //!
 //! Revocation is only checked in a full handshake, so the server configuration turns session
 //! resumption off (see [`crate::tls::server_config_with_crl`]).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -33,6 +43,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::crl::{self, CrlError, RevocationList, Serial};
@@ -64,6 +75,32 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
+/// How often [`RevocationCheck::watch_file`] looks at the file.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a new list in the file takes to close a connection whose certificate it revokes:
+/// one [`WATCH_EVERY`] tick to notice the file, with a second's margin for reading it and for the
+/// connection tasks to act (in practice milliseconds).
+pub const REVOCATION_BOUND: Duration = Duration::from_secs(2);
+
+/// What the list in force revokes, as published to the connections that are open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListInForce {
+    /// The list's CRL number.
+    pub number: u64,
+    /// The serials it lists.
+    pub revoked: HashSet<Serial>,
+}
+
+impl ListInForce {
+    fn of(list: &RevocationList) -> Arc<ListInForce> {
+        Arc::new(ListInForce {
+            number: list.number,
+            revoked: list.revoked.iter().map(|r| r.serial.clone()).collect(),
+        })
+    }
+}
+
 /// What is in force: the webpki verifier built with the list, and the list's CRL number (all a
 /// handshake needs; the list itself lives inside the verifier).
 struct Current {
@@ -84,6 +121,8 @@ pub struct RevocationCheck {
     provider: Arc<CryptoProvider>,
     subjects: Vec<DistinguishedName>,
     current: Mutex<Current>,
+    /// The list in force, for open connections; sent under `current`'s lock.
+    published: watch::Sender<Arc<ListInForce>>,
 }
 
 impl std::fmt::Debug for RevocationCheck {
@@ -112,7 +151,9 @@ impl RevocationCheck {
             revoked = list.revoked.len(),
             "revocation list loaded"
         );
+        let (published, _) = watch::channel(ListInForce::of(&list));
         Ok(RevocationCheck {
+            published,
             path: path.to_owned(),
             subjects: roots.subjects(),
             cas,
@@ -171,6 +212,7 @@ impl RevocationCheck {
                         );
                         cur.verifier = verifier;
                         cur.number = list.number;
+                        self.published.send_replace(ListInForce::of(&list));
                         cur.der = list.der;
                     }
                     Err(e) => error!(
@@ -192,6 +234,41 @@ impl RevocationCheck {
             }
         }
         (cur.verifier.clone(), cur.number)
+    }
+}
+
+impl RevocationCheck {
+    /// What the list in force revokes, now and whenever another list takes effect (by a
+    /// handshake, [`RevocationCheck::poll`] or [`RevocationCheck::watch_file`]).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ListInForce>> {
+        self.published.subscribe()
+    }
+
+    /// Re-reads the file if it changed, as a handshake does; returns the CRL number in force.
+    pub fn poll(&self) -> u64 {
+        self.refresh().1
+    }
+
+    /// Polls the file every `every` until nobody subscribes any more (the connections and the
+    /// coordinator that asked are gone), so a new list takes effect for open connections without
+    /// waiting for a handshake. Spawn it after the first [`RevocationCheck::subscribe`]: with no
+    /// subscriber it returns at once.
+    pub async fn watch_file(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    // A stat, and when the file changed a read of a few kilobytes: off the
+                    // runtime's workers all the same.
+                    let check = self.clone();
+                    if tokio::task::spawn_blocking(move || check.poll()).await.is_err() {
+                        return;
+                    }
+                }
+                () = self.published.closed() => return,
+            }
+        }
     }
 }
 
