@@ -1,8 +1,9 @@
 //! Revocation end to end: a coordinator with `--crl` over real loopback QUIC, probes built with the
 //! project's transport, certificates and revocation lists written by `certs init|issue|revoke`'s
 //! library functions. A stolen node certificate must stop working once the node is revoked:
-//! for the next connection without a restart, through a resumed TLS session too, and a list from
-//! another CA must not be taken for ours.
+//! for the next connection without a restart, through a resumed TLS session too, for a connection
+//! that is open (cut within a bound, its load stopped), and a list from another CA must not be
+//! taken for ours.
 
 mod common;
 
