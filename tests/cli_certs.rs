@@ -145,6 +145,55 @@ r1n1
 }
 
 #[test]
+fn revocations_run_at_once_are_numbered_one_after_the_other() {
+    let dir = tempdir("certs-race");
+    let nodes = ["n0", "n1", "n2", "n3"];
+    init_certs(&dir, &nodes);
+    let d = dir.to_str().unwrap();
+    // Four `certs revoke` processes at once against one CA directory: each waits for the CA
+    // directory's lock, so each signs the list the previous one wrote.
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            hallmark()
+                .args(["certs", "revoke", "--ca", d, "--node", node])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let number = said
+            .split("revocation list number ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no list number in {said}"));
+        numbers.push(number);
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, [2, 3, 4, 5]);
+    // The last list revokes all four.
+    for node in nodes {
+        let said = ok(&["certs", "revoke", "--ca", d, "--node", node]);
+        assert!(
+            said.contains("was already revoked") && said.contains("stays number 5"),
+            "{node}: {said}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_revoked_probe_process_is_refused_by_a_running_coordinator() {
     let dir = tempdir("certs-revoke");
     init_certs(&dir, &["n1", "n2"]);
