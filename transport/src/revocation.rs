@@ -258,13 +258,10 @@ impl RevocationCheck {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // A stat, and when the file changed a read of a few kilobytes, on the runtime as
+                // a handshake does it.
                 _ = tick.tick() => {
-                    // A stat, and when the file changed a read of a few kilobytes: off the
-                    // runtime's workers all the same.
-                    let check = self.clone();
-                    if tokio::task::spawn_blocking(move || check.poll()).await.is_err() {
-                        return;
-                    }
+                    self.poll();
                 }
                 () = self.published.closed() => return,
             }
