@@ -183,15 +183,16 @@ pub(crate) async fn connection(
         connection.close(close_code::REFUSED.into(), why.as_bytes());
         return;
     }
-    let mut revocations = match revocations.map(|lists| watch_revocations(&connection, lists)) {
-        None => None,
-        Some(Ok(watch)) => Some(watch),
-        Some(Err(e)) => {
-            warn!("refused connection from {remote}: {e}");
-            connection.close(close_code::REFUSED.into(), e.to_string().as_bytes());
-            return;
-        }
-    };
+    let mut revocations =
+        match revocations.map(|lists| watch_revocations(&connection, &node, lists)) {
+            None => None,
+            Some(Ok(watch)) => Some(watch),
+            Some(Err(e)) => {
+                warn!("refused connection from {remote}: {e}");
+                connection.close(close_code::REFUSED.into(), e.to_string().as_bytes());
+                return;
+            }
+        };
     let (send, recv) = match tokio::time::timeout(handshake_timeout, connection.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -249,11 +250,12 @@ pub(crate) async fn connection(
 /// The watch of an authenticated connection on the revocation list in force.
 fn watch_revocations(
     connection: &quinn::Connection,
+    node: &NodeId,
     lists: watch::Receiver<Arc<ListInForce>>,
 ) -> Result<Revocations, tls::TlsError> {
     Ok(Revocations {
         lists,
-        node: tls::peer_node_id(connection)?,
+        node: node.clone(),
         serial: tls::peer_serial(connection)?,
         remote: connection.remote_address().to_string(),
     })
