@@ -8,20 +8,21 @@
 //! copied over the file takes effect for the next connection without a restart. A list that fails
 //! its checks is logged once and the previous list stays in force: a broken file never lets a
 //! revoked certificate back in. Nor does an older list (a smaller CRL number), nor a different
-//! list with the number in force: the CA numbers every list it signs one higher than the last, so
-//! two lists with one number did not both come from it in order — the file was replaced or rolled
-//! back. Such a list is accepted only when its DER bytes are those of the list in force (the same
-//! list copied again, whatever its PEM line endings); equal bytes rather than equal serials,
-//! because hallmark never signs two lists with one number, so a list that differs in anything (its
-//! serials, their dates, its signature) is not the one in force. A refused revoked certificate
-//! gets one log line naming its node and serial, and the TLS alert `certificate_revoked`.
+//! list with the number in force: the CA numbers every list it signs one higher than the last
+//! (under the CA directory's lock, [`crate::ca_lock`]), so two lists with one number did not both
+//! come from it in order — the file was replaced or rolled back. Such a list is accepted only when
+//! its DER bytes are those of the list in force (the same list copied again, whatever its PEM line
+//! endings); equal bytes rather than equal serials, because hallmark never signs two lists with
+//! one number, so a list that differs in anything (its serials, their dates, its signature) is not
+//! the one in force. A refused revoked certificate gets one log line naming its node and serial,
+//! and the TLS alert `certificate_revoked`.
 //!
 //! Connections that are already open are not checked by a handshake again, so the check also
 //! publishes what is revoked ([`ListInForce`], through [`RevocationCheck::subscribe`]) whenever a
 //! new list takes effect, and [`RevocationCheck::watch_file`] looks at the file every
 //! [`WATCH_EVERY`] without waiting for a connection: the coordinator's connection tasks close a
 //! connection whose certificate the list now names within that tick ([`REVOCATION_BOUND`]).
-
+//!
 //! The `stat` (a few microseconds, next to the milliseconds of a handshake's signatures) and, when
 //! the file changed, the reload run under the check's lock: stamps are compared in the order they
 //! were taken, and a handshake that arrives during a reload waits for the new list instead of
