@@ -1,6 +1,6 @@
 //! `hallmark certs init|issue|revoke` and `hallmark coordinator --crl` as an operator uses them:
-//! where the CA key goes, lifetimes, a revocation that stops a probe process, and the errors of
-//! bad input.
+//! where the CA key goes, lifetimes, a revocation that stops a probe process (at its next
+//! connection, and while it is connected), and the errors of bad input.
 
 mod common;
 
@@ -145,9 +145,58 @@ r1n1
 }
 
 #[test]
+fn revocations_run_at_once_are_numbered_one_after_the_other() {
+    let dir = tempdir("certs-race");
+    let nodes = ["n0", "n1", "n2", "n3"];
+    init_certs(&dir, &nodes);
+    let d = dir.to_str().unwrap();
+    // Four `certs revoke` processes at once against one CA directory: each waits for the CA
+    // directory's lock, so each signs the list the previous one wrote.
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            hallmark()
+                .args(["certs", "revoke", "--ca", d, "--node", node])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let number = said
+            .split("revocation list number ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no list number in {said}"));
+        numbers.push(number);
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, [2, 3, 4, 5]);
+    // The last list revokes all four.
+    for node in nodes {
+        let said = ok(&["certs", "revoke", "--ca", d, "--node", node]);
+        assert!(
+            said.contains("was already revoked") && said.contains("stays number 5"),
+            "{node}: {said}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_revoked_probe_process_is_refused_by_a_running_coordinator() {
     let dir = tempdir("certs-revoke");
-    init_certs(&dir, &["n1"]);
+    init_certs(&dir, &["n1", "n2"]);
     let cluster = Cluster {
         dir: dir.clone(),
         addr: common::free_udp_port(),
@@ -162,6 +211,16 @@ fn a_revoked_probe_process_is_refused_by_a_running_coordinator() {
     );
     let logs = stderr_lines(&mut coordinator.0);
     assert!(wait_line(&logs, "coordinator listening", common::WAIT).is_some());
+    // n2 is connected before anyone is revoked.
+    let mut n2 = Killed(
+        cluster
+            .probe("n2", "n2")
+            .args(["--rack", "rack01"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_line(&logs, "registered node n2", common::WAIT).is_some());
 
     let out = ok(&[
         "certs",
@@ -192,6 +251,37 @@ fn a_revoked_probe_process_is_refused_by_a_running_coordinator() {
     std::io::Read::read_to_string(&mut probe.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("revoked"), "{err}");
     assert!(wait_line(&logs, "refused a revoked certificate", common::WAIT).is_some());
+
+    // n2 stayed connected through n1's revocation; revoked in turn, it is cut with no new
+    // connection and exits 2 as a refused probe does.
+    assert!(n2.0.try_wait().unwrap().is_none(), "n2 stays connected");
+    let out = ok(&[
+        "certs",
+        "revoke",
+        "--ca",
+        dir.to_str().unwrap(),
+        "--node",
+        "n2",
+    ]);
+    assert!(out.contains("number 3"), "{out}");
+    let status = wait_exit(
+        &mut n2.0,
+        common::WAIT,
+        "a connected probe is cut when revoked",
+    );
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut n2.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("revoked") && err.contains("list number 3"),
+        "{err}"
+    );
+    assert!(wait_line(
+        &logs,
+        "closed the connection of a revoked certificate",
+        common::WAIT
+    )
+    .is_some());
 
     // A list from another CA is refused when the coordinator starts.
     let other = dir.join("other");

@@ -1,23 +1,30 @@
 //! Revocation end to end: a coordinator with `--crl` over real loopback QUIC, probes built with the
 //! project's transport, certificates and revocation lists written by `certs init|issue|revoke`'s
 //! library functions. A stolen node certificate must stop working once the node is revoked:
-//! for the next connection without a restart, through a resumed TLS session too, and a list from
-//! another CA must not be taken for ours.
+//! for the next connection without a restart, through a resumed TLS session too, for a connection
+//! that is open (cut within a bound, its load stopped), and a list from another CA must not be
+//! taken for ours.
 
 mod common;
 
 use common::process::tempdir;
 use common::*;
-use hallmark_coordinator::{ServerError, ServerHandle, ServerOptions};
-use hallmark_probe::ProbeError;
-use hallmark_protocol::{CoordinatorMessage, NodeId, ProbeMessage};
+use hallmark_coordinator::record::{Record, RecordError, Recorder, Written};
+use hallmark_coordinator::{Event, ServerError, ServerHandle, ServerOptions};
+use hallmark_probe::{ProbeError, ProbeHandle};
+use hallmark_protocol::plan::parse_plan;
+use hallmark_protocol::{CoordinatorMessage, DeviceInfo, DeviceResult, NodeId, ProbeMessage};
 use hallmark_transport::ca_dir::{self, RevokeTarget};
 use hallmark_transport::crl::CrlError;
 use hallmark_transport::framed::{FramedRecv, FramedSend};
+use hallmark_transport::revocation::REVOCATION_BOUND;
 use hallmark_transport::tls::{self, ConnectFailure, Identity, TlsError, TransportOptions};
+use hallmark_workloads::backend::{Backend, BackendError, Kernel, NodeReading, SensorStatus};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// A CA on disk as `certs init --out DIR` leaves it, with certificates for `nodes`.
 fn cluster(tag: &str, nodes: &[&str]) -> PathBuf {
@@ -168,6 +175,196 @@ async fn a_revoked_probe_is_refused_at_its_next_connection_without_a_restart() {
     assert_eq!(logs.lines_with("replaced by an older one").len(), 1);
     assert_eq!(logs.lines_with("refused a revoked certificate").len(), 5);
 
+    // n3 was connected when it was revoked: its connection was cut, and it gave up as revoked.
+    let err = tokio::time::timeout(WAIT, n3.join())
+        .await
+        .expect("the connected n3 is cut")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProbeError::Connect(ConnectFailure::CertificateRevoked { .. })
+        ),
+        "{err}"
+    );
+    n1.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+/// When a backend was loaded and stopped.
+#[derive(Default)]
+struct Load {
+    /// The last time a device was set to a level above 0.
+    last_loaded: Option<Instant>,
+    /// Every `stop_all`.
+    stops: Vec<Instant>,
+}
+
+/// A simulated node whose load is watched.
+struct Watched {
+    inner: Box<dyn Backend>,
+    load: Arc<Mutex<Load>>,
+}
+
+impl Backend for Watched {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn inventory(&self) -> &[DeviceInfo] {
+        self.inner.inventory()
+    }
+    fn set_level(&mut self, device: u16, level: f64) -> Result<(), BackendError> {
+        if level > 0.0 {
+            self.load.lock().unwrap().last_loaded = Some(Instant::now());
+        }
+        self.inner.set_level(device, level)
+    }
+    fn sample(&mut self, now_ns: i64) -> Result<NodeReading, BackendError> {
+        self.inner.sample(now_ns)
+    }
+    fn stop_all(&mut self) {
+        self.load.lock().unwrap().stops.push(Instant::now());
+        self.inner.stop_all()
+    }
+    fn sensors(&self) -> Vec<SensorStatus> {
+        self.inner.sensors()
+    }
+    fn set_kernel(&mut self, kernel: Kernel) -> Result<(), BackendError> {
+        self.inner.set_kernel(kernel)
+    }
+    fn take_results(&mut self, now_ns: i64) -> Vec<DeviceResult> {
+        self.inner.take_results(now_ns)
+    }
+}
+
+/// A store that keeps nothing and acknowledges every telemetry batch.
+struct AckAll;
+
+impl Recorder for AckAll {
+    fn record(&mut self, records: Vec<Record>) -> Result<Written, RecordError> {
+        let mut written = Written::default();
+        for r in records {
+            if let Record::Telemetry { node_id, batch, .. } = r {
+                written.stored.push((node_id, batch.seq));
+            }
+        }
+        Ok(written)
+    }
+}
+
+const LONG_BURN: &str = "name = \"cut\"\nsample_hz = 10\n[expect]\nnodes = 3\ntimeout_s = 10\n\
+                         [[phase]]\nname = \"burn\"\nworkload = \"burn\"\nduration_s = 60\n\
+                         pattern = { kind = \"steady\", level = 0.5 }\n";
+
+#[tokio::test]
+async fn an_open_connection_is_cut_within_the_bound_once_its_certificate_is_revoked() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let dir = cluster("cut", &["n1", "n2", "n3"]);
+    let server = start(&dir, dir.join("crl.pem")).await.unwrap();
+    let addr = server.local_addr();
+    let load = Arc::new(Mutex::new(Load::default()));
+    let backend = Box::new(Watched {
+        inner: sim_backend("n2"),
+        load: load.clone(),
+    });
+    let n2 = ProbeHandle::spawn(&node(&dir, "n2"), probe_opts(addr, "n2", "r"), backend).unwrap();
+    let n1 = spawn(&node(&dir, "n1"), probe_opts(addr, "n1", "r"));
+    let n3 = spawn(&node(&dir, "n3"), probe_opts(addr, "n3", "r"));
+    for p in [&n1, &n2, &n3] {
+        wait_registered(p).await;
+    }
+    let mut events = server.subscribe();
+    let plan = parse_plan(LONG_BURN, "cut.toml").unwrap();
+    server
+        .start_run("cut".into(), plan, Box::new(AckAll))
+        .await
+        .unwrap();
+    let loading = Instant::now() + WAIT;
+    while load.lock().unwrap().last_loaded.is_none() {
+        assert!(Instant::now() < loading, "n2 is never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // `certs revoke` rewrites the coordinator's --crl file; n2 opens no new connection.
+    let revoked_at = Instant::now();
+    revoke(&dir, "n2");
+    let left = server
+        .wait_for(WAIT, |p| p.iter().all(|p| p.node_id.as_str() != "n2"))
+        .await
+        .expect("the revoked n2 is cut");
+    let cut = revoked_at.elapsed();
+    assert!(
+        cut <= REVOCATION_BOUND,
+        "n2 was cut {cut:?} after its revocation (bound {REVOCATION_BOUND:?})"
+    );
+    // The others stay connected.
+    let names: Vec<_> = left.iter().map(|p| p.node_id.to_string()).collect();
+    assert_eq!(names, ["n1", "n3"]);
+
+    // The run takes n2 as lost, saying why.
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(Event::ProbeLost {
+                    node_id, reason, ..
+                }) if node_id.as_str() == "n2" => return reason,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the coordinator stopped"),
+            }
+        }
+    })
+    .await
+    .expect("n2 is lost to the run");
+    assert!(
+        reason.contains("certificate revoked") && reason.contains("revocation list number 2"),
+        "{reason}"
+    );
+
+    // The probe takes the close as a revocation, as at a handshake: it gives up with exit code 2
+    // and has stopped its load at once.
+    let err = tokio::time::timeout(WAIT, n2.join())
+        .await
+        .expect("n2 gives up")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProbeError::Connect(ConnectFailure::CertificateRevoked { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+    {
+        let load = load.lock().unwrap();
+        let stopped = *load
+            .stops
+            .iter()
+            .find(|t| **t >= revoked_at)
+            .expect("n2 stops its load");
+        assert!(
+            stopped - revoked_at <= REVOCATION_BOUND,
+            "n2 stopped its load {:?} after its revocation",
+            stopped - revoked_at
+        );
+        assert!(load.last_loaded.is_some_and(|t| t < stopped));
+    }
+
+    // One line names the node, the serial and the list's number.
+    let cuts = logs.lines_with("closed the connection of a revoked certificate");
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    assert!(
+        cuts[0].contains("node=n2")
+            && cuts[0].contains("serial=")
+            && cuts[0].contains("crl_number=2"),
+        "{}",
+        cuts[0]
+    );
+
+    server.abort_run("test over");
     n1.shutdown().await.unwrap();
     n3.shutdown().await.unwrap();
     server.shutdown().await.unwrap();

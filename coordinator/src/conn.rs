@@ -3,15 +3,20 @@
 //! [`MAX_PROBE_FRAME`] bytes) and forward them to the core task, at most [`IN_FLIGHT`] at a time
 //! (a frame is read only with a permit in hand) and only while the core lets it read
 //! (back-pressure; see [`forward`]); and the writer task that sends what the core routes to the
-//! connection and closes it when told.
+//! connection and closes it when told. With a revocation list (`--crl`), a connection task also
+//! watches the list in force ([`Revocations`]) and closes its connection with
+//! [`close_code::REVOKED`] as soon as a new list names the peer's certificate; the core then
+//! takes the probe as departed (during a run: lost) with that reason.
 
 use crate::admit::{Admission, Place};
 use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{close_code, Close, ConnId};
 use crate::server::WRITER_QUEUE;
-use hallmark_protocol::{CoordinatorMessage, DecodeError};
+use hallmark_protocol::{CoordinatorMessage, DecodeError, NodeId};
 use hallmark_transport::clock::WallClock;
+use hallmark_transport::crl::Serial;
 use hallmark_transport::framed::{FramedError, FramedRecv, FramedSend};
+use hallmark_transport::revocation::ListInForce;
 use hallmark_transport::tls;
 use std::future::Future;
 use std::sync::Arc;
@@ -65,6 +70,55 @@ pub(crate) struct ConnParams {
     pub(crate) admission: Admission,
     /// The probe frame limit now (it grows with a run's largest fabric phase).
     pub(crate) frame_limit: watch::Receiver<usize>,
+    /// The revocation list in force, with `--crl`.
+    pub(crate) revocations: Option<watch::Receiver<Arc<ListInForce>>>,
+}
+
+/// One open connection's watch on the revocation list in force.
+struct Revocations {
+    lists: watch::Receiver<Arc<ListInForce>>,
+    node: NodeId,
+    serial: Serial,
+    remote: String,
+}
+
+impl Revocations {
+    /// Why the list in force revokes the peer's certificate (logged with the node, the serial and
+    /// the list's number); `None` while it does not.
+    fn listed(&mut self) -> Option<String> {
+        let list = self.lists.borrow_and_update();
+        if !list.revoked.contains(&self.serial) {
+            return None;
+        }
+        let (node, serial, remote) = (&self.node, &self.serial, &self.remote);
+        warn!(
+            %node,
+            %serial,
+            crl_number = list.number,
+            "closed the connection of a revoked certificate from {remote}"
+        );
+        Some(format!(
+            "certificate revoked: serial {serial} of node {node} is on revocation list number {}",
+            list.number
+        ))
+    }
+
+    /// Resolves, with why, once the list in force revokes the peer's certificate; never without
+    /// a list.
+    async fn until_revoked(watch: Option<Revocations>) -> String {
+        let Some(mut watch) = watch else {
+            return std::future::pending().await;
+        };
+        loop {
+            if let Some(why) = watch.listed() {
+                return why;
+            }
+            if watch.lists.changed().await.is_err() {
+                // The list's publisher is gone: the coordinator is shutting down.
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 pub(crate) async fn connection(
@@ -79,6 +133,7 @@ pub(crate) async fn connection(
         handshake_timeout,
         admission,
         frame_limit,
+        revocations,
     } = params;
     let remote = incoming.remote_address().to_string();
     let connection = match tokio::time::timeout(handshake_timeout, async { incoming.await }).await {
@@ -128,6 +183,16 @@ pub(crate) async fn connection(
         connection.close(close_code::REFUSED.into(), why.as_bytes());
         return;
     }
+    let mut revocations =
+        match revocations.map(|lists| watch_revocations(&connection, &node, lists)) {
+            None => None,
+            Some(Ok(watch)) => Some(watch),
+            Some(Err(e)) => {
+                warn!("refused connection from {remote}: {e}");
+                connection.close(close_code::REFUSED.into(), e.to_string().as_bytes());
+                return;
+            }
+        };
     let (send, recv) = match tokio::time::timeout(handshake_timeout, connection.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -143,6 +208,11 @@ pub(crate) async fn connection(
             return;
         }
     };
+    // A list that took effect since the handshake: the connection never reaches the core.
+    if let Some(why) = revocations.as_mut().and_then(Revocations::listed) {
+        connection.close(close_code::REVOKED.into(), why.as_bytes());
+        return;
+    }
     let (wtx, wrx) = mpsc::channel(WRITER_QUEUE);
     let (reads, may_read) = watch::channel(true);
     let connected = ShellEvent::Connected {
@@ -161,13 +231,34 @@ pub(crate) async fn connection(
     let mut frames = StreamFrames {
         recv: FramedRecv::with_max_frame(recv, first_limit),
         limit: frame_limit,
-        connection,
+        connection: connection.clone(),
     };
-    let Some(reason) = forward(conn, &mut frames, may_read, &tx, &clock).await else {
-        return;
+    let reason = tokio::select! {
+        reason = forward(conn, &mut frames, may_read, &tx, &clock) => match reason {
+            Some(reason) => reason,
+            None => return,
+        },
+        why = Revocations::until_revoked(revocations) => {
+            connection.close(close_code::REVOKED.into(), why.as_bytes());
+            why
+        }
     };
     let _ = tx.send(ShellEvent::Closed { conn, reason }).await;
     drop(place);
+}
+
+/// The watch of an authenticated connection on the revocation list in force.
+fn watch_revocations(
+    connection: &quinn::Connection,
+    node: &NodeId,
+    lists: watch::Receiver<Arc<ListInForce>>,
+) -> Result<Revocations, tls::TlsError> {
+    Ok(Revocations {
+        lists,
+        node: node.clone(),
+        serial: tls::peer_serial(connection)?,
+        remote: connection.remote_address().to_string(),
+    })
 }
 
 /// Where a connection task reads frames from: the probe's control stream (in tests, a script).

@@ -21,6 +21,9 @@ pub mod close_code {
     pub const REFUSED: u32 = 1;
     /// The peer broke the protocol (garbage frame, message out of place).
     pub const PROTOCOL_ERROR: u32 = 2;
+    /// A new revocation list names the certificate of this open connection (the shell closes it;
+    /// the probe takes it as a revocation and exits).
+    pub const REVOKED: u32 = hallmark_transport::tls::REVOKED_CLOSE_CODE;
 }
 
 /// Tunables of the coordinator.

@@ -6,7 +6,9 @@
 //! task, each stamped with the coordinator's clock on arrival. The core task feeds them to the
 //! machine, runs its timers, and routes its transmits, closes and events: messages to
 //! per-connection writer tasks, run data to the recorder ([`crate::record`]), events to the log,
-//! to subscribers, to the run's progress and to the status file.
+//! to subscribers, to the run's progress and to the status file. With `--crl`, a task looks at the
+//! revocation list's file every second and the connection tasks close a connection whose
+//! certificate a new list revokes (see `conn.rs`).
 
 use crate::admit::Admission;
 use crate::limits::MAX_PROBE_FRAME;
@@ -19,6 +21,7 @@ use crate::shell::Core;
 use crate::status::write_status;
 use hallmark_protocol::plan::Plan;
 use hallmark_transport::clock::WallClock;
+use hallmark_transport::revocation;
 use hallmark_transport::tls::{self, Identity, TransportOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -160,8 +163,8 @@ pub(crate) const WRITER_QUEUE: usize = 4096;
 impl ServerHandle {
     /// Binds the endpoint and starts serving.
     pub async fn start(identity: &Identity, opts: ServerOptions) -> Result<Self, ServerError> {
-        let server_config =
-            tls::server_config_with_crl(identity, &opts.transport, opts.crl.as_deref())?;
+        let (server_config, revocation) =
+            tls::server_config_with_revocation(identity, &opts.transport, opts.crl.as_deref())?;
         let endpoint = quinn::Endpoint::server(server_config, opts.listen).map_err(|source| {
             ServerError::Bind {
                 addr: opts.listen,
@@ -205,6 +208,18 @@ impl ServerHandle {
             recorded_tx,
         )
         .with_metrics(metrics);
+        // With --crl: the connection tasks learn of every list that takes effect, and the file is
+        // looked at every second, so an open connection a new list revokes is closed within
+        // REVOCATION_BOUND with no handshake needed (the task ends once the core and every
+        // connection task are gone).
+        let core = match revocation {
+            Some(check) => {
+                let core = core.with_revocations(check.subscribe());
+                tokio::spawn(check.watch_file(revocation::WATCH_EVERY));
+                core
+            }
+            None => core,
+        };
         let task = tokio::spawn(core.run(
             endpoint,
             opts.handshake_timeout,

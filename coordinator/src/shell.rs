@@ -12,9 +12,11 @@ use crate::run::Outcome;
 use crate::server::{CoreCmd, RunProgress, RunStage, ServerError};
 use crate::status::{log_event, write_status};
 use hallmark_transport::clock::WallClock;
+use hallmark_transport::revocation::ListInForce;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -39,6 +41,8 @@ pub(crate) struct Core {
     closing: Option<tokio::task::JoinHandle<()>>,
     /// The live metrics and their HTTP endpoint (`--metrics`), when served.
     metrics: Option<(SharedMetrics, Serving)>,
+    /// The revocation list in force (with `--crl`), for the connection tasks.
+    revocations: Option<watch::Receiver<Arc<ListInForce>>>,
 }
 
 /// How often the run's progress is published.
@@ -70,12 +74,20 @@ impl Core {
             lost: Vec::new(),
             closing: None,
             metrics: None,
+            revocations: None,
         }
     }
 
     /// Keeps `metrics` up to date from the events and serves them while the core runs.
     pub(crate) fn with_metrics(mut self, metrics: Option<(SharedMetrics, Serving)>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Has every connection task close its connection once the revocation list in force names
+    /// the peer's certificate.
+    pub(crate) fn with_revocations(mut self, lists: watch::Receiver<Arc<ListInForce>>) -> Self {
+        self.revocations = Some(lists);
         self
     }
 
@@ -101,6 +113,7 @@ impl Core {
             handshake_timeout,
             admission: admission.clone(),
             frame_limit: frame_limit_rx,
+            revocations: self.revocations.take(),
         };
         loop {
             let deadline = self

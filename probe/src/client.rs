@@ -303,13 +303,15 @@ async fn run(
         )
         .await;
         machine.disconnected();
+        // A fatal end (a refusal; a certificate revoked, at a handshake or while connected) stops
+        // the load at once, not after the endpoint's wait below.
+        if let SessionEnd::Fatal(e) = &end {
+            machine.stop_load(opts.clock.now_ns(), &format!("probe stopped: {e}"));
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         match end {
             SessionEnd::Shutdown => break Ok(()),
-            SessionEnd::Fatal(e) => {
-                machine.stop_load(opts.clock.now_ns(), &format!("probe stopped: {e}"));
-                break Err(e);
-            }
+            SessionEnd::Fatal(e) => break Err(e),
             SessionEnd::Retry { registered, reason } => {
                 if registered {
                     // A session that worked: start the backoff over.

@@ -23,8 +23,8 @@ pub enum CertsCommand {
     /// certificate (DIR2/coordinator.pem and -key.pem).
     Issue(IssueArgs),
     /// Revoke a node's certificates (or one by serial or file): the CA signs a new revocation list
-    /// (crl.pem) that lists them too; copy it to the coordinator's --crl file, which a running
-    /// coordinator re-reads before its next connection.
+    /// (crl.pem) that lists them too; copy it to the coordinator's --crl file: a running
+    /// coordinator takes it up within 2 s and cuts the connections it revokes.
     Revoke(RevokeArgs),
 }
 
@@ -196,7 +196,8 @@ fn revoke(a: RevokeArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "revocation list number {} lists {} certificates; copy crl.pem to the coordinator's \
-             --crl file: a running coordinator re-reads it before its next connection",
+             --crl file: a running coordinator takes it up within 2 s and cuts the connections \
+             it revokes",
             done.number, done.listed
         );
     }

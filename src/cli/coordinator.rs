@@ -26,8 +26,9 @@ pub struct CoordinatorArgs {
     #[arg(long)]
     key: PathBuf,
     /// Refuse probes whose certificates this revocation list (crl.pem from `certs init` or
-    /// `certs revoke`) lists; re-read whenever the file changes, so a new list takes effect for
-    /// the next connection without a restart.
+    /// `certs revoke`) lists; re-read whenever the file changes (looked at every second), so a
+    /// new list takes effect without a restart: new connections are refused, and open ones it
+    /// revokes are closed within 2 s.
     #[arg(long, value_name = "FILE")]
     crl: Option<PathBuf>,
     /// Number of probes expected; the coordinator says when all are registered and warns when

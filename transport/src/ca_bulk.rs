@@ -1,7 +1,8 @@
 //! Certificates for many nodes in one go (`hallmark certs issue --nodes FILE`): the node list file
 //! ([`parse_node_list`]) and [`issue_nodes_files`], which loads the CA once, issues every
-//! certificate in memory, records them all in the CA's index with one write and one `fsync`, and
-//! only then writes the files. A list with one bad line issues nothing.
+//! certificate in memory, records them all in the CA's index with one write and one `fsync` (under
+//! the CA directory's lock, [`crate::ca_lock`]), and only then writes the files. A list with one
+//! bad line issues nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use hallmark_protocol::NodeId;
 
 use crate::ca_dir::{append_index, index_line, CaDirError, CaPaths};
+use crate::ca_lock::CaLock;
 use crate::files::{create_dir, write_atomic};
 use crate::pki::Ca;
 
@@ -101,7 +103,8 @@ pub fn issue_nodes_files(
         issued.push((node, cert));
     }
     create_dir(out)?;
-    append_index(&paths.private, &index)?;
+    // Issuing (key generation) is done without the lock; only the index needs it.
+    append_index(&CaLock::acquire(&paths.private)?, &index)?;
     let mut written = Vec::with_capacity(2 * nodes.len());
     for (node, cert) in issued {
         let (pem, key) = (

@@ -14,7 +14,9 @@
 //! directory above it, or a directory of the old layout (where `ca-key.pem` sat beside the
 //! coordinator's files; it keeps working, and [`CaPaths::legacy`] lets the CLI say how to move
 //! the key away). Every file is written to a temporary name, synced and renamed; private keys are
-//! created with mode 0600; an existing `ca-key.pem` is never overwritten.
+//! created with mode 0600; an existing `ca-key.pem` is never overwritten. `issue` and `revoke` hold
+//! the CA directory's lock ([`crate::ca_lock`]) while they read and write its list and index, so
+//! two at once neither number two lists alike nor interleave the index.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -25,6 +27,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use crate::ca_lock::{CaLock, LockError};
 use crate::crl::{self, CrlError, Revoked, Serial, CRL_FILE};
 use crate::files::{create_dir, read_text, write_atomic};
 use crate::pki::{
@@ -46,6 +49,8 @@ pub enum CaDirError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Crl(#[from] CrlError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{dir} holds no CA key: neither {dir}/ca-key.pem nor {dir}/ca-private/ca-key.pem exists; pass the directory `hallmark certs init --out` wrote, or the one its --ca-out named")]
     NoCa { dir: String },
     #[error("no certificate issued to node {node} is recorded in {index}; certificates issued before hallmark kept this index are not listed: revoke by file with --cert NODE.pem or by --serial HEX")]
@@ -276,7 +281,7 @@ fn issue_files(
     let entry = index_line(&issued.cert_pem, kind, node)?;
     create_dir(out)?;
     let (cert, key) = (out.join(cert_file), out.join(key_file));
-    append_index(&paths.private, &entry)?;
+    append_index(&CaLock::acquire(&paths.private)?, &entry)?;
     write_atomic(&key, issued.key_pem.as_bytes(), true)?;
     write_atomic(&cert, issued.cert_pem.as_bytes(), false)?;
     Ok(vec![cert, key])
@@ -309,7 +314,8 @@ pub struct Revocation {
     pub first_list: bool,
 }
 
-/// Adds `target`'s certificates to the CA's revocation list: reads the CA's `crl.pem` (checked
+/// Adds `target`'s certificates to the CA's revocation list, under the CA directory's lock (waiting
+/// at most [`crate::ca_lock::LOCK_WAIT`] for another command): reads the CA's `crl.pem` (checked
 /// against the CA), signs a new list with every entry it had plus the new ones and the next CRL
 /// number, and writes it to the CA directory, to the `init --out` directory above it when there
 /// is one, and to every path in `outs`. Entries are dated now.
@@ -329,6 +335,8 @@ pub fn revoke_at(
     now: OffsetDateTime,
 ) -> Result<Revocation, CaDirError> {
     let paths = CaPaths::resolve(ca_dir)?;
+    // Held until the new list is written: whoever comes next reads it and numbers theirs after.
+    let _lock = CaLock::acquire(&paths.private)?;
     let ca = Ca::load(&paths.private)?;
     let ca_der = ca.cert_der();
     let index = read_index(&paths.private)?;
@@ -532,8 +540,9 @@ pub fn read_index(private: &Path) -> Result<Vec<IssuedEntry>, CaDirError> {
     Ok(entries)
 }
 
-pub(crate) fn append_index(private: &Path, line: &str) -> Result<(), CaDirError> {
-    let path = private.join(ISSUED_FILE);
+/// Appends `line` to the index of the CA directory `lock` holds.
+pub(crate) fn append_index(lock: &CaLock, line: &str) -> Result<(), CaDirError> {
+    let path = lock.private().join(ISSUED_FILE);
     let err = |source| PkiError::Write {
         file: path.display().to_string(),
         source,

@@ -4,6 +4,7 @@
 //!   certificate per node (the node id is carried in the certificate), read node ids back.
 //! * [`ca_dir`] — the CA's files: `certs init` (the CA key kept apart from what the coordinator
 //!   host needs), `certs issue` (recorded in an index of issued certificates), `certs revoke`.
+//! * [`ca_lock`] — the CA directory's lock: one `certs issue` or `certs revoke` at a time.
 //! * [`crl`] — revocation lists: signed by the CA, checked against it when loaded.
 //! * [`revocation`] — the coordinator's client-certificate check against a revocation list that is
 //!   re-read when its file changes.
@@ -20,6 +21,7 @@
 
 pub mod ca_bulk;
 pub mod ca_dir;
+pub mod ca_lock;
 pub mod clock;
 pub mod crl;
 mod files;

@@ -7,27 +7,45 @@
 //! checks it against the CA ([`crate::crl::load`]) and swaps the inner verifier, so a `certs revoke`
 //! copied over the file takes effect for the next connection without a restart. A list that fails
 //! its checks is logged once and the previous list stays in force: a broken file never lets a
-//! revoked certificate back in. A refused revoked certificate gets one log line naming its node
-//! and serial, and the TLS alert `certificate_revoked`.
+//! revoked certificate back in. Nor does an older list (a smaller CRL number), nor a different
+//! list with the number in force: the CA numbers every list it signs one higher than the last
+//! (under the CA directory's lock, [`crate::ca_lock`]), so two lists with one number did not both
+//! come from it in order — the file was replaced or rolled back. Such a list is accepted only when
+//! its DER bytes are those of the list in force (the same list copied again, whatever its PEM line
+//! endings); equal bytes rather than equal serials, because hallmark never signs two lists with
+//! one number, so a list that differs in anything (its serials, their dates, its signature) is not
+//! the one in force. A refused revoked certificate gets one log line naming its node and serial,
+//! and the TLS alert `certificate_revoked`.
+//!
+//! Connections that are already open are not checked by a handshake again, so the check also
+//! publishes what is revoked ([`ListInForce`], through [`RevocationCheck::subscribe`]) whenever a
+//! new list takes effect, and [`RevocationCheck::watch_file`] looks at the file every
+//! [`WATCH_EVERY`] without waiting for a connection: the coordinator's connection tasks close a
+//! connection whose certificate the list now names within that tick ([`REVOCATION_BOUND`]).
 //!
 //! The `stat` (a few microseconds, next to the milliseconds of a handshake's signatures) and, when
 //! the file changed, the reload run under the check's lock: stamps are compared in the order they
 //! were taken, and a handshake that arrives during a reload waits for the new list instead of
-//! passing on the old one. Only the verifier (an `Arc`) and the list's number leave the lock.
+//! passing on the old one. Only the verifier (an `Arc`) and the list's number leave the lock;
+//! the list in force is published (a `watch` channel) under it, so subscribers see the lists in
+//! the order they took effect.
 //!
 //! Revocation is only checked in a full handshake, so the server configuration turns session
 //! resumption off (see [`crate::tls::server_config_with_crl`]).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
-use rustls_pki_types::{CertificateDer, UnixTime};
-use tracing::{error, info, warn};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
 
 use crate::crl::{self, CrlError, RevocationList, Serial};
 use crate::pki;
@@ -58,6 +76,32 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
+/// How often [`RevocationCheck::watch_file`] looks at the file.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a new list in the file takes to close a connection whose certificate it revokes:
+/// one [`WATCH_EVERY`] tick to notice the file, with a second's margin for reading it and for the
+/// connection tasks to act (in practice milliseconds).
+pub const REVOCATION_BOUND: Duration = Duration::from_secs(2);
+
+/// What the list in force revokes, as published to the connections that are open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListInForce {
+    /// The list's CRL number.
+    pub number: u64,
+    /// The serials it lists.
+    pub revoked: HashSet<Serial>,
+}
+
+impl ListInForce {
+    fn of(list: &RevocationList) -> Arc<ListInForce> {
+        Arc::new(ListInForce {
+            number: list.number,
+            revoked: list.revoked.iter().map(|r| r.serial.clone()).collect(),
+        })
+    }
+}
+
 /// What is in force: the webpki verifier built with the list, and the list's CRL number (all a
 /// handshake needs; the list itself lives inside the verifier).
 struct Current {
@@ -65,6 +109,8 @@ struct Current {
     seen: Option<Stamp>,
     verifier: Arc<dyn ClientCertVerifier>,
     number: u64,
+    /// The list's DER bytes: a list with the same number must be these bytes.
+    der: CertificateRevocationListDer<'static>,
 }
 
 /// A client-certificate verifier that refuses certificates on the revocation list in a file and
@@ -76,6 +122,8 @@ pub struct RevocationCheck {
     provider: Arc<CryptoProvider>,
     subjects: Vec<DistinguishedName>,
     current: Mutex<Current>,
+    /// The list in force, for open connections; sent under `current`'s lock.
+    published: watch::Sender<Arc<ListInForce>>,
 }
 
 impl std::fmt::Debug for RevocationCheck {
@@ -104,7 +152,9 @@ impl RevocationCheck {
             revoked = list.revoked.len(),
             "revocation list loaded"
         );
+        let (published, _) = watch::channel(ListInForce::of(&list));
         Ok(RevocationCheck {
+            published,
             path: path.to_owned(),
             subjects: roots.subjects(),
             cas,
@@ -114,6 +164,7 @@ impl RevocationCheck {
                 seen,
                 verifier,
                 number: list.number,
+                der: list.der,
             }),
         })
     }
@@ -139,6 +190,20 @@ impl RevocationCheck {
                          keeping number {}: copy the latest crl.pem from the CA directory",
                         list.number, cur.number, cur.number
                     ),
+                    Ok((_, list)) if list.number == cur.number && list.der != cur.der => error!(
+                        crl = %self.path.display(),
+                        "the revocation list was replaced by a different list with the same number \
+                         {}; keeping the list in force: a list with the number in force must be \
+                         that list, byte for byte (`hallmark certs revoke` numbers every new list \
+                         one higher), so this file was altered or rolled back: copy the latest \
+                         crl.pem from the CA directory",
+                        list.number
+                    ),
+                    Ok((_, list)) if list.number == cur.number => debug!(
+                        crl = %self.path.display(),
+                        number = list.number,
+                        "the revocation list was rewritten unchanged"
+                    ),
                     Ok((verifier, list)) => {
                         info!(
                             crl = %self.path.display(),
@@ -148,6 +213,8 @@ impl RevocationCheck {
                         );
                         cur.verifier = verifier;
                         cur.number = list.number;
+                        self.published.send_replace(ListInForce::of(&list));
+                        cur.der = list.der;
                     }
                     Err(e) => error!(
                         "{e}; keeping the previous revocation list (number {})",
@@ -168,6 +235,38 @@ impl RevocationCheck {
             }
         }
         (cur.verifier.clone(), cur.number)
+    }
+}
+
+impl RevocationCheck {
+    /// What the list in force revokes, now and whenever another list takes effect (by a
+    /// handshake, [`RevocationCheck::poll`] or [`RevocationCheck::watch_file`]).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ListInForce>> {
+        self.published.subscribe()
+    }
+
+    /// Re-reads the file if it changed, as a handshake does; returns the CRL number in force.
+    pub fn poll(&self) -> u64 {
+        self.refresh().1
+    }
+
+    /// Polls the file every `every` until nobody subscribes any more (the connections and the
+    /// coordinator that asked are gone), so a new list takes effect for open connections without
+    /// waiting for a handshake. Spawn it after the first [`RevocationCheck::subscribe`]: with no
+    /// subscriber it returns at once.
+    pub async fn watch_file(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // A stat, and when the file changed a read of a few kilobytes, on the runtime as
+                // a handshake does it.
+                _ = tick.tick() => {
+                    self.poll();
+                }
+                () = self.published.closed() => return,
+            }
+        }
     }
 }
 
@@ -257,5 +356,79 @@ impl ClientCertVerifier for RevocationCheck {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crl::{sign, Revoked};
+    use crate::pki::tests::{der_of, temp_dir};
+    use crate::pki::Ca;
+    use hallmark_protocol::NodeId;
+    use time::OffsetDateTime;
+
+    /// Replaces `path` with `text` (a new file renamed over it, as `certs revoke` writes).
+    fn put(path: &Path, text: &str) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn check(path: &Path, ca: &Ca) -> RevocationCheck {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        RevocationCheck::new(path, vec![ca.cert_der().clone()], Arc::new(roots), provider).unwrap()
+    }
+
+    fn revoked(check: &RevocationCheck, cert: &CertificateDer<'static>) -> bool {
+        match check.verify_client_cert(cert, &[], UnixTime::now()) {
+            Ok(_) => false,
+            Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) => true,
+            Err(e) => panic!("unexpected verification error: {e}"),
+        }
+    }
+
+    fn in_force(check: &RevocationCheck) -> (u64, Vec<u8>) {
+        let cur = check.current.lock().unwrap();
+        (cur.number, cur.der.to_vec())
+    }
+
+    #[test]
+    fn a_different_list_with_the_number_in_force_is_refused_and_the_same_list_accepted() {
+        let dir = temp_dir("same-number");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crl.pem");
+        let ca = Ca::generate().unwrap();
+        let n1 = der_of(&ca.issue_node(&NodeId::new("n1").unwrap()).unwrap().cert_pem);
+        let now = OffsetDateTime::now_utc();
+        let entry = Revoked {
+            serial: Serial::of_cert(&n1).unwrap(),
+            at: now.replace_nanosecond(0).unwrap(),
+        };
+        let two = sign(&ca, 2, std::slice::from_ref(&entry), now).unwrap();
+        put(&path, &two.pem);
+        let check = check(&path, &ca);
+        assert!(revoked(&check, &n1));
+
+        // Signed by the CA with the number in force but without n1 (a rollback, or a list
+        // replaced by someone who holds the CA key): n1 stays revoked, list 2 stays in force.
+        let forged = sign(&ca, 2, &[], now).unwrap();
+        put(&path, &forged.pem);
+        assert!(revoked(&check, &n1), "a same-number list un-revoked n1");
+        assert_eq!(in_force(&check), (2, two.der.to_vec()));
+
+        // The list in force copied again, with other line endings: accepted, nothing changes.
+        put(&path, &two.pem.replace('\n', "\r\n"));
+        assert!(revoked(&check, &n1));
+        assert_eq!(in_force(&check), (2, two.der.to_vec()));
+
+        // The next list takes effect as before.
+        let three = sign(&ca, 3, &[entry], now).unwrap();
+        put(&path, &three.pem);
+        assert!(revoked(&check, &n1));
+        assert_eq!(in_force(&check), (3, three.der.to_vec()));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

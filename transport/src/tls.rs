@@ -28,7 +28,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::crl::CrlError;
+use crate::crl::{CrlError, Serial};
 use crate::pki::{self, PkiError};
 use crate::revocation::RevocationCheck;
 
@@ -322,30 +322,50 @@ pub fn server_config_with_crl(
     opts: &TransportOptions,
     crl: Option<&Path>,
 ) -> Result<quinn::ServerConfig, TlsError> {
+    Ok(server_config_with_revocation(id, opts, crl)?.0)
+}
+
+/// [`server_config_with_crl`], and with `crl` the check it installed: the server subscribes to it
+/// to close open connections whose certificate a new list revokes
+/// ([`RevocationCheck::subscribe`], [`RevocationCheck::watch_file`]).
+pub fn server_config_with_revocation(
+    id: &Identity,
+    opts: &TransportOptions,
+    crl: Option<&Path>,
+) -> Result<(quinn::ServerConfig, Option<Arc<RevocationCheck>>), TlsError> {
     let transport = opts.transport_config()?;
-    let tls = server_tls(id, crl)?;
+    let check = match crl {
+        Some(path) => Some(Arc::new(RevocationCheck::new(
+            path,
+            id.cas.clone(),
+            Arc::new(id.roots.clone()),
+            Arc::new(provider()),
+        )?)),
+        None => None,
+    };
+    let tls = server_tls(id, check.clone())?;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(config_err("QUIC server configuration"))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(Arc::new(transport));
-    Ok(config)
+    Ok((config, check))
 }
 
-/// The rustls half of [`server_config_with_crl`].
-fn server_tls(id: &Identity, crl: Option<&Path>) -> Result<rustls::ServerConfig, TlsError> {
+/// The rustls half of [`server_config_with_revocation`].
+fn server_tls(
+    id: &Identity,
+    check: Option<Arc<RevocationCheck>>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(provider());
     let rustls_err = config_err::<rustls::Error>("TLS server configuration");
-    let roots = Arc::new(id.roots.clone());
-    let verifier: Arc<dyn ClientCertVerifier> = match crl {
-        Some(path) => Arc::new(RevocationCheck::new(
-            path,
-            id.cas.clone(),
-            roots,
+    let verifier: Arc<dyn ClientCertVerifier> = match check {
+        Some(check) => check,
+        None => WebPkiClientVerifier::builder_with_provider(
+            Arc::new(id.roots.clone()),
             provider.clone(),
-        )?),
-        None => WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(config_err("client certificate verifier"))?,
+        )
+        .build()
+        .map_err(config_err("client certificate verifier"))?,
     };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -393,6 +413,21 @@ pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, TlsError> {
     let leaf = chain.first().ok_or(TlsError::NoPeerCertificate)?;
     Ok(pki::node_id_from_cert(leaf)?)
 }
+
+/// The serial number of the authenticated peer's certificate (on the coordinator: the probe's).
+pub fn peer_serial(conn: &quinn::Connection) -> Result<Serial, TlsError> {
+    let identity = conn.peer_identity().ok_or(TlsError::NoPeerCertificate)?;
+    let chain = identity
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| TlsError::NoPeerCertificate)?;
+    let leaf = chain.first().ok_or(TlsError::NoPeerCertificate)?;
+    Serial::of_cert(leaf).map_err(|detail| PkiError::BadCertificate { detail }.into())
+}
+
+/// The QUIC application close code with which the coordinator closes an open connection whose
+/// certificate a new revocation list names; [`classify_connection_error`] makes it
+/// [`ConnectFailure::CertificateRevoked`], as the TLS alert is at a handshake.
+pub const REVOKED_CLOSE_CODE: u32 = 3;
 
 /// What a failed or lost connection to the coordinator means, seen from the probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -508,6 +543,11 @@ pub fn classify_connection_error(e: &quinn::ConnectionError) -> ConnectFailure {
                     ConnectFailure::ProtocolMismatch { detail }
                 }
                 _ => ConnectFailure::Other { detail },
+            }
+        }
+        E::ApplicationClosed(close) if close.error_code == REVOKED_CLOSE_CODE.into() => {
+            ConnectFailure::CertificateRevoked {
+                detail: String::from_utf8_lossy(&close.reason).into_owned(),
             }
         }
         E::ApplicationClosed(close) => ConnectFailure::Closed {

@@ -179,6 +179,28 @@ fn the_revoked_alert_says_revoked() {
         "{f:?}"
     );
     assert!(f.is_fatal() && f.to_string().contains("revoked"), "{f}");
+
+    // An open connection cut because a new list revokes its certificate: the same failure.
+    let app = |code: u32, reason: &str| {
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: code.into(),
+            reason: reason.as_bytes().to_vec().into(),
+        })
+    };
+    let why = "certificate revoked: serial 3af2 is on revocation list number 4";
+    let f = classify_connection_error(&app(REVOKED_CLOSE_CODE, why));
+    assert_eq!(
+        f,
+        ConnectFailure::CertificateRevoked {
+            detail: why.to_owned()
+        }
+    );
+    assert!(f.is_fatal() && f.to_string().contains(why), "{f}");
+    let f = classify_connection_error(&app(2, "protocol error"));
+    assert!(
+        matches!(f, ConnectFailure::Closed { .. }) && !f.is_fatal(),
+        "{f:?}"
+    );
 }
 
 #[test]
