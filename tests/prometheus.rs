@@ -221,3 +221,45 @@ fn a_metrics_address_that_cannot_be_bound_is_refused_at_start() {
     drop(taken);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_grafana_dashboards_queries_are_valid_promql() {
+    if !have("promtool") {
+        return;
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/hallmark.json"
+    ))
+    .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut n = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            // Grafana's variables, as an "All" selection expands them.
+            let expr = t["expr"].as_str().unwrap().replace("$job", ".*");
+            let expr = expr.replace("$hall", ".*").replace("$rack", ".*");
+            n += 1;
+            rules.push_str(&format!(
+                "      - record: dashboard:q{n}\n        expr: '{}'\n",
+                expr.replace('\'', "''")
+            ));
+        }
+    }
+    let dir = tempdir("grafana-rules");
+    std::fs::write(dir.join("rules.yml"), &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(dir.join("rules.yml"))
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{said}\n{rules}"
+    );
+    assert!(said.contains(&format!("{n} rules found")), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -274,3 +274,58 @@ fn both_formats_declare_every_family_once_and_openmetrics_ends_with_eof() {
     );
     assert_eq!(Format::from_accept(None), Format::Prometheus);
 }
+
+/// Every `expr` and variable query of the Grafana dashboard (`deploy/grafana/hallmark.json`).
+fn dashboard_queries() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/hallmark.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            out.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"]["query"].as_str() {
+            out.push(q.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_hallmark_serves() {
+    let mut m = Metrics::new();
+    m.on_event(&probe("n1", "r01", 1));
+    m.on_run_requested("r");
+    m.on_certified([("PASS".to_string(), 1)]);
+    let text = m.render(T0, Format::Prometheus);
+    let served: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 14, "{queries:?}");
+    let mut used = 0;
+    for q in &queries {
+        let mut rest = q.as_str();
+        while let Some(i) = rest.find("hallmark_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                served.contains(&name.as_str()),
+                "{name} (in `{q}`) is not served"
+            );
+            used += 1;
+            rest = &rest[i + name.len()..];
+        }
+    }
+    assert!(used >= queries.len(), "every query names a hallmark metric");
+}
