@@ -96,8 +96,6 @@ pub struct Metrics {
     pending: BTreeMap<(NodeId, u64), u64>,
     gaps: u64,
     gap_instants: u64,
-    /// Verdict counts of the last certification, by status.
-    verdicts: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -167,11 +165,6 @@ impl Metrics {
     /// The store refused `node`'s batch `seq`: it will never count as stored.
     pub fn on_refused(&mut self, node: &NodeId, seq: u64) {
         self.pending.remove(&(node.clone(), seq));
-    }
-
-    /// Replaces the verdict counts with those of a certification (status → count).
-    pub fn on_certified(&mut self, counts: impl IntoIterator<Item = (String, u64)>) {
-        self.verdicts = counts.into_iter().collect();
     }
 
     fn registered(&mut self, p: &ProbeRecord) {
@@ -502,15 +495,6 @@ impl Metrics {
             "sampling instants the probes counted as missed",
             self.gap_instants,
         );
-        family(
-            o,
-            "hallmark_verdicts",
-            "gauge",
-            "verdicts of the last certification, by status",
-        );
-        for (status, n) in &self.verdicts {
-            let _ = writeln!(o, "hallmark_verdicts{{status=\"{}\"}} {n}", esc(status));
-        }
     }
 }
 
