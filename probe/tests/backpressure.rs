@@ -2,8 +2,9 @@
 //! the probe's control stream (as the real one does while its store catches up, with a receive
 //! window small enough that the probe's writes stall within the first second of the phase) for
 //! longer than the dead-man interval and past the phase's end, while it keeps sending heartbeats.
-//! The probe must still hear them (no dead-man stop), end the phase's load on time, and, once the
-//! coordinator reads again, deliver every batch without a hole and the phase report.
+//! The probe must still hear them (no dead-man stop), answer a clock ping when it comes, end the
+//! phase's load on time, and, once the coordinator reads again, deliver every batch without a
+//! hole and the phase report.
 
 mod common;
 
@@ -11,7 +12,8 @@ use common::{clock, hello, test_gpu, welcome, MS};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{
-    CoordinatorMessage, DeviceInfo, PhaseReport, PhaseStart, ProbeMessage, TelemetryBatch, Workload,
+    ClockPing, CoordinatorMessage, DeviceInfo, PhaseReport, PhaseStart, ProbeMessage,
+    TelemetryBatch, Workload,
 };
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedRecv, FramedSend};
@@ -143,14 +145,20 @@ async fn a_probe_held_back_by_back_pressure_keeps_its_phase_and_interlocks_on_ti
         send.send(&m).await.unwrap();
     }
 
-    // Heartbeats every 250 ms for as long as the test runs (bounded: 60 of them).
+    // Heartbeats every 250 ms for as long as the test runs (bounded: 60 of them), and 3 s in
+    // (2.5 s into the phase, the probe's writes long stalled) a clock ping.
     let heartbeats = tokio::spawn(async move {
-        for _ in 0..60 {
-            let beat = CoordinatorMessage::Heartbeat {
-                now_ns: WallClock::new().now_ns(),
-            };
+        for i in 0..60 {
+            let now_ns = WallClock::new().now_ns();
+            let beat = CoordinatorMessage::Heartbeat { now_ns };
             if send.send(&beat).await.is_err() {
                 break;
+            }
+            if i == 12 {
+                let ping = CoordinatorMessage::ClockPing(ClockPing { seq: 1, t1: now_ns });
+                if send.send(&ping).await.is_err() {
+                    break;
+                }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -178,6 +186,7 @@ async fn a_probe_held_back_by_back_pressure_keeps_its_phase_and_interlocks_on_ti
 
     // Read again: every batch arrives in order and the report says the phase ran to its end.
     let (mut batches, mut report): (Vec<TelemetryBatch>, Option<PhaseReport>) = (Vec::new(), None);
+    let mut pong = None;
     let until = tokio::time::Instant::now() + limit;
     let expected = (PHASE_MS as f64 / 1000.0 * SAMPLE_HZ) as u64;
     let covered = |b: &[TelemetryBatch]| -> u64 {
@@ -186,7 +195,7 @@ async fn a_probe_held_back_by_back_pressure_keeps_its_phase_and_interlocks_on_ti
             .sum()
     };
     // Bounded by `until`.
-    while report.is_none() || covered(&batches) < expected {
+    while report.is_none() || pong.is_none() || covered(&batches) < expected {
         let m = tokio::time::timeout_at(until, recv.recv::<ProbeMessage>())
             .await
             .expect("the held messages arrive once the coordinator reads again")
@@ -195,11 +204,20 @@ async fn a_probe_held_back_by_back_pressure_keeps_its_phase_and_interlocks_on_ti
         match m {
             ProbeMessage::Telemetry(b) => batches.push(b),
             ProbeMessage::PhaseReport(r) => report = Some(r),
+            ProbeMessage::ClockPong(p) => pong = Some(p),
             _ => {}
         }
     }
     let report = report.unwrap();
     assert_eq!(report.stopped_early, None, "the heartbeats were heard");
+    // The ping was answered when it came, not when the coordinator read again (seconds later).
+    let pong = pong.unwrap();
+    assert_eq!(pong.seq, 1);
+    assert!(
+        (pong.t2 - pong.t1).abs() < 500 * MS,
+        "answered {} ms after it was sent",
+        (pong.t2 - pong.t1) / MS
+    );
     assert_eq!(covered(&batches), expected, "every sampling instant once");
     let seqs: Vec<u64> = batches.iter().map(|b| b.seq).collect();
     assert!(
