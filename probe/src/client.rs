@@ -6,7 +6,21 @@
 //! jittered exponential backoff (a restarted coordinator is not stormed by every probe at once).
 //! What retrying cannot fix — a refusal, a certificate the coordinator rejects, a coordinator this
 //! probe does not trust — ends the probe with an error that says what to do.
+//!
+//! The session's loop never waits on a write: what the machine answers goes into an [`Outbox`] that
+//! a [`writer::Writer`] empties one message at a time, beside reading the coordinator and running
+//! the machine's timers. So when the coordinator holds this probe's telemetry back (it stops
+//! reading the connection while its store catches up, and QUIC flow control stops the writes), the
+//! phases still start and end on time, the interlocks (dead-man, temperature) still run, and the
+//! coordinator's messages (heartbeats, clock pings, stops) are still heard; the queue holds what
+//! waits, bounded (docs in [`crate::outbox`]).
 
+mod addr;
+mod writer;
+
+use addr::{jitter_seed, looks_like_host_port, next_unit, resolve, split_host};
+
+use crate::outbox::Outbox;
 use crate::session::{ProbeSession, SessionEvent};
 use hallmark_protocol::{ClockEstimate, CoordinatorMessage, Hello, Refusal};
 use hallmark_transport::clock::WallClock;
@@ -236,6 +250,15 @@ impl ProbeHandle {
     }
 }
 
+/// What one turn of the session's loop got.
+enum Turn {
+    Shutdown,
+    /// Messages to send, and what happened to the session.
+    Handled(Vec<hallmark_protocol::ProbeMessage>, Option<SessionEvent>),
+    /// A queued message was written (or the write failed).
+    Written(Result<(), FramedError>),
+}
+
 /// How one session ended.
 enum SessionEnd {
     /// Worth another attempt; `registered` says whether this one got as far as a Welcome.
@@ -436,40 +459,24 @@ async fn session(
     if let Err(e) = send.send(&machine.connected()).await {
         return lost(&conn, &e, false);
     }
+    let mut writer = writer::Writer::new(send);
+    let mut outbox = Outbox::default();
     let mut registered = false;
     loop {
+        writer.start(&mut outbox);
+        writer::log_dropped(&mut outbox);
         let timer = machine.poll_timeout();
         let precise = timer.is_some() && timer == machine.next_transition();
-        let (outgoing, event) = tokio::select! {
-            _ = &mut *shutdown => {
-                // Stop the load first, then report, then leave.
-                let mut out = machine.stop_load(opts.clock.now_ns(), "probe shutting down");
-                // A report that waits for fabric work comes within FINISH_WAIT: keep the timers
-                // running (asynchronously) until it is out. Bounded by count and time.
-                let until = tokio::time::Instant::now() + crate::fabric::FINISH_WAIT
-                    + Duration::from_millis(500);
-                for _ in 0..10_000 {
-                    if !machine.reports_pending() || tokio::time::Instant::now() >= until {
-                        break;
-                    }
-                    sleep_until_ns(&opts.clock, machine.poll_timeout(), false).await;
-                    out.extend(machine.handle_timeout(opts.clock.now_ns()));
-                }
-                log_notices(machine);
-                for m in &out {
-                    if send.send(m).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(1), send.finish()).await;
-                conn.close(0u32.into(), b"probe shutting down");
-                return SessionEnd::Shutdown;
-            }
+        let turn = tokio::select! {
+            _ = &mut *shutdown => Turn::Shutdown,
             _ = sleep_until_ns(&opts.clock, timer, precise) => {
-                (machine.handle_timeout(opts.clock.now_ns()), None)
+                Turn::Handled(machine.handle_timeout(opts.clock.now_ns()), None)
             }
             msg = recv.recv::<CoordinatorMessage>() => match msg {
-                Ok(Some(m)) => machine.handle(m, opts.clock.now_ns()),
+                Ok(Some(m)) => {
+                    let (out, event) = machine.handle(m, opts.clock.now_ns());
+                    Turn::Handled(out, event)
+                }
                 Ok(None) => {
                     // The coordinator ended the stream; the close that follows says why.
                     let reason = tokio::time::timeout(Duration::from_secs(2), conn.closed())
@@ -485,13 +492,20 @@ async fn session(
                 }
                 Err(e) => return lost(&conn, &e, registered),
             },
+            r = writer.written(), if writer.is_busy() => Turn::Written(r),
+        };
+        let (outgoing, event) = match turn {
+            Turn::Shutdown => {
+                writer::shut_down(machine, &opts.clock, writer, &mut outbox).await;
+                conn.close(0u32.into(), b"probe shutting down");
+                return SessionEnd::Shutdown;
+            }
+            Turn::Written(Err(e)) => return lost(&conn, &e, registered),
+            Turn::Written(Ok(())) => continue,
+            Turn::Handled(out, event) => (out, event),
         };
         log_notices(machine);
-        for m in &outgoing {
-            if let Err(e) = send.send(m).await {
-                return lost(&conn, &e, registered);
-            }
-        }
+        outbox.extend(outgoing);
         match event {
             Some(SessionEvent::Registered(w)) => {
                 registered = true;
@@ -569,47 +583,6 @@ fn closed(e: &quinn::ConnectionError, registered: bool) -> SessionEnd {
     }
 }
 
-fn split_host(addr: &str) -> (&str, &str) {
-    match addr.rsplit_once(':') {
-        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), p),
-        None => (addr, ""),
-    }
-}
-
-fn looks_like_host_port(addr: &str) -> bool {
-    matches!(split_host(addr), (h, p) if !h.is_empty() && p.parse::<u16>().is_ok())
-}
-
-async fn resolve(addr: &str) -> Result<SocketAddr, ProbeError> {
-    let err = |detail: String| ProbeError::Resolve {
-        addr: addr.to_string(),
-        detail,
-    };
-    if !looks_like_host_port(addr) {
-        return Err(err("expected HOST:PORT".into()));
-    }
-    let mut addrs = tokio::net::lookup_host(addr)
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    addrs.next().ok_or_else(|| err("no address found".into()))
-}
-
-/// A small xorshift generator for backoff jitter, seeded per node so that probes spread out.
-fn jitter_seed(node: &str) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ WallClock::new().now_ns() as u64;
-    for b in node.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h | 1
-}
-
-fn next_unit(state: &mut u64) -> f64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    (*state >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,20 +596,5 @@ mod tests {
         assert_eq!(b.delay(2, 0.0), Duration::from_millis(100));
         assert_eq!(b.delay(40, 1.0), Duration::from_secs(5));
         assert!(b.delay(40, 0.0) >= Duration::from_millis(2500));
-    }
-
-    #[test]
-    fn addresses_are_checked() {
-        assert!(looks_like_host_port("127.0.0.1:4433"));
-        assert!(looks_like_host_port("[::1]:4433"));
-        assert!(looks_like_host_port("coordinator.example:1"));
-        assert!(!looks_like_host_port("coordinator.example"));
-        assert!(!looks_like_host_port(":4433"));
-        assert_eq!(split_host("[::1]:4433").0, "::1");
-        let mut s = jitter_seed("n1");
-        for _ in 0..100 {
-            let u = next_unit(&mut s);
-            assert!((0.0..1.0).contains(&u));
-        }
     }
 }

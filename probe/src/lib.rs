@@ -7,9 +7,12 @@
 //!   and the probe's own safety interlocks (dead-man, temperature, overrun).
 //! * [`fabric`] — fabric phases beside the load: the data plane and the phase thread on it.
 //! * [`client`] — the tokio/quinn shell: connect, register, answer, reconnect with backoff.
+//! * [`outbox`] — messages waiting for the control stream, bounded, so that back-pressure on the
+//!   stream holds back only the sending, never the session's loop.
 
 pub mod client;
 pub mod fabric;
+pub mod outbox;
 pub mod runner;
 pub mod session;
 

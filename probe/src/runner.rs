@@ -10,7 +10,8 @@
 //! * **temperature** — a device at its shutdown temperature minus [`SHUTDOWN_MARGIN_C`] has its
 //!   load removed for the rest of the phase;
 //! * **overrun** — a phase's load never outlives its duration: the runner ends it at its end instant
-//!   whether or not the coordinator says so.
+//!   whether or not the coordinator says so, and sets every device's level to 0 then (the next
+//!   phase, if any, sets its own levels from its first sampling instant).
 //!
 //! Fabric work runs on threads of its own (the data-plane driver's, the backend's NCCL threads):
 //! the runner never waits for it. When a fabric phase ends, its report is held until the work has
@@ -481,6 +482,12 @@ impl PhaseRunner {
         } else {
             Vec::new()
         };
+        // A phase's load never outlives it: the devices idle until the next phase sets their
+        // levels (at its first sampling instant, which for back-to-back phases is this one).
+        let indices: Vec<u16> = backend.inventory().iter().map(|d| d.index).collect();
+        for index in indices {
+            let _ = backend.set_level(index, 0.0);
+        }
         end_workload(&a, backend);
         // Fabric work still running: the report waits for it (see `poll_finishing`).
         let (fabric, running) = match a.fabric {

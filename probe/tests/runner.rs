@@ -245,6 +245,26 @@ fn the_dead_man_stops_everything_when_the_coordinator_is_silent() {
 }
 
 #[test]
+fn the_load_ends_with_its_phase_and_a_next_phase_sets_its_own() {
+    let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
+    let c = clock(0);
+    r.schedule(phase(0, S, 1000, Pattern::Steady { level: 1.0 }));
+    drive(&mut r, &mut b, &c, 0, S + 500 * MS, |now| now);
+    assert_eq!(b.levels, [1.0, 1.0], "loaded during the phase");
+    drive(&mut r, &mut b, &c, S + 500 * MS, 10 * S, |now| now);
+    assert_eq!(b.levels, [0.0, 0.0], "no load after the phase's end");
+    assert_eq!(b.stopped, 0, "a normal end, no stop");
+
+    // Back to back: the second phase's level holds from its start.
+    r.schedule(phase(1, 20 * S, 1000, Pattern::Steady { level: 1.0 }));
+    r.schedule(phase(2, 21 * S, 1000, Pattern::Steady { level: 0.5 }));
+    drive(&mut r, &mut b, &c, 10 * S, 21 * S + 500 * MS, |now| now);
+    assert_eq!(b.levels, [0.5, 0.5]);
+    drive(&mut r, &mut b, &c, 21 * S + 500 * MS, 30 * S, |now| now);
+    assert_eq!(b.levels, [0.0, 0.0]);
+}
+
+#[test]
 fn the_replay_buffer_is_bounded_and_counts_what_it_drops() {
     let (mut r, mut b) = (PhaseRunner::new(), TestBackend::new());
     let c = clock(0);

@@ -299,7 +299,8 @@ impl FabricPhase {
 pub struct LatencyPair {
     pub src: NodeId,
     pub dst: NodeId,
-    /// Test packets sent and those whose answer never came (within the timeout).
+    /// Test packets sent and those whose answer never came by the end of the pair's half-slot (an
+    /// answer after the 50 ms ping timeout is late, not lost: its round trip is in the histogram).
     pub sent: u64,
     pub lost: u64,
     /// Round-trip times in nanoseconds: an HDR histogram (3 significant digits), V2 + deflate.

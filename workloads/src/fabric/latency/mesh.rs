@@ -10,6 +10,17 @@
 //! that member (a replayed ping gets no answer); a pong's round trip is recorded. All else is
 //! counted and dropped. Nothing is allocated per packet: the buffers, the histogram and its
 //! serializer live as long as the loop, and the read timeout is set only when it changes.
+//!
+//! **Late, reordered and duplicate pongs.** A ping whose pong has not come within
+//! [`PONG_TIMEOUT`] stops holding up the next ping, but it is not lost yet: it is kept (with its own
+//! send instant) among the pair's overdue pings until its half-slot ends. A pong that answers an
+//! overdue ping — late, or reordered behind a later ping's — is received: its round trip, from the
+//! send instant of *that* ping, goes into the histogram and it counts as answered. A ping is **lost**
+//! when no pong for it came by the end of its half-slot (the quiet guard included), which is also
+//! the latest instant a pong can be attributed to its pair. A second pong for an answered ping is a
+//! duplicate: dropped and counted, never a second round trip. (So `sent − lost` is always the
+//! number of round trips in the histogram.) At most [`MAX_OVERDUE`] pings are kept overdue per pair;
+//! past that the oldest counts as lost at once.
 
 use super::packet::{self, Header, Kind, Malformed, MAX_PACKET};
 use super::schedule::Half;
@@ -18,13 +29,17 @@ use crate::fabric::PhaseWindow;
 use hallmark_protocol::{FabricFault, FabricPhase, FabricReport, LatencyPair, NodeId};
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a ping waits for its pong (less at the end of a half-slot) before it counts as lost.
+/// How long a ping waits for its pong (less at the end of a half-slot) before the next ping goes
+/// out; its pong may still come until the half-slot's end (then it is late, not lost).
 pub const PONG_TIMEOUT: Duration = Duration::from_millis(50);
+/// Overdue pings (past [`PONG_TIMEOUT`], unanswered) kept per pair for a late pong to match.
+pub const MAX_OVERDUE: usize = 256;
 /// The longest single blocking read: `stop` and the deadlines are looked at least this often.
 const POLL: Duration = Duration::from_millis(5);
 /// Read timeouts shorter than [`POLL`] are rounded up to a multiple of this, so that the loop does
@@ -51,24 +66,65 @@ struct Pending {
 #[derive(Debug)]
 struct PairRun {
     peer: usize,
+    /// The sequence number of the pair's first ping (pongs below it belong to an earlier pair).
+    first_seq: u64,
     sent: u64,
+    /// Pings given up for good (only past [`MAX_OVERDUE`] before the half-slot ends).
     lost: u64,
+    /// Pongs received, late ones included.
     pongs: u64,
+    /// Of `pongs`, those that came after their ping's [`PONG_TIMEOUT`].
+    late: u64,
+    /// Pings past their timeout, not answered yet: (seq, sent at), oldest first.
+    overdue: VecDeque<(u64, Instant)>,
     send_errors: u64,
     first_send_error: Option<io::Error>,
 }
 
 impl PairRun {
-    fn new(peer: usize) -> PairRun {
+    fn new(peer: usize, first_seq: u64) -> PairRun {
         PairRun {
             peer,
+            first_seq,
             sent: 0,
             lost: 0,
             pongs: 0,
+            late: 0,
+            overdue: VecDeque::new(),
             send_errors: 0,
             first_send_error: None,
         }
     }
+
+    /// `p` got no pong within its timeout: it waits among the overdue pings.
+    fn timed_out(&mut self, p: Pending) {
+        if self.overdue.len() >= MAX_OVERDUE {
+            self.overdue.pop_front();
+            self.lost += 1;
+        }
+        self.overdue.push_back((p.seq, p.sent_at));
+    }
+
+    /// Takes the overdue ping `seq` out, returning its send instant.
+    fn answer_overdue(&mut self, seq: u64) -> Option<Instant> {
+        let i = self.overdue.iter().position(|&(s, _)| s == seq)?;
+        self.overdue.remove(i).map(|(_, at)| at)
+    }
+
+    /// Pings never answered: lost ones and those still overdue (at the half-slot's end).
+    fn unanswered(&self) -> u64 {
+        self.lost + self.overdue.len() as u64
+    }
+}
+
+/// Where a pong fits.
+enum PongMatch {
+    /// It answers the outstanding ping or an overdue one, sent at this instant.
+    Answer(Instant),
+    /// A ping of the current pair that is answered already (or was given up): a duplicate.
+    Duplicate,
+    /// Nothing this member is waiting for: a pong past its half-slot or not for this pair.
+    Stale,
 }
 
 /// Packets dropped, by reason (for the debug line at the end).
@@ -79,7 +135,10 @@ struct Drops {
     other_phase: u64,
     misaddressed: u64,
     bad_tag: u64,
+    /// A pong for no ping of the pair being measured (past its half-slot's end).
     stale_pong: u64,
+    /// A second pong for an answered ping.
+    duplicate_pong: u64,
     /// From an address other than the claimed sender's registered one.
     wrong_source: u64,
     /// A ping whose sequence number is not above the sender's last answered one.
@@ -178,7 +237,7 @@ impl<'a> Mesh<'a> {
                 if now >= p.deadline {
                     self.pending = None;
                     if let Some(pr) = self.pair.as_mut() {
-                        pr.lost += 1;
+                        pr.timed_out(p);
                     }
                 }
             }
@@ -206,13 +265,13 @@ impl<'a> Mesh<'a> {
                 break;
             }
         }
-        if self.pending.take().is_some() {
+        if let Some(p) = self.pending.take() {
             if let Some(pr) = self.pair.as_mut() {
                 if stopped {
-                    // Cut short by the stop, not lost: as if never sent.
+                    // Cut short by the stop within its timeout, not lost: as if never sent.
                     pr.sent = pr.sent.saturating_sub(1);
                 } else {
-                    pr.lost += 1;
+                    pr.timed_out(p);
                 }
             }
         }
@@ -250,7 +309,7 @@ impl<'a> Mesh<'a> {
         let Ok(dst) = u16::try_from(h.peer) else {
             return;
         };
-        let pr = self.pair.get_or_insert(PairRun::new(h.peer));
+        let pr = self.pair.get_or_insert(PairRun::new(h.peer, self.seq + 1));
         self.seq += 1;
         let header = Header {
             kind: Kind::Ping,
@@ -376,23 +435,35 @@ impl<'a> Mesh<'a> {
         }
         match h.kind {
             Kind::Pong => {
-                let expected = match (self.pending, self.pair.as_mut()) {
-                    (Some(p), Some(pr)) if p.seq == h.seq && pr.peer == src => Some((p, pr)),
-                    _ => None,
-                };
-                let Some((p, pr)) = expected else {
-                    self.drops.stale_pong += 1;
-                    return;
-                };
+                let sent_at =
+                    match match_pong(self.pair.as_ref(), self.pending, self.seq, src, h.seq) {
+                        PongMatch::Answer(at) => at,
+                        PongMatch::Duplicate => {
+                            self.drops.duplicate_pong += 1;
+                            return;
+                        }
+                        PongMatch::Stale => {
+                            self.drops.stale_pong += 1;
+                            return;
+                        }
+                    };
                 if !packet::verify(self.mac, src, pkt) {
                     self.drops.bad_tag += 1;
                     return;
                 }
-                let rtt = received_at.saturating_duration_since(p.sent_at);
+                // Verified: now take the ping out of what is waiting.
+                let Some(pr) = self.pair.as_mut() else {
+                    return;
+                };
+                if self.pending.is_some_and(|p| p.seq == h.seq) {
+                    self.pending = None;
+                } else if pr.answer_overdue(h.seq).is_some() {
+                    pr.late += 1;
+                }
+                pr.pongs += 1;
+                let rtt = received_at.saturating_duration_since(sent_at);
                 self.hist
                     .saturating_record(u64::try_from(rtt.as_nanos()).unwrap_or(MAX_RTT_NS));
-                pr.pongs += 1;
-                self.pending = None;
             }
             Kind::Ping => {
                 if !packet::verify(self.mac, src, pkt) {
@@ -419,11 +490,12 @@ impl<'a> Mesh<'a> {
         }
     }
 
-    /// Closes half-slot `h`: its pair goes into the report, with faults if it got no answer.
+    /// Closes half-slot `h`: its pair goes into the report, with faults if it got no answer. Pings
+    /// still overdue now are lost.
     fn finish(&mut self, h: &Half) {
         let pr = match self.pair.take() {
             Some(pr) if pr.peer == h.peer => pr,
-            _ => PairRun::new(h.peer),
+            _ => PairRun::new(h.peer, self.seq + 1),
         };
         self.retry_at = None;
         let phase = self.phase;
@@ -485,11 +557,21 @@ impl<'a> Mesh<'a> {
                 ),
             );
         }
+        if pr.late > 0 {
+            tracing::debug!(
+                phase = self.mac.phase_id(),
+                "latency {me} → {p}: {} of {} pongs came after the {} ms timeout (received, with \
+                 their own round trips)",
+                pr.late,
+                pr.pongs,
+                PONG_TIMEOUT.as_millis()
+            );
+        }
         self.report.latency.push(LatencyPair {
             src: me.clone(),
             dst: p.clone(),
             sent: pr.sent,
-            lost: pr.lost,
+            lost: pr.unanswered(),
             rtt_ns_hist: bytes,
         });
     }
@@ -536,6 +618,7 @@ impl<'a> Mesh<'a> {
             + d.misaddressed
             + d.bad_tag
             + d.stale_pong
+            + d.duplicate_pong
             + d.wrong_source
             + d.replayed
             + d.icmp_errors;
@@ -549,12 +632,38 @@ impl<'a> Mesh<'a> {
                 misaddressed = d.misaddressed,
                 bad_tag = d.bad_tag,
                 stale_pong = d.stale_pong,
+                duplicate_pong = d.duplicate_pong,
                 wrong_source = d.wrong_source,
                 replayed = d.replayed,
                 icmp_errors = d.icmp_errors,
                 "latency mesh dropped {total} packets"
             );
         }
+    }
+}
+
+/// Where a pong from `src` with sequence number `seq` fits (before its tag is checked), given the
+/// pair being measured, its outstanding ping and the last sequence number sent.
+fn match_pong(
+    pair: Option<&PairRun>,
+    pending: Option<Pending>,
+    last_seq: u64,
+    src: usize,
+    seq: u64,
+) -> PongMatch {
+    let Some(pr) = pair.filter(|pr| pr.peer == src) else {
+        return PongMatch::Stale;
+    };
+    if let Some(p) = pending.filter(|p| p.seq == seq) {
+        return PongMatch::Answer(p.sent_at);
+    }
+    if let Some(&(_, at)) = pr.overdue.iter().find(|&&(s, _)| s == seq) {
+        return PongMatch::Answer(at);
+    }
+    if (pr.first_seq..=last_seq).contains(&seq) {
+        PongMatch::Duplicate
+    } else {
+        PongMatch::Stale
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tests of the latency mesh over loopback: whole meshes of 1 to 5 members on threads, a member
-//! with another mesh's keys, a stranger forging pings, a dead peer and an early stop. (The attacks
+//! with another mesh's keys, a stranger forging pings, a dead peer, an early stop, and a peer that
+//! answers late, out of order and twice. (The attacks
 //! by a member holding its own keys are in the workspace's `tests/fabric.rs`.)
 
 use super::packet::{self, Header, Kind};
@@ -322,4 +323,87 @@ fn garbage_is_not_a_histogram() {
         decode_histogram(&vec![0u8; MAX_ENCODED_HISTOGRAM + 1]),
         Err(LatencyError::TooLarge { .. })
     ));
+}
+
+/// A stand-in for rank 1 of a mesh of 2 that answers rank 0's pings out of order: it holds the
+/// first ping, answers the second (sent once the first timed out) first, then the first, then the
+/// second again (a duplicate), and every later ping at once. Returns what it saw: (first ping's
+/// seq, second ping's seq, pings answered). Bounded by `until`.
+fn reordering_peer(sock: &UdpSocket, mac: &PhaseMac, until: Instant) -> (u64, u64, u64) {
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut held: Option<(Vec<u8>, u64)> = None;
+    let mut swapped = None;
+    let mut answered = 0;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < until {
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let pkt = &mut buf[..len];
+        let h = packet::parse_header(pkt).unwrap();
+        assert_eq!(h.kind, Kind::Ping);
+        assert!(packet::verify(mac, 0, pkt));
+        assert!(packet::ping_to_pong(mac, pkt, &h));
+        match (&held, swapped) {
+            (None, None) => held = Some((pkt.to_vec(), h.seq)),
+            (Some((first, first_seq)), None) => {
+                // The later ping's pong, then the earlier's, then the later's again.
+                sock.send_to(pkt, from).unwrap();
+                sock.send_to(first, from).unwrap();
+                sock.send_to(pkt, from).unwrap();
+                swapped = Some((*first_seq, h.seq));
+                answered += 2;
+            }
+            _ => {
+                sock.send_to(pkt, from).unwrap();
+                answered += 1;
+            }
+        }
+    }
+    let (a, b) = swapped.expect("the mesh sent a second ping");
+    (a, b, answered)
+}
+
+#[test]
+fn a_reordered_late_pong_is_received_with_its_own_round_trip_and_a_duplicate_is_not_counted() {
+    let dps = planes(1);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addrs = [dps[0].local_addr().unwrap(), peer.local_addr().unwrap()];
+    let phases = phases(&addrs);
+    let w = window(Duration::from_millis(800));
+    let stop = AtomicBool::new(false);
+    let peer_mac = PhaseMac::new(&phases[1], 1, PHASE_ID).unwrap();
+    let (report, (first, second, answered)) = std::thread::scope(|s| {
+        let fake = s.spawn(|| reordering_peer(&peer, &peer_mac, w.end + Duration::from_millis(50)));
+        let mac = PhaseMac::new(&phases[0], 0, PHASE_ID).unwrap();
+        let r = run(
+            &dps[0],
+            0,
+            &phases[0],
+            &LatencyParams::default(),
+            &mac,
+            &w,
+            &stop,
+        );
+        (r, fake.join().unwrap())
+    });
+    assert!(second > first, "{first} then {second}");
+    assert!(report.faults.is_empty(), "{:?}", report.faults);
+    let p = find(&[(report, Instant::now())], 0, 1).clone();
+    let counts = format!("sent {}, lost {}", p.sent, p.lost);
+    // Every ping was answered within the half-slot: none is lost, the late one included.
+    assert_eq!(p.sent, answered, "{counts}");
+    assert_eq!(p.lost, 0, "{counts}");
+    let h = decode_histogram(&p.rtt_ns_hist).unwrap();
+    assert_eq!(
+        h.len(),
+        p.sent,
+        "one round trip per ping, the duplicate not counted"
+    );
+    // The held ping's round trip is its own (sent before the timeout of 50 ms, answered after
+    // the next ping): at least the timeout, not the next ping's short one.
+    let timeout = u64::try_from(mesh::PONG_TIMEOUT.as_nanos()).unwrap();
+    assert!(h.max() >= timeout, "max {} ns", h.max());
+    assert!(h.count_between(timeout, u64::MAX) >= 1);
 }
