@@ -335,7 +335,7 @@ fn a_schema_newer_than_the_binary_is_refused_for_reading_and_writing() {
 }
 
 #[test]
-fn reading_an_empty_database_finds_no_store_and_creates_none() {
+fn reading_or_certifying_an_empty_database_finds_no_store_and_creates_none() {
     let Some(db) = shared_db() else {
         return;
     };
@@ -354,6 +354,16 @@ fn reading_an_empty_database_finds_no_store_and_creates_none() {
         let args = [args, &["--results", url.as_str()][..]].concat();
         refused(&hm(pw, &args), 1, &[&named, fix]);
     }
+    // Certifying writes verdicts, yet a database without a store is refused, not given one.
+    let certify = [
+        "certify",
+        "latest",
+        "--spec",
+        SPEC,
+        "--results",
+        url.as_str(),
+    ];
+    refused(&hm(pw, &certify), 3, &[&named, fix]);
     assert!(tables(&db.connect()).is_empty());
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
