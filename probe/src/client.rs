@@ -8,7 +8,7 @@
 //! probe does not trust — ends the probe with an error that says what to do.
 //!
 //! The session's loop never waits on a write: what the machine answers goes into an [`Outbox`] that
-//! a [`writer::Writer`] empties one message at a time, beside reading the coordinator and running
+//! a `writer::Writer` empties one message at a time, beside reading the coordinator and running
 //! the machine's timers. So when the coordinator holds this probe's telemetry back (it stops
 //! reading the connection while its store catches up, and QUIC flow control stops the writes), the
 //! phases still start and end on time, the interlocks (dead-man, temperature) still run, and the
