@@ -85,6 +85,7 @@ fn a_small_fleet_registers_and_loses_no_sample() {
         "samples_per_s",
         "coordinator_cpu_pct",
         "coordinator_rss_mb",
+        "probes_rss_mb",
         "child_pid",
     ] {
         assert!(!v[field].is_null(), "{field} is null in {v}");

@@ -14,7 +14,7 @@
 //! coordinator's refusals from its events). Every wait is bounded, and the probe process is killed
 //! on any way out of this command.
 
-use super::bench_fleet_probes::{unix_now_ns, FleetNode, FleetReport, FleetSpec};
+use super::bench_fleet_probes::{peak_rss_mb, unix_now_ns, FleetNode, FleetReport, FleetSpec};
 use super::execute::{execute, RunRequest};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -354,14 +354,6 @@ fn clock_ticks() -> Option<f64> {
     None
 }
 
-/// This process's peak resident memory (VmHWM), MiB.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
     let expected = samples_expected(a);
     let lost = expected.saturating_sub(m.samples_stored);
@@ -385,6 +377,7 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             "coordinator_cpu_pct": m.cpu_pct,
             "coordinator_rss_mb": rss,
             "probes_cpu_pct": m.probes_cpu_pct,
+            "probes_rss_mb": c.peak_rss_mb,
             "run_status": m.run_status,
             "pass": pass,
             "handshake_failures": {
@@ -425,10 +418,11 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             m.run_status
         );
         println!(
-            "coordinator: {} % CPU (100 % = one core), peak RSS {} MiB; probe process {} % CPU",
+            "coordinator: {} % CPU (100 % = one core), peak RSS {} MiB; probe process {} % CPU, peak RSS {} MiB",
             num(m.cpu_pct, 1),
             num(rss, 1),
-            num(m.probes_cpu_pct, 1)
+            num(m.probes_cpu_pct, 1),
+            num(c.peak_rss_mb, 1)
         );
         println!(
             "failed connection attempts: retried {} timeout, {} reset, {} other; fatal {} certificate rejected, {} coordinator not trusted, {} refused, {} other",
