@@ -133,6 +133,7 @@ fn the_probe_process_ends_when_the_bench_is_killed() {
         std::thread::sleep(Duration::from_millis(50));
     };
     // SIGKILL: no destructor of the bench runs; the probe process sees its stdin close.
+    let pid = bench.id();
     bench.kill().unwrap();
     bench.wait().unwrap();
     let until = Instant::now() + Duration::from_secs(60);
@@ -142,6 +143,19 @@ fn the_probe_process_ends_when_the_bench_is_killed() {
             "the probe process outlived the bench by a minute"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // What a killed bench cannot remove itself: its temporary directory (run store, spec).
+    let prefix = format!("hallmark-fleet-{pid}-");
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let spec = entry.path().join("fleet-spec.json");
+            assert!(
+                !spec.exists(),
+                "the probe process left its keys in {}",
+                spec.display()
+            );
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        }
     }
 }
 

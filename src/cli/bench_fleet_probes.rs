@@ -1,7 +1,7 @@
 //! The probe side of `hallmark bench fleet`: a hidden `bench fleet-probes --spec FILE` command that
 //! the bench re-executes itself as. It reads the fleet's spec (the coordinator's address, the
 //! ephemeral CA's certificate and one certificate and key per probe, written by the parent into its
-//! temporary directory), then starts every probe at the same moment on this process's one tokio
+//! temporary directory; removed once read, since it holds private keys), then starts every probe at the same moment on this process's one tokio
 //! runtime: each a [`ProbeHandle`] with its own QUIC endpoint and mutual-TLS identity, speaking the
 //! real protocol and loading simulated devices. The probes keep their normal jittered backoff when
 //! a connection attempt fails.
@@ -114,6 +114,10 @@ pub async fn run(a: FleetProbesArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading the fleet spec {}", a.spec.display()))?;
     let spec: FleetSpec = serde_json::from_str(&text)
         .with_context(|| format!("parsing the fleet spec {}", a.spec.display()))?;
+    // It holds every probe's private key: gone as soon as it is read.
+    if let Err(e) = std::fs::remove_file(&a.spec) {
+        tracing::warn!("could not remove the fleet spec {}: {e}", a.spec.display());
+    }
     if !(spec.deadline_s.is_finite() && spec.deadline_s > 0.0) {
         bail!(
             "the fleet spec's deadline_s {} is not positive",
