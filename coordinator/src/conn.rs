@@ -147,9 +147,9 @@ pub(crate) async fn connection(
         }
         Ok(Err(e)) => {
             let why = match &e {
-                quinn::ConnectionError::ConnectionClosed(c) => format!(
-                    "the probe aborted the TLS handshake ({c}); its --ca does not hold this coordinator's CA"
-                ),
+                quinn::ConnectionError::ConnectionClosed(c) => {
+                    aborted_handshake(c.error_code, &c.to_string())
+                }
                 quinn::ConnectionError::TransportError(t) => format!(
                     "TLS handshake failed ({t}); the probe's certificate is not from this coordinator's CA"
                 ),
@@ -465,5 +465,50 @@ mod tests {
             "{after} payloads after the one that paused the connection (at most {IN_FLIGHT})"
         );
         task.abort();
+    }
+}
+
+/// Why a probe closed its connection during the TLS handshake, by the close's code: a TLS alert
+/// (its code is 0x100 + the alert) means the probe refused this coordinator's certificate; an
+/// application close or no error means the probe gave up on its own — its connect timeout ran
+/// out (a coordinator slow to answer under a registration storm) or it was stopped — which says
+/// nothing about the certificates.
+fn aborted_handshake(code: quinn::TransportErrorCode, detail: &str) -> String {
+    let raw = u64::from(code);
+    if (0x100..=0x1ff).contains(&raw) {
+        format!(
+            "the probe refused this coordinator's certificate ({detail}); its --ca does not hold this coordinator's CA"
+        )
+    } else if code == quinn::TransportErrorCode::APPLICATION_ERROR
+        || code == quinn::TransportErrorCode::NO_ERROR
+    {
+        format!(
+            "the probe gave up the TLS handshake ({detail}): its connect timeout ran out or it was stopped (a timeout, not a certificate problem)"
+        )
+    } else {
+        format!("the probe closed the connection during the TLS handshake ({detail})")
+    }
+}
+
+#[cfg(test)]
+mod handshake_close_tests {
+    use super::aborted_handshake;
+    use quinn::TransportErrorCode;
+
+    #[test]
+    fn a_probe_that_gives_up_is_not_blamed_on_its_ca() {
+        for code in [
+            TransportErrorCode::APPLICATION_ERROR,
+            TransportErrorCode::NO_ERROR,
+        ] {
+            let why = aborted_handshake(code, "closed");
+            assert!(!why.contains("--ca"), "{why}");
+            assert!(why.contains("timeout"), "{why}");
+        }
+        // unknown_ca (48): the probe does not trust this coordinator.
+        let why = aborted_handshake(TransportErrorCode::crypto(48), "unknown ca");
+        assert!(why.contains("--ca does not hold"), "{why}");
+        let why = aborted_handshake(TransportErrorCode::PROTOCOL_VIOLATION, "x");
+        assert!(!why.contains("--ca"), "{why}");
     }
 }

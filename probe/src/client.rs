@@ -107,6 +107,11 @@ pub struct ProbeOptions {
     pub connect_timeout: Duration,
     /// Clock the probe stamps with (tests shift it to simulate a skewed node).
     pub clock: WallClock,
+    /// Largest UDP payload this probe's endpoint accepts, bytes (QUIC's `max_udp_payload_size`;
+    /// at least 1200). The endpoint's receive buffer is this times its batch of datagrams (32 on
+    /// Linux), about 2 MiB at quinn's default of 65527: `None` keeps that default; thousands of
+    /// probes in one process (`hallmark bench fleet`) set a smaller one.
+    pub max_udp_payload: Option<u16>,
 }
 
 impl ProbeOptions {
@@ -119,6 +124,7 @@ impl ProbeOptions {
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             clock: WallClock::new(),
+            max_udp_payload: None,
         }
     }
 }
@@ -307,7 +313,7 @@ async fn run(
         } else {
             SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
-        let mut endpoint = match quinn::Endpoint::client(bind) {
+        let mut endpoint = match client_endpoint(bind, opts.max_udp_payload) {
             Ok(e) => e,
             Err(e) => {
                 machine.stop_load(opts.clock.now_ns(), "probe stopped: no UDP socket");
@@ -350,6 +356,28 @@ async fn run(
     log_notices(&mut machine);
     status.send_replace(ProbeStatus::Stopped);
     result
+}
+
+/// A client endpoint on `bind`, accepting UDP payloads up to `max_udp_payload` (quinn's default when
+/// `None`).
+fn client_endpoint(
+    bind: SocketAddr,
+    max_udp_payload: Option<u16>,
+) -> std::io::Result<quinn::Endpoint> {
+    let Some(max) = max_udp_payload else {
+        return quinn::Endpoint::client(bind);
+    };
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(max)
+        .map_err(|e| std::io::Error::other(format!("max UDP payload {max}: {e}")))?;
+    let socket = std::net::UdpSocket::bind(bind)?;
+    quinn::Endpoint::new(
+        config,
+        None,
+        socket,
+        std::sync::Arc::new(quinn::TokioRuntime),
+    )
 }
 
 /// Waits `pause` while running the session's timers (a phase goes on while disconnected, until
@@ -586,6 +614,16 @@ fn closed(e: &quinn::ConnectionError, registered: bool) -> SessionEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_endpoint_takes_a_smaller_udp_payload_and_refuses_one_below_quic_minimum() {
+        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        let e = client_endpoint(bind, Some(1472)).unwrap();
+        assert!(e.local_addr().unwrap().port() != 0);
+        let err = client_endpoint(bind, Some(1000)).unwrap_err();
+        assert!(err.to_string().contains("max UDP payload 1000"), "{err}");
+        client_endpoint(bind, None).unwrap();
+    }
 
     #[test]
     fn backoff_is_capped_and_jittered() {

@@ -37,6 +37,13 @@ pub enum BenchCommand {
     /// Start N probes (ranks) in this process and run one collective operation between them over
     /// their data planes; print time, algbw and busbw (nccl-tests' definitions) and the checks.
     Collective(super::bench_fabric::CollectiveArgs),
+    /// A fleet load generator: a coordinator here and N probes (real QUIC, own certificates,
+    /// simulated devices) started at once in a second process; prints registration time, samples
+    /// stored and lost, the coordinator's CPU and memory, and failed handshakes by cause.
+    Fleet(super::bench_fleet::FleetArgs),
+    /// The probe process of `bench fleet` (started by it, not by hand).
+    #[command(hide = true)]
+    FleetProbes(super::bench_fleet_probes::FleetProbesArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -119,6 +126,8 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Gemm(a) => tokio::task::block_in_place(|| gemm(a)),
         BenchCommand::Latency(a) => super::bench_fabric::latency(a).await,
         BenchCommand::Collective(a) => super::bench_fabric::collective(a).await,
+        BenchCommand::Fleet(a) => super::bench_fleet::fleet(a).await,
+        BenchCommand::FleetProbes(a) => super::bench_fleet_probes::run(a).await,
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod bench;
 mod bench_fabric;
+mod bench_fleet;
+mod bench_fleet_probes;
 mod certify;
 mod certs;
 mod coordinator;
