@@ -57,6 +57,8 @@ struct Node {
     node_power: Option<(i64, f64)>,
     /// Sum of the devices' power at the latest sample instant: (ns, W, devices that reported).
     gpu_power: Option<(i64, f64, usize)>,
+    /// The sequence number the node's next new batch has (`None`: none received yet).
+    next_seq: Option<u64>,
 }
 
 /// A rack's (or hall's) sums over its nodes' fresh readings.
@@ -176,6 +178,7 @@ impl Metrics {
             lost: false,
             node_power: None,
             gpu_power: None,
+            next_seq: None,
         });
         n.labels = p.labels.clone();
         n.backend = p.backend.clone();
@@ -193,11 +196,16 @@ impl Metrics {
     fn telemetry(&mut self, node: &NodeId, batch: &TelemetryBatch) {
         self.batches_received += 1;
         self.samples_received += batch.samples.len() as u64;
-        self.pending
-            .insert((node.clone(), batch.seq), batch.samples.len() as u64);
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
+        // A batch below the node's next sequence number is a replay (after a reconnect) of one
+        // the store holds already, as the run engine counts it: its samples are not stored twice.
+        if n.next_seq.is_none_or(|next| batch.seq >= next) {
+            n.next_seq = Some(batch.seq.saturating_add(1));
+            self.pending
+                .insert((node.clone(), batch.seq), batch.samples.len() as u64);
+        }
         if let Some(&(t, w)) = batch
             .node_power_w
             .iter()

@@ -198,7 +198,10 @@ fn the_run_its_phase_losses_gaps_and_storage_are_counted() {
     });
     m.on_event(&batch("n1", T0 + 14 * S, 1000.0, &[Some(1.0)]));
     m.on_stored(&NodeId::new("n1").unwrap(), 0);
-    // Stored twice (a replay acknowledged again) counts once; an unknown batch not at all.
+    // Stored twice (a replay acknowledged again) counts once; an unknown batch not at all; a
+    // replayed batch (its sequence number below the next new one) is not counted again.
+    m.on_stored(&NodeId::new("n1").unwrap(), 0);
+    m.on_event(&batch("n1", T0 + 14 * S, 1000.0, &[Some(1.0)]));
     m.on_stored(&NodeId::new("n1").unwrap(), 0);
     m.on_stored(&NodeId::new("n2").unwrap(), 5);
     m.on_event(&Event::RunFinished {
