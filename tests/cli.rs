@@ -127,26 +127,6 @@ fn coordinator_and_probe_processes_register_and_refuse() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A plan for the two nodes of rack row1-rack01 in examples/hall-small.toml, about 3 s long.
-const TWO_NODE_PLAN: &str = r#"
-name = "two-nodes"
-sample_hz = 10
-[expect]
-timeout_s = 20
-[expect.racks]
-"row1-rack01" = ["row1-rack01-n01", "row1-rack01-n02"]
-[[phase]]
-name = "ramp"
-workload = "burn"
-duration_s = 1.5
-pattern = { kind = "ramp", from = 0.0, to = 1.0 }
-[[phase]]
-name = "steady"
-workload = "burn"
-duration_s = 1.5
-pattern = { kind = "steady", level = 1.0 }
-"#;
-
 #[test]
 fn a_run_across_processes_stores_every_sample() {
     let dir = tempdir("processes");

@@ -11,26 +11,6 @@ use hallmark_protocol::{ClockEstimate, Labels, NodeId, Workload};
 use hallmark_store::{NewRun, PhaseRow, ProbeRow, Store};
 use std::path::Path;
 
-/// The two nodes of rack row1-rack01 in examples/hall-small.toml, two phases of 1.5 s.
-const TWO_NODE_PLAN: &str = r#"
-name = "two-nodes"
-sample_hz = 10
-[expect]
-timeout_s = 20
-[expect.racks]
-"row1-rack01" = ["row1-rack01-n01", "row1-rack01-n02"]
-[[phase]]
-name = "ramp"
-workload = "burn"
-duration_s = 1.5
-pattern = { kind = "ramp", from = 0.0, to = 1.0 }
-[[phase]]
-name = "steady"
-workload = "burn"
-duration_s = 1.5
-pattern = { kind = "steady", level = 1.0 }
-"#;
-
 fn ok(args: &[&str]) -> String {
     let out = run(args);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -236,3 +236,24 @@ pub fn start_long_run(tag: &str) -> LongRun {
         lines,
     }
 }
+
+/// A plan for the two nodes of rack row1-rack01 in examples/hall-small.toml, two phases of
+/// 1.5 s (about 3 s).
+pub const TWO_NODE_PLAN: &str = r#"
+name = "two-nodes"
+sample_hz = 10
+[expect]
+timeout_s = 20
+[expect.racks]
+"row1-rack01" = ["row1-rack01-n01", "row1-rack01-n02"]
+[[phase]]
+name = "ramp"
+workload = "burn"
+duration_s = 1.5
+pattern = { kind = "ramp", from = 0.0, to = 1.0 }
+[[phase]]
+name = "steady"
+workload = "burn"
+duration_s = 1.5
+pattern = { kind = "steady", level = 1.0 }
+"#;
