@@ -245,10 +245,7 @@ fn failed_insert_batches_stores_nothing() {
     for mut t in stores("atomic") {
         eprintln!("on {}", t.backend);
         let store = &mut t.store;
-        let run = store.create_run(&new_run()).unwrap();
-        store
-            .add_probe(&run, &probe("r1n1", "rack-01", T0))
-            .unwrap();
+        let run = run_with_r1n1(store);
         let (ok, ghost) = (node("r1n1"), node("ghost"));
         let (b0, b1) = (batch(0, 0), batch(0, 1));
         let err = store
@@ -266,10 +263,7 @@ fn reconnected_probe_is_no_longer_lost() {
     for mut t in stores("reconnect") {
         eprintln!("on {}", t.backend);
         let store = &mut t.store;
-        let run = store.create_run(&new_run()).unwrap();
-        store
-            .add_probe(&run, &probe("r1n1", "rack-01", T0))
-            .unwrap();
+        let run = run_with_r1n1(store);
         store
             .probe_lost(&run, &node("r1n1"), T0 + 5, "connection lost")
             .unwrap();
@@ -294,10 +288,7 @@ fn phase_data_for_an_unknown_phase_is_a_clear_error() {
     for mut t in stores("phase") {
         eprintln!("on {}", t.backend);
         let store = &mut t.store;
-        let run = store.create_run(&new_run()).unwrap();
-        store
-            .add_probe(&run, &probe("r1n1", "rack-01", T0))
-            .unwrap();
+        let run = run_with_r1n1(store);
         let err = store.phase_started(&run, 7, &node("r1n1"), T0).unwrap_err();
         assert!(err.to_string().contains("phase 7"), "{err}");
         assert!(err.to_string().contains("add_phase"), "{err}");
@@ -326,10 +317,7 @@ fn non_finite_readings_are_stored_as_null() {
     for mut t in stores("nan") {
         eprintln!("on {}", t.backend);
         let store = &mut t.store;
-        let run = store.create_run(&new_run()).unwrap();
-        store
-            .add_probe(&run, &probe("r1n1", "rack-01", T0))
-            .unwrap();
+        let run = run_with_r1n1(store);
         let mut b = batch(0, 0);
         b.node_power_w[3].1 = f32::NAN;
         b.samples[0].gpu_temp_c = Some(f32::INFINITY);
@@ -445,10 +433,7 @@ fn a_gap_keeps_the_instants_the_probe_counted_or_none() {
     for mut t in stores("gap-instants") {
         eprintln!("on {}", t.backend);
         let store = &mut t.store;
-        let run = store.create_run(&new_run()).unwrap();
-        store
-            .add_probe(&run, &probe("r1n1", "rack-01", T0))
-            .unwrap();
+        let run = run_with_r1n1(store);
         let n = node("r1n1");
         store
             .record_gap(&run, &n, T0, T0 + 300 * MS, Some(3), "late by 310 ms")
@@ -476,4 +461,13 @@ fn a_gap_keeps_the_instants_the_probe_counted_or_none() {
         );
         assert!(text.contains("(1.000 s)  never arrived"), "{text}");
     }
+}
+
+/// A new run with probe r1n1 in rack-01 registered.
+fn run_with_r1n1(store: &mut Store) -> RunId {
+    let run = store.create_run(&new_run()).unwrap();
+    store
+        .add_probe(&run, &probe("r1n1", "rack-01", T0))
+        .unwrap();
+    run
 }
