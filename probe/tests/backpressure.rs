@@ -19,7 +19,7 @@ use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedRecv, FramedSend};
 use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::{self, Identity, TransportOptions};
-use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NodeReading};
+use hallmark_workloads::backend::{Backend, BackendError, NodeReading};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,20 +51,7 @@ impl Backend for Recording {
         Ok(())
     }
     fn sample(&mut self, _: i64) -> Result<NodeReading, BackendError> {
-        Ok(NodeReading {
-            devices: vec![DeviceReading {
-                device: 0,
-                power_w: Some(500.0),
-                energy_j: None,
-                gpu_temp_c: Some(50.0),
-                mem_temp_c: None,
-                sm_clock_mhz: None,
-                util_pct: None,
-                throttle_reasons: 0,
-                shut_down: false,
-            }],
-            node_power_w: None,
-        })
+        Ok(common::one_device(500.0, 50.0, None))
     }
     fn stop_all(&mut self) {
         self.log.lock().unwrap().push((Instant::now(), None));

@@ -9,7 +9,7 @@ use common::{clock, test_gpu, MS, S};
 use hallmark_probe::runner::PhaseRunner;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{ClockEstimate, DeviceInfo, PhaseStart, ProbeMessage, TelemetryBatch};
-use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NodeReading};
+use hallmark_workloads::backend::{Backend, BackendError, NodeReading};
 
 /// One device with constant readings; read number `fail` (0-based), if any, fails.
 struct OneDevice(Vec<DeviceInfo>, Option<usize>, usize);
@@ -35,20 +35,7 @@ impl Backend for OneDevice {
         if self.1 == Some(self.2 - 1) {
             return Err(BackendError::Unsupported("sensor bus timed out".into()));
         }
-        Ok(NodeReading {
-            devices: vec![DeviceReading {
-                device: 0,
-                power_w: Some(500.0),
-                energy_j: None,
-                gpu_temp_c: Some(50.0),
-                mem_temp_c: None,
-                sm_clock_mhz: None,
-                util_pct: None,
-                throttle_reasons: 0,
-                shut_down: false,
-            }],
-            node_power_w: Some(1000.0),
-        })
+        Ok(common::one_device(500.0, 50.0, Some(1000.0)))
     }
     fn stop_all(&mut self) {}
 }

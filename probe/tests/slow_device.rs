@@ -15,7 +15,7 @@ use hallmark_protocol::{
     ClockPing, CoordinatorMessage, DataPlaneAddr, DeviceInfo, FabricFault, FabricPhase,
     FabricReport, NcclSetup, PhaseStart, ProbeMessage, Workload,
 };
-use hallmark_workloads::backend::{Backend, BackendError, DeviceReading, NcclJob, NodeReading};
+use hallmark_workloads::backend::{Backend, BackendError, NcclJob, NodeReading};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,20 +91,7 @@ impl Backend for SlowNccl {
         Ok(())
     }
     fn sample(&mut self, _: i64) -> Result<NodeReading, BackendError> {
-        Ok(NodeReading {
-            devices: vec![DeviceReading {
-                device: 0,
-                power_w: Some(100.0),
-                energy_j: None,
-                gpu_temp_c: Some(40.0),
-                mem_temp_c: None,
-                sm_clock_mhz: None,
-                util_pct: None,
-                throttle_reasons: 0,
-                shut_down: false,
-            }],
-            node_power_w: None,
-        })
+        Ok(common::one_device(100.0, 40.0, None))
     }
     fn stop_all(&mut self) {}
     fn start_nccl(&mut self, _job: NcclJob) -> Result<(), BackendError> {

@@ -9,7 +9,7 @@ use hallmark_protocol::{
     FabricParams, FabricPhase, Hello, Labels, NodeId, PairKey, PeerKey, PhaseReport, PhaseStart,
     ProbeMessage, Welcome, Workload, PROTOCOL_VERSION,
 };
-use hallmark_workloads::backend::Backend;
+use hallmark_workloads::backend::{Backend, DeviceReading, NodeReading};
 
 pub const S: i64 = 1_000_000_000;
 pub const MS: i64 = 1_000_000;
@@ -107,4 +107,22 @@ pub fn phase_report(out: &[ProbeMessage]) -> Option<&PhaseReport> {
         ProbeMessage::PhaseReport(r) => Some(r),
         _ => None,
     })
+}
+
+/// A node's reading of one device (index 0) with power and GPU temperature only.
+pub fn one_device(power_w: f64, gpu_temp_c: f64, node_power_w: Option<f64>) -> NodeReading {
+    NodeReading {
+        devices: vec![DeviceReading {
+            device: 0,
+            power_w: Some(power_w),
+            energy_j: None,
+            gpu_temp_c: Some(gpu_temp_c),
+            mem_temp_c: None,
+            sm_clock_mhz: None,
+            util_pct: None,
+            throttle_reasons: 0,
+            shut_down: false,
+        }],
+        node_power_w,
+    }
 }
