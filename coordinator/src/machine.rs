@@ -303,6 +303,13 @@ impl Coordinator {
                 };
                 self.probe_error(node_id, safety, message);
             }
+            (ConnState::Registered { .. }, ProbeMessage::Facility(batch)) => self.protocol_error(
+                conn,
+                format!(
+                    "sent facility readings (batch {}) but did not register as a facility collector",
+                    batch.seq
+                ),
+            ),
             (ConnState::Registered { node_id, .. }, ProbeMessage::Telemetry(batch)) => {
                 let node_id = node_id.clone();
                 // Only the probe process that joined the run feeds it: a restarted one numbers its

@@ -33,6 +33,7 @@ pub fn hello(node_id: NodeId, labels: Labels, backend: &dyn Backend) -> Hello {
         hallmark_version: env!("CARGO_PKG_VERSION").to_string(),
         instance_id: instance_id(),
         data_plane: None,
+        role: hallmark_protocol::ProbeRole::Node,
     }
 }
 

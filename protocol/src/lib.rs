@@ -5,6 +5,7 @@
 //!
 //! * [`message`] — the versioned messages exchanged between a probe and the coordinator.
 //! * [`fabric`] — fabric (interconnect) phases: members, pair keys, latency and collective results.
+//! * [`facility`] — readings of the hall's meters (PDUs, CDUs, BMCs) that a facility collector sends.
 //! * [`codec`] — length-prefixed framing over serde (postcard) with a hard frame-size limit and typed errors.
 //! * [`clock`] — NTP-style four-timestamp exchanges and the minimum-RTT filter.
 //! * [`pattern`] — load patterns (level over time) that phases run under.
@@ -16,6 +17,7 @@
 pub mod clock;
 pub mod codec;
 pub mod fabric;
+pub mod facility;
 pub mod ids;
 pub mod message;
 pub mod pattern;
@@ -29,6 +31,9 @@ pub use fabric::{
     DataPlaneAddr, FabricFault, FabricMember, FabricParams, FabricPhase, FabricReport, LatencyPair,
     LatencyParams, NcclSetup, PairKey, PeerKey,
 };
+pub use facility::{
+    FacilityBatch, FacilityQuantity, FacilityReading, SourceKind, Subject as FacilitySubject,
+};
 pub use ids::{NodeId, NodeIdError};
 pub use message::*;
 
@@ -37,7 +42,7 @@ pub use message::*;
 /// Compatibility rule that every future version keeps: [`ProbeMessage::Hello`] stays variant 0 and
 /// `protocol_version` stays its first field, so that a coordinator can always read the version of a
 /// Hello it cannot otherwise decode and refuse it with a clear reason.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The ALPN protocol identifier negotiated in the TLS handshake.
 pub const ALPN: &[u8] = b"hallmark/1";

@@ -6,6 +6,7 @@
 //! read is `None`, never 0.
 
 use crate::fabric::{DataPlaneAddr, FabricPhase, FabricReport};
+use crate::facility::FacilityBatch;
 use crate::ids::NodeId;
 use crate::pattern::Pattern;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub enum ProbeMessage {
         phase_id: u32,
         nccl_unique_id: Result<Vec<u8>, String>,
     },
+    /// Readings of the hall's meters, from a probe registered as [`ProbeRole::Facility`].
+    Facility(FacilityBatch),
 }
 
 /// Coordinator → probe.
@@ -79,6 +82,17 @@ pub struct Hello {
     pub instance_id: u64,
     /// Where this probe's data plane listens, if it has one (fabric phases need it).
     pub data_plane: Option<DataPlaneAddr>,
+    /// A node's probe, or a facility collector (no devices, no phases: it sends facility readings).
+    pub role: ProbeRole,
+}
+
+/// What a registered probe does in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProbeRole {
+    /// Loads and measures its node's devices.
+    Node,
+    /// Polls the hall's meters (PDUs, CDUs, BMCs) and sends [`FacilityBatch`]es.
+    Facility,
 }
 
 /// Where a node stands in the hall.
@@ -267,15 +281,8 @@ pub struct TelemetryGap {
 pub const MAX_GAP_REASON_BYTES: usize = 160;
 
 /// `reason` cut to at most [`MAX_GAP_REASON_BYTES`] bytes on a character boundary.
-pub fn bounded_gap_reason(mut reason: String) -> String {
-    if reason.len() > MAX_GAP_REASON_BYTES {
-        let mut end = MAX_GAP_REASON_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
+pub fn bounded_gap_reason(reason: String) -> String {
+    crate::facility::bounded_text(reason, MAX_GAP_REASON_BYTES)
 }
 
 /// What one device achieved in a phase.

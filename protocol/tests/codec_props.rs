@@ -147,6 +147,7 @@ fn hello() -> impl Strategy<Value = Hello> {
         text(),
         any::<u64>(),
         option::of(data_plane_addr()),
+        prop_oneof![Just(ProbeRole::Node), Just(ProbeRole::Facility)],
     )
         .prop_map(
             |(
@@ -158,6 +159,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 hallmark_version,
                 instance_id,
                 data_plane,
+                role,
             )| {
                 Hello {
                     protocol_version,
@@ -168,6 +170,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                     hallmark_version,
                     instance_id,
                     data_plane,
+                    role,
                 }
             },
         )
@@ -551,7 +554,64 @@ fn probe_message() -> impl Strategy<Value = ProbeMessage> {
                 phase_id,
                 nccl_unique_id
             }),
+        facility_batch().prop_map(ProbeMessage::Facility),
     ]
+}
+
+fn facility_subject() -> impl Strategy<Value = FacilitySubject> {
+    prop_oneof![
+        Just(FacilitySubject::Hall),
+        text().prop_map(FacilitySubject::Row),
+        text().prop_map(FacilitySubject::Rack),
+        text().prop_map(FacilitySubject::Node),
+    ]
+}
+
+fn facility_reading() -> impl Strategy<Value = FacilityReading> {
+    (
+        (
+            text(),
+            prop_oneof![
+                Just(SourceKind::Pdu),
+                Just(SourceKind::Cdu),
+                Just(SourceKind::Chassis)
+            ],
+            facility_subject(),
+            text(),
+            (0usize..FacilityQuantity::ALL.len()).prop_map(|i| FacilityQuantity::ALL[i]),
+            text(),
+        ),
+        (
+            any::<i64>(),
+            option::of(f64_any()),
+            option::of(any::<i64>()),
+            option::of(any::<u32>()),
+            option::of(text()),
+        ),
+    )
+        .prop_map(
+            |(
+                (source, kind, subject, point, quantity, uri),
+                (t_ns, value, device_time_ns, latency_us, note),
+            )| FacilityReading {
+                source,
+                kind,
+                subject,
+                point,
+                quantity,
+                uri,
+                t_ns,
+                value,
+                device_time_ns,
+                latency_us,
+                note,
+            },
+        )
+}
+
+fn facility_batch() -> impl Strategy<Value = FacilityBatch> {
+    (any::<u64>(), vec(facility_reading(), 0..4))
+        .prop_map(|(seq, readings)| FacilityBatch { seq, readings })
 }
 
 fn coordinator_message() -> impl Strategy<Value = CoordinatorMessage> {
@@ -1131,6 +1191,7 @@ struct RawHello {
     hallmark_version: String,
     instance_id: u64,
     data_plane: Option<DataPlaneAddr>,
+    role: ProbeRole,
 }
 
 fn raw_hello(h: &Hello, node_id: String) -> Vec<u8> {
@@ -1143,6 +1204,7 @@ fn raw_hello(h: &Hello, node_id: String) -> Vec<u8> {
         hallmark_version: h.hallmark_version.clone(),
         instance_id: h.instance_id,
         data_plane: h.data_plane,
+        role: h.role,
     }))
     .unwrap()
 }
@@ -1178,6 +1240,7 @@ fn probe_variant(m: &ProbeMessage) -> usize {
         ProbeMessage::PhaseReport(_) => 4,
         ProbeMessage::Error(_) => 5,
         ProbeMessage::FabricPrepared { .. } => 6,
+        ProbeMessage::Facility(_) => 7,
     }
 }
 
@@ -1229,7 +1292,7 @@ fn strategies_generate_every_variant() {
             &coordinator.new_tree(&mut runner).unwrap().current(),
         ));
     }
-    assert_eq!(seen_probe, (0..7).collect());
+    assert_eq!(seen_probe, (0..8).collect());
     let want: std::collections::BTreeSet<usize> = (0..9).chain(10..16).chain(20..25).collect();
     assert_eq!(seen_coordinator, want);
 }

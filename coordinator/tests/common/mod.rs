@@ -49,6 +49,7 @@ pub fn hello(id: &str, rack: &str, devices: u16) -> Hello {
         hallmark_version: "0".into(),
         instance_id: 1,
         data_plane: None,
+        role: hallmark_protocol::ProbeRole::Node,
     }
 }
 
