@@ -117,7 +117,7 @@ impl FacilityQuantity {
 
 /// The part of the hall a reading is about, as `facility.toml` assigns its source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "scope", content = "name", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Subject {
     Hall,
     Row(String),
