@@ -77,7 +77,7 @@ fn every_field() -> Vec<FacilityReading> {
         .iter()
         .enumerate()
         .map(|(i, &quantity)| {
-            let given = i % 2 == 0;
+            let given = i.is_multiple_of(2);
             FacilityReading {
                 source: format!("src-{i}"),
                 kind: kinds[i % kinds.len()],
@@ -422,5 +422,128 @@ fn a_version_6_store_upgrades_to_7_keeping_its_data() {
             summary,
             "facility readings change nothing of the run's summary"
         );
+    }
+}
+
+#[test]
+fn a_text_with_a_nul_character_is_refused_by_name_on_both_backends() {
+    for mut t in stores("facility-nul") {
+        eprintln!("on {}", t.backend);
+        let run = t.store.create_run(&new_run()).unwrap();
+        let c = node("facility-1");
+        let ok = batch(0, vec![reading("pdu-1", T0, Some(1.0))]);
+        let mut bad = reading("pdu-2", T0, None);
+        bad.note = Some("HTTP\0 500".into());
+        let bad = batch(1, vec![reading("pdu-1", T0, Some(2.0)), bad]);
+        let err = t
+            .store
+            .insert_facility_batches(&run, &[(&c, &ok, T0), (&c, &bad, T0)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        let text = err.to_string();
+        for part in ["reading #1", "batch 1", "facility-1", "note", "NUL"] {
+            assert!(text.contains(part), "{part:?} missing from: {text}");
+        }
+        assert_eq!(t.store.facility_readings(run.as_str()).unwrap(), []);
+    }
+}
+
+/// Makes the database refuse a reading whose source is `poison`, as a failing write would.
+fn poison(t: &TestStore) {
+    let mut db = raw(t);
+    let sql = match t.pg() {
+        Some(_) => {
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.source = 'poison' THEN RAISE EXCEPTION 'poisoned reading'; END IF; \
+               RETURN NEW; END $$; \
+             CREATE TRIGGER poison BEFORE INSERT ON facility_readings \
+               FOR EACH ROW EXECUTE FUNCTION poison();"
+        }
+        None => {
+            "CREATE TRIGGER poison BEFORE INSERT ON facility_readings \
+               WHEN NEW.source = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned reading'); END;"
+        }
+    };
+    db.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn a_call_the_database_refuses_half_way_stores_nothing() {
+    for mut t in stores("facility-rollback") {
+        eprintln!("on {}", t.backend);
+        let run = t.store.create_run(&new_run()).unwrap();
+        poison(&t);
+        let c = node("facility-1");
+        let ok = batch(0, vec![reading("pdu-1", T0, Some(1.0))]);
+        let bad = batch(
+            1,
+            vec![
+                reading("pdu-1", T0 + MS, Some(2.0)),
+                reading("poison", T0 + MS, Some(3.0)),
+            ],
+        );
+        let err = t
+            .store
+            .insert_facility_batches(&run, &[(&c, &ok, T0), (&c, &bad, T0)])
+            .unwrap_err();
+        // The whole chain: PostgreSQL's message is in the source of its `db error`.
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert!(text.contains("poisoned reading"), "{text}");
+        assert!(text.contains("storing facility readings"), "{text}");
+        assert_eq!(t.store.facility_readings(run.as_str()).unwrap(), []);
+        // Neither batch row stayed: both are new when they come again without the poison.
+        let cured = batch(1, vec![reading("pdu-1", T0 + MS, Some(2.0))]);
+        let done = t
+            .store
+            .insert_facility_batches(&run, &[(&c, &ok, T0), (&c, &cured, T0)])
+            .unwrap();
+        assert_eq!(new_flags(&done), [(true, 1), (true, 1)]);
+    }
+}
+
+#[test]
+fn full_batches_round_trip_in_one_call() {
+    use hallmark_protocol::facility::MAX_FACILITY_READINGS;
+    for mut t in stores("facility-full") {
+        eprintln!("on {}", t.backend);
+        let run = t.store.create_run(&new_run()).unwrap();
+        let (a, b) = (node("facility-a"), node("facility-b"));
+        let full = |seq: u64, offset: i64| {
+            let readings = (0..MAX_FACILITY_READINGS)
+                .map(|i| {
+                    let mut r = reading(&format!("pdu-{i}"), T0 + 2 * i as i64 + offset, None);
+                    r.value = (!i.is_multiple_of(7)).then_some(i as f64 * 0.5);
+                    r
+                })
+                .collect();
+            batch(seq, readings)
+        };
+        let (a0, b0) = (full(0, 0), full(0, 1));
+        let done = t
+            .store
+            .insert_facility_batches(&run, &[(&a, &a0, T0), (&b, &b0, T0)])
+            .unwrap();
+        let n = MAX_FACILITY_READINGS;
+        assert_eq!(new_flags(&done), [(true, n), (true, n)]);
+        let got = t.store.facility_readings(run.as_str()).unwrap();
+        assert_eq!(got.len(), 2 * n);
+        // Interleaved in time: a's reading i, then b's.
+        let want: Vec<_> = a0
+            .readings
+            .iter()
+            .zip(&b0.readings)
+            .flat_map(|(x, y)| {
+                [
+                    stored("facility-a", 0, x.clone()),
+                    stored("facility-b", 0, y.clone()),
+                ]
+            })
+            .collect();
+        assert!(got == want, "the readings differ from those sent");
     }
 }
