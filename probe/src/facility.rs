@@ -11,8 +11,12 @@
 //!   bounded the same way, so that a collector never waits on the control stream.
 //! * [`NoDevices`] — the backend of a collector: it loads and measures nothing.
 
-use hallmark_protocol::facility::MAX_FACILITY_READINGS;
-use hallmark_protocol::{ClockEstimate, DeviceInfo, FacilityBatch, FacilityReading};
+use hallmark_protocol::facility::{
+    bounded_text, MAX_FACILITY_NOTE_BYTES, MAX_FACILITY_READINGS, MAX_FACILITY_TEXT_BYTES,
+};
+use hallmark_protocol::{
+    ClockEstimate, DeviceInfo, FacilityBatch, FacilityReading, FacilitySubject,
+};
 use hallmark_workloads::backend::{Backend, BackendError, NodeReading};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -59,10 +63,7 @@ impl FacilityFeed {
             let readings: Vec<FacilityReading> = self
                 .pending
                 .drain(..n)
-                .map(|mut r| {
-                    r.t_ns = r.t_ns.saturating_sub(clock.offset_ns);
-                    r
-                })
+                .map(|r| within_bounds(r, clock.offset_ns))
                 .collect();
             let batch = FacilityBatch {
                 seq: self.next_seq,
@@ -106,6 +107,34 @@ impl FacilityFeed {
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
+}
+
+/// `r` on the coordinator's clock (the probe's clock minus `offset_ns`), with its texts within
+/// what the coordinator takes: cut to the protocol's lengths on a character boundary, a NUL
+/// (which no store holds) replaced, so that one odd answer of a device never spoils a batch.
+fn within_bounds(mut r: FacilityReading, offset_ns: i64) -> FacilityReading {
+    r.t_ns = r.t_ns.saturating_sub(offset_ns);
+    let fit = |s: &mut String, max: usize| {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{fffd}");
+        }
+        if s.len() > max {
+            *s = bounded_text(std::mem::take(s), max);
+        }
+    };
+    fit(&mut r.source, MAX_FACILITY_TEXT_BYTES);
+    fit(&mut r.point, MAX_FACILITY_TEXT_BYTES);
+    fit(&mut r.uri, MAX_FACILITY_TEXT_BYTES);
+    match &mut r.subject {
+        FacilitySubject::Hall => {}
+        FacilitySubject::Row(n) | FacilitySubject::Rack(n) | FacilitySubject::Node(n) => {
+            fit(n, MAX_FACILITY_TEXT_BYTES)
+        }
+    }
+    if let Some(note) = r.note.as_mut() {
+        fit(note, MAX_FACILITY_NOTE_BYTES);
+    }
+    r
 }
 
 /// Where the collector task leaves readings for the probe's loop: bounded, never blocking.
@@ -190,7 +219,7 @@ impl Backend for NoDevices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hallmark_protocol::{FacilityQuantity, FacilitySubject, SourceKind};
+    use hallmark_protocol::{FacilityQuantity, SourceKind};
 
     fn reading(t_ns: i64, value: f64) -> FacilityReading {
         FacilityReading {
@@ -300,6 +329,22 @@ mod tests {
         assert_eq!(held.len(), MAX_PENDING_READINGS);
         assert_eq!(dropped, 1);
         assert_eq!(inbox.take(), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn texts_are_cut_to_the_protocols_bounds_and_nul_is_replaced() {
+        let mut feed = FacilityFeed::default();
+        let mut r = reading(0, 1.0);
+        r.uri = "é".repeat(MAX_FACILITY_TEXT_BYTES);
+        r.note = Some(format!("bad\0{}", "x".repeat(400)));
+        r.subject = FacilitySubject::Rack("r\0".into());
+        feed.push(vec![r]);
+        let b = feed.cut(Some(&clock(0)));
+        let r = &b[0].readings[0];
+        assert_eq!(r.uri.len(), MAX_FACILITY_TEXT_BYTES);
+        let note = r.note.as_deref().unwrap();
+        assert!(note.len() <= MAX_FACILITY_NOTE_BYTES && note.starts_with("bad\u{fffd}x"));
+        assert_eq!(r.subject, FacilitySubject::Rack("r\u{fffd}".into()));
     }
 
     #[test]
