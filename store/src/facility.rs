@@ -293,3 +293,34 @@ impl RawReading {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite reads a run's readings through `facility_readings_by_time`, already in order.
+    #[test]
+    fn a_runs_readings_are_read_through_the_time_index_without_sorting() {
+        let dir =
+            std::env::temp_dir().join(format!("hallmark-facility-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let conn = store.db.sqlite().expect("a SQLite store");
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {SELECT_READINGS}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(["run"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(stmt);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH") && plan[0].contains("facility_readings_by_time"),
+            "{plan:?}"
+        );
+    }
+}

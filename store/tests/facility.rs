@@ -1,7 +1,8 @@
 //! Facility readings (schema 7) on both backends: every field round-trips (absent ones too), a
 //! replayed batch is skipped, a value that is not a finite number is stored as absent with a note,
-//! readings come back in time order, an unknown run or a name this build does not know is refused
-//! by name, and a version 6 store upgrades to 7 keeping its data.
+//! readings come back in time order, and an unknown run, a text the store cannot hold or a call the
+//! database refuses half-way stores nothing. The tables themselves, names a newer hallmark wrote
+//! and the upgrade from version 6 are in `facility_schema.rs`.
 
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
@@ -9,13 +10,11 @@ mod run;
 use hallmark_protocol::facility::{
     FacilityBatch, FacilityQuantity, FacilityReading, SourceKind, Subject,
 };
-use hallmark_results::StoreExt;
-use hallmark_store::db::{Db, Value};
+use hallmark_store::db::Db;
 use hallmark_store::location::Location;
 use hallmark_store::testing::stores::{stores, TestStore};
 use hallmark_store::{
-    Inserted, RunId, Store, StoreError, StoredFacilityReading, DB_FILE, FACILITY_NOT_FINITE,
-    SCHEMA_VERSION,
+    Inserted, RunId, StoreError, StoredFacilityReading, DB_FILE, FACILITY_NOT_FINITE,
 };
 use run::{new_run, node, MS, T0};
 
@@ -333,95 +332,6 @@ fn an_unknown_run_or_a_seq_the_store_cannot_hold_stores_nothing() {
             .insert_facility_batches(&run, &[(&c, &ok, T0)])
             .unwrap();
         assert_eq!(new_flags(&done), [(true, 1)]);
-    }
-}
-
-/// Stores one reading, then rewrites `column` of it to `name` as a newer hallmark might have.
-fn with_unknown_name(t: &mut TestStore, column: &str, name: &str) -> RunId {
-    let run = t.store.create_run(&new_run()).unwrap();
-    let c = node("facility-1");
-    let b = batch(3, vec![reading("pdu-1", T0, Some(1.0))]);
-    t.store
-        .insert_facility_batches(&run, &[(&c, &b, T0)])
-        .unwrap();
-    let changed = raw(t)
-        .execute(
-            &format!("UPDATE facility_readings SET {column} = ?1 WHERE run_id = ?2"),
-            &[Value::from(name), Value::from(run.as_str())],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-    run
-}
-
-#[test]
-fn a_name_this_build_does_not_know_is_refused_by_name() {
-    for mut t in stores("facility-unknown-name") {
-        eprintln!("on {}", t.backend);
-        for (column, name) in [
-            ("kind", "ups"),
-            ("quantity", "humidity_pct"),
-            ("scope", "pod"),
-        ] {
-            let run = with_unknown_name(&mut t, column, name);
-            let err = t.store.facility_readings(run.as_str()).unwrap_err();
-            let text = err.to_string();
-            assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-            for part in [run.as_str(), name, "newer hallmark", column] {
-                assert!(text.contains(part), "{part:?} missing from: {text}");
-            }
-        }
-    }
-}
-
-/// Makes the test store a version 6 store: version 7 only added the facility tables.
-fn downgrade_to_6(t: &TestStore) {
-    let mut db = raw(t);
-    db.execute_batch("DROP TABLE facility_readings; DROP TABLE facility_batches;")
-        .unwrap();
-    match t.pg() {
-        Some(_) => db
-            .execute_batch("UPDATE hallmark_meta SET value = '6' WHERE key = 'schema_version'")
-            .unwrap(),
-        None => db.execute_batch("PRAGMA user_version = 6").unwrap(),
-    }
-}
-
-#[test]
-fn a_version_6_store_upgrades_to_7_keeping_its_data() {
-    assert_eq!(SCHEMA_VERSION, 7);
-    for mut t in stores("facility-upgrade") {
-        eprintln!("on {}", t.backend);
-        let id = run::build(&mut t.store);
-        let summary = serde_json::to_value(t.store.run_summary(id.as_str()).unwrap()).unwrap();
-        let gaps = t.store.gaps(id.as_str()).unwrap();
-        assert!(!gaps.is_empty(), "the built run has a gap to keep");
-        downgrade_to_6(&t);
-
-        let err = Store::open_location_read_only(&t.location).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("version 6") && text.contains("open it once for writing"),
-            "{text}"
-        );
-        let mut store = t.reopen();
-        assert_eq!(
-            serde_json::to_value(store.run_summary(id.as_str()).unwrap()).unwrap(),
-            summary
-        );
-        assert_eq!(store.gaps(id.as_str()).unwrap(), gaps);
-        assert_eq!(store.facility_readings(id.as_str()).unwrap(), []);
-        let c = node("facility-1");
-        let b = batch(0, vec![reading("pdu-1", T0, Some(1.5))]);
-        let done = store.insert_facility_batches(&id, &[(&c, &b, T0)]).unwrap();
-        assert_eq!(new_flags(&done), [(true, 1)]);
-        let read = t.reopen_read_only();
-        assert_eq!(read.facility_readings(id.as_str()).unwrap().len(), 1);
-        assert_eq!(
-            serde_json::to_value(read.run_summary(id.as_str()).unwrap()).unwrap(),
-            summary,
-            "facility readings change nothing of the run's summary"
-        );
     }
 }
 
