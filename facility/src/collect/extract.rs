@@ -287,52 +287,7 @@ pub fn extract(
         }
         Role::Connector { point } => {
             let c: model::CoolantConnector = parse(body, "CoolantConnector")?;
-            let essential: [(Q, &str, Option<&Excerpt>); 4] = [
-                (
-                    Q::SupplyTempC,
-                    "SupplyTemperatureCelsius",
-                    c.supply_temperature_celsius.as_ref(),
-                ),
-                (
-                    Q::ReturnTempC,
-                    "ReturnTemperatureCelsius",
-                    c.return_temperature_celsius.as_ref(),
-                ),
-                (
-                    Q::FlowLpm,
-                    "FlowLitersPerMinute",
-                    c.flow_liters_per_minute.as_ref(),
-                ),
-                (
-                    Q::HeatRemovedKw,
-                    "HeatRemovedkW",
-                    c.heat_removed_kw.as_ref(),
-                ),
-            ];
-            for (q, p, e) in essential {
-                out.push(reading(src, resource, point, q, p, e, stamp));
-            }
-            // Reported only where the service has them.
-            let optional: [(Q, &str, Option<&Excerpt>); 3] = [
-                (
-                    Q::DeltaTK,
-                    "DeltaTemperatureCelsius",
-                    c.delta_temperature_celsius.as_ref(),
-                ),
-                (
-                    Q::SupplyPressureKpa,
-                    "SupplyPressurekPa",
-                    c.supply_pressure_kpa.as_ref(),
-                ),
-                (
-                    Q::ReturnPressureKpa,
-                    "ReturnPressurekPa",
-                    c.return_pressure_kpa.as_ref(),
-                ),
-            ];
-            for (q, p, e) in optional.into_iter().filter(|(_, _, e)| e.is_some()) {
-                out.push(reading(src, resource, point, q, p, e, stamp));
-            }
+            connector(src, resource, point, &c, stamp, &mut out);
         }
         Role::EnvMetrics => {
             let m: model::EnvironmentMetrics = parse(body, "EnvironmentMetrics")?;
@@ -360,6 +315,64 @@ pub fn extract(
         }
     }
     Ok(out)
+}
+
+/// A coolant connector's readings: supply and return temperature, flow and heat removed always
+/// (absent when not reported), ΔT and pressures where the service reports them.
+fn connector(
+    src: &SourceMeta,
+    resource: &str,
+    point: &str,
+    c: &model::CoolantConnector,
+    stamp: Stamp,
+    out: &mut Vec<Extracted>,
+) {
+    let essential: [(Q, &str, Option<&Excerpt>); 4] = [
+        (
+            Q::SupplyTempC,
+            "SupplyTemperatureCelsius",
+            c.supply_temperature_celsius.as_ref(),
+        ),
+        (
+            Q::ReturnTempC,
+            "ReturnTemperatureCelsius",
+            c.return_temperature_celsius.as_ref(),
+        ),
+        (
+            Q::FlowLpm,
+            "FlowLitersPerMinute",
+            c.flow_liters_per_minute.as_ref(),
+        ),
+        (
+            Q::HeatRemovedKw,
+            "HeatRemovedkW",
+            c.heat_removed_kw.as_ref(),
+        ),
+    ];
+    for (q, p, e) in essential {
+        out.push(reading(src, resource, point, q, p, e, stamp));
+    }
+    // Reported only where the service has them.
+    let optional: [(Q, &str, Option<&Excerpt>); 3] = [
+        (
+            Q::DeltaTK,
+            "DeltaTemperatureCelsius",
+            c.delta_temperature_celsius.as_ref(),
+        ),
+        (
+            Q::SupplyPressureKpa,
+            "SupplyPressurekPa",
+            c.supply_pressure_kpa.as_ref(),
+        ),
+        (
+            Q::ReturnPressureKpa,
+            "ReturnPressurekPa",
+            c.return_pressure_kpa.as_ref(),
+        ),
+    ];
+    for (q, p, e) in optional.into_iter().filter(|(_, _, e)| e.is_some()) {
+        out.push(reading(src, resource, point, q, p, e, stamp));
+    }
 }
 
 /// Sets the device's reading time from the Sensor `info` read for `r`, refuses the reading when

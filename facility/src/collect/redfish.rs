@@ -26,6 +26,15 @@ pub const MAX_SENSORS_PER_POLL: usize = 16;
 /// Resources read at most to find what a source's polls read.
 const MAX_DISCOVERY_REQUESTS: usize = 2 + 3 * extract::MAX_MEMBERS;
 
+/// What reading a source's targets gave.
+struct Read {
+    readings: Vec<FacilityReading>,
+    /// (index into `readings`, the Sensor's URL).
+    sensors: Vec<(usize, String)>,
+    first_error: Option<FacilityError>,
+    read_any: bool,
+}
+
 struct Source {
     meta: SourceMeta,
     resource: Url,
@@ -257,59 +266,12 @@ impl RedfishLane {
                 }
             },
         };
-        let resource = self.sources[i].resource.clone();
-        let mut readings: Vec<FacilityReading> = Vec::new();
-        let mut sensors: Vec<(usize, String)> = Vec::new();
-        let mut first_error: Option<FacilityError> = None;
-        let mut read_any = false;
-        for t in &plan {
-            let url = match resource.join(&t.path) {
-                Ok(u) => u,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
-            let (body, stamp) = self.get(&url, timeout, clock).await;
-            let got = body.and_then(|b| {
-                extract::extract(&meta, &t.role, &url.to_string(), &b, stamp).map_err(|d| {
-                    FacilityError::Malformed {
-                        uri: url.to_string(),
-                        what: "facility resource",
-                        detail: d,
-                    }
-                })
-            });
-            match got {
-                Ok(ex) => {
-                    read_any = true;
-                    for x in ex {
-                        if let Some(s) = x
-                            .sensor
-                            .and_then(|s| url.join(&s).ok())
-                            .filter(|s| s.same_origin(&url))
-                        {
-                            sensors.push((readings.len(), s.to_string()));
-                        }
-                        readings.push(x.reading);
-                    }
-                }
-                Err(e) => {
-                    readings.extend(target_failed(
-                        &meta,
-                        &t.role,
-                        &url.to_string(),
-                        &short(&e),
-                        stamp,
-                    ));
-                    let ends = e.ends_walk();
-                    first_error.get_or_insert(e);
-                    if ends {
-                        break;
-                    }
-                }
-            }
-        }
+        let Read {
+            mut readings,
+            sensors,
+            first_error,
+            read_any,
+        } = self.read_targets(i, &plan, &meta, clock).await;
         let sensing_s = self.read_sensors(i, &mut readings, &sensors, clock).await;
         if meta.kind == SourceKind::Cdu {
             let now = clock();
@@ -345,6 +307,76 @@ impl RedfishLane {
             failure: first_error.map(|e| e.to_string()),
             reachable: read_any,
             sensing_s,
+        }
+    }
+
+    /// GETs every target of source `i`'s plan and extracts its readings; a failed target gives
+    /// its readings absent, and an error that ends the walk (unreachable, TLS, 401) ends the poll.
+    async fn read_targets(
+        &mut self,
+        i: usize,
+        plan: &[Target],
+        meta: &SourceMeta,
+        clock: &Clock,
+    ) -> Read {
+        let resource = self.sources[i].resource.clone();
+        let mut readings: Vec<FacilityReading> = Vec::new();
+        let mut sensors: Vec<(usize, String)> = Vec::new();
+        let mut first_error: Option<FacilityError> = None;
+        let mut read_any = false;
+        for t in plan {
+            let url = match resource.join(&t.path) {
+                Ok(u) => u,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let (body, stamp) = self.get(&url, self.sources[i].timeout, clock).await;
+            let got = body.and_then(|b| {
+                extract::extract(meta, &t.role, &url.to_string(), &b, stamp).map_err(|d| {
+                    FacilityError::Malformed {
+                        uri: url.to_string(),
+                        what: "facility resource",
+                        detail: d,
+                    }
+                })
+            });
+            match got {
+                Ok(ex) => {
+                    read_any = true;
+                    for x in ex {
+                        if let Some(s) = x
+                            .sensor
+                            .and_then(|s| url.join(&s).ok())
+                            .filter(|s| s.same_origin(&url))
+                        {
+                            sensors.push((readings.len(), s.to_string()));
+                        }
+                        readings.push(x.reading);
+                    }
+                }
+                Err(e) => {
+                    readings.extend(target_failed(
+                        meta,
+                        &t.role,
+                        &url.to_string(),
+                        &short(&e),
+                        stamp,
+                    ));
+                    let ends = e.ends_walk();
+                    first_error.get_or_insert(e);
+                    if ends {
+                        break;
+                    }
+                }
+            }
+        }
+        Read {
+            readings,
+            sensors,
+            first_error,
+            read_any,
         }
     }
 
