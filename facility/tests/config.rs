@@ -458,3 +458,32 @@ fn bad_snmp_input_is_refused_where_it_is() {
         &["already used on line 2"],
     );
 }
+
+#[test]
+fn the_example_file_is_valid() {
+    let example = include_str!("../../examples/facility.toml");
+    let (ca, _, _) = common::certificates("example CA");
+    let ca_path = common::temp_file("facility-ca.pem", &ca);
+    let dir = ca_path.parent().unwrap();
+    std::fs::write(dir.join("snmp-priv.pw"), "priv-pass-phrase\n").unwrap();
+    let env = |k: &str| match k {
+        "HALLMARK_FACILITY_PASSWORD" | "HALLMARK_SNMP_COMMUNITY" | "HALLMARK_SNMP_AUTH" => {
+            Some(format!("{k}-value"))
+        }
+        _ => None,
+    };
+    let c = FacilityConfig::parse(example, "facility.toml", dir, &env).unwrap();
+    assert_eq!(c.sources.len(), 5);
+    let SourceConfig::Redfish(bmc) = &c.sources[2] else {
+        panic!()
+    };
+    assert!(
+        matches!(bmc.trust, Some(Trust::Insecure)),
+        "a source's insecure replaces the default ca"
+    );
+    let SourceConfig::Redfish(pdu) = &c.sources[0] else {
+        panic!()
+    };
+    assert!(matches!(&pdu.trust, Some(Trust::CaFile(p)) if *p == ca_path));
+    assert!(matches!(&pdu.auth, Auth::Session(c) if c.user == "hallmark-ro"));
+}

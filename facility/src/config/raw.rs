@@ -30,17 +30,19 @@ pub(super) struct RawSettings {
 }
 
 impl RawSettings {
-    /// These settings, each missing one taken from `defaults`. The password is taken as a whole:
-    /// a source giving `password_env` does not inherit the default `password_file`.
+    /// These settings, each missing one taken from `defaults`. The password and the trust are
+    /// taken as a whole: a source giving `password_env` does not inherit the default
+    /// `password_file`, nor one giving `insecure` the default `ca` (or the other way round).
     pub fn over(self, defaults: &RawSettings) -> RawSettings {
         let own_password = self.password_env.is_some() || self.password_file.is_some();
+        let own_trust = self.ca.is_some() || self.insecure.is_some();
         let d = defaults.clone();
         RawSettings {
             interval_s: self.interval_s.or(d.interval_s),
             timeout_s: self.timeout_s.or(d.timeout_s),
             max_reading_age_s: self.max_reading_age_s.or(d.max_reading_age_s),
-            ca: self.ca.or(d.ca),
-            insecure: self.insecure.or(d.insecure),
+            ca: if own_trust { self.ca } else { d.ca },
+            insecure: if own_trust { self.insecure } else { d.insecure },
             username: self.username.or(d.username),
             password_env: if own_password {
                 self.password_env
