@@ -30,7 +30,15 @@ const CHASSIS: &str = "/redfish/v1/Chassis/1U";
 
 /// Runs a collector of `toml` for `run_for` (bounded) and returns every reading and its stats.
 async fn collect(toml: &str, run_for: Duration) -> (Vec<FacilityReading>, CollectorStats) {
-    let config = FacilityConfig::parse(toml, "facility.toml", Path::new("."), &|_| None).unwrap();
+    collect_env(toml, run_for, &|_| None).await
+}
+
+async fn collect_env(
+    toml: &str,
+    run_for: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<FacilityReading>, CollectorStats) {
+    let config = FacilityConfig::parse(toml, "facility.toml", Path::new("."), env).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let reader = tokio::spawn(async move {
         let mut all = Vec::new();
@@ -377,6 +385,65 @@ async fn a_missing_part_is_absent_with_a_note_and_found_again() {
     assert!(
         server.count("GET", PDU) >= 2,
         "what to read is found again after a failed part"
+    );
+}
+
+#[tokio::test]
+async fn sources_of_one_service_share_one_session_deleted_at_the_end() {
+    let mut routes = facility();
+    routes.insert(
+        "POST /redfish/v1/SessionService/Sessions".into(),
+        Reply::Status {
+            status: 201,
+            headers: vec![
+                ("x-auth-token".into(), "tok-123".into()),
+                (
+                    "location".into(),
+                    "/redfish/v1/SessionService/Sessions/7".into(),
+                ),
+            ],
+            body: "{}".into(),
+        },
+    );
+    routes.insert(
+        "DELETE /redfish/v1/SessionService/Sessions/7".into(),
+        Reply::Status {
+            status: 204,
+            headers: vec![],
+            body: String::new(),
+        },
+    );
+    let server = serve(routes).await;
+    let url = server.url();
+    let login = "username = \"ops\"\npassword_env = \"PW\"\nsession = true";
+    let toml = format!(
+        "[defaults]\n{login}\ninterval_s = 0.25\n{}{}",
+        source("pdu-r1", &url, PDU, "rack = \"r1\"", ""),
+        source("n1", &url, CHASSIS, "node = \"n1\"", "")
+    );
+    let env = |k: &str| (k == "PW").then(|| "pw-secret".to_string());
+    let (all, _) = collect_env(&toml, Duration::from_millis(1000), &env).await;
+    assert_eq!(last(&all, "pdu-r1", "", Q::PowerW).value, Some(6438.0));
+    assert_eq!(last(&all, "n1", "", Q::PowerW).value, Some(374.0));
+    assert_eq!(
+        server.count("POST", "/redfish/v1/SessionService/Sessions"),
+        1,
+        "one login for the origin"
+    );
+    assert_eq!(
+        server.count("DELETE", "/redfish/v1/SessionService/Sessions/7"),
+        1,
+        "deleted when the collector stops"
+    );
+    let seen = server.seen.lock().unwrap();
+    let gets: Vec<_> = seen.iter().filter(|s| s.method == "GET").collect();
+    assert!(
+        gets.len() > 4 && gets.iter().all(|s| s.token.as_deref() == Some("tok-123")),
+        "{gets:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.authorization.is_none()),
+        "no basic auth beside the session"
     );
 }
 

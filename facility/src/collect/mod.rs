@@ -218,9 +218,15 @@ impl Collector {
                 _ = tokio::time::sleep(Duration::from_nanos(sleep_ns as u64)) => {}
             }
         }
+        // Lanes end after their poll in hand, then close their sessions; all within one bound.
         drop(jobs);
+        drop(done_rx);
+        let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
+        for t in &mut tasks {
+            let _ = tokio::time::timeout_at(deadline, t).await;
+        }
         for t in tasks {
-            let _ = tokio::time::timeout(CLOSE_BOUND, t).await;
+            t.abort();
         }
         stats
     }
