@@ -7,13 +7,18 @@
 //! service (`walk`, a sans-IO state machine; [`discover`] is its async shell) that gives an
 //! [`Inventory`] with findings (`assemble`, `finding`). `hallmark facility discover` prints it.
 //!
-//! Not built yet (docs/FACILITY.md): the collector on the run's clock, storage of readings, spec
-//! criteria on facility quantities, SNMP PDUs and the simulated hall's facility. This crate
-//! depends on no other hallmark crate; the store will not be needed here either.
+//! The collector (`collect`) reads a `facility.toml` (`config`) and polls each source at its own
+//! rate (a sans-IO schedule), turning each poll into flat `FacilityReading`s of the protocol crate
+//! stamped on the caller's clock; `run_collector` is its async shell.
+//!
+//! Not built here (docs/FACILITY.md): storage of readings, spec criteria on facility quantities.
+//! This crate depends only on the protocol crate, for the reading type; never on the store.
 
 pub mod assemble;
 pub mod auth;
 pub mod client;
+pub mod collect;
+pub mod config;
 pub mod error;
 pub mod finding;
 pub mod heat;
@@ -26,6 +31,8 @@ pub mod walk;
 
 pub use auth::{Auth, Credentials, Secret};
 pub use client::{ClientOptions, RedfishClient};
+pub use collect::{run_collector, Collector, CollectorStats, Lane, PollResult};
+pub use config::{ConfigError, FacilityConfig, SourceConfig};
 pub use error::FacilityError;
 pub use finding::{Finding, FindingKind};
 pub use inventory::Inventory;
