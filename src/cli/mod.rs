@@ -15,6 +15,7 @@ mod execute;
 mod facility;
 mod local;
 mod probe;
+mod probe_facility;
 mod progress;
 mod results;
 mod run;
