@@ -6,9 +6,11 @@
 //! Sensor metadata (`reading`), the heat arithmetic of coolant loops (`heat`), and the walk of a
 //! service (`walk`, a sans-IO state machine; [`discover`] is its async shell) that gives an
 //! [`Inventory`] with findings (`assemble`, `finding`). `hallmark facility discover` prints it.
+//! `serve` is the other end: a Redfish service of rack PDUs and CDUs on loopback, driven by a
+//! [`serve::MeterBoard`] (the simulated hall's facility).
 //!
 //! Not built yet (docs/FACILITY.md): the collector on the run's clock, storage of readings, spec
-//! criteria on facility quantities, SNMP PDUs and the simulated hall's facility. This crate
+//! criteria on facility quantities and SNMP PDUs. This crate
 //! depends on no other hallmark crate; the store will not be needed here either.
 
 pub mod assemble;
@@ -20,6 +22,7 @@ pub mod heat;
 pub mod inventory;
 pub mod model;
 pub mod reading;
+pub mod serve;
 pub mod tls;
 pub mod url;
 pub mod walk;
