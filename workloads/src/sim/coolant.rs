@@ -19,7 +19,7 @@
 //!   `cdu_low_flow` fault's fraction), return = supply + captured / (ρ·c_p·flow), heat removed =
 //!   ρ·c_p·flow·(return − supply) = the captured heat (what the CDU's heat meter measures);
 //! * primary (facility water) side: supply = setpoint − 5 K (the heat exchanger's approach), flow
-//!   sized as the secondary's nominal flow, heat = what the heat exchanger passes on. The loop's
+//!   sized as the default secondary flow, heat = what the heat exchanger passes on. The loop's
 //!   supply model is an energy balance `C·dT_supply/dt = captured − passed on` with the thermal mass
 //!   `C = capture·lag/rise` (kJ/K), so the heat passed on is
 //!   `capture·(min(Q, capacity) + (T_supply − setpoint)/rise)`: the captured heat in steady state,
