@@ -6,6 +6,8 @@
 //! Sensor metadata (`reading`), the heat arithmetic of coolant loops (`heat`), and the walk of a
 //! service (`walk`, a sans-IO state machine; [`discover`] is its async shell) that gives an
 //! [`Inventory`] with findings (`assemble`, `finding`). `hallmark facility discover` prints it.
+//! `serve` is the other end: a Redfish service of rack PDUs and CDUs on loopback, driven by a
+//! [`serve::MeterBoard`] (the simulated hall's facility).
 //!
 //! The collector (`collect`) reads a `facility.toml` (`config`) and polls each source at its own
 //! rate (a sans-IO schedule), turning each poll into flat `FacilityReading`s of the protocol crate
@@ -25,6 +27,7 @@ pub mod heat;
 pub mod inventory;
 pub mod model;
 pub mod reading;
+pub mod serve;
 pub mod tls;
 pub mod url;
 pub mod walk;

@@ -21,6 +21,7 @@ mod results;
 mod run;
 mod runs;
 mod runs_starts;
+mod sim_facility;
 mod simulate;
 
 #[cfg(test)]
