@@ -6,10 +6,12 @@
 //! Sensor metadata (`reading`), the heat arithmetic of coolant loops (`heat`), and the walk of a
 //! service (`walk`, a sans-IO state machine; [`discover`] is its async shell) that gives an
 //! [`Inventory`] with findings (`assemble`, `finding`). `hallmark facility discover` prints it.
+//! Rack PDUs over SNMP v2c and v3 (`snmp`): vendor profiles as TOML data, one GET per poll,
+//! readings scaled and range-checked, as the protocol's `FacilityReading`s.
 //!
 //! Not built yet (docs/FACILITY.md): the collector on the run's clock, storage of readings, spec
-//! criteria on facility quantities, SNMP PDUs and the simulated hall's facility. This crate
-//! depends on no other hallmark crate; the store will not be needed here either.
+//! criteria on facility quantities and the simulated hall's facility. This crate depends on the
+//! protocol crate only (for `FacilityReading`); the store will not be needed here.
 
 pub mod assemble;
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod heat;
 pub mod inventory;
 pub mod model;
 pub mod reading;
+pub mod snmp;
 pub mod tls;
 pub mod url;
 pub mod walk;
