@@ -177,7 +177,9 @@ pub enum SnmpError {
         /// `community` or `v3 user and passwords`: what the agent silently drops when wrong.
         credential: &'static str,
     },
-    #[error("SNMP agent {addr} refused the credentials ({detail}); check the v3 user, protocols and passwords")]
+    #[error(
+        "SNMP agent {addr} refused the credentials ({detail}); check v3 user, protocols, passwords"
+    )]
     Auth { addr: SocketAddr, detail: String },
     #[error("SNMP agent {addr}: {detail}")]
     Protocol { addr: SocketAddr, detail: String },

@@ -7,12 +7,13 @@ use super::interpret::{interpret, Absent, Answer};
 use super::profile::{Oid, Profile};
 use super::{AuthProtocol, PrivProtocol, SnmpError, SnmpTarget, SnmpVersion};
 use super::{MAX_RETRIES, MAX_TIMEOUT};
-use async_snmp::{Auth, Client, Retry, UdpHandle, UsmConfig, Value};
+use async_snmp::{Auth, Client, EngineCache, Retry, UdpHandle, UsmConfig, Value};
 use hallmark_protocol::facility::{
     bounded_text, FacilityQuantity, FacilityReading, SourceKind, Subject, MAX_FACILITY_NOTE_BYTES,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most OIDs one GET carries (an agent that finds the answer too big gets fewer: async-snmp
@@ -46,6 +47,9 @@ pub struct SnmpSession {
     credential: &'static str,
     tries: u32,
     bound: Duration,
+    /// SNMPv3 only: what engine discovery learnt, to tell "no answer at all" from "an answer to
+    /// discovery but none to the authenticated request" (wrong user or passwords).
+    engines: Option<Arc<EngineCache>>,
     client: Client<UdpHandle>,
 }
 
@@ -148,10 +152,18 @@ impl SnmpSession {
                 addr,
                 detail: e.to_string(),
             })?;
-        let client = Client::builder(addr, auth)
+        let engines = match target.version {
+            SnmpVersion::V2c { .. } => None,
+            SnmpVersion::V3 { .. } => Some(Arc::new(EngineCache::new())),
+        };
+        let mut builder = Client::builder(addr, auth)
             .request_timeout(target.timeout)
             .retry(retry)
-            .max_oids_per_request(MAX_OIDS_PER_GET)
+            .max_oids_per_request(MAX_OIDS_PER_GET);
+        if let Some(cache) = &engines {
+            builder = builder.engine_cache(Arc::clone(cache));
+        }
+        let client = builder
             .connect()
             .await
             .map_err(|e| classify(&e, addr, "community"))?;
@@ -168,6 +180,7 @@ impl SnmpSession {
             credential,
             tries,
             bound,
+            engines,
             client,
         })
     }
@@ -198,14 +211,16 @@ impl SnmpSession {
         let latency = started.elapsed();
         let response = match answer {
             Err(_) => {
-                return Err(SnmpError::Timeout {
+                return Err(self.credentials_or(SnmpError::Timeout {
                     addr: self.addr,
                     after_ms: latency.as_millis() as u64,
                     tries: self.tries,
                     credential: self.credential,
-                })
+                }))
             }
-            Ok(Err(e)) => return Err(classify(&e, self.addr, self.credential)),
+            Ok(Err(e)) => {
+                return Err(self.credentials_or(classify(&e, self.addr, self.credential)))
+            }
             Ok(Ok(r)) => r,
         };
         let mut answers: BTreeMap<Vec<u32>, Answer> = BTreeMap::new();
@@ -228,6 +243,25 @@ impl SnmpSession {
             })
             .collect();
         Ok(SnmpPoll { values, latency })
+    }
+}
+
+impl SnmpSession {
+    /// A v3 timeout after the agent answered engine discovery: the agent is there and drops the
+    /// authenticated request, so the user, protocols or passwords are wrong. (Its reports saying
+    /// so come unauthenticated, and anyone could forge those: they are not taken.)
+    fn credentials_or(&self, e: SnmpError) -> SnmpError {
+        let discovered = self
+            .engines
+            .as_ref()
+            .is_some_and(|c| c.get(&self.addr).is_some());
+        match e {
+            SnmpError::Timeout { addr, .. } if discovered => SnmpError::Auth {
+                addr,
+                detail: "answered discovery, not the authenticated request".into(),
+            },
+            other => other,
+        }
     }
 }
 
