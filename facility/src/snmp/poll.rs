@@ -393,3 +393,111 @@ pub fn readings(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Secret;
+
+    fn target(version: SnmpVersion) -> SnmpTarget {
+        SnmpTarget {
+            addr: "127.0.0.1:161".parse().unwrap(),
+            version,
+            timeout: Duration::from_secs(1),
+            retries: 1,
+        }
+    }
+
+    fn v3(auth_pw: &str, privacy: bool) -> SnmpVersion {
+        SnmpVersion::V3 {
+            user: "pdu".into(),
+            auth: Some((AuthProtocol::Sha256, Secret::new(auth_pw.into()))),
+            privacy: privacy.then(|| (PrivProtocol::Aes128, Secret::new("priv-pass-1".into()))),
+        }
+    }
+
+    async fn refused(t: SnmpTarget) -> String {
+        match SnmpSession::open(&t).await {
+            Err(e @ SnmpError::Config { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_targets_are_refused_before_anything_is_sent() {
+        let mut t = target(v3("auth-pass-1", true));
+        t.timeout = Duration::ZERO;
+        assert!(refused(t).await.contains("timeout 0 ms is not within"));
+        let mut t = target(v3("auth-pass-1", true));
+        t.retries = MAX_RETRIES + 1;
+        assert!(refused(t).await.contains("6 retries, at most 5"));
+        let e = refused(target(v3("pw7Xq", false))).await;
+        assert!(
+            e.contains("at least 8 characters") && !e.contains("pw7Xq"),
+            "{e}"
+        );
+        let e = refused(target(SnmpVersion::V3 {
+            user: "pdu".into(),
+            auth: None,
+            privacy: Some((PrivProtocol::Aes128, Secret::new("priv-pass-1".into()))),
+        }))
+        .await;
+        assert!(e.contains("privacy without authentication"), "{e}");
+        assert!(SnmpSession::open(&target(v3("auth-pass-1", true)))
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn a_failed_poll_gives_every_reading_absent_with_the_reason() {
+        let profile = Profile::builtin("raritan-pdu2").unwrap();
+        let addr: SocketAddr = "192.0.2.7:161".parse().unwrap();
+        let failed = Err(SnmpError::Timeout {
+            addr,
+            after_ms: 4000,
+            tries: 2,
+            credential: "community",
+        });
+        let rs = readings(&failed, &profile, "pdu-r1", &Subject::Rack("r1".into()), 42);
+        assert_eq!(rs.len(), profile.entries.len());
+        for (r, e) in rs.iter().zip(&profile.entries) {
+            assert_eq!((r.value, r.latency_us, r.t_ns), (None, None, 42));
+            assert_eq!((r.kind, r.quantity), (SourceKind::Pdu, e.quantity));
+            assert_eq!(r.uri, e.oid.to_string());
+            let note = r.note.as_deref().unwrap();
+            assert!(note.len() <= MAX_FACILITY_NOTE_BYTES, "{note}");
+            assert!(
+                note.contains("192.0.2.7:161") && note.contains("firewall"),
+                "{note}"
+            );
+        }
+        let ok = Ok(SnmpPoll {
+            values: vec![
+                SnmpValue {
+                    point: "inlet/1".into(),
+                    quantity: FacilityQuantity::PowerW,
+                    oid: profile.entries[0].oid.clone(),
+                    value: Ok(6438.1),
+                },
+                SnmpValue {
+                    point: "inlet/1".into(),
+                    quantity: FacilityQuantity::EnergyKwh,
+                    oid: profile.entries[1].oid.clone(),
+                    value: Err(Absent::NoSuchInstance {
+                        oid: profile.entries[1].oid.clone(),
+                    }),
+                },
+            ],
+            latency: Duration::from_micros(1234),
+        });
+        let rs = readings(&ok, &profile, "pdu-r1", &Subject::Hall, 7);
+        assert_eq!((rs[0].value, rs[0].note.as_deref()), (Some(6438.1), None));
+        assert_eq!(rs[0].latency_us, Some(1234));
+        assert_eq!(rs[1].value, None);
+        assert!(rs[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("noSuchInstance at 1.3.6.1.4.1.13742"));
+    }
+}

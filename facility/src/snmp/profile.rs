@@ -97,14 +97,30 @@ pub struct Profile {
 }
 
 /// Why a profile was refused: where, and what is wrong and what to write.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileError {
     pub file: String,
+    /// 1-based; 0 when the error is about no place in a file (an unknown built-in name).
     pub line: usize,
     pub column: usize,
     pub message: String,
 }
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ProfileError {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,7 +182,7 @@ impl Profile {
                 Ok(p)
             }
             None => Err(ProfileError {
-                file: "profile".into(),
+                file: format!("SNMP profile {name}"),
                 line: 0,
                 column: 0,
                 message: format!(
@@ -344,8 +360,12 @@ absent_if = [-1]
             ("inlet/1", FacilityQuantity::PowerW)
         );
         assert_eq!(power.oid.to_string(), "1.3.6.1.4.1.13742.6.5.2.3.1.4.1.1.5");
-        let e = Profile::builtin("raritan").unwrap_err();
-        assert!(e.message.contains("raritan-pdu2, apc-rpdu2"), "{e}");
+        let e = Profile::builtin("raritan").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "SNMP profile raritan: no built-in SNMP profile `raritan`; the built-in ones are \
+             raritan-pdu2, apc-rpdu2, or give a profile file"
+        );
     }
 
     fn err(text: &str) -> String {
