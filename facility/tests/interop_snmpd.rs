@@ -116,6 +116,8 @@ fn start(snmpd: &PathBuf, tag: &str) -> Agent {
         .arg(&conf_path)
         .arg("-p")
         .arg(dir.join("snmpd.pid"))
+        // No SMUX listener (TCP 199, taken by a system agent if there is one).
+        .args(["-I", "-smux"])
         .env("SNMP_PERSISTENT_DIR", dir.join("persist"))
         .env("MIBS", "")
         .stdin(Stdio::null())
