@@ -326,6 +326,19 @@ async fn v3_auth_priv_with_sha256_and_sha1_over_one_session() {
             check_raritan(&p.values);
         }
     }
+
+    // An agent that answered once and then went away times out: that is no credentials error.
+    let mut t = target(agent.addr, v3("pdu-sha256", AuthProtocol::Sha256, AUTH_PW));
+    t.timeout = Duration::from_millis(300);
+    let session = SnmpSession::open(&t).await.unwrap();
+    check_raritan(&session.poll(&raritan).await.expect("first poll").values);
+    drop(agent);
+    let e = session.poll(&raritan).await.unwrap_err();
+    assert!(matches!(e, SnmpError::Timeout { tries: 2, .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("v3 user and passwords, firewall"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

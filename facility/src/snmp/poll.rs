@@ -13,6 +13,7 @@ use hallmark_protocol::facility::{
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub struct SnmpSession {
     /// SNMPv3 only: what engine discovery learnt, to tell "no answer at all" from "an answer to
     /// discovery but none to the authenticated request" (wrong user or passwords).
     engines: Option<Arc<EngineCache>>,
+    /// Whether a poll of this session got an answer: a later timeout is then the agent or the
+    /// network gone, not the credentials.
+    answered: AtomicBool,
     client: Client<UdpHandle>,
 }
 
@@ -171,8 +175,8 @@ impl SnmpSession {
             SnmpVersion::V2c { .. } => "community",
             SnmpVersion::V3 { .. } => "v3 user and passwords",
         };
-        // Engine discovery (v3), then the GET, each at most (retries + 1) timeouts; a split GET
-        // takes more requests, bounded below by the number of OIDs a profile may hold.
+        // Engine discovery (v3), then the GET, each at most (retries + 1) timeouts; a GET split
+        // into several requests (one per MAX_OIDS_PER_GET OIDs) gets this bound per request.
         let tries = target.retries + 1;
         let bound = target.timeout * tries * 2 + Duration::from_secs(1);
         Ok(SnmpSession {
@@ -181,6 +185,7 @@ impl SnmpSession {
             tries,
             bound,
             engines,
+            answered: AtomicBool::new(false),
             client,
         })
     }
@@ -223,6 +228,7 @@ impl SnmpSession {
             }
             Ok(Ok(r)) => r,
         };
+        self.answered.store(true, Ordering::Relaxed);
         let mut answers: BTreeMap<Vec<u32>, Answer> = BTreeMap::new();
         for vb in response.varbinds {
             answers.insert(vb.oid.arcs().to_vec(), answer_of(&vb.value));
@@ -247,14 +253,16 @@ impl SnmpSession {
 }
 
 impl SnmpSession {
-    /// A v3 timeout after the agent answered engine discovery: the agent is there and drops the
-    /// authenticated request, so the user, protocols or passwords are wrong. (Its reports saying
-    /// so come unauthenticated, and anyone could forge those: they are not taken.)
+    /// A v3 timeout after the agent answered engine discovery, in a session that never got an
+    /// answer to a request: the agent is there and drops the authenticated request, so the user,
+    /// protocols or passwords are wrong. (Its reports saying so come unauthenticated, and anyone
+    /// could forge those: they are not taken.)
     fn credentials_or(&self, e: SnmpError) -> SnmpError {
         let discovered = self
             .engines
             .as_ref()
             .is_some_and(|c| c.get(&self.addr).is_some());
+        let discovered = discovered && !self.answered.load(Ordering::Relaxed);
         match e {
             SnmpError::Timeout { addr, .. } if discovered => SnmpError::Auth {
                 addr,
