@@ -13,8 +13,12 @@
 //! rate (a sans-IO schedule), turning each poll into flat `FacilityReading`s of the protocol crate
 //! stamped on the caller's clock; `run_collector` is its async shell.
 //!
-//! Not built here (docs/FACILITY.md): storage of readings, spec criteria on facility quantities.
-//! This crate depends only on the protocol crate, for the reading type; never on the store.
+//! Rack PDUs over SNMP v2c and v3 (`snmp`): vendor profiles as TOML data, one GET per poll,
+//! readings scaled and range-checked, as the protocol's `FacilityReading`s; the collector polls
+//! them on an SNMP lane beside the Redfish ones.
+//!
+//! Storing readings (the store) and judging them (results) happen above: this crate depends only
+//! on the protocol crate, for the reading type; never on the store.
 
 pub mod assemble;
 pub mod auth;
@@ -28,6 +32,7 @@ pub mod inventory;
 pub mod model;
 pub mod reading;
 pub mod serve;
+pub mod snmp;
 pub mod tls;
 pub mod url;
 pub mod walk;
