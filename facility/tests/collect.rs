@@ -447,6 +447,46 @@ async fn sources_of_one_service_share_one_session_deleted_at_the_end() {
     );
 }
 
+#[tokio::test]
+async fn https_reads_with_the_right_ca_and_refuses_another() {
+    let (ca, cert, key) = common::certificates("facility CA");
+    let (other_ca, _, _) = common::certificates("another CA");
+    let right = common::temp_file("ca.pem", &ca);
+    let wrong = common::temp_file("other-ca.pem", &other_ca);
+    let server = common::serve_tls(facility(), &cert, &key).await;
+    let url = server.https_url();
+    let second = common::serve_tls(facility(), &cert, &key).await;
+    let toml = [
+        source(
+            "n1",
+            &url,
+            CHASSIS,
+            "node = \"n1\"",
+            &format!("ca = {:?}\ninterval_s = 0.25", right.display().to_string()),
+        ),
+        source(
+            "n2",
+            &second.https_url(),
+            CHASSIS,
+            "node = \"n2\"",
+            &format!("ca = {:?}\ninterval_s = 0.25", wrong.display().to_string()),
+        ),
+    ]
+    .concat();
+    let (all, _) = collect(&toml, Duration::from_millis(800)).await;
+    assert_eq!(last(&all, "n1", "", Q::PowerW).value, Some(374.0));
+    let refused = last(&all, "n2", "", Q::PowerW);
+    assert_eq!(refused.value, None);
+    assert!(
+        refused
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("n2: TLS refused; check `ca`"),
+        "{refused:?}"
+    );
+}
+
 /// Extraction against DMTF's own mockups (excerpts in tests/data/dmtf), without a server.
 mod dmtf {
     use hallmark_facility::collect::extract::{self, Role, SourceMeta, Stamp};
