@@ -8,7 +8,9 @@
 //! process's CPU share of one core after a 5 s warm-up, the polls per second, and the poll
 //! latency p50/p99 from the readings' `latency_us`.
 //!
-//! `HALLMARK_BENCH_SOURCES` sets the number of sources (default 1000).
+//! `HALLMARK_BENCH_SOURCES` sets the number of sources (default 1000);
+//! `HALLMARK_BENCH_RUNTIME=current` runs the collector on a current-thread tokio runtime instead
+//! of the default multi-thread one.
 
 use hallmark_facility::{Collector, FacilityConfig};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -59,7 +61,16 @@ fn main() {
     }
     let config = FacilityConfig::parse(&toml, "bench.toml", std::path::Path::new("."), &|_| None)
         .expect("the bench's facility file");
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    // HALLMARK_BENCH_RUNTIME=current: the collector on a current-thread runtime of its own.
+    let current = std::env::var("HALLMARK_BENCH_RUNTIME").is_ok_and(|v| v == "current");
+    let rt = if current {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Runtime::new().unwrap()
+    };
     let (polls, latencies, cpu_s, wall_s) = rt.block_on(run(config, seconds));
     drop(child.stdin.take());
     let _ = child.wait();
@@ -71,9 +82,10 @@ fn main() {
             .unwrap_or(0)
     };
     println!(
-        "collector_poll: {sources} Redfish PDUs on {origins} origins at 1 Hz, {seconds} s ({:.0} s measured after a {} s warm-up)",
+        "collector_poll: {sources} Redfish PDUs on {origins} origins at 1 Hz, {seconds} s ({:.0} s measured after a {} s warm-up), {} runtime",
         wall_s,
-        WARM_UP.as_secs()
+        WARM_UP.as_secs(),
+        if current { "current-thread" } else { "multi-thread" }
     );
     println!(
         "  polls/s {:.1} (readable {}), CPU {:.1} % of one core, poll latency p50 {:.2} ms, p99 {:.2} ms",

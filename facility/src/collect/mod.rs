@@ -30,6 +30,10 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// Polls in flight at most, over all lanes.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// Readings are handed on together: at most this long after the first of them is read…
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
+/// …or as soon as this many wait.
+const FLUSH_READINGS: usize = 1024;
 /// How long a stopping collector waits for its lanes to close (Redfish sessions deleted).
 const CLOSE_BOUND: Duration = Duration::from_secs(5);
 
@@ -146,7 +150,8 @@ impl Collector {
     }
 
     /// Polls until `shutdown` completes or `sink` is closed; closes every lane (bounded) and
-    /// says what it did.
+    /// says what it did. Readings go to `sink` in batches of what was read within 100 ms (at
+    /// most 1 024 readings, or one poll's readings if more), each batch in the order read.
     pub async fn run(
         mut self,
         clock: Clock,
@@ -186,37 +191,58 @@ impl Collector {
         let mut stats = CollectorStats::default();
         let mut partial: HashMap<usize, String> = HashMap::new();
         tokio::pin!(shutdown);
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        // Readings wait at most FLUSH_AFTER (or until FLUSH_READINGS) to go out together.
+        let mut pending: Vec<FacilityReading> = Vec::new();
+        let mut flush_at: Option<tokio::time::Instant> = None;
         'run: loop {
-            for i in sched.due(clock()) {
+            let (due, mut next_wake) = sched.due_and_next(clock());
+            for i in due {
                 let (_, l, k) = &self.sources[i];
                 if jobs[*l].try_send((i, *k)).is_err() {
                     // Never full (one slot per source, each in flight once); a lane that died.
                     sched.on_failure(i, clock(), "its polling task ended".into());
+                    let due = sched.state(i).next_due_ns;
+                    next_wake = Some(next_wake.map_or(due, |w| w.min(due)));
                 }
             }
-            let sleep_ns = sched
-                .next_wake_ns()
-                .map_or(1_000_000_000, |w| (w - clock()).clamp(0, 1_000_000_000));
+            let now = tokio::time::Instant::now();
+            if flush_at.is_some_and(|t| t <= now) || pending.len() >= FLUSH_READINGS {
+                flush_at = None;
+                tokio::select! {
+                    sent = sink.send(std::mem::take(&mut pending)) => if sent.is_err() {
+                        tracing::info!("the facility readings' receiver is gone; the collector stops");
+                        break 'run;
+                    },
+                    _ = &mut shutdown => break 'run,
+                }
+            }
+            let sleep_ns =
+                next_wake.map_or(1_000_000_000, |w| (w - clock()).clamp(0, 1_000_000_000));
+            let mut wake = now + Duration::from_nanos(sleep_ns as u64);
+            if let Some(t) = flush_at {
+                wake = wake.min(t);
+            }
+            sleep.as_mut().reset(wake);
             tokio::select! {
                 _ = &mut shutdown => break 'run,
                 done = done_rx.recv() => {
                     let Some((i, r)) = done else { break 'run };
                     stats.polls += 1;
-                    let name = &self.sources[i].0.name;
                     self.note(&mut sched, &mut partial, &mut stats, i, &r, clock());
                     stats.readings += r.readings.len() as u64;
                     if !r.readings.is_empty() {
-                        tokio::select! {
-                            sent = sink.send(r.readings) => if sent.is_err() {
-                                tracing::info!(source = %name, "the facility readings' receiver is gone; the collector stops");
-                                break 'run;
-                            },
-                            _ = &mut shutdown => break 'run,
-                        }
+                        flush_at.get_or_insert(now + FLUSH_AFTER);
+                        pending.extend(r.readings);
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_nanos(sleep_ns as u64)) => {}
+                _ = &mut sleep => {}
             }
+        }
+        if !pending.is_empty() {
+            // What was read before the stop still goes out (unless nobody takes it within the bound).
+            let _ = tokio::time::timeout(CLOSE_BOUND, sink.send(pending)).await;
         }
         // Lanes end after their poll in hand, then close their sessions; all within one bound.
         drop(jobs);

@@ -39,7 +39,7 @@ struct Source {
     meta: SourceMeta,
     resource: Url,
     timeout: Duration,
-    plan: Option<Vec<Target>>,
+    plan: Option<std::sync::Arc<Vec<Target>>>,
     /// Sensor URL → what it said, `None` when it could not be read (not tried again).
     sensors: HashMap<String, Option<SensorInfo>>,
 }
@@ -47,6 +47,8 @@ struct Source {
 /// The sources of one Redfish service.
 pub struct RedfishLane {
     client: RedfishClient,
+    /// The client's connect and read timeout: the longest of its sources'.
+    client_timeout: Duration,
     logged_in: bool,
     sources: Vec<Source>,
 }
@@ -87,6 +89,7 @@ impl RedfishLane {
             .collect::<Result<_, FacilityError>>()?;
         Ok(RedfishLane {
             client,
+            client_timeout: longest,
             logged_in: false,
             sources,
         })
@@ -141,13 +144,18 @@ impl RedfishLane {
         clock: &Clock,
     ) -> (Result<serde_json::Value, FacilityError>, Stamp) {
         let a = clock();
-        let r = match tokio::time::timeout(timeout, self.client.get_json(url)).await {
-            Ok(r) => r.map(|f| f.body),
-            Err(_) => Err(FacilityError::Timeout {
-                uri: url.to_string(),
-                what: "waiting for the answer",
-                after_ms: timeout.as_millis() as u64,
-            }),
+        let r = if timeout >= self.client_timeout {
+            // The client's own connect and read timeouts bound it already.
+            self.client.get_json(url).await.map(|f| f.body)
+        } else {
+            match tokio::time::timeout(timeout, self.client.get_json(url)).await {
+                Ok(r) => r.map(|f| f.body),
+                Err(_) => Err(FacilityError::Timeout {
+                    uri: url.to_string(),
+                    what: "waiting for the answer",
+                    after_ms: timeout.as_millis() as u64,
+                }),
+            }
         };
         let b = clock();
         let rtt = (b - a).max(0);
@@ -256,7 +264,7 @@ impl RedfishLane {
         let plan = match self.sources[i].plan.clone() {
             Some(p) => p,
             None => match self.discover(i, clock).await {
-                Ok(p) => p,
+                Ok(p) => std::sync::Arc::new(p),
                 Err(e) => {
                     if matches!(e, FacilityError::Unauthorized { .. }) {
                         // A session may have expired: log in again next time.

@@ -97,14 +97,25 @@ impl Schedule {
 
     /// The sources due at `now_ns`, marked in flight, in index order.
     pub fn due(&mut self, now_ns: i64) -> Vec<usize> {
+        self.due_and_next(now_ns).0
+    }
+
+    /// [`Schedule::due`] and then [`Schedule::next_wake_ns`], in one pass over the sources.
+    pub fn due_and_next(&mut self, now_ns: i64) -> (Vec<usize>, Option<i64>) {
         let mut out = Vec::new();
+        let mut next: Option<i64> = None;
         for (i, s) in self.sources.iter_mut().enumerate() {
-            if !s.in_flight && s.next_due_ns <= now_ns {
+            if s.in_flight {
+                continue;
+            }
+            if s.next_due_ns <= now_ns {
                 s.in_flight = true;
                 out.push(i);
+            } else {
+                next = Some(next.map_or(s.next_due_ns, |n| n.min(s.next_due_ns)));
             }
         }
-        out
+        (out, next)
     }
 
     /// The earliest instant a source not in flight is due; `None` when all are in flight.
@@ -213,6 +224,9 @@ mod tests {
             now = sched.next_wake_ns().unwrap().max(now + 1);
         }
         assert_eq!(polls, [10, 20]);
+        let (mut a, mut b) = (sched.clone(), sched.clone());
+        let (due, next) = a.due_and_next(now + S / 4);
+        assert_eq!((due, next), (b.due(now + S / 4), b.next_wake_ns()));
         // A poll that ends 3.5 periods late skips the missed points: next due on the grid after now.
         let due = sched.state(0).next_due_ns;
         let i = sched.due(due)[0];
