@@ -418,3 +418,79 @@ async fn wrong_credentials_give_an_error_naming_the_agent_never_a_value() {
     let e = snmp::poll(&t, &raritan).await.unwrap_err();
     assert!(matches!(e, SnmpError::Config { .. }), "{e:?}");
 }
+
+/// The collector polls `[[snmp]]` sources of a facility.toml on SNMP lanes (v2c and v3 authPriv,
+/// secrets from the environment), stamped on its clock, and an agent that does not answer gives
+/// its readings absent with the reason while the others read on.
+#[tokio::test]
+async fn the_collector_polls_snmp_sources_of_a_facility_file() {
+    use hallmark_facility::collect::run_collector;
+    use hallmark_facility::config::FacilityConfig;
+    let Some(snmpd) = snmpd_path() else { return };
+    let agent = start(&snmpd, "collector");
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let text = format!(
+        "[defaults]\ninterval_s = 0.5\ntimeout_s = 0.5\n\
+         [[snmp]]\nname = \"pdu-v2c\"\naddress = \"{a}\"\nprofile = \"raritan-pdu2\"\nversion = \"2c\"\ncommunity_env = \"COMMUNITY\"\nrack = \"r1\"\n\
+         [[snmp]]\nname = \"pdu-v3\"\naddress = \"{a}\"\nprofile = \"raritan-pdu2\"\nversion = \"3\"\nuser = \"pdu-sha256\"\nauth_protocol = \"SHA-256\"\nauth_password_env = \"AUTH\"\npriv_protocol = \"AES\"\npriv_password_env = \"PRIV\"\nrack = \"r2\"\n\
+         [[snmp]]\nname = \"pdu-silent\"\naddress = \"{s}\"\nprofile = \"raritan-pdu2\"\nversion = \"2c\"\ncommunity_env = \"COMMUNITY\"\nrack = \"r3\"\n",
+        a = agent.addr,
+        s = silent.local_addr().unwrap(),
+    );
+    let env = |k: &str| match k {
+        "COMMUNITY" => Some("hallmark-ro".to_string()),
+        "AUTH" => Some(AUTH_PW.to_string()),
+        "PRIV" => Some(PRIV_PW.to_string()),
+        _ => None,
+    };
+    let config = FacilityConfig::parse(&text, "facility.toml", std::path::Path::new("."), &env)
+        .expect("the facility file");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let clock = move || started.elapsed().as_nanos() as i64;
+    let collector = tokio::spawn(async move {
+        run_collector(&config, clock, tx, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let seen = |name: &str, ok: bool| {
+            got.iter().any(|r: &hallmark_protocol::facility::FacilityReading| {
+                r.source == name && r.value.is_some() == ok
+            })
+        };
+        if seen("pdu-v2c", true) && seen("pdu-v3", true) && seen("pdu-silent", false) {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            Ok(Some(batch)) => got.extend(batch),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    let _ = stop.send(());
+    let stats = collector.await.unwrap().expect("the collector ran");
+    assert!(stats.polls >= 3, "{stats:?}");
+    for name in ["pdu-v2c", "pdu-v3"] {
+        let power = got
+            .iter()
+            .find(|r| r.source == name && r.quantity == FacilityQuantity::PowerW)
+            .unwrap_or_else(|| panic!("no power reading of {name}: {got:?}"));
+        assert_eq!(power.value.map(|v| close(v, 6438.1)), Some(true), "{power:?}");
+        assert!(power.latency_us.is_some() && power.t_ns > 0, "{power:?}");
+        assert_eq!(power.point, "inlet/1");
+    }
+    let silent = got
+        .iter()
+        .find(|r| r.source == "pdu-silent")
+        .expect("the silent agent's readings");
+    assert_eq!(silent.value, None);
+    assert!(
+        silent.note.as_deref().unwrap().contains("no SNMP answer"),
+        "{silent:?}"
+    );
+}

@@ -4,6 +4,7 @@
 //! - [`schedule`]: when each source is due (sans-IO, driven by `now_ns`);
 //! - [`extract`]: Redfish resources to [`FacilityReading`]s (sans-IO);
 //! - [`redfish`]: the Redfish [`Lane`], one client per service origin;
+//! - [`snmp`]: the SNMP [`Lane`], one session per rack PDU's agent;
 //! - this module: the async shell, [`Collector`] and [`run_collector`].
 //!
 //! Sources are polled through [`Lane`]s: a lane owns the connection to one service (or one SNMP
@@ -16,6 +17,7 @@
 pub mod extract;
 pub mod redfish;
 pub mod schedule;
+pub mod snmp;
 
 use crate::config::{FacilityConfig, RedfishSourceConfig, SourceConfig};
 use crate::error::FacilityError;
@@ -86,17 +88,15 @@ pub struct CollectorStats {
 pub struct Collector {
     sources: Vec<(Scheduled, usize, usize)>,
     lanes: Vec<Box<dyn Lane>>,
-    /// SNMP sources of the file that have no lane yet.
-    unplugged: Vec<String>,
     seed: u64,
 }
 
 impl Collector {
-    /// The Redfish sources of `config` on one lane per origin. SNMP sources are listed in
-    /// [`Collector::unplugged`] until a lane for them is added with [`Collector::add_lane`].
-    pub fn new(config: &FacilityConfig) -> Result<Collector, FacilityError> {
+    /// The Redfish sources of `config` on one lane per origin, each SNMP source (a PDU's agent)
+    /// on a lane of its own.
+    pub fn new(config: &FacilityConfig) -> Result<Collector, CollectError> {
         let mut by_origin: Vec<(String, Vec<&RedfishSourceConfig>)> = Vec::new();
-        let mut unplugged = Vec::new();
+        let mut snmp_lanes = Vec::new();
         for s in &config.sources {
             match s {
                 SourceConfig::Redfish(r) => {
@@ -105,15 +105,21 @@ impl Collector {
                         None => by_origin.push((r.origin.clone(), vec![r])),
                     }
                 }
-                SourceConfig::Snmp(s) => unplugged.push(s.name.clone()),
+                SourceConfig::Snmp(s) => snmp_lanes.push((snmp::SnmpLane::new(s)?, s)),
             }
         }
         let mut c = Collector {
             sources: Vec::new(),
             lanes: Vec::new(),
-            unplugged,
             seed: 0,
         };
+        for (lane, s) in snmp_lanes {
+            let scheduled = vec![Scheduled {
+                name: s.name.clone(),
+                interval: s.interval,
+            }];
+            c.add_lane(Box::new(lane), scheduled);
+        }
         for (_, group) in by_origin {
             let lane = redfish::RedfishLane::new(&group)?;
             let scheduled = group
@@ -128,19 +134,13 @@ impl Collector {
         Ok(c)
     }
 
-    /// Adds a lane polling `sources` (its index `k` is `sources[k]`), e.g. an SNMP agent's.
+    /// Adds a lane polling `sources` (its index `k` is `sources[k]`).
     pub fn add_lane(&mut self, lane: Box<dyn Lane>, sources: Vec<Scheduled>) {
         let l = self.lanes.len();
         self.lanes.push(lane);
         for (k, s) in sources.into_iter().enumerate() {
-            self.unplugged.retain(|n| *n != s.name);
             self.sources.push((s, l, k));
         }
-    }
-
-    /// Sources of the file that no lane polls (SNMP sources before their lane is added).
-    pub fn unplugged(&self) -> &[String] {
-        &self.unplugged
     }
 
     /// The seed of the first polls' spread over each interval (default 0).
@@ -303,8 +303,8 @@ impl Collector {
 pub enum CollectError {
     #[error(transparent)]
     Client(#[from] FacilityError),
-    #[error("the facility file names SNMP sources ({}) and this collector has no SNMP lane; remove them or use a build that polls SNMP", .0.join(", "))]
-    Unplugged(Vec<String>),
+    #[error(transparent)]
+    Snmp(#[from] snmp::SnmpSourceError),
 }
 
 /// Polls every source of `config` until `shutdown` completes or `sink` is closed. `clock` is the
@@ -316,8 +316,5 @@ pub async fn run_collector(
     shutdown: impl Future<Output = ()>,
 ) -> Result<CollectorStats, CollectError> {
     let c = Collector::new(config)?;
-    if !c.unplugged().is_empty() {
-        return Err(CollectError::Unplugged(c.unplugged().to_vec()));
-    }
     Ok(c.run(Arc::new(clock), sink, shutdown).await)
 }

@@ -9,7 +9,9 @@ use crate::snmp::{
     readings, AuthProtocol, PrivProtocol, Profile, SnmpError, SnmpSession, SnmpTarget,
     SnmpVersion, DEFAULT_RETRIES,
 };
-use hallmark_protocol::facility::Subject;
+use hallmark_protocol::facility::{
+    bounded_text, FacilityReading, SourceKind, Subject, MAX_FACILITY_NOTE_BYTES,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -134,7 +136,7 @@ impl SnmpLane {
             };
             match SnmpSession::open(&target).await {
                 Ok(s) => self.session = Some(s),
-                Err(e) => return self.failed_with(clock, start, Err(e)),
+                Err(e) => return self.result(start, Err(e)),
             }
         }
         let Some(session) = self.session.as_ref() else {
@@ -146,16 +148,11 @@ impl SnmpLane {
         if polled.is_err() {
             self.session = None;
         }
-        self.failed_with(clock, a + (b - a).max(0) / 2, polled)
+        self.result(a + (b - a).max(0) / 2, polled)
     }
 
     /// The readings of `polled`, stamped `t_ns`; a failure is the poll's failure.
-    fn failed_with(
-        &self,
-        _clock: &Clock,
-        t_ns: i64,
-        polled: Result<crate::snmp::SnmpPoll, SnmpError>,
-    ) -> PollResult {
+    fn result(&self, t_ns: i64, polled: Result<crate::snmp::SnmpPoll, SnmpError>) -> PollResult {
         let readings = readings(&polled, &self.profile, &self.name, &self.subject, t_ns);
         let reachable = polled.is_ok();
         PollResult {
@@ -166,25 +163,28 @@ impl SnmpLane {
         }
     }
 
-    /// Every reading absent with `why`, stamped now.
+    /// Every reading of the profile absent with `why` as its note, stamped now.
     fn failed(&self, clock: &Clock, why: String) -> PollResult {
-        let mut out = readings(
-            &Err(SnmpError::Config {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                detail: String::new(),
-            }),
-            &self.profile,
-            &self.name,
-            &self.subject,
-            clock(),
-        );
-        let note = hallmark_protocol::facility::bounded_text(
-            why.clone(),
-            hallmark_protocol::facility::MAX_FACILITY_NOTE_BYTES,
-        );
-        for r in &mut out {
-            r.note = Some(note.clone());
-        }
+        let note = bounded_text(why.clone(), MAX_FACILITY_NOTE_BYTES);
+        let t_ns = clock();
+        let out = self
+            .profile
+            .entries
+            .iter()
+            .map(|e| FacilityReading {
+                source: self.name.clone(),
+                kind: SourceKind::Pdu,
+                subject: self.subject.clone(),
+                point: e.point.clone(),
+                quantity: e.quantity,
+                uri: e.oid.to_string(),
+                t_ns,
+                value: None,
+                device_time_ns: None,
+                latency_us: None,
+                note: Some(note.clone()),
+            })
+            .collect();
         PollResult {
             readings: out,
             failure: Some(why),
