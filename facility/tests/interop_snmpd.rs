@@ -459,9 +459,10 @@ async fn the_collector_polls_snmp_sources_of_a_facility_file() {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         let seen = |name: &str, ok: bool| {
-            got.iter().any(|r: &hallmark_protocol::facility::FacilityReading| {
-                r.source == name && r.value.is_some() == ok
-            })
+            got.iter()
+                .any(|r: &hallmark_protocol::facility::FacilityReading| {
+                    r.source == name && r.value.is_some() == ok
+                })
         };
         if seen("pdu-v2c", true) && seen("pdu-v3", true) && seen("pdu-silent", false) {
             break;
@@ -480,7 +481,11 @@ async fn the_collector_polls_snmp_sources_of_a_facility_file() {
             .iter()
             .find(|r| r.source == name && r.quantity == FacilityQuantity::PowerW)
             .unwrap_or_else(|| panic!("no power reading of {name}: {got:?}"));
-        assert_eq!(power.value.map(|v| close(v, 6438.1)), Some(true), "{power:?}");
+        assert_eq!(
+            power.value.map(|v| close(v, 6438.1)),
+            Some(true),
+            "{power:?}"
+        );
         assert!(power.latency_us.is_some() && power.t_ns > 0, "{power:?}");
         assert_eq!(power.point, "inlet/1");
     }

@@ -4,15 +4,15 @@
 //! Used by `hallmark demo`, `hallmark run PLAN --simulate HALL` and the `bench latency` /
 //! `bench collective` commands.
 
+use super::probe_facility::FacilityProbe;
 use anyhow::Context;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_facility::config::FacilityConfig;
 use hallmark_probe::fabric::{DataPlaneDriver, FabricDriver};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::Identity;
-use super::probe_facility::FacilityProbe;
-use hallmark_facility::config::FacilityConfig;
 use hallmark_workloads::Backend;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -97,11 +97,7 @@ impl LocalCluster {
 
     /// Starts a facility collector polling the sources of `config` (its own certificate from the
     /// cluster's CA), in `hall`, and waits until it is registered.
-    pub async fn add_facility(
-        &mut self,
-        config: FacilityConfig,
-        hall: &str,
-    ) -> anyhow::Result<()> {
+    pub async fn add_facility(&mut self, config: FacilityConfig, hall: &str) -> anyhow::Result<()> {
         let node = NodeId::new(FACILITY_COLLECTOR)?;
         let issued = self
             .ca

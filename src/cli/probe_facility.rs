@@ -4,7 +4,7 @@
 //! coordinator's clock. [`FacilityProbe`] is also what the simulated hall starts in-process.
 
 use anyhow::Context;
-use hallmark_facility::collect::{run_collector, CollectError, CollectorStats};
+use hallmark_facility::collect::{run_collector, CollectError, Collector, CollectorStats};
 use hallmark_facility::config::FacilityConfig;
 use hallmark_probe::facility::{FacilityInbox, NoDevices};
 use hallmark_probe::{ProbeHandle, ProbeOptions, ProbeStatus};
@@ -23,8 +23,9 @@ const HANDOVER: usize = 256;
 pub struct FacilityProbe {
     probe: ProbeHandle,
     stop: oneshot::Sender<()>,
-    /// `None` once it ended and was waited for.
-    collector: Option<JoinHandle<Result<CollectorStats, CollectError>>>,
+    /// The collector's result; `None` once it was taken.
+    collector: Option<oneshot::Receiver<Result<CollectorStats, CollectError>>>,
+    thread: std::thread::JoinHandle<()>,
     forward: JoinHandle<()>,
 }
 
@@ -48,16 +49,29 @@ impl FacilityProbe {
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();
-        let collector = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            run_collector(&config, move || clock.now_ns(), tx, shutdown).await
-        });
+        let (done, collector) = oneshot::channel();
+        // Its own thread and single-threaded runtime: the polls of a thousand sources stay off the
+        // probe's runtime and cost the least CPU there (docs/PERFORMANCE.md).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the facility collector's runtime")?;
+        let thread = std::thread::Builder::new()
+            .name("hallmark-facility".into())
+            .spawn(move || {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                let r =
+                    runtime.block_on(run_collector(&config, move || clock.now_ns(), tx, shutdown));
+                let _ = done.send(r);
+            })
+            .context("starting the facility collector's thread")?;
         Ok(FacilityProbe {
             probe,
             stop,
             collector: Some(collector),
+            thread,
             forward,
         })
     }
@@ -89,7 +103,7 @@ impl FacilityProbe {
                 Ok(())
             }
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("the facility collector stopped")),
-            Err(e) => Err(anyhow::Error::new(e).context("the facility collector failed")),
+            Err(_) => anyhow::bail!("the facility collector's thread ended without a result"),
         }
     }
 
@@ -103,10 +117,12 @@ impl FacilityProbe {
                     stats.polls, stats.failed_polls, stats.readings
                 ),
                 Ok(Err(e)) => warn!("facility collector: {e}"),
-                Err(e) => warn!("facility collector task: {e}"),
+                Err(_) => warn!("the facility collector's thread ended without a result"),
             },
             None => {}
         }
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         let _ = self.forward.await;
         self.probe
             .shutdown()
@@ -115,9 +131,11 @@ impl FacilityProbe {
     }
 }
 
-/// Reads the facility file, secrets named by `*_env` keys from the environment.
+/// Reads the facility file, secrets named by `*_env` keys from the environment, and checks that
+/// every source can be polled (SNMP profiles and protocols known, Redfish addresses valid).
 pub fn load_config(path: &Path) -> anyhow::Result<FacilityConfig> {
     let config = FacilityConfig::load(path, &|k| std::env::var(k).ok())?;
+    Collector::new(&config).with_context(|| format!("the facility file {}", path.display()))?;
     Ok(config)
 }
 

@@ -6,13 +6,13 @@
 
 use super::execute::{execute, RunRequest};
 use super::local::{LocalCluster, LocalNode};
+use super::sim_facility::SimFacility;
 use anyhow::{bail, Context};
+use hallmark_facility::config::FacilityConfig;
+use hallmark_facility::serve::serve;
 use hallmark_protocol::plan::Plan;
 use hallmark_results::RunSummary;
 use hallmark_store::location::Location;
-use super::sim_facility::SimFacility;
-use hallmark_facility::config::FacilityConfig;
-use hallmark_facility::serve::serve;
 use hallmark_workloads::sim::HallSpec;
 use std::net::SocketAddr;
 use std::sync::Arc;

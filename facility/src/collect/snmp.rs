@@ -6,8 +6,8 @@
 use super::{Clock, Lane, PollResult};
 use crate::config::{SnmpProfile, SnmpSecurity, SnmpSourceConfig};
 use crate::snmp::{
-    readings, AuthProtocol, PrivProtocol, Profile, SnmpError, SnmpSession, SnmpTarget,
-    SnmpVersion, DEFAULT_RETRIES,
+    readings, AuthProtocol, PrivProtocol, Profile, SnmpError, SnmpSession, SnmpTarget, SnmpVersion,
+    DEFAULT_RETRIES,
 };
 use hallmark_protocol::facility::{
     bounded_text, FacilityReading, SourceKind, Subject, MAX_FACILITY_NOTE_BYTES,
