@@ -110,16 +110,15 @@ impl FacilityProbe {
     /// Stops the collector (its sessions closed), hands over what it read, then stops the probe.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        match self.collector {
-            Some(c) => match c.await {
+        if let Some(c) = self.collector {
+            match c.await {
                 Ok(Ok(stats)) => info!(
                     "facility collector: {} polls ({} failed), {} readings",
                     stats.polls, stats.failed_polls, stats.readings
                 ),
                 Ok(Err(e)) => warn!("facility collector: {e}"),
                 Err(_) => warn!("the facility collector's thread ended without a result"),
-            },
-            None => {}
+            }
         }
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
