@@ -34,11 +34,10 @@ impl FacilityProbe {
     /// collector of `config`, whose readings are stamped with the probe's clock.
     pub fn start(
         identity: &Identity,
-        mut opts: ProbeOptions,
+        opts: ProbeOptions,
         config: FacilityConfig,
     ) -> anyhow::Result<FacilityProbe> {
         let inbox = FacilityInbox::default();
-        opts.facility = None;
         let clock = opts.clock;
         let probe = ProbeHandle::spawn_facility(identity, opts, inbox.clone())
             .context("starting the facility collector's probe")?;
