@@ -17,7 +17,6 @@
 //! [`SimFacility::facility_toml`] writes the facility.toml that points a collector at it.
 
 // Until the demo and `run --simulate` start it, only the tests use it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use anyhow::{bail, Result};
 use hallmark_facility::serve::{
