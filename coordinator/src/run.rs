@@ -164,6 +164,12 @@ impl Run {
         }
     }
 
+    /// When the run was created here (coordinator clock): what a probe measured before belongs
+    /// to no run of this coordinator (but in a resumed run, which collects the interrupted one's).
+    pub fn created_ns(&self) -> i64 {
+        self.created_ns
+    }
+
     pub fn is_done(&self) -> bool {
         self.stage == Stage::Done
     }

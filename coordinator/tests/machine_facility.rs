@@ -126,6 +126,28 @@ fn readings_during_a_run_go_to_the_store_and_are_acknowledged_once_stored() {
 }
 
 #[test]
+fn readings_taken_before_the_run_was_created_are_not_kept_with_it() {
+    let mut sim = run_with_collector();
+    let created = sim.now - 100 * MS;
+    sim.send(
+        3,
+        facility(
+            0,
+            vec![
+                reading(created - MS, Some(1.0)),
+                reading(created, Some(2.0)),
+            ],
+        ),
+    );
+    let kept = sim.events.iter().find_map(|e| match e {
+        Event::Facility { batch, .. } => Some(batch.readings.clone()),
+        _ => None,
+    });
+    let values: Vec<_> = kept.unwrap().iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![Some(2.0)]);
+}
+
+#[test]
 fn between_runs_readings_are_acknowledged_and_not_kept() {
     let mut sim = Sim::new(CoordinatorConfig::default());
     sim.connect(3, collector("fac"));

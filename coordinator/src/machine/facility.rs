@@ -2,7 +2,7 @@
 //! [`ProbeRole::Facility`], checked, and handed to the store with the current run (acknowledged
 //! once stored, counted against the collector's telemetry budget like a node's telemetry).
 //! Between runs there is nothing to keep them with: they are acknowledged and not stored, so the
-//! collector does not hold them.
+//! collector does not hold them; nor are readings taken before the run was created kept with it.
 
 use super::*;
 use hallmark_protocol::{FacilityBatch, ProbeRole};
@@ -29,11 +29,19 @@ impl Coordinator {
         if let Err(e) = crate::validate::check_facility_batch(&batch) {
             return self.protocol_error(conn, e);
         }
-        if self.run.as_ref().is_none_or(|r| r.is_done()) {
+        let Some(run) = self.run.as_ref().filter(|r| !r.is_done()) else {
             self.out
                 .transmits
                 .push_back((conn, CoordinatorMessage::Ack { seq: batch.seq }));
             return;
+        };
+        // Readings taken before the run was created (a batch spans up to 100 ms, and readings
+        // wait for the collector's clock estimate) are not the run's; a resumed run takes what
+        // the interrupted one missed.
+        let mut batch = batch;
+        if !run.is_collecting() {
+            let created = run.created_ns();
+            batch.readings.retain(|r| r.t_ns >= created);
         }
         let (seq, size) = (batch.seq, (batch.readings.len() as u64).max(1));
         self.out.events.push_back(Event::Facility {
