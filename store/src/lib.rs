@@ -17,13 +17,16 @@
 //!   sequence number), [`Store::record_gap`], [`Store::phase_report`], [`Store::probe_lost`],
 //!   [`Store::event`], [`Store::finish_run`]; for fabric phases [`Store::fabric_members`] (the
 //!   phase's members in rank order; its latency pairs, collective results and faults come with
-//!   [`Store::phase_report`]); liveness ([`liveness`]).
+//!   [`Store::phase_report`]); facility readings of the hall's meters from facility collectors
+//!   ([`Store::insert_facility_batches`], replays recognised by sequence number as for telemetry);
+//!   liveness ([`liveness`]).
 //! * Reader API, flat records in a stable order: [`Store::list_runs`], [`Store::resolve_run`],
 //!   [`Store::run`], [`Store::probes`], [`Store::devices`], [`Store::phases`],
 //!   [`Store::phase_starts`], [`Store::phase_reports`], [`Store::phase_results`], [`Store::gaps`],
 //!   [`Store::events`], [`Store::simulation`], fabric records ([`Store::fabric_members_of`],
 //!   [`Store::fabric_latency`], [`Store::fabric_collectives`], [`Store::fabric_faults`]),
-//!   certifications ([`Store::store_certification_rows`], [`Store::certification_rows`]), and the one
+//!   certifications ([`Store::store_certification_rows`], [`Store::certification_rows`]), facility
+//!   readings in time order ([`Store::facility_readings`]), and the one
 //!   streaming telemetry pass [`Store::scan_telemetry`].
 //!
 //! Dependencies point one way: this crate uses `hallmark-protocol` and nothing else of hallmark.
@@ -34,6 +37,7 @@ pub mod db;
 mod error;
 mod fabric_read;
 mod fabric_write;
+mod facility;
 pub mod hist;
 pub mod liveness;
 pub mod location;
@@ -54,7 +58,11 @@ mod upgrade_v5;
 pub use certify::{CertificationRow, VerdictRow};
 pub use error::StoreError;
 pub use fabric_read::{CollectiveRecord, FabricMemberRecord, FaultRecord, LatencyRecord};
-pub use model::{event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus};
+pub use facility::FACILITY_NOT_FINITE;
+pub use model::{
+    event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus,
+    StoredFacilityReading,
+};
 pub use open::DB_FILE;
 pub use reads::{
     DeviceRecord, EventRecord, GapRecord, PhaseRecord, PhaseReportRecord, PhaseResultRecord,

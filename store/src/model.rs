@@ -1,6 +1,7 @@
 //! The records the coordinator hands to the store and the small value types shared by writer and reader.
 
 use crate::error::StoreError;
+use hallmark_protocol::facility::FacilityReading;
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{ClockEstimate, Hello, Labels, NodeId, PhaseStart, Workload};
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,18 @@ pub struct Inserted {
     pub new: bool,
     /// Samples written (0 for a replay).
     pub samples: usize,
+}
+
+/// One stored facility reading and who sent it ([`crate::Store::facility_readings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFacilityReading {
+    /// The collector's node id (the facility probe that sent the batch).
+    pub collector: String,
+    /// The sequence number of the batch it came in.
+    pub seq: u64,
+    /// The reading as sent, but a value that was not a finite number, which is stored as absent
+    /// with the note [`crate::FACILITY_NOT_FINITE`].
+    pub reading: FacilityReading,
 }
 
 /// One line of `hallmark runs list`.

@@ -16,7 +16,9 @@
 //! `fabric_latency`, `fabric_collectives`, `fabric_faults`); the upgrade to 3 drops the v1 table
 //! `phase_histograms` when it is empty, which it is in every store hallmark wrote; 4 the
 //! coordinator's liveness per run (`run_coordinators`), from which readers tell an interrupted run;
-//! 5 columnar telemetry (above); 6 the missed sampling instants of a gap (`gaps.instants`).
+//! 5 columnar telemetry (above); 6 the missed sampling instants of a gap (`gaps.instants`); 7 the
+//! readings of the hall's own meters (rack PDUs, CDUs, BMCs) that facility collectors send
+//! (`facility_batches`, `facility_readings`; `crate::facility`).
 
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -35,7 +37,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Migration `i` takes the schema from version `i` to `i + 1`. The SQL of the step to version 5
 /// is only its first part: the conversion of the rows and the dropping of the version 4 tables follow
 /// it when a store is opened for writing.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Index of the migration to version 5 in [`MIGRATIONS`]: after its SQL, the stored row telemetry is
 /// converted into blobs ([`crate::upgrade_v5::convert_rows`]) and [`V5_FINISH`] drops the row tables.
@@ -365,6 +367,45 @@ CREATE INDEX telemetry_batches_by_time ON telemetry_batches (run_id, from_ns);
 /// as for batches that never arrived, and for every gap stored before).
 const V6: &str = r#"
 ALTER TABLE gaps ADD COLUMN instants INTEGER CHECK (instants >= 0);
+"#;
+
+/// Version 7: facility readings. One row of `facility_batches` per stored batch of a facility
+/// collector (replays are recognised by its key `(run_id, collector, seq)`), one row of
+/// `facility_readings` per reading, keyed by its batch and its position in it. A reading nobody
+/// could take has `value` NULL (absent is never 0). `kind`, `scope` and `quantity` hold the
+/// protocol's names without a CHECK: a newer hallmark may write names this one does not know,
+/// which its reader refuses by name rather than this schema refusing the newer writer.
+const V7: &str = r#"
+CREATE TABLE facility_batches (
+    run_id          TEXT NOT NULL REFERENCES runs (run_id),
+    collector       TEXT NOT NULL,
+    seq             INTEGER NOT NULL CHECK (seq >= 0),
+    received_at_ns  INTEGER NOT NULL,
+    readings        INTEGER NOT NULL CHECK (readings >= 0),
+    PRIMARY KEY (run_id, collector, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE facility_readings (
+    run_id          TEXT NOT NULL,
+    collector       TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    idx             INTEGER NOT NULL CHECK (idx >= 0),
+    source          TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    scope           TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    point           TEXT NOT NULL,
+    quantity        TEXT NOT NULL,
+    uri             TEXT NOT NULL,
+    t_ns            INTEGER NOT NULL,
+    value           REAL,
+    device_time_ns  INTEGER,
+    latency_us      INTEGER CHECK (latency_us >= 0),
+    note            TEXT,
+    PRIMARY KEY (run_id, collector, seq, idx),
+    FOREIGN KEY (run_id, collector, seq) REFERENCES facility_batches (run_id, collector, seq)
+) WITHOUT ROWID;
+CREATE INDEX facility_readings_by_time ON facility_readings (run_id, t_ns, collector, seq, idx);
 "#;
 
 /// Drops the version 1 table `phase_histograms` when it holds no row. No hallmark probe ever filled

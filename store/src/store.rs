@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// Fails with [`StoreError::UnknownRun`] unless `run` is stored.
-    fn ensure_run(&mut self, run: &RunId) -> Result<(), StoreError> {
+    pub(crate) fn ensure_run(&mut self, run: &RunId) -> Result<(), StoreError> {
         if self.node_keys.contains_key(run) {
             return Ok(());
         }
