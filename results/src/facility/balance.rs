@@ -183,7 +183,7 @@ pub fn energy(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: f64) -> Ener
 
 /// The heat balance of a rack in `windows`.
 pub fn heat(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: &Tolerances) -> HeatBalance {
-    let mut problems = d.problems_cdu(windows, true);
+    let mut problems = d.problems_cdu(windows, &super::CduPart::ALL);
     if d.sources.cdus.is_empty() {
         problems.push(format!("rack {} has no CDU source", d.sources.rack));
     }

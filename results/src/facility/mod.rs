@@ -16,6 +16,7 @@
 
 pub mod balance;
 pub mod rack;
+pub mod render;
 pub mod series;
 
 use std::collections::BTreeMap;
@@ -156,9 +157,8 @@ impl RackData {
         Self::problems(&self.sources.chassis.iter().collect::<Vec<_>>(), windows)
     }
 
-    /// What is wrong with the rack's CDU loops in `windows`: heat removed, flow, and the supply and
-    /// return temperatures (or the reported ΔT where they are not read). `heat`: heat removed too.
-    pub fn problems_cdu(&self, windows: &[(i64, i64)], heat: bool) -> Vec<String> {
+    /// What is wrong with the rack's CDU loops in `windows`, for the readings `parts` needs.
+    pub fn problems_cdu(&self, windows: &[(i64, i64)], parts: &[CduPart]) -> Vec<String> {
         let mut out = Vec::new();
         for c in &self.sources.cdus {
             let name = |q: &str| format!("{} ({} {q})", c.source, point_name(&c.point));
@@ -171,19 +171,44 @@ impl RackData {
                     out.extend(Self::problems(&[&s], windows));
                 }
             };
-            check(&c.flow, "flow_lpm");
-            check(&c.supply, "supply_temp_c");
-            if c.ret.t.is_empty() && c.ret.absent.is_empty() && !c.delta_t.t.is_empty() {
-                check(&c.delta_t, "delta_t_k");
-            } else {
-                check(&c.ret, "return_temp_c");
-            }
-            if heat {
-                check(&c.heat, "heat_removed_kw");
+            for part in parts {
+                match part {
+                    CduPart::Flow => check(&c.flow, "flow_lpm"),
+                    CduPart::Supply => check(&c.supply, "supply_temp_c"),
+                    // The reported ΔT stands in for a return temperature that is not read.
+                    CduPart::Return
+                        if c.ret.t.is_empty()
+                            && c.ret.absent.is_empty()
+                            && !c.delta_t.t.is_empty() =>
+                    {
+                        check(&c.delta_t, "delta_t_k")
+                    }
+                    CduPart::Return => check(&c.ret, "return_temp_c"),
+                    CduPart::Heat => check(&c.heat, "heat_removed_kw"),
+                }
             }
         }
         out
     }
+}
+
+/// The readings of a CDU loop a figure rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CduPart {
+    Flow,
+    Supply,
+    /// The return temperature, or the reported ΔT where no return temperature is read.
+    Return,
+    Heat,
+}
+
+impl CduPart {
+    pub const ALL: [CduPart; 4] = [
+        CduPart::Flow,
+        CduPart::Supply,
+        CduPart::Return,
+        CduPart::Heat,
+    ];
 }
 
 /// `secondary`, `primary`, or `unit` for the whole unit.
@@ -285,7 +310,7 @@ pub fn facility_summary(
             s.keys().copied().filter(|b| f.holds(load, *b)).collect()
         };
         let mut problems = d.problems_pdu(load);
-        problems.extend(d.problems_cdu(load, true));
+        problems.extend(d.problems_cdu(load, &CduPart::ALL));
         if d.sources.nodes_without_chassis.len() < r.nodes.len() {
             problems.extend(d.problems_chassis(load));
         }

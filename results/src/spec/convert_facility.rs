@@ -122,9 +122,17 @@ impl Ck<'_> {
                 }
             }
             "coolant_supply_temperature" => {
-                let t = |key: &str, v| self.ranged(key, v, Temperature, -20.0, false, 120.0);
-                let max_c = t("max", self.required("max")?)?;
-                let warn_max_c = self.opt("warn_max", |v| t("warn_max", v))?;
+                let max_c = self.ranged(
+                    "max",
+                    self.required("max")?,
+                    Temperature,
+                    -20.0,
+                    false,
+                    120.0,
+                )?;
+                let warn_max_c = self.opt("warn_max", |v| {
+                    self.ranged("warn_max", v, Temperature, -20.0, false, 120.0)
+                })?;
                 self.warn_order("warn_max", warn_max_c, max_c, false, "°C", 1.0)?;
                 CriterionKind::CoolantSupplyTemperature { max_c, warn_max_c }
             }
@@ -162,7 +170,12 @@ impl Ck<'_> {
     }
 
     /// A percentage (`"5 %"`) as a fraction greater than 0 and at most `hi`.
-    fn share(&self, key: &str, v: &toml::Spanned<super::file::Raw>, hi: f64) -> Result<f64, SpecError> {
+    fn share(
+        &self,
+        key: &str,
+        v: &toml::Spanned<super::file::Raw>,
+        hi: f64,
+    ) -> Result<f64, SpecError> {
         self.ranged(key, v, Dimension::Fraction, 0.0, true, hi)
     }
 
@@ -172,7 +185,9 @@ impl Ck<'_> {
         let capture_max = self.opt("capture_max", |v| self.share("capture_max", v, 2.0))?;
         if let (Some(lo), Some(hi)) = (capture_min, capture_max) {
             if lo > hi {
-                let v = self.raw("capture_max").map_or(self.span.clone(), |v| v.span());
+                let v = self
+                    .raw("capture_max")
+                    .map_or(self.span.clone(), |v| v.span());
                 return Err(self.cx.err(
                     v,
                     format!(

@@ -219,10 +219,7 @@ pub enum CriterionKind {
         warn_min_kw: Option<f64>,
     },
     /// The rack's coolant supply temperature under load must stay at or below `max_c`.
-    CoolantSupplyTemperature {
-        max_c: f64,
-        warn_max_c: Option<f64>,
-    },
+    CoolantSupplyTemperature { max_c: f64, warn_max_c: Option<f64> },
     /// The rack loop's ΔT (return − supply) under load must stay at or below `max_k`.
     CoolantDeltaT { max_k: f64, warn_max_k: Option<f64> },
     /// The highest mean heat the rack's CDU reports removed over `window_s` under load must be at
