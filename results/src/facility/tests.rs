@@ -226,3 +226,72 @@ fn a_stale_pdu_is_incomplete_not_pass() {
     // Its readings stopped: bins after the hold have no PDU figure (absent, not 0).
     assert!(r.pdu_peak_kw.is_some());
 }
+
+#[test]
+fn the_demo_spec_passes_a_healthy_simulated_rack_and_fails_both_faults() {
+    use crate::spec::CriterionKind;
+    let spec = crate::demo_spec();
+    let kind = |id: &str| {
+        spec.criteria
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("the demo spec has no {id}"))
+            .kind
+            .clone()
+    };
+    let CriterionKind::EnergyBalance { tolerance } = kind("energy-balance") else {
+        panic!("energy-balance")
+    };
+    let CriterionKind::CoolantDeltaT { max_k, .. } = kind("coolant-delta-t") else {
+        panic!("coolant-delta-t")
+    };
+    let CriterionKind::HeatBalance {
+        tolerance: heat,
+        capture_min,
+        capture_max,
+        coolant,
+    } = kind("heat-balance")
+    else {
+        panic!("heat-balance")
+    };
+    let CriterionKind::CoolantSupplyTemperature { max_c, .. } = kind("coolant-supply") else {
+        panic!("coolant-supply")
+    };
+    let tol = Tolerances {
+        energy: tolerance,
+        heat,
+        capture_min,
+        capture_max,
+    };
+    let f = frame();
+    let data = |faults: Faults| {
+        let nodes: Vec<String> = (1..=10).map(|n| format!("r1-n{n:02}")).collect();
+        let sources = RackSources::new(&readings("r1", faults), "r1", &nodes);
+        RackData::new(&f, sources, gpu_kw(), coolant)
+    };
+    let healthy = data(Faults::default());
+    assert_eq!(
+        balance::energy(&f, &healthy, &f.load, tol.energy).status,
+        Status::Pass
+    );
+    assert_eq!(
+        balance::heat(&f, &healthy, &f.load, &tol).status,
+        Status::Pass
+    );
+    assert!(max_in(&f, &healthy.delta_t_k, &f.load).unwrap() <= max_k);
+    assert!(max_in(&f, &healthy.supply_c, &f.load).unwrap() <= max_c);
+
+    let pdu_low = data(Faults {
+        pdu_scale: 0.8,
+        ..Faults::default()
+    });
+    let e = balance::energy(&f, &pdu_low, &f.load, tol.energy);
+    assert_eq!(e.status, Status::Fail, "{}", e.detail);
+    assert!(e.pdu_kw.unwrap() < e.gpu_kw.unwrap());
+
+    let low_flow = data(Faults {
+        flow_scale: 0.4,
+        ..Faults::default()
+    });
+    assert!(max_in(&f, &low_flow.delta_t_k, &f.load).unwrap() > max_k);
+}
