@@ -266,6 +266,11 @@ fn the_summary_carries_the_pdu_and_cdu_figures_and_null_where_absent() {
     let r2 = &s.racks[1];
     assert_eq!((r2.pdu_peak_kw, r2.cdu_heat_removed_kw), (None, None));
     let f = s.facility.as_ref().unwrap();
+    assert!(
+        f.racks[1].problems[0].contains("no facility source"),
+        "{:?}",
+        f.racks[1]
+    );
     assert_eq!(f.racks[0].energy.status, Status::Fail);
     assert_eq!(f.racks[1].energy.status, Status::Incomplete);
     let json = serde_json::to_value(&s).unwrap();

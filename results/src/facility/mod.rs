@@ -309,7 +309,14 @@ pub fn facility_summary(
         let in_load = |s: &BTreeMap<i64, f64>| -> Vec<i64> {
             s.keys().copied().filter(|b| f.holds(load, *b)).collect()
         };
-        let mut problems = d.problems_pdu(load);
+        let mut problems = Vec::new();
+        if !d.sources.any() {
+            problems.push(format!(
+                "rack {} has no facility source: no PDU, CDU or chassis readings",
+                r.rack
+            ));
+        }
+        problems.extend(d.problems_pdu(load));
         problems.extend(d.problems_cdu(load, &CduPart::ALL));
         if d.sources.nodes_without_chassis.len() < r.nodes.len() {
             problems.extend(d.problems_chassis(load));

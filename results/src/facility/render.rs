@@ -33,8 +33,7 @@ fn write_block(o: &mut String, s: &RunSummary, f: &FacilitySummary) -> fmt::Resu
         pct(f.tolerances.capture_min),
         pct(f.tolerances.capture_max)
     )?;
-    writeln!(
-        o,
+    let header = format!(
         "  {:<16} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>8} {:>9} {:<20} {:<20}",
         "rack",
         "peak kW",
@@ -48,7 +47,8 @@ fn write_block(o: &mut String, s: &RunSummary, f: &FacilitySummary) -> fmt::Resu
         "computed",
         "energy balance",
         "heat balance"
-    )?;
+    );
+    writeln!(o, "{}", header.trim_end())?;
     for (r, rf) in s.racks.iter().zip(&f.racks) {
         let energy = format!(
             "{} {}",
@@ -60,8 +60,7 @@ fn write_block(o: &mut String, s: &RunSummary, f: &FacilitySummary) -> fmt::Resu
             rf.heat.status,
             pct(rf.heat.capture_ratio).replace(' ', "")
         );
-        writeln!(
-            o,
+        let line = format!(
             "  {:<16} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>8} {:>9} {:<20} {:<20}",
             r.rack,
             opt(r.peak_kw, 2),
@@ -75,7 +74,8 @@ fn write_block(o: &mut String, s: &RunSummary, f: &FacilitySummary) -> fmt::Resu
             opt(rf.computed_heat_mean_kw, 2),
             energy,
             heat
-        )?;
+        );
+        writeln!(o, "{}", line.trim_end())?;
         for p in &rf.problems {
             writeln!(o, "        ! {p}")?;
         }
