@@ -8,7 +8,7 @@ use super::data::Timeline;
 use super::html::{figure, Section};
 use super::style::{self, esc, num, status_class, GRID, PHASE_FILL};
 use super::ReportError;
-use hallmark_results::facility::{FacilitySummary, Frame, RackSources};
+use hallmark_results::facility::{by_rack, FacilitySummary, Frame, RackSources};
 use hallmark_results::{RunSummary, Store};
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -30,9 +30,15 @@ fn pdu_buckets(
         .map(|r| r.reading)
         .collect();
     let f = Frame::new(s.started_at_ns, s.sample_hz, Vec::new());
+    let keys: Vec<(&str, &[String])> = s
+        .racks
+        .iter()
+        .map(|r| (r.rack.as_str(), r.nodes.as_slice()))
+        .collect();
+    let per_rack = by_rack(&readings, &keys);
     let mut out = Vec::with_capacity(s.racks.len());
-    for r in &s.racks {
-        let sources = RackSources::new(&readings, &r.rack, &r.nodes);
+    for (r, own) in s.racks.iter().zip(per_rack) {
+        let sources = RackSources::new(&own, &r.rack, &r.nodes);
         let mut acc = vec![(0.0, 0u32); tl.buckets];
         for (b, kw) in sources.pdu_kw(f.bins, f.width_ns) {
             if let Some(i) = tl.bucket(f.centre(b)) {

@@ -211,6 +211,36 @@ impl CduPart {
     ];
 }
 
+/// The readings of each rack — those about the rack and those about its nodes — in one pass over
+/// all of them; `racks` are (rack label, its node ids), the result in their order.
+pub fn by_rack(
+    readings: &[FacilityReading],
+    racks: &[(&str, &[String])],
+) -> Vec<Vec<FacilityReading>> {
+    use hallmark_protocol::facility::Subject;
+    use std::collections::HashMap;
+    let mut of_rack: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut of_node: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (rack, nodes)) in racks.iter().enumerate() {
+        of_rack.entry(rack).or_default().push(i);
+        for n in nodes.iter() {
+            of_node.entry(n.as_str()).or_default().push(i);
+        }
+    }
+    let mut out = vec![Vec::new(); racks.len()];
+    for r in readings {
+        let targets = match &r.subject {
+            Subject::Rack(name) => of_rack.get(name.as_str()),
+            Subject::Node(name) => of_node.get(name.as_str()),
+            Subject::Row(_) | Subject::Hall => None,
+        };
+        for &i in targets.into_iter().flatten() {
+            out[i].push(r.clone());
+        }
+    }
+    out
+}
+
 /// `secondary`, `primary`, or `unit` for the whole unit.
 pub fn point_name(p: &str) -> &str {
     if p.is_empty() {
@@ -297,9 +327,14 @@ pub fn facility_summary(
     let tol = Tolerances::default();
     let coolant = Coolant::PG25;
     let target = ((crate::SUSTAINED_WINDOW_S * f.sample_hz).round() as usize).max(1);
+    let keys: Vec<(&str, &[String])> = racks
+        .iter()
+        .map(|r| (r.rack.as_str(), r.nodes.as_slice()))
+        .collect();
+    let per_rack = by_rack(readings, &keys);
     let mut out = Vec::new();
-    for r in racks {
-        let sources = RackSources::new(readings, &r.rack, &r.nodes);
+    for (r, own) in racks.into_iter().zip(per_rack) {
+        let sources = RackSources::new(&own, &r.rack, &r.nodes);
         let d = RackData::new(f, sources, r.gpu_kw, coolant);
         let pdu: Vec<(i64, f64)> = d.pdu_kw.iter().map(|(b, v)| (*b, *v)).collect();
         let (pdu_sustained_kw, pw) = sustained(&pdu, target);

@@ -295,3 +295,61 @@ fn the_demo_spec_passes_a_healthy_simulated_rack_and_fails_both_faults() {
     });
     assert!(max_in(&f, &low_flow.delta_t_k, &f.load).unwrap() > max_k);
 }
+
+/// Chassis (BMC) readings of the rack's 10 nodes, each `scale` × a tenth of the rack's power.
+fn chassis(scale: f64, nodes: usize) -> Vec<FacilityReading> {
+    let mut out = Vec::new();
+    for k in 0..60 {
+        let t = k * S + 500_000_000;
+        for n in 1..=nodes {
+            let node = format!("r1-n{n:02}");
+            out.push(reading(
+                &format!("bmc-{node}"),
+                SourceKind::Chassis,
+                Subject::Node(node),
+                "",
+                Q::PowerW,
+                t,
+                Some(rack_kw(t) * 100.0 * scale),
+            ));
+        }
+    }
+    out
+}
+
+fn summary_with(extra: Vec<FacilityReading>) -> RackFacility {
+    let input = RackInput {
+        hall: "h".into(),
+        row: "row1".into(),
+        rack: "r1".into(),
+        nodes: (1..=10).map(|n| format!("r1-n{n:02}")).collect(),
+        gpu_kw: gpu_kw(),
+    };
+    let mut rs = readings("r1", Faults::default());
+    rs.extend(extra);
+    let s = facility_summary(&frame(), &rs, vec![input]);
+    s.racks.into_iter().next().unwrap()
+}
+
+#[test]
+fn the_chassis_level_sits_between_gpu_side_and_pdu_when_every_node_has_one() {
+    let r = summary_with(chassis(1.0, 10));
+    assert_eq!(r.chassis_nodes, 10);
+    // Polled 0.2 s after the PDU: the held figures differ only around the load steps.
+    let (c, p) = (r.energy.chassis_kw.unwrap(), r.energy.pdu_kw.unwrap());
+    assert!((c - p).abs() < 0.01 * p, "{c} {p}");
+    assert_eq!(r.energy.status, Status::Pass, "{}", r.energy.detail);
+    // BMCs that read 10 % above the PDU: chassis ÷ PDU fails.
+    let r = summary_with(chassis(1.1, 10));
+    assert_eq!(r.energy.status, Status::Fail, "{}", r.energy.detail);
+    assert!((r.energy.chassis_over_pdu.unwrap() - 1.1).abs() < 0.01);
+    // Chassis sources for 7 of 10 nodes: the chassis level is left out, and the detail says so.
+    let r = summary_with(chassis(1.1, 7));
+    assert_eq!(r.energy.chassis_kw, None);
+    assert_eq!(r.energy.status, Status::Pass, "{}", r.energy.detail);
+    assert!(
+        r.energy.detail.contains("no chassis source for r1-n08"),
+        "{}",
+        r.energy.detail
+    );
+}

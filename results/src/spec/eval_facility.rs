@@ -65,7 +65,20 @@ pub(super) fn judge(
         .map(|r| node_bins(bins, r.iter().copied()))
         .collect();
     let (cmp, unit, limit) = limit_of(c);
-    for s in subjects(d, c.scope, false) {
+    let subjects = subjects(d, c.scope, false);
+    let nodes: Vec<(String, Vec<String>)> = subjects
+        .iter()
+        .map(|s| {
+            let ids = s.nodes.iter().map(|&n| d.nodes[n].id.clone()).collect();
+            (rack_label(d, s), ids)
+        })
+        .collect();
+    let keys: Vec<(&str, &[String])> = nodes
+        .iter()
+        .map(|(r, n)| (r.as_str(), n.as_slice()))
+        .collect();
+    let per_rack = crate::facility::by_rack(readings, &keys);
+    for ((s, own), (label, ids)) in subjects.into_iter().zip(per_rack).zip(&nodes) {
         let mut ev = Evidence {
             subjects: vec![s.name.clone()],
             ..Evidence::default()
@@ -81,8 +94,8 @@ pub(super) fn judge(
             ));
             continue;
         }
-        let Some(data) = rack_data(d, readings, &f, &s, &per_node, coolant_of(c)) else {
-            let rack = rack_label(d, &s);
+        let Some(data) = rack_data(&own, label, ids, &f, &s, &per_node, coolant_of(c)) else {
+            let rack = label;
             out.push(incomplete(
                 ev,
                 format!("rack {rack} has no facility source: no PDU, CDU or chassis readings are stored with the run"),
@@ -123,15 +136,15 @@ fn coolant_of(c: &Criterion) -> Coolant {
 
 /// The rack's facility data, `None` when it has no facility source at all.
 fn rack_data(
-    d: &RunData,
     readings: &[FacilityReading],
+    rack: &str,
+    nodes: &[String],
     f: &Frame,
     s: &Subject,
     per_node: &[Vec<(i64, f64)>],
     coolant: Coolant,
 ) -> Option<RackData> {
-    let nodes: Vec<String> = s.nodes.iter().map(|&n| d.nodes[n].id.clone()).collect();
-    let sources = RackSources::new(readings, &rack_label(d, s), &nodes);
+    let sources = RackSources::new(readings, rack, nodes);
     if !sources.any() {
         return None;
     }
