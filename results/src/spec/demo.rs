@@ -125,7 +125,8 @@ title = "Coolant supply temperature under load"
 kind = "coolant_supply_temperature"
 max = "35 °C"
 
-# The rack loop's ΔT under load (≈ 10 K at design flow); a CDU with too little flow exceeds 15 K.
+# The rack loop's ΔT under load (≈ 8 K at the simulated design flow for a 100 kW rack); a CDU with
+# too little flow for its heat exceeds 15 K.
 [[criterion]]
 id = "coolant-delta-t"
 title = "Coolant ΔT under load"
@@ -137,7 +138,7 @@ id = "heat-removed"
 title = "Heat removed per rack over 20 s in phase steady"
 kind = "heat_removed"
 phase = "steady"
-min = "90 kW"
+min = "80 kW"
 window = "20 s"
 
 # GPU-side (the probes' node power) ≤ PDU per rack within 5 %: a PDU reading low fails here.
@@ -148,16 +149,17 @@ kind = "energy_balance"
 phase = "steady"
 tolerance = "5 %"
 
-# ρ·c_p·flow·ΔT within 10 % of the CDU's heat removed; the simulated loop takes all of a rack's
-# power as heat, so the liquid capture lies near 100 %.
+# ρ·c_p·flow·ΔT (water, as the simulated loops) within 10 % of the CDU's heat removed; the simulated
+# liquid captures 90 % of a rack's heat (docs/HALL.md), so the capture lies between 80 and 105 %.
 [[criterion]]
 id = "heat-balance"
 title = "Heat balance and liquid capture"
 kind = "heat_balance"
 phase = "steady"
 tolerance = "10 %"
-capture_min = "85 %"
-capture_max = "110 %"
+capture_min = "80 %"
+capture_max = "105 %"
+coolant = "water"
 "#;
 
 /// The built-in demo spec ([`DEMO_SPEC`]), parsed.
