@@ -4,8 +4,8 @@
 use crate::run::Outcome;
 use hallmark_protocol::clock::ClockSyncConfig;
 use hallmark_protocol::{
-    ClockEstimate, CoordinatorMessage, DeviceInfo, Labels, NodeId, PhaseReport, PhaseStart,
-    Refusal, TelemetryBatch,
+    ClockEstimate, CoordinatorMessage, DeviceInfo, FacilityBatch, Labels, NodeId, PhaseReport,
+    PhaseStart, ProbeRole, Refusal, TelemetryBatch,
 };
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -78,6 +78,8 @@ pub struct ProbeRecord {
     /// Where the probe's data plane listens: the Hello's address, or its port on the address the
     /// control connection came from. `None`: the probe has no data plane (no fabric phases).
     pub data_plane: Option<std::net::SocketAddr>,
+    /// A node's probe, or a facility collector (never a run's participant).
+    pub role: ProbeRole,
 }
 
 /// A connection to be closed once its queued messages are out.
@@ -146,6 +148,14 @@ pub enum Event {
     Telemetry {
         node_id: NodeId,
         batch: TelemetryBatch,
+        received_at_ns: i64,
+    },
+    /// Facility readings to store with the current run; call
+    /// [`crate::machine::Coordinator::telemetry_stored`] once they are, so that they are
+    /// acknowledged.
+    Facility {
+        node_id: NodeId,
+        batch: FacilityBatch,
         received_at_ns: i64,
     },
     /// Telemetry that will never arrive.

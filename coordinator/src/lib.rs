@@ -16,6 +16,7 @@ mod flow;
 pub mod limits;
 pub mod machine;
 pub mod metrics;
+mod metrics_facility;
 pub mod metrics_http;
 pub mod record;
 pub mod run;

@@ -18,10 +18,11 @@ use hallmark_protocol::codec::{decode_payload, peek_hello_version};
 use hallmark_protocol::plan::Plan;
 use hallmark_protocol::{
     ClockEstimate, CoordinatorMessage, DecodeError, ErrorCode, Hello, NodeId, ProbeMessage,
-    Refusal, RefusalReason, Welcome, PROTOCOL_VERSION,
+    ProbeRole, Refusal, RefusalReason, Welcome, PROTOCOL_VERSION,
 };
 use std::collections::BTreeMap;
 
+mod facility;
 mod register;
 
 #[derive(Debug)]
@@ -180,9 +181,11 @@ impl Coordinator {
         if !run.is_waiting() {
             return;
         }
+        // A facility collector is never a participant: it has no devices and runs no phase.
         let registered: Vec<_> = self
             .probes
             .iter()
+            .filter(|(_, (_, r))| r.role == ProbeRole::Node)
             .map(|(n, (c, r))| Candidate {
                 node: n.clone(),
                 rack: r.labels.rack.clone(),
@@ -303,13 +306,10 @@ impl Coordinator {
                 };
                 self.probe_error(node_id, safety, message);
             }
-            (ConnState::Registered { .. }, ProbeMessage::Facility(batch)) => self.protocol_error(
-                conn,
-                format!(
-                    "sent facility readings (batch {}) but did not register as a facility collector",
-                    batch.seq
-                ),
-            ),
+            (ConnState::Registered { node_id, .. }, ProbeMessage::Facility(batch)) => {
+                let node_id = node_id.clone();
+                self.on_facility(conn, node_id, batch, now)
+            }
             (ConnState::Registered { node_id, .. }, ProbeMessage::Telemetry(batch)) => {
                 let node_id = node_id.clone();
                 // Only the probe process that joined the run feeds it: a restarted one numbers its

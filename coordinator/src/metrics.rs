@@ -9,8 +9,9 @@
 //! fresh reading is left out and counted in `hallmark_rack_nodes_stale`, never read as 0 W.
 
 use crate::event::{Event, ProbeRecord};
+use crate::metrics_facility::FacilityMetrics;
 use crate::run::Outcome;
-use hallmark_protocol::{Labels, NodeId, TelemetryBatch};
+use hallmark_protocol::{Labels, NodeId, ProbeRole, TelemetryBatch};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -98,6 +99,9 @@ pub struct Metrics {
     pending: BTreeMap<(NodeId, u64), u64>,
     gaps: u64,
     gap_instants: u64,
+    /// Facility collectors registered, by node id: connected or not.
+    collectors: BTreeMap<NodeId, bool>,
+    facility: FacilityMetrics,
 }
 
 impl Metrics {
@@ -108,9 +112,18 @@ impl Metrics {
     /// Follows one event of the machine.
     pub fn on_event(&mut self, ev: &Event) {
         match ev {
+            Event::Registered(p) if p.role == ProbeRole::Facility => {
+                self.collectors.insert(p.node_id.clone(), true);
+            }
             Event::Registered(p) => self.registered(p),
             Event::Refused { .. } => self.refusals += 1,
-            Event::Departed { node_id, .. } => self.set_connected(node_id, false),
+            Event::Departed { node_id, .. } => {
+                if let Some(c) = self.collectors.get_mut(node_id) {
+                    *c = false;
+                }
+                self.set_connected(node_id, false)
+            }
+            Event::Facility { batch, .. } => self.facility.on_batch(batch),
             Event::ProbeLost { node_id, .. } => {
                 if let Some(n) = self.nodes.get_mut(node_id) {
                     n.lost = true;
@@ -236,6 +249,7 @@ impl Metrics {
         self.render_probes(&mut o, format);
         self.render_run(&mut o, now_ns);
         self.render_power(&mut o, now_ns);
+        self.render_facility(&mut o, now_ns, format);
         self.render_counters(&mut o, format);
         if format == Format::OpenMetrics {
             o.push_str("# EOF\n");
@@ -467,6 +481,16 @@ impl Metrics {
             );
         }
     }
+    fn render_facility(&self, o: &mut String, now_ns: i64, format: Format) {
+        // A rack's hall and row from its nodes; a rack no node names keeps only its name.
+        let mut place: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+        for n in self.nodes.values() {
+            place.insert(&n.labels.rack, (&n.labels.hall, &n.labels.row));
+        }
+        let connected = self.collectors.values().filter(|c| **c).count();
+        self.facility.render(o, now_ns, format, connected, &place);
+    }
+
     fn render_counters(&self, o: &mut String, format: Format) {
         counter(
             o,
@@ -507,14 +531,14 @@ impl Metrics {
 }
 
 /// `# HELP` and `# TYPE` of a family.
-fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A counter family with one sample, named `NAME_total`; the family is `NAME_total` in the
 /// Prometheus format (whose `TYPE` names the sample) and `NAME` in OpenMetrics (whose counter
 /// samples add `_total` to the family's name).
-fn counter(o: &mut String, format: Format, name: &str, help: &str, value: u64) {
+pub(crate) fn counter(o: &mut String, format: Format, name: &str, help: &str, value: u64) {
     match format {
         Format::Prometheus => family(o, &format!("{name}_total"), "counter", help),
         Format::OpenMetrics => family(o, name, "counter", help),
@@ -530,7 +554,7 @@ fn node_labels(id: &NodeId, l: &Labels) -> String {
     )
 }
 
-fn rack_labels(hall: &str, row: &str, rack: &str) -> String {
+pub(crate) fn rack_labels(hall: &str, row: &str, rack: &str) -> String {
     format!(
         "hall=\"{}\",row=\"{}\",rack=\"{}\"",
         esc(hall),
@@ -554,7 +578,7 @@ fn esc(v: &str) -> String {
 }
 
 /// A sample value: finite as Rust prints it (shortest round trip).
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     format!("{v}")
 }
 

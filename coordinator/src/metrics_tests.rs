@@ -39,6 +39,7 @@ fn probe(node: &str, rack: &str, devices: u16) -> Event {
         registered_at_ns: T0,
         clock: None,
         data_plane: None,
+        role: ProbeRole::Node,
     })
 }
 
@@ -68,6 +69,85 @@ fn batch(node: &str, t: i64, node_w: f32, gpu_w: &[Option<f32>]) -> Event {
             gaps: Vec::new(),
         },
     }
+}
+
+/// A facility collector's batch at `t`: the whole-unit power of each (source, rack, W).
+fn pdus(t: i64, readings: &[(&str, &str, Option<f64>)]) -> Event {
+    use hallmark_protocol::{FacilityBatch, FacilityQuantity, FacilityReading, FacilitySubject};
+    Event::Facility {
+        node_id: NodeId::new("fac").unwrap(),
+        received_at_ns: t,
+        batch: FacilityBatch {
+            seq: 0,
+            readings: readings
+                .iter()
+                .map(|(source, rack, w)| FacilityReading {
+                    source: (*source).into(),
+                    kind: hallmark_protocol::SourceKind::Pdu,
+                    subject: FacilitySubject::Rack((*rack).into()),
+                    point: String::new(),
+                    quantity: FacilityQuantity::PowerW,
+                    uri: String::new(),
+                    t_ns: t,
+                    value: *w,
+                    device_time_ns: None,
+                    latency_us: Some(1000),
+                    note: None,
+                })
+                .collect(),
+        },
+    }
+}
+
+#[test]
+fn a_racks_pdu_power_stands_beside_its_gpu_side_power_and_collectors_are_no_nodes() {
+    let mut m = Metrics::new();
+    m.on_event(&probe("n1", "r01", 2));
+    let Event::Registered(mut collector) = probe("fac", "mgmt", 0) else {
+        unreachable!()
+    };
+    collector.role = ProbeRole::Facility;
+    m.on_event(&Event::Registered(collector));
+    m.on_event(&batch("n1", T0 + S, 2500.0, &[Some(700.0), Some(700.0)]));
+    m.on_event(&pdus(
+        T0 + S,
+        &[
+            ("pdu-a", "r01", Some(1500.0)),
+            ("pdu-b", "r01", Some(1200.0)),
+        ],
+    ));
+    let text = m.render(T0 + 2 * S, Format::Prometheus);
+    assert_eq!(
+        line(&text, "hallmark_rack_pdu_power_watts{"),
+        Some(r#"hallmark_rack_pdu_power_watts{hall="hall-a",row="row1",rack="r01"} 2700"#)
+    );
+    assert_eq!(
+        line(&text, "hallmark_facility_collectors_connected "),
+        Some("hallmark_facility_collectors_connected 1")
+    );
+    assert!(
+        !text.contains("mgmt"),
+        "a collector is no node of a rack:\n{text}"
+    );
+    assert_eq!(
+        line(&text, "hallmark_facility_readings_received_total "),
+        Some("hallmark_facility_readings_received_total 2")
+    );
+    // One PDU without a reading: no rack figure, one stale PDU.
+    m.on_event(&pdus(
+        T0 + 3 * S,
+        &[("pdu-a", "r01", Some(1500.0)), ("pdu-b", "r01", None)],
+    ));
+    let text = m.render(T0 + 3 * S, Format::OpenMetrics);
+    assert_eq!(line(&text, "hallmark_rack_pdu_power_watts{"), None);
+    assert_eq!(
+        line(&text, "hallmark_rack_pdus_stale{"),
+        Some(r#"hallmark_rack_pdus_stale{hall="hall-a",row="row1",rack="r01"} 1"#)
+    );
+    assert_eq!(
+        line(&text, "hallmark_facility_readings_absent_total "),
+        Some("hallmark_facility_readings_absent_total 1")
+    );
 }
 
 fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {

@@ -7,7 +7,7 @@
 
 use crate::machine::ProbeRecord;
 use crate::run::Outcome;
-use hallmark_protocol::{NodeId, PhaseReport, PhaseStart, TelemetryBatch};
+use hallmark_protocol::{FacilityBatch, NodeId, PhaseReport, PhaseStart, TelemetryBatch};
 use tokio::sync::mpsc;
 use tracing::error;
 
@@ -27,6 +27,12 @@ pub enum Record {
     Telemetry {
         node_id: NodeId,
         batch: TelemetryBatch,
+        received_at_ns: i64,
+    },
+    /// A facility collector's readings, acknowledged like telemetry once stored.
+    Facility {
+        node_id: NodeId,
+        batch: FacilityBatch,
         received_at_ns: i64,
     },
     Gap {
@@ -65,8 +71,8 @@ pub enum Record {
 #[error("{0}")]
 pub struct RecordError(pub String);
 
-/// What one call of a [`Recorder`] did with the telemetry batches it was given, each as
-/// (node, seq).
+/// What one call of a [`Recorder`] did with the telemetry and facility batches it was given, each
+/// as (node, seq).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// Batches now stored, to be acknowledged — a replayed batch that was already stored counts

@@ -425,7 +425,7 @@ impl Core {
                 phase_id: *phase_id,
                 actual_start_ns: *actual_start_ns,
             }),
-            Event::Telemetry { .. } => None,
+            Event::Telemetry { .. } | Event::Facility { .. } => None,
             Event::Gap {
                 node_id,
                 from_ns,
@@ -505,6 +505,15 @@ impl Core {
                 batch,
                 received_at_ns,
             } => self.record(Record::Telemetry {
+                node_id,
+                batch,
+                received_at_ns,
+            }),
+            Event::Facility {
+                node_id,
+                batch,
+                received_at_ns,
+            } => self.record(Record::Facility {
                 node_id,
                 batch,
                 received_at_ns,

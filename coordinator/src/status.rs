@@ -11,6 +11,13 @@ use tracing::{debug, info, warn};
 /// Logs one event; returns whether the set of registered probes (or their clocks) changed.
 pub(crate) fn log_event(ev: &Event) -> bool {
     match ev {
+        Event::Registered(p) if p.role == hallmark_protocol::ProbeRole::Facility => {
+            info!(
+                "registered facility collector {} (hall {}) from {}, session {}",
+                p.node_id, p.labels.hall, p.remote, p.session_id
+            );
+            true
+        }
         Event::Registered(p) => {
             let model = p
                 .inventory
@@ -88,7 +95,7 @@ pub(crate) fn log_event(ev: &Event) -> bool {
             debug!("node {node_id} started phase {phase_id}");
             false
         }
-        Event::Telemetry { .. } => false,
+        Event::Telemetry { .. } | Event::Facility { .. } => false,
         Event::Gap {
             node_id, reason, ..
         } => {

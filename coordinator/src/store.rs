@@ -11,7 +11,7 @@
 
 use crate::record::{Record, RecordError, Recorder, Written};
 use crate::run::Outcome;
-use hallmark_protocol::{NodeId, TelemetryBatch};
+use hallmark_protocol::{FacilityBatch, NodeId, TelemetryBatch};
 use hallmark_store::{event_kind, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
 
 /// Writes one run into a [`Store`].
@@ -26,37 +26,38 @@ impl StoreRecorder {
         StoreRecorder { store, run }
     }
 
-    fn flush(
+    /// Stores the batches in `queue` (telemetry or facility readings, by `kind`) in one
+    /// transaction; when one of them spoils it, one by one, leaving out and noting the refused.
+    fn flush<B: Batch>(
         &mut self,
-        telemetry: &mut Vec<(NodeId, TelemetryBatch, i64)>,
+        queue: &mut Vec<(NodeId, B, i64)>,
         written: &mut Written,
     ) -> Result<(), StoreError> {
-        if telemetry.is_empty() {
+        if queue.is_empty() {
             return Ok(());
         }
-        let refs: Vec<(&NodeId, &TelemetryBatch, i64)> =
-            telemetry.iter().map(|(n, b, t)| (n, b, *t)).collect();
-        match self.store.insert_batches(&self.run, &refs) {
-            Ok(_) => {
+        let refs: Vec<(&NodeId, &B, i64)> = queue.iter().map(|(n, b, t)| (n, b, *t)).collect();
+        match B::insert(&mut self.store, &self.run, &refs) {
+            Ok(()) => {
                 written
                     .stored
-                    .extend(telemetry.drain(..).map(|(n, b, _)| (n, b.seq)));
+                    .extend(queue.drain(..).map(|(n, b, _)| (n, b.seq())));
                 return Ok(());
             }
             Err(e) if !refused(&e) => return Err(e),
             Err(_) => {}
         }
-        // One batch spoilt the transaction: store them one by one, leaving out the refused.
-        for (node, batch, at) in telemetry.drain(..) {
-            match self.store.insert_batches(&self.run, &[(&node, &batch, at)]) {
-                Ok(_) => written.stored.push((node, batch.seq)),
+        for (node, batch, at) in queue.drain(..) {
+            match B::insert(&mut self.store, &self.run, &[(&node, &batch, at)]) {
+                Ok(()) => written.stored.push((node, batch.seq())),
                 Err(e) if refused(&e) => {
+                    let what = B::WHAT;
                     self.note_refused(
                         at,
                         &node,
-                        &format!("telemetry batch {} refused by the store: {e}", batch.seq),
+                        &format!("{what} {} refused by the store: {e}", batch.seq()),
                     )?;
-                    written.refused.push((node, batch.seq));
+                    written.refused.push((node, batch.seq()));
                 }
                 Err(e) => return Err(e),
             }
@@ -83,18 +84,30 @@ impl StoreRecorder {
     fn write(&mut self, records: Vec<Record>) -> Result<Written, StoreError> {
         let mut written = Written::default();
         let mut telemetry = Vec::new();
+        let mut facility = Vec::new();
         for r in records {
-            if let Record::Telemetry {
-                node_id,
-                batch,
-                received_at_ns,
-            } = r
-            {
-                telemetry.push((node_id, batch, received_at_ns));
-                continue;
+            match r {
+                Record::Telemetry {
+                    node_id,
+                    batch,
+                    received_at_ns,
+                } => {
+                    telemetry.push((node_id, batch, received_at_ns));
+                    continue;
+                }
+                Record::Facility {
+                    node_id,
+                    batch,
+                    received_at_ns,
+                } => {
+                    facility.push((node_id, batch, received_at_ns));
+                    continue;
+                }
+                _ => {}
             }
-            // Keep the order: telemetry before the record that follows it.
+            // Keep the order: batches before the record that follows them.
             self.flush(&mut telemetry, &mut written)?;
+            self.flush(&mut facility, &mut written)?;
             let (node, at_ns) = about(&r);
             let what = kind(&r);
             match self.write_one(r) {
@@ -110,6 +123,7 @@ impl StoreRecorder {
             }
         }
         self.flush(&mut telemetry, &mut written)?;
+        self.flush(&mut facility, &mut written)?;
         Ok(written)
     }
 
@@ -117,7 +131,7 @@ impl StoreRecorder {
         {
             let run = &self.run;
             match r {
-                Record::Telemetry { .. } => {}
+                Record::Telemetry { .. } | Record::Facility { .. } => {}
                 Record::RunStarted { probes, phases, .. } => {
                     for p in &probes {
                         let row = ProbeRow {
@@ -231,6 +245,11 @@ fn about(r: &Record) -> (Option<NodeId>, i64) {
             node_id,
             received_at_ns,
             ..
+        }
+        | Record::Facility {
+            node_id,
+            received_at_ns,
+            ..
         } => (Some(node_id.clone()), *received_at_ns),
         Record::Gap {
             node_id, from_ns, ..
@@ -248,11 +267,52 @@ fn kind(r: &Record) -> &'static str {
         Record::RunStarted { .. } => "the run's start",
         Record::PhaseStarted { .. } => "a phase start",
         Record::Telemetry { .. } => "a telemetry batch",
+        Record::Facility { .. } => "a facility batch",
         Record::Gap { .. } => "a gap",
         Record::PhaseReport { .. } => "a phase report",
         Record::ProbeLost { .. } => "a lost probe",
         Record::Note { .. } => "a note",
         Record::RunFinished { .. } => "the run's end",
+    }
+}
+
+/// A numbered batch the store takes many of in one transaction.
+trait Batch {
+    /// What it is, in words.
+    const WHAT: &'static str;
+    fn seq(&self) -> u64;
+    fn insert(
+        store: &mut Store,
+        run: &RunId,
+        batches: &[(&NodeId, &Self, i64)],
+    ) -> Result<(), StoreError>;
+}
+
+impl Batch for TelemetryBatch {
+    const WHAT: &'static str = "telemetry batch";
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn insert(
+        store: &mut Store,
+        run: &RunId,
+        batches: &[(&NodeId, &Self, i64)],
+    ) -> Result<(), StoreError> {
+        store.insert_batches(run, batches).map(drop)
+    }
+}
+
+impl Batch for FacilityBatch {
+    const WHAT: &'static str = "facility batch";
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn insert(
+        store: &mut Store,
+        run: &RunId,
+        batches: &[(&NodeId, &Self, i64)],
+    ) -> Result<(), StoreError> {
+        store.insert_facility_batches(run, batches).map(drop)
     }
 }
 

@@ -9,8 +9,60 @@
 use crate::limits::{max_batch_gaps, max_batch_samples, max_batch_ticks, MAX_HIST_BLOB};
 use crate::run::{ScheduledPhase, SEND_AHEAD_NS};
 use hallmark_protocol::fabric::CollectiveAlgorithm;
-use hallmark_protocol::{FabricReport, NodeId, PhaseStart, TelemetryBatch, MAX_GAP_REASON_BYTES};
+use hallmark_protocol::facility::{
+    MAX_FACILITY_NOTE_BYTES, MAX_FACILITY_READINGS, MAX_FACILITY_TEXT_BYTES,
+};
+use hallmark_protocol::{
+    FabricReport, FacilityBatch, NodeId, PhaseStart, TelemetryBatch, MAX_GAP_REASON_BYTES,
+};
 use std::collections::BTreeSet;
+
+/// Checks a facility collector's batch: a sequence number the store can hold, at most
+/// [`MAX_FACILITY_READINGS`] readings, names and URIs of at most [`MAX_FACILITY_TEXT_BYTES`] and
+/// notes of at most [`MAX_FACILITY_NOTE_BYTES`] bytes.
+pub(crate) fn check_facility_batch(batch: &FacilityBatch) -> Result<(), String> {
+    if i64::try_from(batch.seq).is_err() {
+        return Err(format!(
+            "facility batch number {} is beyond what the store holds",
+            batch.seq
+        ));
+    }
+    if batch.readings.len() > MAX_FACILITY_READINGS {
+        return Err(format!(
+            "facility batch {} has {} readings; at most {MAX_FACILITY_READINGS} are allowed",
+            batch.seq,
+            batch.readings.len()
+        ));
+    }
+    for (i, r) in batch.readings.iter().enumerate() {
+        let texts = [
+            ("source", r.source.as_str()),
+            ("point", r.point.as_str()),
+            ("uri", r.uri.as_str()),
+            ("subject", r.subject.name()),
+        ];
+        for (what, text) in texts {
+            if text.len() > MAX_FACILITY_TEXT_BYTES {
+                return Err(format!(
+                    "facility batch {} reading {i}: its {what} has {} bytes; at most \
+                     {MAX_FACILITY_TEXT_BYTES} are allowed",
+                    batch.seq,
+                    text.len()
+                ));
+            }
+        }
+        if r.note
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_FACILITY_NOTE_BYTES)
+        {
+            return Err(format!(
+                "facility batch {} reading {i}: its note is longer than {MAX_FACILITY_NOTE_BYTES} bytes",
+                batch.seq
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The phase `phase_id`, if it was scheduled and its order has gone out by `now`.
 pub(crate) fn sent_phase(

@@ -6,26 +6,41 @@
 //! Sensor metadata (`reading`), the heat arithmetic of coolant loops (`heat`), and the walk of a
 //! service (`walk`, a sans-IO state machine; [`discover`] is its async shell) that gives an
 //! [`Inventory`] with findings (`assemble`, `finding`). `hallmark facility discover` prints it.
+//! `serve` is the other end: a Redfish service of rack PDUs and CDUs on loopback, driven by a
+//! [`serve::MeterBoard`] (the simulated hall's facility).
 //!
-//! Not built yet (docs/FACILITY.md): the collector on the run's clock, storage of readings, spec
-//! criteria on facility quantities, SNMP PDUs and the simulated hall's facility. This crate
-//! depends on no other hallmark crate; the store will not be needed here either.
+//! The collector (`collect`) reads a `facility.toml` (`config`) and polls each source at its own
+//! rate (a sans-IO schedule), turning each poll into flat `FacilityReading`s of the protocol crate
+//! stamped on the caller's clock; `run_collector` is its async shell.
+//!
+//! Rack PDUs over SNMP v2c and v3 (`snmp`): vendor profiles as TOML data, one GET per poll,
+//! readings scaled and range-checked, as the protocol's `FacilityReading`s; the collector polls
+//! them on an SNMP lane beside the Redfish ones.
+//!
+//! Storing readings (the store) and judging them (results) happen above: this crate depends only
+//! on the protocol crate, for the reading type; never on the store.
 
 pub mod assemble;
 pub mod auth;
 pub mod client;
+pub mod collect;
+pub mod config;
 pub mod error;
 pub mod finding;
 pub mod heat;
 pub mod inventory;
 pub mod model;
 pub mod reading;
+pub mod serve;
+pub mod snmp;
 pub mod tls;
 pub mod url;
 pub mod walk;
 
 pub use auth::{Auth, Credentials, Secret};
 pub use client::{ClientOptions, RedfishClient};
+pub use collect::{run_collector, Collector, CollectorStats, Lane, PollResult};
+pub use config::{ConfigError, FacilityConfig, SourceConfig};
 pub use error::FacilityError;
 pub use finding::{Finding, FindingKind};
 pub use inventory::Inventory;

@@ -174,6 +174,17 @@ pub fn age_seconds(reading_time: &str, now: time::OffsetDateTime) -> Option<f64>
     Some((now - t).as_seconds_f64())
 }
 
+/// The instant of an RFC 3339 `reading_time` in ns since the UNIX epoch, and its age in seconds
+/// at `now_ns` (ns since the UNIX epoch; positive: in the past), or `None` if the text is no RFC
+/// 3339 date-time (or lies beyond what i64 nanoseconds hold).
+pub fn age_seconds_ns(reading_time: &str, now_ns: i64) -> Option<(i64, f64)> {
+    let t =
+        time::OffsetDateTime::parse(reading_time, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let ns = i64::try_from(t.unix_timestamp_nanos()).ok()?;
+    Some((ns, (now_ns as f64 - ns as f64) / 1e9))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +220,9 @@ mod tests {
         .unwrap();
         assert_eq!(age_seconds("2026-01-01T02:05:00+02:00", now), Some(300.0));
         assert_eq!(age_seconds("yesterday", now), None);
+        let now_ns = now.unix_timestamp_nanos() as i64;
+        let (ns, age) = age_seconds_ns("2026-01-01T00:05:00Z", now_ns).unwrap();
+        assert_eq!((now_ns - ns, age), (300_000_000_000, 300.0));
+        assert_eq!(age_seconds_ns("soon", now_ns), None);
     }
 }

@@ -20,9 +20,10 @@ mod writer;
 
 use addr::{jitter_seed, looks_like_host_port, next_unit, resolve, split_host};
 
+use crate::facility::FacilityInbox;
 use crate::outbox::Outbox;
 use crate::session::{ProbeSession, SessionEvent};
-use hallmark_protocol::{ClockEstimate, CoordinatorMessage, Hello, Refusal};
+use hallmark_protocol::{ClockEstimate, CoordinatorMessage, Hello, ProbeMessage, Refusal};
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::framed::{FramedError, FramedRecv, FramedSend};
 use hallmark_transport::tls::{self, ConnectFailure, Identity, TransportOptions};
@@ -112,6 +113,8 @@ pub struct ProbeOptions {
     /// Linux), about 2 MiB at quinn's default of 65527: `None` keeps that default; thousands of
     /// probes in one process (`hallmark bench fleet`) set a smaller one.
     pub max_udp_payload: Option<u16>,
+    /// A facility collector's readings, left by its collector task ([`ProbeHandle::spawn_facility`]).
+    pub facility: Option<FacilityInbox>,
 }
 
 impl ProbeOptions {
@@ -125,6 +128,7 @@ impl ProbeOptions {
             connect_timeout: Duration::from_secs(5),
             clock: WallClock::new(),
             max_udp_payload: None,
+            facility: None,
         }
     }
 }
@@ -181,6 +185,31 @@ impl ProbeHandle {
             Some(f) => ProbeSession::with_fabric(opts.hello.clone(), backend, f),
             None => ProbeSession::new(opts.hello.clone(), backend),
         };
+        let task = tokio::spawn(run(client, opts, session, status_tx, shutdown_rx));
+        Ok(ProbeHandle {
+            status,
+            shutdown: Some(shutdown_tx),
+            task,
+            joined: false,
+        })
+    }
+
+    /// Starts a facility collector's probe: it registers as [`hallmark_protocol::ProbeRole::Facility`]
+    /// with no devices and sends what is left in `inbox` (the collector task fills it, stamping
+    /// readings with `opts.clock`).
+    pub fn spawn_facility(
+        identity: &Identity,
+        mut opts: ProbeOptions,
+        inbox: FacilityInbox,
+    ) -> Result<Self, ProbeError> {
+        let client = tls::client_config(identity, &opts.transport)?;
+        let (status_tx, status) = watch::channel(ProbeStatus::Connecting {
+            attempt: 0,
+            last_error: None,
+        });
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let session = ProbeSession::for_facility(opts.hello.clone());
+        opts.facility = Some(inbox);
         let task = tokio::spawn(run(client, opts, session, status_tx, shutdown_rx));
         Ok(ProbeHandle {
             status,
@@ -521,6 +550,7 @@ async fn session(
                 Err(e) => return lost(&conn, &e, registered),
             },
             r = writer.written(), if writer.is_busy() => Turn::Written(r),
+            _ = inbox_ready(opts.facility.as_ref()) => Turn::Handled(take_facility(opts, machine), None),
         };
         let (outgoing, event) = match turn {
             Turn::Shutdown => {
@@ -574,6 +604,29 @@ async fn session(
             None => {}
         }
     }
+}
+
+/// Resolves when the collector has left readings; never without a collector.
+async fn inbox_ready(inbox: Option<&FacilityInbox>) {
+    match inbox {
+        Some(i) => i.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the collector left, handed to the session; readings the inbox gave up are logged.
+fn take_facility(opts: &ProbeOptions, machine: &mut ProbeSession) -> Vec<ProbeMessage> {
+    let Some(inbox) = opts.facility.as_ref() else {
+        return Vec::new();
+    };
+    let (readings, dropped) = inbox.take();
+    if dropped > 0 {
+        warn!(
+            "gave up {dropped} facility readings: the probe could not send them as fast as the \
+             collector made them"
+        );
+    }
+    machine.push_facility(readings)
 }
 
 /// A stream error: classify by the connection's close reason when there is one.

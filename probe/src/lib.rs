@@ -6,12 +6,15 @@
 //! * [`runner`] — the phase runner: pattern → load level, sampling, telemetry batches with replay,
 //!   and the probe's own safety interlocks (dead-man, temperature, overrun).
 //! * [`fabric`] — fabric phases beside the load: the data plane and the phase thread on it.
+//! * [`facility`] — a facility collector's readings: batches on the coordinator's clock, kept
+//!   until acknowledged; the inbox the collector task fills; the collector's empty backend.
 //! * [`client`] — the tokio/quinn shell: connect, register, answer, reconnect with backoff.
 //! * [`outbox`] — messages waiting for the control stream, bounded, so that back-pressure on the
 //!   stream holds back only the sending, never the session's loop.
 
 pub mod client;
 pub mod fabric;
+pub mod facility;
 pub mod outbox;
 pub mod runner;
 pub mod session;

@@ -8,10 +8,11 @@
 //! connection is down (until the dead-man interlock stops them); their telemetry is kept and
 //! replayed after the next Welcome. Nothing here touches a socket or reads a clock.
 
+use crate::facility::{FacilityFeed, NoDevices};
 use crate::runner::PhaseRunner;
 use hallmark_protocol::{
-    ClockEstimate, ClockPong, CoordinatorMessage, ErrorCode, ErrorReport, Hello, ProbeMessage,
-    Refusal, Welcome,
+    ClockEstimate, ClockPong, CoordinatorMessage, ErrorCode, ErrorReport, FacilityReading, Hello,
+    ProbeMessage, ProbeRole, Refusal, Welcome,
 };
 use hallmark_workloads::backend::Backend;
 
@@ -68,6 +69,8 @@ pub struct ProbeSession {
     sent_reports: std::collections::VecDeque<ProbeMessage>,
     /// Safety actions and early phase ends since the shell last asked, for the local log.
     notices: Vec<String>,
+    /// A facility collector's readings ([`ProbeSession::for_facility`]); `None` for a node's probe.
+    facility: Option<FacilityFeed>,
 }
 
 impl std::fmt::Debug for ProbeSession {
@@ -96,7 +99,48 @@ impl ProbeSession {
             held: Vec::new(),
             sent_reports: std::collections::VecDeque::new(),
             notices: Vec::new(),
+            facility: None,
         }
+    }
+
+    /// A facility collector's session: it registers with `hello` as [`ProbeRole::Facility`], loads
+    /// nothing, and sends the readings given to [`ProbeSession::push_facility`].
+    pub fn for_facility(mut hello: Hello) -> Self {
+        hello.role = ProbeRole::Facility;
+        hello.inventory.clear();
+        hello.backend = NoDevices.name().to_string();
+        hello.data_plane = None;
+        let mut s = ProbeSession::new(hello, Box::new(NoDevices));
+        s.facility = Some(FacilityFeed::default());
+        s
+    }
+
+    /// Takes facility readings stamped on the probe's clock; returns the batches to send now
+    /// (none while there is no clock estimate or no registration: they wait, and go after the
+    /// next Welcome). A node's probe has no facility feed and ignores them.
+    pub fn push_facility(&mut self, readings: Vec<FacilityReading>) -> Vec<ProbeMessage> {
+        let Some(feed) = self.facility.as_mut() else {
+            return Vec::new();
+        };
+        feed.push(readings);
+        self.cut_facility()
+    }
+
+    /// Facility readings given up so far because a bound was reached (0 for a node's probe).
+    pub fn facility_dropped(&self) -> u64 {
+        self.facility.as_ref().map_or(0, FacilityFeed::dropped)
+    }
+
+    fn cut_facility(&mut self) -> Vec<ProbeMessage> {
+        let registered = self.registered();
+        let Some(feed) = self.facility.as_mut() else {
+            return Vec::new();
+        };
+        let batches = feed.cut(self.clock.as_ref());
+        if !registered {
+            return Vec::new();
+        }
+        batches.into_iter().map(ProbeMessage::Facility).collect()
     }
 
     /// A session whose fabric phases run on `fabric`; the Hello announces its data-plane address.
@@ -197,6 +241,10 @@ impl ProbeSession {
                 self.remember_reports(&held);
                 out.extend(held);
                 out.extend(self.runner.unacked().cloned().map(ProbeMessage::Telemetry));
+                if let Some(feed) = self.facility.as_mut() {
+                    feed.cut(self.clock.as_ref());
+                    out.extend(feed.unacked().cloned().map(ProbeMessage::Facility));
+                }
                 (out, Some(SessionEvent::Registered(w)))
             }
             CoordinatorMessage::Refused(r) => {
@@ -217,7 +265,7 @@ impl ProbeSession {
             }
             CoordinatorMessage::ClockEstimate(e) => {
                 self.clock = Some(e);
-                (Vec::new(), Some(SessionEvent::ClockUpdated(e)))
+                (self.cut_facility(), Some(SessionEvent::ClockUpdated(e)))
             }
             CoordinatorMessage::PhaseStart(p) => {
                 if let Err(e) = p.pattern.validate() {
@@ -249,6 +297,9 @@ impl ProbeSession {
             }
             CoordinatorMessage::Ack { seq } => {
                 self.runner.ack(seq);
+                if let Some(feed) = self.facility.as_mut() {
+                    feed.ack(seq);
+                }
                 (Vec::new(), None)
             }
             CoordinatorMessage::Error(e) => (Vec::new(), Some(SessionEvent::CoordinatorError(e))),

@@ -1,10 +1,13 @@
 //! A cluster in this process: an ephemeral CA, a coordinator on 127.0.0.1 and one probe per node,
-//! each over its own real QUIC connection, each with its own data plane on 127.0.0.1 when asked.
+//! each over its own real QUIC connection, each with its own data plane on 127.0.0.1 when asked;
+//! and, when asked, a facility collector reading the simulated hall's meters over Redfish.
 //! Used by `hallmark demo`, `hallmark run PLAN --simulate HALL` and the `bench latency` /
 //! `bench collective` commands.
 
+use super::probe_facility::FacilityProbe;
 use anyhow::Context;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_facility::config::FacilityConfig;
 use hallmark_probe::fabric::{DataPlaneDriver, FabricDriver};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::{Labels, NodeId};
@@ -12,6 +15,7 @@ use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::Identity;
 use hallmark_workloads::Backend;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// One node of a local cluster.
 pub struct LocalNode {
@@ -24,7 +28,14 @@ pub struct LocalNode {
 pub struct LocalCluster {
     server: ServerHandle,
     probes: Vec<ProbeHandle>,
+    ca: Ca,
+    facility: Option<FacilityProbe>,
 }
+
+/// The node id of a local cluster's facility collector.
+pub const FACILITY_COLLECTOR: &str = "facility-collector";
+/// How long a local facility collector has to register.
+const FACILITY_REGISTER: Duration = Duration::from_secs(20);
 
 impl LocalCluster {
     /// Starts the coordinator and a probe per node; with `data_plane` each probe binds a data plane
@@ -76,15 +87,46 @@ impl LocalCluster {
                 fabric,
             )?);
         }
-        Ok(LocalCluster { server, probes })
+        Ok(LocalCluster {
+            server,
+            probes,
+            ca,
+            facility: None,
+        })
+    }
+
+    /// Starts a facility collector polling the sources of `config` (its own certificate from the
+    /// cluster's CA), in `hall`, and waits until it is registered.
+    pub async fn add_facility(&mut self, config: FacilityConfig, hall: &str) -> anyhow::Result<()> {
+        let node = NodeId::new(FACILITY_COLLECTOR)?;
+        let issued = self
+            .ca
+            .issue_node(&node)
+            .context("issuing the facility collector's certificate")?;
+        let id = Identity::from_pem(self.ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
+        let hello = super::probe_facility::hello(node, hall.to_string());
+        let opts = ProbeOptions::new(self.server.local_addr().to_string(), hello);
+        let probe = FacilityProbe::start(&id, opts, config)?;
+        if !probe.registered(FACILITY_REGISTER).await {
+            let _ = probe.shutdown().await;
+            anyhow::bail!(
+                "the facility collector did not register within {} s",
+                FACILITY_REGISTER.as_secs()
+            );
+        }
+        self.facility = Some(probe);
+        Ok(())
     }
 
     pub fn server(&self) -> &ServerHandle {
         &self.server
     }
 
-    /// Stops every probe, then the coordinator.
+    /// Stops the facility collector and every probe, then the coordinator.
     pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(f) = self.facility {
+            f.shutdown().await?;
+        }
         let stops: Vec<_> = self
             .probes
             .into_iter()

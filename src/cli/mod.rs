@@ -15,11 +15,13 @@ mod execute;
 mod facility;
 mod local;
 mod probe;
+mod probe_facility;
 mod progress;
 mod results;
 mod run;
 mod runs;
 mod runs_starts;
+mod sim_facility;
 mod simulate;
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub struct ProbeArgs {
     #[arg(long, required_unless_present = "list_devices")]
     node: Option<NodeId>,
     /// Rack the node is in (taken from --sim-hall when that is given).
-    #[arg(long, required_unless_present_any = ["sim_hall", "list_devices"])]
+    #[arg(long, required_unless_present_any = ["sim_hall", "list_devices", "facility"])]
     rack: Option<String>,
     /// Row the rack is in.
     #[arg(long, default_value = "row1")]
@@ -101,6 +101,16 @@ pub struct ProbeArgs {
     /// (their runs are INCOMPLETE).
     #[arg(long, conflicts_with_all = ["data_listen", "data_announce"])]
     no_data_plane: bool,
+    /// Be a facility collector instead of a node's probe: poll the rack PDUs, CDUs and BMCs this
+    /// file lists (docs/FACILITY.md) and send their readings, on the coordinator's clock, to be
+    /// stored with every run. --node names the collector (its certificate's node id); it loads
+    /// no devices and takes part in no phase.
+    #[arg(
+        long,
+        value_name = "facility.toml",
+        conflicts_with_all = ["sim_hall", "backend", "devices", "threads", "dtype", "list_devices", "data_announce", "no_data_plane", "rack"]
+    )]
+    facility: Option<PathBuf>,
 }
 
 /// `name` of a probe argument clap requires unless --list-devices.
@@ -184,12 +194,28 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     }
     let coordinator = required(a.coordinator.clone(), "coordinator")?;
     let node = required(a.node.clone(), "node")?;
+    // A bad facility file is refused before anything connects.
+    let facility = match &a.facility {
+        Some(file) => Some(super::probe_facility::load_config(file)?),
+        None => None,
+    };
     let identity = Identity::load(
         &required(a.ca.clone(), "ca")?,
         &required(a.cert.clone(), "cert")?,
         &required(a.key.clone(), "key")?,
     )
     .context("loading the probe's TLS identity")?;
+    if let Some(config) = facility {
+        let hello = super::probe_facility::hello(node.clone(), a.hall.clone());
+        let mut opts = ProbeOptions::new(coordinator.clone(), hello);
+        opts.server_name = a.server_name;
+        info!(
+            "facility collector {node}: {} sources, connecting to {coordinator}",
+            config.sources.len()
+        );
+        let probe = super::probe_facility::FacilityProbe::start(&identity, opts, config)?;
+        return serve_collector(node, probe).await;
+    }
     let kind = a.backend.unwrap_or(Backend::Sim);
     if kind == Backend::Sim && a.threads.is_some() {
         bail!("--threads is for --backend cpu");
@@ -306,6 +332,38 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             eprintln!("error: probe {node}: {e}");
             Ok(ExitCode::from(e.exit_code() as u8))
+        }
+    }
+}
+
+/// Runs a facility collector until a signal or its own end (exit 1 on an error, as a probe).
+async fn serve_collector(
+    node: NodeId,
+    mut probe: super::probe_facility::FacilityProbe,
+) -> anyhow::Result<ExitCode> {
+    let ended = tokio::select! {
+        _ = super::shutdown_signal() => None,
+        r = probe.finished() => Some(r),
+    };
+    let result = match ended {
+        None => {
+            info!("shutting down");
+            probe.shutdown().await
+        }
+        Some(r) => {
+            let stopped = probe.shutdown().await;
+            r.and(stopped)
+        }
+    };
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: facility collector {node}: {e:#}");
+            // Refused or not authenticated: 2, as for a node's probe.
+            let code = e
+                .downcast_ref::<hallmark_probe::ProbeError>()
+                .map_or(1, |p| p.exit_code());
+            Ok(ExitCode::from(code as u8))
         }
     }
 }

@@ -1,14 +1,21 @@
 //! A simulated hall in this process (a [`LocalCluster`]): one probe per simulated node, each over
 //! its own real QUIC connection and with its own data plane, the nodes of a rack sharing one
-//! coolant loop. Used by `hallmark demo` and `hallmark run PLAN --simulate HALL`.
+//! coolant loop, and its facility: a rack PDU and a CDU per rack served over Redfish on loopback
+//! (`sim_facility.rs`) and read by a facility collector. Used by `hallmark demo` and
+//! `hallmark run PLAN --simulate HALL`.
 
 use super::execute::{execute, RunRequest};
 use super::local::{LocalCluster, LocalNode};
+use super::sim_facility::SimFacility;
 use anyhow::{bail, Context};
+use hallmark_facility::config::FacilityConfig;
+use hallmark_facility::serve::serve;
 use hallmark_protocol::plan::Plan;
 use hallmark_results::RunSummary;
 use hallmark_store::location::Location;
 use hallmark_workloads::sim::HallSpec;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tracing::info;
 
 /// Most nodes simulated in one process.
@@ -43,7 +50,21 @@ pub async fn run_on_simulated_hall(
     }
     // A store that cannot be written is refused before any probe starts.
     super::results::check_writable(results)?;
-    let (_loops, backends) = hall.backends().context("building the simulated nodes")?;
+    let (loops, backends) = hall.backends().context("building the simulated nodes")?;
+    // The hall's meters: a rack PDU and a CDU per rack over Redfish on loopback, read by a
+    // facility collector through the same client as a real hall's.
+    let board = Arc::new(SimFacility::new(hall, &loops, hall.seed)?);
+    let served = serve(SocketAddr::from(([127, 0, 0, 1], 0)), board.clone())
+        .await
+        .context("serving the simulated hall's facility")?;
+    let facility_toml = board.facility_toml(&served.base_url());
+    let facility = FacilityConfig::parse(
+        &facility_toml,
+        "the simulated hall's facility.toml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .context("the simulated hall's facility file")?;
     let local: Vec<LocalNode> = backends
         .into_iter()
         .map(|(node, backend)| LocalNode {
@@ -53,7 +74,8 @@ pub async fn run_on_simulated_hall(
         })
         .collect();
     // Every simulated probe gets a data plane on 127.0.0.1, so plans with fabric phases run too.
-    let cluster = LocalCluster::start(local, true, metrics).await?;
+    let mut cluster = LocalCluster::start(local, true, metrics).await?;
+    cluster.add_facility(facility, &hall.name).await?;
     info!(
         "simulated hall {}: {} nodes in {} racks, coordinator on {}",
         hall.name,
@@ -70,5 +92,6 @@ pub async fn run_on_simulated_hall(
     };
     let summary = execute(cluster.server(), request).await;
     cluster.stop().await?;
+    served.shutdown().await;
     summary
 }

@@ -75,11 +75,9 @@ impl Store {
         }
         self.ensure_run(run)?;
         let mut seqs = Vec::with_capacity(batches.len());
-        for (_, batch, _) in batches {
+        for (collector, batch, _) in batches {
             seqs.push(to_i64("facility batch seq", batch.seq)?);
-            let count = batch.readings.len();
-            i64::try_from(count)
-                .map_err(|_| StoreError::invalid("facility batch", format!("{count} readings")))?;
+            check_text(collector, batch)?;
         }
         let path = self.path.clone();
         let new = self
@@ -132,6 +130,35 @@ impl Store {
     }
 }
 
+/// Refuses a text with a NUL character, which PostgreSQL cannot hold in `TEXT` (SQLite can): the
+/// same batch is refused on both backends, by name, before anything is written.
+fn check_text(collector: &NodeId, batch: &FacilityBatch) -> Result<(), StoreError> {
+    for (idx, r) in batch.readings.iter().enumerate() {
+        let fields = [
+            ("source", Some(r.source.as_str())),
+            ("subject", Some(r.subject.name())),
+            ("point", Some(r.point.as_str())),
+            ("uri", Some(r.uri.as_str())),
+            ("note", r.note.as_deref()),
+        ];
+        if let Some((field, _)) = fields
+            .iter()
+            .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
+        {
+            return Err(StoreError::invalid(
+                "facility reading",
+                format!(
+                    "reading #{idx} of batch {} of collector {collector} has a NUL character in \
+                     its {field}, which the store cannot hold; the collector must send text \
+                     without NUL characters",
+                    batch.seq
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The batch rows, then the readings of the new batches; whether each batch was new.
 fn insert(
     db: &mut Db,
@@ -173,7 +200,7 @@ fn insert(
 }
 
 /// One reading's row in [`COLUMNS`] order; a value that is not a finite number becomes NULL with
-/// the note [`FACILITY_NOT_FINITE`].
+/// the note [`FACILITY_NOT_FINITE`], and −0 becomes 0.
 fn reading_values(
     run: &RunId,
     collector: &NodeId,
@@ -189,7 +216,8 @@ fn reading_values(
             };
             (None, Some(bounded_text(note, MAX_FACILITY_NOTE_BYTES)))
         }
-        v => (v, r.note.clone()),
+        // −0 is stored as 0, as SQLite does with any zero: the same on both backends.
+        v => (v.map(|v| if v == 0.0 { 0.0 } else { v }), r.note.clone()),
     };
     vec![
         run.as_str().into(),
@@ -263,5 +291,36 @@ impl RawReading {
             collector: self.collector,
             seq: self.seq,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite reads a run's readings through `facility_readings_by_time`, already in order.
+    #[test]
+    fn a_runs_readings_are_read_through_the_time_index_without_sorting() {
+        let dir =
+            std::env::temp_dir().join(format!("hallmark-facility-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let conn = store.db.sqlite().expect("a SQLite store");
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {SELECT_READINGS}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(["run"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(stmt);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH") && plan[0].contains("facility_readings_by_time"),
+            "{plan:?}"
+        );
     }
 }

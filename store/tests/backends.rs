@@ -7,12 +7,15 @@ mod common;
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
 
+use hallmark_protocol::facility::{
+    FacilityBatch, FacilityQuantity, FacilityReading, SourceKind, Subject,
+};
 use hallmark_protocol::pattern::Pattern;
 use hallmark_protocol::{ClockEstimate, DeviceResult, FabricMember, Labels, PhaseReport, Workload};
 use hallmark_results::{demo_spec, evaluate, StoreExt};
 use hallmark_store::db::pg::Timeouts;
 use hallmark_store::testing::stores::stores;
-use hallmark_store::{PhaseRow, ProbeRow, RunStatus, Store, StoreError, VerdictRow};
+use hallmark_store::{PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError, VerdictRow};
 use hallmark_store::{ScanOptions, ScanOrder, Telemetry};
 use run::{device_info, new_run, node, MS, T0};
 
@@ -81,6 +84,42 @@ fn verdict(criterion: &str, measured: Option<f64>) -> VerdictRow {
 /// Writes one run through every writer but telemetry, with the replacements a run makes
 /// (a reconnect, devices and reports sent again, a resumed coordinator), and reads everything back
 /// as text in which the run id and the certification time are masked.
+/// Facility readings with values a backend could round differently, absent fields, a value that
+/// is not a finite number, and a replay; what each call did goes into the readings' notes.
+fn store_facility(store: &mut Store, run: &RunId) {
+    let c = node("facility-1");
+    let reading = |i: usize, value: Option<f64>| FacilityReading {
+        source: format!("cdu-{i}"),
+        kind: SourceKind::Cdu,
+        subject: Subject::Row("row-1".into()),
+        point: ["", "primary", "secondary"][i % 3].into(),
+        quantity: FacilityQuantity::ALL[i % FacilityQuantity::ALL.len()],
+        uri: format!("/redfish/v1/ThermalEquipment/CDUs/{i}#/Reading"),
+        t_ns: T0 + (5 - i as i64) * MS,
+        value,
+        device_time_ns: i.is_multiple_of(2).then_some(T0 - 1),
+        latency_us: (!i.is_multiple_of(2)).then_some(250),
+        note: None,
+    };
+    let values = [0.1 + 0.2, 1e-300, -0.0, f64::MAX, f64::NAN, -273.15];
+    let batch = FacilityBatch {
+        seq: 0,
+        readings: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| reading(i, Some(*v)))
+            .chain([reading(9, None)])
+            .collect(),
+    };
+    let done = store
+        .insert_facility_batches(run, &[(&c, &batch, T0), (&c, &batch, T0)])
+        .unwrap();
+    assert_eq!(
+        done.iter().map(|d| (d.new, d.samples)).collect::<Vec<_>>(),
+        [(true, 7), (false, 0)]
+    );
+}
+
 fn write_and_read(store: &mut Store) -> String {
     let run = store.create_run(&new_run()).unwrap();
     let (a, b) = (node("n1"), node("n2"));
@@ -185,6 +224,7 @@ fn write_and_read(store: &mut Store) -> String {
             &[verdict("c1", Some(2.0)), verdict("c2", Some(f64::NAN))],
         )
         .unwrap();
+    store_facility(store, &run);
     let before_finish = store.run_status(id).unwrap();
     store
         .finish_run(&run, T0 + 3000 * MS, RunStatus::Complete, Some("done"))
@@ -227,6 +267,10 @@ fn write_and_read(store: &mut Store) -> String {
         format!("{:?}", store.fabric_collectives(id).unwrap()),
     );
     put("faults", format!("{:?}", store.fabric_faults(id).unwrap()));
+    put(
+        "facility",
+        format!("{:?}", store.facility_readings(id).unwrap()),
+    );
     put("simulation", format!("{:?}", store.simulation(id).unwrap()));
     put(
         "coordinator",
@@ -276,6 +320,11 @@ fn both_backends_store_and_read_back_the_same() {
         "last data: None",
         "spec_toml: \"a = 2\"",
         "measured: None",
+        "value: Some(0.30000000000000004)",
+        "value: Some(1e-300)",
+        "point: \"secondary\", quantity: SupplyTempC, uri: \"/redfish/v1/ThermalEquipment/CDUs/2#/Reading\", t_ns: 1795918500003000000, value: Some(0.0)",
+        "value: Some(-273.15)",
+        "value: None, device_time_ns: Some(1795918499999999999), latency_us: None, note: Some(\"not a finite number\")",
     ] {
         assert!(sqlite.contains(want), "{want:?} not in\n{sqlite}");
     }

@@ -1,7 +1,8 @@
 //! Facility readings (schema 7) on both backends: every field round-trips (absent ones too), a
 //! replayed batch is skipped, a value that is not a finite number is stored as absent with a note,
-//! readings come back in time order, an unknown run or a name this build does not know is refused
-//! by name, and a version 6 store upgrades to 7 keeping its data.
+//! readings come back in time order, and an unknown run, a text the store cannot hold or a call the
+//! database refuses half-way stores nothing. The tables themselves, names a newer hallmark wrote
+//! and the upgrade from version 6 are in `facility_schema.rs`.
 
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
@@ -9,13 +10,11 @@ mod run;
 use hallmark_protocol::facility::{
     FacilityBatch, FacilityQuantity, FacilityReading, SourceKind, Subject,
 };
-use hallmark_results::StoreExt;
-use hallmark_store::db::{Db, Value};
+use hallmark_store::db::Db;
 use hallmark_store::location::Location;
 use hallmark_store::testing::stores::{stores, TestStore};
 use hallmark_store::{
-    Inserted, RunId, Store, StoreError, StoredFacilityReading, DB_FILE, FACILITY_NOT_FINITE,
-    SCHEMA_VERSION,
+    Inserted, RunId, StoreError, StoredFacilityReading, DB_FILE, FACILITY_NOT_FINITE,
 };
 use run::{new_run, node, MS, T0};
 
@@ -77,7 +76,7 @@ fn every_field() -> Vec<FacilityReading> {
         .iter()
         .enumerate()
         .map(|(i, &quantity)| {
-            let given = i % 2 == 0;
+            let given = i.is_multiple_of(2);
             FacilityReading {
                 source: format!("src-{i}"),
                 kind: kinds[i % kinds.len()],
@@ -336,97 +335,125 @@ fn an_unknown_run_or_a_seq_the_store_cannot_hold_stores_nothing() {
     }
 }
 
-/// Stores one reading, then rewrites `column` of it to `name` as a newer hallmark might have.
-fn with_unknown_name(t: &mut TestStore, column: &str, name: &str) -> RunId {
-    let run = t.store.create_run(&new_run()).unwrap();
-    let c = node("facility-1");
-    let b = batch(3, vec![reading("pdu-1", T0, Some(1.0))]);
-    t.store
-        .insert_facility_batches(&run, &[(&c, &b, T0)])
-        .unwrap();
-    let changed = raw(t)
-        .execute(
-            &format!("UPDATE facility_readings SET {column} = ?1 WHERE run_id = ?2"),
-            &[Value::from(name), Value::from(run.as_str())],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-    run
-}
-
 #[test]
-fn a_name_this_build_does_not_know_is_refused_by_name() {
-    for mut t in stores("facility-unknown-name") {
+fn a_text_with_a_nul_character_is_refused_by_name_on_both_backends() {
+    for mut t in stores("facility-nul") {
         eprintln!("on {}", t.backend);
-        for (column, name) in [
-            ("kind", "ups"),
-            ("quantity", "humidity_pct"),
-            ("scope", "pod"),
-        ] {
-            let run = with_unknown_name(&mut t, column, name);
-            let err = t.store.facility_readings(run.as_str()).unwrap_err();
-            let text = err.to_string();
-            assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-            for part in [run.as_str(), name, "newer hallmark", column] {
-                assert!(text.contains(part), "{part:?} missing from: {text}");
-            }
-        }
-    }
-}
-
-/// Makes the test store a version 6 store: version 7 only added the facility tables.
-fn downgrade_to_6(t: &TestStore) {
-    let mut db = raw(t);
-    db.execute_batch("DROP TABLE facility_readings; DROP TABLE facility_batches;")
-        .unwrap();
-    match t.pg() {
-        Some(_) => db
-            .execute_batch("UPDATE hallmark_meta SET value = '6' WHERE key = 'schema_version'")
-            .unwrap(),
-        None => db.execute_batch("PRAGMA user_version = 6").unwrap(),
-    }
-}
-
-#[test]
-fn a_version_6_store_upgrades_to_7_keeping_its_data() {
-    assert_eq!(SCHEMA_VERSION, 7);
-    for mut t in stores("facility-upgrade") {
-        eprintln!("on {}", t.backend);
-        let id = run::build(&mut t.store);
-        let summary = serde_json::to_value(t.store.run_summary(id.as_str()).unwrap()).unwrap();
-        let gaps = t.store.gaps(id.as_str()).unwrap();
-        assert!(!gaps.is_empty(), "the built run has a gap to keep");
-        downgrade_to_6(&t);
-
-        let err = Store::open_location_read_only(&t.location).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("version 6") && text.contains("open it once for writing"),
-            "{text}"
-        );
-        let mut store = t.reopen();
-        assert_eq!(
-            serde_json::to_value(store.run_summary(id.as_str()).unwrap()).unwrap(),
-            summary
-        );
-        assert_eq!(store.gaps(id.as_str()).unwrap(), gaps);
-        assert_eq!(store.facility_readings(id.as_str()).unwrap(), []);
+        let run = t.store.create_run(&new_run()).unwrap();
         let c = node("facility-1");
-        let b = batch(0, vec![reading("pdu-1", T0, Some(1.5))]);
-        let done = store.insert_facility_batches(&id, &[(&c, &b, T0)]).unwrap();
-        assert_eq!(new_flags(&done), [(true, 1)]);
-        let read = t.reopen_read_only();
-        assert_eq!(read.facility_readings(id.as_str()).unwrap().len(), 1);
-        // The summary gains its facility block (results' facility figures) and nothing else.
-        let mut after = serde_json::to_value(read.run_summary(id.as_str()).unwrap()).unwrap();
-        let facility = after.as_object_mut().unwrap().remove("facility").unwrap();
-        assert_eq!(facility["readings"], 1, "{facility}");
-        assert_eq!(summary["facility"], serde_json::Value::Null);
-        let mut before = summary.clone();
-        before.as_object_mut().unwrap().remove("facility");
-        assert_eq!(
-            after, before,
-            "facility readings change nothing of the run's summary but its facility block"
+        let ok = batch(0, vec![reading("pdu-1", T0, Some(1.0))]);
+        let mut bad = reading("pdu-2", T0, None);
+        bad.note = Some("HTTP\0 500".into());
+        let bad = batch(1, vec![reading("pdu-1", T0, Some(2.0)), bad]);
+        let err = t
+            .store
+            .insert_facility_batches(&run, &[(&c, &ok, T0), (&c, &bad, T0)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        let text = err.to_string();
+        for part in ["reading #1", "batch 1", "facility-1", "note", "NUL"] {
+            assert!(text.contains(part), "{part:?} missing from: {text}");
+        }
+        assert_eq!(t.store.facility_readings(run.as_str()).unwrap(), []);
+    }
+}
+
+/// Makes the database refuse a reading whose source is `poison`, as a failing write would.
+fn poison(t: &TestStore) {
+    let mut db = raw(t);
+    let sql = match t.pg() {
+        Some(_) => {
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.source = 'poison' THEN RAISE EXCEPTION 'poisoned reading'; END IF; \
+               RETURN NEW; END $$; \
+             CREATE TRIGGER poison BEFORE INSERT ON facility_readings \
+               FOR EACH ROW EXECUTE FUNCTION poison();"
+        }
+        None => {
+            "CREATE TRIGGER poison BEFORE INSERT ON facility_readings \
+               WHEN NEW.source = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned reading'); END;"
+        }
+    };
+    db.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn a_call_the_database_refuses_half_way_stores_nothing() {
+    for mut t in stores("facility-rollback") {
+        eprintln!("on {}", t.backend);
+        let run = t.store.create_run(&new_run()).unwrap();
+        poison(&t);
+        let c = node("facility-1");
+        let ok = batch(0, vec![reading("pdu-1", T0, Some(1.0))]);
+        let bad = batch(
+            1,
+            vec![
+                reading("pdu-1", T0 + MS, Some(2.0)),
+                reading("poison", T0 + MS, Some(3.0)),
+            ],
         );
+        let err = t
+            .store
+            .insert_facility_batches(&run, &[(&c, &ok, T0), (&c, &bad, T0)])
+            .unwrap_err();
+        // The whole chain: PostgreSQL's message is in the source of its `db error`.
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert!(text.contains("poisoned reading"), "{text}");
+        assert!(text.contains("storing facility readings"), "{text}");
+        assert_eq!(t.store.facility_readings(run.as_str()).unwrap(), []);
+        // Neither batch row stayed: both are new when they come again without the poison.
+        let cured = batch(1, vec![reading("pdu-1", T0 + MS, Some(2.0))]);
+        let done = t
+            .store
+            .insert_facility_batches(&run, &[(&c, &ok, T0), (&c, &cured, T0)])
+            .unwrap();
+        assert_eq!(new_flags(&done), [(true, 1), (true, 1)]);
+    }
+}
+
+#[test]
+fn full_batches_round_trip_in_one_call() {
+    use hallmark_protocol::facility::MAX_FACILITY_READINGS;
+    for mut t in stores("facility-full") {
+        eprintln!("on {}", t.backend);
+        let run = t.store.create_run(&new_run()).unwrap();
+        let (a, b) = (node("facility-a"), node("facility-b"));
+        let full = |seq: u64, offset: i64| {
+            let readings = (0..MAX_FACILITY_READINGS)
+                .map(|i| {
+                    let mut r = reading(&format!("pdu-{i}"), T0 + 2 * i as i64 + offset, None);
+                    r.value = (!i.is_multiple_of(7)).then_some(i as f64 * 0.5);
+                    r
+                })
+                .collect();
+            batch(seq, readings)
+        };
+        let (a0, b0) = (full(0, 0), full(0, 1));
+        let done = t
+            .store
+            .insert_facility_batches(&run, &[(&a, &a0, T0), (&b, &b0, T0)])
+            .unwrap();
+        let n = MAX_FACILITY_READINGS;
+        assert_eq!(new_flags(&done), [(true, n), (true, n)]);
+        let got = t.store.facility_readings(run.as_str()).unwrap();
+        assert_eq!(got.len(), 2 * n);
+        // Interleaved in time: a's reading i, then b's.
+        let want: Vec<_> = a0
+            .readings
+            .iter()
+            .zip(&b0.readings)
+            .flat_map(|(x, y)| {
+                [
+                    stored("facility-a", 0, x.clone()),
+                    stored("facility-b", 0, y.clone()),
+                ]
+            })
+            .collect();
+        assert!(got == want, "the readings differ from those sent");
     }
 }

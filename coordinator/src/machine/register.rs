@@ -81,6 +81,7 @@ impl Coordinator {
             registered_at_ns: now,
             clock: None,
             data_plane,
+            role: hello.role,
         };
         self.out.transmits.push_back((
             conn,

@@ -68,6 +68,8 @@ pub struct RackCoolantOverride {
     pub rack: String,
     pub setpoint_c: Option<f64>,
     pub capacity_kw: Option<f64>,
+    /// Nominal secondary flow, L/min.
+    pub flow_lpm: Option<f64>,
 }
 
 /// Injected fault: device `device` of `node` has a cold plate `factor` times worse than its own.
@@ -92,12 +94,29 @@ pub struct SlowLink {
     pub extra_latency_us: u64,
 }
 
+/// Injected fault: rack `rack`'s PDU meter reads `factor` × the rack's true power (a mis-wired or
+/// mis-scaled meter); its energy counter too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PduReadsLow {
+    pub rack: String,
+    pub factor: f64,
+}
+
+/// Injected fault: rack `rack`'s CDU delivers only `fraction` of its nominal secondary flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CduLowFlow {
+    pub rack: String,
+    pub fraction: f64,
+}
+
 /// The faults injected into a hall.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Faults {
     pub weak_cold_plates: Vec<WeakColdPlate>,
     pub undersized_cooling: Vec<UndersizedCooling>,
     pub slow_links: Vec<SlowLink>,
+    pub pdu_reads_low: Vec<PduReadsLow>,
+    pub cdu_low_flow: Vec<CduLowFlow>,
 }
 
 /// A simulated hall, defaults filled in and every value checked.
@@ -247,12 +266,16 @@ impl HallSpec {
     }
 
     /// The coolant loop of rack `name`: the hall's, then the rack's override, then an
-    /// undersized-cooling fault.
+    /// undersized-cooling fault and a low-flow fault.
     fn rack_coolant_spec(&self, name: &str) -> CoolantSpec {
         let mut spec = self.coolant.clone();
         for o in self.rack_coolant.iter().filter(|o| o.rack == name) {
             spec.setpoint_c = o.setpoint_c.unwrap_or(spec.setpoint_c);
             spec.capacity_kw = o.capacity_kw.unwrap_or(spec.capacity_kw);
+            spec.flow_lpm = o.flow_lpm.or(spec.flow_lpm);
+        }
+        for f in self.faults.cdu_low_flow.iter().filter(|f| f.rack == name) {
+            spec.flow_fraction = f.fraction;
         }
         for f in self
             .faults
@@ -289,6 +312,15 @@ impl HallSpec {
     pub fn inventory(&self, id: &NodeId) -> Option<Vec<DeviceInfo>> {
         self.node(id.as_str())?;
         Some(sim_inventory(id, self.gpus_per_node, &self.gpu))
+    }
+
+    /// What rack `name`'s PDU meter reads per watt drawn: a `pdu_reads_low` fault's factor, else 1.
+    pub fn pdu_factor(&self, name: &str) -> f64 {
+        self.faults
+            .pdu_reads_low
+            .iter()
+            .find(|f| f.rack == name)
+            .map_or(1.0, |f| f.factor)
     }
 
     /// The extra latency injected on node `id`'s links, µs.

@@ -3,10 +3,10 @@
 
 use super::coolant::CoolantSpec;
 use super::hall::{
-    Cx, Faults, HallError, HallSpec, RackCoolantOverride, SlowLink, UndersizedCooling,
-    WeakColdPlate, DEFAULT_BASE_LOAD_W, DEFAULT_PSU_EFFICIENCY,
+    CduLowFlow, Cx, Faults, HallError, HallSpec, PduReadsLow, RackCoolantOverride, SlowLink,
+    UndersizedCooling, WeakColdPlate, DEFAULT_BASE_LOAD_W, DEFAULT_PSU_EFFICIENCY,
 };
-use super::hall_file::RawHall;
+use super::hall_file::{RawFaults, RawHall};
 use super::SimGpuSpec;
 use hallmark_protocol::NodeId;
 use std::collections::BTreeSet;
@@ -14,6 +14,8 @@ use toml::Spanned;
 
 /// Most nodes a hall may have.
 pub const MAX_NODES: usize = 10_000;
+/// Allowed secondary flow of a rack's loop, L/min.
+const FLOW_RANGE_LPM: (f64, f64) = (1.0, 20_000.0);
 
 impl Cx<'_> {
     /// `v` if within `lo..=hi`, else an error naming `key`, the value and the range.
@@ -295,6 +297,23 @@ pub(super) fn resolve(cx: &Cx<'_>, raw: RawHall) -> Result<HallSpec, HallError> 
             " K/kW",
         )?,
         lag_s: cx.opt(&c.lag_s, "coolant.lag_s", dc.lag_s, 1.0, 3600.0, " s")?,
+        capture_fraction: cx.opt(
+            &c.capture_fraction,
+            "coolant.capture_fraction",
+            dc.capture_fraction,
+            0.5,
+            1.0,
+            "",
+        )?,
+        flow_lpm: c
+            .flow_lpm
+            .as_ref()
+            .map(|v| {
+                let (lo, hi) = FLOW_RANGE_LPM;
+                cx.range(v, "coolant.flow_lpm", lo, hi, " L/min")
+            })
+            .transpose()?,
+        flow_fraction: 1.0,
     };
 
     let mut spec = HallSpec {
@@ -312,18 +331,7 @@ pub(super) fn resolve(cx: &Cx<'_>, raw: RawHall) -> Result<HallSpec, HallError> 
         faults: Faults::default(),
     };
 
-    let rack_ref = |spec: &HallSpec, v: &Spanned<String>, key: &str| -> Result<String, HallError> {
-        let name = v.get_ref();
-        if spec.rack(name).is_some() {
-            Ok(name.clone())
-        } else {
-            Err(cx.bad(v, key, format!(
-                "`{key}` = {name:?} is not a rack of this hall: racks are named row{{R}}-rack{{KK}}, {} to {}",
-                HallSpec::rack_name(1, 1),
-                HallSpec::rack_name(spec.rows, spec.racks_per_row)
-            )))
-        }
-    };
+    let rack_ref = |spec: &HallSpec, v: &Spanned<String>, key: &str| rack_of(cx, spec, v, key);
     let node_ref = |spec: &HallSpec, v: &Spanned<String>, key: &str| -> Result<NodeId, HallError> {
         let id = v.get_ref();
         match spec.node(id) {
@@ -357,6 +365,14 @@ pub(super) fn resolve(cx: &Cx<'_>, raw: RawHall) -> Result<HallSpec, HallError> 
                 .capacity_kw
                 .as_ref()
                 .map(|v| cx.range(v, "coolant.rack.capacity_kw", 1.0, 2000.0, " kW"))
+                .transpose()?,
+            flow_lpm: o
+                .flow_lpm
+                .as_ref()
+                .map(|v| {
+                    let (lo, hi) = FLOW_RANGE_LPM;
+                    cx.range(v, "coolant.rack.flow_lpm", lo, hi, " L/min")
+                })
                 .transpose()?,
         });
     }
@@ -433,5 +449,67 @@ pub(super) fn resolve(cx: &Cx<'_>, raw: RawHall) -> Result<HallSpec, HallError> 
             extra_latency_us,
         });
     }
+    facility_faults(cx, f, &mut spec)?;
     Ok(spec)
+}
+
+/// The faults of the hall's facility meters: a PDU that reads low, a CDU with low flow.
+fn facility_faults(cx: &Cx<'_>, f: &RawFaults, spec: &mut HallSpec) -> Result<(), HallError> {
+    let mut seen = BTreeSet::new();
+    for p in &f.pdu_reads_low.0 {
+        let rack = rack_of(cx, spec, &p.rack, "faults.pdu_reads_low.rack")?;
+        if !seen.insert(rack.clone()) {
+            return Err(cx.bad(
+                &p.rack,
+                "faults.pdu_reads_low.rack",
+                format!("rack {rack:?} has more than one pdu_reads_low fault"),
+            ));
+        }
+        let factor = cx.range(
+            &p.factor,
+            "faults.pdu_reads_low.factor",
+            0.05,
+            0.99,
+            " (× the rack's true power; 1 would be no fault)",
+        )?;
+        spec.faults.pdu_reads_low.push(PduReadsLow { rack, factor });
+    }
+    let mut seen = BTreeSet::new();
+    for c in &f.cdu_low_flow.0 {
+        let rack = rack_of(cx, spec, &c.rack, "faults.cdu_low_flow.rack")?;
+        if !seen.insert(rack.clone()) {
+            return Err(cx.bad(
+                &c.rack,
+                "faults.cdu_low_flow.rack",
+                format!("rack {rack:?} has more than one cdu_low_flow fault"),
+            ));
+        }
+        let fraction = cx.range(
+            &c.fraction,
+            "faults.cdu_low_flow.fraction",
+            0.05,
+            0.95,
+            " (× the rack's nominal flow; 1 would be no fault)",
+        )?;
+        spec.faults.cdu_low_flow.push(CduLowFlow { rack, fraction });
+    }
+    Ok(())
+}
+
+/// The rack named by `v`, or an error naming the racks the hall has.
+fn rack_of(
+    cx: &Cx<'_>,
+    spec: &HallSpec,
+    v: &Spanned<String>,
+    key: &str,
+) -> Result<String, HallError> {
+    let name = v.get_ref();
+    if spec.rack(name).is_some() {
+        return Ok(name.clone());
+    }
+    Err(cx.bad(v, key, format!(
+        "`{key}` = {name:?} is not a rack of this hall: racks are named row{{R}}-rack{{KK}}, {} to {}",
+        HallSpec::rack_name(1, 1),
+        HallSpec::rack_name(spec.rows, spec.racks_per_row)
+    )))
 }

@@ -64,6 +64,8 @@ pub(super) struct RawCoolant {
     pub capacity_kw: Option<Spanned<f64>>,
     pub rise_k_per_kw: Option<Spanned<f64>>,
     pub lag_s: Option<Spanned<f64>>,
+    pub capture_fraction: Option<Spanned<f64>>,
+    pub flow_lpm: Option<Spanned<f64>>,
     #[serde(default)]
     pub rack: OneOrMany<RawRackCoolant>,
 }
@@ -74,6 +76,7 @@ pub(super) struct RawRackCoolant {
     pub name: Spanned<String>,
     pub setpoint_c: Option<Spanned<f64>>,
     pub capacity_kw: Option<Spanned<f64>>,
+    pub flow_lpm: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +88,10 @@ pub(super) struct RawFaults {
     pub undersized_cooling: OneOrMany<RawUndersizedCooling>,
     #[serde(default)]
     pub slow_link: OneOrMany<RawSlowLink>,
+    #[serde(default)]
+    pub pdu_reads_low: OneOrMany<RawPduReadsLow>,
+    #[serde(default)]
+    pub cdu_low_flow: OneOrMany<RawCduLowFlow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +114,20 @@ pub(super) struct RawUndersizedCooling {
 pub(super) struct RawSlowLink {
     pub node: Spanned<String>,
     pub extra_latency_us: Spanned<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPduReadsLow {
+    pub rack: Spanned<String>,
+    pub factor: Spanned<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCduLowFlow {
+    pub rack: Spanned<String>,
+    pub fraction: Spanned<f64>,
 }
 
 /// One table (`key = { … }`, `[key]`) or an array of them (`[[key]]`, `key = [{ … }]`).

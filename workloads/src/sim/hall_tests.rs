@@ -306,3 +306,107 @@ fn malformed_files_are_reported_with_line_column_and_key() {
         "{shown}"
     );
 }
+
+#[test]
+fn facility_faults_and_flows_reach_the_racks() {
+    let text = format!(
+        "{MINIMAL}[coolant]\ncapture_fraction = 0.8\nflow_lpm = 100\n\
+         [[coolant.rack]]\nname = \"row1-rack02\"\nflow_lpm = 250\n\
+         [faults]\npdu_reads_low = {{ rack = \"row1-rack01\", factor = 0.8 }}\n\
+         cdu_low_flow = [{{ rack = \"row1-rack02\", fraction = 0.4 }}]\n"
+    );
+    let h = parse_hall(&text, "f.toml").unwrap();
+    assert_eq!(h.pdu_factor("row1-rack01"), 0.8);
+    assert_eq!(h.pdu_factor("row1-rack02"), 1.0);
+    let (r1, r2) = (
+        h.rack("row1-rack01").unwrap(),
+        h.rack("row1-rack02").unwrap(),
+    );
+    assert_eq!(r1.coolant.capture_fraction, 0.8);
+    assert_eq!(
+        (r1.coolant.flow_lpm(), r1.coolant.flow_fraction),
+        (100.0, 1.0)
+    );
+    assert_eq!(r2.coolant.nominal_flow_lpm(), 250.0);
+    assert!((r2.coolant.flow_lpm() - 100.0).abs() < 1e-9);
+    // Without a stated flow it is sized for a 10 K rise at capacity (0.9 · 120 kW of water).
+    let d = parse_hall(MINIMAL, "m.toml").unwrap();
+    let flow = d.rack("row1-rack01").unwrap().coolant.flow_lpm();
+    assert!((flow - 155.49).abs() < 0.01, "{flow}");
+    // The loops carry it: a rack at 100 kW with 40 % flow shows 2.5 × the ΔT.
+    let loops = h.coolant_loops();
+    let dt = |rack: &str, capture: f64, flow: f64| {
+        let l = &loops[rack];
+        let slot = l.lock().unwrap().add_node(100_000.0);
+        let f = super::coolant::shared_figures(l);
+        l.lock().unwrap().report_heat(slot, 0.0);
+        let expected = capture * 100.0 / (997.0 * 4.18 * flow / 60_000.0);
+        assert!((f.return_c - f.supply_c - expected).abs() < 1e-9, "{f:?}");
+        f.return_c - f.supply_c
+    };
+    dt("row1-rack01", 0.8, 100.0);
+    dt("row1-rack02", 0.8, 0.4 * 250.0);
+}
+
+#[test]
+fn bad_facility_faults_are_reported_with_line_column_and_key() {
+    check(
+        &format!("{MINIMAL}[faults]\npdu_reads_low = {{ rack = \"row1-rack01\", factor = 1.2 }}\n"),
+        8,
+        50,
+        "faults.pdu_reads_low.factor",
+        &["1.2", "out of range", "0.05 to 0.99"],
+    );
+    check(
+        &format!("{MINIMAL}[faults]\npdu_reads_low = {{ rack = \"row9-rack01\", factor = 0.8 }}\n"),
+        8,
+        26,
+        "faults.pdu_reads_low.rack",
+        &["not a rack", "row1-rack01 to row1-rack02"],
+    );
+    check(
+        &format!("{MINIMAL}[[faults.cdu_low_flow]]\nrack = \"row1-rack02\"\nfraction = 0\n"),
+        9,
+        12,
+        "faults.cdu_low_flow.fraction",
+        &["out of range", "0.05 to 0.95"],
+    );
+    check(
+        &format!(
+            "{MINIMAL}[[faults.cdu_low_flow]]\nrack = \"row1-rack02\"\nfraction = 0.5\n\
+             [[faults.cdu_low_flow]]\nrack = \"row1-rack02\"\nfraction = 0.3\n"
+        ),
+        11,
+        8,
+        "faults.cdu_low_flow.rack",
+        &["more than one cdu_low_flow"],
+    );
+    check(
+        &format!("{MINIMAL}[faults]\ncdu_low_flow = {{ rack = \"row1-rack01\", flow = 0.4 }}\n"),
+        8,
+        40,
+        "faults.cdu_low_flow.flow",
+        &["unknown field `flow`", "fraction"],
+    );
+    check(
+        &format!("{MINIMAL}[coolant]\nflow_lpm = -3\n"),
+        8,
+        12,
+        "coolant.flow_lpm",
+        &["out of range", "1 to 20000 L/min"],
+    );
+    check(
+        &format!("{MINIMAL}[[coolant.rack]]\nname = \"row1-rack01\"\nflow_lpm = 0\n"),
+        9,
+        12,
+        "coolant.rack.flow_lpm",
+        &["out of range"],
+    );
+    check(
+        &format!("{MINIMAL}[coolant]\ncapture_fraction = 0.2\n"),
+        8,
+        20,
+        "coolant.capture_fraction",
+        &["0.5 to 1"],
+    );
+}

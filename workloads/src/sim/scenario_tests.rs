@@ -223,3 +223,38 @@ fn the_whole_demo_hall_under_the_demo_plans() {
         }
     }
 }
+
+/// The demo hall at full load as its CDUs see it: a healthy rack's CDU passes all the heat its
+/// loop takes to the facility water; the undersized rack's passes on much less while its loop
+/// warms (the difference heats the loop), which the facility's cross-checks can see.
+#[test]
+fn the_undersized_racks_cdu_passes_on_less_heat_while_its_loop_warms() {
+    let hall = HallSpec::demo();
+    let loops = hall.coolant_loops();
+    let mut nodes: Vec<SimBackend> = [(1, 1), (2, 3)]
+        .iter()
+        .flat_map(|&(row, rack)| (1..=10).map(move |n| HallSpec::node_name(row, rack, n)))
+        .map(|id| {
+            hall.backend_shared(&NodeId::new(id).unwrap(), &loops)
+                .unwrap()
+        })
+        .collect();
+    let mut largest_gap_kw: f64 = 0.0;
+    for step in 0..=300 {
+        for b in &mut nodes {
+            for d in 0..8 {
+                b.set_level(d, 1.0).unwrap();
+            }
+            b.sample(step * S / 10).unwrap();
+        }
+        let healthy = super::coolant::shared_figures(&loops["row1-rack01"]);
+        assert!(
+            (healthy.primary_heat_kw - healthy.captured_kw).abs() < 1e-9,
+            "{healthy:?}"
+        );
+        let faulty = super::coolant::shared_figures(&loops["row2-rack03"]);
+        largest_gap_kw = largest_gap_kw.max(faulty.captured_kw - faulty.primary_heat_kw);
+    }
+    // At first 0.9 · (≈100 − 75) kW goes into warming the loop.
+    assert!(largest_gap_kw > 15.0, "{largest_gap_kw}");
+}

@@ -1,0 +1,150 @@
+//! `hallmark probe --facility FILE`: a facility collector. It registers with the coordinator like
+//! a probe (its own certificate, clock sync, replay), as `ProbeRole::Facility`, and polls the
+//! sources of the facility file (docs/FACILITY.md), sending their readings stamped on the
+//! coordinator's clock. [`FacilityProbe`] is also what the simulated hall starts in-process.
+
+use anyhow::Context;
+use hallmark_facility::collect::{run_collector, CollectError, Collector, CollectorStats};
+use hallmark_facility::config::FacilityConfig;
+use hallmark_probe::facility::{FacilityInbox, NoDevices};
+use hallmark_probe::{ProbeHandle, ProbeOptions, ProbeStatus};
+use hallmark_protocol::{FacilityReading, Labels, NodeId};
+use hallmark_transport::tls::Identity;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// Batches of readings the collector may have handed over before the probe's loop takes them.
+const HANDOVER: usize = 256;
+
+/// A collector polling its sources and the probe sending what it reads.
+pub struct FacilityProbe {
+    probe: ProbeHandle,
+    stop: oneshot::Sender<()>,
+    /// The collector's result; `None` once it was taken.
+    collector: Option<oneshot::Receiver<Result<CollectorStats, CollectError>>>,
+    thread: std::thread::JoinHandle<()>,
+    forward: JoinHandle<()>,
+}
+
+impl FacilityProbe {
+    /// Starts the probe (registering as a collector with `hello`'s node id and hall) and the
+    /// collector of `config`, whose readings are stamped with the probe's clock.
+    pub fn start(
+        identity: &Identity,
+        mut opts: ProbeOptions,
+        config: FacilityConfig,
+    ) -> anyhow::Result<FacilityProbe> {
+        let inbox = FacilityInbox::default();
+        opts.facility = None;
+        let clock = opts.clock;
+        let probe = ProbeHandle::spawn_facility(identity, opts, inbox.clone())
+            .context("starting the facility collector's probe")?;
+        let (tx, mut rx) = mpsc::channel::<Vec<FacilityReading>>(HANDOVER);
+        let forward = tokio::spawn(async move {
+            while let Some(readings) = rx.recv().await {
+                inbox.put(readings);
+            }
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (done, collector) = oneshot::channel();
+        // Its own thread and single-threaded runtime: the polls of a thousand sources stay off the
+        // probe's runtime and cost the least CPU there (docs/PERFORMANCE.md).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the facility collector's runtime")?;
+        let thread = std::thread::Builder::new()
+            .name("hallmark-facility".into())
+            .spawn(move || {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                let r =
+                    runtime.block_on(run_collector(&config, move || clock.now_ns(), tx, shutdown));
+                let _ = done.send(r);
+            })
+            .context("starting the facility collector's thread")?;
+        Ok(FacilityProbe {
+            probe,
+            stop,
+            collector: Some(collector),
+            thread,
+            forward,
+        })
+    }
+
+    /// Waits until the probe is registered (or `within` passes).
+    pub async fn registered(&self, within: Duration) -> bool {
+        self.probe
+            .wait_for(within, |s| matches!(s, ProbeStatus::Registered { .. }))
+            .await
+            .is_some()
+    }
+
+    /// Waits for the probe or the collector to end on its own (an error, a refusal).
+    pub async fn finished(&mut self) -> anyhow::Result<()> {
+        let collector = async {
+            match self.collector.as_mut() {
+                Some(c) => c.await,
+                None => std::future::pending().await,
+            }
+        };
+        let ended = tokio::select! {
+            r = self.probe.finished() => return r.context("the facility collector's probe stopped"),
+            r = collector => r,
+        };
+        self.collector = None;
+        match ended {
+            Ok(Ok(stats)) => {
+                info!("facility collector stopped after {} polls", stats.polls);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the facility collector stopped")),
+            Err(_) => anyhow::bail!("the facility collector's thread ended without a result"),
+        }
+    }
+
+    /// Stops the collector (its sessions closed), hands over what it read, then stops the probe.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        match self.collector {
+            Some(c) => match c.await {
+                Ok(Ok(stats)) => info!(
+                    "facility collector: {} polls ({} failed), {} readings",
+                    stats.polls, stats.failed_polls, stats.readings
+                ),
+                Ok(Err(e)) => warn!("facility collector: {e}"),
+                Err(_) => warn!("the facility collector's thread ended without a result"),
+            },
+            None => {}
+        }
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let _ = self.forward.await;
+        self.probe
+            .shutdown()
+            .await
+            .context("stopping the facility collector's probe")
+    }
+}
+
+/// Reads the facility file, secrets named by `*_env` keys from the environment, and checks that
+/// every source can be polled (SNMP profiles and protocols known, Redfish addresses valid).
+pub fn load_config(path: &Path) -> anyhow::Result<FacilityConfig> {
+    let config = FacilityConfig::load(path, &|k| std::env::var(k).ok())?;
+    Collector::new(&config).with_context(|| format!("the facility file {}", path.display()))?;
+    Ok(config)
+}
+
+/// The Hello of a collector `node` in `hall` (no rack: a collector serves many).
+pub fn hello(node: NodeId, hall: String) -> hallmark_protocol::Hello {
+    let labels = Labels {
+        hall,
+        row: String::new(),
+        rack: String::new(),
+    };
+    hallmark_probe::hello(node, labels, &NoDevices)
+}
