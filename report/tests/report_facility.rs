@@ -19,7 +19,8 @@ fn read(path: &std::path::Path) -> String {
 fn readings() -> Vec<FacilityReading> {
     let mut out = Vec::new();
     for sec in 0..12i64 {
-        let t = T0 + sec * 1000 * MS + 300 * MS;
+        // Meters averaging over a second, polled at its end.
+        let t = T0 + (sec + 1) * 1000 * MS;
         let kw = if sec < 8 { 10.0 } else { 2.0 };
         let r = |src: &str, kind, rack: &str, point: &str, q, v: f64| FacilityReading {
             source: src.into(),

@@ -50,14 +50,15 @@ fn reading(
     }
 }
 
-/// Readings of one rack over the run's 12 s, one poll a second 0.3 s after each second.
+/// Readings of one rack over the run's 12 s: meters that average over a second, polled at the
+/// end of each second (the reading at `sec + 1` s is the mean over the second before it).
 fn rack_readings(rack: &str, how: Rack) -> Vec<FacilityReading> {
     let mut out = Vec::new();
     if how == Rack::Absent {
         return out;
     }
     for sec in 0..12 {
-        let t = T0 + sec * S + 300 * MS;
+        let t = T0 + (sec + 1) * S;
         let kw = if sec < 8 { 10.0 } else { 2.0 };
         let pdu = format!("pdu-{rack}");
         let scale = if how == Rack::PduLow { 0.8 } else { 1.0 };

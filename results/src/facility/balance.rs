@@ -1,6 +1,7 @@
 //! The balances of a rack, each a flat record with its numbers and a [`Status`]:
 //!
-//! * **energy**: over the bins of the window in which each level has a figure, the means of the
+//! * **energy**: over the bins of the window in which each level has a figure and the GPU-side
+//!   power held steady for the meters' interval ([`STEADY_FRACTION`]), the means of the
 //!   GPU-side rack power (the probes' node power), the BMC chassis sum (where every node of the
 //!   rack has a chassis source) and the rack's PDU power. Each level must not exceed the one
 //!   upstream of it: GPU-side ≤ chassis ≤ PDU. The measured value is the largest ratio of a level
@@ -13,10 +14,47 @@
 //! A source that is missing, stale or unreadable in the window makes the balance INCOMPLETE (it
 //! stays FAIL when the evidence there is already fails it); no figure is ever 0 for want of one.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
+use super::series::Series;
 use super::{mean_over, Frame, RackData};
 use crate::verdict::Status;
+
+/// GPU-side power that varies by at most this fraction of its mean over a meter's interval is
+/// steady: only such bins are compared with a meter that reads once per interval (a load that
+/// changes faster than the meter reads cannot be compared bin by bin: a 0.5 s square wave polled
+/// every second is seen at the same phase every time).
+pub const STEADY_FRACTION: f64 = 0.02;
+
+/// The longest median interval of `series`, in bins (at least 1).
+fn meter_span(f: &Frame, series: &[&Series]) -> i64 {
+    let m = series.iter().filter_map(|s| s.median_ns).max().unwrap_or(0);
+    (m.saturating_add(f.width_ns - 1) / f.width_ns).max(1)
+}
+
+/// The bins at which the GPU-side power held within [`STEADY_FRACTION`] of its mean over the
+/// `span` bins up to them (every one of them with a figure).
+fn steady(gpu: &BTreeMap<i64, f64>, span: i64) -> BTreeSet<i64> {
+    let mut out = BTreeSet::new();
+    for &b in gpu.keys() {
+        let w: Vec<f64> = gpu.range(b - span..=b).map(|(_, v)| *v).collect();
+        if w.len() as i64 != span + 1 {
+            continue;
+        }
+        let (lo, hi) = w
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(*v), h.max(*v))
+            });
+        let mean = w.iter().sum::<f64>() / w.len() as f64;
+        if hi - lo <= STEADY_FRACTION * mean.abs() {
+            out.insert(b);
+        }
+    }
+    out
+}
 
 /// The limits of the balances.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -118,6 +156,11 @@ pub fn energy(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: f64) -> Ener
     if use_chassis {
         keys.retain(|b| d.chassis_kw.contains_key(b));
     }
+    let meters: Vec<&Series> = d.sources.pdus.iter().chain(&d.sources.chassis).collect();
+    let span = meter_span(f, &meters);
+    let candidates = keys.len();
+    let steady = steady(&d.gpu_kw, span);
+    keys.retain(|b| steady.contains(b));
     let gpu = mean_over(&d.gpu_kw, &keys);
     let pdu = mean_over(&d.pdu_kw, &keys);
     let chassis = use_chassis
@@ -133,8 +176,10 @@ pub fn energy(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: f64) -> Ener
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     let mut detail = match (gpu, pdu) {
         (Some(g), Some(p)) => format!(
-            "means over {} bins: GPU-side {g:.2} kW, chassis {}, PDU {p:.2} kW; GPU ÷ PDU {:.1} %",
+            "means over {} bins in which the GPU-side power held within {:.0} % for the meters' interval ({:.1} s): GPU-side {g:.2} kW, chassis {}, PDU {p:.2} kW; GPU ÷ PDU {:.1} %",
             keys.len(),
+            STEADY_FRACTION * 100.0,
+            span as f64 * f.width_ns as f64 / 1e9,
             chassis.map_or_else(
                 || {
                     if d.sources.chassis.is_empty() {
@@ -149,6 +194,11 @@ pub fn energy(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: f64) -> Ener
                 |c| format!("{c:.2} kW")
             ),
             gpu_over_pdu.unwrap_or(f64::NAN) * 100.0
+        ),
+        _ if candidates > 0 => format!(
+            "the GPU-side power never held within {:.0} % for the meters' interval ({:.1} s) in the {candidates} bins in which it and the PDU power are both known: a load that changes faster than the meters read cannot be balanced",
+            STEADY_FRACTION * 100.0,
+            span as f64 * f.width_ns as f64 / 1e9
         ),
         _ => "no bin in which the GPU-side and the PDU power are both known".to_string(),
     };
@@ -202,10 +252,18 @@ pub fn heat(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: &Tolerances) -
         .collect();
     let computed = mean_over(&d.computed_kw, &keys);
     let reported = mean_over(&d.heat_kw, &keys);
+    // Two meters that read once per interval: compared only where the load held steady.
+    let meters: Vec<&Series> = d
+        .sources
+        .pdus
+        .iter()
+        .chain(d.sources.cdus.iter().map(|c| &c.heat))
+        .collect();
+    let steady = steady(&d.gpu_kw, meter_span(f, &meters));
     let pkeys: Vec<i64> = keys
         .iter()
         .copied()
-        .filter(|b| d.pdu_kw.contains_key(b))
+        .filter(|b| d.pdu_kw.contains_key(b) && steady.contains(b))
         .collect();
     let capture = mean_over(&d.heat_kw, &pkeys)
         .zip(mean_over(&d.pdu_kw, &pkeys))
@@ -255,7 +313,7 @@ pub fn heat(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: &Tolerances) -
         }
     } else if capture_judged && status != Status::Fail {
         status = Status::Incomplete;
-        detail.push_str("; no liquid-capture ratio: no bin with both heat removed and PDU power");
+        detail.push_str("; no liquid-capture ratio: no bin with both heat removed and PDU power while the load held steady");
     }
     let status = settle(status, &problems, &mut detail);
     HeatBalance {

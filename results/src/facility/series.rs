@@ -10,8 +10,10 @@
 //!   interval to judge by and is stale.
 //! * **Unreadable**: readings were attempted (`value` absent, with the collector's `note`) and none
 //!   in the window had a value.
-//! * **Held**: a reading stands for the bins from its own up to the next reading's, for at most
-//!   `3 m` (sample and hold: meters update every 0.25–5 s, the run's bins are one sample interval).
+//! * **Held**: a reading stands for the bins after the previous reading's up to its own, for at
+//!   most `3 m` (meters update every 0.25–5 s and are polled about as often, so a reading is up to
+//!   one interval old when it is taken: it stands for the interval that ends at it, not for the
+//!   one after; the run's bins are one sample interval).
 
 use std::collections::BTreeMap;
 
@@ -109,22 +111,27 @@ impl Series {
         })
     }
 
-    /// The series over the run's bins, each reading held until the next one for at most
-    /// [`STALE_INTERVALS`] median intervals (one bin when there is no interval).
+    /// The series over the run's bins: each reading stands for the bins after the previous
+    /// reading's up to its own, for at most [`STALE_INTERVALS`] median intervals (the first
+    /// reading for one interval; just its own bin when there is no interval).
     pub fn held(&self, bins: Bins, width_ns: i64) -> BTreeMap<i64, f64> {
         let mut out = BTreeMap::new();
         let hold = self
             .median_ns
             .map_or(width_ns, |m| m.saturating_mul(STALE_INTERVALS));
-        for (i, (&t, &v)) in self.t.iter().zip(&self.v).enumerate() {
-            let until = match self.t.get(i + 1) {
-                Some(&next) => next.min(t.saturating_add(hold)),
-                None => t.saturating_add(self.median_ns.unwrap_or(width_ns)),
+        let first_hold = self.median_ns.unwrap_or(0);
+        let mut prev_bin: Option<i64> = None;
+        for (&t, &v) in self.t.iter().zip(&self.v) {
+            let own = bins.of(t);
+            let from = match prev_bin {
+                Some(p) => (p + 1).max(bins.of(t.saturating_sub(hold)) + 1),
+                None if first_hold > 0 => bins.of(t.saturating_sub(first_hold)) + 1,
+                None => own,
             };
-            let (from, to) = (bins.of(t), bins.of(until.saturating_sub(1)).max(bins.of(t)));
-            for b in from..=to {
+            for b in from.min(own)..=own {
                 out.insert(b, v);
             }
+            prev_bin = Some(own);
         }
         out
     }
@@ -191,15 +198,30 @@ mod tests {
         let bins = Bins::new(0, 10.0);
         let s = Series::new(
             "a",
-            &[r(0.0, Some(1.0)), r(1.0, Some(2.0)), r(10.0, Some(5.0))],
+            &[
+                r(10.0, Some(1.0)),
+                r(11.0, Some(2.0)),
+                r(12.0, Some(3.0)),
+                r(30.0, Some(5.0)),
+            ],
         );
+        assert_eq!(s.median_ns, Some(1_000_000_000));
         let h = s.held(bins, 100_000_000);
-        assert_eq!(h.get(&0), Some(&1.0));
-        assert_eq!(h.get(&9), Some(&1.0));
-        assert_eq!(h.get(&10), Some(&2.0));
-        // Held for 3 × the median interval (the median of 1 s and 9 s is 9 s: 27 s, cut at the next).
-        assert_eq!(h.get(&99), Some(&2.0));
-        assert_eq!(h.get(&100), Some(&5.0));
+        // The first reading stands for one interval before it, each later one for the bins since
+        // the previous reading's.
+        assert_eq!(h.get(&90), None);
+        assert_eq!(h.get(&91), Some(&1.0));
+        assert_eq!(h.get(&100), Some(&1.0));
+        assert_eq!(h.get(&101), Some(&2.0));
+        assert_eq!(h.get(&110), Some(&2.0));
+        assert_eq!(h.get(&111), Some(&3.0));
+        assert_eq!(h.get(&120), Some(&3.0));
+        // After 18 s without a reading, the next one reaches back 3 intervals only.
+        assert_eq!(h.get(&121), None);
+        assert_eq!(h.get(&270), None);
+        assert_eq!(h.get(&271), Some(&5.0));
+        assert_eq!(h.get(&300), Some(&5.0));
+        assert_eq!(h.get(&301), None);
         let a: BTreeMap<i64, f64> = [(0, 1.0), (1, 1.0)].into();
         let b: BTreeMap<i64, f64> = [(1, 2.0), (2, 2.0)].into();
         assert_eq!(sum_all(&[a, b]), [(1, 3.0)].into());

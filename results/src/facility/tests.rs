@@ -353,3 +353,26 @@ fn the_chassis_level_sits_between_gpu_side_and_pdu_when_every_node_has_one() {
         r.energy.detail
     );
 }
+
+#[test]
+fn a_load_faster_than_the_meters_is_not_balanced() {
+    // A 0.5 s square wave GPU-side: no bin held steady for the PDU's 1 s interval.
+    let input = RackInput {
+        hall: "h".into(),
+        row: "row1".into(),
+        rack: "r1".into(),
+        nodes: Vec::new(),
+        gpu_kw: (0..600)
+            .map(|b| (b, if (b / 5) % 2 == 0 { 100.0 } else { 20.0 }))
+            .collect(),
+    };
+    let s = facility_summary(&frame(), &readings("r1", Faults::default()), vec![input]);
+    let e = &s.racks[0].energy;
+    assert_eq!(e.status, Status::Incomplete, "{}", e.detail);
+    assert_eq!(e.worst_ratio, None);
+    assert!(
+        e.detail.contains("faster than the meters read"),
+        "{}",
+        e.detail
+    );
+}
