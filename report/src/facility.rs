@@ -225,8 +225,8 @@ pub fn section(
     let mut body = figure(
         svg,
         "Per rack: the GPU-side power (the probes' node power, as in the rack power chart) and the \
-         power the rack's PDUs measured (each reading held until the next, for at most 3 of its \
-         intervals). A PDU line below the GPU-side line is a meter reading low or a wiring fault.",
+         power the rack's PDUs measured (each reading standing for the interval that ends at it, \
+         for at most 3 of the meter's intervals). A PDU line below the GPU-side line is a meter reading low or a wiring fault.",
         "No PDU power was stored for this run: no PDU chart.",
     );
     body.push_str(&tables(f));
