@@ -267,3 +267,30 @@ fn a_listing_whose_reader_went_away_ends_quietly() {
     assert!(!err.contains("Broken pipe"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--max-connections` takes 1 to 1 000 000 connections; anything else is a usage error naming
+/// the option, and `run` takes it only with `--listen`.
+#[test]
+fn max_connections_is_checked() {
+    for bad in ["0", "many", "1000001"] {
+        let out = run(&[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--max-connections",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--max-connections"), "{bad}: {err}");
+    }
+    let out = run(&["run", "plan.toml", "--max-connections", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+}

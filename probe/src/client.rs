@@ -175,23 +175,11 @@ impl ProbeHandle {
         backend: Box<dyn Backend>,
         fabric: Option<Box<dyn crate::fabric::FabricDriver>>,
     ) -> Result<Self, ProbeError> {
-        let client = tls::client_config(identity, &opts.transport)?;
-        let (status_tx, status) = watch::channel(ProbeStatus::Connecting {
-            attempt: 0,
-            last_error: None,
-        });
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let session = match fabric {
             Some(f) => ProbeSession::with_fabric(opts.hello.clone(), backend, f),
             None => ProbeSession::new(opts.hello.clone(), backend),
         };
-        let task = tokio::spawn(run(client, opts, session, status_tx, shutdown_rx));
-        Ok(ProbeHandle {
-            status,
-            shutdown: Some(shutdown_tx),
-            task,
-            joined: false,
-        })
+        ProbeHandle::spawn_session(identity, opts, session)
     }
 
     /// Starts a facility collector's probe: it registers as [`hallmark_protocol::ProbeRole::Facility`]
@@ -202,14 +190,23 @@ impl ProbeHandle {
         mut opts: ProbeOptions,
         inbox: FacilityInbox,
     ) -> Result<Self, ProbeError> {
+        let session = ProbeSession::for_facility(opts.hello.clone());
+        opts.facility = Some(inbox);
+        ProbeHandle::spawn_session(identity, opts, session)
+    }
+
+    /// Runs `session` in the background, connecting as `opts` says.
+    fn spawn_session(
+        identity: &Identity,
+        opts: ProbeOptions,
+        session: ProbeSession,
+    ) -> Result<Self, ProbeError> {
         let client = tls::client_config(identity, &opts.transport)?;
         let (status_tx, status) = watch::channel(ProbeStatus::Connecting {
             attempt: 0,
             last_error: None,
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let session = ProbeSession::for_facility(opts.hello.clone());
-        opts.facility = Some(inbox);
         let task = tokio::spawn(run(client, opts, session, status_tx, shutdown_rx));
         Ok(ProbeHandle {
             status,

@@ -50,7 +50,16 @@ pub struct CoordinatorArgs {
     /// by backend, node, rack and hall power, and during a run its state, phase and storage.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Most QUIC connections at once, counted from arrival (handshakes included): probes,
+    /// facility collectors and connections still to be refused. One more is turned away at
+    /// once and retries with backoff. Raise it above ~1.1 × the probes of halls beyond 3 700
+    /// nodes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
 }
+
+/// `--max-connections` when not given.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
 
 /// What a coordinator of a real cluster is started with, by `hallmark coordinator` and by
 /// `hallmark run --listen`.
@@ -63,6 +72,7 @@ pub struct Serve<'a> {
     pub status_file: Option<PathBuf>,
     pub fabric_subnets: Vec<FabricSubnet>,
     pub metrics: Option<SocketAddr>,
+    pub max_connections: u32,
 }
 
 /// Loads the TLS identity and starts the coordinator; warns when no revocation list is given.
@@ -77,6 +87,7 @@ pub async fn start(s: Serve<'_>) -> anyhow::Result<ServerHandle> {
     opts.status_file = s.status_file;
     opts.config.fabric_subnets = s.fabric_subnets;
     opts.metrics = s.metrics;
+    opts.max_connections = s.max_connections as usize;
     ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")
@@ -92,6 +103,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         status_file: a.status_file.clone(),
         fabric_subnets: a.fabric_subnet.clone(),
         metrics: a.metrics,
+        max_connections: a.max_connections,
     })
     .await?;
     if let Some(path) = &a.status_file {

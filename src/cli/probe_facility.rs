@@ -34,11 +34,10 @@ impl FacilityProbe {
     /// collector of `config`, whose readings are stamped with the probe's clock.
     pub fn start(
         identity: &Identity,
-        mut opts: ProbeOptions,
+        opts: ProbeOptions,
         config: FacilityConfig,
     ) -> anyhow::Result<FacilityProbe> {
         let inbox = FacilityInbox::default();
-        opts.facility = None;
         let clock = opts.clock;
         let probe = ProbeHandle::spawn_facility(identity, opts, inbox.clone())
             .context("starting the facility collector's probe")?;
@@ -110,16 +109,15 @@ impl FacilityProbe {
     /// Stops the collector (its sessions closed), hands over what it read, then stops the probe.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        match self.collector {
-            Some(c) => match c.await {
+        if let Some(c) = self.collector {
+            match c.await {
                 Ok(Ok(stats)) => info!(
                     "facility collector: {} polls ({} failed), {} readings",
                     stats.polls, stats.failed_polls, stats.readings
                 ),
                 Ok(Err(e)) => warn!("facility collector: {e}"),
                 Err(_) => warn!("the facility collector's thread ended without a result"),
-            },
-            None => {}
+            }
         }
         let thread = self.thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// the run and its phase, node, rack and hall power, samples stored, gaps.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// With --listen: most QUIC connections at once, handshakes included (see `hallmark
+    /// coordinator --max-connections`).
+    #[arg(long, value_name = "N", requires = "listen", default_value_t = super::coordinator::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
     #[command(flatten)]
     results: ResultsArg,
     /// Print the summary as one JSON object on stdout.
@@ -163,6 +167,7 @@ async fn start_server(a: &RunArgs, listen: SocketAddr) -> anyhow::Result<ServerH
         status_file: a.status_file.clone(),
         fabric_subnets: a.fabric_subnet.clone(),
         metrics: a.metrics,
+        max_connections: a.max_connections,
     })
     .await
 }

@@ -29,7 +29,7 @@ impl Coordinator {
         if let Err(e) = crate::validate::check_facility_batch(&batch) {
             return self.protocol_error(conn, e);
         }
-        if !self.run.as_ref().is_some_and(|r| !r.is_done()) {
+        if self.run.as_ref().is_none_or(|r| r.is_done()) {
             self.out
                 .transmits
                 .push_back((conn, CoordinatorMessage::Ack { seq: batch.seq }));
