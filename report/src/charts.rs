@@ -96,7 +96,11 @@ pub fn tick_decimals(max: f64) -> usize {
 }
 
 /// Splits a series into runs of consecutive present values, as chart points.
-fn segments(tl: &Timeline, axis: TimeAxis, series: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
+pub(crate) fn segments(
+    tl: &Timeline,
+    axis: TimeAxis,
+    series: &[Option<f64>],
+) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut current: Vec<(f64, f64)> = Vec::new();
     for (i, v) in series.iter().enumerate() {

@@ -23,6 +23,7 @@ mod export;
 mod extra;
 mod fabric;
 mod fabric_charts;
+mod facility;
 mod floor;
 mod html;
 mod samples;
@@ -330,6 +331,9 @@ pub fn write_report_with(
             "No node power was stored for this run: no telemetry to chart.",
         ),
     });
+    if let Some(sec) = facility::section(store, &s, &power_tl, &power, &phases)? {
+        sections.push(sec);
+    }
     sections.push(extra::floor_section(&s, &labels, &targets)?);
     sections.push(extra::temperature_section(&s, &ctx, &stats)?);
     let svg = chart(

@@ -133,6 +133,15 @@ impl GroupBins {
             .fold(None, |m, x| Some(m.map_or(x, |m: f64| m.max(x))))
     }
 
+    /// The complete bins (every reporting node has data), kW, in bin order.
+    pub fn complete_kw(&self) -> std::collections::BTreeMap<i64, f64> {
+        self.bins
+            .iter()
+            .filter(|(_, &(_, n))| n == self.reporting)
+            .map(|(&b, &(w, _))| (b, w / 1000.0))
+            .collect()
+    }
+
     /// Peak, mean and sustained power (see the module docs).
     pub fn power(&self, sample_hz: f64, sustained_target_s: f64) -> RackPower {
         let complete: Vec<(i64, f64)> = self

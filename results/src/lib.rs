@@ -16,6 +16,7 @@ pub mod aggregate;
 mod certify;
 mod ext;
 pub mod fabric;
+pub mod facility;
 mod load;
 mod render;
 pub mod spec;

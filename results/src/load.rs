@@ -107,3 +107,26 @@ pub(crate) fn phases(
     }
     Ok(phases)
 }
+
+/// The run's facility readings in time order (`docs/FACILITY.md`), as the collectors sent them.
+pub(crate) fn facility_readings(
+    store: &Store,
+    run_id: &str,
+) -> Result<Vec<hallmark_protocol::facility::FacilityReading>, StoreError> {
+    Ok(store
+        .facility_readings(run_id)?
+        .into_iter()
+        .map(|r| r.reading)
+        .collect())
+}
+
+/// The windows `[start, end)` of the phases with load: every phase whose workload is not `idle`.
+pub(crate) fn load_windows<'a>(
+    phases: impl IntoIterator<Item = (&'a str, i64, i64)>,
+) -> Vec<(i64, i64)> {
+    phases
+        .into_iter()
+        .filter(|(workload, s, e)| *workload != "idle" && e > s)
+        .map(|(_, s, e)| (s, e))
+        .collect()
+}

@@ -141,6 +141,7 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
             s.racks.len()
         )?;
     }
+    crate::facility::render::write_facility(o, s)?;
 
     writeln!(o)?;
     writeln!(

@@ -6,6 +6,7 @@
 
 use crate::aggregate::{node_bins, throttle, Bins, DeviceAgg, GroupBins, PhaseWindows};
 use crate::fabric::FabricPhaseSummary;
+use crate::facility::{facility_summary, FacilitySummary, Frame, RackInput};
 use crate::load::{checked_run, device_counts, phases};
 use hallmark_store::{RunStatus, ScanOptions, Simulation, Store, StoreError, Telemetry};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,16 @@ pub struct RackSummary {
     /// Device-seconds per reason (`sw_power_cap`, `hw_slowdown`, `sw_thermal`, `hw_thermal`,
     /// `hw_power_brake`); reasons never seen are left out.
     pub throttle_s_by_reason: BTreeMap<String, f64>,
+    /// The rack's PDU power (the sum of its PDUs), as `peak_kw` and `sustained_kw` but measured by
+    /// the facility ([`crate::facility`]); `None` without PDU readings.
+    #[serde(default)]
+    pub pdu_peak_kw: Option<f64>,
+    #[serde(default)]
+    pub pdu_sustained_kw: Option<f64>,
+    /// The highest mean over `sustained_window_s`-long stretches of the heat the rack's CDU
+    /// reports removed, kW; `None` without CDU readings.
+    #[serde(default)]
+    pub cdu_heat_removed_kw: Option<f64>,
 }
 
 /// A node's note about a phase (e.g. why it stopped early).
@@ -146,6 +157,11 @@ pub struct RunSummary {
     /// output of a simulated run says).
     #[serde(default)]
     pub simulation: Simulation,
+    /// The hall's own meters (rack PDUs, CDUs, BMC chassis) per rack, with the energy and heat
+    /// balances ([`crate::facility::FacilitySummary`]); `None` when the run has no facility
+    /// readings.
+    #[serde(default)]
+    pub facility: Option<FacilitySummary>,
 }
 
 /// A rack's data while its nodes are streamed.
@@ -185,6 +201,7 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
         events: Vec::new(),
         fabric: Vec::new(),
         simulation: Simulation::default(),
+        facility: None,
     };
 
     let probes = store.probes(run_id)?;
@@ -201,6 +218,7 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
     // Node power → rack and hall bins, phase energy.
     let bins = Bins::new(s.started_at_ns, s.sample_hz);
     let mut racks: BTreeMap<(String, String, String), RackAcc> = BTreeMap::new();
+    let mut rack_inputs: Vec<RackInput> = Vec::new();
     let mut hall = GroupBins::default();
     // Σ of node-power readings (W) per phase; each reading stands for one sample interval.
     let mut watt_samples = vec![0.0f64; phases.len()];
@@ -264,6 +282,13 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
             power,
             devices: devs,
         } = acc;
+        rack_inputs.push(RackInput {
+            hall: hall_name.clone(),
+            row: row.clone(),
+            rack: rack.clone(),
+            nodes: nodes.clone(),
+            gpu_kw: power.complete_kw(),
+        });
         let power = power.power(s.sample_hz, SUSTAINED_WINDOW_S);
         let mut rs = RackSummary {
             hall: hall_name,
@@ -278,6 +303,9 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
             hottest_device: None,
             throttle_s: 0.0,
             throttle_s_by_reason: BTreeMap::new(),
+            pdu_peak_kw: None,
+            pdu_sustained_kw: None,
+            cdu_heat_removed_kw: None,
         };
         let mut by_reason = [0u64; throttle::REASONS.len()];
         let mut throttled = 0u64;
@@ -363,5 +391,21 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
         .collect();
     s.fabric = crate::fabric::fabric_phases(store, run_id, true)?;
     s.simulation = store.simulation(run_id)?;
+    let readings = crate::load::facility_readings(store, run_id)?;
+    if !readings.is_empty() {
+        let load = crate::load::load_windows(s.phases.iter().map(|p| {
+            let start = p.scheduled_start_ns;
+            let end = start.saturating_add((p.duration_ms as i64).saturating_mul(1_000_000));
+            (p.workload.as_str(), start, end)
+        }));
+        let frame = Frame::new(s.started_at_ns, s.sample_hz, load);
+        let fac = facility_summary(&frame, &readings, rack_inputs);
+        for (rs, rf) in s.racks.iter_mut().zip(&fac.racks) {
+            rs.pdu_peak_kw = rf.pdu_peak_kw;
+            rs.pdu_sustained_kw = rf.pdu_sustained_kw;
+            rs.cdu_heat_removed_kw = rf.cdu_heat_removed_kw;
+        }
+        s.facility = Some(fac);
+    }
     Ok(s)
 }

@@ -26,7 +26,7 @@ pub(super) type KindKeys = (
     &'static [Scope],
 );
 
-const GROUPS: &[Scope] = &[Scope::Rack, Scope::Row, Scope::Hall];
+pub(super) const GROUPS: &[Scope] = &[Scope::Rack, Scope::Row, Scope::Hall];
 const DEVICE: &[Scope] = &[Scope::Device];
 const HALL: &[Scope] = &[Scope::Hall];
 
@@ -198,7 +198,11 @@ impl CriterionFile {
             ));
         }
         let kind = self.kind.get_ref().as_str();
-        let Some(keys) = KIND_KEYS.iter().find(|k| k.0 == kind) else {
+        let Some(keys) = KIND_KEYS
+            .iter()
+            .chain(super::convert_facility::FACILITY_KIND_KEYS)
+            .find(|k| k.0 == kind)
+        else {
             return Err(cx.err(
                 self.kind.span(),
                 format!(
@@ -265,6 +269,7 @@ fn default_title(kind: &CriterionKind, scope: Scope) -> String {
         CriterionKind::CollectiveBusbw { .. } => "All-reduce bus bandwidth".into(),
         CriterionKind::Inventory { .. } => "Expected inventory present".into(),
         CriterionKind::Coverage { .. } => format!("Telemetry coverage per {s}"),
+        k => super::convert_facility::default_title(k),
     }
 }
 
@@ -273,6 +278,9 @@ impl Ck<'_> {
         use Dimension::*;
         const MAX_KW: f64 = 1e6;
         const DAY: f64 = 86_400.0;
+        if let Some(kind) = self.facility_kind()? {
+            return Ok(kind);
+        }
         let kind = match self.keys.0 {
             "sustained_power" => {
                 let min_kw = self.ranged("min", self.required("min")?, Power, 0.0, true, MAX_KW)?;

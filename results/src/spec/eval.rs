@@ -2,8 +2,9 @@
 //! per subject. This file holds the dispatch and what the kinds share — subjects by scope, the phase
 //! selection, and the comparison of a measured value with its limit; the kinds are in `eval_power`
 //! (sustained and peak power), `eval_device` (temperature, throttling, TFLOP/s, wrong elements),
-//! `eval_fabric` (latency p99 per node pair, all-reduce bus bandwidth) and `eval_hall` (start skew,
-//! inventory, coverage).
+//! `eval_fabric` (latency p99 per node pair, all-reduce bus bandwidth), `eval_hall` (start skew,
+//! inventory, coverage) and `eval_facility` (the facility's readings: PDU power, coolant, heat,
+//! the energy and heat balances).
 //!
 //! Subjects are named as [`Verdict::subject`] documents: a device `node/index`, a node by its id, a
 //! rack by its rack label (`row/rack` when two rows use the same rack label), a row by its label, the
@@ -12,7 +13,9 @@
 use std::collections::BTreeMap;
 
 use super::data::RunData;
-use super::{eval_device, eval_fabric, eval_hall, eval_power, Criterion, CriterionKind, Spec};
+use super::{
+    eval_device, eval_fabric, eval_facility, eval_hall, eval_power, Criterion, CriterionKind, Spec,
+};
 use crate::verdict::{Comparison, Evidence, Scope, Status, Verdict};
 use hallmark_store::Store;
 use hallmark_store::StoreError;
@@ -31,6 +34,12 @@ pub fn evaluate(store: &Store, run_id: &str, spec: &Spec) -> Result<Vec<Verdict>
     // the stored columns; no histogram is decoded).
     let fabric = if spec.criteria.iter().any(interconnect) {
         crate::fabric::fabric_phases(store, run_id, false)?
+    } else {
+        Vec::new()
+    };
+    // The facility readings, read only when a criterion needs them.
+    let facility = if spec.criteria.iter().any(|c| c.kind.is_facility()) {
+        crate::load::facility_readings(store, run_id)?
     } else {
         Vec::new()
     };
@@ -75,6 +84,7 @@ pub fn evaluate(store: &Store, run_id: &str, spec: &Spec) -> Result<Vec<Verdict>
             CriterionKind::LatencyP99 { .. } | CriterionKind::CollectiveBusbw { .. } => {
                 eval_fabric::judge(&data, &fabric, c, &sel, &mut out)
             }
+            k if k.is_facility() => eval_facility::judge(&data, &facility, c, &sel, &mut out),
             _ => eval_hall::judge(&data, c, &sel, &mut out),
         }
     }
@@ -103,6 +113,13 @@ pub(super) fn limit_of(c: &Criterion) -> (Comparison, &'static str, Option<f64>)
         CollectiveBusbw { min_gb_s, .. } => (Comparison::AtLeast, "GB/s", Some(*min_gb_s)),
         Inventory { nodes, .. } => (Comparison::AtLeast, "nodes", nodes.map(|n| n as f64)),
         Coverage { min_fraction, .. } => (Comparison::AtLeast, "%", Some(min_fraction * 100.0)),
+        PduPeakPower { max_kw, .. } => (Comparison::AtMost, "kW", Some(*max_kw)),
+        PduSustainedPower { min_kw, .. } => (Comparison::AtLeast, "kW", Some(*min_kw)),
+        CoolantSupplyTemperature { max_c, .. } => (Comparison::AtMost, "°C", Some(*max_c)),
+        CoolantDeltaT { max_k, .. } => (Comparison::AtMost, "K", Some(*max_k)),
+        HeatRemoved { min_kw, .. } => (Comparison::AtLeast, "kW", Some(*min_kw)),
+        EnergyBalance { tolerance } => (Comparison::AtMost, "%", Some((1.0 + tolerance) * 100.0)),
+        HeatBalance { tolerance, .. } => (Comparison::AtMost, "%", Some(tolerance * 100.0)),
     }
 }
 

@@ -41,6 +41,10 @@ pub(super) struct CriterionFile {
     pub(super) size: Option<Spanned<Raw>>,
     pub(super) nodes: Option<Spanned<Raw>>,
     pub(super) devices_per_node: Option<Spanned<Raw>>,
+    pub(super) tolerance: Option<Spanned<Raw>>,
+    pub(super) capture_min: Option<Spanned<Raw>>,
+    pub(super) capture_max: Option<Spanned<Raw>>,
+    pub(super) coolant: Option<Spanned<String>>,
 }
 
 impl CriterionFile {
@@ -64,6 +68,12 @@ impl CriterionFile {
         raw("size", &self.size);
         raw("nodes", &self.nodes);
         raw("devices_per_node", &self.devices_per_node);
+        raw("tolerance", &self.tolerance);
+        raw("capture_min", &self.capture_min);
+        raw("capture_max", &self.capture_max);
+        if let Some(v) = &self.coolant {
+            out.push(("coolant", v.span()));
+        }
         if let Some(v) = &self.phase {
             out.push(("phase", v.span()));
         }

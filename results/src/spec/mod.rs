@@ -27,12 +27,14 @@ use serde::{Deserialize, Serialize};
 use crate::verdict::Scope;
 
 mod convert;
+mod convert_facility;
 mod data;
 mod demo;
 mod errors;
 mod eval;
 mod eval_device;
 mod eval_fabric;
+mod eval_facility;
 mod eval_hall;
 mod eval_power;
 mod file;
@@ -59,6 +61,13 @@ pub const KINDS: &[&str] = &[
     "collective_busbw",
     "inventory",
     "coverage",
+    "pdu_peak_power",
+    "pdu_sustained_power",
+    "coolant_supply_temperature",
+    "coolant_delta_t",
+    "heat_removed",
+    "energy_balance",
+    "heat_balance",
 ];
 
 /// Certification criteria, read from a spec file by [`parse_spec`].
@@ -198,6 +207,40 @@ pub enum CriterionKind {
         min_fraction: f64,
         warn_min_fraction: Option<f64>,
     },
+    /// The rack's PDU power (the sum of its PDUs) in every bin must be at most `max_kw`.
+    PduPeakPower {
+        max_kw: f64,
+        warn_max_kw: Option<f64>,
+    },
+    /// The highest mean rack PDU power over any window of `window_s` must be at least `min_kw`.
+    PduSustainedPower {
+        min_kw: f64,
+        window_s: f64,
+        warn_min_kw: Option<f64>,
+    },
+    /// The rack's coolant supply temperature under load must stay at or below `max_c`.
+    CoolantSupplyTemperature { max_c: f64, warn_max_c: Option<f64> },
+    /// The rack loop's ΔT (return − supply) under load must stay at or below `max_k`.
+    CoolantDeltaT { max_k: f64, warn_max_k: Option<f64> },
+    /// The highest mean heat the rack's CDU reports removed over `window_s` under load must be at
+    /// least `min_kw`.
+    HeatRemoved {
+        min_kw: f64,
+        window_s: f64,
+        warn_min_kw: Option<f64>,
+    },
+    /// GPU-side ≤ BMC chassis ≤ PDU power per rack: no level may exceed the one upstream of it by
+    /// more than `tolerance` (a fraction).
+    EnergyBalance { tolerance: f64 },
+    /// ρ · c_p · flow · ΔT against the CDU's heat removed within `tolerance` (a fraction of the
+    /// larger), and the liquid-capture ratio (heat removed ÷ PDU power) within `capture_min`…
+    /// `capture_max` where given.
+    HeatBalance {
+        tolerance: f64,
+        capture_min: Option<f64>,
+        capture_max: Option<f64>,
+        coolant: crate::facility::Coolant,
+    },
 }
 
 impl CriterionKind {
@@ -215,7 +258,28 @@ impl CriterionKind {
             CriterionKind::CollectiveBusbw { .. } => "collective_busbw",
             CriterionKind::Inventory { .. } => "inventory",
             CriterionKind::Coverage { .. } => "coverage",
+            CriterionKind::PduPeakPower { .. } => "pdu_peak_power",
+            CriterionKind::PduSustainedPower { .. } => "pdu_sustained_power",
+            CriterionKind::CoolantSupplyTemperature { .. } => "coolant_supply_temperature",
+            CriterionKind::CoolantDeltaT { .. } => "coolant_delta_t",
+            CriterionKind::HeatRemoved { .. } => "heat_removed",
+            CriterionKind::EnergyBalance { .. } => "energy_balance",
+            CriterionKind::HeatBalance { .. } => "heat_balance",
         }
+    }
+
+    /// Is this a criterion on the facility's readings (PDUs, CDUs, BMC chassis)?
+    pub fn is_facility(&self) -> bool {
+        matches!(
+            self,
+            CriterionKind::PduPeakPower { .. }
+                | CriterionKind::PduSustainedPower { .. }
+                | CriterionKind::CoolantSupplyTemperature { .. }
+                | CriterionKind::CoolantDeltaT { .. }
+                | CriterionKind::HeatRemoved { .. }
+                | CriterionKind::EnergyBalance { .. }
+                | CriterionKind::HeatBalance { .. }
+        )
     }
 }
 

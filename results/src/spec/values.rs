@@ -211,6 +211,9 @@ impl Ck<'_> {
             "size" => c.size.as_ref(),
             "nodes" => c.nodes.as_ref(),
             "devices_per_node" => c.devices_per_node.as_ref(),
+            "tolerance" => c.tolerance.as_ref(),
+            "capture_min" => c.capture_min.as_ref(),
+            "capture_max" => c.capture_max.as_ref(),
             _ => None,
         }
     }
