@@ -1,7 +1,7 @@
 //! The balances of a rack, each a flat record with its numbers and a [`Status`]:
 //!
 //! * **energy**: over the bins of the window in which each level has a figure and the GPU-side
-//!   power held steady for the meters' interval ([`STEADY_FRACTION`]), the means of the
+//!   power held steady for the meters' interval on either side of the bin ([`STEADY_FRACTION`]), the means of the
 //!   GPU-side rack power (the probes' node power), the BMC chassis sum (where every node of the
 //!   rack has a chassis source) and the rack's PDU power. Each level must not exceed the one
 //!   upstream of it: GPU-side ≤ chassis ≤ PDU. The measured value is the largest ratio of a level
@@ -35,12 +35,16 @@ fn meter_span(f: &Frame, series: &[&Series]) -> i64 {
 }
 
 /// The bins at which the GPU-side power held within [`STEADY_FRACTION`] of its mean over the
-/// `span` bins up to them (every one of them with a figure).
+/// `span` bins on either side of them (every one of them with a figure). On either side: a
+/// reading stands for the interval that ends at it, but the meter took it at some instant in
+/// that interval, so the figure a bin gets may come from up to an interval after it; and the
+/// meter may have updated it up to an interval before (a rack throttling, or a phase ending
+/// right after the bin, is not steady there).
 fn steady(gpu: &BTreeMap<i64, f64>, span: i64) -> BTreeSet<i64> {
     let mut out = BTreeSet::new();
     for &b in gpu.keys() {
-        let w: Vec<f64> = gpu.range(b - span..=b).map(|(_, v)| *v).collect();
-        if w.len() as i64 != span + 1 {
+        let w: Vec<f64> = gpu.range(b - span..=b + span).map(|(_, v)| *v).collect();
+        if w.len() as i64 != 2 * span + 1 {
             continue;
         }
         let (lo, hi) = w
@@ -176,7 +180,7 @@ pub fn energy(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: f64) -> Ener
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
     let mut detail = match (gpu, pdu) {
         (Some(g), Some(p)) => format!(
-            "means over {} bins in which the GPU-side power held within {:.0} % for the meters' interval ({:.1} s): GPU-side {g:.2} kW, chassis {}, PDU {p:.2} kW; GPU ÷ PDU {:.1} %",
+            "means over {} bins in which the GPU-side power held within {:.0} % for the meters' interval ({:.1} s) on either side: GPU-side {g:.2} kW, chassis {}, PDU {p:.2} kW; GPU ÷ PDU {:.1} %",
             keys.len(),
             STEADY_FRACTION * 100.0,
             span as f64 * f.width_ns as f64 / 1e9,
@@ -196,7 +200,7 @@ pub fn energy(f: &Frame, d: &RackData, windows: &[(i64, i64)], tol: f64) -> Ener
             gpu_over_pdu.unwrap_or(f64::NAN) * 100.0
         ),
         _ if candidates > 0 => format!(
-            "the GPU-side power never held within {:.0} % for the meters' interval ({:.1} s) in the {candidates} bins in which it and the PDU power are both known: a load that changes faster than the meters read cannot be balanced",
+            "the GPU-side power never held within {:.0} % for the meters' interval ({:.1} s) on either side in the {candidates} bins in which it and the PDU power are both known: a load that changes faster than the meters read cannot be balanced",
             STEADY_FRACTION * 100.0,
             span as f64 * f.width_ns as f64 / 1e9
         ),

@@ -163,7 +163,8 @@ pub type HallLoops = BTreeMap<String, SharedLoop>;
 
 impl HallSpec {
     /// The built-in demo hall: 2 rows × 4 racks × 10 nodes × 8 GPUs of 1000 W; each rack draws about
-    /// 100 kW at full load on a 120 kW loop, except `row2-rack03`, whose loop removes only 75 kW.
+    /// 100 kW at full load on a 120 kW loop, except `row2-rack03`, whose loop removes only 75 kW;
+    /// `row1-rack02`'s PDU reads 20 % low and `row2-rack01`'s CDU delivers 40 % of its flow.
     pub fn demo() -> HallSpec {
         HallSpec {
             name: "demo-hall".to_string(),
@@ -181,6 +182,14 @@ impl HallSpec {
                 undersized_cooling: vec![UndersizedCooling {
                     rack: "row2-rack03".to_string(),
                     capacity_kw: 75.0,
+                }],
+                pdu_reads_low: vec![PduReadsLow {
+                    rack: "row1-rack02".to_string(),
+                    factor: 0.8,
+                }],
+                cdu_low_flow: vec![CduLowFlow {
+                    rack: "row2-rack01".to_string(),
+                    fraction: 0.4,
                 }],
                 ..Faults::default()
             },
