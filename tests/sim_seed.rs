@@ -191,6 +191,45 @@ fn the_weak_cold_plate_shows_under_every_run_seed() {
     }
 }
 
+/// A probe simulating only its own node (`probe --sim-hall --seed N`) sees its rack's supply as
+/// the shared loop of the in-process hall does under the same run seed.
+#[test]
+fn a_probe_alone_sees_the_same_run_as_the_whole_hall() {
+    let hall = hall();
+    let run = RunConditions::Seeded(4);
+    let whole = full_load(&hall, run, 60);
+    for (n, node) in hall.nodes().iter().enumerate() {
+        let mut alone = hall.backend_scaled_for_run(&node.node_id, run).unwrap();
+        for d in 0..hall.gpus_per_node {
+            alone.set_level(d, 1.0).unwrap();
+        }
+        for k in 0..=600 {
+            alone.sample(k * S / 10).unwrap();
+        }
+        let supply = alone.supply_c();
+        assert!(
+            (supply - whole.supply[n]).abs() < 1e-9,
+            "{}: {supply} vs {}",
+            node.node_id,
+            whole.supply[n]
+        );
+        // The same devices and the same noise; the temperatures as close as the order in which
+        // the shared loop's nodes step allows.
+        let read = alone.sample(60 * S).unwrap();
+        assert_eq!(read.node_power_w, whole.read[n].node_power_w);
+        for (x, y) in read.devices.iter().zip(&whole.read[n].devices) {
+            assert_eq!(
+                (x.power_w, x.energy_j),
+                (y.power_w, y.energy_j),
+                "{}",
+                node.node_id
+            );
+            let (tx, ty) = (x.gpu_temp_c.unwrap(), y.gpu_temp_c.unwrap());
+            assert!((tx - ty).abs() < 1e-3, "{}: {tx} vs {ty}", node.node_id);
+        }
+    }
+}
+
 /// A short plan for the 4 nodes of hall-small.
 const PLAN: &str = r#"
 name = "seeded"
@@ -293,5 +332,9 @@ fn run_simulate_records_its_run_seed_and_two_seeds_differ_a_little() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--simulate <HALL.toml>"), "{err}");
+    let out = run(&["probe", "--list-devices", "--backend", "sim", "--seed", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--sim-hall <HALL.toml>"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
