@@ -212,6 +212,15 @@ fn every_run_seed_shows_the_undersized_rack_and_only_it() {
             "{starts:?}"
         );
         assert!(faulty.iter().all(|t| !t.shut_down && t.max_temp_c < 91.0));
+        println!(
+            "run seed {seed}: healthy max {:.1} °C, faulty rack max {:.1} °C, supply max {:.1} °C, \
+             first throttle {:.1}–{:.1} s",
+            max(healthy),
+            max(faulty),
+            faulty[0].max_supply_c,
+            starts.iter().copied().fold(f64::MAX, f64::min),
+            starts.iter().copied().fold(f64::MIN, f64::max)
+        );
         hottest.push(max(healthy));
     }
     // A little, not a lot: the healthy racks' hottest reading moves by well under 2 K.
