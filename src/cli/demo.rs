@@ -9,7 +9,7 @@ use super::results::ResultsArg;
 use super::simulate::run_on_simulated_hall;
 use clap::Args;
 use hallmark_protocol::plan::{demo_plan, DEMO_PLAN, DEMO_QUICK_PLAN};
-use hallmark_workloads::sim::HallSpec;
+use hallmark_workloads::sim::{HallSpec, DEFAULT_RUN_SEED};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +27,10 @@ pub struct DemoArgs {
     /// Certify against this spec instead of the built-in 100 kW spec (examples/spec-demo-100kw.toml).
     #[arg(long)]
     spec: Option<PathBuf>,
+    /// The run seed: what differs between two runs of the same hall (coolant supply offset and
+    /// drift, base load, sensor and meter noise; docs/HALL.md). The hall's hardware stays the same.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RUN_SEED)]
+    seed: u64,
 }
 
 pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -35,13 +39,15 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let source = if a.quick { DEMO_QUICK_PLAN } else { DEMO_PLAN };
     if !a.json {
         println!(
-            "hallmark demo: plan {} ({:.0} s) on simulated hall {} ({} racks × {} nodes × {} GPUs), over loopback QUIC",
+            "hallmark demo: plan {} ({:.0} s) on simulated hall {} ({} racks × {} nodes × {} GPUs; hall seed {}, run seed {}), over loopback QUIC",
             plan.name,
             plan.total_duration_ms() as f64 / 1e3,
             hall.name,
             hall.racks().len(),
             hall.nodes_per_rack,
-            hall.gpus_per_node
+            hall.gpus_per_node,
+            hall.seed,
+            a.seed
         );
     }
     // A bad spec is refused before the run, not after it.
@@ -51,8 +57,16 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = !a.json && std::io::stderr().is_terminal();
     let results = &a.results.location;
-    let summary =
-        run_on_simulated_hall(&hall, plan, source.to_string(), results, progress, None).await?;
+    let summary = run_on_simulated_hall(
+        &hall,
+        a.seed,
+        plan,
+        source.to_string(),
+        results,
+        progress,
+        None,
+    )
+    .await?;
     let verdicts = certify_run(results, &summary.run_id, &spec)?;
     print_outcome(&summary, &spec.spec, &verdicts, a.json)?;
     if !a.json {

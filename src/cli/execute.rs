@@ -27,6 +27,16 @@ pub struct RunRequest<'a> {
 
 /// Runs the plan to its end (or an abort) and returns the stored run's summary.
 pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Result<RunSummary> {
+    execute_with_notes(server, req, &[]).await
+}
+
+/// [`execute`], storing `notes` with the run first, as events of kind `note` at its start: what a
+/// reader of the run should know about how it was run (a simulated run's seeds).
+pub async fn execute_with_notes(
+    server: &ServerHandle,
+    req: RunRequest<'_>,
+    notes: &[String],
+) -> anyhow::Result<RunSummary> {
     let new = NewRun {
         name: req.plan.name.clone(),
         plan_name: req.plan.name.clone(),
@@ -39,6 +49,11 @@ pub async fn execute(server: &ServerHandle, req: RunRequest<'_>) -> anyhow::Resu
     let (store, run_id) = off_runtime(|| -> anyhow::Result<_> {
         let mut store = OffRuntime::new(results::open(req.results)?);
         let run_id = store.create_run(&new).context("creating the run")?;
+        for note in notes {
+            store
+                .event(&run_id, new.started_at_ns, None, "note", note)
+                .context("recording a note of the run")?;
+        }
         // Liveness: who coordinates the run, refreshed while this process runs it, so that a
         // reader tells a run whose coordinator died (it stays "running" in the store) as
         // interrupted.

@@ -9,7 +9,7 @@ use hallmark_probe::{ProbeHandle, ProbeOptions};
 use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::tls::Identity;
 use hallmark_workloads::cuda::{CudaConfig, Dtype};
-use hallmark_workloads::sim::{load_hall, HallSpec, SimBackend};
+use hallmark_workloads::sim::{load_hall, HallSpec, RunConditions, SimBackend, DEFAULT_RUN_SEED};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +69,11 @@ pub struct ProbeArgs {
     /// rest of its rack is assumed to run the same synchronised load).
     #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["rack", "devices"])]
     sim_hall: Option<PathBuf>,
+    /// With --sim-hall: the run seed (docs/HALL.md; default 0, as `demo` and `run --simulate`):
+    /// the rack's supply offset and drift, the node's base load and sensor noise. Give every probe
+    /// of one run the same seed.
+    #[arg(long, value_name = "N", requires = "sim_hall")]
+    seed: Option<u64>,
     /// Device backend [default: sim; auto with --list-devices].
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -118,6 +123,11 @@ fn required<T>(v: Option<T>, name: &str) -> anyhow::Result<T> {
     v.with_context(|| format!("--{name} is required to run a probe"))
 }
 
+/// The run conditions of a node simulated from `--sim-hall`: `--seed`, else the default run seed.
+fn run_conditions(a: &ProbeArgs) -> RunConditions {
+    RunConditions::Seeded(a.seed.unwrap_or(DEFAULT_RUN_SEED))
+}
+
 /// `probe --list-devices`.
 fn list_devices(a: &ProbeArgs) -> anyhow::Result<ExitCode> {
     let kind = a.backend.unwrap_or(Backend::Auto);
@@ -131,7 +141,7 @@ fn list_devices(a: &ProbeArgs) -> anyhow::Result<ExitCode> {
                 Some(file) => {
                     let hall = load_hall(file)?;
                     Box::new(
-                        hall.backend_scaled(&node)
+                        hall.backend_scaled_for_run(&node, run_conditions(a))
                             .with_context(|| format!("node {node} of hall {}", hall.name))?,
                     )
                 }
@@ -245,7 +255,7 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
                     )
                 })?;
                 let backend = hall
-                    .backend_scaled(&node)
+                    .backend_scaled_for_run(&node, run_conditions(&a))
                     .context("building the simulated node")?;
                 (Box::new(backend), n.labels)
             }

@@ -20,7 +20,7 @@ use hallmark_coordinator::ServerHandle;
 use hallmark_protocol::plan::parse_plan;
 use hallmark_results::overall;
 use hallmark_store::RunStatus;
-use hallmark_workloads::sim::load_hall;
+use hallmark_workloads::sim::{load_hall, DEFAULT_RUN_SEED};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Run on a simulated hall described by this file (see docs/HALL.md), in this process.
     #[arg(long, value_name = "HALL.toml", conflicts_with_all = ["listen", "ca", "cert", "key", "crl"])]
     simulate: Option<PathBuf>,
+    /// With --simulate: the run seed, what differs between two runs of the same hall (coolant
+    /// supply offset and drift, base load, sensor and meter noise; docs/HALL.md); default 0.
+    #[arg(long, value_name = "N", requires = "simulate", conflicts_with_all = ["listen", "resume"])]
+    seed: Option<u64>,
     /// Be the coordinator of a real cluster on this UDP address.
     #[arg(long, requires_all = ["ca", "cert", "key"])]
     listen: Option<SocketAddr>,
@@ -105,6 +109,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             let hall = load_hall(hall_file)?;
             run_on_simulated_hall(
                 &hall,
+                a.seed.unwrap_or(DEFAULT_RUN_SEED),
                 plan,
                 source,
                 &a.results.location,

@@ -3,8 +3,12 @@
 //! coolant loop, and its facility: a rack PDU and a CDU per rack served over Redfish on loopback
 //! (`sim_facility.rs`) and read by a facility collector. Used by `hallmark demo` and
 //! `hallmark run PLAN --simulate HALL`.
+//!
+//! The hall's seed fixes its hardware; the run seed (`--seed`) draws what differs between two runs
+//! of it (`hallmark_workloads::sim::conditions`: the racks' supply offset and drift, the nodes' base
+//! load, sensor noise, and the facility meters' noise). The run stores both seeds as a note.
 
-use super::execute::{execute, RunRequest};
+use super::execute::{execute_with_notes, RunRequest};
 use super::local::{LocalCluster, LocalNode};
 use super::sim_facility::SimFacility;
 use anyhow::{bail, Context};
@@ -13,7 +17,7 @@ use hallmark_facility::serve::serve;
 use hallmark_protocol::plan::Plan;
 use hallmark_results::RunSummary;
 use hallmark_store::location::Location;
-use hallmark_workloads::sim::HallSpec;
+use hallmark_workloads::sim::{HallSpec, RunConditions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::info;
@@ -21,9 +25,20 @@ use tracing::info;
 /// Most nodes simulated in one process.
 pub const MAX_SIMULATED_NODES: usize = 2000;
 
-/// Runs `plan` on the simulated `hall` and returns the stored run's summary.
+/// The note stored with a run on simulated `hall` with run seed `run_seed`.
+pub fn seeds_note(hall: &HallSpec, run_seed: u64) -> String {
+    format!(
+        "simulated hall {}: hall seed {} (the hardware: each GPU's spread), run seed {run_seed} \
+         (coolant supply offset and drift, base load, sensor and meter noise; docs/HALL.md)",
+        hall.name, hall.seed
+    )
+}
+
+/// Runs `plan` on the simulated `hall` in a run drawn from `run_seed` and returns the stored run's
+/// summary.
 pub async fn run_on_simulated_hall(
     hall: &HallSpec,
+    run_seed: u64,
     plan: Plan,
     plan_source: String,
     results: &Location,
@@ -50,10 +65,12 @@ pub async fn run_on_simulated_hall(
     }
     // A store that cannot be written is refused before any probe starts.
     super::results::check_writable(results)?;
-    let (loops, backends) = hall.backends().context("building the simulated nodes")?;
+    let (loops, backends) = hall
+        .backends_for_run(RunConditions::Seeded(run_seed))
+        .context("building the simulated nodes")?;
     // The hall's meters: a rack PDU and a CDU per rack over Redfish on loopback, read by a
-    // facility collector through the same client as a real hall's.
-    let board = Arc::new(SimFacility::new(hall, &loops, hall.seed)?);
+    // facility collector through the same client as a real hall's; their noise is the run's.
+    let board = Arc::new(SimFacility::new(hall, &loops, run_seed)?);
     let served = serve(SocketAddr::from(([127, 0, 0, 1], 0)), board.clone())
         .await
         .context("serving the simulated hall's facility")?;
@@ -90,7 +107,8 @@ pub async fn run_on_simulated_hall(
         results,
         progress,
     };
-    let summary = execute(cluster.server(), request).await;
+    let notes = [seeds_note(hall, run_seed)];
+    let summary = execute_with_notes(cluster.server(), request, &notes).await;
     cluster.stop().await?;
     served.shutdown().await;
     summary

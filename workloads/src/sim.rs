@@ -6,9 +6,13 @@
 //! * [`coolant`] — a rack's coolant loop, shared between the nodes of a rack or scaled for one node.
 //! * [`node`] — [`SimBackend`]: the [`crate::backend::Backend`] of one simulated node.
 //! * [`hall`] — hall files (TOML): rows → racks → nodes, coolant, faults; the built-in demo hall.
+//! * [`conditions`] — [`RunConditions`]: what the run seed varies between two runs of one hall
+//!   (the coolant supply's offset and drift, the room's effect on the nodes' base load, sensor
+//!   noise), while the hall's seed fixes the hardware.
 //!
 //! `docs/HALL.md` documents the hall-file format, the equations and the constants.
 
+pub mod conditions;
 pub mod coolant;
 pub mod hall;
 mod hall_check;
@@ -20,6 +24,7 @@ pub mod physics;
 #[cfg(test)]
 mod scenario_tests;
 
+pub use conditions::{RunConditions, DEFAULT_RUN_SEED};
 pub use coolant::{CoolantLoop, CoolantSpec, RackCooling, SharedLoop};
 pub use hall::{load_hall, parse_hall, HallError, HallLoops, HallNode, HallRack, HallSpec};
 pub use node::{SimBackend, SimNodeSpec};
@@ -81,7 +86,7 @@ impl Default for SimGpuSpec {
 }
 
 /// FNV-1a, 64-bit: a stable hash for derived identities (not for security).
-fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
     for b in bytes {
         h ^= u64::from(*b);
@@ -91,7 +96,7 @@ fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
 }
 
 /// splitmix64's finaliser: spreads the bits of a hash evenly.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -101,9 +106,17 @@ fn mix(mut z: u64) -> u64 {
 /// A seeded number uniform in -1.0..=1.0 for device `index` of `node`; `what` names the quantity so
 /// that different quantities of one device are independent. The same inputs always give the same value.
 pub fn spread(seed: u64, node: &NodeId, index: u16, what: &str) -> f64 {
-    let key = format!("{node}/{index}/{what}");
-    let h = mix(fnv1a(key.as_bytes(), mix(seed)));
-    // 53 random bits → [0, 1] → [-1, 1].
+    draw(seed, &format!("{node}/{index}/{what}"))
+}
+
+/// A seeded number uniform in -1.0..=1.0 named by `key`: the same seed and key always give the
+/// same value, different keys independent values.
+pub(crate) fn draw(seed: u64, key: &str) -> f64 {
+    unit(mix(fnv1a(key.as_bytes(), mix(seed))))
+}
+
+/// A hash's 53 high bits → [0, 1] → [-1, 1].
+pub(crate) fn unit(h: u64) -> f64 {
     let u = (h >> 11) as f64 / ((1u64 << 53) - 1) as f64;
     2.0 * u - 1.0
 }

@@ -34,7 +34,13 @@
 //!   integrates the sum of the latest heat of all its nodes;
 //! * **scaled** — a probe that simulates only its own node owns a private loop and reports its heat
 //!   multiplied by the number of nodes in its rack (all nodes run the same synchronised pattern).
+//!
+//! In a seeded run ([`super::conditions`]) the loop holds `setpoint + v(t)` instead of its setpoint,
+//! `v` the rack's [`SupplyVariation`] for the run (an offset and a slow inlet drift, `t` from the
+//! loop's first instant); the rise above capacity, the primary side and the energy balance are
+//! reckoned from that hold point.
 
+use super::conditions::SupplyVariation;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Default supply setpoint, °C (warm-water cooling).
@@ -146,7 +152,11 @@ pub struct LoopFigures {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoolantLoop {
     spec: CoolantSpec,
+    /// This run's departure of the hold point from the setpoint (none for nominal conditions).
+    variation: SupplyVariation,
     supply_c: f64,
+    /// The loop's first instant and its latest.
+    t0_ns: Option<i64>,
     t_ns: Option<i64>,
     heat_w: Vec<f64>,
 }
@@ -157,12 +167,37 @@ pub type SharedLoop = Arc<Mutex<CoolantLoop>>;
 impl CoolantLoop {
     /// A loop at its setpoint with no nodes yet.
     pub fn new(spec: CoolantSpec) -> Self {
+        CoolantLoop::varied(spec, SupplyVariation::default())
+    }
+
+    /// A loop at its hold point for this run (setpoint + `variation` at its first instant).
+    pub fn varied(spec: CoolantSpec, variation: SupplyVariation) -> Self {
         CoolantLoop {
-            supply_c: spec.setpoint_c,
+            supply_c: spec.setpoint_c + variation.at(0.0),
             spec,
+            variation,
+            t0_ns: None,
             t_ns: None,
             heat_w: Vec::new(),
         }
+    }
+
+    /// This run's departure of the hold point from the setpoint.
+    pub fn variation(&self) -> &SupplyVariation {
+        &self.variation
+    }
+
+    /// The supply temperature the loop holds within capacity at `t_ns`, °C.
+    fn hold_c(&self, t_ns: i64) -> f64 {
+        let since_s = self
+            .t0_ns
+            .map_or(0.0, |t0| t_ns.saturating_sub(t0) as f64 / 1e9);
+        self.spec.setpoint_c + self.variation.at(since_s)
+    }
+
+    /// The supply temperature the loop holds within capacity now, °C.
+    pub fn hold_now_c(&self) -> f64 {
+        self.hold_c(self.t_ns.unwrap_or(0))
     }
 
     /// Wraps the loop for sharing.
@@ -204,11 +239,12 @@ impl CoolantLoop {
         let captured_kw = spec.capture_fraction * rack_heat_w / 1000.0;
         let flow_lpm = spec.flow_lpm();
         let return_c = self.supply_c + captured_kw / water_kw_per_k(flow_lpm);
-        let warm_k = (self.supply_c - spec.setpoint_c).max(0.0);
+        let hold_c = self.hold_now_c();
+        let warm_k = (self.supply_c - hold_c).max(0.0);
         let primary_heat_kw = spec.capture_fraction
             * ((rack_heat_w / 1000.0).min(spec.capacity_kw) + warm_k / spec.rise_k_per_kw);
         let primary_flow_lpm = spec.design_flow_lpm();
-        let primary_supply_c = spec.setpoint_c - PRIMARY_APPROACH_K;
+        let primary_supply_c = hold_c - PRIMARY_APPROACH_K;
         LoopFigures {
             rack_heat_w,
             captured_kw,
@@ -229,6 +265,7 @@ impl CoolantLoop {
     /// instant before its clock changes nothing (another node of the rack already got there).
     pub fn advance_to(&mut self, now_ns: i64) {
         let Some(t) = self.t_ns else {
+            self.t0_ns = Some(now_ns);
             self.t_ns = Some(now_ns);
             return;
         };
@@ -236,7 +273,8 @@ impl CoolantLoop {
             return;
         }
         let dt = now_ns.saturating_sub(t) as f64 / 1e9;
-        let target = self.spec.steady_supply_c(self.heat_w());
+        let target =
+            self.spec.steady_supply_c(self.heat_w()) - self.spec.setpoint_c + self.hold_c(now_ns);
         let lag = self.spec.lag_s.max(1e-3);
         self.supply_c = target + (self.supply_c - target) * (-dt / lag).exp();
         self.t_ns = Some(now_ns);
@@ -286,8 +324,17 @@ impl RackCooling {
 
     /// A private loop for a node of a rack of `nodes_in_rack` nodes (at least 1).
     pub fn scaled(spec: CoolantSpec, nodes_in_rack: u32) -> Self {
+        RackCooling::scaled_varied(spec, nodes_in_rack, SupplyVariation::default())
+    }
+
+    /// [`RackCooling::scaled`] with this run's variation of the rack's supply.
+    pub fn scaled_varied(
+        spec: CoolantSpec,
+        nodes_in_rack: u32,
+        variation: SupplyVariation,
+    ) -> Self {
         let nodes_in_rack = nodes_in_rack.max(1);
-        let mut coolant = CoolantLoop::new(spec);
+        let mut coolant = CoolantLoop::varied(spec, variation);
         coolant.add_node(0.0);
         RackCooling::Scaled {
             coolant,
@@ -451,6 +498,46 @@ mod tests {
         assert!((l.heat_removed_kw - h.heat_removed_kw).abs() < 1e-9);
         assert_eq!(l.primary_return_c, h.primary_return_c);
         assert_eq!(l.supply_c, h.supply_c);
+    }
+
+    #[test]
+    fn a_varied_loop_holds_its_runs_point_and_rises_from_it() {
+        use crate::sim::conditions::{RunConditions, SUPPLY_DRIFT_MAX_K, SUPPLY_OFFSET_MAX_K};
+        let bound = SUPPLY_OFFSET_MAX_K + SUPPLY_DRIFT_MAX_K;
+        for seed in 0..10 {
+            let v = RunConditions::Seeded(seed).supply("row1-rack01");
+            // Within capacity: the supply follows the hold point (lag 12 s against a drift of
+            // 10 minutes or more) and stays within the stated bound of the setpoint.
+            let mut l = CoolantLoop::varied(spec(120.0), v);
+            l.add_node(100_000.0);
+            for k in 0..=3600 {
+                l.advance_to(k * S);
+                let s = l.supply_c();
+                assert!((s - 30.0).abs() <= bound + 1e-9, "seed {seed}: {s}");
+                assert!(
+                    (s - (30.0 + v.at(k as f64))).abs() < 0.05,
+                    "seed {seed} at {k} s"
+                );
+                let f = l.figures();
+                assert!((f.primary_supply_c - (s - 5.0)).abs() < 0.05, "{f:?}");
+            }
+            // Over capacity: the same rise as a nominal loop, from the run's hold point.
+            let mut hot = CoolantLoop::varied(spec(75.0), v);
+            let mut nominal = CoolantLoop::new(spec(75.0));
+            hot.add_node(100_000.0);
+            nominal.add_node(100_000.0);
+            for k in 0..=60 {
+                hot.advance_to(k * S);
+                nominal.advance_to(k * S);
+            }
+            let shift = hot.supply_c() - nominal.supply_c();
+            assert!(
+                (shift - v.at(60.0)).abs() < 0.05,
+                "seed {seed}: {shift} vs {v:?}"
+            );
+        }
+        // Nominal is the plain setpoint.
+        assert_eq!(CoolantLoop::new(spec(120.0)).supply_c(), 30.0);
     }
 
     /// The heat passed to the facility water is the loop's energy balance: over a warm-up, the

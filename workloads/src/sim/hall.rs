@@ -6,7 +6,12 @@
 //! Names are generated, 1-based and zero-padded where it keeps them sorted:
 //! row `row{R}`, rack `row{R}-rack{KK}`, node `row{R}-rack{KK}-n{NN}` (e.g. `row2-rack03-n07`);
 //! devices are numbered from 0 as NVML numbers them. A node's labels are (hall name, row, rack).
+//!
+//! The hall's `seed` fixes the hardware (each GPU's spread) and the faults are the file's. What differs
+//! between two runs of the same hall comes from the run's [`RunConditions`] (the run seed), given to
+//! the `*_for_run` constructors; the plain ones ([`HallSpec::backends`], …) are nominal.
 
+use super::conditions::RunConditions;
 use super::coolant::{CoolantLoop, CoolantSpec, RackCooling, SharedLoop};
 use super::hall_file::{excerpt, key_at, line_col, RawHall};
 use super::node::{SimBackend, SimNodeSpec};
@@ -307,6 +312,7 @@ impl HallSpec {
             base_load_w: self.base_load_w,
             psu_efficiency: self.psu_efficiency,
             seed: self.seed,
+            run: RunConditions::Nominal,
             cold_plate_factors: self
                 .faults
                 .weak_cold_plates
@@ -368,31 +374,65 @@ impl HallSpec {
         ))
     }
 
-    /// The backend of node `id` simulated alone: its rack's loop is private and counts this node's
-    /// heat once for every node of the rack (for a probe that simulates only its own node).
+    /// The backend of node `id` simulated alone, under nominal conditions (see
+    /// [`HallSpec::backend_scaled_for_run`]).
     pub fn backend_scaled(&self, id: &NodeId) -> Result<SimBackend, BackendError> {
+        self.backend_scaled_for_run(id, RunConditions::Nominal)
+    }
+
+    /// The backend of node `id` simulated alone in a run under `run`: its rack's loop is private
+    /// and counts this node's heat once for every node of the rack (for a probe that simulates
+    /// only its own node). The rack's supply varies as the shared loop's does under `run`.
+    pub fn backend_scaled_for_run(
+        &self,
+        id: &NodeId,
+        run: RunConditions,
+    ) -> Result<SimBackend, BackendError> {
         let spec = self.node_spec(id).ok_or_else(|| self.unknown_node(id))?;
         let node = self
             .node(id.as_str())
             .ok_or_else(|| self.unknown_node(id))?;
         let coolant = self.rack_coolant_spec(&node.labels.rack);
-        let cooling = RackCooling::scaled(coolant, u32::from(self.nodes_per_rack));
-        SimBackend::new(spec, cooling)
+        let cooling = RackCooling::scaled_varied(
+            coolant,
+            u32::from(self.nodes_per_rack),
+            run.supply(&node.labels.rack),
+        );
+        SimBackend::new(SimNodeSpec { run, ..spec }, cooling)
     }
 
-    /// One shared coolant loop per rack, for simulating many nodes in one process.
+    /// One shared coolant loop per rack, for simulating many nodes in one process (nominal).
     pub fn coolant_loops(&self) -> HallLoops {
+        self.coolant_loops_for_run(RunConditions::Nominal)
+    }
+
+    /// One shared coolant loop per rack, each holding its supply as `run` says.
+    pub fn coolant_loops_for_run(&self, run: RunConditions) -> HallLoops {
         self.racks()
             .into_iter()
-            .map(|r| (r.name, CoolantLoop::new(r.coolant).shared()))
+            .map(|r| {
+                let variation = run.supply(&r.name);
+                (r.name, CoolantLoop::varied(r.coolant, variation).shared())
+            })
             .collect()
     }
 
-    /// The backend of node `id` on its rack's shared loop from `loops`.
+    /// The backend of node `id` on its rack's shared loop from `loops` (nominal sensors).
     pub fn backend_shared(
         &self,
         id: &NodeId,
         loops: &HallLoops,
+    ) -> Result<SimBackend, BackendError> {
+        self.backend_shared_for_run(id, loops, RunConditions::Nominal)
+    }
+
+    /// The backend of node `id` on its rack's shared loop from `loops` (made for the same `run`),
+    /// its base load and sensors as `run` says.
+    pub fn backend_shared_for_run(
+        &self,
+        id: &NodeId,
+        loops: &HallLoops,
+        run: RunConditions,
     ) -> Result<SimBackend, BackendError> {
         let spec = self.node_spec(id).ok_or_else(|| self.unknown_node(id))?;
         let node = self
@@ -401,15 +441,23 @@ impl HallSpec {
         let coolant = loops.get(&node.labels.rack).ok_or_else(|| {
             BackendError::Config(format!("no coolant loop for rack {}", node.labels.rack))
         })?;
-        SimBackend::new(spec, RackCooling::join(coolant))
+        SimBackend::new(SimNodeSpec { run, ..spec }, RackCooling::join(coolant))
     }
 
-    /// Every node's backend, the nodes of a rack sharing one loop.
+    /// Every node's backend, the nodes of a rack sharing one loop (nominal conditions).
     pub fn backends(&self) -> Result<(HallLoops, Vec<(HallNode, SimBackend)>), BackendError> {
-        let loops = self.coolant_loops();
+        self.backends_for_run(RunConditions::Nominal)
+    }
+
+    /// Every node's backend in a run under `run`, the nodes of a rack sharing one loop.
+    pub fn backends_for_run(
+        &self,
+        run: RunConditions,
+    ) -> Result<(HallLoops, Vec<(HallNode, SimBackend)>), BackendError> {
+        let loops = self.coolant_loops_for_run(run);
         let mut out = Vec::new();
         for node in self.nodes() {
-            let b = self.backend_shared(&node.node_id, &loops)?;
+            let b = self.backend_shared_for_run(&node.node_id, &loops, run)?;
             out.push((node, b));
         }
         Ok((loops, out))

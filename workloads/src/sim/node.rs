@@ -4,7 +4,11 @@
 //! previous sample up to `now_ns`, in sub-steps of at most [`MAX_STEP_NS`] (longer only for gaps of more
 //! than [`MAX_STEPS_PER_SAMPLE`] steps, where the exact exponential integration keeps it stable). Node
 //! power is `Σ P_gpu / psu_efficiency + base_load`, and all of it is reported as heat to the rack's loop.
+//!
+//! The node's [`RunConditions`] (its spec's `run`) scale its base load for the run and add sensor noise
+//! to what [`Backend::sample`] reads (power and temperatures); the physics runs on the true values.
 
+use super::conditions::{RunConditions, SensorNoise};
 use super::coolant::{CoolantSpec, RackCooling};
 use super::physics::{GpuParams, SimGpu};
 use super::{sim_inventory, spread, SimGpuSpec};
@@ -26,8 +30,10 @@ pub struct SimNodeSpec {
     pub base_load_w: f64,
     /// Share of the wall power that reaches the GPUs (0.94 = 94 %).
     pub psu_efficiency: f64,
-    /// Seed of the manufacturing spread.
+    /// Seed of the manufacturing spread (the hall's seed).
     pub seed: u64,
+    /// What this run varies (the run seed's draws); [`RunConditions::Nominal`] varies nothing.
+    pub run: RunConditions,
     /// Injected weak cold plates: (device, factor multiplying its resistance).
     pub cold_plate_factors: Vec<(u16, f64)>,
 }
@@ -106,6 +112,9 @@ pub struct SimBackend {
     inventory: Vec<DeviceInfo>,
     gpus: Vec<SimGpu>,
     cooling: RackCooling,
+    /// The base load in this run (the spec's, times the run's factor), W.
+    base_load_w: f64,
+    noise: SensorNoise,
     t_ns: Option<i64>,
     /// Each device's work (TFLOP) and the instant at the previous `take_results`.
     results_mark: Option<(i64, Vec<f64>)>,
@@ -121,13 +130,17 @@ impl SimBackend {
             .map(|i| SimGpu::new(spec.device_params(i), supply))
             .collect();
         let inventory = sim_inventory(&spec.node_id, spec.gpus, &spec.gpu);
-        let heat = node_power(&gpus, &spec);
+        let base_load_w = spec.base_load_w * spec.run.base_load_factor(&spec.node_id);
+        let noise = spec.run.sensor_noise(&spec.node_id);
+        let heat = node_power(&gpus, spec.psu_efficiency, base_load_w);
         cooling.report_heat(heat);
         Ok(SimBackend {
             spec,
             inventory,
             gpus,
             cooling,
+            base_load_w,
+            noise,
             t_ns: None,
             results_mark: None,
         })
@@ -143,6 +156,7 @@ impl SimBackend {
             base_load_w: crate::sim::hall::DEFAULT_BASE_LOAD_W,
             psu_efficiency: crate::sim::hall::DEFAULT_PSU_EFFICIENCY,
             seed: 0,
+            run: RunConditions::Nominal,
             cold_plate_factors: Vec::new(),
         };
         SimBackend::new(spec, RackCooling::scaled(CoolantSpec::default(), 1))
@@ -161,9 +175,15 @@ impl SimBackend {
         self.gpus.get(usize::from(index))
     }
 
-    /// Wall power of the node now, W (also the heat it gives its rack's loop).
+    /// Wall power of the node now, W (also the heat it gives its rack's loop): the truth, without
+    /// the sensor noise of what [`Backend::sample`] reads.
     pub fn node_power_w(&self) -> f64 {
-        node_power(&self.gpus, &self.spec)
+        node_power(&self.gpus, self.spec.psu_efficiency, self.base_load_w)
+    }
+
+    /// The node's base load in this run, W.
+    pub fn base_load_w(&self) -> f64 {
+        self.base_load_w
     }
 
     /// Supply temperature of the rack's loop, °C.
@@ -182,7 +202,7 @@ impl SimBackend {
         let mut t = from_ns;
         while t < to_ns {
             let next = to_ns.min(t.saturating_add(step));
-            let heat = node_power(&self.gpus, &self.spec);
+            let heat = self.node_power_w();
             let supply = self.cooling.exchange(next, heat);
             let dt = (next - t) as f64 / 1e9;
             for gpu in &mut self.gpus {
@@ -190,26 +210,28 @@ impl SimBackend {
             }
             t = next;
         }
-        let heat = node_power(&self.gpus, &self.spec);
+        let heat = self.node_power_w();
         self.cooling.report_heat(heat);
     }
 
+    /// What the node's sensors read now: the truth with this run's sensor noise.
     fn reading(&self) -> NodeReading {
+        let t = self.t_ns.unwrap_or(0);
         NodeReading {
             devices: self
                 .gpus
                 .iter()
                 .zip(0u16..)
-                .map(|(g, i)| g.reading(i))
+                .map(|(g, i)| self.noise.device_reading(g.reading(i), t))
                 .collect(),
-            node_power_w: Some(self.node_power_w()),
+            node_power_w: Some(self.noise.node_power(self.node_power_w(), t)),
         }
     }
 }
 
-fn node_power(gpus: &[SimGpu], spec: &SimNodeSpec) -> f64 {
+fn node_power(gpus: &[SimGpu], psu_efficiency: f64, base_load_w: f64) -> f64 {
     let gpu_w: f64 = gpus.iter().map(SimGpu::power_w).sum();
-    gpu_w / spec.psu_efficiency + spec.base_load_w
+    gpu_w / psu_efficiency + base_load_w
 }
 
 impl Backend for SimBackend {
@@ -301,6 +323,7 @@ mod tests {
             base_load_w: 1500.0,
             psu_efficiency: 0.94,
             seed: 1,
+            run: RunConditions::Nominal,
             cold_plate_factors: factors,
         }
     }
@@ -465,6 +488,59 @@ mod tests {
         let r = b.sample(6 * S).unwrap();
         assert!(r.node_power_w.unwrap() < busy / 2.0);
         assert!(r.devices.iter().all(|d| d.util_pct == Some(0.0)));
+    }
+
+    #[test]
+    fn a_seeded_run_adds_noise_to_the_readings_not_to_the_physics() {
+        use crate::sim::conditions::{BASE_LOAD_VARIATION, POWER_NOISE_FRACTION, TEMP_NOISE_K};
+        let cooling = || RackCooling::scaled(CoolantSpec::default(), 10);
+        let mut nominal = SimBackend::new(spec(vec![]), cooling()).unwrap();
+        let seeded_spec = SimNodeSpec {
+            run: RunConditions::Seeded(5),
+            ..spec(vec![])
+        };
+        let mut seeded = SimBackend::new(seeded_spec.clone(), cooling()).unwrap();
+        let mut again = SimBackend::new(seeded_spec, cooling()).unwrap();
+        let factor = seeded.base_load_w() / nominal.base_load_w();
+        assert!(factor != 1.0 && (factor - 1.0).abs() <= BASE_LOAD_VARIATION);
+        let (mut power_differs, mut temp_differs) = (false, false);
+        for b in [&mut nominal, &mut seeded, &mut again] {
+            for d in 0..8 {
+                b.set_level(d, 1.0).unwrap();
+            }
+        }
+        for t in 0..=60 {
+            let truth = nominal.sample(t * S).unwrap();
+            let read = seeded.sample(t * S).unwrap();
+            assert_eq!(
+                read,
+                again.sample(t * S).unwrap(),
+                "the same seed reads the same"
+            );
+            for (d, (n, r)) in truth.devices.iter().zip(&read.devices).enumerate() {
+                // The physics is the nominal node's: the same supply, the same devices.
+                let gpu = seeded.gpu(d as u16).unwrap();
+                assert_eq!(gpu.temp_c(), nominal.gpu(d as u16).unwrap().temp_c());
+                let (np, rp) = (n.power_w.unwrap(), r.power_w.unwrap());
+                assert!(
+                    (rp - np).abs() <= np * POWER_NOISE_FRACTION + 1e-9,
+                    "{rp} vs {np}"
+                );
+                let (nt, rt) = (n.gpu_temp_c.unwrap(), r.gpu_temp_c.unwrap());
+                assert!((rt - nt).abs() <= TEMP_NOISE_K + 1e-9, "{rt} vs {nt}");
+                power_differs |= rp != np;
+                temp_differs |= rt != nt;
+                assert_eq!(
+                    (n.energy_j, n.sm_clock_mhz, n.throttle_reasons),
+                    (r.energy_j, r.sm_clock_mhz, r.throttle_reasons)
+                );
+            }
+            let (nn, rn) = (truth.node_power_w.unwrap(), read.node_power_w.unwrap());
+            let base = nominal.base_load_w();
+            let most = (factor - 1.0).abs() * base + (nn + base) * POWER_NOISE_FRACTION;
+            assert!((rn - nn).abs() <= most, "{rn} vs {nn}");
+        }
+        assert!(power_differs && temp_differs);
     }
 
     #[test]
