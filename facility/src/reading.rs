@@ -27,9 +27,29 @@ pub enum Quantity {
     DeltaPressureKpa,
     /// Heat removed by a loop, kW.
     HeatKw,
+    /// A coolant's density, kg/m³.
+    DensityKgM3,
+    /// A coolant's specific heat, kJ/(kg·K).
+    SpecificHeatKjKgK,
 }
 
 impl Quantity {
+    /// The quantity (and so the physical range) of a reading the protocol carries.
+    pub fn of(q: hallmark_protocol::facility::FacilityQuantity) -> Quantity {
+        use hallmark_protocol::facility::FacilityQuantity as Q;
+        match q {
+            Q::PowerW => Quantity::PowerW,
+            Q::EnergyKwh => Quantity::EnergyKwh,
+            Q::SupplyTempC | Q::ReturnTempC => Quantity::CoolantTempC,
+            Q::DeltaTK => Quantity::DeltaTK,
+            Q::FlowLpm => Quantity::FlowLpm,
+            Q::SupplyPressureKpa | Q::ReturnPressureKpa => Quantity::PressureKpa,
+            Q::HeatRemovedKw => Quantity::HeatKw,
+            Q::CoolantDensityKgM3 => Quantity::DensityKgM3,
+            Q::CoolantSpecificHeatKjKgK => Quantity::SpecificHeatKjKgK,
+        }
+    }
+
     /// The unit as printed.
     pub fn unit(self) -> &'static str {
         match self {
@@ -41,6 +61,8 @@ impl Quantity {
             Quantity::FlowLpm => "L/min",
             Quantity::PressureKpa | Quantity::DeltaPressureKpa => "kPa",
             Quantity::HeatKw => "kW",
+            Quantity::DensityKgM3 => "kg/m³",
+            Quantity::SpecificHeatKjKgK => "kJ/(kg·K)",
         }
     }
 
@@ -62,6 +84,9 @@ impl Quantity {
             Quantity::DeltaPressureKpa => (-5_000.0, 5_000.0),
             // A little below zero is meter noise on an idle loop; 20 MW is beyond any CDU.
             Quantity::HeatKw => (-1.0, 20_000.0),
+            // Liquid coolants, as the heat arithmetic takes them (kg/L instead of kg/m³ is out).
+            Quantity::DensityKgM3 => crate::heat::DENSITY_RANGE,
+            Quantity::SpecificHeatKjKgK => crate::heat::SPECIFIC_HEAT_RANGE,
         }
     }
 }

@@ -190,3 +190,40 @@ fn public_rackmount1_chassis_power() {
     .unwrap_err();
     assert!(e.contains("not a valid EnvironmentMetrics"), "{e}");
 }
+
+/// A connector that states its coolant gives its density and specific heat as readings; a density
+/// in kg/L (1.03) is refused as out of range, absent with its note, never read as 1.03 kg/m³.
+#[test]
+fn a_connectors_stated_coolant_is_read() {
+    let m = meta(SourceKind::Cdu);
+    let uri = "http://127.0.0.1:1/redfish/v1/ThermalEquipment/CDUs/1/SecondaryCoolantConnectors/1";
+    let role = Role::Connector {
+        point: "secondary".into(),
+    };
+    let mut body = json("cdu-secondary-1");
+    body["Coolant"] = serde_json::json!({
+        "CoolantType": "Water", "DensityKgPerCubicMeter": 997.0, "SpecificHeatkJoulesPerKgK": 4.18
+    });
+    let got = values(&extract::extract(&m, &role, uri, &body, STAMP).unwrap());
+    assert!(got.contains(&("secondary".into(), Q::CoolantDensityKgM3, Some(997.0))));
+    assert!(got.contains(&("secondary".into(), Q::CoolantSpecificHeatKjKgK, Some(4.18))));
+    body["Coolant"]["DensityKgPerCubicMeter"] = serde_json::json!(1.03);
+    let ex = extract::extract(&m, &role, uri, &body, STAMP).unwrap();
+    let density = ex
+        .iter()
+        .find(|x| x.reading.quantity == Q::CoolantDensityKgM3)
+        .unwrap();
+    assert_eq!(density.reading.value, None);
+    assert!(
+        density.reading.note.as_deref().unwrap().contains("outside"),
+        "{:?}",
+        density.reading
+    );
+    assert!(density
+        .reading
+        .uri
+        .ends_with("#/Coolant/DensityKgPerCubicMeter"));
+    // Without a stated coolant, no such reading (absent, not 0, and not invented).
+    let plain = values(&extract::extract(&m, &role, uri, &json("cdu-secondary-1"), STAMP).unwrap());
+    assert!(!plain.iter().any(|(_, q, _)| *q == Q::CoolantDensityKgM3));
+}

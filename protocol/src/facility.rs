@@ -66,11 +66,15 @@ pub enum FacilityQuantity {
     ReturnPressureKpa,
     /// Heat removed as the device reports it, kW.
     HeatRemovedKw,
+    /// The coolant's density as the device states it (Redfish `Coolant`), kg/m³.
+    CoolantDensityKgM3,
+    /// The coolant's specific heat as the device states it (Redfish `Coolant`), kJ/(kg·K).
+    CoolantSpecificHeatKjKgK,
 }
 
 impl FacilityQuantity {
     /// Every quantity, in a fixed order.
-    pub const ALL: [FacilityQuantity; 9] = [
+    pub const ALL: [FacilityQuantity; 11] = [
         FacilityQuantity::PowerW,
         FacilityQuantity::EnergyKwh,
         FacilityQuantity::SupplyTempC,
@@ -80,6 +84,8 @@ impl FacilityQuantity {
         FacilityQuantity::SupplyPressureKpa,
         FacilityQuantity::ReturnPressureKpa,
         FacilityQuantity::HeatRemovedKw,
+        FacilityQuantity::CoolantDensityKgM3,
+        FacilityQuantity::CoolantSpecificHeatKjKgK,
     ];
 
     /// The stored and printed name (`power_w`, `supply_temp_c`, …).
@@ -94,6 +100,8 @@ impl FacilityQuantity {
             FacilityQuantity::SupplyPressureKpa => "supply_pressure_kpa",
             FacilityQuantity::ReturnPressureKpa => "return_pressure_kpa",
             FacilityQuantity::HeatRemovedKw => "heat_removed_kw",
+            FacilityQuantity::CoolantDensityKgM3 => "coolant_density_kg_m3",
+            FacilityQuantity::CoolantSpecificHeatKjKgK => "coolant_specific_heat_kj_kg_k",
         }
     }
 
@@ -111,6 +119,8 @@ impl FacilityQuantity {
             FacilityQuantity::FlowLpm => "L/min",
             FacilityQuantity::SupplyPressureKpa | FacilityQuantity::ReturnPressureKpa => "kPa",
             FacilityQuantity::HeatRemovedKw => "kW",
+            FacilityQuantity::CoolantDensityKgM3 => "kg/m³",
+            FacilityQuantity::CoolantSpecificHeatKjKgK => "kJ/(kg·K)",
         }
     }
 }

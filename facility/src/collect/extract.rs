@@ -160,15 +160,7 @@ pub struct Extracted {
 }
 
 fn range_of(q: Q) -> Quantity {
-    match q {
-        Q::PowerW => Quantity::PowerW,
-        Q::EnergyKwh => Quantity::EnergyKwh,
-        Q::SupplyTempC | Q::ReturnTempC => Quantity::CoolantTempC,
-        Q::DeltaTK => Quantity::DeltaTK,
-        Q::FlowLpm => Quantity::FlowLpm,
-        Q::SupplyPressureKpa | Q::ReturnPressureKpa => Quantity::PressureKpa,
-        Q::HeatRemovedKw => Quantity::HeatKw,
-    }
+    Quantity::of(q)
 }
 
 fn note(text: String) -> Option<String> {
@@ -372,6 +364,33 @@ fn connector(
     ];
     for (q, p, e) in optional.into_iter().filter(|(_, _, e)| e.is_some()) {
         out.push(reading(src, resource, point, q, p, e, stamp));
+    }
+    // The coolant the connector states, for ρ · c_p · flow · ΔT.
+    if let Some(coolant) = &c.coolant {
+        let props = [
+            (
+                Q::CoolantDensityKgM3,
+                "Coolant/DensityKgPerCubicMeter",
+                &coolant.density_kg_per_cubic_meter,
+            ),
+            (
+                Q::CoolantSpecificHeatKjKgK,
+                "Coolant/SpecificHeatkJoulesPerKgK",
+                &coolant.specific_heat_kj_per_kg_k,
+            ),
+        ];
+        for (q, property, num) in props {
+            let raw = Raw::from_num(num);
+            if raw == Raw::Absent {
+                continue;
+            }
+            let mut r = blank(src, point, q, format!("{resource}#/{property}"), stamp);
+            (r.value, r.note) = value(raw, q, property);
+            out.push(Extracted {
+                reading: r,
+                sensor: None,
+            });
+        }
     }
 }
 

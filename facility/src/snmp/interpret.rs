@@ -105,18 +105,7 @@ impl fmt::Display for Absent {
 
 /// The physical range of a facility quantity (the Redfish client's ranges).
 pub fn range_of(q: FacilityQuantity) -> (f64, f64) {
-    let r = match q {
-        FacilityQuantity::PowerW => Quantity::PowerW,
-        FacilityQuantity::EnergyKwh => Quantity::EnergyKwh,
-        FacilityQuantity::SupplyTempC | FacilityQuantity::ReturnTempC => Quantity::CoolantTempC,
-        FacilityQuantity::DeltaTK => Quantity::DeltaTK,
-        FacilityQuantity::FlowLpm => Quantity::FlowLpm,
-        FacilityQuantity::SupplyPressureKpa | FacilityQuantity::ReturnPressureKpa => {
-            Quantity::PressureKpa
-        }
-        FacilityQuantity::HeatRemovedKw => Quantity::HeatKw,
-    };
-    r.range()
+    Quantity::of(q).range()
 }
 
 fn number(oid: &Oid, a: &Answer) -> Result<i64, Absent> {

@@ -99,6 +99,31 @@ fn max_all(series: &[BTreeMap<i64, f64>]) -> BTreeMap<i64, f64> {
         .collect()
 }
 
+/// What ρ and c_p the rack's loops were computed with: the CDUs' stated coolant, or `assumed`.
+fn coolant_note(cdus: &[rack::CduLoop], assumed: Coolant) -> String {
+    let mut parts: Vec<String> = cdus
+        .iter()
+        .map(|c| match c.stated {
+            Some(s) => format!(
+                "ρ {} kg/m³, c_p {} kJ/(kg·K) as {} states",
+                s.density_kg_per_m3, s.specific_heat_kj_per_kg_k, c.source
+            ),
+            None => format!(
+                "ρ {} kg/m³, c_p {} kJ/(kg·K) assumed",
+                assumed.density_kg_per_m3, assumed.specific_heat_kj_per_kg_k
+            ),
+        })
+        .collect();
+    parts.dedup();
+    if parts.is_empty() {
+        parts.push(format!(
+            "ρ {} kg/m³, c_p {} kJ/(kg·K) assumed",
+            assumed.density_kg_per_m3, assumed.specific_heat_kj_per_kg_k
+        ));
+    }
+    parts.join("; ")
+}
+
 impl RackData {
     /// The rack's figures from its sources; `gpu_kw` is its GPU-side power over complete bins.
     pub fn new(
@@ -124,10 +149,7 @@ impl RackData {
             supply_c: max_all(&pick(|l| &l.supply_c)),
             return_c: max_all(&pick(|l| &l.return_c)),
             delta_t_k: max_all(&pick(|l| &l.delta_t_k)),
-            coolant_note: format!(
-                "ρ {} kg/m³, c_p {} kJ/(kg·K)",
-                coolant.density_kg_per_m3, coolant.specific_heat_kj_per_kg_k
-            ),
+            coolant_note: coolant_note(&sources.cdus, coolant),
             sources,
             gpu_kw,
             pdu_kw,

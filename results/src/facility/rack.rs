@@ -21,6 +21,9 @@ pub struct CduLoop {
     pub delta_t: Series,
     pub flow: Series,
     pub heat: Series,
+    /// The coolant the CDU states for this loop (its latest density and specific heat), used
+    /// instead of the assumed one for ρ · c_p · flow · ΔT.
+    pub stated: Option<Coolant>,
 }
 
 /// The readings of one rack, as series.
@@ -100,6 +103,7 @@ impl RackSources {
                 delta_t: series(readings, &s, point, Q::DeltaTK),
                 flow: series(readings, &s, point, Q::FlowLpm),
                 heat: series(readings, &s, point, Q::HeatRemovedKw),
+                stated: stated_coolant(readings, &s, point),
             });
         }
         out
@@ -124,6 +128,22 @@ impl RackSources {
     }
 }
 
+/// The latest density and specific heat source `source` states at `point`, when it states both.
+fn stated_coolant(readings: &[FacilityReading], source: &str, point: &str) -> Option<Coolant> {
+    let latest = |q: Q| {
+        readings
+            .iter()
+            .filter(|r| r.source == source && r.point == point && r.quantity == q)
+            .filter_map(|r| r.value.map(|v| (r.t_ns, v)))
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, v)| v)
+    };
+    Some(Coolant {
+        density_kg_per_m3: latest(Q::CoolantDensityKgM3)?,
+        specific_heat_kj_per_kg_k: latest(Q::CoolantSpecificHeatKjKgK)?,
+    })
+}
+
 fn kw(series: &[Series], bins: Bins, width_ns: i64) -> BTreeMap<i64, f64> {
     let held: Vec<_> = series.iter().map(|s| s.held(bins, width_ns)).collect();
     let mut sum = sum_all(&held);
@@ -142,7 +162,7 @@ pub struct Coolant {
 
 impl Coolant {
     /// 25 % propylene glycol in water near 30 °C, the default of `hallmark-facility`'s `heat.rs`
-    /// (the readings do not carry the CDU's stated coolant).
+    /// (for a CDU that does not state its coolant).
     pub const PG25: Coolant = Coolant {
         density_kg_per_m3: 1020.0,
         specific_heat_kj_per_kg_k: 3.93,
@@ -175,7 +195,10 @@ pub struct LoopBins {
 }
 
 impl CduLoop {
+    /// The loop's figures per bin; ρ · c_p · flow · ΔT with the coolant the CDU states, else
+    /// `coolant`.
     pub fn bins(&self, bins: Bins, width_ns: i64, coolant: Coolant) -> LoopBins {
+        let coolant = self.stated.unwrap_or(coolant);
         let supply_c = self.supply.held(bins, width_ns);
         let return_c = self.ret.held(bins, width_ns);
         let mut delta_t_k = self.delta_t.held(bins, width_ns);

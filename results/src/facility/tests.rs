@@ -376,3 +376,51 @@ fn a_load_faster_than_the_meters_is_not_balanced() {
         e.detail
     );
 }
+
+/// A CDU that states its coolant has its loops computed with it, not with the assumed one: the
+/// synthetic loop's ΔT is that of 25 % glycol, so a CDU stating water makes ρ·c_p·flow·ΔT come
+/// out ≈ 4 % high (997 · 4.18 against 1020 · 3.93), and the detail names who stated it.
+#[test]
+fn a_cdus_stated_coolant_replaces_the_assumed_one() {
+    let assumed = summary_with(Vec::new());
+    let d = assumed.heat.difference.unwrap();
+    assert!(d < 0.001, "{d}: {}", assumed.heat.detail);
+    assert!(
+        assumed.heat.detail.contains("assumed"),
+        "{}",
+        assumed.heat.detail
+    );
+    let stated: Vec<FacilityReading> = (0..60)
+        .flat_map(|k| {
+            let t = k * S + 300_000_000;
+            [
+                (Q::CoolantDensityKgM3, 997.0),
+                (Q::CoolantSpecificHeatKjKgK, 4.18),
+            ]
+            .map(|(q, v)| {
+                reading(
+                    "cdu-r1",
+                    SourceKind::Cdu,
+                    Subject::Rack("r1".into()),
+                    "secondary",
+                    q,
+                    t,
+                    Some(v),
+                )
+            })
+        })
+        .collect();
+    let water = summary_with(stated);
+    let want = (997.0 * 4.18) / (1020.0 * 3.93) - 1.0;
+    let got = water.heat.difference.unwrap();
+    assert!(
+        (got - want / (1.0 + want)).abs() < 0.002,
+        "{got} vs {want}: {}",
+        water.heat.detail
+    );
+    assert!(
+        water.heat.detail.contains("as cdu-r1 states"),
+        "{}",
+        water.heat.detail
+    );
+}
