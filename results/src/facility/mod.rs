@@ -1,6 +1,6 @@
 //! The hall's own meters during a run: rack PDUs, CDUs and node BMCs, read by a facility collector
 //! and stored with the run as flat [`FacilityReading`]s (docs/FACILITY.md, "Criteria and
-//! balances"). Pure functions over the readings; the store is read in [`crate::load`].
+//! balances"). Pure functions over the readings; the store is read in `load.rs`.
 //!
 //! * [`series`]: one source's quantity at one point — its median interval, staleness, and its
 //!   readings held over the run's bins (the bins of [`crate::aggregate`]: one sample interval).
