@@ -1,6 +1,6 @@
 //! A rack's facility figures from its readings: the PDU power series (the sum of the rack's PDUs'
-//! whole-unit `power_w`, held over the run's bins; a bin where one PDU has no value has no rack
-//! figure), the BMC chassis sum (the rack's nodes' chassis `power_w`, only where every node of the
+//! whole-unit `power_w`, or of its inlets' where a PDU reports only those, held over the run's
+//! bins; a bin where one PDU has no value has no rack figure), the BMC chassis sum (the rack's nodes' chassis `power_w`, only where every node of the
 //! rack has a chassis source), and per CDU the coolant loop: the `secondary` connector (the rack's
 //! loop) where the CDU reports one, else the whole unit (point ""), else `primary`.
 
@@ -73,7 +73,7 @@ impl RackSources {
             ..RackSources::default()
         };
         for s in sources(of(readings, SourceKind::Pdu, &subject)) {
-            out.pdus.push(series(readings, &s, "", Q::PowerW));
+            out.pdus.extend(pdu_power(readings, &s));
         }
         for n in nodes {
             let subject = Subject::Node(n.clone());
@@ -126,6 +126,30 @@ impl RackSources {
         }
         kw(&self.chassis, bins, width_ns)
     }
+}
+
+/// The input power of PDU `source`: its whole-unit `power_w`, or where it reports none (an SNMP
+/// profile reads its inlets, `inlet/1`, …) one series per inlet, which the rack sums like PDUs.
+fn pdu_power(readings: &[FacilityReading], source: &str) -> Vec<Series> {
+    let whole = series(readings, source, "", Q::PowerW);
+    if !(whole.t.is_empty() && whole.absent.is_empty()) {
+        return vec![whole];
+    }
+    let mut inlets: Vec<&str> = readings
+        .iter()
+        .filter(|r| r.source == source && r.quantity == Q::PowerW)
+        .map(|r| r.point.as_str())
+        .filter(|p| p.starts_with("inlet/"))
+        .collect();
+    inlets.sort_unstable();
+    inlets.dedup();
+    if inlets.is_empty() {
+        return vec![whole];
+    }
+    inlets
+        .into_iter()
+        .map(|p| series(readings, source, p, Q::PowerW))
+        .collect()
 }
 
 /// The latest density and specific heat source `source` states at `point`, when it states both.

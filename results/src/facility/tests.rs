@@ -424,3 +424,39 @@ fn a_cdus_stated_coolant_replaces_the_assumed_one() {
         water.heat.detail
     );
 }
+
+/// A PDU that reports only its inlets (an SNMP profile's `inlet/1`, `inlet/2`) counts as their sum.
+#[test]
+fn a_pdu_reporting_only_its_inlets_counts_as_their_sum() {
+    let whole = summary(Faults::default());
+    let inlets: Vec<FacilityReading> = readings("r1", Faults::default())
+        .into_iter()
+        .flat_map(|r| {
+            if r.kind != SourceKind::Pdu {
+                return vec![r];
+            }
+            ["inlet/1", "inlet/2"]
+                .map(|p| FacilityReading {
+                    point: p.into(),
+                    value: r.value.map(|v| v / 2.0),
+                    ..r.clone()
+                })
+                .to_vec()
+        })
+        .collect();
+    let input = RackInput {
+        hall: "h".into(),
+        row: "row1".into(),
+        rack: "r1".into(),
+        nodes: (1..=10).map(|n| format!("r1-n{n:02}")).collect(),
+        gpu_kw: gpu_kw(),
+    };
+    let split = facility_summary(&frame(), &inlets, vec![input])
+        .racks
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(whole.pdu_peak_kw.is_some());
+    assert_eq!(split.pdu_peak_kw, whole.pdu_peak_kw);
+    assert_eq!(split.pdu_sustained_kw, whole.pdu_sustained_kw);
+}
