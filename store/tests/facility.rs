@@ -1,5 +1,5 @@
 //! Facility readings (schema 7) on both backends: every field round-trips (absent ones too), a
-//! replayed batch is skipped, a value that is not a finite number is stored as absent with a note,
+//! replayed batch is not stored again, a value that is not a finite number is stored as absent with a note,
 //! readings come back in time order, and an unknown run, a text the store cannot hold or a call the
 //! database refuses half-way stores nothing. The tables themselves, names a newer hallmark wrote
 //! and the upgrade from version 6 are in `facility_schema.rs`.
@@ -131,7 +131,7 @@ fn every_field_round_trips_absent_ones_too() {
 }
 
 #[test]
-fn a_replayed_batch_is_skipped_earlier_or_in_the_same_call() {
+fn a_replayed_batch_is_not_stored_again_earlier_or_in_the_same_call() {
     for mut t in stores("facility-replay") {
         eprintln!("on {}", t.backend);
         let run = t.store.create_run(&new_run()).unwrap();

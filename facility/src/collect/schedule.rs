@@ -210,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn simulated_time_polls_on_the_grid_and_skips_missed_points() {
+    fn simulated_time_polls_on_the_grid_and_passes_over_missed_points() {
         let mut sched = Schedule::new(&[S, S / 2], 0, 0);
         let mut polls = [0u32; 2];
         let mut now = 0;
@@ -227,7 +227,7 @@ mod tests {
         let (mut a, mut b) = (sched.clone(), sched.clone());
         let (due, next) = a.due_and_next(now + S / 4);
         assert_eq!((due, next), (b.due(now + S / 4), b.next_wake_ns()));
-        // A poll that ends 3.5 periods late skips the missed points: next due on the grid after now.
+        // A poll that ends 3.5 periods late passes over the missed points: next due on the grid after now.
         let due = sched.state(0).next_due_ns;
         let i = sched.due(due)[0];
         sched.on_success(i, due + 3 * S + S / 2, None);
