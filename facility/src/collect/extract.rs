@@ -319,51 +319,55 @@ fn connector(
     stamp: Stamp,
     out: &mut Vec<Extracted>,
 ) {
-    let essential: [(Q, &str, Option<&Excerpt>); 4] = [
+    // (quantity, property, excerpt, whether it is read even when the service does not report it)
+    let props: [(Q, &str, Option<&Excerpt>, bool); 7] = [
         (
             Q::SupplyTempC,
             "SupplyTemperatureCelsius",
             c.supply_temperature_celsius.as_ref(),
+            true,
         ),
         (
             Q::ReturnTempC,
             "ReturnTemperatureCelsius",
             c.return_temperature_celsius.as_ref(),
+            true,
         ),
         (
             Q::FlowLpm,
             "FlowLitersPerMinute",
             c.flow_liters_per_minute.as_ref(),
+            true,
         ),
         (
             Q::HeatRemovedKw,
             "HeatRemovedkW",
             c.heat_removed_kw.as_ref(),
+            true,
         ),
-    ];
-    for (q, p, e) in essential {
-        out.push(reading(src, resource, point, q, p, e, stamp));
-    }
-    // Reported only where the service has them.
-    let optional: [(Q, &str, Option<&Excerpt>); 3] = [
         (
             Q::DeltaTK,
             "DeltaTemperatureCelsius",
             c.delta_temperature_celsius.as_ref(),
+            false,
         ),
         (
             Q::SupplyPressureKpa,
             "SupplyPressurekPa",
             c.supply_pressure_kpa.as_ref(),
+            false,
         ),
         (
             Q::ReturnPressureKpa,
             "ReturnPressurekPa",
             c.return_pressure_kpa.as_ref(),
+            false,
         ),
     ];
-    for (q, p, e) in optional.into_iter().filter(|(_, _, e)| e.is_some()) {
-        out.push(reading(src, resource, point, q, p, e, stamp));
+    for (q, p, e, always) in props {
+        if always || e.is_some() {
+            out.push(reading(src, resource, point, q, p, e, stamp));
+        }
     }
     // The coolant the connector states, for ρ · c_p · flow · ΔT.
     if let Some(coolant) = &c.coolant {
