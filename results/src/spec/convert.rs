@@ -276,20 +276,12 @@ fn default_title(kind: &CriterionKind, scope: Scope) -> String {
 impl Ck<'_> {
     fn kind(&self) -> Result<CriterionKind, SpecError> {
         use Dimension::*;
-        const MAX_KW: f64 = 1e6;
-        const DAY: f64 = 86_400.0;
         if let Some(kind) = self.facility_kind()? {
             return Ok(kind);
         }
         let kind = match self.keys.0 {
             "sustained_power" => {
-                let min_kw = self.ranged("min", self.required("min")?, Power, 0.0, true, MAX_KW)?;
-                let window_s =
-                    self.ranged("window", self.required("window")?, Time, 0.0, true, DAY)?;
-                let warn_min_kw = self.opt("warn_min", |v| {
-                    self.ranged("warn_min", v, Power, 0.0, true, MAX_KW)
-                })?;
-                self.warn_order("warn_min", warn_min_kw, min_kw, true, "kW", 1.0)?;
+                let (min_kw, window_s, warn_min_kw) = self.sustained_limits()?;
                 CriterionKind::SustainedPower {
                     min_kw,
                     window_s,
@@ -297,11 +289,7 @@ impl Ck<'_> {
                 }
             }
             "peak_power" => {
-                let max_kw = self.ranged("max", self.required("max")?, Power, 0.0, true, MAX_KW)?;
-                let warn_max_kw = self.opt("warn_max", |v| {
-                    self.ranged("warn_max", v, Power, 0.0, true, MAX_KW)
-                })?;
-                self.warn_order("warn_max", warn_max_kw, max_kw, false, "kW", 1.0)?;
+                let (max_kw, warn_max_kw) = self.peak_limits()?;
                 CriterionKind::PeakPower {
                     max_kw,
                     warn_max_kw,

@@ -80,33 +80,49 @@ pub(super) fn default_title(kind: &CriterionKind) -> String {
     .to_string()
 }
 
-const MAX_KW: f64 = 1e6;
-const DAY: f64 = 86_400.0;
+/// Highest power a criterion may state, kW.
+pub(super) const MAX_KW: f64 = 1e6;
+/// Longest window a criterion may state, s.
+pub(super) const DAY: f64 = 86_400.0;
 
 impl Ck<'_> {
+    /// `max` and `warn_max` of a peak-power criterion (GPU-side or by PDU), kW.
+    pub(super) fn peak_limits(&self) -> Result<(f64, Option<f64>), SpecError> {
+        use Dimension::Power;
+        let max_kw = self.ranged("max", self.required("max")?, Power, 0.0, true, MAX_KW)?;
+        let warn_max_kw = self.opt("warn_max", |v| {
+            self.ranged("warn_max", v, Power, 0.0, true, MAX_KW)
+        })?;
+        self.warn_order("warn_max", warn_max_kw, max_kw, false, "kW", 1.0)?;
+        Ok((max_kw, warn_max_kw))
+    }
+
+    /// `min`, `window` and `warn_min` of a sustained-power criterion (GPU-side, by PDU, or heat
+    /// removed), kW and s.
+    pub(super) fn sustained_limits(&self) -> Result<(f64, f64, Option<f64>), SpecError> {
+        use Dimension::{Power, Time};
+        let min_kw = self.ranged("min", self.required("min")?, Power, 0.0, true, MAX_KW)?;
+        let window_s = self.ranged("window", self.required("window")?, Time, 0.0, true, DAY)?;
+        let warn_min_kw = self.opt("warn_min", |v| {
+            self.ranged("warn_min", v, Power, 0.0, true, MAX_KW)
+        })?;
+        self.warn_order("warn_min", warn_min_kw, min_kw, true, "kW", 1.0)?;
+        Ok((min_kw, window_s, warn_min_kw))
+    }
+
     /// The facility kinds; `None` for any other kind.
     pub(super) fn facility_kind(&self) -> Result<Option<CriterionKind>, SpecError> {
         use Dimension::*;
         let kind = match self.keys.0 {
             "pdu_peak_power" => {
-                let max_kw = self.ranged("max", self.required("max")?, Power, 0.0, true, MAX_KW)?;
-                let warn_max_kw = self.opt("warn_max", |v| {
-                    self.ranged("warn_max", v, Power, 0.0, true, MAX_KW)
-                })?;
-                self.warn_order("warn_max", warn_max_kw, max_kw, false, "kW", 1.0)?;
+                let (max_kw, warn_max_kw) = self.peak_limits()?;
                 CriterionKind::PduPeakPower {
                     max_kw,
                     warn_max_kw,
                 }
             }
             "pdu_sustained_power" | "heat_removed" => {
-                let min_kw = self.ranged("min", self.required("min")?, Power, 0.0, true, MAX_KW)?;
-                let window_s =
-                    self.ranged("window", self.required("window")?, Time, 0.0, true, DAY)?;
-                let warn_min_kw = self.opt("warn_min", |v| {
-                    self.ranged("warn_min", v, Power, 0.0, true, MAX_KW)
-                })?;
-                self.warn_order("warn_min", warn_min_kw, min_kw, true, "kW", 1.0)?;
+                let (min_kw, window_s, warn_min_kw) = self.sustained_limits()?;
                 if self.keys.0 == "heat_removed" {
                     CriterionKind::HeatRemoved {
                         min_kw,
