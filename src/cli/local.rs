@@ -7,6 +7,7 @@
 use super::probe_facility::FacilityProbe;
 use anyhow::Context;
 use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_facility::collect::Collector;
 use hallmark_facility::config::FacilityConfig;
 use hallmark_probe::fabric::{DataPlaneDriver, FabricDriver};
 use hallmark_probe::{ProbeHandle, ProbeOptions};
@@ -98,6 +99,8 @@ impl LocalCluster {
     /// Starts a facility collector polling the sources of `config` (its own certificate from the
     /// cluster's CA), in `hall`, and waits until it is registered.
     pub async fn add_facility(&mut self, config: FacilityConfig, hall: &str) -> anyhow::Result<()> {
+        let collector = Collector::new(&config)
+            .context("setting up the simulated hall's facility collector")?;
         let node = NodeId::new(FACILITY_COLLECTOR)?;
         let issued = self
             .ca
@@ -106,7 +109,7 @@ impl LocalCluster {
         let id = Identity::from_pem(self.ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
         let hello = super::probe_facility::hello(node, hall.to_string());
         let opts = ProbeOptions::new(self.server.local_addr().to_string(), hello);
-        let probe = FacilityProbe::start(&id, opts, config)?;
+        let probe = FacilityProbe::start(&id, opts, collector)?;
         if !probe.registered(FACILITY_REGISTER).await {
             let _ = probe.shutdown().await;
             anyhow::bail!(

@@ -206,7 +206,7 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let node = required(a.node.clone(), "node")?;
     // A bad facility file is refused before anything connects.
     let facility = match &a.facility {
-        Some(file) => Some(super::probe_facility::load_config(file)?),
+        Some(file) => Some(super::probe_facility::load_collector(file)?),
         None => None,
     };
     let identity = Identity::load(
@@ -215,15 +215,15 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         &required(a.key.clone(), "key")?,
     )
     .context("loading the probe's TLS identity")?;
-    if let Some(config) = facility {
+    if let Some(collector) = facility {
         let hello = super::probe_facility::hello(node.clone(), a.hall.clone());
         let mut opts = ProbeOptions::new(coordinator.clone(), hello);
         opts.server_name = a.server_name;
         info!(
             "facility collector {node}: {} sources, connecting to {coordinator}",
-            config.sources.len()
+            collector.sources()
         );
-        let probe = super::probe_facility::FacilityProbe::start(&identity, opts, config)?;
+        let probe = super::probe_facility::FacilityProbe::start(&identity, opts, collector)?;
         return serve_collector(node, probe).await;
     }
     let kind = a.backend.unwrap_or(Backend::Sim);

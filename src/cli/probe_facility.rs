@@ -4,13 +4,14 @@
 //! coordinator's clock. [`FacilityProbe`] is also what the simulated hall starts in-process.
 
 use anyhow::Context;
-use hallmark_facility::collect::{run_collector, CollectError, Collector, CollectorStats};
+use hallmark_facility::collect::{Clock, Collector, CollectorStats};
 use hallmark_facility::config::FacilityConfig;
 use hallmark_probe::facility::{FacilityInbox, NoDevices};
 use hallmark_probe::{ProbeHandle, ProbeOptions, ProbeStatus};
 use hallmark_protocol::{FacilityReading, Labels, NodeId};
 use hallmark_transport::tls::Identity;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -24,18 +25,18 @@ pub struct FacilityProbe {
     probe: ProbeHandle,
     stop: oneshot::Sender<()>,
     /// The collector's result; `None` once it was taken.
-    collector: Option<oneshot::Receiver<Result<CollectorStats, CollectError>>>,
+    collector: Option<oneshot::Receiver<CollectorStats>>,
     thread: std::thread::JoinHandle<()>,
     forward: JoinHandle<()>,
 }
 
 impl FacilityProbe {
-    /// Starts the probe (registering as a collector with `hello`'s node id and hall) and the
-    /// collector of `config`, whose readings are stamped with the probe's clock.
+    /// Starts the probe (registering as a collector with `hello`'s node id and hall) and
+    /// `collector`, whose readings are stamped with the probe's clock.
     pub fn start(
         identity: &Identity,
         opts: ProbeOptions,
-        config: FacilityConfig,
+        collector: Collector,
     ) -> anyhow::Result<FacilityProbe> {
         let inbox = FacilityInbox::default();
         let clock = opts.clock;
@@ -48,7 +49,7 @@ impl FacilityProbe {
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();
-        let (done, collector) = oneshot::channel();
+        let (done, result) = oneshot::channel();
         // Its own thread and single-threaded runtime: the polls of a thousand sources stay off the
         // probe's runtime and cost the least CPU there (docs/PERFORMANCE.md).
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -61,15 +62,15 @@ impl FacilityProbe {
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                let r =
-                    runtime.block_on(run_collector(&config, move || clock.now_ns(), tx, shutdown));
-                let _ = done.send(r);
+                let clock: Clock = Arc::new(move || clock.now_ns());
+                let stats = runtime.block_on(collector.run(clock, tx, shutdown));
+                let _ = done.send(stats);
             })
             .context("starting the facility collector's thread")?;
         Ok(FacilityProbe {
             probe,
             stop,
-            collector: Some(collector),
+            collector: Some(result),
             thread,
             forward,
         })
@@ -97,11 +98,10 @@ impl FacilityProbe {
         };
         self.collector = None;
         match ended {
-            Ok(Ok(stats)) => {
+            Ok(stats) => {
                 info!("facility collector stopped after {} polls", stats.polls);
                 Ok(())
             }
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the facility collector stopped")),
             Err(_) => anyhow::bail!("the facility collector's thread ended without a result"),
         }
     }
@@ -111,11 +111,10 @@ impl FacilityProbe {
         let _ = self.stop.send(());
         if let Some(c) = self.collector {
             match c.await {
-                Ok(Ok(stats)) => info!(
+                Ok(stats) => info!(
                     "facility collector: {} polls ({} failed), {} readings",
                     stats.polls, stats.failed_polls, stats.readings
                 ),
-                Ok(Err(e)) => warn!("facility collector: {e}"),
                 Err(_) => warn!("the facility collector's thread ended without a result"),
             }
         }
@@ -129,12 +128,12 @@ impl FacilityProbe {
     }
 }
 
-/// Reads the facility file, secrets named by `*_env` keys from the environment, and checks that
-/// every source can be polled (SNMP profiles and protocols known, Redfish addresses valid).
-pub fn load_config(path: &Path) -> anyhow::Result<FacilityConfig> {
+/// Reads the facility file, secrets named by `*_env` keys from the environment, and sets up the
+/// collector of its sources, so that what cannot be polled (an unknown SNMP profile or protocol,
+/// a Redfish address that is no URL) is refused before anything connects.
+pub fn load_collector(path: &Path) -> anyhow::Result<Collector> {
     let config = FacilityConfig::load(path, &|k| std::env::var(k).ok())?;
-    Collector::new(&config).with_context(|| format!("the facility file {}", path.display()))?;
-    Ok(config)
+    Collector::new(&config).with_context(|| format!("the facility file {}", path.display()))
 }
 
 /// The Hello of a collector `node` in `hall` (no rack: a collector serves many).

@@ -143,6 +143,11 @@ impl Collector {
         }
     }
 
+    /// Sources polled, over all lanes.
+    pub fn sources(&self) -> usize {
+        self.sources.len()
+    }
+
     /// The seed of the first polls' spread over each interval (default 0).
     pub fn with_seed(mut self, seed: u64) -> Collector {
         self.seed = seed;
