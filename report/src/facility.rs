@@ -164,7 +164,7 @@ fn tables(f: &FacilitySummary) -> String {
     let _ = writeln!(
         o,
         "<h3>Balances under load</h3><p class=\"muted\">Energy: GPU-side ≤ BMC chassis ≤ PDU, each \
-         level within {:.0} % of the one upstream. Heat: ρ·c_p·flow·ΔT ({} kg/m³, {} kJ/(kg·K)) \
+         level within {:.0} % of the one upstream. Heat: ρ·c_p·flow·ΔT (with the coolant each CDU states, else {} kg/m³, {} kJ/(kg·K)) \
          within {:.0} % of the CDU's heat removed; liquid capture (heat removed ÷ PDU) {}–{}.</p>\
          <table><thead><tr><th>rack</th><th class=\"num\">GPU-side kW</th>\
          <th class=\"num\">chassis kW</th><th class=\"num\">PDU kW</th><th class=\"num\">GPU ÷ PDU</th>\

@@ -59,6 +59,8 @@ impl RawSettings {
     }
 }
 
+/// A `[[redfish]]` source. Its settings repeat [`RawSettings`]' fields rather than flatten it:
+/// serde's `flatten` cannot be combined with `deny_unknown_fields`, and unknown keys must be refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRedfish {
