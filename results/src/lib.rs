@@ -19,6 +19,7 @@ pub mod fabric;
 pub mod facility;
 mod load;
 mod render;
+pub mod regress;
 pub mod spec;
 mod summary;
 pub mod verdict;
