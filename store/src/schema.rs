@@ -416,6 +416,9 @@ CREATE INDEX facility_readings_by_time ON facility_readings (run_id, t_ns, colle
 /// last two as integer keys into the dictionaries `metric_names` (a metric's name, its base and
 /// unit) and `metric_subjects` (a subject's kind and name), which every run shares. A value nobody
 /// measured is NULL (absent is never 0). `kind` has no CHECK: its names are the computing code's.
+/// `metric_id` and `subject_id` carry no foreign key: the store takes them from the dictionaries
+/// in the same transaction and never deletes an entry, and checking a hall's 200 000 values'
+/// keys against them made its insert on PostgreSQL three times slower (about 4 s instead of 1.2).
 const V8: &str = r#"
 CREATE TABLE metric_sets (
     set_id            INTEGER PRIMARY KEY,
@@ -444,8 +447,8 @@ CREATE INDEX metric_names_by_base ON metric_names (base);
 
 CREATE TABLE metric_values (
     set_id      INTEGER NOT NULL REFERENCES metric_sets (set_id),
-    metric_id   INTEGER NOT NULL REFERENCES metric_names (metric_id),
-    subject_id  INTEGER NOT NULL REFERENCES metric_subjects (subject_id),
+    metric_id   INTEGER NOT NULL,
+    subject_id  INTEGER NOT NULL,
     value       REAL,
     PRIMARY KEY (set_id, metric_id, subject_id)
 ) WITHOUT ROWID;
