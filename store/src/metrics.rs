@@ -218,34 +218,7 @@ impl Store {
         metric: Option<&str>,
         subject: Option<&str>,
     ) -> Result<Vec<MetricRow>, StoreError> {
-        let mut sql = String::from(
-            "SELECT s.kind, s.subject, n.metric, v.value, n.unit FROM metric_values v \
-             JOIN metric_subjects s ON s.subject_id = v.subject_id \
-             JOIN metric_names n ON n.metric_id = v.metric_id WHERE v.set_id = ?1",
-        );
-        let mut params: Vec<Value> = vec![Value::I64(set_id)];
-        if let Some(metric) = metric {
-            params.push(metric.into());
-            let n = params.len();
-            sql.push_str(&format!(
-                " AND v.metric_id IN (SELECT metric_id FROM metric_names \
-                 WHERE metric = ?{n} OR base = ?{n})"
-            ));
-        }
-        if let Some(subject) = subject {
-            // `subject/…` is the byte range [subject + "/", subject + "0"): '0' follows '/'. Both
-            // backends compare text byte by byte (PostgreSQL's columns are `COLLATE "C"`).
-            params.push(subject.into());
-            params.push(format!("{subject}/").into());
-            params.push(format!("{subject}0").into());
-            let n = params.len();
-            sql.push_str(&format!(
-                " AND v.subject_id IN (SELECT subject_id FROM metric_subjects \
-                 WHERE subject = ?{} OR (subject >= ?{} AND subject < ?{n}))",
-                n - 2,
-                n - 1
-            ));
-        }
+        let (sql, params) = set_rows_query(set_id, metric, subject);
         let mut rows = self
             .db
             .query_map(&sql, &params, |r| {
@@ -263,6 +236,45 @@ impl Store {
         });
         Ok(rows)
     }
+}
+
+/// The statement of [`Store::set_rows`] and its parameters: the set's values through its key
+/// `(set_id, metric_id, subject_id)`, the metrics and subjects asked for found in their
+/// dictionaries first.
+fn set_rows_query(
+    set_id: i64,
+    metric: Option<&str>,
+    subject: Option<&str>,
+) -> (String, Vec<Value>) {
+    let mut sql = String::from(
+        "SELECT s.kind, s.subject, n.metric, v.value, n.unit FROM metric_values v \
+         JOIN metric_subjects s ON s.subject_id = v.subject_id \
+         JOIN metric_names n ON n.metric_id = v.metric_id WHERE v.set_id = ?1",
+    );
+    let mut params: Vec<Value> = vec![Value::I64(set_id)];
+    if let Some(metric) = metric {
+        params.push(metric.into());
+        let n = params.len();
+        sql.push_str(&format!(
+            " AND v.metric_id IN (SELECT metric_id FROM metric_names \
+             WHERE metric = ?{n} OR base = ?{n})"
+        ));
+    }
+    if let Some(subject) = subject {
+        // `subject/…` is the byte range [subject + "/", subject + "0"): '0' follows '/'. Both
+        // backends compare text byte by byte (PostgreSQL's columns are `COLLATE "C"`).
+        params.push(subject.into());
+        params.push(format!("{subject}/").into());
+        params.push(format!("{subject}0").into());
+        let n = params.len();
+        sql.push_str(&format!(
+            " AND v.subject_id IN (SELECT subject_id FROM metric_subjects \
+             WHERE subject = ?{} OR (subject >= ?{} AND subject < ?{n}))",
+            n - 2,
+            n - 1
+        ));
+    }
+    (sql, params)
 }
 
 /// Refuses what the store would not hold as given, naming the run, the subject and the metric.
@@ -500,6 +512,37 @@ mod tests {
         assert_eq!(base_of("throttle_s.sw_thermal"), "throttle_s");
         assert_eq!(base_of("a.b.c"), "a");
         assert_eq!(base_of(".x"), "");
+    }
+
+    /// SQLite's plan of a history's search with both filters: the set's values through their
+    /// key, metric and subject ids from the dictionaries' indexes, no table scanned.
+    #[test]
+    fn a_history_searches_through_the_keys() {
+        let dir =
+            std::env::temp_dir().join(format!("hallmark-metrics-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let (sql, params) = set_rows_query(1, Some("m"), Some("s"));
+        let conn = store.db.sqlite().expect("a SQLite store");
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(&params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(stmt);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(plan.iter().all(|p| !p.starts_with("SCAN")), "{plan:?}");
+        let values = plan.iter().find(|p| p.contains(" v ")).unwrap();
+        assert!(
+            values.contains("PRIMARY KEY")
+                && values.contains("metric_id=?")
+                && values.contains("subject_id=?"),
+            "{plan:?}"
+        );
     }
 
     #[test]
