@@ -413,9 +413,12 @@ struct Dictionary {
     table: &'static str,
     id: &'static str,
     key: [&'static str; 2],
-    /// Columns derived from the key (the base of a metric name), written with each new entry.
-    derived: Option<(&'static str, fn(&str) -> &str)>,
+    /// A column derived from the key (the base of a metric name), written with each new entry.
+    derived: Option<Derived>,
 }
+
+/// A column of a dictionary computed from the first part of an entry's key: its name, and how.
+type Derived = (&'static str, fn(&str) -> &str);
 
 const SUBJECTS: Dictionary = Dictionary {
     table: "metric_subjects",

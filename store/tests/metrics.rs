@@ -366,7 +366,7 @@ fn a_history_lists_the_runs_with_metrics_oldest_first_filtered() {
         };
         assert_eq!(
             runs(&hall("hall-b")),
-            [early.clone()],
+            std::slice::from_ref(&early),
             "a probe's hall label"
         );
         assert_eq!(runs(&hall("sim-a")), [other_plan.clone(), late.clone()]);
