@@ -18,7 +18,7 @@
 //!
 //! Writing, on both backends in one transaction: the old set deleted, the set row inserted, the
 //! dictionary entries the rows name looked up and the missing ones inserted (multi-row
-//! `INSERT … ON CONFLICT DO NOTHING`, so two writers adding the same subject both succeed), then
+//! `INSERT … ON CONFLICT DO NOTHING`: an entry another writer added meanwhile is no error), then
 //! the values in one bulk insert ([`Db::insert_rows`]: binary `COPY` on PostgreSQL, multi-row
 //! `INSERT`s on SQLite), in key order.
 
