@@ -2,8 +2,8 @@
 //! (stored NULL), storing again replaces it, what the store cannot hold is refused without
 //! touching the stored set, a history lists the runs with a stored set in start order and filters
 //! them by plan, hall (also a probe's label), metric (base or qualified), subject (exact or
-//! prefix) and start, a run's context holds what makes runs comparable, and a version 7 store
-//! upgrades to 8 keeping its runs.
+//! prefix) and start, and a run's context holds what makes runs comparable. The tables themselves
+//! and the upgrade from version 7 are in `metrics_schema.rs`.
 
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
@@ -12,8 +12,7 @@ use hallmark_store::db::Db;
 use hallmark_store::location::Location;
 use hallmark_store::testing::stores::{stores, TestStore};
 use hallmark_store::{
-    ContextDevice, ContextProbe, HistoryQuery, MetricRow, NewRun, RunId, Store, StoreError,
-    DB_FILE, SCHEMA_VERSION,
+    ContextDevice, ContextProbe, HistoryQuery, MetricRow, NewRun, RunId, Store, StoreError, DB_FILE,
 };
 use run::{new_run, probe_row, MS, T0};
 
@@ -488,69 +487,6 @@ fn a_runs_context_holds_what_makes_runs_comparable() {
 
         let err = t.store.run_context("20991231T000000Z-000000").unwrap_err();
         assert!(matches!(err, StoreError::UnknownRun { .. }), "{err:?}");
-    }
-}
-
-/// Makes the test store a version 7 store: version 8 only added the metric tables.
-fn downgrade_to_7(t: &TestStore) {
-    let mut db = raw(t);
-    db.execute_batch(
-        "DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
-         DROP TABLE metric_sets;",
-    )
-    .unwrap();
-    match t.pg() {
-        Some(_) => db
-            .execute_batch("UPDATE hallmark_meta SET value = '7' WHERE key = 'schema_version'")
-            .unwrap(),
-        None => db.execute_batch("PRAGMA user_version = 7").unwrap(),
-    }
-}
-
-#[test]
-fn a_version_7_store_upgrades_to_8_keeping_its_runs() {
-    assert_eq!(SCHEMA_VERSION, 8);
-    for mut t in stores("metrics-upgrade") {
-        eprintln!("on {}", t.backend);
-        let id = run::build(&mut t.store);
-        let runs = t.store.list_runs().unwrap();
-        let devices = t.store.devices(id.as_str()).unwrap();
-        downgrade_to_7(&t);
-
-        let err = Store::open_location_read_only(&t.location).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("version 7") && text.contains("open it once for writing"),
-            "{text}"
-        );
-        let mut store = t.reopen();
-        assert_eq!(store.list_runs().unwrap(), runs);
-        assert_eq!(store.devices(id.as_str()).unwrap(), devices);
-        assert_eq!(store.run_metrics(id.as_str()).unwrap(), None);
-        store
-            .store_run_metrics(id.as_str(), T0, "0.9.0", &some_rows())
-            .unwrap();
-        let read = t.reopen_read_only();
-        assert_eq!(
-            read.run_metrics(id.as_str()).unwrap().unwrap().rows.len(),
-            7
-        );
-        let version = match t.pg() {
-            Some(_) => raw(&t)
-                .query_opt(
-                    "SELECT value FROM hallmark_meta WHERE key = 'schema_version'",
-                    &[],
-                    |r| r.text(0),
-                )
-                .unwrap()
-                .unwrap(),
-            None => raw(&t)
-                .query_opt("PRAGMA user_version", &[], |r| r.i64(0))
-                .unwrap()
-                .unwrap()
-                .to_string(),
-        };
-        assert_eq!(version, "8");
     }
 }
 
