@@ -26,6 +26,7 @@ mod fabric_charts;
 mod facility;
 mod floor;
 mod html;
+mod outliers;
 mod samples;
 mod style;
 mod tables;
@@ -357,6 +358,7 @@ pub fn write_report_with(
         body: tables::phases(&s),
     });
     sections.push(fabric::section(&s, ctx.legacy_histograms)?);
+    sections.push(outliers::section(&s));
     sections.push(Section {
         id: "data",
         title: "Data completeness",

@@ -1,8 +1,9 @@
 //! Metrics of groups and of the fabric and facility: node and rack `idle_power_w` and
 //! `full_load_power_w`; pair and hall `latency_p50_us` and `latency_p99_us`; collective
-//! `busbw_gbps`; and the rack's facility figures (`pdu_sustained_power_w`, `cdu_heat_removed_w`,
-//! `coolant_delta_t_k`, `heat_capture_pct`, `energy_balance_pct`), with the rack's CDU supply per
-//! bin that the thermal resistance is measured over.
+//! `busbw_gbps`; and the rack's facility figures over the full-load phases
+//! (`pdu_full_load_power_w`, `cdu_heat_removed_w`, `coolant_delta_t_k`, `heat_capture_pct`) and
+//! its energy balance (`energy_balance_pct`), with the rack's CDU supply per bin that the thermal
+//! resistance is measured over.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,16 +14,40 @@ use super::{MetricValue, MetricsAcc, SubjectKind};
 use crate::aggregate::{node_bins, Bins, GroupBins};
 use crate::fabric::FabricPhaseSummary;
 use crate::facility::{
-    by_rack, facility_summary, Coolant, FacilitySummary, Frame, RackFacility, RackInput,
-    RackSources,
+    by_rack, facility_summary, Coolant, FacilitySummary, Frame, RackInput, RackSources,
 };
+
+/// One rack's facility figures over the full-load phases.
+#[derive(Debug, Clone, Default)]
+struct RackFigures {
+    /// Whether the rack has a PDU source, a CDU source.
+    pdu: bool,
+    cdu: bool,
+    /// Means over the bins of the full-load phases: PDU power and heat removed (W), the highest
+    /// loop's return − supply (K).
+    pdu_w: Option<f64>,
+    heat_w: Option<f64>,
+    delta_t_k: Option<f64>,
+    /// The energy balance's worst ratio (the summary's, under load), %.
+    energy_pct: Option<f64>,
+}
 
 /// The facility's figures per rack, by rack subject name.
 pub(crate) struct FacilityFigures {
     bins: Bins,
     /// The rack's coolant supply per bin: its CDU loop's, the highest where it has several.
     supply: HashMap<String, BTreeMap<i64, f64>>,
-    racks: Vec<(String, RackFacility)>,
+    racks: Vec<(String, RackFigures)>,
+}
+
+/// Mean of `series` over the bins whose centre lies in a full-load phase.
+fn full_load_mean(frame: &Frame, series: &BTreeMap<i64, f64>) -> Option<f64> {
+    let v: Vec<f64> = series
+        .iter()
+        .filter(|(b, _)| frame.holds(&frame.load, **b))
+        .map(|(_, x)| *x)
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// (hall, row, rack label) → node slots, in that order.
@@ -68,17 +93,38 @@ impl FacilityFigures {
             .iter()
             .map(|(l, n)| (l.as_str(), n.as_slice()))
             .collect();
-        let width_ns = (1e9 / cx.sample_hz).round().max(1.0) as i64;
+        let full: Vec<(i64, i64)> = cx
+            .windows
+            .iter()
+            .filter(|w| w.load == Load::Full)
+            .map(|w| (w.start_ns, w.end_ns))
+            .collect();
+        let frame = Frame::new(cx.started_at_ns, cx.sample_hz, full);
+        let mut figures = Vec::new();
         for ((slots, own), (label, nodes)) in
             racks.values().zip(by_rack(readings, &refs)).zip(&keys)
         {
             let sources = RackSources::new(&own, label, nodes);
-            let loops: Vec<BTreeMap<i64, f64>> = sources
+            let loops: Vec<_> = sources
                 .cdus
                 .iter()
-                .map(|c| c.bins(bins, width_ns, Coolant::PG25).supply_c)
+                .map(|c| c.bins(bins, frame.width_ns, Coolant::PG25))
                 .collect();
-            out.supply.insert(subject(slots), highest(&loops));
+            let pick = |f: fn(&crate::facility::rack::LoopBins) -> &BTreeMap<i64, f64>| {
+                loops.iter().map(|l| f(l).clone()).collect::<Vec<_>>()
+            };
+            let heat = crate::facility::series::sum_all(&pick(|l| &l.heat_kw));
+            out.supply
+                .insert(subject(slots), highest(&pick(|l| &l.supply_c)));
+            figures.push(RackFigures {
+                pdu: !sources.pdus.is_empty(),
+                cdu: !sources.cdus.is_empty(),
+                pdu_w: full_load_mean(&frame, &sources.pdu_kw(bins, frame.width_ns))
+                    .map(|kw| kw * 1e3),
+                heat_w: full_load_mean(&frame, &heat).map(|kw| kw * 1e3),
+                delta_t_k: full_load_mean(&frame, &highest(&pick(|l| &l.delta_t_k))),
+                energy_pct: None,
+            });
         }
         let computed;
         let summary = match summary {
@@ -88,8 +134,9 @@ impl FacilityFigures {
                 &computed
             }
         };
-        for (rf, slots) in summary.racks.iter().zip(racks.values()) {
-            out.racks.push((subject(slots), rf.clone()));
+        for ((rf, slots), mut fig) in summary.racks.iter().zip(racks.values()).zip(figures) {
+            fig.energy_pct = rf.energy.worst_ratio.map(|r| r * 100.0);
+            out.racks.push((subject(slots), fig));
         }
         out
     }
@@ -115,21 +162,17 @@ impl FacilityFigures {
                     unit,
                 ))
             };
-            let (pdu, cdu) = (!rf.pdus.is_empty(), !rf.cdus.is_empty());
-            if pdu {
-                let w = rf.pdu_sustained_kw.map(|kw| kw * 1e3);
-                push("pdu_sustained_power_w", w, "W");
-                let ratio = rf.energy.worst_ratio.map(|r| r * 100.0);
-                push("energy_balance_pct", ratio, "%");
+            if rf.pdu {
+                push("pdu_full_load_power_w", rf.pdu_w, "W");
+                push("energy_balance_pct", rf.energy_pct, "%");
             }
-            if cdu {
-                let w = rf.cdu_heat_removed_kw.map(|kw| kw * 1e3);
-                push("cdu_heat_removed_w", w, "W");
-                push("coolant_delta_t_k", rf.delta_t_max_k, "K");
+            if rf.cdu {
+                push("cdu_heat_removed_w", rf.heat_w, "W");
+                push("coolant_delta_t_k", rf.delta_t_k, "K");
             }
-            if pdu && cdu {
-                let capture = rf.heat.capture_ratio.map(|r| r * 100.0);
-                push("heat_capture_pct", capture, "%");
+            if rf.pdu && rf.cdu {
+                let capture = rf.heat_w.zip(rf.pdu_w.filter(|p| *p > 0.0));
+                push("heat_capture_pct", capture.map(|(h, p)| h / p * 100.0), "%");
             }
         }
     }

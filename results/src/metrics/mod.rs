@@ -37,6 +37,27 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use scan::{Context, MetricsAcc};
 
+/// Every base name (before a `.qualifier`) this module emits; each has a policy in
+/// `hallmark_compare::KNOWN_METRICS`.
+pub const METRIC_NAMES: &[&str] = &[
+    "sustained_tflops",
+    "mean_power_w",
+    "gflops_per_w",
+    "idle_power_w",
+    "full_load_power_w",
+    "thermal_resistance_k_per_w",
+    "throttle_s",
+    "wrong_elements",
+    "latency_p50_us",
+    "latency_p99_us",
+    "busbw_gbps",
+    "pdu_full_load_power_w",
+    "energy_balance_pct",
+    "cdu_heat_removed_w",
+    "coolant_delta_t_k",
+    "heat_capture_pct",
+];
+
 /// A `burn` phase whose steady level is at least this is a full-load phase.
 pub const FULL_LOAD_LEVEL: f64 = 0.99;
 /// Slices of each idle and full-load phase, for finding its steady part.
