@@ -231,7 +231,8 @@ fn summarise(
 /// Appends node and rack `idle_power_w` and `full_load_power_w`.
 pub(super) fn power_metrics(cx: &Context, acc: &MetricsAcc, out: &mut Vec<MetricValue>) {
     let mean = |(sum, n): (f64, u64)| (n > 0).then(|| sum / n as f64);
-    let figures: [(Load, &str, fn(&NodeAcc) -> (f64, u64)); 2] = [
+    type Sums = fn(&NodeAcc) -> (f64, u64);
+    let figures: [(Load, &str, Sums); 2] = [
         (Load::Idle, "idle_power_w", |n| n.idle),
         (Load::Full, "full_load_power_w", |n| n.full),
     ];

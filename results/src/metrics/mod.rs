@@ -8,8 +8,8 @@
 //! * **Metric names** are the base names of `hallmark_compare::KNOWN_METRICS`, with a
 //!   `.qualifier` where one subject has several of one kind (`throttle_s.sw_thermal`).
 //! * **Phases.** *Full load* is a `burn` phase whose pattern is steady at a level of at least
-//!   [`FULL_LOAD_LEVEL`] (read from the run's stored plan); *idle* is an `idle` phase. A plan that
-//!   does not parse has no full-load phase.
+//!   [`FULL_LOAD_LEVEL`] (read from the run's stored plan; where the stored plan does not parse,
+//!   as in a store written without it, every `burn` phase); *idle* is an `idle` phase.
 //! * **Absent is never 0.** A metric the run had no means to measure (no idle phase, no latency
 //!   phase, no facility readings) is not emitted; a metric the run should have measured for a
 //!   subject but did not (no samples, no steady state, a silent node of a rack, a pair with every

@@ -168,25 +168,24 @@ impl Context {
 
 /// The run's idle and full-load phases, and the durations of the full-load ones by phase id.
 fn windows(phases: &[PhaseRecord], plan_toml: &str) -> (Vec<Window>, HashMap<u32, u64>) {
-    // A plan that does not parse leaves no phase known to be at full load.
-    let full: BTreeSet<String> = parse_plan(plan_toml, "the run's plan")
-        .map(|plan| {
-            plan.phases
-                .into_iter()
-                .filter(|p| {
-                    p.workload == hallmark_protocol::Workload::Burn
-                        && matches!(p.pattern, Pattern::Steady { level } if level >= FULL_LOAD_LEVEL)
-                })
-                .map(|p| p.name)
-                .collect()
-        })
-        .unwrap_or_default();
+    // The burn phases at a steady full level; `None` when the plan does not parse (a store
+    // written without its plan text): then every burn phase counts.
+    let full: Option<BTreeSet<String>> = parse_plan(plan_toml, "the run's plan").ok().map(|plan| {
+        plan.phases
+            .into_iter()
+            .filter(|p| {
+                p.workload == hallmark_protocol::Workload::Burn
+                    && matches!(p.pattern, Pattern::Steady { level } if level >= FULL_LOAD_LEVEL)
+            })
+            .map(|p| p.name)
+            .collect()
+    });
     let mut out = Vec::new();
     let mut durations = HashMap::new();
     for p in phases {
         let load = if p.workload == "idle" {
             Load::Idle
-        } else if p.workload == "burn" && full.contains(&p.name) {
+        } else if p.workload == "burn" && full.as_ref().is_none_or(|f| f.contains(&p.name)) {
             durations.insert(p.phase_id, p.duration_ms.max(0) as u64);
             Load::Full
         } else {
