@@ -238,6 +238,34 @@ fn a_weak_cold_plate_is_the_one_outlier_and_two_seeds_stay_within_the_defaults()
         && l.contains(WEAK_GPU)
         && l.contains("thermal_resistance_k_per_w")));
 
+    // The HTML report's outliers table names it.
+    let report = dir.join("report");
+    ok(&[
+        "report",
+        &run_id,
+        "--results",
+        results.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    let section = html
+        .split("<section id=\"outliers\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("an outliers section");
+    assert!(
+        section.contains("<h2>Outliers within the run</h2>"),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!(
+            "<td>device {WEAK_GPU}</td><td>thermal_resistance_k_per_w</td>"
+        )),
+        "{section}"
+    );
+    assert_eq!(section.matches("<tr><td>").count(), 1, "{section}");
+
     // Two healthy runs: no outlier, and every metric within its default threshold.
     let a = simulate(&dir, "healthy.toml", "1");
     let b = simulate(&dir, "healthy.toml", "2");

@@ -1,6 +1,6 @@
 //! Metrics of groups and of the fabric and facility: node and rack `idle_power_w` and
 //! `full_load_power_w`; pair and hall `latency_p50_us` and `latency_p99_us`; collective
-//! `busbw_gbps`; and the rack's facility figures over the full-load phases
+//! `busbw_gbps`; and the rack's facility figures over the second half of the full-load phases
 //! (`pdu_full_load_power_w`, `cdu_heat_removed_w`, `coolant_delta_t_k`, `heat_capture_pct`) and
 //! its energy balance (`energy_balance_pct`), with the rack's CDU supply per bin that the thermal
 //! resistance is measured over.
@@ -23,8 +23,8 @@ struct RackFigures {
     /// Whether the rack has a PDU source, a CDU source.
     pdu: bool,
     cdu: bool,
-    /// Means over the bins of the full-load phases: PDU power and heat removed (W), the highest
-    /// loop's return − supply (K).
+    /// Means over the second half of the full-load phases: PDU power and heat removed (W), the
+    /// highest loop's return − supply (K).
     pdu_w: Option<f64>,
     heat_w: Option<f64>,
     delta_t_k: Option<f64>,
@@ -40,7 +40,9 @@ pub(crate) struct FacilityFigures {
     racks: Vec<(String, RackFigures)>,
 }
 
-/// Mean of `series` over the bins whose centre lies in a full-load phase.
+/// Mean of `series` over the bins whose centre lies in the second half of a full-load phase: the
+/// facility's meters update every second or slower and hold their reading between updates, and
+/// a coolant loop lags its heat, so the first readings of a phase still show the one before.
 fn full_load_mean(frame: &Frame, series: &BTreeMap<i64, f64>) -> Option<f64> {
     let v: Vec<f64> = series
         .iter()
@@ -97,7 +99,7 @@ impl FacilityFigures {
             .windows
             .iter()
             .filter(|w| w.load == Load::Full)
-            .map(|w| (w.start_ns, w.end_ns))
+            .map(|w| (w.start_ns + (w.end_ns - w.start_ns) / 2, w.end_ns))
             .collect();
         let frame = Frame::new(cx.started_at_ns, cx.sample_hz, full);
         let mut figures = Vec::new();
