@@ -4,7 +4,10 @@
 //!
 //! * **Like subjects**: devices of one model (`device <model>`), the nodes, the racks, the pairs
 //!   of the latency mesh, each a group of its own; halls, collectives, PDUs and CDUs are not
-//!   compared with one another. Values of one metric with different units (a thermal resistance
+//!   compared with one another, nor are the racks' facility figures
+//!   ([`crate::metrics::FACILITY_METRICS`]): each rack's meters and coolant loop are its own
+//!   (a CDU's capacity and flow are set per rack), and the facility summary already judges each
+//!   rack's meters against its own GPU-side power (the energy and heat balances). Values of one metric with different units (a thermal resistance
 //!   by another method) are different groups. A group of fewer than [`MIN_GROUP`] values is not
 //!   examined.
 //! * `robust_z = (x − median) / (1.4826 · MAD)`; an outlier when `|robust_z| >` [`Z_LIMIT`]
@@ -122,6 +125,9 @@ fn figure(v: f64) -> String {
 
 /// The group a subject is compared within, `None` for kinds that are not compared.
 fn group_of(m: &MetricValue, models: &HashMap<String, String>) -> Option<String> {
+    if crate::metrics::FACILITY_METRICS.contains(&m.metric.as_str()) {
+        return None;
+    }
     match m.kind {
         SubjectKind::Device => Some(format!(
             "device {}",
@@ -348,5 +354,21 @@ mod tests {
             })
             .collect();
         assert!(find_outliers(&halls, &HashMap::new()).is_empty());
+        // Nor the racks' facility figures.
+        let racks: Vec<MetricValue> = (0..10)
+            .map(|i| MetricValue {
+                kind: SubjectKind::Rack,
+                subject: format!("rack-{i}"),
+                metric: "coolant_delta_t_k".into(),
+                value: Some(if i == 0 { 20.0 } else { 5.0 + 0.01 * i as f64 }),
+                unit: "K".into(),
+            })
+            .collect();
+        assert!(find_outliers(&racks, &HashMap::new()).is_empty());
+        let mut power = racks.clone();
+        for p in &mut power {
+            p.metric = "full_load_power_w".into();
+        }
+        assert_eq!(find_outliers(&power, &HashMap::new()).len(), 1);
     }
 }

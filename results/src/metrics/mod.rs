@@ -58,6 +58,15 @@ pub const METRIC_NAMES: &[&str] = &[
     "heat_capture_pct",
 ];
 
+/// The rack's facility figures among [`METRIC_NAMES`] (from the hall's own meters).
+pub const FACILITY_METRICS: &[&str] = &[
+    "pdu_full_load_power_w",
+    "energy_balance_pct",
+    "cdu_heat_removed_w",
+    "coolant_delta_t_k",
+    "heat_capture_pct",
+];
+
 /// A `burn` phase whose steady level is at least this is a full-load phase.
 pub const FULL_LOAD_LEVEL: f64 = 0.99;
 /// Slices of each idle and full-load phase, for finding its steady part.
