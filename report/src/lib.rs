@@ -28,6 +28,7 @@ pub mod history;
 mod facility;
 mod floor;
 mod html;
+mod outliers;
 mod samples;
 mod style;
 mod tables;
@@ -359,6 +360,7 @@ pub fn write_report_with(
         body: tables::phases(&s),
     });
     sections.push(fabric::section(&s, ctx.legacy_histograms)?);
+    sections.push(outliers::section(&s));
     sections.push(history::section(store, &s)?);
     sections.push(Section {
         id: "data",

@@ -22,6 +22,7 @@ mod progress;
 mod results;
 mod run;
 mod runs;
+mod runs_metrics;
 mod runs_starts;
 mod sim_facility;
 mod simulate;
