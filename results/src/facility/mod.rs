@@ -85,7 +85,7 @@ pub struct RackData {
 }
 
 /// Bin-wise maximum over several series, where every one has a figure.
-fn max_all(series: &[BTreeMap<i64, f64>]) -> BTreeMap<i64, f64> {
+pub(crate) fn max_all(series: &[BTreeMap<i64, f64>]) -> BTreeMap<i64, f64> {
     let Some((first, rest)) = series.split_first() else {
         return BTreeMap::new();
     };

@@ -116,15 +116,20 @@ impl FacilityFigures {
                 loops.iter().map(|l| f(l).clone()).collect::<Vec<_>>()
             };
             let heat = crate::facility::series::sum_all(&pick(|l| &l.heat_kw));
-            out.supply
-                .insert(subject(slots), highest(&pick(|l| &l.supply_c)));
+            out.supply.insert(
+                subject(slots),
+                crate::facility::max_all(&pick(|l| &l.supply_c)),
+            );
             figures.push(RackFigures {
                 pdu: !sources.pdus.is_empty(),
                 cdu: !sources.cdus.is_empty(),
                 pdu_w: full_load_mean(&frame, &sources.pdu_kw(bins, frame.width_ns))
                     .map(|kw| kw * 1e3),
                 heat_w: full_load_mean(&frame, &heat).map(|kw| kw * 1e3),
-                delta_t_k: full_load_mean(&frame, &highest(&pick(|l| &l.delta_t_k))),
+                delta_t_k: full_load_mean(
+                    &frame,
+                    &crate::facility::max_all(&pick(|l| &l.delta_t_k)),
+                ),
                 energy_pct: None,
             });
         }
@@ -178,21 +183,6 @@ impl FacilityFigures {
             }
         }
     }
-}
-
-/// Bin-wise highest of several series, in the bins where all have a value.
-fn highest(series: &[BTreeMap<i64, f64>]) -> BTreeMap<i64, f64> {
-    let Some((first, rest)) = series.split_first() else {
-        return BTreeMap::new();
-    };
-    first
-        .iter()
-        .filter_map(|(&b, &v)| {
-            rest.iter()
-                .try_fold(v, |m, s| s.get(&b).map(|x| m.max(*x)))
-                .map(|m| (b, m))
-        })
-        .collect()
 }
 
 /// The facility block as the run summary computes it, from the node readings kept in `acc`.
