@@ -4,7 +4,7 @@
 //! after drawn as steps — and a table of the runs. Series with change points come first; past
 //! `max_charts` the rest are counted, not drawn, and the page says how to narrow the selection.
 
-use crate::charts::{font, tick_decimals, DrawResult};
+use crate::charts::{font, DrawResult};
 use crate::style::{self, esc, GRID, MUTED};
 use hallmark_results::regress::{History, Series};
 use hallmark_store::time::format_utc;
@@ -47,17 +47,20 @@ pub fn series_chart(s: &Series) -> DrawResult<Option<String>> {
             .x_desc("run (oldest first)")
             .y_desc(format!("{} ({})", s.metric, s.unit))
             .x_label_formatter(&|v| format!("{}", v.round() as i64 + 1))
-            .y_label_formatter(&|v| format!("{v:.*}", tick_decimals(y1.abs().max(y0.abs()))))
+            .y_label_formatter(&|v| format!("{v:.*}", span_decimals(y1 - y0)))
             .label_style(font(13))
             .axis_desc_style(font(14))
             .bold_line_style(GRID)
             .light_line_style(GRID.mix(0.4))
             .draw()?;
         let line = style::series_color(0);
-        chart.draw_series(LineSeries::new(
-            present.iter().map(|&(i, v)| (i as f64, v)),
-            line.stroke_width(2),
-        ))?;
+        // A line through consecutive measured runs; an absent run breaks it (never drawn as 0).
+        for run in present.chunk_by(|a, b| b.0 == a.0 + 1) {
+            chart.draw_series(LineSeries::new(
+                run.iter().map(|&(i, v)| (i as f64, v)),
+                line.stroke_width(2),
+            ))?;
+        }
         chart.draw_series(
             present
                 .iter()
@@ -76,6 +79,14 @@ pub fn series_chart(s: &Series) -> DrawResult<Option<String>> {
         root.present()?;
     }
     Ok(Some(svg))
+}
+
+/// Decimals of the value axis' ticks: enough to tell ticks a fifth of `span` apart.
+fn span_decimals(span: f64) -> usize {
+    if !(span > 0.0 && span.is_finite()) {
+        return 2;
+    }
+    (-(span / 5.0).log10()).ceil().clamp(0.0, 8.0) as usize
 }
 
 /// The mean level of each segment between change points, as thin grey steps.
@@ -287,5 +298,80 @@ fn history_section(body: String) -> crate::html::Section {
         id: "history",
         title: "History of the plan",
         body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hallmark_results::regress::{HistoryRun, Point, SeriesChange};
+
+    fn series(values: &[Option<f64>], change_at: Option<usize>) -> Series {
+        Series {
+            plan_name: "weekly".into(),
+            hall: "hall-a".into(),
+            kind: "device".into(),
+            subject: "r01n01/5".into(),
+            metric: "thermal_resistance_k_per_w".into(),
+            unit: "K/W".into(),
+            points: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Point {
+                    run_id: format!("run-{i:02}"),
+                    started_at_ns: i as i64,
+                    value: *v,
+                })
+                .collect(),
+            change_points: change_at
+                .map(|i| SeriesChange {
+                    run_id: format!("run-{i:02}"),
+                    index: i,
+                    delta_pct: Some(20.0),
+                    p_value: 1e-6,
+                    mean_before: 0.045,
+                    mean_after: 0.054,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_change_point_is_marked_and_absent_points_are_not_drawn_as_zero() {
+        let mut v: Vec<Option<f64>> = (0..12)
+            .map(|i| Some(if i < 6 { 0.045 } else { 0.054 }))
+            .collect();
+        v[3] = None;
+        let s = series(&v, Some(6));
+        let svg = series_chart(&s).unwrap().expect("a chart");
+        assert!(svg.starts_with("<svg"));
+        let red = format!("stroke=\"{}\"", style::hex(style::FAIL).to_uppercase());
+        assert!(
+            svg.to_uppercase().contains(&red.to_uppercase()),
+            "the change point's red line"
+        );
+        // 11 measured points: a circle each, none for the absent run.
+        assert_eq!(svg.matches("<circle").count(), 11);
+        let none = series(&[None, None], None);
+        assert!(series_chart(&none).unwrap().is_none());
+        let h = History {
+            runs: (0..12)
+                .map(|i| HistoryRun {
+                    run_id: format!("run-{i:02}"),
+                    name: format!("week {i}"),
+                    plan_name: "weekly".into(),
+                    plan_sha256: "ab".repeat(32),
+                    halls: vec!["hall-a".into()],
+                    started_at_ns: i,
+                })
+                .collect(),
+            plans_edited: vec![],
+            series: vec![s.clone(), series(&v, None), series(&v, None)],
+        };
+        let page = history_page(&h, "weekly", 2).unwrap();
+        assert!(page.contains("change point at run 7 (run-06): +20.0 %"));
+        assert!(page.contains("1 more series are not drawn"));
+        assert_eq!(page.matches("<svg").count(), 2);
     }
 }
