@@ -26,10 +26,13 @@ mod fabric_charts;
 mod facility;
 mod floor;
 mod html;
+pub mod publish;
 mod samples;
 mod style;
 mod tables;
 mod verdicts;
+
+pub use publish::{write_publication, Publication, PublishError, PublishRun};
 
 use charts::{PhaseSpan, RackLabel};
 use data::Timeline;
