@@ -11,6 +11,8 @@ pub(crate) struct ChartData {
     /// File stem: `charts/{id}.svg`; also the chart's key in the CSV and JSON.
     pub id: String,
     pub title: String,
+    /// The title in a table's row label (shorter where the title is long).
+    pub short: String,
     /// The value axis, with its unit.
     pub axis: String,
     pub unit: &'static str,
@@ -21,6 +23,8 @@ pub(crate) struct ChartData {
     pub reference: Option<(f64, String)>,
     /// What the red ticks on a row are, when a row has any.
     pub marks_are: Option<&'static str>,
+    /// A logarithmic value axis (over whole decades) instead of a linear one.
+    pub log: bool,
 }
 
 /// Rows under one heading (a message size), or the chart's only group (`label` `None`).
@@ -81,12 +85,14 @@ impl ChartData {
         ChartData {
             id: id.into(),
             title: title.into(),
+            short: title.into(),
             axis: axis.into(),
             unit,
             what: what.into(),
             groups: vec![Group { label: None, rows }],
             reference: None,
             marks_are: None,
+            log: false,
         }
     }
 }
@@ -288,12 +294,14 @@ fn busbw_charts(runs: &[PublishRun]) -> Vec<ChartData> {
         out.push(ChartData {
             id,
             title: format!("Bus bandwidth of {c} by message size"),
+            short: format!("{c} bus bandwidth"),
             axis: "bus bandwidth (GB/s)".into(),
             unit: "GB/s",
             what: format!("one measurement of {c}'s bus bandwidth at that size"),
             groups,
             reference: None,
             marks_are: None,
+            log: true,
         });
     }
     out

@@ -34,6 +34,7 @@ thead th{background:#fafafa;border-bottom:2px solid #e0e0e0}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 table.side th[scope=row]{width:230px;color:#424242;font-weight:normal}
 table.side td{min-width:200px}
+table.glance th[scope=row]{width:400px}
 .swatch{display:inline-block;width:11px;height:11px;margin-right:6px;border-radius:2px;vertical-align:baseline}
 .level{font-size:18px;font-weight:bold}
 figure{margin:0}svg{max-width:100%;height:auto;display:block}
@@ -68,6 +69,13 @@ fn trace_html(r: &PublishRun) -> String {
         ),
         (None, None) => "bundle not written; no data hash".into(),
     }
+}
+
+/// A rate as Rust prints it (`10`, `0.5`), or `–`.
+fn hz(v: Option<f64>) -> String {
+    finite(v)
+        .map(|x| format!("{x} Hz"))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// A value with about four significant digits, or `–`.
@@ -105,12 +113,13 @@ fn meter_text(r: &PublishRun, kind: MeterKind) -> String {
     match r.method.meters.iter().find(|m| m.kind == kind) {
         None => "none".into(),
         Some(m) => format!(
-            "{} on {} of {} racks, {}",
+            "{} {} on {} of {} racks, {}",
             m.count,
+            if m.count == 1 { "meter" } else { "meters" },
             m.racks,
             r.method.racks_total,
             match finite(m.sample_hz) {
-                Some(hz) => format!("{} Hz", fmt(Some(hz))),
+                Some(_) => hz(m.sample_hz),
                 None => "rate unknown".into(),
             }
         ),
@@ -246,11 +255,7 @@ fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
     row(
         &mut out,
         "device sample rate",
-        each(&|r| match finite(r.method.gpu_sample_hz) {
-            Some(hz) => format!("{} Hz", fmt(Some(hz))),
-            None => "–".into(),
-        })
-        .into_iter(),
+        each(&|r| hz(r.method.gpu_sample_hz)).into_iter(),
     );
     row(
         &mut out,
@@ -347,16 +352,60 @@ fn verdicts(runs: &[PublishRun]) -> String {
     out
 }
 
+/// Every distribution in one table: median and quartiles per run, and how to read the charts.
+fn glance(runs: &[PublishRun], charts: &[ChartData]) -> String {
+    let mut out = String::from("<table class=\"side glance\"><thead><tr><th></th>");
+    for (i, r) in runs.iter().enumerate() {
+        let _ = write!(out, "<th class=\"num\">{}{}</th>", swatch(i), esc(&r.name));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    for c in charts {
+        for g in &c.groups {
+            let label = match &g.label {
+                Some(l) => format!("{} at {l}", c.short),
+                None => c.short.clone(),
+            };
+            let _ = write!(
+                out,
+                "<tr><th scope=\"row\"><a href=\"#{}\">{}</a> ({})</th>",
+                c.id,
+                esc(&label),
+                esc(c.unit)
+            );
+            for row in &g.rows {
+                let cell = match &row.stats {
+                    Some(s) => format!(
+                        "<b>{}</b> <span class=\"muted\">({} – {}) n {}</span>",
+                        fmt(Some(s.median)),
+                        fmt(Some(s.q1)),
+                        fmt(Some(s.q3)),
+                        s.n
+                    ),
+                    None => "–".into(),
+                };
+                let _ = write!(out, "<td class=\"num\">{cell}</td>");
+            }
+            out.push_str("</tr>\n");
+        }
+    }
+    out.push_str(
+        "</tbody></table>\n<p class=\"caption\">Median (first – third quartile) and the number of \
+         values; – : no value. In the charts below, one row per run: box from the first to the third \
+         quartile, black bar the median, white dot the mean, whiskers to the most extreme values \
+         within 1.5 × IQR of the box, hollow circles the values beyond, dots every value. Runs are \
+         drawn side by side, never pooled; under each chart, the runs it is drawn from and the \
+         bundle or data hash each run's figures are traced to.</p>\n",
+    );
+    out
+}
+
 /// A chart's section body: the SVG, its caption with the sources, and its numbers.
 fn chart_body(c: &ChartData, svg: &str, runs: &[PublishRun]) -> String {
     let mut out = format!("<figure>{svg}<figcaption class=\"caption\">");
-    let _ = write!(
-        out,
-        "One value is {}. Box: first to third quartile; black bar: median; white dot: mean; \
-         whiskers: the most extreme values within 1.5 × IQR of the box; hollow circles: values \
-         beyond; dots: every value. Runs are drawn side by side, never pooled.",
-        esc(&c.what)
-    );
+    let _ = write!(out, "One value is {}.", esc(&c.what));
+    if c.log {
+        out.push_str(" The value axis is logarithmic.");
+    }
     if let Some(m) = c.marks_are {
         let _ = write!(out, " Red ticks: {m}.");
     }
@@ -365,25 +414,10 @@ fn chart_body(c: &ChartData, svg: &str, runs: &[PublishRun]) -> String {
     }
     let _ = write!(
         out,
-        " Standalone: <a href=\"charts/{0}.svg\">charts/{0}.svg</a>. Drawn from:<ul>",
+        " Standalone: <a href=\"charts/{0}.svg\">charts/{0}.svg</a>.",
         c.id
     );
-    for (i, r) in runs.iter().enumerate() {
-        let _ = write!(
-            out,
-            "<li>{}{}: run <code>{}</code>, {}{}</li>",
-            swatch(i),
-            esc(&r.name),
-            esc(&r.run_id),
-            esc(&trace_text(r)),
-            if r.simulated.is_some() {
-                " <span class=\"sim\">SIMULATED</span>"
-            } else {
-                ""
-            }
-        );
-    }
-    out.push_str("</ul></figcaption></figure>\n<table><thead><tr>");
+    out.push_str("</figcaption></figure>\n<table><thead><tr>");
     let grouped = c.groups.iter().any(|g| g.label.is_some());
     if grouped {
         out.push_str("<th>size</th>");
@@ -480,7 +514,7 @@ pub(crate) fn page(
             );
         }
     }
-    out.push_str("</header>\n<nav><a href=\"#comparability\">Comparability</a><a href=\"#systems\">Systems and methods</a><a href=\"#verdicts\">Verdicts</a>");
+    out.push_str("</header>\n<nav><a href=\"#comparability\">Comparability</a><a href=\"#systems\">Systems and methods</a><a href=\"#verdicts\">Verdicts</a><a href=\"#glance\">At a glance</a>");
     for c in charts {
         let _ = write!(out, "<a href=\"#{}\">{}</a>", c.id, esc(&c.title));
     }
@@ -512,13 +546,20 @@ pub(crate) fn page(
         "<section id=\"verdicts\"><h2>Verdicts</h2>\n{}</section>",
         verdicts(runs)
     );
+    if !charts.is_empty() {
+        let _ = writeln!(
+            out,
+            "<section id=\"glance\"><h2>At a glance</h2>\n{}</section>",
+            glance(runs, charts)
+        );
+    }
     if charts.is_empty() {
         out.push_str("<section><p class=\"note\">No run has a figure to chart: no per-GPU, rack, bandwidth or latency value.</p></section>\n");
     }
     for (c, svg) in charts.iter().zip(svgs) {
         let _ = writeln!(
             out,
-            "<section id=\"{}\"><h2>{}</h2>\n{}</section>",
+            "<section id=\"{}\" aria-label=\"{}\">\n{}</section>",
             c.id,
             esc(&c.title),
             chart_body(c, svg, runs)

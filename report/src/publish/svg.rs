@@ -89,22 +89,80 @@ fn jitter(i: usize) -> i32 {
     ((f - 0.5) * 22.0).round() as i32
 }
 
+/// Height of the rows and group headings, px.
+fn plot_height(c: &ChartData) -> i32 {
+    c.groups
+        .iter()
+        .map(|g| g.label.is_some() as i32 * GROUP_H + g.rows.len() as i32 * ROW_H)
+        .sum()
+}
+
+/// Height of the sources under the axis: a heading, two lines per run.
+fn sources_height(runs: &[RunLabel]) -> i32 {
+    SOURCE_H + runs.len() as i32 * 2 * SOURCE_H + 8
+}
+
+/// The value axis: linear between round values, or logarithmic over whole decades.
+enum Axis {
+    Linear { lo: f64, hi: f64, step: f64 },
+    Log { lo_exp: i32, hi_exp: i32 },
+}
+
+impl Axis {
+    /// The axis over `lo..=hi`; logarithmic when asked and every value is above zero.
+    fn new(lo: f64, hi: f64, log: bool) -> Axis {
+        if log && lo > 0.0 && hi.is_finite() {
+            let lo_exp = lo.log10().floor() as i32;
+            let hi_exp = (hi.log10().ceil() as i32).max(lo_exp + 1);
+            Axis::Log { lo_exp, hi_exp }
+        } else {
+            let (lo, hi, step) = axis_range(lo, hi);
+            Axis::Linear { lo, hi, step }
+        }
+    }
+
+    /// Where `v` is, 0 at the axis' start and 1 at its end.
+    fn frac(&self, v: f64) -> f64 {
+        match *self {
+            Axis::Linear { lo, hi, .. } => (v - lo) / (hi - lo),
+            Axis::Log { lo_exp, hi_exp } => {
+                (v.log10() - f64::from(lo_exp)) / f64::from(hi_exp - lo_exp)
+            }
+        }
+    }
+
+    /// Tick values and labels.
+    fn ticks(&self) -> Vec<(f64, String)> {
+        match *self {
+            Axis::Linear { lo, hi, step } => {
+                let dec = decimals(step);
+                let n = ((hi - lo) / step).round() as i32;
+                (0..=n)
+                    .map(|i| {
+                        let t = lo + step * f64::from(i);
+                        (t, format!("{t:.dec$}"))
+                    })
+                    .collect()
+            }
+            Axis::Log { lo_exp, hi_exp } => {
+                let label = |m: f64, k: i32| {
+                    let t = m * 10f64.powi(k);
+                    (t, format!("{t:.*}", (-k).max(0) as usize))
+                };
+                let mut out: Vec<(f64, String)> = (lo_exp..hi_exp)
+                    .flat_map(|k| [1.0, 2.0, 5.0].map(|m| label(m, k)))
+                    .collect();
+                out.push(label(1.0, hi_exp));
+                out
+            }
+        }
+    }
+}
+
 /// The chart's height, px.
 fn height(c: &ChartData, runs: &[RunLabel]) -> i32 {
     let sim = runs.iter().any(|r| r.simulated);
-    let groups: i32 = c
-        .groups
-        .iter()
-        .map(|g| g.label.is_some() as i32 * GROUP_H + g.rows.len() as i32 * ROW_H)
-        .sum();
-    TITLE_H
-        + if sim { SIM_H } else { 0 }
-        + 10
-        + groups
-        + AXIS_H
-        + 26
-        + runs.len() as i32 * SOURCE_H
-        + 12
+    TITLE_H + if sim { SIM_H } else { 0 } + 10 + plot_height(c) + AXIS_H + sources_height(runs)
 }
 
 /// Draws chart `c` of `runs` (indexed by [`Row::run`]).
@@ -117,6 +175,18 @@ pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
         let w = WIDTH as i32;
         let (x0, x1) = (LABEL_W, w - RIGHT_W);
         root.draw(&Text::new(c.title.clone(), (16, 12), bold(17)))?;
+        let key = match (&c.reference, c.marks_are) {
+            (Some((_, label)), _) => Some(format!("dashed red line: {label}")),
+            (None, Some(m)) => Some(format!("red ticks: {m}")),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            root.draw(&Text::new(
+                key,
+                (w - 16, 16),
+                font(13).color(&MARK).pos(Pos::new(HPos::Right, VPos::Top)),
+            ))?;
+        }
         let mut y = TITLE_H;
         let sims: Vec<&str> = runs
             .iter()
@@ -161,30 +231,23 @@ pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
         if !(lo.is_finite() && hi.is_finite()) {
             (lo, hi) = (0.0, 1.0);
         }
-        let (lo, hi, step) = axis_range(lo, hi);
-        let px = |v: f64| x0 + ((v - lo) / (hi - lo) * f64::from(x1 - x0)).round() as i32;
+        let axis = Axis::new(lo, hi, c.log);
+        let px = |v: f64| x0 + (axis.frac(v) * f64::from(x1 - x0)).round() as i32;
         let plot_top = y;
-        let plot_bottom = plot_top
-            + c.groups
-                .iter()
-                .map(|g| g.label.is_some() as i32 * GROUP_H + g.rows.len() as i32 * ROW_H)
-                .sum::<i32>();
+        let plot_bottom = plot_top + plot_height(c);
 
         // Grid and ticks.
-        let dec = decimals(step);
-        let mut t = lo;
-        while t <= hi + step * 1e-6 {
+        for (t, label) in axis.ticks() {
             let x = px(t);
             root.draw(&PathElement::new(
                 vec![(x, plot_top), (x, plot_bottom)],
                 GRID.stroke_width(1),
             ))?;
             root.draw(&Text::new(
-                format!("{t:.dec$}"),
+                label,
                 (x, plot_bottom + 8),
                 font(13).pos(Pos::new(HPos::Center, VPos::Top)),
             ))?;
-            t += step;
         }
         root.draw(&PathElement::new(
             vec![(x0, plot_bottom), (x1, plot_bottom)],
@@ -243,21 +306,22 @@ pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
             let color = style::series_color(i);
             root.draw(&Rectangle::new([(16, y + 2), (26, y + 12)], color.filled()))?;
             let mut text = format!(
-                "{} ({}): run {} · {}",
-                cut(&r.name, 40),
-                cut(&r.hall, 24),
-                r.run_id,
-                r.trace
+                "{} ({}): run {}",
+                cut(&r.name, 48),
+                cut(&r.hall, 32),
+                r.run_id
             );
             if r.simulated {
                 text.push_str(" · SIMULATED");
             }
+            let ink = if r.simulated { &SIM } else { &TEXT };
+            root.draw(&Text::new(text, (32, y), bold(12).color(ink)))?;
             root.draw(&Text::new(
-                text,
-                (32, y),
-                font(12).color(if r.simulated { &SIM } else { &TEXT }),
+                r.trace.clone(),
+                (32, y + 16),
+                font(12).color(ink),
             ))?;
-            y += SOURCE_H;
+            y += 2 * SOURCE_H;
         }
         root.present()?;
     }
@@ -327,11 +391,17 @@ where
     };
     // The values as dots behind the box.
     if row.values.len() <= MAX_DOTS {
+        // Few values: larger, stronger dots.
+        let (r, alpha) = if row.values.len() <= 100 {
+            (3, 0.7)
+        } else {
+            (2, 0.45)
+        };
         for (i, v) in row.values.iter().enumerate() {
             root.draw(&Circle::new(
                 (px(*v), cy + jitter(i)),
-                2,
-                color.mix(0.45).filled(),
+                r,
+                color.mix(alpha).filled(),
             ))?;
         }
     }
@@ -397,5 +467,19 @@ mod tests {
         assert_eq!(axis_range(5.0, 5.0), (4.0, 6.0, 0.5));
         assert_eq!((decimals(0.25), decimals(0.5), decimals(20.0)), (2, 1, 0));
         assert_eq!(cut("abcdef", 4), "abc…");
+        let log = Axis::new(9.0, 372.0, true);
+        let ticks: Vec<String> = log.ticks().into_iter().map(|t| t.1).collect();
+        assert_eq!(
+            ticks,
+            ["1", "2", "5", "10", "20", "50", "100", "200", "500", "1000"]
+        );
+        assert_eq!(log.frac(10.0), 1.0 / 3.0);
+        let small: Vec<String> = Axis::new(0.02, 0.5, true)
+            .ticks()
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(small[0], "0.01");
+        assert!(matches!(Axis::new(0.0, 5.0, true), Axis::Linear { .. }));
     }
 }
