@@ -37,6 +37,7 @@ fn method(all: bool) -> Method {
     Method {
         gpu_sensor: Some("NVML power, instant field".into()),
         gpu_sample_hz: Some(10.0),
+        thermal_method: Some("over CDU supply".into()),
         devices_instrumented: if all { 8 } else { 1 },
         devices_total: 8,
         run_s: Some(600.0),
@@ -73,7 +74,7 @@ fn run(name: &str, id: &str, tflops: f64, spec: &str, simulated: bool) -> Publis
             // One GPU without a power reading: absent, never 0.
             power_w: (i != 3).then(|| 690.0 + f64::from(i) * 1.1),
             throttle_s: Some(if i == 7 { 12.5 } else { 0.0 }),
-            temp_over_coolant_k: Some(31.0 + f64::from(i) * 0.25),
+            thermal_resistance_k_per_w: Some(0.045 + f64::from(i) * 0.0005),
         })
         .collect();
     let mut verdicts = BTreeMap::new();
@@ -333,7 +334,7 @@ fn a_publication_has_its_files_and_every_chart_is_traceable() {
         "rack-kw",
         "rack-design-pct",
         "gpu-throttle",
-        "gpu-temp-over-coolant",
+        "gpu-thermal-resistance",
         "busbw-all-reduce",
         "latency-p50",
         "latency-p99",
@@ -505,7 +506,7 @@ fn the_csv_reads_back_to_the_figures_given() {
     let gpus = csv(&read(&t.0, "data/gpus.csv"));
     assert_eq!(
         gpus[0].join(","),
-        "run_id,device,rack,tflops,power_w,gflops_per_w,throttle_s,temp_over_coolant_k"
+        "run_id,device,rack,tflops,power_w,gflops_per_w,throttle_s,thermal_resistance_k_per_w"
     );
     let mut rows = gpus[1..].iter();
     for r in &runs {
@@ -518,7 +519,7 @@ fn the_csv_reads_back_to_the_figures_given() {
                 tflops: num(&row[3]),
                 power_w: num(&row[4]),
                 throttle_s: num(&row[6]),
-                temp_over_coolant_k: num(&row[7]),
+                thermal_resistance_k_per_w: num(&row[7]),
             };
             assert_eq!(&back, g);
             assert_eq!(num(&row[5]), g.gflops_per_w());
@@ -570,6 +571,7 @@ fn the_csv_reads_back_to_the_figures_given() {
     let run_rows = csv(&read(&t.0, "data/runs.csv"));
     assert_eq!(run_rows.len(), 4);
     assert_eq!(run_rows[2][13], "L1");
+    assert_eq!(run_rows[1][20], "over CDU supply");
     // The quartiles of alpha's TFLOP/s: 600 + 0.37·i, i = 0..8 (type 7: 600.6475, 601.295, 601.9425).
     let stats = csv(&read(&t.0, "data/stats.csv"));
     let a = stats

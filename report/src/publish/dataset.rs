@@ -1,5 +1,5 @@
 //! The charts of a publication as data: for each distribution (per-GPU TFLOP/s, W, GFLOP/s per W,
-//! throttle time and temperature over coolant; rack kW and its share of design; busbw per collective
+//! throttle time and thermal resistance over coolant; rack kW and its share of design; busbw per collective
 //! at each message size; pair latency p50 and p99) one row per run with its values, how many of its
 //! subjects have none, and the five-number summary. A chart no run has any value for is left out.
 
@@ -213,12 +213,13 @@ pub(crate) fn charts(runs: &[PublishRun]) -> Vec<ChartData> {
         gpu(&|g| g.throttle_s),
     ));
     out.push(ChartData::single(
-        "gpu-temp-over-coolant",
-        "GPU temperature over coolant supply",
-        "steady-state GPU temperature − coolant supply (K)",
-        "K",
-        "one GPU's steady-state temperature less its rack's coolant supply temperature",
-        gpu(&|g| g.temp_over_coolant_k),
+        "gpu-thermal-resistance",
+        "GPU temperature over coolant supply per watt",
+        "thermal resistance (K/W)",
+        "K/W",
+        "one GPU's thermal resistance: its steady temperature's rise over the coolant supply per \
+         watt of its power (how each run measured it: its method above)",
+        gpu(&|g| g.thermal_resistance_k_per_w),
     ));
     out.extend(busbw_charts(runs));
     out.push(ChartData::single(

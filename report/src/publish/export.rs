@@ -37,7 +37,7 @@ pub(crate) fn runs_csv(runs: &[PublishRun], quality: &[Quality]) -> String {
     let mut out = String::from(
         "run_id,name,hall,plan_name,plan_sha256,started_utc,simulated,spec_name,spec_sha256,\
          bundle_file,bundle_sha256,data,data_sha256,quality_level,gpu_sensor,gpu_sample_hz,\
-         devices_instrumented,devices_total,run_s,covered_s,racks_total,pdu_racks,pdu_hz,cdu_count,\
+         devices_instrumented,devices_total,run_s,covered_s,thermal_method,racks_total,pdu_racks,pdu_hz,cdu_count,\
          cdu_hz,bmc_count,bmc_hz\n",
     );
     for (r, q) in runs.iter().zip(quality) {
@@ -76,6 +76,7 @@ pub(crate) fn runs_csv(runs: &[PublishRun], quality: &[Quality]) -> String {
             m.devices_total.to_string(),
             opt(m.run_s),
             opt(m.covered_s),
+            m.thermal_method.clone().unwrap_or_default(),
             m.racks_total.to_string(),
             meter(MeterKind::Pdu)
                 .map(|x| x.racks.to_string())
@@ -94,7 +95,7 @@ pub(crate) fn runs_csv(runs: &[PublishRun], quality: &[Quality]) -> String {
 /// `data/gpus.csv`.
 pub(crate) fn gpus_csv(runs: &[PublishRun]) -> String {
     let mut out = String::from(
-        "run_id,device,rack,tflops,power_w,gflops_per_w,throttle_s,temp_over_coolant_k\n",
+        "run_id,device,rack,tflops,power_w,gflops_per_w,throttle_s,thermal_resistance_k_per_w\n",
     );
     for r in runs {
         for g in &r.figures.gpus {
@@ -108,7 +109,7 @@ pub(crate) fn gpus_csv(runs: &[PublishRun]) -> String {
                     opt(g.power_w),
                     opt(g.gflops_per_w()),
                     opt(g.throttle_s),
-                    opt(g.temp_over_coolant_k),
+                    opt(g.thermal_resistance_k_per_w),
                 ],
             );
         }

@@ -85,6 +85,17 @@ pub fn flags(runs: &[PublishRun]) -> Vec<Flag> {
     );
     push(
         "method",
+        "Thermal resistance measured differently",
+        differs(runs, |r| {
+            r.method
+                .thermal_method
+                .clone()
+                .unwrap_or_else(|| "not measured".into())
+        }),
+        "Resistances over the coolant supply and from an idle-to-load differential are not the same figure.",
+    );
+    push(
+        "method",
         "Different facility meters",
         differs(runs, |r| {
             let kinds: Vec<&str> = r.method.meters.iter().map(|m| m.kind.as_str()).collect();

@@ -108,6 +108,9 @@ pub struct Method {
     /// Seconds of the run covered by the instrumented devices' samples (the duration less the
     /// stretches without samples).
     pub covered_s: Option<f64>,
+    /// How the thermal resistances were measured (for example `over CDU supply` or
+    /// `idle-to-load differential`); `None` when no device has one.
+    pub thermal_method: Option<String>,
     /// The facility meters that took readings, one entry per kind present.
     pub meters: Vec<Meter>,
     /// All racks of the run.
@@ -141,8 +144,9 @@ pub struct GpuFigures {
     pub power_w: Option<f64>,
     /// Seconds throttled (any slowdown reason).
     pub throttle_s: Option<f64>,
-    /// Steady-state GPU temperature less the coolant supply temperature, K.
-    pub temp_over_coolant_k: Option<f64>,
+    /// Thermal resistance: the steady GPU temperature's rise over the coolant supply per watt of
+    /// GPU power, K/W (how it was measured: [`Method::thermal_method`]).
+    pub thermal_resistance_k_per_w: Option<f64>,
 }
 
 impl GpuFigures {

@@ -295,6 +295,18 @@ fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
         })
         .into_iter(),
     );
+    row(
+        &mut out,
+        "thermal resistance measured",
+        each(&|r| {
+            r.method
+                .thermal_method
+                .as_deref()
+                .map(esc)
+                .unwrap_or_else(|| "–".into())
+        })
+        .into_iter(),
+    );
     for k in [MeterKind::Pdu, MeterKind::Cdu, MeterKind::Bmc] {
         row(
             &mut out,

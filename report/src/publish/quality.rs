@@ -208,6 +208,7 @@ mod tests {
         Method {
             gpu_sensor: Some("NVML".into()),
             gpu_sample_hz: Some(hz),
+            thermal_method: None,
             devices_instrumented: inst,
             devices_total: total,
             run_s: Some(100.0),
