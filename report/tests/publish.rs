@@ -677,9 +677,11 @@ fn the_output_directory_rules() {
 fn bundles_are_cited_and_must_be_there() {
     let t = TempDir::new("bundles");
     let mut runs = three_runs();
+    // SHA-256 of the bytes `bundle`.
+    let sha = "1e6ed65d77d6364eeaed5a745ba5c4985ae2b700dd85d7cf7f027bdf294a33fc";
     runs[0].bundle = Some(BundleRef {
         file: "alpha.hallmark".into(),
-        sha256: "e".repeat(64),
+        sha256: sha.into(),
     });
     check_out_dir(&t.0, &["alpha.hallmark"]).unwrap();
     let e = write_publication(&runs, &t.0).unwrap_err();
@@ -694,12 +696,16 @@ fn bundles_are_cited_and_must_be_there() {
     let p = write_publication(&runs, &t.0).unwrap();
     assert!(p.files.contains(&"bundles/alpha.hallmark".to_string()));
     let svg = read(&t.0, "charts/gpu-tflops.svg");
-    assert!(svg.contains(&format!("bundle alpha.hallmark sha256 {}", "e".repeat(64))));
+    assert!(svg.contains(&format!("bundle alpha.hallmark sha256 {sha}")));
     assert!(svg.contains("bundle not written; run data file hallmark.sqlite sha256"));
     assert!(read(&t.0, "index.html").contains("<a href=\"bundles/alpha.hallmark\">"));
     // Written again: the bundle stays, it is cited again.
     write_publication(&runs, &t.0).unwrap();
     assert_eq!(read(&t.0, "bundles/alpha.hallmark"), "bundle");
+    runs[0].bundle.as_mut().unwrap().sha256 = "e".repeat(64);
+    let e = write_publication(&runs, &t.0).unwrap_err();
+    assert!(matches!(e, PublishError::BundleHash { .. }), "{e}");
+    assert!(e.to_string().contains(sha), "{e}");
     runs[0].bundle.as_mut().unwrap().file = "../x".into();
     assert!(matches!(
         write_publication(&runs, &t.0),

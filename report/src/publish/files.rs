@@ -151,6 +151,23 @@ pub(crate) fn write(dir: &Path, rel: &str, bytes: &[u8]) -> Result<(), PublishEr
     std::fs::write(&path, bytes).map_err(|source| PublishError::Write { path, source })
 }
 
+/// The SHA-256 of the file at `path`, lowercase hex, read in blocks.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Whether `name` is a plain file name (no directory, not `.` or `..`, no control characters).
 pub(crate) fn plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -173,5 +190,13 @@ mod tests {
         assert!(!own_path("/etc/passwd"));
         assert!(!own_path("notes.txt"));
         assert!(plain_name("r1.hallmark") && !plain_name("../r1") && !plain_name(".."));
+        let p = std::env::temp_dir().join(format!("hallmark-sha-{}", std::process::id()));
+        std::fs::write(&p, "abc").unwrap();
+        // FIPS 180-2's example.
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let _ = std::fs::remove_file(&p);
     }
 }

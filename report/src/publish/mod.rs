@@ -13,8 +13,8 @@
 //!
 //! The same input writes the same bytes. The directory must be absent, empty, or an earlier
 //! publication (recognised by its `data/publication.json`, whose files are replaced); bundles the
-//! runs cite must already be in `bundles/` ([`check_out_dir`] lets the caller check the directory
-//! before writing them).
+//! runs cite must already be in `bundles/`, with the SHA-256 stated for them ([`check_out_dir`]
+//! lets the caller check the directory before writing them; [`sha256_file`] hashes a file).
 
 mod dataset;
 mod export;
@@ -27,6 +27,7 @@ mod stats;
 mod svg;
 
 pub use export::FORMAT;
+pub use files::sha256_file;
 pub use flags::{flags, Flag};
 pub use model::{
     BundleRef, BusBw, DataRef, Figures, GpuFigures, Meter, MeterKind, Method, PairLatency,
@@ -58,6 +59,17 @@ pub enum PublishError {
          publication's bundles/ directory first"
     )]
     MissingBundle { run_id: String, path: PathBuf },
+
+    #[error(
+        "the bundle {path} of run {run_id} has SHA-256 {found}, not the {stated} stated for it; \
+         write the bundle again"
+    )]
+    BundleHash {
+        run_id: String,
+        path: PathBuf,
+        stated: String,
+        found: String,
+    },
 
     #[error("{dir} exists and is not a directory; choose a directory for --out")]
     NotADirectory { dir: PathBuf },
@@ -175,6 +187,18 @@ pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication,
                 return Err(PublishError::MissingBundle {
                     run_id: r.run_id.clone(),
                     path,
+                });
+            }
+            let found = files::sha256_file(&path).map_err(|source| PublishError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            if !found.eq_ignore_ascii_case(&b.sha256) {
+                return Err(PublishError::BundleHash {
+                    run_id: r.run_id.clone(),
+                    path,
+                    stated: b.sha256.clone(),
+                    found,
                 });
             }
         }
