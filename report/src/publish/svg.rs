@@ -268,10 +268,16 @@ pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
                 ))?;
                 yy += 10;
             }
+            // The label on the side of the line with more room.
+            let (at, h) = if x > (x0 + x1) / 2 {
+                (x - 4, HPos::Right)
+            } else {
+                (x + 4, HPos::Left)
+            };
             root.draw(&Text::new(
                 label.clone(),
-                (x + 4, plot_top + 2),
-                font(12).color(&MARK),
+                (at, plot_top + 2),
+                font(12).color(&MARK).pos(Pos::new(h, VPos::Top)),
             ))?;
         }
 
