@@ -44,6 +44,20 @@ pub const KNOWN_METRICS: &[(&str, MetricPolicy)] = &[
     ("latency_p99_us", policy(Better::Lower, 20.0)),
     ("busbw_gbps", policy(Better::Higher, 5.0)),
     ("gflops_per_w", policy(Better::Higher, 3.0)),
+    // The facility's figures per rack over the full-load phases (hallmark_results::metrics).
+    // The rack PDUs' mean power, W: as full_load_power_w.
+    ("pdu_full_load_power_w", policy(Better::Lower, 3.0)),
+    // The mean heat the rack's CDU reports removed, W: more heat at the same load is more power
+    // drawn; a meter's accuracy and the loop's lag widen it beyond the PDU's.
+    ("cdu_heat_removed_w", policy(Better::Lower, 5.0)),
+    // The loop's mean return − supply, K: at the same heat, a larger ΔT is less flow (a pump, a
+    // valve, a clogged filter). Sensor resolution is a few tenths of a kelvin.
+    ("coolant_delta_t_k", policy(Better::Lower, 10.0)),
+    // Heat removed ÷ PDU power, %: less captured by the liquid is more left to the air.
+    ("heat_capture_pct", policy(Better::Higher, 5.0)),
+    // The worst ratio of the energy balance (a downstream level over the one above it), %: a
+    // rising ratio is a meter drifting or a load bypassing the PDU.
+    ("energy_balance_pct", policy(Better::Lower, 3.0)),
 ];
 
 const fn policy(better: Better, default_threshold_pct: f64) -> MetricPolicy {
@@ -59,6 +73,13 @@ pub fn known_metric(name: &str) -> Option<MetricPolicy> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, p)| *p)
+}
+
+/// The policy of a metric as `hallmark_results::metrics` names it: the base name before the
+/// first `.` (`throttle_s.sw_thermal` → `throttle_s`); `None` for an unknown base name.
+pub fn policy_of(metric: &str) -> Option<MetricPolicy> {
+    let base = metric.split_once('.').map_or(metric, |(base, _)| base);
+    known_metric(base)
 }
 
 #[cfg(test)]
@@ -83,5 +104,24 @@ mod tests {
             Better::Lower
         );
         assert_eq!(known_metric("no_such_metric"), None);
+    }
+
+    #[test]
+    fn policy_of_strips_the_qualifier() {
+        let throttle = known_metric("throttle_s");
+        assert!(throttle.is_some());
+        assert_eq!(policy_of("throttle_s"), throttle);
+        assert_eq!(policy_of("throttle_s.sw_thermal"), throttle);
+        assert_eq!(
+            policy_of("busbw_gbps.all_reduce.1048576"),
+            known_metric("busbw_gbps")
+        );
+        assert_eq!(
+            policy_of("heat_capture_pct").map(|p| p.better),
+            Some(Better::Higher)
+        );
+        assert_eq!(policy_of("no_such_metric.x"), None);
+        assert_eq!(policy_of(".throttle_s"), None);
+        assert_eq!(policy_of(""), None);
     }
 }

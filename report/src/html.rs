@@ -7,7 +7,7 @@ use hallmark_results::RunSummary;
 use hallmark_store::time::format_utc;
 use std::fmt::Write;
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;background:#f5f6f8;color:#212121;font:15px/1.45 "DejaVu Sans","Liberation Sans",Arial,sans-serif}
 main{max-width:1260px;margin:0 auto;padding:20px 24px 40px}

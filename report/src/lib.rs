@@ -14,7 +14,8 @@
 //! and the GPU temperature distribution with the hottest devices (`floor.rs`); the throttle
 //! timeline; energy and perf/W per phase; the interconnect (latency heat map, worst pairs, busbw by
 //! message size and the collective tables, `fabric.rs`; a note when the run has no fabric phase);
-//! data completeness; inventory and provenance (`tables.rs`). Time series are bucketed to at most
+//! the plan's history up to the run with its change points (`history.rs`, also the page of
+//! `hallmark history --html`); data completeness; inventory and provenance (`tables.rs`). Time series are bucketed to at most
 //! 2000 points per line, so a long run stays a small page.
 
 mod charts;
@@ -23,9 +24,11 @@ mod export;
 mod extra;
 mod fabric;
 mod fabric_charts;
+pub mod history;
 mod facility;
 mod floor;
 mod html;
+mod outliers;
 pub mod publish;
 mod samples;
 mod style;
@@ -360,6 +363,8 @@ pub fn write_report_with(
         body: tables::phases(&s),
     });
     sections.push(fabric::section(&s, ctx.legacy_histograms)?);
+    sections.push(outliers::section(&s));
+    sections.push(history::section(store, &s)?);
     sections.push(Section {
         id: "data",
         title: "Data completeness",

@@ -7,6 +7,9 @@
 //! * Certification: [`spec::parse_spec`] reads a spec file, [`spec::evaluate`] judges a run against it
 //!   ([`Verdict`]s), [`store_certification`] / [`certifications`] store and read them through the
 //!   store, [`spec::render_verdicts`] prints them (`docs/SPEC.md`).
+//! * [`compute_metrics`] → [`MetricValue`]s: the per-subject metrics a regression shows up in
+//!   ([`metrics`], `docs/COMPARE.md`); [`find_outliers`] → [`Outlier`]s, the cross-sectional
+//!   outliers within a run (median and MAD over like subjects), also in [`RunSummary::outliers`].
 //! * [`StoreExt`] offers the same as methods of [`Store`] (`store.run_summary(run)`).
 //!
 //! The store's own types are re-exported here for the crates above that use both. Dependencies
@@ -18,7 +21,10 @@ mod ext;
 pub mod fabric;
 pub mod facility;
 mod load;
+pub mod metrics;
+pub mod outliers;
 mod render;
+pub mod regress;
 pub mod spec;
 mod summary;
 pub mod verdict;
@@ -27,6 +33,8 @@ pub use aggregate::throttle;
 pub use certify::{certifications, store_certification, Certification};
 pub use ext::StoreExt;
 pub use fabric::{fabric_summary, render_fabric, FabricPhaseSummary, FabricSummary};
+pub use metrics::{compute_metrics, MetricValue, SubjectKind};
+pub use outliers::{find_outliers, Outlier, Side};
 pub use render::{render_text, share_of};
 pub use spec::{demo_spec, evaluate, parse_spec, render_verdicts, Spec, SpecError, DEMO_SPEC};
 // The store's types, for the crates above that use both (the store is `hallmark-store`).

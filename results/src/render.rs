@@ -1,7 +1,7 @@
 //! The text summary of a run that a commissioning engineer reads: header, samples expected vs stored,
 //! the per-rack table (racks that throttled marked `!` with the reasons), phases, the fabric phases
 //! (latency percentiles and worst pairs, the collective table: [`crate::fabric::render_fabric`]),
-//! gaps, lost probes and events. `Display for RunSummary` prints the same text.
+//! the outliers within the run ([`crate::outliers::write_outliers`]), gaps, lost probes and events. `Display for RunSummary` prints the same text.
 
 use crate::summary::{DeviceRef, RunSummary};
 use hallmark_store::time::format_utc;
@@ -178,6 +178,7 @@ fn write_text(o: &mut String, s: &RunSummary) -> fmt::Result {
     o.push_str(&crate::fabric::render_fabric(&s.fabric));
 
     writeln!(o)?;
+    crate::outliers::write_outliers(o, &s.outliers)?;
     if s.gaps.is_empty() {
         writeln!(o, "Gaps: none")?;
     } else {

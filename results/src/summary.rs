@@ -8,6 +8,8 @@ use crate::aggregate::{node_bins, throttle, Bins, DeviceAgg, GroupBins, PhaseWin
 use crate::fabric::FabricPhaseSummary;
 use crate::facility::{facility_summary, FacilitySummary, Frame, RackInput};
 use crate::load::{checked_run, device_counts, phases};
+use crate::metrics::{Context as MetricsContext, MetricsAcc};
+use crate::outliers::{find_outliers, Outlier};
 use hallmark_store::{RunStatus, ScanOptions, Simulation, Store, StoreError, Telemetry};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -162,6 +164,10 @@ pub struct RunSummary {
     /// readings.
     #[serde(default)]
     pub facility: Option<FacilitySummary>,
+    /// Subjects far from their like subjects' median in this run ([`crate::outliers`]): robust
+    /// z-scores over devices of one model, over nodes, over racks, over pairs.
+    #[serde(default)]
+    pub outliers: Vec<Outlier>,
 }
 
 /// A rack's data while its nodes are streamed.
@@ -202,6 +208,7 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
         fabric: Vec::new(),
         simulation: Simulation::default(),
         facility: None,
+        outliers: Vec::new(),
     };
 
     let probes = store.probes(run_id)?;
@@ -230,9 +237,13 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
     let mut readings: Vec<Vec<(i64, f64)>> = vec![Vec::new(); probes.len()];
     let mut per_device: Vec<Vec<DeviceAgg>> = vec![Vec::new(); probes.len()];
     let mut last = (i64::MIN, 0usize);
+    // The metrics behind the outliers, fed from the same pass.
+    let mcx = MetricsContext::load(store, run_id)?;
+    let mut macc = MetricsAcc::new(&mcx);
     store.scan_telemetry::<StoreError>(run_id, ScanOptions::ALL, |rec| {
         match rec {
             Telemetry::NodePower(r) => {
+                macc.node_power(&mcx, &r);
                 if let (Some(&i), Some(w)) = (slot.get(&r.node_key), r.power_w) {
                     windows.each(r.t_ns, |i| {
                         watt_samples[i] += w;
@@ -242,6 +253,7 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
                 }
             }
             Telemetry::Sample(r) => {
+                macc.sample(&mcx, &r);
                 // Rows come batch by batch: remember the last node's slot.
                 if r.node_key != last.0 {
                     match slot.get(&r.node_key) {
@@ -407,5 +419,15 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
         }
         s.facility = Some(fac);
     }
+    let metrics = crate::metrics::finish(
+        store,
+        run_id,
+        &mcx,
+        &macc,
+        &s.fabric,
+        &readings,
+        s.facility.as_ref(),
+    )?;
+    s.outliers = find_outliers(&metrics, &mcx.device_models());
     Ok(s)
 }

@@ -80,6 +80,7 @@ fn the_systemd_units_command_lines_parse() {
         "systemd/hallmark-probe.service",
         "systemd/hallmark-coordinator.service",
         "systemd/hallmark-run@.service",
+        "systemd/hallmark-compare@.service",
     ] {
         let text = deploy_file(unit);
         for line in text.lines().filter(|l| l.starts_with("ExecStart=")) {
@@ -91,7 +92,7 @@ fn the_systemd_units_command_lines_parse() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 3, "one ExecStart= per service");
+    assert_eq!(seen, 4, "one ExecStart= per service");
 }
 
 #[test]

@@ -271,7 +271,27 @@ async fn follow(
             location
         );
     }
+    store_metrics(location, run_id.as_str());
     Ok(summary)
+}
+
+/// Computes and stores the run's per-subject metrics, which `compare` and `history` read; a
+/// failure is logged, not fatal (`compare` computes them when they are missing).
+fn store_metrics(location: &Location, run_id: &str) {
+    let done = off_runtime(|| -> anyhow::Result<usize> {
+        let mut store = results::open(location)?;
+        let rows =
+            hallmark_results::regress::store_metrics(&mut store, run_id, WallClock::new().now_ns())?;
+        Ok(rows.len())
+    });
+    match done {
+        Ok(n) => tracing::debug!(run = run_id, metrics = n, "per-subject metrics stored"),
+        Err(e) => warn!(
+            run = run_id,
+            "the run's per-subject metrics could not be stored ({e:#}); `hallmark compare` \
+             computes them when it needs them"
+        ),
+    }
 }
 
 /// Refreshes the run's coordinator heartbeat every `liveness::HEARTBEAT_NS` on a thread and a

@@ -7,12 +7,14 @@ mod bench_fleet;
 mod bench_fleet_probes;
 mod certify;
 mod certs;
+mod compare;
 mod coordinator;
 mod demo;
 mod devices;
 mod evidence;
 mod execute;
 mod facility;
+mod history;
 mod local;
 mod probe;
 mod probe_facility;
@@ -20,6 +22,7 @@ mod progress;
 mod results;
 mod run;
 mod runs;
+mod runs_metrics;
 mod runs_starts;
 mod sim_facility;
 mod simulate;
@@ -57,6 +60,11 @@ pub enum Command {
     Runs(runs::RunsCommand),
     /// Judge a stored run against a certification spec; exit 0 PASS, 1 FAIL, 2 INCOMPLETE, 3 error.
     Certify(certify::CertifyArgs),
+    /// Compare two runs subject by subject against noise thresholds from their history; exit 0
+    /// without a significant regression, 1 with one, 3 on error or when they are not comparable.
+    Compare(compare::CompareArgs),
+    /// The series of a metric over the runs of a plan, oldest first, with its change points.
+    History(history::HistoryArgs),
     /// Write a run's self-contained HTML report with charts, and JSON and CSV exports.
     Report(evidence::ReportArgs),
     /// Make an Ed25519 key pair for signing bundles.
@@ -87,7 +95,11 @@ impl Command {
     pub fn prints_for_a_reader(&self) -> bool {
         matches!(
             self,
-            Command::Runs(_) | Command::Certify(_) | Command::Verify(_)
+            Command::Runs(_)
+                | Command::Certify(_)
+                | Command::Verify(_)
+                | Command::Compare(_)
+                | Command::History(_)
         )
     }
 
@@ -110,6 +122,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // `results::off_runtime`).
         Command::Runs(c) => results::off_runtime(|| runs::run(c)),
         Command::Certify(a) => results::off_runtime(|| certify::run(a)),
+        Command::Compare(a) => results::off_runtime(|| compare::run(a)),
+        Command::History(a) => results::off_runtime(|| history::run(a)),
         Command::Report(a) => results::off_runtime(|| evidence::report(a)),
         Command::Keygen(a) => evidence::keygen_cmd(a),
         Command::Bundle(a) => results::off_runtime(|| evidence::bundle(a)),

@@ -19,6 +19,8 @@ pub enum RunsCommand {
     Show(ShowArgs),
     /// When every probe started every phase against its scheduled start: who started late, by how much.
     Starts(super::runs_starts::StartsArgs),
+    /// The run's per-subject metrics (docs/COMPARE.md): the figures a regression shows up in.
+    Metrics(super::runs_metrics::MetricsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +46,7 @@ pub struct ShowArgs {
 pub fn run(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RunsCommand::Starts(a) => super::runs_starts::run(a),
+        RunsCommand::Metrics(a) => super::runs_metrics::run(a),
         RunsCommand::List(a) => {
             let store = results::open_read_only(&a.results.location)?;
             let mut runs = store.list_runs()?;

@@ -28,11 +28,15 @@
 //!   certifications ([`Store::store_certification_rows`], [`Store::certification_rows`]), facility
 //!   readings in time order ([`Store::facility_readings`]), and the one
 //!   streaming telemetry pass [`Store::scan_telemetry`].
+//! * Per-subject metrics computed once per run (schema 8): [`Store::store_run_metrics`],
+//!   [`Store::run_metrics`], a subject's history across runs [`Store::metric_history`], and what
+//!   makes two runs comparable, [`Store::run_context`].
 //!
 //! Dependencies point one way: this crate uses `hallmark-protocol` and nothing else of hallmark.
 
 mod certify;
 pub mod columnar;
+mod context;
 pub mod db;
 mod error;
 mod fabric_read;
@@ -41,6 +45,7 @@ mod facility;
 pub mod hist;
 pub mod liveness;
 pub mod location;
+mod metrics;
 mod model;
 mod open;
 mod reads;
@@ -56,9 +61,11 @@ pub mod time;
 mod upgrade_v5;
 
 pub use certify::{CertificationRow, VerdictRow};
+pub use context::{ContextDevice, ContextProbe, RunContext};
 pub use error::StoreError;
 pub use fabric_read::{CollectiveRecord, FabricMemberRecord, FaultRecord, LatencyRecord};
 pub use facility::FACILITY_NOT_FINITE;
+pub use metrics::{HistoryQuery, MetricRow, MetricSet, RunMetrics};
 pub use model::{
     event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus,
     StoredFacilityReading,

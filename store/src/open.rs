@@ -91,7 +91,7 @@ fn connect_error(e: pg::ConnectError) -> StoreError {
 /// The schema's migrations for PostgreSQL: the same text as SQLite's ([`schema::MIGRATIONS`]),
 /// mapped by `Db::execute_batch`. Version 3 also drops the version 1 table `phase_histograms`,
 /// which a PostgreSQL store never filled (SQLite drops it when empty).
-const PG_MIGRATIONS: [pg::Migration; 7] = [
+const PG_MIGRATIONS: [pg::Migration; 8] = [
     |db| db.execute_batch(schema::MIGRATIONS[0]),
     |db| db.execute_batch(schema::MIGRATIONS[1]),
     |db| {
@@ -107,6 +107,7 @@ const PG_MIGRATIONS: [pg::Migration; 7] = [
     },
     |db| db.execute_batch(schema::MIGRATIONS[5]),
     |db| db.execute_batch(schema::MIGRATIONS[6]),
+    |db| db.execute_batch(schema::MIGRATIONS[7]),
 ];
 
 // A schema version added for SQLite needs its PostgreSQL step here too.

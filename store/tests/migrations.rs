@@ -44,8 +44,8 @@ fn a_version_1_database_migrates_to_the_current_version_keeping_its_runs() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
-    assert_eq!(hallmark_results::SCHEMA_VERSION, 7);
+    assert_eq!(version, 8);
+    assert_eq!(hallmark_results::SCHEMA_VERSION, 8);
     let runs = store.list_runs().unwrap();
     assert_eq!(runs.len(), 1);
     let id = runs[0].run_id.as_str().to_string();

@@ -87,7 +87,7 @@ fn a_version_4_store_upgrades_to_columnar_telemetry_and_reads_the_same() {
 
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(version(&dir), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     let left: i64 = conn
         .query_row(
