@@ -135,6 +135,21 @@ impl Publication {
     }
 }
 
+/// The runs as the page and the charts name them: a name that two runs share gets the last part of
+/// each one's run id (`publish (9320b0)`), so that no two columns or rows read the same.
+fn shown(runs: &[PublishRun]) -> Vec<PublishRun> {
+    runs.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if runs.iter().filter(|x| x.name == r.name).count() > 1 {
+                let tail = r.run_id.rsplit('-').next().unwrap_or(&r.run_id);
+                r.name = format!("{} ({tail})", r.name);
+            }
+            r
+        })
+        .collect()
+}
+
 fn bundle_names(runs: &[PublishRun]) -> Result<BTreeSet<String>, PublishError> {
     let mut out = BTreeSet::new();
     for r in runs {
@@ -211,7 +226,8 @@ pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication,
 
     let quality: Vec<Quality> = runs.iter().map(|r| quality::quality(&r.method)).collect();
     let flags = flags::flags(runs);
-    let labels: Vec<svg::RunLabel> = runs
+    let shown = shown(runs);
+    let labels: Vec<svg::RunLabel> = shown
         .iter()
         .map(|r| svg::RunLabel {
             name: r.name.clone(),
@@ -254,7 +270,7 @@ pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication,
     }
     let json = export::publication_json(runs, &quality, &flags, &charts, &names)?;
     files::write(out, files::MANIFEST, json.as_bytes())?;
-    let html = page::page(runs, &quality, &flags, &charts, &svgs, &names);
+    let html = page::page(&shown, &quality, &flags, &charts, &svgs, &names);
     files::write(out, "index.html", html.as_bytes())?;
 
     Ok(Publication {

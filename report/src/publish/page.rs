@@ -73,21 +73,27 @@ fn trace_html(r: &PublishRun) -> String {
 
 /// A rate as Rust prints it (`10`, `0.5`), or `–`.
 fn hz(v: Option<f64>) -> String {
-    finite(v)
-        .map(|x| format!("{x} Hz"))
-        .unwrap_or_else(|| "–".into())
-}
-
-/// A value with about four significant digits, or `–`.
-pub(crate) fn fmt(v: Option<f64>) -> String {
     match finite(v) {
         Some(x) => {
-            let d = match x.abs() {
-                a if a >= 1000.0 => 0,
-                a if a >= 100.0 => 1,
-                a if a >= 10.0 => 2,
-                _ => 3,
+            let d = (2 - x.abs().log10().floor() as i32).clamp(0, 9) as usize;
+            let t = format!("{x:.d$}");
+            let t = if t.contains('.') {
+                t.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                t
             };
+            format!("{t} Hz")
+        }
+        None => "–".into(),
+    }
+}
+
+/// A value with four significant digits (at least the integer part), or `–`.
+pub(crate) fn fmt(v: Option<f64>) -> String {
+    match finite(v) {
+        Some(0.0) => "0".into(),
+        Some(x) => {
+            let d = (3 - x.abs().log10().floor() as i32).clamp(0, 9) as usize;
             style::num(Some(x), d)
         }
         None => style::num(None, 0),
@@ -372,7 +378,13 @@ fn glance(runs: &[PublishRun], charts: &[ChartData]) -> String {
     }
     out.push_str("</tr></thead><tbody>\n");
     for c in charts {
-        for g in &c.groups {
+        // A chart of several sizes: its largest here, every size in the chart.
+        let groups = if c.groups.len() > 1 {
+            &c.groups[c.groups.len() - 1..]
+        } else {
+            &c.groups[..]
+        };
+        for g in groups {
             let label = match &g.label {
                 Some(l) => format!("{} at {l}", c.short),
                 None => c.short.clone(),
@@ -402,7 +414,8 @@ fn glance(runs: &[PublishRun], charts: &[ChartData]) -> String {
     }
     out.push_str(
         "</tbody></table>\n<p class=\"caption\">Median (first – third quartile) and the number of \
-         values; – : no value. In the charts below, one row per run: box from the first to the third \
+         values; – : no value; bandwidths at the largest size measured (every size in the chart). \
+         In the charts below, one row per run: box from the first to the third \
          quartile, black bar the median, white dot the mean, whiskers to the most extreme values \
          within 1.5 × IQR of the box, hollow circles the values beyond, dots every value. Runs are \
          drawn side by side, never pooled; under each chart, the runs it is drawn from and the \
@@ -600,4 +613,23 @@ pub(crate) fn page(
     }
     out.push_str(".</footer>\n</main></body></html>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_significant_digits() {
+        assert_eq!(fmt(Some(0.000_412_34)), "0.0004123");
+        assert_eq!(fmt(Some(1234.6)), "1235");
+        assert_eq!(fmt(Some(12.345_6)), "12.35");
+        assert_eq!(fmt(Some(0.0)), "0");
+        assert_eq!(fmt(None), "–");
+        assert_eq!(fmt(Some(f64::NAN)), "–");
+        assert_eq!(hz(Some(1.000_059)), "1 Hz");
+        assert_eq!(hz(Some(0.5)), "0.5 Hz");
+        assert_eq!(hz(Some(262.22)), "262 Hz");
+        assert_eq!(hz(None), "–");
+    }
 }
