@@ -18,7 +18,7 @@ pub mod threshold;
 pub use changepoint::{
     change_points, change_points_sparse, ChangePoint, ChangePointError, MergeRetest, Params,
 };
-pub use metric::{known_metric, Better, MetricPolicy, KNOWN_METRICS};
+pub use metric::{known_metric, policy_of, Better, MetricPolicy, KNOWN_METRICS};
 pub use threshold::{
     judge, noise_threshold, Change, Direction, Threshold, ThresholdError, ThresholdSource,
 };
