@@ -25,6 +25,7 @@ mod page;
 mod quality;
 mod stats;
 mod svg;
+mod tables;
 
 pub use export::FORMAT;
 pub use files::sha256_file;
