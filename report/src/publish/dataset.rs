@@ -165,6 +165,33 @@ pub(crate) fn charts(runs: &[PublishRun]) -> Vec<ChartData> {
             gpu(&|g| g.gflops_per_w()),
         ),
     ];
+    out.extend(rack_charts(runs));
+    out.push(ChartData::single(
+        "gpu-throttle",
+        "Throttle time per GPU",
+        "seconds throttled",
+        "s",
+        "one GPU's seconds with a slowdown reason set",
+        gpu(&|g| g.throttle_s),
+    ));
+    out.push(ChartData::single(
+        "gpu-thermal-resistance",
+        "GPU temperature over coolant supply per watt",
+        "thermal resistance (K/W)",
+        "K/W",
+        "one GPU's thermal resistance: its steady temperature's rise over the coolant supply per \
+         watt of its power (how each run measured it: its method above)",
+        gpu(&|g| g.thermal_resistance_k_per_w),
+    ));
+    out.extend(busbw_charts(runs));
+    out.extend(latency_charts(runs));
+    out.retain(ChartData::has_values);
+    out
+}
+
+/// Rack power, and rack power as a share of the design power with the 100 % line.
+fn rack_charts(runs: &[PublishRun]) -> Vec<ChartData> {
+    let mut out = Vec::new();
     let mut rack_kw: Vec<Row> = runs
         .iter()
         .enumerate()
@@ -204,48 +231,35 @@ pub(crate) fn charts(runs: &[PublishRun]) -> Vec<ChartData> {
     );
     pct.reference = Some((100.0, "design".into()));
     out.push(pct);
-    out.push(ChartData::single(
-        "gpu-throttle",
-        "Throttle time per GPU",
-        "seconds throttled",
-        "s",
-        "one GPU's seconds with a slowdown reason set",
-        gpu(&|g| g.throttle_s),
-    ));
-    out.push(ChartData::single(
-        "gpu-thermal-resistance",
-        "GPU temperature over coolant supply per watt",
-        "thermal resistance (K/W)",
-        "K/W",
-        "one GPU's thermal resistance: its steady temperature's rise over the coolant supply per \
-         watt of its power (how each run measured it: its method above)",
-        gpu(&|g| g.thermal_resistance_k_per_w),
-    ));
-    out.extend(busbw_charts(runs));
-    out.push(ChartData::single(
-        "latency-p50",
-        "Node-pair latency, median",
-        "latency p50 (µs)",
-        "µs",
-        "one node pair's median latency",
-        runs.iter()
-            .enumerate()
-            .map(|(i, r)| Row::new(i, r.figures.latency.iter().map(|x| x.p50_us)))
-            .collect(),
-    ));
-    out.push(ChartData::single(
-        "latency-p99",
-        "Node-pair latency, 99th percentile",
-        "latency p99 (µs)",
-        "µs",
-        "one node pair's 99th-percentile latency",
-        runs.iter()
-            .enumerate()
-            .map(|(i, r)| Row::new(i, r.figures.latency.iter().map(|x| x.p99_us)))
-            .collect(),
-    ));
-    out.retain(ChartData::has_values);
     out
+}
+
+/// Node-pair latency, median and 99th percentile.
+fn latency_charts(runs: &[PublishRun]) -> Vec<ChartData> {
+    let rows = |f: fn(&super::model::PairLatency) -> Option<f64>| -> Vec<Row> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, r)| Row::new(i, r.figures.latency.iter().map(f)))
+            .collect()
+    };
+    vec![
+        ChartData::single(
+            "latency-p50",
+            "Node-pair latency, median",
+            "latency p50 (µs)",
+            "µs",
+            "one node pair's median latency",
+            rows(|x| x.p50_us),
+        ),
+        ChartData::single(
+            "latency-p99",
+            "Node-pair latency, 99th percentile",
+            "latency p99 (µs)",
+            "µs",
+            "one node pair's 99th-percentile latency",
+            rows(|x| x.p99_us),
+        ),
+    ]
 }
 
 /// One chart per collective, a group per message size any run measured it at.

@@ -175,8 +175,9 @@ pub fn check_out_dir(out: &Path, bundles: &[&str]) -> Result<(), PublishError> {
     files::check(out, &set).map(|_| ())
 }
 
-/// Writes the publication of `runs` into `out` (see the module documentation).
-pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication, PublishError> {
+/// Refuses what cannot be published: no runs, a run twice, a bundle name with a directory, no
+/// font. Returns the bundles' file names.
+fn check_runs(runs: &[PublishRun]) -> Result<BTreeSet<String>, PublishError> {
     if runs.is_empty() {
         return Err(PublishError::NoRuns);
     }
@@ -195,7 +196,11 @@ pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication,
             detail: "the embedded font could not be loaded".into(),
         });
     }
-    let old = files::check(out, &bundles)?;
+    Ok(bundles)
+}
+
+/// Checks that each cited bundle is in `out/bundles/` with the SHA-256 stated.
+fn verify_bundles(runs: &[PublishRun], out: &Path) -> Result<(), PublishError> {
     for r in runs {
         if let Some(b) = &r.bundle {
             let path = out.join("bundles").join(&b.file);
@@ -219,6 +224,14 @@ pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication,
             }
         }
     }
+    Ok(())
+}
+
+/// Writes the publication of `runs` into `out` (see the module documentation).
+pub fn write_publication(runs: &[PublishRun], out: &Path) -> Result<Publication, PublishError> {
+    let bundles = check_runs(runs)?;
+    let old = files::check(out, &bundles)?;
+    verify_bundles(runs, out)?;
     let keep: BTreeSet<String> = bundles.iter().map(|b| format!("bundles/{b}")).collect();
     files::clear(out, &old, &keep)?;
     for d in ["charts", "data"] {

@@ -160,6 +160,42 @@ fn chart_body(c: &ChartData, svg: &str, runs: &[PublishRun]) -> String {
     out
 }
 
+/// What differs between the runs, or that nothing does.
+fn comparability(out: &mut String, flags: &[Flag], any_sim: bool) {
+    out.push_str("<section id=\"comparability\"><h2>Comparability</h2>\n");
+    if flags.is_empty() {
+        out.push_str("<p class=\"note\">Like for like: the same plan, the same spec (or none), the same GPU-side sensor, sample rate, facility meters and quality level");
+        out.push_str(if any_sim {
+            ", all simulated.</p>\n"
+        } else {
+            ", all on real hardware.</p>\n"
+        });
+    } else {
+        out.push_str("<div class=\"warnbox\"><b>Not like for like.</b> These runs differ as follows; they are drawn side by side and never pooled.<ul>");
+        for f in flags {
+            let _ = write!(out, "<li>{}</li>", esc(&f.message));
+        }
+        out.push_str("</ul></div>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+/// The quality levels' definitions and the list of data files.
+fn levels_and_files(out: &mut String, files: &[String]) {
+    out.push_str("<section id=\"levels\"><h2>Quality levels</h2>\n<p>hallmark's own scale, in the spirit of the Green500 / EEHPC WG power measurement levels; it says what hallmark measured, not what a Green500 submission requires. CDU and BMC meters are listed but do not enter the level.</p><table>");
+    for (l, d) in definitions() {
+        let _ = write!(out, "<tr><th>{l}</th><td>{}</td></tr>", esc(d));
+    }
+    out.push_str("</table></section>\n<section id=\"files\"><h2>Data</h2>\n<p>Every number of this page, each row with its run id:</p><ul>");
+    for f in files.iter().filter(|f| f.starts_with("data/")) {
+        let _ = write!(out, "<li><a href=\"{0}\">{0}</a></li>", esc(f));
+    }
+    let _ = writeln!(
+        out,
+        "</ul><p class=\"muted\">Each chart is also a standalone SVG under <code>charts/</code>; absent values are empty CSV fields and JSON null, never 0.</p></section>"
+    );
+}
+
 /// The whole page; `svgs[i]` is `charts[i]` drawn.
 pub(crate) fn page(
     runs: &[PublishRun],
@@ -211,22 +247,7 @@ pub(crate) fn page(
     }
     out.push_str("<a href=\"#levels\">Quality levels</a><a href=\"#files\">Data</a></nav>\n");
 
-    out.push_str("<section id=\"comparability\"><h2>Comparability</h2>\n");
-    if flags.is_empty() {
-        out.push_str("<p class=\"note\">Like for like: the same plan, the same spec (or none), the same GPU-side sensor, sample rate, facility meters and quality level");
-        out.push_str(if any_sim {
-            ", all simulated.</p>\n"
-        } else {
-            ", all on real hardware.</p>\n"
-        });
-    } else {
-        out.push_str("<div class=\"warnbox\"><b>Not like for like.</b> These runs differ as follows; they are drawn side by side and never pooled.<ul>");
-        for f in flags {
-            let _ = write!(out, "<li>{}</li>", esc(&f.message));
-        }
-        out.push_str("</ul></div>\n");
-    }
-    out.push_str("</section>\n");
+    comparability(&mut out, flags, any_sim);
     let _ = writeln!(
         out,
         "<section id=\"systems\"><h2>Systems and measurement methods</h2>\n{}</section>",
@@ -256,18 +277,7 @@ pub(crate) fn page(
             chart_body(c, svg, runs)
         );
     }
-    out.push_str("<section id=\"levels\"><h2>Quality levels</h2>\n<p>hallmark's own scale, in the spirit of the Green500 / EEHPC WG power measurement levels; it says what hallmark measured, not what a Green500 submission requires. CDU and BMC meters are listed but do not enter the level.</p><table>");
-    for (l, d) in definitions() {
-        let _ = write!(out, "<tr><th>{l}</th><td>{}</td></tr>", esc(d));
-    }
-    out.push_str("</table></section>\n<section id=\"files\"><h2>Data</h2>\n<p>Every number of this page, each row with its run id:</p><ul>");
-    for f in files.iter().filter(|f| f.starts_with("data/")) {
-        let _ = write!(out, "<li><a href=\"{0}\">{0}</a></li>", esc(f));
-    }
-    let _ = writeln!(
-        out,
-        "</ul><p class=\"muted\">Each chart is also a standalone SVG under <code>charts/</code>; absent values are empty CSV fields and JSON null, never 0.</p></section>"
-    );
+    levels_and_files(&mut out, files);
     out.push_str("<footer>Run colours as in the swatches");
     if any_sim {
         let _ = write!(

@@ -10,6 +10,7 @@
 use super::dataset::{ChartData, Row};
 use crate::charts::{bold, font, DrawResult, WIDTH};
 use crate::style::{self, GRID, MUTED, TEXT};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -165,6 +166,9 @@ fn height(c: &ChartData, runs: &[RunLabel]) -> i32 {
     TITLE_H + if sim { SIM_H } else { 0 } + 10 + plot_height(c) + AXIS_H + sources_height(runs)
 }
 
+/// The drawing surface of a chart.
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
 /// Draws chart `c` of `runs` (indexed by [`Row::run`]).
 pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
     let h = height(c, runs);
@@ -174,113 +178,12 @@ pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
         root.fill(&WHITE)?;
         let w = WIDTH as i32;
         let (x0, x1) = (LABEL_W, w - RIGHT_W);
-        root.draw(&Text::new(c.title.clone(), (16, 12), bold(17)))?;
-        let key = match (&c.reference, c.marks_are) {
-            (Some((_, label)), _) => Some(format!("dashed red line: {label}")),
-            (None, Some(m)) => Some(format!("red ticks: {m}")),
-            (None, None) => None,
-        };
-        if let Some(key) = key {
-            root.draw(&Text::new(
-                key,
-                (w - 16, 16),
-                font(13).color(&MARK).pos(Pos::new(HPos::Right, VPos::Top)),
-            ))?;
-        }
-        let mut y = TITLE_H;
-        let sims: Vec<&str> = runs
-            .iter()
-            .filter(|r| r.simulated)
-            .map(|r| r.name.as_str())
-            .collect();
-        if !sims.is_empty() {
-            root.draw(&Rectangle::new([(0, y), (w, y + SIM_H - 4)], SIM.filled()))?;
-            let text = if sims.len() == runs.len() {
-                "SIMULATED: every run in this chart is simulated; these figures do not certify hardware"
-                    .to_string()
-            } else {
-                format!(
-                    "SIMULATED: {} of these runs ({}) are simulated; their figures do not certify hardware",
-                    sims.len(),
-                    cut(&sims.join(", "), 60)
-                )
-            };
-            root.draw(&Text::new(
-                text,
-                (16, y + (SIM_H - 4) / 2),
-                bold(14)
-                    .color(&WHITE)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
-            ))?;
-            y += SIM_H;
-        }
-        y += 10;
-
-        let all = c.groups.iter().flat_map(|g| g.rows.iter());
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for r in all {
-            for v in r.values.iter().chain(&r.marks) {
-                lo = lo.min(*v);
-                hi = hi.max(*v);
-            }
-        }
-        if let Some((v, _)) = &c.reference {
-            lo = lo.min(*v);
-            hi = hi.max(*v);
-        }
-        if !(lo.is_finite() && hi.is_finite()) {
-            (lo, hi) = (0.0, 1.0);
-        }
+        let mut y = header(&root, c, runs)?;
+        let (lo, hi) = value_range(c);
         let axis = Axis::new(lo, hi, c.log);
         let px = |v: f64| x0 + (axis.frac(v) * f64::from(x1 - x0)).round() as i32;
-        let plot_top = y;
-        let plot_bottom = plot_top + plot_height(c);
-
-        // Grid and ticks.
-        for (t, label) in axis.ticks() {
-            let x = px(t);
-            root.draw(&PathElement::new(
-                vec![(x, plot_top), (x, plot_bottom)],
-                GRID.stroke_width(1),
-            ))?;
-            root.draw(&Text::new(
-                label,
-                (x, plot_bottom + 8),
-                font(13).pos(Pos::new(HPos::Center, VPos::Top)),
-            ))?;
-        }
-        root.draw(&PathElement::new(
-            vec![(x0, plot_bottom), (x1, plot_bottom)],
-            MUTED.stroke_width(1),
-        ))?;
-        root.draw(&Text::new(
-            c.axis.clone(),
-            ((x0 + x1) / 2, plot_bottom + 30),
-            font(14).pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
-        if let Some((v, label)) = &c.reference {
-            let x = px(*v);
-            let mut yy = plot_top;
-            while yy < plot_bottom {
-                root.draw(&PathElement::new(
-                    vec![(x, yy), (x, (yy + 6).min(plot_bottom))],
-                    MARK.stroke_width(2),
-                ))?;
-                yy += 10;
-            }
-            // The label on the side of the line with more room.
-            let (at, h) = if x > (x0 + x1) / 2 {
-                (x - 4, HPos::Right)
-            } else {
-                (x + 4, HPos::Left)
-            };
-            root.draw(&Text::new(
-                label.clone(),
-                (at, plot_top + 2),
-                font(12).color(&MARK).pos(Pos::new(h, VPos::Top)),
-            ))?;
-        }
-
+        let plot = (y, y + plot_height(c));
+        grid(&root, c, &axis, &px, plot)?;
         for g in &c.groups {
             if let Some(label) = &g.label {
                 root.draw(&Text::new(
@@ -299,52 +202,178 @@ pub(crate) fn draw(c: &ChartData, runs: &[RunLabel]) -> DrawResult<String> {
                 y += ROW_H;
             }
         }
-
-        // The sources.
-        let mut y = plot_bottom + AXIS_H;
-        root.draw(&Text::new(
-            "Drawn from:".to_string(),
-            (16, y),
-            bold(12).color(&MUTED),
-        ))?;
-        y += 18;
-        for (i, r) in runs.iter().enumerate() {
-            let color = style::series_color(i);
-            root.draw(&Rectangle::new([(16, y + 2), (26, y + 12)], color.filled()))?;
-            let mut text = format!(
-                "{} ({}): run {}",
-                cut(&r.name, 48),
-                cut(&r.hall, 32),
-                r.run_id
-            );
-            if r.simulated {
-                text.push_str(" · SIMULATED");
-            }
-            let ink = if r.simulated { &SIM } else { &TEXT };
-            root.draw(&Text::new(text, (32, y), bold(12).color(ink)))?;
-            root.draw(&Text::new(
-                r.trace.clone(),
-                (32, y + 16),
-                font(12).color(ink),
-            ))?;
-            y += 2 * SOURCE_H;
-        }
+        sources(&root, runs, plot.1 + AXIS_H)?;
         root.present()?;
     }
     Ok(svg)
 }
 
+/// The title, the key of the red marks, and the SIMULATED band; returns where the plot starts.
+fn header(root: &Area, c: &ChartData, runs: &[RunLabel]) -> DrawResult<i32> {
+    let w = WIDTH as i32;
+    root.draw(&Text::new(c.title.clone(), (16, 12), bold(17)))?;
+    let key = match (&c.reference, c.marks_are) {
+        (Some((_, label)), _) => Some(format!("dashed red line: {label}")),
+        (None, Some(m)) => Some(format!("red ticks: {m}")),
+        (None, None) => None,
+    };
+    if let Some(key) = key {
+        root.draw(&Text::new(
+            key,
+            (w - 16, 16),
+            font(13).color(&MARK).pos(Pos::new(HPos::Right, VPos::Top)),
+        ))?;
+    }
+    let mut y = TITLE_H;
+    let sims: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.simulated)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !sims.is_empty() {
+        root.draw(&Rectangle::new([(0, y), (w, y + SIM_H - 4)], SIM.filled()))?;
+        let text = if sims.len() == runs.len() {
+            "SIMULATED: every run in this chart is simulated; these figures do not certify hardware"
+                .to_string()
+        } else {
+            format!(
+                "SIMULATED: {} of these runs ({}) are simulated; their figures do not certify hardware",
+                sims.len(),
+                cut(&sims.join(", "), 60)
+            )
+        };
+        root.draw(&Text::new(
+            text,
+            (16, y + (SIM_H - 4) / 2),
+            bold(14)
+                .color(&WHITE)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        y += SIM_H;
+    }
+    y += 10;
+
+    Ok(y)
+}
+
+/// The smallest and largest value, mark and reference of the chart (0 to 1 when it has none).
+fn value_range(c: &ChartData) -> (f64, f64) {
+    let all = c.groups.iter().flat_map(|g| g.rows.iter());
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for r in all {
+        for v in r.values.iter().chain(&r.marks) {
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
+    }
+    if let Some((v, _)) = &c.reference {
+        lo = lo.min(*v);
+        hi = hi.max(*v);
+    }
+    if !(lo.is_finite() && hi.is_finite()) {
+        (lo, hi) = (0.0, 1.0);
+    }
+    (lo, hi)
+}
+
+/// Grid lines, tick labels, the axis and its description, and the reference line, over the plot
+/// from `plot_top` to `plot_bottom`.
+fn grid(
+    root: &Area,
+    c: &ChartData,
+    axis: &Axis,
+    px: &dyn Fn(f64) -> i32,
+    (plot_top, plot_bottom): (i32, i32),
+) -> DrawResult<()> {
+    let (x0, x1) = (LABEL_W, WIDTH as i32 - RIGHT_W);
+    for (t, label) in axis.ticks() {
+        let x = px(t);
+        root.draw(&PathElement::new(
+            vec![(x, plot_top), (x, plot_bottom)],
+            GRID.stroke_width(1),
+        ))?;
+        root.draw(&Text::new(
+            label,
+            (x, plot_bottom + 8),
+            font(13).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))?;
+    }
+    root.draw(&PathElement::new(
+        vec![(x0, plot_bottom), (x1, plot_bottom)],
+        MUTED.stroke_width(1),
+    ))?;
+    root.draw(&Text::new(
+        c.axis.clone(),
+        ((x0 + x1) / 2, plot_bottom + 30),
+        font(14).pos(Pos::new(HPos::Center, VPos::Top)),
+    ))?;
+    if let Some((v, label)) = &c.reference {
+        let x = px(*v);
+        let mut yy = plot_top;
+        while yy < plot_bottom {
+            root.draw(&PathElement::new(
+                vec![(x, yy), (x, (yy + 6).min(plot_bottom))],
+                MARK.stroke_width(2),
+            ))?;
+            yy += 10;
+        }
+        // The label on the side of the line with more room.
+        let (at, h) = if x > (x0 + x1) / 2 {
+            (x - 4, HPos::Right)
+        } else {
+            (x + 4, HPos::Left)
+        };
+        root.draw(&Text::new(
+            label.clone(),
+            (at, plot_top + 2),
+            font(12).color(&MARK).pos(Pos::new(h, VPos::Top)),
+        ))?;
+    }
+
+    Ok(())
+}
+
+/// Under the axis from `y`: each run's name, hall, run id and what its figures are traced to.
+fn sources(root: &Area, runs: &[RunLabel], y: i32) -> DrawResult<()> {
+    let mut y = y;
+    root.draw(&Text::new(
+        "Drawn from:".to_string(),
+        (16, y),
+        bold(12).color(&MUTED),
+    ))?;
+    y += 18;
+    for (i, r) in runs.iter().enumerate() {
+        let color = style::series_color(i);
+        root.draw(&Rectangle::new([(16, y + 2), (26, y + 12)], color.filled()))?;
+        let mut text = format!(
+            "{} ({}): run {}",
+            cut(&r.name, 48),
+            cut(&r.hall, 32),
+            r.run_id
+        );
+        if r.simulated {
+            text.push_str(" · SIMULATED");
+        }
+        let ink = if r.simulated { &SIM } else { &TEXT };
+        root.draw(&Text::new(text, (32, y), bold(12).color(ink)))?;
+        root.draw(&Text::new(
+            r.trace.clone(),
+            (32, y + 16),
+            font(12).color(ink),
+        ))?;
+        y += 2 * SOURCE_H;
+    }
+    Ok(())
+}
+
 /// One run's row at `y`: label, dots, box, whiskers, marks and its count.
-fn draw_row<DB: DrawingBackend>(
-    root: &DrawingArea<DB, plotters::coord::Shift>,
+fn draw_row(
+    root: &Area,
     row: &Row,
     runs: &[RunLabel],
     y: i32,
     px: &dyn Fn(f64) -> i32,
-) -> DrawResult<()>
-where
-    DB::ErrorType: 'static,
-{
+) -> DrawResult<()> {
     let Some(run) = runs.get(row.run) else {
         return Ok(());
     };
@@ -395,6 +424,18 @@ where
         ))?;
         return Ok(());
     };
+    draw_box(root, row, b, cy, color, px)
+}
+
+/// The dots, box, whiskers, median, mean, outliers and marks of a row around `cy`.
+fn draw_box(
+    root: &Area,
+    row: &Row,
+    b: &super::stats::BoxStats,
+    cy: i32,
+    color: RGBColor,
+    px: &dyn Fn(f64) -> i32,
+) -> DrawResult<()> {
     // The values as dots behind the box.
     if row.values.len() <= MAX_DOTS {
         // Few values: larger, stronger dots.

@@ -59,48 +59,7 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
     }
     out.push_str("</tr></thead><tbody>\n");
     let each = |f: &dyn Fn(&PublishRun) -> String| runs.iter().map(f).collect::<Vec<_>>();
-    row(&mut out, "hall", each(&|r| esc(&r.hall)).into_iter());
-    row(
-        &mut out,
-        "run id",
-        each(&|r| format!("<code>{}</code>", esc(&r.run_id))).into_iter(),
-    );
-    row(
-        &mut out,
-        "started",
-        each(&|r| format_utc(r.started_at_ns)).into_iter(),
-    );
-    row(
-        &mut out,
-        "simulated",
-        each(&|r| match &r.simulated {
-            Some(b) => format!("<span class=\"sim\">{}</span>", esc(b)),
-            None => "no: real hardware".into(),
-        })
-        .into_iter(),
-    );
-    row(
-        &mut out,
-        "plan",
-        each(&|r| {
-            format!(
-                "{}<br>sha256 <code>{}</code>",
-                esc(&r.plan_name),
-                esc(&r.plan_sha256)
-            )
-        })
-        .into_iter(),
-    );
-    row(
-        &mut out,
-        "spec",
-        each(&|r| match &r.spec {
-            Some(s) => format!("{}<br>sha256 <code>{}</code>", esc(&s.name), esc(&s.sha256)),
-            None => "not judged".into(),
-        })
-        .into_iter(),
-    );
-    row(&mut out, "figures traced to", each(&trace_html).into_iter());
+    run_rows(&mut out, runs);
     row(
         &mut out,
         "devices",
@@ -164,9 +123,65 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
             .into_iter(),
         );
     }
+    method_rows(&mut out, runs, quality);
+    out.push_str("</tbody></table>\n");
+    out
+}
+
+/// Which run each column is: hall, id, start, simulation, plan, spec, and what its figures are
+/// traced to.
+fn run_rows(out: &mut String, runs: &[PublishRun]) {
+    let each = |f: &dyn Fn(&PublishRun) -> String| runs.iter().map(f).collect::<Vec<_>>();
+    row(out, "hall", each(&|r| esc(&r.hall)).into_iter());
+    row(
+        out,
+        "run id",
+        each(&|r| format!("<code>{}</code>", esc(&r.run_id))).into_iter(),
+    );
+    row(
+        out,
+        "started",
+        each(&|r| format_utc(r.started_at_ns)).into_iter(),
+    );
+    row(
+        out,
+        "simulated",
+        each(&|r| match &r.simulated {
+            Some(b) => format!("<span class=\"sim\">{}</span>", esc(b)),
+            None => "no: real hardware".into(),
+        })
+        .into_iter(),
+    );
+    row(
+        out,
+        "plan",
+        each(&|r| {
+            format!(
+                "{}<br>sha256 <code>{}</code>",
+                esc(&r.plan_name),
+                esc(&r.plan_sha256)
+            )
+        })
+        .into_iter(),
+    );
+    row(
+        out,
+        "spec",
+        each(&|r| match &r.spec {
+            Some(s) => format!("{}<br>sha256 <code>{}</code>", esc(&s.name), esc(&s.sha256)),
+            None => "not judged".into(),
+        })
+        .into_iter(),
+    );
+    row(out, "figures traced to", each(&trace_html).into_iter());
+}
+
+/// The measurement method's rows of the systems table.
+fn method_rows(out: &mut String, runs: &[PublishRun], quality: &[Quality]) {
+    let each = |f: &dyn Fn(&PublishRun) -> String| runs.iter().map(f).collect::<Vec<_>>();
     out.push_str("<tr><th colspan=\"99\"><b>Measurement method</b></th></tr>\n");
     row(
-        &mut out,
+        out,
         "GPU-side power sensor",
         each(&|r| {
             r.method
@@ -178,12 +193,12 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
         .into_iter(),
     );
     row(
-        &mut out,
+        out,
         "device sample rate",
         each(&|r| hz(r.method.gpu_sample_hz)).into_iter(),
     );
     row(
-        &mut out,
+        out,
         "devices instrumented",
         each(&|r| {
             let m = &r.method;
@@ -199,7 +214,7 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
         .into_iter(),
     );
     row(
-        &mut out,
+        out,
         "run duration",
         each(&|r| {
             finite(r.method.run_s)
@@ -209,7 +224,7 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
         .into_iter(),
     );
     row(
-        &mut out,
+        out,
         "run covered by device samples",
         each(&|r| {
             let share = match (finite(r.method.covered_s), finite(r.method.run_s)) {
@@ -221,7 +236,7 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
         .into_iter(),
     );
     row(
-        &mut out,
+        out,
         "thermal resistance measured",
         each(&|r| {
             r.method
@@ -234,13 +249,13 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
     );
     for k in [MeterKind::Pdu, MeterKind::Cdu, MeterKind::Bmc] {
         row(
-            &mut out,
+            out,
             &format!("{} meters", k.as_str()),
             each(&|r| meter_text(r, k)).into_iter(),
         );
     }
     row(
-        &mut out,
+        out,
         "quality level",
         runs.iter().zip(quality).map(|(_, q)| {
             let mut s = format!("<span class=\"level\">{}</span>", q.level);
@@ -254,8 +269,6 @@ pub(crate) fn systems(runs: &[PublishRun], quality: &[Quality]) -> String {
             s
         }),
     );
-    out.push_str("</tbody></table>\n");
-    out
 }
 
 /// Verdict counts, one column per run; `–` for a run that was not judged.
