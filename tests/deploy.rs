@@ -58,7 +58,10 @@ fn the_systemd_units_verify_without_a_warning() {
         ),
         ("hallmark-run@.service", "hallmark-run@weekly.service"),
         ("hallmark-run@.timer", "hallmark-run@weekly.timer"),
-        ("hallmark-compare@.service", "hallmark-compare@weekly.service"),
+        (
+            "hallmark-compare@.service",
+            "hallmark-compare@weekly.service",
+        ),
     ] {
         let unit = std::fs::read_to_string(deploy("systemd").join(file)).unwrap();
         assert!(

@@ -105,6 +105,10 @@ fn metrics(dir: &Path, run_id: &str) -> BTreeMap<(String, String, String), (Opti
     ]);
     let v: Value = serde_json::from_slice(&out).expect("one JSON object");
     assert_eq!(v["run_id"], run_id);
+    assert_eq!(
+        v["source"], "stored",
+        "a run's metrics are stored when it ends"
+    );
     let list = v["metrics"].as_array().expect("metrics");
     let mut out = BTreeMap::new();
     for m in list {

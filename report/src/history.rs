@@ -26,7 +26,10 @@ pub fn series_chart(s: &Series) -> DrawResult<Option<String>> {
         return Ok(None);
     }
     let lo = present.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let hi = present.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let hi = present
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.15).max(hi.abs().max(1e-9) * 0.01);
     let (y0, y1) = (lo - pad, hi + pad);
     let x_max = (s.points.len().max(2) - 1) as f64;
@@ -178,8 +181,10 @@ pub fn history_page(h: &History, title: &str, max_charts: usize) -> DrawResult<S
             h.series.len() - max_charts
         );
     }
-    out.push_str("</section>\n<section id=\"runs\"><h2>Runs</h2>\n<table><tr><th>#</th><th>run</th>\
-         <th>name</th><th>plan</th><th>plan SHA-256</th><th>hall</th><th>started (UTC)</th></tr>\n");
+    out.push_str(
+        "</section>\n<section id=\"runs\"><h2>Runs</h2>\n<table><tr><th>#</th><th>run</th>\
+         <th>name</th><th>plan</th><th>plan SHA-256</th><th>hall</th><th>started (UTC)</th></tr>\n",
+    );
     for (i, r) in h.runs.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -269,7 +274,10 @@ pub(crate) fn section(
         ));
     }
     if hidden > 0 {
-        let _ = writeln!(body, "<p class=\"note\">{hidden} more series are not drawn here.</p>");
+        let _ = writeln!(
+            body,
+            "<p class=\"note\">{hidden} more series are not drawn here.</p>"
+        );
     }
     Ok(history_section(body))
 }

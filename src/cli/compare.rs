@@ -22,8 +22,9 @@ pub const EXIT_ERROR: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The base run: an id, a unique prefix of one, `latest`, or `previous` (the latest complete
-    /// run of NEW's plan and hall that started before NEW: last week's, for a weekly run).
+    /// The base run: an id, a unique prefix of one, `latest`, or `previous` (the latest run of
+    /// NEW's plan and hall that started before NEW and was not aborted: last week's, for a weekly
+    /// run).
     base: String,
     /// The new run, judged against BASE: an id, a unique prefix of one, or `latest`.
     new: String,
@@ -103,7 +104,8 @@ fn resolve(store: &Store, query: &str, plan: Option<&str>) -> anyhow::Result<Run
     }
 }
 
-/// The latest complete run of `new`'s plan and hall that started before it.
+/// The latest run of `new`'s plan and hall that started before it and ran to its end (complete,
+/// or incomplete for lost data; not aborted, not still running).
 fn previous(store: &Store, new: &RunId) -> anyhow::Result<RunId> {
     let runs = store.list_runs()?;
     let n = runs
@@ -115,14 +117,14 @@ fn previous(store: &Store, new: &RunId) -> anyhow::Result<RunId> {
             r.plan_name == n.plan_name
                 && r.hall == n.hall
                 && r.started_at_ns < n.started_at_ns
-                && r.status == RunStatus::Complete
+                && matches!(r.status, RunStatus::Complete | RunStatus::Incomplete)
         })
         .max_by_key(|r| r.started_at_ns)
         .map(|r| r.run_id.clone())
         .with_context(|| {
             format!(
-                "BASE previous: no complete run of plan {} started before run {new}; give BASE \
-                 as a run id",
+                "BASE previous: no run of plan {} that ran to its end started before run {new}; \
+                 give BASE as a run id",
                 n.plan_name
             )
         })
@@ -196,7 +198,9 @@ pub fn render(c: &RunComparison, all: bool) -> String {
     );
     differences(&mut out, "Not comparable", &c.differences);
     if c.forced {
-        out.push_str("Compared anyway (--force): the changes below may be the differences above.\n");
+        out.push_str(
+            "Compared anyway (--force): the changes below may be the differences above.\n",
+        );
     }
     differences(&mut out, "Context diff", &c.context_diff);
     if c.context_diff.is_empty() {

@@ -280,8 +280,11 @@ async fn follow(
 fn store_metrics(location: &Location, run_id: &str) {
     let done = off_runtime(|| -> anyhow::Result<usize> {
         let mut store = results::open(location)?;
-        let rows =
-            hallmark_results::regress::store_metrics(&mut store, run_id, WallClock::new().now_ns())?;
+        let rows = hallmark_results::regress::store_metrics(
+            &mut store,
+            run_id,
+            WallClock::new().now_ns(),
+        )?;
         Ok(rows.len())
     });
     match done {

@@ -105,13 +105,24 @@ fn render(h: &History, all: bool) -> String {
         h.series.len()
     );
     for p in &h.plans_edited {
-        let _ = writeln!(out, "note: the text of plan {p} changed within this history");
+        let _ = writeln!(
+            out,
+            "note: the text of plan {p} changed within this history"
+        );
     }
-    for s in h.series.iter().filter(|s| all || !s.change_points.is_empty()) {
+    for s in h
+        .series
+        .iter()
+        .filter(|s| all || !s.change_points.is_empty())
+    {
         let values: Vec<String> = s
             .points
             .iter()
-            .map(|p| p.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()))
+            .map(|p| {
+                p.value
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into())
+            })
             .collect();
         let _ = writeln!(
             out,

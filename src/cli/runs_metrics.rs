@@ -5,13 +5,15 @@
 //! and size; the facility's figures per rack.
 //!
 //! The text is one row per metric, `-` where the run should have measured it and did not; the
-//! JSON one object `{run_id, metrics: [...]}` with `null` there. The metrics are computed from the
-//! stored telemetry in one pass, so this reads a SQLite directory or a PostgreSQL database alike.
+//! JSON one object `{run_id, source, metrics: [...]}` with `null` there. They are the metrics stored
+//! when the run ended (`source: "stored"`, what `compare` and `history` read); a run without them
+//! (an older hallmark's, or one whose end was not recorded) has them computed from its telemetry in
+//! one pass and shown, not stored (`source: "computed"`).
 
 use super::results::{self, ResultsArg};
 use anyhow::Context;
 use clap::Args;
-use hallmark_results::{compute_metrics, MetricValue};
+use hallmark_results::{compute_metrics, MetricValue, SubjectKind};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -30,7 +32,27 @@ pub struct MetricsArgs {
 #[derive(Serialize)]
 struct Output<'a> {
     run_id: &'a str,
+    /// `stored` (with the run) or `computed` (now, from its telemetry).
+    source: &'a str,
     metrics: &'a [MetricValue],
+}
+
+/// A stored row as the metrics type; an unknown kind is an error naming it.
+fn stored_value(r: hallmark_store::MetricRow) -> anyhow::Result<MetricValue> {
+    let kind = SubjectKind::parse(&r.kind).with_context(|| {
+        format!(
+            "the stored metric {} of {} has the unknown subject kind {:?} (stored by a newer \
+             hallmark?)",
+            r.metric, r.subject, r.kind
+        )
+    })?;
+    Ok(MetricValue {
+        kind,
+        subject: r.subject,
+        metric: r.metric,
+        value: r.value,
+        unit: r.unit,
+    })
 }
 
 /// `hallmark runs metrics` (called off the async runtime, as every `runs` command).
@@ -38,11 +60,24 @@ pub fn run(a: MetricsArgs) -> anyhow::Result<ExitCode> {
     let store = results::open_read_only(&a.results.location)?;
     let id = store.resolve_run(&a.run)?;
     let run_id = id.as_str();
-    let metrics = compute_metrics(&store, run_id)
-        .with_context(|| format!("computing the metrics of run {run_id}"))?;
+    let (metrics, source) = match store.run_metrics(run_id)? {
+        Some(set) => (
+            set.rows
+                .into_iter()
+                .map(stored_value)
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            "stored",
+        ),
+        None => (
+            compute_metrics(&store, run_id)
+                .with_context(|| format!("computing the metrics of run {run_id}"))?,
+            "computed",
+        ),
+    };
     if a.json {
         let out = Output {
             run_id,
+            source,
             metrics: &metrics,
         };
         println!(
@@ -51,6 +86,9 @@ pub fn run(a: MetricsArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         print!("{}", render(run_id, &metrics));
+        if source == "computed" {
+            println!("(computed now from the run's telemetry: the run has no stored metrics)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -110,7 +148,6 @@ pub fn render(run_id: &str, metrics: &[MetricValue]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hallmark_results::SubjectKind;
 
     #[test]
     fn absent_values_are_a_dash_never_zero() {

@@ -141,7 +141,9 @@ fn threshold_history(
         .metric_history(&query)?
         .into_iter()
         .filter(|r| {
-            r.plan_sha256 == base.plan_sha256 && r.halls == base.halls && r.run.run_id.as_str() != new
+            r.plan_sha256 == base.plan_sha256
+                && r.halls == base.halls
+                && r.run.run_id.as_str() != new
         })
         .collect();
     let mut values: BTreeMap<MetricKey, Vec<Option<f64>>> = BTreeMap::new();

@@ -38,7 +38,11 @@ pub fn incomparable(base: &RunContext, new: &RunContext) -> Vec<Difference> {
     if base.plan_sha256 != new.plan_sha256 {
         out.push(Difference::new(
             "plan (SHA-256 of the plan as written)",
-            Some(format!("{} {}", base.run.plan_name, short(&base.plan_sha256))),
+            Some(format!(
+                "{} {}",
+                base.run.plan_name,
+                short(&base.plan_sha256)
+            )),
             Some(format!("{} {}", new.run.plan_name, short(&new.plan_sha256))),
         ));
     }
@@ -84,8 +88,12 @@ pub fn context_diff(base: &RunContext, new: &RunContext) -> Vec<Difference> {
     );
     differ(
         "hallmark versions (probes)",
-        Some(distinct(base.probes.iter().map(|p| p.hallmark_version.as_str()))),
-        Some(distinct(new.probes.iter().map(|p| p.hallmark_version.as_str()))),
+        Some(distinct(
+            base.probes.iter().map(|p| p.hallmark_version.as_str()),
+        )),
+        Some(distinct(
+            new.probes.iter().map(|p| p.hallmark_version.as_str()),
+        )),
     );
     differ(
         "backends (probes)",

@@ -73,7 +73,11 @@ pub struct History {
 }
 
 /// Reads the history `query` selects and finds each series' change points.
-pub fn history(store: &Store, query: &HistoryQuery, params: &Params) -> Result<History, RegressError> {
+pub fn history(
+    store: &Store,
+    query: &HistoryQuery,
+    params: &Params,
+) -> Result<History, RegressError> {
     let runs = store.metric_history(query)?;
     let mut groups: BTreeMap<(String, String), Vec<&RunMetrics>> = BTreeMap::new();
     for r in &runs {
