@@ -29,10 +29,13 @@ mod floor;
 pub mod history;
 mod html;
 mod outliers;
+pub mod publish;
 mod samples;
 mod style;
 mod tables;
 mod verdicts;
+
+pub use publish::{write_publication, Publication, PublishError, PublishRun};
 
 use charts::{PhaseSpan, RackLabel};
 use data::Timeline;

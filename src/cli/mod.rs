@@ -19,6 +19,7 @@ mod local;
 mod probe;
 mod probe_facility;
 mod progress;
+mod publish;
 mod results;
 mod run;
 mod runs;
@@ -67,6 +68,10 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Write a run's self-contained HTML report with charts, and JSON and CSV exports.
     Report(evidence::ReportArgs),
+    /// Publish runs side by side for a paper or a web page: one self-contained page with each
+    /// hall's system and measurement method, every distribution as a chart (also standalone SVG),
+    /// the data as CSV and JSON, each figure traced to its run id and bundle hash.
+    Publish(publish::PublishArgs),
     /// Make an Ed25519 key pair for signing bundles.
     Keygen(evidence::KeygenArgs),
     /// Write a run's signed bundle (report, exports, spec; a SHA-256 of each, signed manifest).
@@ -125,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(a) => results::off_runtime(|| compare::run(a)),
         Command::History(a) => results::off_runtime(|| history::run(a)),
         Command::Report(a) => results::off_runtime(|| evidence::report(a)),
+        Command::Publish(a) => results::off_runtime(|| publish::run(a)),
         Command::Keygen(a) => evidence::keygen_cmd(a),
         Command::Bundle(a) => results::off_runtime(|| evidence::bundle(a)),
         Command::Verify(a) => evidence::verify(a),
