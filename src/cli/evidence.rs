@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hallmark_bundle::{
     fingerprint, keygen, load_public_key, load_signing_key, verify_bundle, write_bundle_with,
-    BundleFile, StagingDir,
+    BundleFile, Manifest, SigningKey, StagingDir,
 };
 use hallmark_report::{write_report_with, ReportFiles, ReportOptions, SpecRef};
 use hallmark_results::{Certification, StoreExt};
@@ -59,7 +59,10 @@ pub struct VerifyArgs {
 }
 
 /// The latest certification of a run, if it has one.
-fn latest_certification(store: &Store, run_id: &str) -> anyhow::Result<Option<Certification>> {
+pub(crate) fn latest_certification(
+    store: &Store,
+    run_id: &str,
+) -> anyhow::Result<Option<Certification>> {
     let mut all = store
         .certifications(run_id)
         .with_context(|| format!("reading the verdicts of run {run_id}"))?;
@@ -68,7 +71,7 @@ fn latest_certification(store: &Store, run_id: &str) -> anyhow::Result<Option<Ce
 }
 
 /// A report written for a run.
-struct Written {
+pub(crate) struct Written {
     files: ReportFiles,
     run_id: String,
     certification: Option<Certification>,
@@ -78,7 +81,12 @@ struct Written {
 fn write(location: &Location, run: &str, out: &Path) -> anyhow::Result<Written> {
     let store = results::open_read_only(location)?;
     let run_id = store.resolve_run(run)?.as_str().to_string();
-    let certification = latest_certification(&store, &run_id)?;
+    write_from(&store, run_id, out)
+}
+
+/// Writes the report of run `run_id` (resolved) into `out`, with its latest certification.
+fn write_from(store: &Store, run_id: String, out: &Path) -> anyhow::Result<Written> {
+    let certification = latest_certification(store, &run_id)?;
     let verdicts = certification
         .as_ref()
         .map_or(&[][..], |c| c.verdicts.as_slice());
@@ -88,13 +96,47 @@ fn write(location: &Location, run: &str, out: &Path) -> anyhow::Result<Written> 
             sha256: c.spec_sha256.clone(),
         }),
     };
-    let files = write_report_with(&store, &run_id, verdicts, out, &options)
+    let files = write_report_with(store, &run_id, verdicts, out, &options)
         .with_context(|| format!("writing the report of run {run_id} into {}", out.display()))?;
     Ok(Written {
         files,
         run_id,
         certification,
     })
+}
+
+/// Writes run `run_id`'s signed bundle to `file`: its report and exports, written into a fresh
+/// private directory (random name, mode 0700, so nothing that is signed passes through a path
+/// another local user could predict or pre-create), and the spec of its latest certification.
+/// Returns the manifest and the report's files as written.
+pub(crate) fn sign_run(
+    store: &Store,
+    run_id: &str,
+    key: &SigningKey,
+    file: &Path,
+) -> anyhow::Result<(Manifest, Written)> {
+    let staging = StagingDir::new(&std::env::temp_dir(), "hallmark-bundle")
+        .context("making a private staging directory for the bundle")?;
+    let w = write_from(store, run_id.to_string(), staging.path())?;
+    let mut members = Vec::new();
+    for path in &w.files.files {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            bail!("report file {} has no usable name", path.display());
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        members.push(BundleFile::new(format!("report/{name}"), bytes));
+    }
+    if let Some(c) = &w.certification {
+        members.push(BundleFile::new(
+            "spec.toml",
+            c.spec_toml.clone().into_bytes(),
+        ));
+    }
+    let simulated = w.files.simulation.banner();
+    let manifest = write_bundle_with(file, &w.run_id, simulated, &members, key)
+        .with_context(|| format!("writing the bundle {}", file.display()))?;
+    drop(staging);
+    Ok((manifest, w))
 }
 
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -128,45 +170,20 @@ pub fn keygen_cmd(a: KeygenArgs) -> anyhow::Result<ExitCode> {
 
 pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     let key = load_signing_key(&a.key)?;
-    // The report is written into a fresh private directory (random name, mode 0700): nothing that
-    // is signed passes through a path another local user could predict or pre-create.
-    let staging = StagingDir::new(&std::env::temp_dir(), "hallmark-bundle")
-        .context("making a private staging directory for the bundle")?;
-    let written = write(&a.results.location, &a.run, staging.path());
-    let result = written.and_then(|w| {
-        let mut members = Vec::new();
-        for path in &w.files.files {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                bail!("report file {} has no usable name", path.display());
-            };
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            members.push(BundleFile::new(format!("report/{name}"), bytes));
-        }
-        if let Some(c) = &w.certification {
-            members.push(BundleFile::new(
-                "spec.toml",
-                c.spec_toml.clone().into_bytes(),
-            ));
-        }
-        let simulated = w.files.simulation.banner();
-        let manifest = write_bundle_with(&a.out, &w.run_id, simulated, &members, &key)
-            .with_context(|| format!("writing the bundle {}", a.out.display()))?;
-        if let Some(banner) = &manifest.simulated {
-            println!("*** {banner} ***");
-        }
-        println!(
-            "wrote {}: run {} (plan {}), {} files, signed by key {}",
-            a.out.display(),
-            w.run_id,
-            w.files.plan_name,
-            manifest.files.len(),
-            fingerprint(&key.verifying_key())
-        );
-        Ok(())
-    });
-    drop(staging);
-    result?;
+    let store = results::open_read_only(&a.results.location)?;
+    let run_id = store.resolve_run(&a.run)?;
+    let (manifest, w) = sign_run(&store, run_id.as_str(), &key, &a.out)?;
+    if let Some(banner) = &manifest.simulated {
+        println!("*** {banner} ***");
+    }
+    println!(
+        "wrote {}: run {} (plan {}), {} files, signed by key {}",
+        a.out.display(),
+        w.run_id,
+        w.files.plan_name,
+        manifest.files.len(),
+        fingerprint(&key.verifying_key())
+    );
     Ok(ExitCode::SUCCESS)
 }
 

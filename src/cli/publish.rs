@@ -8,16 +8,17 @@
 //! page says no bundle was written and cites the SHA-256 of the store's data file
 //! (`hallmark.sqlite`; a PostgreSQL store has none to cite).
 
+use super::evidence::{latest_certification, sign_run};
 use super::results::{self, ResultsArg};
 use anyhow::{bail, Context};
 use clap::Args;
-use hallmark_bundle::{load_signing_key, write_bundle_with, BundleFile, SigningKey, StagingDir};
+use hallmark_bundle::{load_signing_key, SigningKey};
 use hallmark_protocol::facility::SourceKind;
 use hallmark_report::publish::{
     check_out_dir, sha256_file, write_publication, BundleRef, BusBw, DataRef, Figures, GpuFigures,
     Meter, MeterKind, Method, PairLatency, PublishRun, RackFigures, SystemDescription,
 };
-use hallmark_report::{write_report_with, ReportOptions, SpecRef};
+use hallmark_report::SpecRef;
 use hallmark_results::{
     compute_metrics, Certification, MetricValue, RunSummary, Scope, StoreExt, SubjectKind,
 };
@@ -130,53 +131,16 @@ fn bundle(
     out: &Path,
     name: &str,
 ) -> anyhow::Result<BundleRef> {
-    let staging = StagingDir::new(&std::env::temp_dir(), "hallmark-publish")
-        .context("making a private staging directory for the bundle")?;
-    let cert = latest_certification(store, id)?;
-    let verdicts = cert.as_ref().map_or(&[][..], |c| c.verdicts.as_slice());
-    let options = ReportOptions {
-        spec: cert.as_ref().map(|c| SpecRef {
-            name: c.spec_name.clone(),
-            sha256: c.spec_sha256.clone(),
-        }),
-    };
-    let files = write_report_with(store, id, verdicts, staging.path(), &options)
-        .with_context(|| format!("writing the report of run {id} for its bundle"))?;
-    let mut members = Vec::new();
-    for path in &files.files {
-        let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
-            bail!("report file {} has no usable name", path.display());
-        };
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        members.push(BundleFile::new(format!("report/{file}"), bytes));
-    }
-    if let Some(c) = &cert {
-        members.push(BundleFile::new(
-            "spec.toml",
-            c.spec_toml.clone().into_bytes(),
-        ));
-    }
     let dir = out.join("bundles");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(name);
-    write_bundle_with(&path, id, files.simulation.banner(), &members, key)
-        .with_context(|| format!("writing the bundle {}", path.display()))?;
-    drop(staging);
+    sign_run(store, id, key, &path)?;
     let sha256 =
         sha256_file(&path).with_context(|| format!("hashing the bundle {}", path.display()))?;
     Ok(BundleRef {
         file: name.to_string(),
         sha256,
     })
-}
-
-/// The latest certification of a run, if it has one.
-fn latest_certification(store: &Store, run_id: &str) -> anyhow::Result<Option<Certification>> {
-    let mut all = store
-        .certifications(run_id)
-        .with_context(|| format!("reading the verdicts of run {run_id}"))?;
-    all.sort_by_key(|c| c.certified_at_ns);
-    Ok(all.pop())
 }
 
 /// One run as the publication takes it.
