@@ -19,9 +19,8 @@ use hallmark_report::publish::{
     Meter, MeterKind, Method, PairLatency, PublishRun, RackFigures, SystemDescription,
 };
 use hallmark_report::SpecRef;
-use hallmark_results::{
-    compute_metrics, Certification, MetricValue, RunSummary, Scope, StoreExt, SubjectKind,
-};
+use hallmark_results::regress::metric_values;
+use hallmark_results::{Certification, MetricValue, RunSummary, Scope, StoreExt, SubjectKind};
 use hallmark_store::location::Location;
 use hallmark_store::{Store, DB_FILE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,7 +147,8 @@ fn gather(store: &Store, id: &str) -> anyhow::Result<PublishRun> {
     let s = store.run_summary(id)?;
     let devices = store.devices(id)?;
     let probes = store.probes(id)?;
-    let metrics = compute_metrics(store, id)?;
+    // The metrics stored with the run, what `compare` and `history` read too.
+    let (metrics, _) = metric_values(store, id)?;
     let cert = latest_certification(store, id)?;
     let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
     for v in cert.iter().flat_map(|c| &c.verdicts) {

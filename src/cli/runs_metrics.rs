@@ -13,7 +13,8 @@
 use super::results::{self, ResultsArg};
 use anyhow::Context;
 use clap::Args;
-use hallmark_results::{compute_metrics, MetricValue, SubjectKind};
+use hallmark_results::regress::{metric_values, MetricSource};
+use hallmark_results::MetricValue;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -33,26 +34,8 @@ pub struct MetricsArgs {
 struct Output<'a> {
     run_id: &'a str,
     /// `stored` (with the run) or `computed` (now, from its telemetry).
-    source: &'a str,
+    source: MetricSource,
     metrics: &'a [MetricValue],
-}
-
-/// A stored row as the metrics type; an unknown kind is an error naming it.
-fn stored_value(r: hallmark_store::MetricRow) -> anyhow::Result<MetricValue> {
-    let kind = SubjectKind::parse(&r.kind).with_context(|| {
-        format!(
-            "the stored metric {} of {} has the unknown subject kind {:?} (stored by a newer \
-             hallmark?)",
-            r.metric, r.subject, r.kind
-        )
-    })?;
-    Ok(MetricValue {
-        kind,
-        subject: r.subject,
-        metric: r.metric,
-        value: r.value,
-        unit: r.unit,
-    })
 }
 
 /// `hallmark runs metrics` (called off the async runtime, as every `runs` command).
@@ -60,20 +43,8 @@ pub fn run(a: MetricsArgs) -> anyhow::Result<ExitCode> {
     let store = results::open_read_only(&a.results.location)?;
     let id = store.resolve_run(&a.run)?;
     let run_id = id.as_str();
-    let (metrics, source) = match store.run_metrics(run_id)? {
-        Some(set) => (
-            set.rows
-                .into_iter()
-                .map(stored_value)
-                .collect::<anyhow::Result<Vec<_>>>()?,
-            "stored",
-        ),
-        None => (
-            compute_metrics(&store, run_id)
-                .with_context(|| format!("computing the metrics of run {run_id}"))?,
-            "computed",
-        ),
-    };
+    let (metrics, source) = metric_values(&store, run_id)
+        .with_context(|| format!("reading the metrics of run {run_id}"))?;
     if a.json {
         let out = Output {
             run_id,
@@ -86,7 +57,7 @@ pub fn run(a: MetricsArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         print!("{}", render(run_id, &metrics));
-        if source == "computed" {
+        if source == MetricSource::Computed {
             println!("(computed now from the run's telemetry: the run has no stored metrics)");
         }
     }
@@ -148,6 +119,7 @@ pub fn render(run_id: &str, metrics: &[MetricValue]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hallmark_results::SubjectKind;
 
     #[test]
     fn absent_values_are_a_dash_never_zero() {

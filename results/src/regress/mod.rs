@@ -13,7 +13,7 @@ pub use compare::{compare_runs, ChangeRow, RunComparison, RunRef};
 pub use context::Difference;
 pub use history::{history, History, HistoryRun, Point, Series, SeriesChange};
 
-use crate::metrics::{compute_metrics, MetricValue};
+use crate::metrics::{compute_metrics, MetricValue, SubjectKind};
 use hallmark_compare::{ChangePointError, ThresholdError};
 use hallmark_store::{MetricRow, Store, StoreError};
 
@@ -32,6 +32,15 @@ pub enum RegressError {
     },
     #[error("BASE and NEW are the same run {0}: give two different runs")]
     SameRun(String),
+    #[error(
+        "the stored metric {metric} of {subject} has the unknown subject kind {kind:?} (stored by \
+         a newer hallmark? read it with that version)"
+    )]
+    UnknownKind {
+        kind: String,
+        subject: String,
+        metric: String,
+    },
 }
 
 /// A subject's metric, the key of a series and of a change.
@@ -89,4 +98,43 @@ pub fn ensure_metrics(
         return Ok(set.rows);
     }
     store_metrics(store, run_id, now_ns)
+}
+
+/// Where a run's metrics came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricSource {
+    /// Stored with the run (what `compare` and `history` read).
+    Stored,
+    /// Computed now from the run's telemetry, not stored: the run has no stored set.
+    Computed,
+}
+
+/// The run's metrics as values: the stored set, or computed now (not stored) for a run without one.
+pub fn metric_values(
+    store: &Store,
+    run_id: &str,
+) -> Result<(Vec<MetricValue>, MetricSource), RegressError> {
+    let Some(set) = store.run_metrics(run_id)? else {
+        return Ok((compute_metrics(store, run_id)?, MetricSource::Computed));
+    };
+    let values = set
+        .rows
+        .into_iter()
+        .map(|r| match SubjectKind::parse(&r.kind) {
+            Some(kind) => Ok(MetricValue {
+                kind,
+                subject: r.subject,
+                metric: r.metric,
+                value: r.value,
+                unit: r.unit,
+            }),
+            None => Err(RegressError::UnknownKind {
+                kind: r.kind,
+                subject: r.subject,
+                metric: r.metric,
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((values, MetricSource::Stored))
 }
