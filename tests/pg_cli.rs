@@ -398,7 +398,10 @@ fn the_demo_on_postgres_reads_back_as_on_sqlite_and_never_shows_the_password() {
     reads_back(&dir.join("sqlite"), &on_sqlite, s);
 
     // The two runs agree in everything their timing does not decide.
-    let (a, b) = (shape(&on_sqlite), shape(&on_pg));
+    let (a, b) = (
+        shape(&timing_masked(&on_sqlite)),
+        shape(&timing_masked(&on_pg)),
+    );
     if on_sqlite["gaps"] == Json::Array(vec![]) && on_pg["gaps"] == Json::Array(vec![]) {
         let diff = difference(&a, &b, "");
         assert!(
@@ -584,6 +587,25 @@ fn shape(v: &Json) -> Json {
         ),
         other => other.clone(),
     }
+}
+
+/// The verdicts whose status the run's timing decides — how closely the probes started a phase
+/// (`start-skew`), how many samples arrived (`coverage`) — with that status replaced by `timing`:
+/// a loaded machine moves them between two runs of the same hall on either backend.
+fn timing_masked(v: &Json) -> Json {
+    let mut v = v.clone();
+    if let Some(verdicts) = v.get_mut("verdicts").and_then(Json::as_array_mut) {
+        for x in verdicts {
+            let timing = matches!(
+                x.get("criterion").and_then(Json::as_str),
+                Some("start-skew" | "coverage")
+            );
+            if timing {
+                x["status"] = Json::String("timing".into());
+            }
+        }
+    }
+    v
 }
 
 /// Where `a` and `b` first differ: a path and both values there.
