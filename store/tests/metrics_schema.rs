@@ -115,11 +115,12 @@ fn some_rows() -> Vec<MetricRow> {
         .collect()
 }
 
-/// Makes the test store a version 7 store: version 8 only added the metric tables.
+/// Makes the test store a version 7 store: version 8 only added the metric tables and
+/// `probe_software`.
 fn downgrade_to_7(t: &TestStore) {
     let mut db = raw(t);
     db.execute_batch(
-        "DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
+        "DROP TABLE probe_software; DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
          DROP TABLE metric_sets;",
     )
     .unwrap();
