@@ -1,5 +1,5 @@
-//! The metric tables of schema 8 on both backends: the same columns (PostgreSQL's text in byte
-//! order), and a version 7 store upgraded to 8 keeping its runs.
+//! The metric tables and `probe_software` of schema 8 on both backends: the same columns
+//! (PostgreSQL's text in byte order), and a version 7 store upgraded to 8 keeping its runs.
 
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
@@ -95,6 +95,28 @@ fn the_metric_tables_have_the_same_columns_on_both_backends() {
             ("metric_id".into(), "bigint".into(), true),
             ("subject_id".into(), "bigint".into(), true),
             ("value".into(), "double precision".into(), false),
+        ]
+    );
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0], "sqlite vs postgres");
+    }
+}
+
+#[test]
+fn probe_software_has_the_same_columns_on_both_backends() {
+    let mut seen = Vec::new();
+    for t in stores("software-columns") {
+        eprintln!("on {}", t.backend);
+        seen.push(columns(&t, "probe_software"));
+    }
+    let text = |name: &str| (name.to_string(), "text".to_string(), true);
+    assert_eq!(
+        seen[0],
+        [
+            text("run_id"),
+            text("node_id"),
+            text("name"),
+            text("version")
         ]
     );
     for other in &seen[1..] {
