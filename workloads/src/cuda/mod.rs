@@ -223,7 +223,7 @@ impl CudaBackend {
             nccl: nccl::NcclState::default(),
             software: Vec::new(),
         };
-        backend.software = versions::read(&backend.nvml, load);
+        backend.software = versions::read(&backend.nvml);
         if let Some(ptx) = ptx {
             for (g, index) in backend.gpus.iter().zip(0u16..) {
                 let wcfg = WorkerConfig {

@@ -1,7 +1,8 @@
 //! The versions the cuda backend reports in the Hello ([`crate::software`] names them): the CUDA
 //! version the driver supports (`cuDriverGetVersion`), the NVIDIA driver's version string from
 //! NVML (`nvmlSystemGetDriverVersion`), cuBLAS's version (`cublasGetProperty`, when cuBLAS is
-//! present) and the host's kernel release and CPU microcode. Each only if its call succeeds.
+//! present: a sensors-only backend does not need it) and the host's kernel release and CPU
+//! microcode. Each only if its call succeeds.
 //!
 //! cudarc resolves a symbol on its first call and panics when the library lacks it, so each call
 //! into it runs under `catch_unwind` and a panic there is a version not read.
@@ -12,15 +13,12 @@ use crate::software::{self, cublas_version_text, cuda_version_text, entry};
 use hallmark_protocol::SoftwareVersion;
 use std::path::Path;
 
-/// Everything the cuda backend can read of its software. `with_cublas`: whether to ask cuBLAS
-/// (a sensors-only backend does not need it, and it may be absent).
-pub(super) fn read(nvml: &NvmlSensors, with_cublas: bool) -> Vec<SoftwareVersion> {
+/// Everything the cuda backend can read of its software.
+pub(super) fn read(nvml: &NvmlSensors) -> Vec<SoftwareVersion> {
     let mut out = Vec::new();
     out.extend(driver_cuda_version().and_then(|v| entry("cuda_driver", &v)));
     out.extend(nvml.driver_version().and_then(|v| entry("nvml_driver", &v)));
-    if with_cublas {
-        out.extend(cublas_version().and_then(|v| entry("cublas", &v)));
-    }
+    out.extend(cublas_version().and_then(|v| entry("cublas", &v)));
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok();
     out.extend(software::host(
         Path::new(software::OSRELEASE),
