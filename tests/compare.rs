@@ -8,7 +8,7 @@ mod common;
 
 use common::process::{run, tempdir};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The small hall of examples/hall-small.toml without its fault, its GPUs and loop quick to
@@ -174,6 +174,18 @@ fn healthy_runs_compare_clean_and_a_weak_cold_plate_is_that_devices_regression()
         significant(&v)
     );
     assert_eq!(code, 0);
+
+    // Each probe's Hello listed its software, which the run's context reads back.
+    let store = hallmark_store::Store::open_read_only(Path::new(&s.results)).unwrap();
+    let probes = store.run_context(&base).unwrap().probes;
+    assert!(!probes.is_empty());
+    let simulator = [(
+        "simulator".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    for p in &probes {
+        assert_eq!(p.software, simulator, "{}", p.node_id);
+    }
 
     let (code, v) = s.compare(&base, &weak, &[]);
     let sig = significant(&v);

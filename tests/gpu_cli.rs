@@ -56,6 +56,11 @@ fn the_cuda_backend_without_cuda_is_a_clear_error_with_its_own_exit_code() {
         let v = json(&list);
         assert_eq!(v["backend"], "cuda");
         assert!(!v["devices"].as_array().unwrap().is_empty());
+        // What the Hello lists: the driver's versions, read from the driver and NVML.
+        let software = v["software"].as_array().unwrap();
+        for name in ["cuda_driver", "nvml_driver"] {
+            assert!(software.iter().any(|s| s["name"] == name), "{software:?}");
+        }
         return;
     }
     assert_no_cuda(&list);
@@ -125,6 +130,15 @@ fn auto_falls_back_to_the_cpu_backend_and_says_why() {
         assert!(libs
             .iter()
             .any(|l| l["library"] == "libcuda.so.1" && l["present"] == false));
+        // The cpu backend's software: the kernel release, as Linux names it.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let software = v["software"].as_array().unwrap();
+        assert!(
+            software
+                .iter()
+                .any(|s| s["name"] == "kernel" && s["version"] == release.trim()),
+            "{software:?}"
+        );
     }
     // The choice is logged.
     let out = run(&["probe", "--list-devices"]);

@@ -35,5 +35,6 @@ pub fn hello_8_gpus() -> Hello {
         instance_id: 0x9e37_79b9_7f4a_7c15,
         data_plane: None,
         role: hallmark_protocol::ProbeRole::Node,
+        software: Vec::new(),
     }
 }

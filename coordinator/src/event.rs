@@ -80,6 +80,9 @@ pub struct ProbeRecord {
     pub data_plane: Option<std::net::SocketAddr>,
     /// A node's probe, or a facility collector (never a run's participant).
     pub role: ProbeRole,
+    /// The versions of the software under the probe's load, as its Hello listed them (within
+    /// the bounds of [`hallmark_protocol::check_software`]).
+    pub software: Vec<hallmark_protocol::SoftwareVersion>,
 }
 
 /// A connection to be closed once its queued messages are out.

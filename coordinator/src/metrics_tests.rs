@@ -40,6 +40,7 @@ fn probe(node: &str, rack: &str, devices: u16) -> Event {
         clock: None,
         data_plane: None,
         role: ProbeRole::Node,
+        software: Vec::new(),
     })
 }
 

@@ -145,6 +145,8 @@ impl StoreRecorder {
                         };
                         self.store.add_probe(run, &row)?;
                         self.store.add_devices(run, &p.node_id, &p.inventory)?;
+                        self.store
+                            .add_probe_software(run, &p.node_id, &p.software)?;
                     }
                     for ph in &phases {
                         self.store.add_phase(run, &PhaseRow::from(ph))?;

@@ -1,6 +1,6 @@
 //! The coordinator's state machine against a hostile or broken probe that holds a valid node
 //! certificate (sans-IO, simulated clock): a bad frame mid-run, a stalled connection that never
-//! says Hello, reports that do not fit the run, floods of reports and errors, a stranger in a plan
+//! says Hello, a Hello over its bounds, reports that do not fit the run, floods of reports and errors, a stranger in a plan
 //! that names its nodes. Each is refused, recorded as that probe's protocol error (the probe is
 //! marked lost at once with it), and nobody else is affected; a flood of telemetry is held back.
 //! More on back-pressure: `machine_flow.rs`.
@@ -327,6 +327,42 @@ fn a_hello_with_too_many_devices_is_refused() {
     assert_eq!(sim.closed.len(), 1, "{:?}", sim.closed);
     assert_eq!(sim.closed[0].1, close_code::PROTOCOL_ERROR);
     assert!(sim.closed[0].2.contains("65 devices"), "{:?}", sim.closed);
+}
+
+/// A Hello whose software list is over its bounds is a protocol error that names the bound; one
+/// within them registers with its list.
+#[test]
+fn a_hello_with_too_much_software_is_refused() {
+    use hallmark_protocol::{SoftwareVersion, MAX_SOFTWARE_ENTRIES, MAX_SOFTWARE_TEXT_BYTES};
+    let sw = |name: String, version: String| SoftwareVersion { name, version };
+    let mut sim = Sim::new(CoordinatorConfig::default());
+    let mut many = hello("many", "k1", 7010);
+    many.software = (0..=MAX_SOFTWARE_ENTRIES)
+        .map(|i| sw(format!("lib{i}"), "1".into()))
+        .collect();
+    sim.connect(5, many);
+    let mut long = hello("long", "k1", 7011);
+    long.software = vec![sw("cublas".into(), "9".repeat(MAX_SOFTWARE_TEXT_BYTES + 1))];
+    sim.connect(6, long);
+    let mut fine = hello("fine", "k1", 7012);
+    fine.software = vec![sw("cuda_driver".into(), "13.0".into())];
+    sim.connect(7, fine.clone());
+    assert!(sim.c.probe(&node("many")).is_none());
+    assert!(sim.c.probe(&node("long")).is_none());
+    assert_eq!(sim.closed.len(), 2, "{:?}", sim.closed);
+    assert!(sim.closed.iter().all(|c| c.1 == close_code::PROTOCOL_ERROR));
+    assert!(
+        sim.closed[0].2.contains("33 software versions; at most 32"),
+        "{:?}",
+        sim.closed
+    );
+    assert!(
+        sim.closed[1].2.contains("version of 129 bytes"),
+        "{:?}",
+        sim.closed
+    );
+    let registered = sim.c.probe(&node("fine")).expect("within the bounds");
+    assert_eq!(registered.software, fine.software);
 }
 
 /// 15.1: a plan that names its nodes runs only those; a registered stranger is no participant and

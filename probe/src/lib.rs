@@ -25,7 +25,8 @@ pub use session::{ProbeSession, SessionEvent, SessionState};
 use hallmark_protocol::{Hello, Labels, NodeId, PROTOCOL_VERSION};
 use hallmark_workloads::backend::Backend;
 
-/// The Hello a probe sends: who it is, where it stands, and the devices `backend` loads.
+/// The Hello a probe sends: who it is, where it stands, the devices `backend` loads and the
+/// versions of the software under them that `backend` read.
 pub fn hello(node_id: NodeId, labels: Labels, backend: &dyn Backend) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -37,6 +38,7 @@ pub fn hello(node_id: NodeId, labels: Labels, backend: &dyn Backend) -> Hello {
         instance_id: instance_id(),
         data_plane: None,
         role: hallmark_protocol::ProbeRole::Node,
+        software: backend.software(),
     }
 }
 

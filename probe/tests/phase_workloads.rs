@@ -409,6 +409,7 @@ fn a_backend_without_gpus_answers_a_request_for_an_nccl_id_with_the_reason() {
         instance_id: 1,
         data_plane: None,
         role: hallmark_protocol::ProbeRole::Node,
+        software: Vec::new(),
     };
     let mut s = ProbeSession::new(hello, Box::new(PlainBackend(RecordingBackend::new(l))));
     let (out, _) = s.handle(CoordinatorMessage::FabricPrepare { phase_id: 2 }, 0);

@@ -42,7 +42,10 @@ pub use message::*;
 /// Compatibility rule that every future version keeps: [`ProbeMessage::Hello`] stays variant 0 and
 /// `protocol_version` stays its first field, so that a coordinator can always read the version of a
 /// Hello it cannot otherwise decode and refuse it with a clear reason.
-pub const PROTOCOL_VERSION: u16 = 4;
+///
+/// Version 5 added [`Hello::software`] (driver and library versions); postcard has no optional
+/// fields, so a version-4 Hello does not decode as a version-5 one and is refused by its version.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The ALPN protocol identifier negotiated in the TLS handshake.
 pub const ALPN: &[u8] = b"hallmark/1";

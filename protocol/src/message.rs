@@ -84,6 +84,55 @@ pub struct Hello {
     pub data_plane: Option<DataPlaneAddr>,
     /// A node's probe, or a facility collector (no devices, no phases: it sends facility readings).
     pub role: ProbeRole,
+    /// Versions of the software under the load (driver, libraries, kernel) as the backend read
+    /// them: at most [`MAX_SOFTWARE_ENTRIES`], names and versions of at most
+    /// [`MAX_SOFTWARE_TEXT_BYTES`] bytes each (the coordinator refuses a Hello over the bounds).
+    /// Only what was read: a version the probe could not read is not listed.
+    pub software: Vec<SoftwareVersion>,
+}
+
+/// The version of one piece of software a probe runs on, e.g. `{"cuda_driver", "12.8"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SoftwareVersion {
+    /// What it is: `cuda_driver`, `nvml_driver`, `cublas`, `kernel`, `cpu_model`, …
+    pub name: String,
+    pub version: String,
+}
+
+/// Most entries a Hello's [`Hello::software`] may list.
+pub const MAX_SOFTWARE_ENTRIES: usize = 32;
+
+/// Longest name or version of a [`SoftwareVersion`], bytes.
+pub const MAX_SOFTWARE_TEXT_BYTES: usize = 128;
+
+/// Why `software` is over the bounds of a Hello ([`MAX_SOFTWARE_ENTRIES`] entries, texts of at
+/// most [`MAX_SOFTWARE_TEXT_BYTES`] bytes, no name empty or listed twice), or `None` when it fits.
+pub fn check_software(software: &[SoftwareVersion]) -> Option<String> {
+    if software.len() > MAX_SOFTWARE_ENTRIES {
+        return Some(format!(
+            "the Hello lists {} software versions; at most {MAX_SOFTWARE_ENTRIES} are allowed",
+            software.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in software {
+        if s.name.is_empty() {
+            return Some("the Hello lists a software version without a name".into());
+        }
+        for (what, text) in [("name", &s.name), ("version", &s.version)] {
+            if text.len() > MAX_SOFTWARE_TEXT_BYTES {
+                return Some(format!(
+                    "the Hello lists a software {what} of {} bytes; at most \
+                     {MAX_SOFTWARE_TEXT_BYTES} are allowed",
+                    text.len()
+                ));
+            }
+        }
+        if !seen.insert(s.name.as_str()) {
+            return Some(format!("the Hello lists software {:?} twice", s.name));
+        }
+    }
+    None
 }
 
 /// What a registered probe does in a run.
@@ -344,5 +393,35 @@ mod tests {
         let cut = bounded_gap_reason(format!("a{}", "é".repeat(MAX_GAP_REASON_BYTES)));
         assert_eq!(cut.len(), MAX_GAP_REASON_BYTES - 1);
         assert!(cut.starts_with('a') && cut.ends_with('é'));
+    }
+
+    fn sw(name: &str, version: &str) -> SoftwareVersion {
+        SoftwareVersion {
+            name: name.into(),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn software_within_the_bounds_passes_and_beyond_them_is_refused() {
+        assert_eq!(check_software(&[]), None);
+        let full: Vec<_> = (0..MAX_SOFTWARE_ENTRIES)
+            .map(|i| sw(&format!("lib{i}"), &"9".repeat(MAX_SOFTWARE_TEXT_BYTES)))
+            .collect();
+        assert_eq!(check_software(&full), None);
+        let mut over = full.clone();
+        over.push(sw("one_more", "1"));
+        assert!(check_software(&over).unwrap().contains("at most 32"));
+        let long = [sw("cublas", &"9".repeat(MAX_SOFTWARE_TEXT_BYTES + 1))];
+        assert!(check_software(&long)
+            .unwrap()
+            .contains("version of 129 bytes"));
+        let long = [sw(&"n".repeat(MAX_SOFTWARE_TEXT_BYTES + 1), "1")];
+        assert!(check_software(&long).unwrap().contains("name of 129 bytes"));
+        assert!(check_software(&[sw("", "1")])
+            .unwrap()
+            .contains("without a name"));
+        let twice = [sw("kernel", "6.1"), sw("kernel", "6.2")];
+        assert!(check_software(&twice).unwrap().contains("twice"));
     }
 }

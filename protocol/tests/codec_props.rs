@@ -148,6 +148,7 @@ fn hello() -> impl Strategy<Value = Hello> {
         any::<u64>(),
         option::of(data_plane_addr()),
         prop_oneof![Just(ProbeRole::Node), Just(ProbeRole::Facility)],
+        vec(software_version(), 0..3),
     )
         .prop_map(
             |(
@@ -160,6 +161,7 @@ fn hello() -> impl Strategy<Value = Hello> {
                 instance_id,
                 data_plane,
                 role,
+                software,
             )| {
                 Hello {
                     protocol_version,
@@ -171,9 +173,14 @@ fn hello() -> impl Strategy<Value = Hello> {
                     instance_id,
                     data_plane,
                     role,
+                    software,
                 }
             },
         )
+}
+
+fn software_version() -> impl Strategy<Value = SoftwareVersion> {
+    (text(), text()).prop_map(|(name, version)| SoftwareVersion { name, version })
 }
 
 fn socket_addr() -> impl Strategy<Value = std::net::SocketAddr> {
@@ -1192,6 +1199,7 @@ struct RawHello {
     instance_id: u64,
     data_plane: Option<DataPlaneAddr>,
     role: ProbeRole,
+    software: Vec<SoftwareVersion>,
 }
 
 fn raw_hello(h: &Hello, node_id: String) -> Vec<u8> {
@@ -1205,6 +1213,7 @@ fn raw_hello(h: &Hello, node_id: String) -> Vec<u8> {
         instance_id: h.instance_id,
         data_plane: h.data_plane,
         role: h.role,
+        software: h.software.clone(),
     }))
     .unwrap()
 }

@@ -218,6 +218,15 @@ pub fn reading_json(r: &DeviceReading) -> Value {
     })
 }
 
+/// `parts` joined by commas, or "none read".
+fn listed_or_none(parts: &[String]) -> String {
+    if parts.is_empty() {
+        "none read".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn opt<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v}{unit}"))
 }
@@ -285,8 +294,8 @@ fn reading_line(r: &DeviceReading) -> String {
     )
 }
 
-/// `probe --list-devices` on a real backend: prints the inventory, the sensors and one reading
-/// (text, or one JSON object with `json`).
+/// `probe --list-devices` on a real backend: prints the inventory, the software versions the
+/// Hello would list, the sensors and one reading (text, or one JSON object with `json`).
 pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> ExitCode {
     let opts = OpenOptions {
         threads,
@@ -304,7 +313,7 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
     };
     let reading = opened.backend().sample(0);
     let b = opened.backend_ref();
-    let (inventory, sensors) = (b.inventory().to_vec(), b.sensors());
+    let (inventory, sensors, software) = (b.inventory().to_vec(), b.sensors(), b.software());
     let extended = opened.cuda().map(|c| c.extended_readings());
     let driver = opened.cuda().and_then(|c| c.driver_version());
     let name = opened.backend_ref().name();
@@ -327,6 +336,7 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
             },
             "reading_error": reading.as_ref().err().map(|e| e.to_string()),
             "node_power_w": reading.as_ref().ok().and_then(|r| r.node_power_w),
+            "software": software,
         });
         if let Some(o) = v.as_object_mut() {
             if let Some(a) = &auto {
@@ -363,6 +373,11 @@ pub fn list(kind: Real, threads: Option<usize>, dtype: Dtype, json: bool) -> Exi
         inventory.len()
     ));
     out.extend(inventory_lines(&inventory));
+    let versions: Vec<String> = software
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.version))
+        .collect();
+    out.push(format!("software: {}", listed_or_none(&versions)));
     out.push("sensors:".into());
     out.extend(sensor_lines(&sensors));
     match &reading {

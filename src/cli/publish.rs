@@ -142,6 +142,23 @@ fn bundle(
     })
 }
 
+/// The GPU driver versions the run's probes listed, each once: the NVIDIA driver's ("NVIDIA
+/// 580.65.06") and the CUDA version it supports ("CUDA 13.0"); none for a run without GPUs.
+fn drivers(probes: &[hallmark_store::ContextProbe]) -> Vec<String> {
+    let named = [("nvml_driver", "NVIDIA"), ("cuda_driver", "CUDA")];
+    let mut out = Vec::new();
+    for (name, label) in named {
+        let versions: BTreeSet<&str> = probes
+            .iter()
+            .flat_map(|p| &p.software)
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        out.extend(versions.into_iter().map(|v| format!("{label} {v}")));
+    }
+    out
+}
+
 /// One run as the publication takes it.
 fn gather(store: &Store, id: &str) -> anyhow::Result<PublishRun> {
     let s = store.run_summary(id)?;
@@ -165,8 +182,7 @@ fn gather(store: &Store, id: &str) -> anyhow::Result<PublishRun> {
         nodes: probes.len(),
         racks: s.racks.len(),
         backends: backends.into_iter().collect(),
-        // The store does not record driver versions.
-        drivers: Vec::new(),
+        drivers: drivers(&store.run_context(id)?.probes),
         notes: vec![("hallmark version".into(), s.hallmark_version.clone())],
     };
     let method = method(store, id, &s, &metrics, devices.len(), &kinds)?;
@@ -452,4 +468,41 @@ fn design_kw(s: &RunSummary, cert: Option<&Certification>) -> BTreeMap<usize, f6
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drivers;
+    use hallmark_store::ContextProbe;
+
+    fn probe(node: &str, software: &[(&str, &str)]) -> ContextProbe {
+        ContextProbe {
+            node_id: node.into(),
+            backend: "cuda".into(),
+            hallmark_version: "0.1.0".into(),
+            hall: "h".into(),
+            row: "r".into(),
+            rack: "k".into(),
+            software: software
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_drivers_are_the_versions_the_probes_listed_each_once() {
+        let a = [
+            ("cublas", "13.0.2"),
+            ("cuda_driver", "13.0"),
+            ("nvml_driver", "580.65.06"),
+        ];
+        let b = [("cuda_driver", "13.0"), ("nvml_driver", "580.82.07")];
+        let probes = [probe("n1", &a), probe("n2", &a), probe("n3", &b)];
+        assert_eq!(
+            drivers(&probes),
+            ["NVIDIA 580.65.06", "NVIDIA 580.82.07", "CUDA 13.0"]
+        );
+        assert!(drivers(&[probe("s1", &[("simulator", "0.1.0")])]).is_empty());
+    }
 }

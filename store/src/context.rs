@@ -1,10 +1,8 @@
 //! What makes two runs comparable ([`Store::run_context`]): the plan as run (its SHA-256), the
 //! versions of hallmark that ran it, its halls, the spec it was last certified against, and the
 //! inventory (probes and devices), as one flat record for `hallmark compare` to judge and to show
-//! as a diff.
-//!
-//! Driver and library versions (CUDA driver, NVML, cuBLAS) are not part of it: no table of the
-//! store holds them (a probe's Hello does not carry them).
+//! as a diff. Each probe carries the driver and library versions its Hello listed (CUDA driver,
+//! NVML, cuBLAS, kernel; `crate::software`), so that the diff shows when they changed.
 
 use crate::error::StoreError;
 use crate::model::RunRow;
@@ -43,6 +41,10 @@ pub struct ContextProbe {
     pub hall: String,
     pub row: String,
     pub rack: String,
+    /// The versions of the software under its load as (name, version), sorted by name: what its
+    /// Hello listed (empty for a probe that listed none, or one from before schema version 8).
+    #[serde(default)]
+    pub software: Vec<(String, String)>,
 }
 
 /// A device of a run's context.
@@ -106,7 +108,9 @@ impl Store {
     }
 
     fn context_probes(&self, run_id: &str) -> Result<Vec<ContextProbe>, StoreError> {
-        self.db
+        let mut software = self.probe_software(run_id)?;
+        let mut probes = self
+            .db
             .query_map(
                 "SELECT node_id, backend, hallmark_version, hall, row, rack FROM probes \
                  WHERE run_id = ?1 ORDER BY hall, row, rack, node_id",
@@ -119,10 +123,15 @@ impl Store {
                         hall: r.text(3)?,
                         row: r.text(4)?,
                         rack: r.text(5)?,
+                        software: Vec::new(),
                     })
                 },
             )
-            .map_err(self.db_err("reading a run's probes"))
+            .map_err(self.db_err("reading a run's probes"))?;
+        for p in &mut probes {
+            p.software = software.remove(&p.node_id).unwrap_or_default();
+        }
+        Ok(probes)
     }
 
     fn context_devices(&self, run_id: &str) -> Result<Vec<ContextDevice>, StoreError> {

@@ -12,7 +12,8 @@
 //!   PostgreSQL database, and [`Store::open_location`] / [`Store::open_location_read_only`] open
 //!   whichever a `--results` argument names ([`location::Location`]).
 //! * Writer API (the coordinator, from one task): [`Store::create_run`], [`Store::add_probe`],
-//!   [`Store::add_devices`], [`Store::add_phase`], [`Store::phase_started`], [`Store::insert_batch`] and
+//!   [`Store::add_devices`], [`Store::add_probe_software`] (driver and library versions, schema 8),
+//!   [`Store::add_phase`], [`Store::phase_started`], [`Store::insert_batch`] and
 //!   [`Store::insert_batches`] (many telemetry batches in one transaction; replays are recognised by
 //!   sequence number), [`Store::record_gap`], [`Store::phase_report`], [`Store::probe_lost`],
 //!   [`Store::event`], [`Store::finish_run`]; for fabric phases [`Store::fabric_members`] (the
@@ -53,6 +54,7 @@ mod runs;
 mod scan;
 mod schema;
 mod simulated;
+mod software;
 mod store;
 mod telemetry;
 #[cfg(feature = "testing")]

@@ -20,7 +20,8 @@
 //! readings of the hall's own meters (rack PDUs, CDUs, BMCs) that facility collectors send
 //! (`facility_batches`, `facility_readings`; `crate::facility`); 8 the metrics computed once per
 //! run for each subject (`metric_sets`, `metric_subjects`, `metric_names`, `metric_values`;
-//! `crate::metrics`).
+//! `crate::metrics`) and the probes' driver and library versions (`probe_software`;
+//! `crate::software`).
 
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags};
@@ -419,6 +420,8 @@ CREATE INDEX facility_readings_by_time ON facility_readings (run_id, t_ns, colle
 /// `metric_id` and `subject_id` carry no foreign key: the store takes them from the dictionaries
 /// in the same transaction and never deletes an entry, and checking a hall's 200 000 values'
 /// keys against them made its insert on PostgreSQL three times slower (about 4 s instead of 1.2).
+/// Also `probe_software`: the versions of the software under each probe's load (driver,
+/// libraries, kernel) as its Hello listed them (`crate::software`), for the context diff.
 const V8: &str = r#"
 CREATE TABLE metric_sets (
     set_id            INTEGER PRIMARY KEY,
@@ -451,6 +454,15 @@ CREATE TABLE metric_values (
     subject_id  INTEGER NOT NULL,
     value       REAL,
     PRIMARY KEY (set_id, metric_id, subject_id)
+) WITHOUT ROWID;
+
+CREATE TABLE probe_software (
+    run_id   TEXT NOT NULL,
+    node_id  TEXT NOT NULL,
+    name     TEXT NOT NULL CHECK (name <> ''),
+    version  TEXT NOT NULL,
+    PRIMARY KEY (run_id, node_id, name),
+    FOREIGN KEY (run_id, node_id) REFERENCES probes (run_id, node_id)
 ) WITHOUT ROWID;
 "#;
 

@@ -151,11 +151,11 @@ fn a_name_this_build_does_not_know_is_refused_by_name() {
 }
 
 /// Makes the test store a version 6 store: version 7 only added the facility tables, version 8
-/// only the metric tables.
+/// only the metric tables and `probe_software`.
 fn downgrade_to_6(t: &TestStore) {
     let mut db = raw(t);
     db.execute_batch(
-        "DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
+        "DROP TABLE probe_software; DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
          DROP TABLE metric_sets; DROP TABLE facility_readings; DROP TABLE facility_batches;",
     )
     .unwrap();

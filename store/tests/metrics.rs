@@ -2,12 +2,14 @@
 //! (stored NULL), storing again replaces it, what the store cannot hold is refused without
 //! touching the stored set, a history lists the runs with a stored set in start order and filters
 //! them by plan, hall (also a probe's label), metric (base or qualified), subject (exact or
-//! prefix) and start, and a run's context holds what makes runs comparable. The tables themselves
+//! prefix) and start, and a run's context holds what makes runs comparable (the probes' software
+//! versions among it). The tables themselves
 //! and the upgrade from version 7 are in `metrics_schema.rs`.
 
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
 
+use hallmark_protocol::{NodeId, SoftwareVersion};
 use hallmark_store::db::Db;
 use hallmark_store::location::Location;
 use hallmark_store::testing::stores::{stores, TestStore};
@@ -432,6 +434,29 @@ fn a_runs_context_holds_what_makes_runs_comparable() {
     for mut t in stores("metrics-context") {
         eprintln!("on {}", t.backend);
         let id = run::build(&mut t.store);
+        let sw = |pairs: &[(&str, &str)]| -> Vec<SoftwareVersion> {
+            let v = |(name, version): &(&str, &str)| SoftwareVersion {
+                name: name.to_string(),
+                version: version.to_string(),
+            };
+            pairs.iter().map(v).collect()
+        };
+        let (n1, n2) = (NodeId::new("r1n1").unwrap(), NodeId::new("r1n2").unwrap());
+        let store = &mut t.store;
+        store
+            .add_probe_software(&id, &n1, &sw(&[("kernel", "6.1")]))
+            .unwrap();
+        // Registering again replaces the list.
+        let driver = sw(&[("nvml_driver", "580.65.06"), ("cuda_driver", "13.0")]);
+        store.add_probe_software(&id, &n1, &driver).unwrap();
+        store
+            .add_probe_software(&id, &n2, &sw(&[("cuda_driver", "12.9")]))
+            .unwrap();
+        let stranger = NodeId::new("nobody").unwrap();
+        let err = store
+            .add_probe_software(&id, &stranger, &driver)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownNode { .. }), "{err:?}");
         let ctx = t.store.run_context(id.as_str()).unwrap();
         assert_eq!(ctx.run, t.store.list_runs().unwrap()[0]);
         let record = t.store.run(id.as_str()).unwrap().unwrap();
@@ -448,8 +473,19 @@ fn a_runs_context_holds_what_makes_runs_comparable() {
                 hall: "sim-hall-a".into(),
                 row: "row-a".into(),
                 rack: "rack-01".into(),
+                software: vec![
+                    ("cuda_driver".into(), "13.0".into()),
+                    ("nvml_driver".into(), "580.65.06".into()),
+                ],
             }
         );
+        assert_eq!(
+            ctx.probes[1].software,
+            [("cuda_driver".into(), "12.9".into())]
+        );
+        assert!(ctx.probes[2].software.is_empty(), "listed none: none");
+        let read_only = t.reopen_read_only().run_context(id.as_str()).unwrap();
+        assert_eq!(read_only.probes, ctx.probes);
         let nodes: Vec<_> = ctx.probes.iter().map(|p| p.node_id.as_str()).collect();
         assert_eq!(nodes, ["r1n1", "r1n2", "r2n1", "r2n2"]);
         assert_eq!(ctx.devices.len(), 8);

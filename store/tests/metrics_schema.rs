@@ -1,5 +1,5 @@
-//! The metric tables of schema 8 on both backends: the same columns (PostgreSQL's text in byte
-//! order), and a version 7 store upgraded to 8 keeping its runs.
+//! The metric tables and `probe_software` of schema 8 on both backends: the same columns
+//! (PostgreSQL's text in byte order), and a version 7 store upgraded to 8 keeping its runs.
 
 #[path = "../../results/tests/common/mod.rs"]
 mod run;
@@ -102,6 +102,28 @@ fn the_metric_tables_have_the_same_columns_on_both_backends() {
     }
 }
 
+#[test]
+fn probe_software_has_the_same_columns_on_both_backends() {
+    let mut seen = Vec::new();
+    for t in stores("software-columns") {
+        eprintln!("on {}", t.backend);
+        seen.push(columns(&t, "probe_software"));
+    }
+    let text = |name: &str| (name.to_string(), "text".to_string(), true);
+    assert_eq!(
+        seen[0],
+        [
+            text("run_id"),
+            text("node_id"),
+            text("name"),
+            text("version")
+        ]
+    );
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0], "sqlite vs postgres");
+    }
+}
+
 fn some_rows() -> Vec<MetricRow> {
     ["r1n1/0", "r1n1/1"]
         .iter()
@@ -115,11 +137,12 @@ fn some_rows() -> Vec<MetricRow> {
         .collect()
 }
 
-/// Makes the test store a version 7 store: version 8 only added the metric tables.
+/// Makes the test store a version 7 store: version 8 only added the metric tables and
+/// `probe_software`.
 fn downgrade_to_7(t: &TestStore) {
     let mut db = raw(t);
     db.execute_batch(
-        "DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
+        "DROP TABLE probe_software; DROP TABLE metric_values; DROP TABLE metric_names; DROP TABLE metric_subjects; \
          DROP TABLE metric_sets;",
     )
     .unwrap();

@@ -122,6 +122,13 @@ pub trait Backend: Send {
         Vec::new()
     }
 
+    /// Versions of the software under the load (driver, libraries, kernel) that this backend
+    /// could read, for the Hello ([`crate::software`] names them). Nothing by default: a version
+    /// that was not read is not listed.
+    fn software(&self) -> Vec<hallmark_protocol::SoftwareVersion> {
+        Vec::new()
+    }
+
     /// Chooses what every device runs from now on (levels are kept). A backend that has only the
     /// GEMM burn refuses the others.
     fn set_kernel(&mut self, kernel: Kernel) -> Result<(), BackendError> {

@@ -18,6 +18,9 @@
 //! * [`nvml`] — NVML sensors of NVIDIA GPUs ([`nvml::NvmlSensors`]): instant power, energy,
 //!   temperatures, clocks, utilisation, throttle reasons, ECC, XID, PCIe and NVLink counters.
 //!
+//! * [`software`] — the versions of the software under the load (kernel, CUDA driver, cuBLAS)
+//!   that a backend reports in the Hello.
+//!
 //! * [`fabric`] — the probe's data plane and the fabric workloads: the latency mesh and collectives
 //!   between probes, authenticated per phase.
 //!
@@ -30,6 +33,7 @@ pub mod fabric;
 pub mod host;
 pub mod nvml;
 pub mod sim;
+pub mod software;
 /// NVML's clock-event reason bits (defined with the protocol's `Sample`, which carries them).
 pub use hallmark_protocol::throttle;
 

@@ -1,6 +1,7 @@
 //! Registration: a connection's Hello checked against its certificate, the protocol version, the
-//! probes already registered and the fabric's address rules, then answered with a Welcome or a
-//! refusal (one log line on the coordinator, a clear reason on the probe).
+//! bounds of its inventory and software list, the probes already registered and the fabric's
+//! address rules, then answered with a Welcome or a refusal (one log line on the coordinator, a
+//! clear reason on the probe).
 
 use super::*;
 
@@ -20,6 +21,9 @@ impl Coordinator {
                     hello.inventory.len()
                 ),
             );
+        }
+        if let Some(error) = hallmark_protocol::check_software(&hello.software) {
+            return self.protocol_error(conn, error);
         }
         if hello.node_id != c.certificate_node {
             let message = format!(
@@ -82,6 +86,7 @@ impl Coordinator {
             clock: None,
             data_plane,
             role: hello.role,
+            software: hello.software,
         };
         self.out.transmits.push_back((
             conn,

@@ -50,6 +50,7 @@ pub fn hello(id: &str, rack: &str, devices: u16) -> Hello {
         instance_id: 1,
         data_plane: None,
         role: hallmark_protocol::ProbeRole::Node,
+        software: Vec::new(),
     }
 }
 

@@ -4,8 +4,10 @@
 //! judged against the same spec (when both were certified) and carry the same device models in the
 //! same numbers — conbench's rule of refusing to compare runs of different hardware. What differs
 //! beyond that is the **context diff**, always shown: hallmark versions, the probes' backends and
-//! versions, and the inventory (nodes and devices added, removed or replaced). Pure: it reads two
-//! [`RunContext`]s and returns flat records.
+//! versions, their driver and library versions (CUDA driver, NVML, cuBLAS, kernel: each name's
+//! versions across the run's probes, with how many nodes run each, so that a change between the
+//! runs and nodes that differ within one both show) and the inventory (nodes and devices added,
+//! removed or replaced). Pure: it reads two [`RunContext`]s and returns flat records.
 
 use hallmark_store::RunContext;
 use serde::{Deserialize, Serialize};
@@ -105,8 +107,108 @@ pub fn context_diff(base: &RunContext, new: &RunContext) -> Vec<Difference> {
         base.spec_name.clone(),
         new.spec_name.clone(),
     );
+    out.extend(software_diff(base, new));
     out.extend(inventory_diff(base, new));
     out
+}
+
+/// Software name → version → the nodes that run it.
+type SoftwareNodes<'a> = BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a str>>>;
+
+fn software_nodes(c: &RunContext) -> SoftwareNodes<'_> {
+    let mut m: SoftwareNodes<'_> = BTreeMap::new();
+    for p in &c.probes {
+        for (name, version) in &p.software {
+            m.entry(name.as_str())
+                .or_default()
+                .entry(version.as_str())
+                .or_default()
+                .push(p.node_id.as_str());
+        }
+    }
+    m
+}
+
+/// Per software name, its versions on each side: a Difference when they differ between the
+/// runs, or when the nodes of either run do not all run the same one (a node that did not list
+/// the name counts as "not listed" there).
+fn software_diff(base: &RunContext, new: &RunContext) -> Vec<Difference> {
+    let (b, n) = (software_nodes(base), software_nodes(new));
+    let names: BTreeSet<&str> = b.keys().chain(n.keys()).copied().collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (bv, nv) = (b.get(name), n.get(name));
+        let keys = |v: Option<&BTreeMap<&str, Vec<&str>>>| -> Vec<String> {
+            v.map(|v| v.keys().map(|k| k.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let mixed = |c: &RunContext, v: Option<&BTreeMap<&str, Vec<&str>>>| {
+            v.is_some_and(|v| v.len() > 1 || unlisted(c, v).is_some())
+        };
+        if keys(bv) != keys(nv) || mixed(base, bv) || mixed(new, nv) {
+            out.push(Difference::new(
+                format!("software {name}"),
+                bv.map(|v| versions_text(base, v)),
+                nv.map(|v| versions_text(new, v)),
+            ));
+        }
+    }
+    out
+}
+
+/// The nodes of `c` that list none of the versions in `v`, if any.
+fn unlisted<'a>(c: &'a RunContext, v: &BTreeMap<&str, Vec<&str>>) -> Option<Vec<&'a String>> {
+    let listed: BTreeSet<&str> = v.values().flatten().copied().collect();
+    let rest: Vec<&String> = c
+        .probes
+        .iter()
+        .map(|p| &p.node_id)
+        .filter(|n| !listed.contains(n.as_str()))
+        .collect();
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// "12.8 (64 nodes)"; with several versions, the nodes of all but the most common one named:
+/// "12.8 (62 nodes), 12.9 (2 nodes: n07, n12)".
+fn versions_text(c: &RunContext, v: &BTreeMap<&str, Vec<&str>>) -> String {
+    let mut parts: Vec<(String, Vec<&str>)> = v
+        .iter()
+        .map(|(version, nodes)| (version.to_string(), nodes.clone()))
+        .collect();
+    if let Some(rest) = unlisted(c, v) {
+        parts.push((
+            "not listed".into(),
+            rest.iter().map(|s| s.as_str()).collect(),
+        ));
+    }
+    let most = parts
+        .iter()
+        .map(|(_, nodes)| nodes.len())
+        .max()
+        .unwrap_or(0);
+    let mut named_most = false;
+    let texts: Vec<String> = parts
+        .iter()
+        .map(|(version, nodes)| {
+            let count = nodes_count(nodes.len());
+            if parts.len() == 1 || (nodes.len() == most && !named_most) {
+                named_most = true;
+                return format!("{version} ({count})");
+            }
+            let ids: Vec<String> = nodes.iter().map(|s| s.to_string()).collect();
+            let ids: Vec<&String> = ids.iter().collect();
+            format!("{version} ({count}: {})", listed(&ids))
+        })
+        .collect();
+    texts.join(", ")
+}
+
+fn nodes_count(n: usize) -> String {
+    if n == 1 {
+        "1 node".into()
+    } else {
+        format!("{n} nodes")
+    }
 }
 
 /// Nodes that joined or left, and devices whose identity (UUID, serial) or model changed.
@@ -215,3 +317,7 @@ fn side_name(name: &Option<String>) -> &str {
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
+
+#[cfg(test)]
+#[path = "context_tests.rs"]
+mod tests;

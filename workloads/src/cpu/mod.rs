@@ -56,6 +56,8 @@ pub struct CpuBackend {
     results_mark: Option<(i64, Vec<(u64, u64)>)>,
     /// RAPL, utilisation and temperatures, one socket per device.
     host: HostSensors,
+    /// The kernel release and CPU microcode, read once at start ([`crate::software::host`]).
+    software: Vec<hallmark_protocol::SoftwareVersion>,
 }
 
 impl CpuBackend {
@@ -89,7 +91,10 @@ impl CpuBackend {
         };
         let cpus = topology::cpu_packages(Path::new("/sys/devices/system/cpu"));
         let sockets = topology::sockets(&cpus);
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok();
+        let software =
+            crate::software::host(Path::new(crate::software::OSRELEASE), cpuinfo.as_deref());
+        let cpuinfo = cpuinfo.unwrap_or_default();
         let inventory = topology::inventory(&sockets, &topology::model_name(&cpuinfo));
         let shared = Arc::new(Shared {
             devices: sockets.iter().map(|_| DeviceShared::default()).collect(),
@@ -103,6 +108,7 @@ impl CpuBackend {
             levels: vec![0.0; sockets.len()],
             results_mark: None,
             host: HostSensors::new(sockets.clone(), cpus.clone(), host),
+            software,
         };
         for w in 0..threads {
             let device = topology::worker_device(w, &cpus, &sockets);
@@ -162,6 +168,10 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    fn software(&self) -> Vec<hallmark_protocol::SoftwareVersion> {
+        self.software.clone()
     }
 
     fn inventory(&self) -> &[DeviceInfo] {

@@ -16,6 +16,11 @@ impl Backend for CudaBackend {
         "cuda"
     }
 
+    /// The CUDA driver's, NVML's and cuBLAS's versions and the host's ([`super::versions`]).
+    fn software(&self) -> Vec<hallmark_protocol::SoftwareVersion> {
+        self.software_versions().to_vec()
+    }
+
     fn inventory(&self) -> &[DeviceInfo] {
         &self.inventory
     }

@@ -16,6 +16,7 @@
 //!   XID errors.
 //! * Collective phases through NCCL ([`nccl`]): a thread, stream and communicator per GPU beside
 //!   the burn, one rank per GPU across the phase's members.
+//! * The driver's, NVML's and cuBLAS's versions for the Hello ([`versions`]).
 //!
 //! The level set by [`crate::Backend::set_level`] is the ceiling of the duty: with a power target the
 //! controller chooses the duty below it, and a level of 0 stops the device whatever the target.
@@ -32,6 +33,7 @@ pub mod libs;
 pub mod monitor;
 pub mod nccl;
 pub mod sizing;
+pub mod versions;
 pub mod worker;
 
 pub use discover::{availability, format_uuid, library_report, CudaDevice};
@@ -144,6 +146,8 @@ pub struct CudaBackend {
     dtype: Dtype,
     /// Collective phases through NCCL ([`nccl`]).
     nccl: nccl::NcclState,
+    /// Driver, library and kernel versions, read once at start ([`versions`]).
+    software: Vec<hallmark_protocol::SoftwareVersion>,
 }
 
 impl CudaBackend {
@@ -217,7 +221,9 @@ impl CudaBackend {
             load,
             dtype: cfg.dtype,
             nccl: nccl::NcclState::default(),
+            software: Vec::new(),
         };
+        backend.software = versions::read(&backend.nvml);
         if let Some(ptx) = ptx {
             for (g, index) in backend.gpus.iter().zip(0u16..) {
                 let wcfg = WorkerConfig {
@@ -378,6 +384,11 @@ impl CudaBackend {
                 None => ExtendedReading::default(),
             })
             .collect()
+    }
+
+    /// What [`crate::Backend::software`] reports.
+    pub(crate) fn software_versions(&self) -> &[hallmark_protocol::SoftwareVersion] {
+        &self.software
     }
 
     /// The NVIDIA driver's version.

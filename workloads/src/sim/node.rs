@@ -239,6 +239,11 @@ impl Backend for SimBackend {
         "sim"
     }
 
+    /// The simulation model's version ([`crate::software::simulator`]).
+    fn software(&self) -> Vec<hallmark_protocol::SoftwareVersion> {
+        crate::software::simulator()
+    }
+
     fn inventory(&self) -> &[DeviceInfo] {
         &self.inventory
     }
