@@ -26,6 +26,9 @@ mod status;
 pub mod store;
 mod validate;
 
+pub use admit::LoadRefusals;
 pub use machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
-pub use server::{RunProgress, RunStage, ServerError, ServerHandle, ServerOptions};
+pub use server::{
+    RunProgress, RunStage, ServerError, ServerHandle, ServerOptions, DEFAULT_MAX_HANDSHAKES,
+};
 pub use store::StoreRecorder;

@@ -10,7 +10,7 @@
 //! revocation list's file every second and the connection tasks close a connection whose
 //! certificate a new list revokes (see `conn.rs`).
 
-use crate::admit::Admission;
+use crate::admit::{Admission, LoadRefusals};
 use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
 use crate::metrics::Metrics;
@@ -56,6 +56,11 @@ pub enum ServerError {
     Metrics(#[from] crate::metrics_http::MetricsBindError),
 }
 
+/// Handshakes in flight at once by default: enough to keep two cores busy with handshakes over a
+/// loopback or a LAN (each costs about a millisecond of CPU and a round trip or two), few enough
+/// that each finishes well within the probes' 5 s connect timeout under a storm.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
+
 /// How to run a coordinator.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -70,6 +75,10 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// Connections open at once, handshakes included; more are refused before their handshake.
     pub max_connections: usize,
+    /// Handshakes in flight at once, from a connection's arrival until its control stream is open
+    /// ([`DEFAULT_MAX_HANDSHAKES`]); more are refused before any cryptography and the probes
+    /// retry after a jittered backoff, so that a registration storm is slowed, not timed out.
+    pub max_handshakes: usize,
     /// Connections one node certificate may hold at once.
     pub max_connections_per_node: usize,
     /// Serve live metrics for Prometheus on this TCP address (`GET /metrics`).
@@ -87,6 +96,7 @@ impl ServerOptions {
             crl: None,
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_connections_per_node: 4,
             metrics: None,
         }
@@ -103,6 +113,7 @@ pub struct ServerHandle {
     commands: mpsc::UnboundedSender<CoreCmd>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
+    admission: Admission,
 }
 
 /// Where the current run stands, for progress displays.
@@ -220,10 +231,15 @@ impl ServerHandle {
             }
             None => core,
         };
+        let admission = Admission::new(
+            opts.max_connections,
+            opts.max_handshakes.max(1),
+            opts.max_connections_per_node,
+        );
         let task = tokio::spawn(core.run(
             endpoint,
             opts.handshake_timeout,
-            Admission::new(opts.max_connections, opts.max_connections_per_node),
+            admission.clone(),
             shutdown_rx,
             commands_rx,
             recorded_rx,
@@ -236,7 +252,13 @@ impl ServerHandle {
             commands,
             shutdown: Some(shutdown_tx),
             task,
+            admission,
         })
+    }
+
+    /// Connections turned away before their handshake so far, by cause (the probes retry them).
+    pub fn load_refusals(&self) -> LoadRefusals {
+        self.admission.refusals()
     }
 
     /// The address the endpoint is bound to.

@@ -4,7 +4,7 @@
 //! writers, run data to the recorder, events to the log, subscribers, progress and status file.
 
 use crate::admit::Admission;
-use crate::conn::{connection, ConnParams, ShellEvent, WriterCmd};
+use crate::conn::{connection, refuse_for_load, ConnParams, ShellEvent, WriterCmd};
 use crate::machine::{close_code, Close, ConnId, Coordinator, Event, ProbeRecord};
 use crate::metrics_http::{update, Serving, SharedMetrics};
 use crate::record::{spawn_writer, Record, Recorded};
@@ -138,15 +138,7 @@ impl Core {
                             next_conn += 1;
                             tokio::spawn(connection(conn, incoming, tx.clone(), params.clone(), place));
                         }
-                        Err(held) => {
-                            warn!(
-                                "refused connection from {}: {held} connections are open, the most this \
-                                 coordinator accepts (max {})",
-                                incoming.remote_address(),
-                                admission.max_total()
-                            );
-                            incoming.refuse();
-                        }
+                        Err(full) => refuse_for_load(incoming, full, &admission),
                     }
                 }
                 Some(ev) = rx.recv() => self.apply(ev),
