@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Why the coordinator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,15 @@ pub struct ServerOptions {
     pub max_connections_per_node: usize,
     /// Serve live metrics for Prometheus on this TCP address (`GET /metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Receive buffer asked for the endpoint's one UDP socket, bytes ([`DEFAULT_UDP_RECEIVE_BUFFER`]):
+    /// every probe's datagrams arrive on it, and what overflows it is dropped by the kernel and
+    /// resent by QUIC a loss-detection timeout later. The kernel caps it (Linux:
+    /// `net.core.rmem_max`); the coordinator logs what it got.
+    pub udp_receive_buffer: usize,
 }
+
+/// [`ServerOptions::udp_receive_buffer`] by default: 8 MiB, some 6 000 full-size datagrams.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 8 << 20;
 
 impl ServerOptions {
     pub fn new(listen: SocketAddr) -> Self {
@@ -99,8 +107,34 @@ impl ServerOptions {
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_connections_per_node: 4,
             metrics: None,
+            udp_receive_buffer: DEFAULT_UDP_RECEIVE_BUFFER,
         }
     }
+}
+
+/// The endpoint's UDP socket on `listen`, its receive buffer raised towards `receive_buffer` (a
+/// smaller one than asked is logged, with the kernel setting that caps it).
+fn udp_socket(listen: SocketAddr, receive_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if let Err(e) = socket.set_recv_buffer_size(receive_buffer) {
+        warn!("could not raise the UDP receive buffer to {receive_buffer} bytes: {e}");
+    }
+    match socket.recv_buffer_size() {
+        Ok(got) if got < receive_buffer => warn!(
+            "the UDP receive buffer is {got} bytes, less than the {receive_buffer} asked: under a \
+             registration storm datagrams may be dropped and resent late (on Linux raise \
+             net.core.rmem_max)"
+        ),
+        Ok(got) => info!("UDP receive buffer: {got} bytes"),
+        Err(e) => warn!("cannot read the UDP receive buffer's size: {e}"),
+    }
+    socket.bind(&listen.into())?;
+    Ok(socket.into())
 }
 
 /// A running coordinator.
@@ -176,12 +210,18 @@ impl ServerHandle {
     pub async fn start(identity: &Identity, opts: ServerOptions) -> Result<Self, ServerError> {
         let (server_config, revocation) =
             tls::server_config_with_revocation(identity, &opts.transport, opts.crl.as_deref())?;
-        let endpoint = quinn::Endpoint::server(server_config, opts.listen).map_err(|source| {
-            ServerError::Bind {
-                addr: opts.listen,
-                source,
-            }
-        })?;
+        let bind_error = |source| ServerError::Bind {
+            addr: opts.listen,
+            source,
+        };
+        let socket = udp_socket(opts.listen, opts.udp_receive_buffer).map_err(bind_error)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind {
             addr: opts.listen,
             source,
