@@ -177,3 +177,63 @@ fn bad_arguments_are_clear_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// Two handshakes at a time for 20 probes started within 0.2 s: the excess is turned away
+/// ("coordinator busy"), retried, and every probe registers with no sample lost; a cap of 0 is
+/// refused at the start.
+#[test]
+fn a_fleet_beyond_the_handshake_cap_registers_through_busy_retries() {
+    let child = Command::new(EXE)
+        .args([
+            "--quiet",
+            "bench",
+            "fleet",
+            "--probes",
+            "20",
+            "--devices",
+            "1",
+            "--seconds",
+            "1",
+            "--max-handshakes",
+            "2",
+            "--start-jitter",
+            "0.2",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(180));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["registered"], 20, "{v}");
+    assert_eq!(v["pass"], true, "{v}");
+    assert_eq!(v["max_handshakes"], 2);
+    assert_eq!(v["start_jitter_s"], 0.2);
+    let f = &v["handshake_failures"];
+    assert_eq!(f["retried_timeout"], 0, "{v}");
+    assert_eq!(f["certificate_rejected"], 0, "{v}");
+    let seen = f["retried_busy"].as_u64().unwrap();
+    let refused = &v["coordinator_busy_refusals"];
+    let turned_away = refused["handshakes_in_flight"].as_u64().unwrap();
+    assert!(seen <= turned_away, "{v}");
+    assert_eq!(refused["connections_open"], 0, "{v}");
+
+    let out = Command::new(EXE)
+        .args([
+            "-q",
+            "bench",
+            "fleet",
+            "--probes",
+            "2",
+            "--max-handshakes",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-handshakes 0"), "{stderr}");
+}

@@ -8,7 +8,7 @@
 //! [`close_code::REVOKED`] as soon as a new list names the peer's certificate; the core then
 //! takes the probe as departed (during a run: lost) with that reason.
 
-use crate::admit::{Admission, Place};
+use crate::admit::{Admission, Full, Place};
 use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{close_code, Close, ConnId};
 use crate::server::WRITER_QUEUE;
@@ -208,6 +208,8 @@ pub(crate) async fn connection(
             return;
         }
     };
+    // The handshake is over: its place among those in flight goes to the next connection.
+    place.handshake_done();
     // A list that took effect since the handshake: the connection never reaches the core.
     if let Some(why) = revocations.as_mut().and_then(Revocations::listed) {
         connection.close(close_code::REVOKED.into(), why.as_bytes());
@@ -245,6 +247,39 @@ pub(crate) async fn connection(
     };
     let _ = tx.send(ShellEvent::Closed { conn, reason }).await;
     drop(place);
+}
+
+/// Turns `incoming` away before any cryptography (QUIC's CONNECTION_REFUSED: the probe retries
+/// after a jittered backoff, reporting "coordinator busy"), `full` saying which cap is reached.
+/// Logged as a warning at the 1st, 2nd, 4th, 8th… refusal of each cause (a storm refuses
+/// thousands), with the count so far; every one at debug level.
+pub(crate) fn refuse_for_load(incoming: quinn::Incoming, full: Full, admission: &Admission) {
+    let remote = incoming.remote_address();
+    incoming.refuse();
+    let refused = admission.refusals();
+    let (n, why) = match full {
+        Full::Connections(held) => (
+            refused.connections_open,
+            format!(
+                "{held} connections are open, the most this coordinator accepts (max {})",
+                admission.max_total()
+            ),
+        ),
+        Full::Handshakes(held) => (
+            refused.handshakes_in_flight,
+            format!(
+                "{held} handshakes are in flight, the most this coordinator does at once (max {})",
+                admission.max_handshakes()
+            ),
+        ),
+    };
+    debug!("refused connection from {remote} (busy, told to retry): {why}");
+    if n.is_power_of_two() {
+        warn!(
+            "refused connection from {remote} (busy, told to retry): {why}; {n} refused for this \
+             cause so far"
+        );
+    }
 }
 
 /// The watch of an authenticated connection on the revocation list in force.

@@ -26,6 +26,10 @@ mod status;
 pub mod store;
 mod validate;
 
+pub use admit::LoadRefusals;
 pub use machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
-pub use server::{RunProgress, RunStage, ServerError, ServerHandle, ServerOptions};
+pub use server::{
+    RunProgress, RunStage, ServerError, ServerHandle, ServerOptions, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_UDP_RECEIVE_BUFFER,
+};
 pub use store::StoreRecorder;

@@ -10,7 +10,7 @@
 //! revocation list's file every second and the connection tasks close a connection whose
 //! certificate a new list revokes (see `conn.rs`).
 
-use crate::admit::Admission;
+use crate::admit::{Admission, LoadRefusals};
 use crate::limits::MAX_PROBE_FRAME;
 use crate::machine::{Coordinator, CoordinatorConfig, Event, ProbeRecord};
 use crate::metrics::Metrics;
@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 /// Why the coordinator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,11 @@ pub enum ServerError {
     Metrics(#[from] crate::metrics_http::MetricsBindError),
 }
 
+/// Handshakes in flight at once by default: enough to keep two cores busy with handshakes over a
+/// loopback or a LAN (each costs about a millisecond of CPU and a round trip or two), few enough
+/// that each finishes well within the probes' 5 s connect timeout under a storm.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
+
 /// How to run a coordinator.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -70,11 +75,23 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// Connections open at once, handshakes included; more are refused before their handshake.
     pub max_connections: usize,
+    /// Handshakes in flight at once, from a connection's arrival until its control stream is open
+    /// ([`DEFAULT_MAX_HANDSHAKES`]); more are refused before any cryptography and the probes
+    /// retry after a jittered backoff, so that a registration storm is slowed, not timed out.
+    pub max_handshakes: usize,
     /// Connections one node certificate may hold at once.
     pub max_connections_per_node: usize,
     /// Serve live metrics for Prometheus on this TCP address (`GET /metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Receive buffer asked for the endpoint's one UDP socket, bytes ([`DEFAULT_UDP_RECEIVE_BUFFER`]):
+    /// every probe's datagrams arrive on it, and what overflows it is dropped by the kernel and
+    /// resent by QUIC a loss-detection timeout later. The kernel caps it (Linux:
+    /// `net.core.rmem_max`); the coordinator logs what it got.
+    pub udp_receive_buffer: usize,
 }
+
+/// [`ServerOptions::udp_receive_buffer`] by default: 8 MiB, some 6 000 full-size datagrams.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 8 << 20;
 
 impl ServerOptions {
     pub fn new(listen: SocketAddr) -> Self {
@@ -87,10 +104,37 @@ impl ServerOptions {
             crl: None,
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_connections_per_node: 4,
             metrics: None,
+            udp_receive_buffer: DEFAULT_UDP_RECEIVE_BUFFER,
         }
     }
+}
+
+/// The endpoint's UDP socket on `listen`, its receive buffer raised towards `receive_buffer` (a
+/// smaller one than asked is logged, with the kernel setting that caps it).
+fn udp_socket(listen: SocketAddr, receive_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if let Err(e) = socket.set_recv_buffer_size(receive_buffer) {
+        warn!("could not raise the UDP receive buffer to {receive_buffer} bytes: {e}");
+    }
+    match socket.recv_buffer_size() {
+        Ok(got) if got < receive_buffer => warn!(
+            "the UDP receive buffer is {got} bytes, less than the {receive_buffer} asked: under a \
+             registration storm datagrams may be dropped and resent late (on Linux raise \
+             net.core.rmem_max)"
+        ),
+        Ok(got) => info!("UDP receive buffer: {got} bytes"),
+        Err(e) => warn!("cannot read the UDP receive buffer's size: {e}"),
+    }
+    socket.bind(&listen.into())?;
+    Ok(socket.into())
 }
 
 /// A running coordinator.
@@ -103,6 +147,7 @@ pub struct ServerHandle {
     commands: mpsc::UnboundedSender<CoreCmd>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
+    admission: Admission,
 }
 
 /// Where the current run stands, for progress displays.
@@ -165,12 +210,18 @@ impl ServerHandle {
     pub async fn start(identity: &Identity, opts: ServerOptions) -> Result<Self, ServerError> {
         let (server_config, revocation) =
             tls::server_config_with_revocation(identity, &opts.transport, opts.crl.as_deref())?;
-        let endpoint = quinn::Endpoint::server(server_config, opts.listen).map_err(|source| {
-            ServerError::Bind {
-                addr: opts.listen,
-                source,
-            }
-        })?;
+        let bind_error = |source| ServerError::Bind {
+            addr: opts.listen,
+            source,
+        };
+        let socket = udp_socket(opts.listen, opts.udp_receive_buffer).map_err(bind_error)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
         let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind {
             addr: opts.listen,
             source,
@@ -220,10 +271,15 @@ impl ServerHandle {
             }
             None => core,
         };
+        let admission = Admission::new(
+            opts.max_connections,
+            opts.max_handshakes.max(1),
+            opts.max_connections_per_node,
+        );
         let task = tokio::spawn(core.run(
             endpoint,
             opts.handshake_timeout,
-            Admission::new(opts.max_connections, opts.max_connections_per_node),
+            admission.clone(),
             shutdown_rx,
             commands_rx,
             recorded_rx,
@@ -236,7 +292,13 @@ impl ServerHandle {
             commands,
             shutdown: Some(shutdown_tx),
             task,
+            admission,
         })
+    }
+
+    /// Connections turned away before their handshake so far, by cause (the probes retry them).
+    pub fn load_refusals(&self) -> LoadRefusals {
+        self.admission.refusals()
     }
 
     /// The address the endpoint is bound to.

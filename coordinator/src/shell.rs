@@ -4,7 +4,7 @@
 //! writers, run data to the recorder, events to the log, subscribers, progress and status file.
 
 use crate::admit::Admission;
-use crate::conn::{connection, ConnParams, ShellEvent, WriterCmd};
+use crate::conn::{connection, refuse_for_load, ConnParams, ShellEvent, WriterCmd};
 use crate::machine::{close_code, Close, ConnId, Coordinator, Event, ProbeRecord};
 use crate::metrics_http::{update, Serving, SharedMetrics};
 use crate::record::{spawn_writer, Record, Recorded};
@@ -43,10 +43,28 @@ pub(crate) struct Core {
     metrics: Option<(SharedMetrics, Serving)>,
     /// The revocation list in force (with `--crl`), for the connection tasks.
     revocations: Option<watch::Receiver<Arc<ListInForce>>>,
+    /// The registered probes changed since they were last published.
+    probes_dirty: bool,
+    /// When the registered probes were last published (list and status file).
+    probes_published: Option<tokio::time::Instant>,
+}
+
+/// Resolves at `due`; never without one.
+async fn sleep_until_probes(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How often the run's progress is published.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Most often the registered probes are published: a change after a quiet spell goes out at
+/// once; a burst of registrations (a storm: thousands within seconds) once per this, since each
+/// publication copies the whole list (and rewrites the status file), which per registration
+/// would cost the core task time quadratic in the fleet.
+const PROBES_EVERY: Duration = Duration::from_millis(100);
 
 impl Core {
     pub(crate) fn new(
@@ -75,7 +93,17 @@ impl Core {
             closing: None,
             metrics: None,
             revocations: None,
+            probes_dirty: false,
+            probes_published: None,
         }
+    }
+
+    /// When the registered probes are next due to be published, while they changed.
+    fn probes_due(&self) -> Option<tokio::time::Instant> {
+        self.probes_dirty.then(|| {
+            self.probes_published
+                .map_or_else(tokio::time::Instant::now, |t| t + PROBES_EVERY)
+        })
     }
 
     /// Keeps `metrics` up to date from the events and serves them while the core runs.
@@ -138,15 +166,7 @@ impl Core {
                             next_conn += 1;
                             tokio::spawn(connection(conn, incoming, tx.clone(), params.clone(), place));
                         }
-                        Err(held) => {
-                            warn!(
-                                "refused connection from {}: {held} connections are open, the most this \
-                                 coordinator accepts (max {})",
-                                incoming.remote_address(),
-                                admission.max_total()
-                            );
-                            incoming.refuse();
-                        }
+                        Err(full) => refuse_for_load(incoming, full, &admission),
                     }
                 }
                 Some(ev) = rx.recv() => self.apply(ev),
@@ -156,6 +176,7 @@ impl Core {
                     self.machine.handle_timeout(self.clock.now_ns());
                 }
                 _ = progress_tick.tick() => self.publish_progress(None),
+                _ = sleep_until_probes(self.probes_due()) => {}
             }
             self.drain()?;
             let limit = self.machine.probe_frame_limit();
@@ -389,8 +410,14 @@ impl Core {
             }
             self.route(ev);
         }
-        if changed {
+        self.probes_dirty |= changed;
+        if self
+            .probes_due()
+            .is_some_and(|due| due <= tokio::time::Instant::now())
+        {
             let probes: Vec<ProbeRecord> = self.machine.probes().cloned().collect();
+            self.probes_dirty = false;
+            self.probes_published = Some(tokio::time::Instant::now());
             if let Some(path) = &self.status_file {
                 write_status(path, self.local_addr, &probes)?;
             }

@@ -16,9 +16,16 @@
 //! waits, bounded (docs in [`crate::outbox`]).
 
 mod addr;
+mod backoff;
+mod endpoint;
+mod timers;
 mod writer;
 
-use addr::{jitter_seed, looks_like_host_port, next_unit, resolve, split_host};
+pub use backoff::{Backoff, Jitter, LastFailure, RetrySchedule};
+
+use addr::{looks_like_host_port, resolve, split_host};
+use endpoint::{client_endpoint, same_family, wait_closed};
+use timers::{log_notices, pause_running, sleep_until_ns};
 
 use crate::facility::FacilityInbox;
 use crate::outbox::Outbox;
@@ -63,37 +70,6 @@ impl ProbeError {
     }
 }
 
-/// Capped exponential backoff between connection attempts.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// The pause before attempt `attempt` (1-based; attempt 1 is immediate), jittered into
-    /// [½, 1] of the capped exponential value by `jitter` in 0..1.
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        if attempt <= 1 {
-            return Duration::ZERO;
-        }
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << (attempt - 2).min(20))
-            .min(self.max);
-        exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-    }
-}
-
 /// How to run a probe.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
@@ -109,12 +85,22 @@ pub struct ProbeOptions {
     /// Clock the probe stamps with (tests shift it to simulate a skewed node).
     pub clock: WallClock,
     /// Largest UDP payload this probe's endpoint accepts, bytes (QUIC's `max_udp_payload_size`;
-    /// at least 1200). The endpoint's receive buffer is this times its batch of datagrams (32 on
-    /// Linux), about 2 MiB at quinn's default of 65527: `None` keeps that default; thousands of
-    /// probes in one process (`hallmark bench fleet`) set a smaller one.
+    /// at least 1200). The endpoint's receive buffer is this × 64 (the largest GRO batch, where
+    /// the socket offers GRO) × 32 (datagrams per receive call) on Linux: 128 MiB of address
+    /// space at quinn's default of 65527, of which only the pages datagrams land in become
+    /// resident. `None` keeps that default; thousands of probes in one process (`hallmark bench
+    /// fleet`) set a smaller one. The endpoint is made once and kept for every attempt while it
+    /// works.
     pub max_udp_payload: Option<u16>,
     /// A facility collector's readings, left by its collector task ([`ProbeHandle::spawn_facility`]).
     pub facility: Option<FacilityInbox>,
+    /// Before its first connection attempt the probe waits a random part of this (uniform in
+    /// [0, `start_jitter`]), so that a fleet started at the same second spreads its arrival.
+    /// `Duration::ZERO` (the default): it connects at once.
+    pub start_jitter: Duration,
+    /// Seeds the jitter of the start and of the backoff (`None`, the default: the node id and the
+    /// clock, so that probes differ); tests fix it to make a schedule reproducible.
+    pub jitter_seed: Option<u64>,
 }
 
 impl ProbeOptions {
@@ -129,6 +115,8 @@ impl ProbeOptions {
             clock: WallClock::new(),
             max_udp_payload: None,
             facility: None,
+            start_jitter: Duration::ZERO,
+            jitter_seed: None,
         }
     }
 }
@@ -291,12 +279,34 @@ enum Turn {
     Written(Result<(), FramedError>),
 }
 
+/// Why a session is retried, as far as the loop cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryCause {
+    /// The coordinator turned the attempt away for load: full-jitter backoff.
+    Busy,
+    /// The endpoint itself failed (it is stopping): a new one for the next attempt.
+    Endpoint,
+    Other,
+}
+
+impl RetryCause {
+    fn of(f: &ConnectFailure) -> Self {
+        if *f == ConnectFailure::Busy {
+            RetryCause::Busy
+        } else {
+            RetryCause::Other
+        }
+    }
+}
+
 /// How one session ended.
 enum SessionEnd {
-    /// Worth another attempt; `registered` says whether this one got as far as a Welcome.
+    /// Worth another attempt; `registered` says whether this one got as far as a Welcome, `cause`
+    /// what the next pause and endpoint depend on.
     Retry {
         registered: bool,
         reason: String,
+        cause: RetryCause,
     },
     Fatal(ProbeError),
     /// The probe was told to stop; the load is stopped and reported.
@@ -313,11 +323,19 @@ async fn run(
     let (host, _) = split_host(&opts.coordinator);
     let server_name = opts.server_name.clone().unwrap_or_else(|| host.to_string());
     let mut attempt = 0u32;
-    let mut rng = jitter_seed(opts.hello.node_id.as_str());
+    let jitter = match opts.jitter_seed {
+        Some(seed) => Jitter::new(seed),
+        None => Jitter::for_node(opts.hello.node_id.as_str(), opts.clock.now_ns() as u64),
+    };
+    let mut schedule = RetrySchedule::new(opts.backoff, opts.start_jitter, jitter);
+    let mut last = LastFailure::None;
     let mut last_error: Option<String> = None;
+    // One endpoint (one UDP socket) for every attempt while it works: a failed attempt leaves
+    // nothing behind but its connection, which drains on this endpoint.
+    let mut kept: Option<quinn::Endpoint> = None;
     let result = loop {
         attempt += 1;
-        let pause = opts.backoff.delay(attempt, next_unit(&mut rng));
+        let pause = schedule.pause(attempt, last);
         status.send_replace(ProbeStatus::Connecting {
             attempt,
             last_error: last_error.clone(),
@@ -330,23 +348,24 @@ async fn run(
             Err(e) if !looks_like_host_port(&opts.coordinator) => break Err(e),
             Err(e) => {
                 warn!("attempt {attempt}: {e}");
+                last = LastFailure::Other;
                 last_error = Some(e.to_string());
                 continue;
             }
         };
-        let bind = if addr.is_ipv6() {
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-        } else {
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        let endpoint = match kept.take().filter(|e| same_family(e, addr)) {
+            Some(e) => e,
+            None => match client_endpoint(addr, opts.max_udp_payload) {
+                Ok(mut e) => {
+                    e.set_default_client_config(client.clone());
+                    e
+                }
+                Err(e) => {
+                    machine.stop_load(opts.clock.now_ns(), "probe stopped: no UDP socket");
+                    break Err(ProbeError::Socket(e));
+                }
+            },
         };
-        let mut endpoint = match client_endpoint(bind, opts.max_udp_payload) {
-            Ok(e) => e,
-            Err(e) => {
-                machine.stop_load(opts.clock.now_ns(), "probe stopped: no UDP socket");
-                break Err(ProbeError::Socket(e));
-            }
-        };
-        endpoint.set_default_client_config(client.clone());
         let end = session(
             &endpoint,
             addr,
@@ -363,17 +382,35 @@ async fn run(
         if let SessionEnd::Fatal(e) = &end {
             machine.stop_load(opts.clock.now_ns(), &format!("probe stopped: {e}"));
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         match end {
-            SessionEnd::Shutdown => break Ok(()),
-            SessionEnd::Fatal(e) => break Err(e),
-            SessionEnd::Retry { registered, reason } => {
+            SessionEnd::Shutdown => {
+                wait_closed(endpoint).await;
+                break Ok(());
+            }
+            SessionEnd::Fatal(e) => {
+                wait_closed(endpoint).await;
+                break Err(e);
+            }
+            SessionEnd::Retry {
+                registered,
+                reason,
+                cause,
+            } => {
                 if registered {
                     // A session that worked: start the backoff over.
                     attempt = 0;
                     warn!("lost the coordinator at {addr}: {reason}; reconnecting");
+                } else if cause == RetryCause::Busy {
+                    info!("attempt {attempt} to reach {addr}: {reason}");
                 } else {
                     debug!("attempt {attempt} to reach {addr} failed: {reason}");
+                }
+                last = match cause {
+                    RetryCause::Busy => LastFailure::Busy,
+                    RetryCause::Endpoint | RetryCause::Other => LastFailure::Other,
+                };
+                if cause != RetryCause::Endpoint {
+                    kept = Some(endpoint);
                 }
                 last_error = Some(reason);
             }
@@ -382,92 +419,6 @@ async fn run(
     log_notices(&mut machine);
     status.send_replace(ProbeStatus::Stopped);
     result
-}
-
-/// A client endpoint on `bind`, accepting UDP payloads up to `max_udp_payload` (quinn's default when
-/// `None`).
-fn client_endpoint(
-    bind: SocketAddr,
-    max_udp_payload: Option<u16>,
-) -> std::io::Result<quinn::Endpoint> {
-    let Some(max) = max_udp_payload else {
-        return quinn::Endpoint::client(bind);
-    };
-    let mut config = quinn::EndpointConfig::default();
-    config
-        .max_udp_payload_size(max)
-        .map_err(|e| std::io::Error::other(format!("max UDP payload {max}: {e}")))?;
-    let socket = std::net::UdpSocket::bind(bind)?;
-    quinn::Endpoint::new(
-        config,
-        None,
-        socket,
-        std::sync::Arc::new(quinn::TokioRuntime),
-    )
-}
-
-/// Waits `pause` while running the session's timers (a phase goes on while disconnected, until
-/// the dead-man interlock stops it). Returns false when told to shut down (the load is stopped).
-async fn pause_running(
-    machine: &mut ProbeSession,
-    clock: &WallClock,
-    pause: Duration,
-    shutdown: &mut oneshot::Receiver<()>,
-) -> bool {
-    let until = tokio::time::Instant::now() + pause;
-    // Bounded: each turn either sleeps to the next timer or to the end of the pause.
-    for _ in 0..1_000_000 {
-        let timer = machine.poll_timeout().map(|t| clock.instant_at(t).into());
-        let wake = timer.map_or(until, |t: tokio::time::Instant| t.min(until));
-        tokio::select! {
-            _ = &mut *shutdown => {
-                machine.stop_load(clock.now_ns(), "probe shutting down");
-                return false;
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-        if tokio::time::Instant::now() >= until {
-            return true;
-        }
-        machine.handle_timeout(clock.now_ns());
-        log_notices(machine);
-    }
-    true
-}
-
-/// Logs what the probe did on its own authority (interlocks, early phase ends).
-fn log_notices(machine: &mut ProbeSession) {
-    for n in machine.take_notices() {
-        warn!("{n}");
-    }
-}
-
-/// The last stretch before a precise timer that a blocking thread sleeps on the OS's
-/// high-resolution timer (see [`sleep_until_ns`]).
-const FINE_WAIT: Duration = Duration::from_millis(2);
-
-/// Sleeps until `at` on the probe's clock. tokio's timer wheel counts whole milliseconds and
-/// rounds a deadline up to its next tick, which alone would start every phase up to 1 ms late
-/// (rack-wide steps are meant to line up within that). So for a `precise` timer (a phase's start
-/// or end: [`ProbeSession::next_transition`]) the wheel sleeps until [`FINE_WAIT`] before the
-/// instant and a blocking thread sleeps the rest (tens of µs late on Linux); every other timer
-/// (sampling instants, read anywhere within their period of at least 10 ms; clock pings; polls of
-/// lingering fabric work) sleeps on the wheel alone. Dropping the future (another branch of a
-/// `select!` won) leaves that thread to finish its short sleep.
-async fn sleep_until_ns(clock: &WallClock, at: Option<i64>, precise: bool) {
-    let Some(t) = at else {
-        return std::future::pending().await;
-    };
-    let deadline = clock.instant_at(t);
-    if !precise {
-        return tokio::time::sleep_until(deadline.into()).await;
-    }
-    let coarse = deadline.checked_sub(FINE_WAIT).unwrap_or(deadline);
-    tokio::time::sleep_until(coarse.into()).await;
-    let rest = deadline.saturating_duration_since(std::time::Instant::now());
-    if !rest.is_zero() {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
-    }
 }
 
 async fn session(
@@ -485,12 +436,20 @@ async fn session(
         } else {
             SessionEnd::Retry {
                 registered: false,
+                cause: RetryCause::of(&f),
                 reason: f.to_string(),
             }
         }
     };
     let connecting = match endpoint.connect(addr, server_name) {
         Ok(c) => c,
+        Err(e @ quinn::ConnectError::EndpointStopping) => {
+            return SessionEnd::Retry {
+                registered: false,
+                reason: tls::classify_connect_error(&e).to_string(),
+                cause: RetryCause::Endpoint,
+            }
+        }
         Err(e) => return fail(tls::classify_connect_error(&e)),
     };
     let conn = tokio::select! {
@@ -541,6 +500,7 @@ async fn session(
                         None => SessionEnd::Retry {
                             registered,
                             reason: "the coordinator ended the control stream".into(),
+                            cause: RetryCause::Other,
                         },
                     };
                 }
@@ -635,6 +595,7 @@ fn lost(conn: &quinn::Connection, e: &FramedError, registered: bool) -> SessionE
             SessionEnd::Retry {
                 registered,
                 reason: format!("control stream failed: {e}"),
+                cause: RetryCause::Other,
             }
         }
     }
@@ -656,33 +617,8 @@ fn closed(e: &quinn::ConnectionError, registered: bool) -> SessionEnd {
     } else {
         SessionEnd::Retry {
             registered,
+            cause: RetryCause::of(&f),
             reason: f.to_string(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_endpoint_takes_a_smaller_udp_payload_and_refuses_one_below_quic_minimum() {
-        let bind = SocketAddr::from(([127, 0, 0, 1], 0));
-        let e = client_endpoint(bind, Some(1472)).unwrap();
-        assert!(e.local_addr().unwrap().port() != 0);
-        let err = client_endpoint(bind, Some(1000)).unwrap_err();
-        assert!(err.to_string().contains("max UDP payload 1000"), "{err}");
-        client_endpoint(bind, None).unwrap();
-    }
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        let b = Backoff::default();
-        assert_eq!(b.delay(1, 0.3), Duration::ZERO);
-        assert_eq!(b.delay(2, 1.0), Duration::from_millis(200));
-        assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
-        assert_eq!(b.delay(2, 0.0), Duration::from_millis(100));
-        assert_eq!(b.delay(40, 1.0), Duration::from_secs(5));
-        assert!(b.delay(40, 0.0) >= Duration::from_millis(2500));
     }
 }

@@ -19,7 +19,9 @@ pub mod outbox;
 pub mod runner;
 pub mod session;
 
-pub use client::{Backoff, ProbeError, ProbeHandle, ProbeOptions, ProbeStatus};
+pub use client::{
+    Backoff, Jitter, LastFailure, ProbeError, ProbeHandle, ProbeOptions, ProbeStatus, RetrySchedule,
+};
 pub use session::{ProbeSession, SessionEvent, SessionState};
 
 use hallmark_protocol::{Hello, Labels, NodeId, PROTOCOL_VERSION};

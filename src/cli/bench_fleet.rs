@@ -18,7 +18,9 @@ use super::bench_fleet_probes::{peak_rss_mb, unix_now_ns, FleetNode, FleetReport
 use super::execute::{execute, RunRequest};
 use anyhow::{bail, Context};
 use clap::Args;
-use hallmark_coordinator::{Event, ServerHandle, ServerOptions};
+use hallmark_coordinator::{
+    Event, LoadRefusals, ServerHandle, ServerOptions, DEFAULT_MAX_HANDSHAKES,
+};
 use hallmark_protocol::plan::{parse_plan, MAX_SAMPLE_HZ, MIN_SAMPLE_HZ};
 use hallmark_protocol::NodeId;
 use hallmark_store::location::Location;
@@ -56,6 +58,14 @@ pub struct FleetArgs {
     /// Longest wait for all probes to register before the burn starts anyway, s (1 to 3600).
     #[arg(long, default_value_t = 120.0)]
     register_timeout: f64,
+    /// Most TLS handshakes the coordinator does at once; more are told to retry ("coordinator
+    /// busy") before any cryptography (1 to 100000; the coordinator's default when not given).
+    #[arg(long, default_value_t = DEFAULT_MAX_HANDSHAKES)]
+    max_handshakes: usize,
+    /// Each probe waits a random part of this before its first connection attempt, s (0 to 600;
+    /// 0: all start at once, the storm).
+    #[arg(long, default_value_t = 0.0)]
+    start_jitter: f64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -72,6 +82,8 @@ struct Measured {
     cpu_pct: Option<f64>,
     probes_cpu_pct: Option<f64>,
     refusals: BTreeMap<String, u64>,
+    /// Connections the coordinator turned away before their handshake (busy), by cause.
+    load_refusals: LoadRefusals,
     events_missed: u64,
     child: FleetReport,
     child_pid: u32,
@@ -104,6 +116,12 @@ fn check(a: &FleetArgs) -> anyhow::Result<()> {
     if !(a.seconds.is_finite() && (0.5..=3600.0).contains(&a.seconds)) {
         bail!("--seconds {}: give 0.5 to 3600", a.seconds);
     }
+    if !(1..=100_000).contains(&a.max_handshakes) {
+        bail!("--max-handshakes {}: give 1 to 100000", a.max_handshakes);
+    }
+    if !(a.start_jitter.is_finite() && (0.0..=600.0).contains(&a.start_jitter)) {
+        bail!("--start-jitter {}: give 0 to 600", a.start_jitter);
+    }
     if !(a.register_timeout.is_finite() && (1.0..=3600.0).contains(&a.register_timeout)) {
         bail!("--register-timeout {}: give 1 to 3600", a.register_timeout);
     }
@@ -124,6 +142,7 @@ async fn measure(a: &FleetArgs, dir: &Path) -> anyhow::Result<Measured> {
     let mut opts = ServerOptions::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     // The default admits 4096 connections at once; a larger fleet is admitted whole.
     opts.max_connections = opts.max_connections.max(a.probes + a.probes / 10 + 16);
+    opts.max_handshakes = a.max_handshakes;
     let server = ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")?;
@@ -157,6 +176,7 @@ fn write_spec(a: &FleetArgs, ca: &Ca, addr: SocketAddr, dir: &Path) -> anyhow::R
         devices: a.devices,
         // The probe process stops by itself after the longest the bench can take.
         deadline_s: a.register_timeout + a.seconds + 180.0,
+        start_jitter_s: a.start_jitter,
         nodes,
     };
     let path = dir.join("fleet-spec.json");
@@ -180,6 +200,12 @@ async fn with_probes(
         std::process::Command::new(exe)
             .args(["--quiet", "bench", "fleet-probes", "--spec"])
             .arg(spec)
+            // glibc's malloc serves an allocation above this from fresh zero pages (mmap) and
+            // returns it to the system when freed. Without it, the threshold rises to the size of
+            // the first such block freed (up to 32 MiB), after which each probe's 2.9 MiB receive
+            // buffer is carved from a heap and, on a worker thread's arena, cleared in full by
+            // calloc: all of it resident at once.
+            .env("MALLOC_MMAP_THRESHOLD_", "262144")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -254,6 +280,7 @@ async fn with_probes(
         cpu_pct,
         probes_cpu_pct,
         refusals,
+        load_refusals: server.load_refusals(),
         events_missed,
         child: child_report,
         child_pid,
@@ -383,6 +410,7 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             "handshake_failures": {
                 "retried_timeout": c.retried.timeout,
                 "retried_reset": c.retried.reset,
+                "retried_busy": c.retried.busy,
                 "retried_other": c.retried.other,
                 "retried_other_kinds": c.retried.other_kinds,
                 "certificate_rejected": c.fatal.certificate_rejected,
@@ -391,6 +419,12 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
                 "fatal_other": c.fatal.other,
             },
             "coordinator_refusals": m.refusals,
+            "coordinator_busy_refusals": {
+                "handshakes_in_flight": m.load_refusals.handshakes_in_flight,
+                "connections_open": m.load_refusals.connections_open,
+            },
+            "max_handshakes": a.max_handshakes,
+            "start_jitter_s": a.start_jitter,
             "coordinator_events_missed": m.events_missed,
             "probes_not_stopped": c.not_stopped,
             "probe_identities_s": c.identities_s,
@@ -425,7 +459,8 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             num(c.peak_rss_mb, 1)
         );
         println!(
-            "failed connection attempts: retried {} timeout, {} reset, {} other; fatal {} certificate rejected, {} coordinator not trusted, {} refused, {} other",
+            "failed connection attempts: retried {} busy, {} timeout, {} reset, {} other; fatal {} certificate rejected, {} coordinator not trusted, {} refused, {} other",
+            c.retried.busy,
             c.retried.timeout,
             c.retried.reset,
             c.retried.other,
@@ -437,6 +472,12 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
         for (msg, n) in &c.retried.other_kinds {
             println!("  {n} × {msg}");
         }
+        println!(
+            "coordinator turned away (busy, told to retry): {} over {} handshakes in flight, {} over the connection cap",
+            m.load_refusals.handshakes_in_flight,
+            a.max_handshakes,
+            m.load_refusals.connections_open
+        );
         if !m.refusals.is_empty() {
             println!("coordinator refusals: {:?}", m.refusals);
         }

@@ -8,7 +8,7 @@
 //!
 //! It runs until its stdin closes (the parent is done, or gone) or the spec's deadline passes,
 //! then stops every probe (bounded) and prints one JSON report on stdout: when the probes started,
-//! and every failed connection attempt by cause — retried ones (timeouts, resets, others) from each
+//! and every failed connection attempt by cause — retried ones (busy, timeouts, resets, others) from each
 //! probe's status as it begins its next attempt, fatal ones (certificate and CA refusals,
 //! coordinator refusals, others) from how each probe ended.
 
@@ -28,9 +28,11 @@ use std::time::Duration;
 /// Nodes per simulated rack (labels only: per-rack power on the coordinator).
 pub const NODES_PER_RACK: usize = 40;
 
-/// Largest UDP payload each probe's endpoint accepts: an Ethernet frame's, so that the endpoint's
-/// receive buffer is about 46 KiB instead of quinn's default 2 MiB (which alone would take
-/// 20 GiB for 10 000 probes).
+/// Largest UDP payload each probe's endpoint accepts: an Ethernet frame's. quinn sizes an
+/// endpoint's receive buffer as this × 64 (the kernel's largest GRO batch, where the socket
+/// offers GRO) × 32 (datagrams per receive call): about 2.9 MiB of address space per probe,
+/// instead of 128 MiB at quinn's default of 65 527; only the pages datagrams land in become
+/// resident, as long as the allocator hands out fresh pages (see `bench_fleet.rs`).
 const MAX_UDP_PAYLOAD: u16 = 1472;
 
 /// Longest wait for every probe to stop once told to.
@@ -57,6 +59,9 @@ pub struct FleetSpec {
     pub devices: u16,
     /// The process stops its probes and reports after this long even if stdin stays open, s.
     pub deadline_s: f64,
+    /// Each probe waits a random part of this before its first attempt, s (0: none).
+    #[serde(default)]
+    pub start_jitter_s: f64,
     pub nodes: Vec<FleetNode>,
 }
 
@@ -88,6 +93,9 @@ pub struct FleetReport {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Retried {
+    /// The coordinator turned the attempt away for load before its handshake ("busy").
+    #[serde(default)]
+    pub busy: u64,
     /// No answer within the connect timeout (the handshake timed out).
     pub timeout: u64,
     /// The coordinator reset the connection.
@@ -124,6 +132,13 @@ pub async fn run(a: FleetProbesArgs) -> anyhow::Result<ExitCode> {
             spec.deadline_s
         );
     }
+    if !(spec.start_jitter_s.is_finite() && spec.start_jitter_s >= 0.0) {
+        bail!(
+            "the fleet spec's start_jitter_s {} is not a duration",
+            spec.start_jitter_s
+        );
+    }
+    let start_jitter = Duration::from_secs_f64(spec.start_jitter_s);
     raise_open_files(spec.nodes.len());
     let loading = std::time::Instant::now();
     let mut ready = Vec::with_capacity(spec.nodes.len());
@@ -141,6 +156,7 @@ pub async fn run(a: FleetProbesArgs) -> anyhow::Result<ExitCode> {
         let hello = hallmark_probe::hello(node_id, labels, &backend);
         let mut opts = ProbeOptions::new(spec.coordinator.clone(), hello);
         opts.max_udp_payload = Some(MAX_UDP_PAYLOAD);
+        opts.start_jitter = start_jitter;
         ready.push((identity, opts, backend));
     }
     let identities_s = loading.elapsed().as_secs_f64();
@@ -218,6 +234,7 @@ async fn count_retries(
 ) {
     let timeout = ConnectFailure::TimedOut.to_string();
     let reset = ConnectFailure::Reset.to_string();
+    let busy = ConnectFailure::Busy.to_string();
     let mut last_attempt = 0u32;
     while status.changed().await.is_ok() {
         let (attempt, error) = match &*status.borrow_and_update() {
@@ -233,7 +250,9 @@ async fn count_retries(
         }
         last_attempt = attempt;
         let mut r = into.lock().unwrap_or_else(|p| p.into_inner());
-        if error == timeout {
+        if error == busy {
+            r.busy += 1;
+        } else if error == timeout {
             r.timeout += 1;
         } else if error == reset {
             r.reset += 1;

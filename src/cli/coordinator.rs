@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use hallmark_coordinator::fabric::FabricSubnet;
-use hallmark_coordinator::{ServerHandle, ServerOptions};
+use hallmark_coordinator::{ServerHandle, ServerOptions, DEFAULT_MAX_HANDSHAKES};
 use hallmark_transport::tls::Identity;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,11 @@ pub struct CoordinatorArgs {
     /// nodes.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// Most TLS handshakes in flight at once (from a connection's arrival until its control
+    /// stream is open). More are turned away before any cryptography and retry with a jittered
+    /// backoff ("coordinator busy"), so that a registration storm is slowed, not timed out.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_HANDSHAKES as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_handshakes: u32,
 }
 
 /// `--max-connections` when not given.
@@ -73,6 +78,7 @@ pub struct Serve<'a> {
     pub fabric_subnets: Vec<FabricSubnet>,
     pub metrics: Option<SocketAddr>,
     pub max_connections: u32,
+    pub max_handshakes: u32,
 }
 
 /// Loads the TLS identity and starts the coordinator; warns when no revocation list is given.
@@ -88,6 +94,7 @@ pub async fn start(s: Serve<'_>) -> anyhow::Result<ServerHandle> {
     opts.config.fabric_subnets = s.fabric_subnets;
     opts.metrics = s.metrics;
     opts.max_connections = s.max_connections as usize;
+    opts.max_handshakes = s.max_handshakes as usize;
     ServerHandle::start(&identity, opts)
         .await
         .context("starting the coordinator")
@@ -104,6 +111,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         fabric_subnets: a.fabric_subnet.clone(),
         metrics: a.metrics,
         max_connections: a.max_connections,
+        max_handshakes: a.max_handshakes,
     })
     .await?;
     if let Some(path) = &a.status_file {

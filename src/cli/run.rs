@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// coordinator --max-connections`).
     #[arg(long, value_name = "N", requires = "listen", default_value_t = super::coordinator::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// With --listen: most TLS handshakes in flight at once; more are told to retry (see
+    /// `hallmark coordinator --max-handshakes`).
+    #[arg(long, value_name = "N", requires = "listen", default_value_t = hallmark_coordinator::DEFAULT_MAX_HANDSHAKES as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_handshakes: u32,
     #[command(flatten)]
     results: ResultsArg,
     /// Print the summary as one JSON object on stdout.
@@ -173,6 +177,7 @@ async fn start_server(a: &RunArgs, listen: SocketAddr) -> anyhow::Result<ServerH
         fabric_subnets: a.fabric_subnet.clone(),
         metrics: a.metrics,
         max_connections: a.max_connections,
+        max_handshakes: a.max_handshakes,
     })
     .await
 }

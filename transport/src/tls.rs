@@ -438,6 +438,10 @@ pub enum ConnectFailure {
     /// The coordinator forgot the connection (it probably restarted).
     #[error("the coordinator reset the connection (it probably restarted); retrying")]
     Reset,
+    /// The coordinator turned the connection away before its handshake (QUIC's
+    /// CONNECTION_REFUSED): it is admitting as many handshakes or connections as it may at once.
+    #[error("the coordinator is busy: it refused the connection before the handshake (too many handshakes or connections at once); retrying")]
+    Busy,
     /// The coordinator refused this probe's certificate because it is on the revocation list.
     #[error("the coordinator refused this probe's certificate because it has been revoked ({detail}); this node is no longer trusted: if that is a mistake, issue it a new certificate with `hallmark certs issue`")]
     CertificateRevoked { detail: String },
@@ -531,6 +535,11 @@ pub fn classify_connection_error(e: &quinn::ConnectionError) -> ConnectFailure {
                 }
                 _ => ConnectFailure::Other { detail },
             }
+        }
+        E::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            ConnectFailure::Busy
         }
         E::ConnectionClosed(close) => {
             let detail = close.to_string();

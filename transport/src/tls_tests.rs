@@ -222,3 +222,21 @@ fn load_errors_name_the_file() {
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_refusal_for_load_says_busy_and_is_retried() {
+    let close = quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+        error_code: quinn::TransportErrorCode::CONNECTION_REFUSED,
+        frame_type: None,
+        reason: b"".as_slice().into(),
+    });
+    let f = classify_connection_error(&close);
+    assert_eq!(f, ConnectFailure::Busy);
+    assert!(!f.is_fatal(), "{f}");
+    let text = f.to_string();
+    assert!(text.contains("busy") && text.contains("retrying"), "{text}");
+    assert!(
+        !text.contains("--ca") && !text.contains("certificate"),
+        "{text}"
+    );
+}

@@ -1,7 +1,6 @@
-//! The coordinator's address (HOST:PORT, resolved at each attempt) and the backoff's jitter.
+//! The coordinator's address (HOST:PORT, resolved at each attempt).
 
 use super::ProbeError;
-use hallmark_transport::clock::WallClock;
 use std::net::SocketAddr;
 
 pub(super) fn split_host(addr: &str) -> (&str, &str) {
@@ -29,22 +28,6 @@ pub(super) async fn resolve(addr: &str) -> Result<SocketAddr, ProbeError> {
     addrs.next().ok_or_else(|| err("no address found".into()))
 }
 
-/// A small xorshift generator for backoff jitter, seeded per node so that probes spread out.
-pub(super) fn jitter_seed(node: &str) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ WallClock::new().now_ns() as u64;
-    for b in node.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h | 1
-}
-
-pub(super) fn next_unit(state: &mut u64) -> f64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    (*state >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,10 +40,5 @@ mod tests {
         assert!(!looks_like_host_port("coordinator.example"));
         assert!(!looks_like_host_port(":4433"));
         assert_eq!(split_host("[::1]:4433").0, "::1");
-        let mut s = jitter_seed("n1");
-        for _ in 0..100 {
-            let u = next_unit(&mut s);
-            assert!((0.0..1.0).contains(&u));
-        }
     }
 }
