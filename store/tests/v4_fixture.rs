@@ -43,7 +43,10 @@ fn version(dir: &TempDir) -> i64 {
 }
 
 /// Fields of the run summary added after version 4's fixture was recorded, with their JSON type.
-const SUMMARY_ADDED_SINCE_V4: &[(&str, fn(&Value) -> bool)] = &[("outliers", Value::is_array)];
+const SUMMARY_ADDED_SINCE_V4: &[(&str, JsonType)] = &[("outliers", Value::is_array)];
+
+/// A JSON type check (`Value::is_array`, …).
+type JsonType = fn(&Value) -> bool;
 
 /// Lists the paths where two JSON values differ (empty when equal).
 fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
