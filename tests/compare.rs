@@ -301,6 +301,11 @@ fn runs_of_another_plan_are_refused_unless_forced_and_bad_input_exits_3() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{a:?}: {err}");
     }
+    // A location without a store: refused, and nothing created there.
+    let nowhere = s.dir.join("no-store-here");
+    let out = run(&["compare", "a", "b", "--results", nowhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!nowhere.exists(), "compare created a store");
     let out = run(&[
         "history",
         "--plan",

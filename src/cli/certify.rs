@@ -122,7 +122,7 @@ pub fn print_verdicts(
 }
 
 /// Whether `e` says the store's schema is older than this build's (SQLite or PostgreSQL).
-fn needs_upgrade(e: &anyhow::Error) -> bool {
+pub(crate) fn needs_upgrade(e: &anyhow::Error) -> bool {
     e.chain().any(|c| match c.downcast_ref::<StoreError>() {
         Some(StoreError::NeedsUpgrade { .. }) => true,
         Some(StoreError::Connect(c)) => matches!(**c, ConnectError::SchemaOlder { .. }),
