@@ -44,7 +44,7 @@ pub use hallmark_store::{
     SCHEMA_VERSION,
 };
 pub use summary::{
-    run_summary, DeviceRef, EventSummary, GapSummary, LostProbe, NodeNote, PhaseSummary,
-    RackSummary, RunSummary, SUSTAINED_WINDOW_S,
+    run_summary, run_summary_with_metrics, DeviceRef, EventSummary, GapSummary, LostProbe,
+    NodeNote, PhaseSummary, RackSummary, RunSummary, SUSTAINED_WINDOW_S,
 };
 pub use verdict::{overall, Comparison, Evidence, Scope, Status, Verdict};

@@ -180,6 +180,15 @@ struct RackAcc {
 
 /// Summarises a run (see [`RunSummary`]); an unknown id is [`StoreError::UnknownRun`].
 pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError> {
+    run_summary_with_metrics(store, run_id).map(|(s, _)| s)
+}
+
+/// [`run_summary`] and the run's per-subject metrics ([`crate::compute_metrics`]'s values), from
+/// the same pass over its telemetry: what a finished run stores, without scanning it twice.
+pub fn run_summary_with_metrics(
+    store: &Store,
+    run_id: &str,
+) -> Result<(RunSummary, Vec<crate::metrics::MetricValue>), StoreError> {
     let run = checked_run(store, run_id)?;
     let mut s = RunSummary {
         run_id: run.run_id,
@@ -429,5 +438,5 @@ pub fn run_summary(store: &Store, run_id: &str) -> Result<RunSummary, StoreError
         s.facility.as_ref(),
     )?;
     s.outliers = find_outliers(&metrics, &mcx.device_models());
-    Ok(s)
+    Ok((s, metrics))
 }

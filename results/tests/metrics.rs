@@ -215,6 +215,10 @@ fn every_metric_of_a_known_run() {
     assert_eq!(keys, sorted);
     // Deterministic.
     assert_eq!(compute_metrics(&store, run.as_str()).unwrap(), m);
+    // The summary's pass gives the same metrics (what a finished run stores).
+    let (_, from_summary) =
+        hallmark_results::run_summary_with_metrics(&store, run.as_str()).unwrap();
+    assert_eq!(from_summary, m);
 }
 
 #[test]

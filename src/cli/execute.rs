@@ -6,7 +6,8 @@ use super::results::{self, off_runtime, OffRuntime};
 use anyhow::Context;
 use hallmark_coordinator::{RunStage, ServerHandle, StoreRecorder};
 use hallmark_protocol::plan::Plan;
-use hallmark_results::{RunSummary, StoreExt};
+use hallmark_results::MetricValue;
+use hallmark_results::RunSummary;
 use hallmark_store::location::Location;
 use hallmark_store::{NewRun, Store};
 use hallmark_transport::clock::WallClock;
@@ -254,10 +255,10 @@ async fn follow(
         }
     }
     bar.finish();
-    let summary = off_runtime(|| {
+    // The summary and the per-subject metrics from one pass over the run's telemetry.
+    let (summary, metrics) = off_runtime(|| {
         let store = results::open_read_only(location).context("reading the run's summary")?;
-        store
-            .run_summary(run_id.as_str())
+        hallmark_results::run_summary_with_metrics(&store, run_id.as_str())
             .with_context(|| format!("summarising run {run_id}"))
     })?;
     if summary.status == hallmark_store::RunStatus::Running {
@@ -271,18 +272,19 @@ async fn follow(
             location
         );
     }
-    store_metrics(location, run_id.as_str());
+    store_metrics(location, run_id.as_str(), &metrics);
     Ok(summary)
 }
 
-/// Computes and stores the run's per-subject metrics, which `compare` and `history` read; a
-/// failure is logged, not fatal (`compare` computes them when they are missing).
-fn store_metrics(location: &Location, run_id: &str) {
+/// Stores the run's per-subject metrics, which `compare` and `history` read; a failure is logged,
+/// not fatal (`compare` computes them when they are missing).
+fn store_metrics(location: &Location, run_id: &str, metrics: &[MetricValue]) {
     let done = off_runtime(|| -> anyhow::Result<usize> {
         let mut store = results::open(location)?;
-        let rows = hallmark_results::regress::store_metrics(
+        let rows = hallmark_results::regress::store_metric_values(
             &mut store,
             run_id,
+            metrics,
             WallClock::new().now_ns(),
         )?;
         Ok(rows.len())

@@ -82,7 +82,19 @@ pub fn store_metrics(
     run_id: &str,
     now_ns: i64,
 ) -> Result<Vec<MetricRow>, StoreError> {
-    let rows = metric_rows(&compute_metrics(store, run_id)?);
+    let values = compute_metrics(store, run_id)?;
+    store_metric_values(store, run_id, &values, now_ns)
+}
+
+/// Stores metrics already computed for run `run_id` (as [`crate::run_summary_with_metrics`] gives
+/// them), replacing an earlier set, stamped with `now_ns` and this hallmark's version.
+pub fn store_metric_values(
+    store: &mut Store,
+    run_id: &str,
+    values: &[MetricValue],
+    now_ns: i64,
+) -> Result<Vec<MetricRow>, StoreError> {
+    let rows = metric_rows(values);
     store.store_run_metrics(run_id, now_ns, env!("CARGO_PKG_VERSION"), &rows)?;
     Ok(rows)
 }
