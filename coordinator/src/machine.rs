@@ -20,10 +20,11 @@ use hallmark_protocol::{
     ClockEstimate, CoordinatorMessage, DecodeError, ErrorCode, Hello, NodeId, ProbeMessage,
     ProbeRole, Refusal, RefusalReason, Welcome, PROTOCOL_VERSION,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 mod facility;
 mod register;
+mod timers;
 
 #[derive(Debug)]
 enum ConnState {
@@ -65,6 +66,14 @@ pub struct Coordinator {
     errors: BTreeMap<NodeId, u32>,
     /// See [`Coordinator::probe_frame_limit`].
     frame_limit: usize,
+    /// Each connection's next timer (see [`timers`]).
+    timers: timers::ConnTimers,
+    /// When each live connection was last handed a message (the latest input's instant then, never
+    /// later than the truth): a heartbeat goes only to a probe that heard nothing since the last.
+    last_sent: HashMap<ConnId, i64>,
+    /// Registered node probes (not facility collectors) with a clock estimate: while fewer than
+    /// the run expects, it cannot start before its deadline, and nothing more is checked.
+    clocked_nodes: usize,
 }
 
 /// Error reports of one probe recorded per run; more are dropped.
@@ -94,6 +103,9 @@ impl Coordinator {
             run: None,
             run_instances: BTreeMap::new(),
             now: 0,
+            timers: timers::ConnTimers::default(),
+            last_sent: HashMap::new(),
+            clocked_nodes: 0,
         }
     }
 
@@ -178,7 +190,12 @@ impl Coordinator {
 
     fn try_start_run(&mut self, now: i64) {
         let Some(run) = self.run.as_mut() else { return };
-        if !run.is_waiting() {
+        let Some(deadline) = run.start_deadline() else {
+            return;
+        };
+        // Ready needs every expected node registered with a clock estimate: until as many are,
+        // only the deadline can start the run (a storm of registrations is not quadratic).
+        if now < deadline && self.clocked_nodes < run.plan.expect.node_count() {
             return;
         }
         // A facility collector is never a participant: it has no devices and runs no phase.
@@ -246,6 +263,7 @@ impl Coordinator {
                 },
             },
         );
+        self.retime(conn);
     }
 
     /// The shell could not cut a frame out of the byte stream (oversized, truncated).
@@ -290,8 +308,10 @@ impl Coordinator {
                 "the first message on a control stream must be Hello".into(),
             ),
             (ConnState::Registered { node_id, clock }, ProbeMessage::ClockPong(pong)) => {
-                if let Some(estimate) = clock.on_pong(&pong, now) {
-                    let node_id = node_id.clone();
+                let estimate = clock.on_pong(&pong, now);
+                let node_id = node_id.clone();
+                self.retime(conn);
+                if let Some(estimate) = estimate {
                     self.publish_clock(conn, node_id, estimate);
                     self.try_start_run(now);
                 }
@@ -389,6 +409,8 @@ impl Coordinator {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.timers.set(conn, None);
+        self.last_sent.remove(&conn);
         if let ConnState::Registered { node_id, .. } = c.state {
             self.depart(conn, node_id, reason.to_string(), now);
         }
@@ -401,7 +423,11 @@ impl Coordinator {
         if self.probes.get(&node_id).is_none_or(|(id, _)| *id != conn) {
             return;
         }
-        self.probes.remove(&node_id);
+        if let Some((_, gone)) = self.probes.remove(&node_id) {
+            self.clocked_nodes = self
+                .clocked_nodes
+                .saturating_sub(usize::from(counts_as_clocked(&gone)));
+        }
         self.flow.departed(&node_id);
         if let Some(run) = self.run.as_mut() {
             run.on_departed(&node_id, &reason, now, &mut self.out);
@@ -411,67 +437,17 @@ impl Coordinator {
             .push_back(Event::Departed { node_id, reason });
     }
 
-    /// The earliest instant at which [`Coordinator::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<i64> {
-        self.conns
-            .values()
-            .filter_map(|c| match &c.state {
-                ConnState::Registered { clock, .. } => Some(clock.poll_timeout()),
-                ConnState::AwaitingHello { deadline } => Some(*deadline),
-                ConnState::Closing => None,
-            })
-            .chain(self.run.as_ref().and_then(|r| r.poll_timeout()))
-            .min()
-    }
-
-    /// Runs every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: i64) {
-        self.now = self.now.max(now);
-        let silent: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.state, ConnState::AwaitingHello { deadline } if deadline <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in silent {
-            let secs = f64::from(self.config.hello_timeout_ms) / 1e3;
-            self.protocol_error(
-                conn,
-                format!("no Hello within {secs} s of opening the control stream"),
-            );
-        }
-        let mut published = Vec::new();
-        for (&conn, c) in self.conns.iter_mut() {
-            if let ConnState::Registered { node_id, clock } = &mut c.state {
-                // Bounded: each call either sends a ping or closes a burst, and the timer moves on.
-                for _ in 0..4 {
-                    if clock.poll_timeout() > now {
-                        break;
-                    }
-                    let (ping, estimate) = clock.handle_timeout(now);
-                    if let Some(ping) = ping {
-                        self.out
-                            .transmits
-                            .push_back((conn, CoordinatorMessage::ClockPing(ping)));
-                    }
-                    if let Some(e) = estimate {
-                        published.push((conn, node_id.clone(), e));
-                    }
-                }
-            }
-        }
-        for (conn, node, e) in published {
-            self.publish_clock(conn, node, e);
-        }
-        self.try_start_run(now);
-        if let Some(run) = self.run.as_mut() {
-            run.handle_timeout(now, &mut self.out);
-        }
-    }
-
     /// Next message to send.
     pub fn poll_transmit(&mut self) -> Option<(ConnId, CoordinatorMessage)> {
-        self.out.transmits.pop_front()
+        let next = self.out.transmits.pop_front();
+        if let Some((conn, _)) = &next {
+            if let Some(t) = self.last_sent.get_mut(conn) {
+                *t = self.now;
+            } else if self.conns.contains_key(conn) {
+                self.last_sent.insert(*conn, self.now);
+            }
+        }
+        next
     }
 
     /// Next connection to close (after the messages queued for it before this close).
@@ -509,7 +485,9 @@ impl Coordinator {
 
     fn publish_clock(&mut self, conn: ConnId, node_id: NodeId, estimate: ClockEstimate) {
         if let Some((_, record)) = self.probes.get_mut(&node_id) {
+            let was = counts_as_clocked(record);
             record.clock = Some(estimate);
+            self.clocked_nodes += usize::from(!was && counts_as_clocked(record));
         }
         self.out
             .transmits
@@ -528,6 +506,7 @@ impl Coordinator {
         }
         let was_registered = matches!(c.state, ConnState::Registered { .. });
         c.state = ConnState::Closing;
+        self.timers.set(conn, None);
         let (certificate_node, remote) = (c.certificate_node.clone(), c.remote.clone());
         if was_registered {
             let reason = format!("protocol error: {error}");
@@ -582,6 +561,11 @@ impl Coordinator {
     pub fn unstored_telemetry_of(&self, node: &NodeId) -> u64 {
         self.flow.unstored_of(node)
     }
+}
+
+/// Whether a registered probe counts in the coordinator's `clocked_nodes`.
+fn counts_as_clocked(record: &ProbeRecord) -> bool {
+    record.role == ProbeRole::Node && record.clock.is_some()
 }
 
 /// Readings in a batch (samples, node-power readings and gaps), what the telemetry budget counts;

@@ -178,6 +178,14 @@ impl Run {
         matches!(self.stage, Stage::Waiting { .. })
     }
 
+    /// While waiting for its probes: the instant it starts with whoever is there.
+    pub fn start_deadline(&self) -> Option<i64> {
+        match self.stage {
+            Stage::Waiting { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
     /// Scheduled phases (empty while waiting).
     pub fn phases(&self) -> &[ScheduledPhase] {
         &self.phases
@@ -348,11 +356,19 @@ impl Run {
             nodes: self.participants.keys().cloned().collect(),
             phases: self.phases.iter().map(|p| p.start.clone()).collect(),
         });
-        self.handle_timeout(now, out);
+        // The first beat goes to every participant.
+        self.handle_timeout(now, |_| None, out);
     }
 
-    /// Sends due PhaseStarts and heartbeats; finishes the run after its last phase.
-    pub fn handle_timeout(&mut self, now: i64, out: &mut Outputs) {
+    /// Sends due PhaseStarts and heartbeats; finishes the run after its last phase. `last_sent`
+    /// tells when a connection was last sent anything (a heartbeat goes only to those that were
+    /// not, since the last one).
+    pub fn handle_timeout(
+        &mut self,
+        now: i64,
+        last_sent: impl Fn(ConnId) -> Option<i64>,
+        out: &mut Outputs,
+    ) {
         if matches!(self.stage, Stage::Collecting { .. }) {
             return self.collect_timeout(now, out);
         }
@@ -397,10 +413,16 @@ impl Run {
         if *next_heartbeat <= now {
             *next_heartbeat = now + HEARTBEAT_NS;
             for part in self.participants.values() {
-                if let Some(conn) = part.conn {
-                    out.transmits
-                        .push_back((conn, CoordinatorMessage::Heartbeat { now_ns: now }));
+                let Some(conn) = part.conn else { continue };
+                // A probe that was sent anything since the last beat (a telemetry ack, most
+                // often) needs none now: it still hears from the coordinator at least every two
+                // beats, well inside its dead-man interval, and a hall of 10 000 probes is spared
+                // 25 000 packets a second.
+                if last_sent(conn).is_some_and(|t| t > now - HEARTBEAT_NS) {
+                    continue;
                 }
+                out.transmits
+                    .push_back((conn, CoordinatorMessage::Heartbeat { now_ns: now }));
             }
         }
         let all_reported = !self.phases.is_empty()

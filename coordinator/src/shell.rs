@@ -5,12 +5,14 @@
 
 use crate::admit::Admission;
 use crate::conn::{connection, refuse_for_load, ConnParams, ShellEvent, WriterCmd};
+use crate::gaplog::GapLog;
 use crate::machine::{close_code, Close, ConnId, Coordinator, Event, ProbeRecord};
 use crate::metrics_http::{update, Serving, SharedMetrics};
+use crate::probelist::{sleep_until_due, ProbeList};
 use crate::record::{spawn_writer, Record, Recorded};
 use crate::run::Outcome;
 use crate::server::{CoreCmd, RunProgress, RunStage, ServerError};
-use crate::status::{log_event, write_status};
+use crate::status::log_event;
 use hallmark_transport::clock::WallClock;
 use hallmark_transport::revocation::ListInForce;
 use std::collections::HashMap;
@@ -27,11 +29,10 @@ pub(crate) struct Core {
     writers: HashMap<ConnId, mpsc::Sender<WriterCmd>>,
     /// Whether each connection is read (back-pressure on telemetry).
     reads: HashMap<ConnId, watch::Sender<bool>>,
-    probes_tx: watch::Sender<Vec<ProbeRecord>>,
+    /// The registered probes, published to subscribers and the status file.
+    probe_list: ProbeList,
     progress_tx: watch::Sender<Option<RunProgress>>,
     events: broadcast::Sender<Event>,
-    status_file: Option<PathBuf>,
-    local_addr: SocketAddr,
     /// The run's recorder thread, while a run is being stored.
     recorder: Option<(mpsc::UnboundedSender<Record>, std::thread::JoinHandle<()>)>,
     recorded_tx: mpsc::UnboundedSender<Recorded>,
@@ -43,28 +44,12 @@ pub(crate) struct Core {
     metrics: Option<(SharedMetrics, Serving)>,
     /// The revocation list in force (with `--crl`), for the connection tasks.
     revocations: Option<watch::Receiver<Arc<ListInForce>>>,
-    /// The registered probes changed since they were last published.
-    probes_dirty: bool,
-    /// When the registered probes were last published (list and status file).
-    probes_published: Option<tokio::time::Instant>,
-}
-
-/// Resolves at `due`; never without one.
-async fn sleep_until_probes(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
+    /// Telemetry gaps in the log, bounded.
+    gap_log: GapLog,
 }
 
 /// How often the run's progress is published.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-
-/// Most often the registered probes are published: a change after a quiet spell goes out at
-/// once; a burst of registrations (a storm: thousands within seconds) once per this, since each
-/// publication copies the whole list (and rewrites the status file), which per registration
-/// would cost the core task time quadratic in the fleet.
-const PROBES_EVERY: Duration = Duration::from_millis(100);
 
 impl Core {
     pub(crate) fn new(
@@ -81,11 +66,9 @@ impl Core {
             clock: WallClock::new(),
             writers: HashMap::new(),
             reads: HashMap::new(),
-            probes_tx,
+            probe_list: ProbeList::new(probes_tx, status_file, local_addr),
             progress_tx,
             events,
-            status_file,
-            local_addr,
             recorder: None,
             recorded_tx,
             batches_stored: 0,
@@ -93,17 +76,8 @@ impl Core {
             closing: None,
             metrics: None,
             revocations: None,
-            probes_dirty: false,
-            probes_published: None,
+            gap_log: GapLog::default(),
         }
-    }
-
-    /// When the registered probes are next due to be published, while they changed.
-    fn probes_due(&self) -> Option<tokio::time::Instant> {
-        self.probes_dirty.then(|| {
-            self.probes_published
-                .map_or_else(tokio::time::Instant::now, |t| t + PROBES_EVERY)
-        })
     }
 
     /// Keeps `metrics` up to date from the events and serves them while the core runs.
@@ -176,7 +150,7 @@ impl Core {
                     self.machine.handle_timeout(self.clock.now_ns());
                 }
                 _ = progress_tick.tick() => self.publish_progress(None),
-                _ = sleep_until_probes(self.probes_due()) => {}
+                _ = sleep_until_due(self.probe_list.due()) => {}
             }
             self.drain()?;
             let limit = self.machine.probe_frame_limit();
@@ -291,6 +265,12 @@ impl Core {
 
     /// Publishes the run's progress; `finished` when the run has just ended and its data is stored.
     fn publish_progress(&mut self, finished: Option<(Outcome, String)>) {
+        if let Some(line) = self
+            .gap_log
+            .flush(std::time::Instant::now(), finished.is_some())
+        {
+            warn!("{line}");
+        }
         let Some(run) = self.machine.run() else {
             return;
         };
@@ -405,25 +385,24 @@ impl Core {
         let mut changed = false;
         while let Some(ev) = self.machine.poll_event() {
             changed |= log_event(&ev);
+            if let Event::Gap {
+                node_id, reason, ..
+            } = &ev
+            {
+                let now = std::time::Instant::now();
+                if let Some(line) = self.gap_log.gap(node_id, reason, now) {
+                    warn!("{line}");
+                }
+            }
             if let Some((m, _)) = &self.metrics {
                 update(m, |m| m.on_event(&ev));
             }
             self.route(ev);
         }
-        self.probes_dirty |= changed;
-        if self
-            .probes_due()
-            .is_some_and(|due| due <= tokio::time::Instant::now())
-        {
-            let probes: Vec<ProbeRecord> = self.machine.probes().cloned().collect();
-            self.probes_dirty = false;
-            self.probes_published = Some(tokio::time::Instant::now());
-            if let Some(path) = &self.status_file {
-                write_status(path, self.local_addr, &probes)?;
-            }
-            self.probes_tx.send_replace(probes);
+        if changed {
+            self.probe_list.changed();
         }
-        Ok(())
+        self.probe_list.publish_if_due(&self.machine)
     }
 }
 

@@ -96,12 +96,8 @@ pub(crate) fn log_event(ev: &Event) -> bool {
             false
         }
         Event::Telemetry { .. } | Event::Facility { .. } => false,
-        Event::Gap {
-            node_id, reason, ..
-        } => {
-            warn!("node {node_id}: gap in telemetry: {reason}");
-            false
-        }
+        // Logged through the shell's `GapLog`, bounded (a flood of gaps is summed up).
+        Event::Gap { .. } => false,
         Event::PhaseReport { node_id, report } => {
             if let Some(why) = &report.stopped_early {
                 warn!(

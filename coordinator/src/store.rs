@@ -1,7 +1,8 @@
 //! [`StoreRecorder`]: the [`Recorder`] that writes a run into the run store (`hallmark-store`).
 //!
-//! Telemetry batches of one call go into one transaction; a batch the store already holds (a
-//! replay after a reconnect) is acknowledged again without being written twice.
+//! Telemetry batches of one call go into one transaction, and so do its gaps (an overloaded hall
+//! declares thousands a second); a batch the store already holds (a replay after a reconnect) is
+//! acknowledged again without being written twice.
 //!
 //! A record the store refuses (a value it cannot hold, a node or phase it does not know: one
 //! probe's doing) is left out and said so in the run's events; the records around it, other nodes'
@@ -12,7 +13,7 @@
 use crate::record::{Record, RecordError, Recorder, Written};
 use crate::run::Outcome;
 use hallmark_protocol::{FacilityBatch, NodeId, TelemetryBatch};
-use hallmark_store::{event_kind, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
+use hallmark_store::{event_kind, NewGap, PhaseRow, ProbeRow, RunId, RunStatus, Store, StoreError};
 
 /// Writes one run into a [`Store`].
 pub struct StoreRecorder {
@@ -85,6 +86,7 @@ impl StoreRecorder {
         let mut written = Written::default();
         let mut telemetry = Vec::new();
         let mut facility = Vec::new();
+        let mut gaps = Vec::new();
         for r in records {
             match r {
                 Record::Telemetry {
@@ -103,11 +105,28 @@ impl StoreRecorder {
                     facility.push((node_id, batch, received_at_ns));
                     continue;
                 }
+                Record::Gap {
+                    node_id,
+                    from_ns,
+                    to_ns,
+                    instants,
+                    reason,
+                } => {
+                    gaps.push(NewGap {
+                        node_id,
+                        from_ns,
+                        to_ns,
+                        instants,
+                        reason,
+                    });
+                    continue;
+                }
                 _ => {}
             }
-            // Keep the order: batches before the record that follows them.
+            // Keep the order: batches and gaps before the record that follows them.
             self.flush(&mut telemetry, &mut written)?;
             self.flush(&mut facility, &mut written)?;
+            self.flush_gaps(&mut gaps)?;
             let (node, at_ns) = about(&r);
             let what = kind(&r);
             match self.write_one(r) {
@@ -124,14 +143,45 @@ impl StoreRecorder {
         }
         self.flush(&mut telemetry, &mut written)?;
         self.flush(&mut facility, &mut written)?;
+        self.flush_gaps(&mut gaps)?;
         Ok(written)
+    }
+
+    /// Stores the gaps in `queue` in one write; when one of them spoils it, one by one, leaving out
+    /// and noting the refused.
+    fn flush_gaps(&mut self, queue: &mut Vec<NewGap>) -> Result<(), StoreError> {
+        if queue.is_empty() {
+            return Ok(());
+        }
+        match self.store.record_gaps(&self.run, queue) {
+            Ok(()) => {
+                queue.clear();
+                return Ok(());
+            }
+            Err(e) if !refused(&e) => return Err(e),
+            Err(_) => {}
+        }
+        for gap in queue.drain(..) {
+            match self
+                .store
+                .record_gaps(&self.run, std::slice::from_ref(&gap))
+            {
+                Ok(()) => {}
+                Err(e) if refused(&e) => {
+                    let message = format!("a gap refused by the store: {e}");
+                    self.note_refused(gap.from_ns, &gap.node_id, &message)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn write_one(&mut self, r: Record) -> Result<(), StoreError> {
         {
             let run = &self.run;
             match r {
-                Record::Telemetry { .. } | Record::Facility { .. } => {}
+                Record::Telemetry { .. } | Record::Facility { .. } | Record::Gap { .. } => {}
                 Record::RunStarted { probes, phases, .. } => {
                     for p in &probes {
                         let row = ProbeRow {
@@ -162,15 +212,6 @@ impl StoreRecorder {
                 } => self
                     .store
                     .phase_started(run, phase_id, &node_id, actual_start_ns)?,
-                Record::Gap {
-                    node_id,
-                    from_ns,
-                    to_ns,
-                    instants,
-                    reason,
-                } => self
-                    .store
-                    .record_gap(run, &node_id, from_ns, to_ns, instants, &reason)?,
                 Record::PhaseReport { node_id, report } => {
                     match self.store.phase_report(run, &node_id, &report) {
                         // A fabric report the store refuses (a histogram that does not decode, a

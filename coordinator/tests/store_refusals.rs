@@ -63,7 +63,9 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
         // A sequence number SQLite cannot hold, in the same transaction as good's batches.
         telemetry(&bad, u64::MAX - 1),
         telemetry(&good, 1),
-        // A gap that ends before it starts, and a phase that does not exist.
+        // Gaps are written together: good's two around bad's that ends before it starts, which
+        // is left out alone. Then a phase that does not exist.
+        gap(&good, T0, T0 + 100, "sampler late"),
         Record::Gap {
             node_id: bad.clone(),
             from_ns: T0 + 5,
@@ -71,6 +73,7 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
             instants: Some(1),
             reason: "forged".into(),
         },
+        gap(&good, T0 + 200, T0 + 300, "sampler late again"),
         Record::PhaseStarted {
             node_id: bad.clone(),
             phase_id: 99,
@@ -99,5 +102,32 @@ fn a_refused_record_keeps_other_nodes_records_and_acks() {
     assert_eq!(notes.len(), 3, "{notes:?}");
     for what in ["telemetry batch", "a gap", "a phase start"] {
         assert!(notes.iter().any(|n| n.contains(what)), "{what}: {notes:?}");
+    }
+    let gaps: Vec<_> = store
+        .gaps(run.as_str())
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.node, g.from_ns, g.reason))
+        .collect();
+    assert_eq!(
+        gaps,
+        vec![
+            ("good".to_string(), T0, "sampler late".to_string()),
+            (
+                "good".to_string(),
+                T0 + 200,
+                "sampler late again".to_string()
+            ),
+        ]
+    );
+}
+
+fn gap(node: &NodeId, from_ns: i64, to_ns: i64, reason: &str) -> Record {
+    Record::Gap {
+        node_id: node.clone(),
+        from_ns,
+        to_ns,
+        instants: Some(1),
+        reason: reason.into(),
     }
 }

@@ -13,6 +13,7 @@ use hallmark_workloads::sim::{load_hall, HallSpec, RunConditions, SimBackend, DE
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing::info;
 
 /// Device backends.
@@ -116,6 +117,24 @@ pub struct ProbeArgs {
         conflicts_with_all = ["sim_hall", "backend", "devices", "threads", "dtype", "list_devices", "data_announce", "no_data_plane", "rack"]
     )]
     facility: Option<PathBuf>,
+    /// Wait a random part of this many seconds before the first connection attempt (0 to 600;
+    /// default 0: at once). For fleets started at the same second (Slurm's `srun`, a DaemonSet's
+    /// rollout, a systemd target): 10 000 probes spread over 30 s reach the coordinator at ~330 a
+    /// second. Later attempts back off on their own (a busy coordinator tells probes to retry).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_start_jitter)]
+    start_jitter: Option<Duration>,
+}
+
+/// `--start-jitter`: seconds, 0 to 600.
+fn parse_start_jitter(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(secs.is_finite() && (0.0..=600.0).contains(&secs)) {
+        return Err(format!("{s} s: give 0 to 600 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `name` of a probe argument clap requires unless --list-devices.
@@ -219,6 +238,7 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         let hello = super::probe_facility::hello(node.clone(), a.hall.clone());
         let mut opts = ProbeOptions::new(coordinator.clone(), hello);
         opts.server_name = a.server_name;
+        opts.start_jitter = a.start_jitter.unwrap_or_default();
         info!(
             "facility collector {node}: {} sources, connecting to {coordinator}",
             collector.sources()
@@ -323,6 +343,7 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let hello = hallmark_probe::hello(node.clone(), labels, backend.as_ref());
     let mut opts = ProbeOptions::new(coordinator.clone(), hello);
     opts.server_name = a.server_name;
+    opts.start_jitter = a.start_jitter.unwrap_or_default();
     info!("probe {node} connecting to {coordinator}");
     let mut probe = ProbeHandle::spawn_with_fabric(&identity, opts, backend, fabric)
         .context("starting the probe")?;
@@ -388,5 +409,51 @@ fn parse_announce(text: &str) -> anyhow::Result<(Option<IpAddr>, Option<u16>)> {
         Err(_) => bail!(
             "--data-announce {text}: give an IP address (10.0.0.7, fd00::7) or IP:PORT (10.0.0.7:7000, [fd00::7]:7000)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn parse(extra: &[&str]) -> Result<super::ProbeArgs, clap::Error> {
+        let base = [
+            "hallmark",
+            "probe",
+            "--coordinator",
+            "10.0.0.1:4433",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "n.pem",
+            "--key",
+            "n-key.pem",
+            "--node",
+            "n",
+            "--rack",
+            "r",
+        ];
+        let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Probe(a) => Ok(a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_jitter_is_seconds_from_0_to_600() {
+        assert_eq!(parse(&[]).unwrap().start_jitter, None, "at once by default");
+        let a = parse(&["--start-jitter", "30"]).unwrap();
+        assert_eq!(a.start_jitter, Some(Duration::from_secs(30)));
+        let a = parse(&["--start-jitter", "0.5"]).unwrap();
+        assert_eq!(a.start_jitter, Some(Duration::from_millis(500)));
+        for bad in ["-1", "601", "NaN", "soon"] {
+            let arg = format!("--start-jitter={bad}");
+            let e = parse(&[&arg]).unwrap_err().to_string();
+            assert!(e.contains("--start-jitter"), "{bad}: {e}");
+            assert!(e.contains("600") || e.contains("number"), "{bad}: {e}");
+        }
     }
 }

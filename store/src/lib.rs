@@ -43,6 +43,7 @@ mod error;
 mod fabric_read;
 mod fabric_write;
 mod facility;
+mod gaps;
 pub mod hist;
 pub mod liveness;
 pub mod location;
@@ -67,6 +68,7 @@ pub use context::{ContextDevice, ContextProbe, RunContext};
 pub use error::StoreError;
 pub use fabric_read::{CollectiveRecord, FabricMemberRecord, FaultRecord, LatencyRecord};
 pub use facility::FACILITY_NOT_FINITE;
+pub use gaps::NewGap;
 pub use metrics::{HistoryQuery, MetricRow, MetricSet, RunMetrics};
 pub use model::{
     event_kind, Inserted, NewRun, PhaseRow, ProbeRow, RunId, RunRow, RunStatus,

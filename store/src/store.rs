@@ -3,7 +3,7 @@
 //! The coordinator drives one `Store` from one task. Every call is one transaction. Telemetry ingest
 //! (`insert_batch`, `insert_batches`) is in [`crate::telemetry`].
 
-use crate::db::{Db, DbError, Value};
+use crate::db::{Db, DbError};
 use crate::error::{to_i64, StoreError};
 use crate::fabric_write as fabric;
 use crate::model::{event_kind, label_of, NewRun, PhaseRow, ProbeRow, RunId, RunStatus};
@@ -357,42 +357,6 @@ impl Store {
                 ],
             )
             .map_err(|e| self.unknown_phase(run, phase_id, e))?;
-        Ok(())
-    }
-
-    /// Records a stretch `[from_ns, to_ns]` in which a node's telemetry is missing, and why.
-    pub fn record_gap(
-        &mut self,
-        run: &RunId,
-        node: &NodeId,
-        from_ns: i64,
-        to_ns: i64,
-        instants: Option<u64>,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        if to_ns < from_ns {
-            return Err(StoreError::invalid(
-                "gap",
-                format!("it ends ({to_ns}) before it starts ({from_ns})"),
-            ));
-        }
-        self.node_key(run, node)?;
-        self.db
-            .execute(
-                "INSERT INTO gaps (run_id, node_id, from_ns, to_ns, reason, instants) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                &[
-                    run.as_str().into(),
-                    node.as_str().into(),
-                    from_ns.into(),
-                    to_ns.into(),
-                    reason.into(),
-                    instants.map_or(Ok(Value::Null), |n| {
-                        to_i64("gap instants", n).map(Value::I64)
-                    })?,
-                ],
-            )
-            .map_err(self.db_err("storing a gap"))?;
         Ok(())
     }
 

@@ -103,8 +103,15 @@ impl Coordinator {
                 clock: ClockSync::new(self.config.clock_sync, now),
             };
         }
-        self.probes
-            .insert(hello.node_id.clone(), (conn, record.clone()));
+        self.retime(conn);
+        if let Some((_, replaced)) = self
+            .probes
+            .insert(hello.node_id.clone(), (conn, record.clone()))
+        {
+            self.clocked_nodes = self
+                .clocked_nodes
+                .saturating_sub(usize::from(counts_as_clocked(&replaced)));
+        }
         self.out.events.push_back(Event::Registered(record));
         if !self.run_instances.contains_key(&hello.node_id) {
             self.rejoin_resumed(&hello.node_id, conn, hello.instance_id, now);
@@ -149,6 +156,7 @@ impl Coordinator {
             return;
         };
         c.state = ConnState::Closing;
+        self.timers.set(conn, None);
         let refusal = Refusal { reason, message };
         self.out
             .transmits
