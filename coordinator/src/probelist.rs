@@ -63,7 +63,7 @@ impl ProbeList {
 
     /// Publishes the machine's probes when they are due.
     pub(crate) fn publish_if_due(&mut self, machine: &Coordinator) -> Result<(), ServerError> {
-        if !self.due().is_some_and(|due| due <= Instant::now()) {
+        if self.due().is_none_or(|due| due > Instant::now()) {
             return Ok(());
         }
         let began = Instant::now();
