@@ -27,38 +27,35 @@ impl StoreRecorder {
         StoreRecorder { store, run }
     }
 
-    /// Stores the batches in `queue` (telemetry or facility readings, by `kind`) in one
-    /// transaction; when one of them spoils it, one by one, leaving out and noting the refused.
-    fn flush<B: Batch>(
+    /// Stores the records in `queue` (telemetry or facility batches, gaps) in one write; when one
+    /// of them spoils it, one by one, leaving out and noting the refused. Numbered batches go to
+    /// `written` as stored or refused.
+    fn flush<T: Bulk>(
         &mut self,
-        queue: &mut Vec<(NodeId, B, i64)>,
+        queue: &mut Vec<T>,
         written: &mut Written,
     ) -> Result<(), StoreError> {
         if queue.is_empty() {
             return Ok(());
         }
-        let refs: Vec<(&NodeId, &B, i64)> = queue.iter().map(|(n, b, t)| (n, b, *t)).collect();
-        match B::insert(&mut self.store, &self.run, &refs) {
+        match T::insert(&mut self.store, &self.run, queue) {
             Ok(()) => {
                 written
                     .stored
-                    .extend(queue.drain(..).map(|(n, b, _)| (n, b.seq())));
+                    .extend(queue.drain(..).filter_map(Bulk::into_ack));
                 return Ok(());
             }
             Err(e) if !refused(&e) => return Err(e),
             Err(_) => {}
         }
-        for (node, batch, at) in queue.drain(..) {
-            match B::insert(&mut self.store, &self.run, &[(&node, &batch, at)]) {
-                Ok(()) => written.stored.push((node, batch.seq())),
+        for item in queue.drain(..) {
+            match T::insert(&mut self.store, &self.run, std::slice::from_ref(&item)) {
+                Ok(()) => written.stored.extend(item.into_ack()),
                 Err(e) if refused(&e) => {
-                    let what = B::WHAT;
-                    self.note_refused(
-                        at,
-                        &node,
-                        &format!("{what} {} refused by the store: {e}", batch.seq()),
-                    )?;
-                    written.refused.push((node, batch.seq()));
+                    let (node, at) = item.origin();
+                    let message = format!("{} refused by the store: {e}", item.describe());
+                    self.note_refused(at, node, &message)?;
+                    written.refused.extend(item.into_ack());
                 }
                 Err(e) => return Err(e),
             }
@@ -126,7 +123,7 @@ impl StoreRecorder {
             // Keep the order: batches and gaps before the record that follows them.
             self.flush(&mut telemetry, &mut written)?;
             self.flush(&mut facility, &mut written)?;
-            self.flush_gaps(&mut gaps)?;
+            self.flush(&mut gaps, &mut written)?;
             let (node, at_ns) = about(&r);
             let what = kind(&r);
             match self.write_one(r) {
@@ -143,38 +140,8 @@ impl StoreRecorder {
         }
         self.flush(&mut telemetry, &mut written)?;
         self.flush(&mut facility, &mut written)?;
-        self.flush_gaps(&mut gaps)?;
+        self.flush(&mut gaps, &mut written)?;
         Ok(written)
-    }
-
-    /// Stores the gaps in `queue` in one write; when one of them spoils it, one by one, leaving out
-    /// and noting the refused.
-    fn flush_gaps(&mut self, queue: &mut Vec<NewGap>) -> Result<(), StoreError> {
-        if queue.is_empty() {
-            return Ok(());
-        }
-        match self.store.record_gaps(&self.run, queue) {
-            Ok(()) => {
-                queue.clear();
-                return Ok(());
-            }
-            Err(e) if !refused(&e) => return Err(e),
-            Err(_) => {}
-        }
-        for gap in queue.drain(..) {
-            match self
-                .store
-                .record_gaps(&self.run, std::slice::from_ref(&gap))
-            {
-                Ok(()) => {}
-                Err(e) if refused(&e) => {
-                    let message = format!("a gap refused by the store: {e}");
-                    self.note_refused(gap.from_ns, &gap.node_id, &message)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 
     fn write_one(&mut self, r: Record) -> Result<(), StoreError> {
@@ -316,6 +283,50 @@ fn kind(r: &Record) -> &'static str {
         Record::ProbeLost { .. } => "a lost probe",
         Record::Note { .. } => "a note",
         Record::RunFinished { .. } => "the run's end",
+    }
+}
+
+/// What the store takes many of in one write: telemetry and facility batches (with the node that
+/// sent each and when it arrived), gaps.
+trait Bulk: Sized {
+    fn insert(store: &mut Store, run: &RunId, items: &[Self]) -> Result<(), StoreError>;
+    /// The node it concerns and its instant, for a note when the store refuses it.
+    fn origin(&self) -> (&NodeId, i64);
+    /// What it is, in words.
+    fn describe(&self) -> String;
+    /// The acknowledgement it earns, stored or refused: a numbered batch's node and number.
+    fn into_ack(self) -> Option<(NodeId, u64)>;
+}
+
+impl<B: Batch> Bulk for (NodeId, B, i64) {
+    fn insert(store: &mut Store, run: &RunId, items: &[Self]) -> Result<(), StoreError> {
+        let refs: Vec<(&NodeId, &B, i64)> = items.iter().map(|(n, b, t)| (n, b, *t)).collect();
+        B::insert(store, run, &refs)
+    }
+    fn origin(&self) -> (&NodeId, i64) {
+        (&self.0, self.2)
+    }
+    fn describe(&self) -> String {
+        format!("{} {}", B::WHAT, self.1.seq())
+    }
+    fn into_ack(self) -> Option<(NodeId, u64)> {
+        let seq = self.1.seq();
+        Some((self.0, seq))
+    }
+}
+
+impl Bulk for NewGap {
+    fn insert(store: &mut Store, run: &RunId, items: &[Self]) -> Result<(), StoreError> {
+        store.record_gaps(run, items)
+    }
+    fn origin(&self) -> (&NodeId, i64) {
+        (&self.node_id, self.from_ns)
+    }
+    fn describe(&self) -> String {
+        "a gap".into()
+    }
+    fn into_ack(self) -> Option<(NodeId, u64)> {
+        None
     }
 }
 
