@@ -20,7 +20,7 @@ use hallmark_protocol::{
     ClockEstimate, CoordinatorMessage, DecodeError, ErrorCode, Hello, NodeId, ProbeMessage,
     ProbeRole, Refusal, RefusalReason, Welcome, PROTOCOL_VERSION,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 mod facility;
 mod register;
@@ -45,6 +45,9 @@ struct Conn {
     certificate_node: NodeId,
     remote: String,
     state: ConnState,
+    /// When it was last handed a message (the latest input's instant then, never later than the
+    /// truth): a heartbeat goes only to a probe that heard nothing since the last.
+    last_sent: Option<i64>,
 }
 
 /// The coordinator's sans-IO state machine.
@@ -68,9 +71,6 @@ pub struct Coordinator {
     frame_limit: usize,
     /// Each connection's next timer (see [`timers`]).
     timers: timers::ConnTimers,
-    /// When each live connection was last handed a message (the latest input's instant then, never
-    /// later than the truth): a heartbeat goes only to a probe that heard nothing since the last.
-    last_sent: HashMap<ConnId, i64>,
     /// Registered node probes (not facility collectors) with a clock estimate: while fewer than
     /// the run expects, it cannot start before its deadline, and nothing more is checked.
     clocked_nodes: usize,
@@ -104,7 +104,6 @@ impl Coordinator {
             run_instances: BTreeMap::new(),
             now: 0,
             timers: timers::ConnTimers::default(),
-            last_sent: HashMap::new(),
             clocked_nodes: 0,
         }
     }
@@ -261,6 +260,7 @@ impl Coordinator {
                 state: ConnState::AwaitingHello {
                     deadline: now.saturating_add(timeout),
                 },
+                last_sent: None,
             },
         );
         self.retime(conn);
@@ -308,10 +308,9 @@ impl Coordinator {
                 "the first message on a control stream must be Hello".into(),
             ),
             (ConnState::Registered { node_id, clock }, ProbeMessage::ClockPong(pong)) => {
-                let estimate = clock.on_pong(&pong, now);
-                let node_id = node_id.clone();
+                let estimate = clock.on_pong(&pong, now).map(|e| (node_id.clone(), e));
                 self.retime(conn);
-                if let Some(estimate) = estimate {
+                if let Some((node_id, estimate)) = estimate {
                     self.publish_clock(conn, node_id, estimate);
                     self.try_start_run(now);
                 }
@@ -410,7 +409,6 @@ impl Coordinator {
             return;
         };
         self.timers.set(conn, None);
-        self.last_sent.remove(&conn);
         if let ConnState::Registered { node_id, .. } = c.state {
             self.depart(conn, node_id, reason.to_string(), now);
         }
@@ -440,12 +438,8 @@ impl Coordinator {
     /// Next message to send.
     pub fn poll_transmit(&mut self) -> Option<(ConnId, CoordinatorMessage)> {
         let next = self.out.transmits.pop_front();
-        if let Some((conn, _)) = &next {
-            if let Some(t) = self.last_sent.get_mut(conn) {
-                *t = self.now;
-            } else if self.conns.contains_key(conn) {
-                self.last_sent.insert(*conn, self.now);
-            }
+        if let Some(c) = next.as_ref().and_then(|(conn, _)| self.conns.get_mut(conn)) {
+            c.last_sent = Some(self.now);
         }
         next
     }

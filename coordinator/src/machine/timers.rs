@@ -63,8 +63,9 @@ impl Coordinator {
         }
         self.try_start_run(now);
         if let Some(run) = self.run.as_mut() {
-            let sent = &self.last_sent;
-            run.handle_timeout(now, |c| sent.get(&c).copied(), &mut self.out);
+            let conns = &self.conns;
+            let last_sent = |c| conns.get(&c).and_then(|c: &super::Conn| c.last_sent);
+            run.handle_timeout(now, last_sent, &mut self.out);
         }
     }
 
