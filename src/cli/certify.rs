@@ -9,9 +9,8 @@ use clap::Args;
 use hallmark_results::{
     evaluate, overall, parse_spec, render_verdicts, Spec, Status, StoreExt, Verdict,
 };
-use hallmark_store::db::pg::ConnectError;
 use hallmark_store::location::Location;
-use hallmark_store::{Simulation, StoreError};
+use hallmark_store::Simulation;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,22 +120,13 @@ pub fn print_verdicts(
     Ok(())
 }
 
-/// Whether `e` says the store's schema is older than this build's (SQLite or PostgreSQL).
-pub(crate) fn needs_upgrade(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| match c.downcast_ref::<StoreError>() {
-        Some(StoreError::NeedsUpgrade { .. }) => true,
-        Some(StoreError::Connect(c)) => matches!(**c, ConnectError::SchemaOlder { .. }),
-        _ => false,
-    })
-}
-
 pub fn run(a: CertifyArgs) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<Status> {
         let spec = SpecSource::load(&a.spec)?;
         // Read first: a location holding no store is refused without creating one. A store of an
         // older schema is opened for writing, which brings it up to date (certifying writes anyway).
         let store = match results::open_read_only(&a.results.location) {
-            Err(e) if needs_upgrade(&e) => results::open(&a.results.location)?,
+            Err(e) if results::needs_upgrade(&e) => results::open(&a.results.location)?,
             opened => opened?,
         };
         let run_id = store.resolve_run(&a.run)?;

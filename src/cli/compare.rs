@@ -55,14 +55,9 @@ pub fn run(a: CompareArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn compare(a: &CompareArgs) -> anyhow::Result<ExitCode> {
-    // A location holding no store is refused without creating one (read first); then opened for
-    // writing: metrics of a run stored before they were are computed and stored now, and an older
-    // schema is brought up to date.
-    match results::open_read_only(&a.results.location) {
-        Err(e) if !super::certify::needs_upgrade(&e) => return Err(e),
-        _ => {}
-    }
-    let mut store = results::open(&a.results.location)?;
+    // Opened for writing (metrics of a run stored before they were are computed and stored now),
+    // but never created here.
+    let mut store = results::open_existing(&a.results.location)?;
     let new = resolve(&store, &a.new, a.plan.as_deref()).context("NEW")?;
     let base = if a.base == "previous" {
         previous(&store, &new)?

@@ -8,8 +8,9 @@
 use anyhow::Context;
 use clap::Args;
 use hallmark_coordinator::record::{Record, RecordError, Recorder, Written};
+use hallmark_store::db::pg::ConnectError;
 use hallmark_store::location::Location;
-use hallmark_store::Store;
+use hallmark_store::{Store, StoreError};
 
 /// The help of `--results` (with [`LONG_HELP`] for `--help`).
 pub const HELP: &str =
@@ -161,6 +162,26 @@ pub fn check_writable(location: &Location) -> anyhow::Result<()> {
 /// Opens an existing store for reading only, the error naming where.
 pub fn open_read_only(location: &Location) -> anyhow::Result<Store> {
     Store::open_location_read_only(location).with_context(|| opening(location))
+}
+
+/// Whether `e` says the store's schema is older than this build's (SQLite or PostgreSQL).
+pub fn needs_upgrade(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| match c.downcast_ref::<StoreError>() {
+        Some(StoreError::NeedsUpgrade { .. }) => true,
+        Some(StoreError::Connect(c)) => matches!(**c, ConnectError::SchemaOlder { .. }),
+        _ => false,
+    })
+}
+
+/// Opens an existing store for writing: a location holding no store is refused without creating
+/// one (it is read first), and a store of an older schema is brought up to date.
+pub fn open_existing(location: &Location) -> anyhow::Result<Store> {
+    if let Err(e) = open_read_only(location) {
+        if !needs_upgrade(&e) {
+            return Err(e);
+        }
+    }
+    open(location)
 }
 
 #[cfg(test)]
