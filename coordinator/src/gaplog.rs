@@ -11,9 +11,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Gap lines shown in full per window.
-pub(crate) const GAP_LINES: u32 = 20;
+const GAP_LINES: u32 = 20;
 /// The window over which the lines are counted.
-pub(crate) const GAP_WINDOW: Duration = Duration::from_secs(10);
+const GAP_WINDOW: Duration = Duration::from_secs(10);
+/// Distinct nodes a window's summary counts at most (the memory it holds).
+const MAX_NODES_COUNTED: usize = 1_000_000;
 
 /// The current window's count.
 #[derive(Debug, Default)]
@@ -30,20 +32,18 @@ impl GapLog {
     /// the window's summary.
     pub(crate) fn gap(&mut self, node: &NodeId, reason: &str, now: Instant) -> Option<String> {
         let opened = *self.opened.get_or_insert(now);
-        if now.saturating_duration_since(opened) >= GAP_WINDOW {
-            // A window with nothing held back closes quietly here; one with a count is closed by
-            // `flush`, which the caller runs often.
-            if self.more == 0 {
-                self.opened = Some(now);
-                self.shown = 0;
-            }
+        // A window with nothing held back closes quietly here; one with a count is closed by
+        // `flush`, which the caller runs often.
+        if self.more == 0 && now.saturating_duration_since(opened) >= GAP_WINDOW {
+            self.opened = Some(now);
+            self.shown = 0;
         }
         if self.shown < GAP_LINES {
             self.shown += 1;
             return Some(format!("node {node}: gap in telemetry: {reason}"));
         }
         self.more += 1;
-        if self.more_nodes.len() < 1_000_000 {
+        if self.more_nodes.len() < MAX_NODES_COUNTED {
             self.more_nodes.insert(node.clone());
         }
         self.more_reason.get_or_insert_with(|| reason.to_string());

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 /// Most often the registered probes are published. With a large fleet the spacing grows to ten
 /// times what one publication took, so that publishing never takes more than a tenth of the core
 /// task's time (10 000 probes: a few milliseconds per copy).
-pub(crate) const PROBES_EVERY: Duration = Duration::from_millis(100);
+const PROBES_EVERY: Duration = Duration::from_millis(100);
 
 /// Where the registered probes go, and when they are next due.
 pub(crate) struct ProbeList {
