@@ -64,8 +64,8 @@ pub struct FleetArgs {
     max_handshakes: usize,
     /// Each probe waits a random part of this before its first connection attempt, s (0 to 600;
     /// 0: all start at once, the storm).
-    #[arg(long, default_value_t = 0.0)]
-    start_jitter: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = super::probe::parse_start_jitter)]
+    start_jitter: Duration,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -118,9 +118,6 @@ fn check(a: &FleetArgs) -> anyhow::Result<()> {
     }
     if !(1..=100_000).contains(&a.max_handshakes) {
         bail!("--max-handshakes {}: give 1 to 100000", a.max_handshakes);
-    }
-    if !(a.start_jitter.is_finite() && (0.0..=600.0).contains(&a.start_jitter)) {
-        bail!("--start-jitter {}: give 0 to 600", a.start_jitter);
     }
     if !(a.register_timeout.is_finite() && (1.0..=3600.0).contains(&a.register_timeout)) {
         bail!("--register-timeout {}: give 1 to 3600", a.register_timeout);
@@ -176,7 +173,7 @@ fn write_spec(a: &FleetArgs, ca: &Ca, addr: SocketAddr, dir: &Path) -> anyhow::R
         devices: a.devices,
         // The probe process stops by itself after the longest the bench can take.
         deadline_s: a.register_timeout + a.seconds + 180.0,
-        start_jitter_s: a.start_jitter,
+        start_jitter_s: a.start_jitter.as_secs_f64(),
         nodes,
     };
     let path = dir.join("fleet-spec.json");
@@ -424,7 +421,7 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
                 "connections_open": m.load_refusals.connections_open,
             },
             "max_handshakes": a.max_handshakes,
-            "start_jitter_s": a.start_jitter,
+            "start_jitter_s": a.start_jitter.as_secs_f64(),
             "coordinator_events_missed": m.events_missed,
             "probes_not_stopped": c.not_stopped,
             "probe_identities_s": c.identities_s,

@@ -125,8 +125,8 @@ pub struct ProbeArgs {
     start_jitter: Option<Duration>,
 }
 
-/// `--start-jitter`: seconds, 0 to 600.
-fn parse_start_jitter(s: &str) -> Result<Duration, String> {
+/// `--start-jitter` (of `probe` and `bench fleet`): seconds, 0 to 600.
+pub(super) fn parse_start_jitter(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim()
         .parse()
