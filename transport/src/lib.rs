@@ -10,6 +10,8 @@
 //!   re-read when its file changes.
 //! * [`tls`] — rustls and quinn configurations (ring provider only, client certificates required,
 //!   ALPN `hallmark/1`, keep-alive below the idle timeout) and the authenticated peer's node id.
+//! * [`options`] — QUIC transport settings shared by both sides, the acknowledgement frequency
+//!   asked of the peer among them.
 //! * [`framed`] — protocol frames over quinn streams.
 //! * `files` (private) — reading (with errors that name the file), creating and atomically
 //!   writing the certificate, key and revocation-list files of the modules above.
@@ -26,6 +28,7 @@ pub mod clock;
 pub mod crl;
 mod files;
 pub mod framed;
+pub mod options;
 pub mod pki;
 pub mod revocation;
 pub mod tls;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::pki::Ca;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(5);
