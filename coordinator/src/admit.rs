@@ -26,12 +26,15 @@ pub struct LoadRefusals {
     pub handshakes_in_flight: u64,
     /// The most connections were already open (`ServerOptions::max_connections`).
     pub connections_open: u64,
+    /// Copies of a refused attempt's first packet, which its probe resent before the refusal
+    /// reached it, refused again rather than admitted (the probe has gone to its backoff).
+    pub resent_initials: u64,
 }
 
 impl LoadRefusals {
     /// Every refusal for load.
     pub fn total(&self) -> u64 {
-        self.handshakes_in_flight + self.connections_open
+        self.handshakes_in_flight + self.connections_open + self.resent_initials
     }
 }
 
@@ -95,6 +98,11 @@ impl Admission {
             handshake: true,
             node: None,
         })
+    }
+
+    /// Counts a copy of a refused attempt, refused again.
+    pub(crate) fn count_resent_initial(&self) {
+        self.lock().refused.resent_initials += 1;
     }
 
     /// The refusals for load so far.
@@ -180,7 +188,8 @@ mod tests {
             a.refusals(),
             LoadRefusals {
                 handshakes_in_flight: 0,
-                connections_open: 1
+                connections_open: 1,
+                resent_initials: 0,
             }
         );
     }
@@ -207,10 +216,16 @@ mod tests {
             (c.total, c.handshakes)
         };
         assert_eq!((total, handshakes), (0, 0));
+        a.count_resent_initial();
         let r = a.refusals();
         assert_eq!(
-            (r.handshakes_in_flight, r.connections_open, r.total()),
-            (3, 0, 3)
+            (
+                r.handshakes_in_flight,
+                r.connections_open,
+                r.resent_initials,
+                r.total()
+            ),
+            (3, 0, 1, 4)
         );
     }
 }

@@ -21,6 +21,7 @@ mod metrics_facility;
 pub mod metrics_http;
 mod probelist;
 pub mod record;
+mod refused;
 pub mod run;
 pub mod server;
 mod shell;

@@ -4,12 +4,13 @@
 //! writers, run data to the recorder, events to the log, subscribers, progress and status file.
 
 use crate::admit::Admission;
-use crate::conn::{connection, refuse_for_load, ConnParams, ShellEvent, WriterCmd};
+use crate::conn::{connection, ConnParams, ShellEvent, WriterCmd};
 use crate::gaplog::GapLog;
 use crate::machine::{close_code, Close, ConnId, Coordinator, Event, ProbeRecord};
 use crate::metrics_http::{update, Serving, SharedMetrics};
 use crate::probelist::{sleep_until_due, ProbeList};
 use crate::record::{spawn_writer, Record, Recorded};
+use crate::refused::{self, admit, RecentRefusals};
 use crate::run::Outcome;
 use crate::server::{CoreCmd, RunProgress, RunStage, ServerError};
 use crate::status::log_event;
@@ -104,6 +105,7 @@ impl Core {
     ) -> Result<(), ServerError> {
         let (tx, mut rx) = mpsc::channel::<ShellEvent>(8192);
         let mut next_conn: ConnId = 1;
+        let mut refused = RecentRefusals::new(refused::KEEP, refused::MOST);
         let mut progress_tick = tokio::time::interval(PROGRESS_EVERY);
         progress_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // Set when told to shut down during a run: the run is aborted and the loop goes on until
@@ -134,13 +136,11 @@ impl Core {
                 }
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    match admission.enter() {
-                        Ok(place) => {
-                            let conn = next_conn;
-                            next_conn += 1;
-                            tokio::spawn(connection(conn, incoming, tx.clone(), params.clone(), place));
-                        }
-                        Err(full) => refuse_for_load(incoming, full, &admission),
+                    let now = std::time::Instant::now();
+                    if let Some((incoming, place)) = admit(incoming, &admission, &mut refused, now) {
+                        let conn = next_conn;
+                        next_conn += 1;
+                        tokio::spawn(connection(conn, incoming, tx.clone(), params.clone(), place));
                     }
                 }
                 Some(ev) = rx.recv() => self.apply(ev),

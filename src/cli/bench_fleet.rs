@@ -419,6 +419,7 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             "coordinator_busy_refusals": {
                 "handshakes_in_flight": m.load_refusals.handshakes_in_flight,
                 "connections_open": m.load_refusals.connections_open,
+                "resent_initials": m.load_refusals.resent_initials,
             },
             "max_handshakes": a.max_handshakes,
             "start_jitter_s": a.start_jitter.as_secs_f64(),
@@ -470,10 +471,11 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             println!("  {n} × {msg}");
         }
         println!(
-            "coordinator turned away (busy, told to retry): {} over {} handshakes in flight, {} over the connection cap",
+            "coordinator turned away (busy, told to retry): {} over {} handshakes in flight, {} over the connection cap, {} copies of a refused attempt",
             m.load_refusals.handshakes_in_flight,
             a.max_handshakes,
-            m.load_refusals.connections_open
+            m.load_refusals.connections_open,
+            m.load_refusals.resent_initials
         );
         if !m.refusals.is_empty() {
             println!("coordinator refusals: {:?}", m.refusals);
