@@ -101,6 +101,13 @@ fn a_small_fleet_registers_and_loses_no_sample() {
     assert!(reg > 0.0 && reg < 60.0, "{reg}");
     let rss = v["coordinator_rss_mb"].as_f64().unwrap();
     assert!(rss > 1.0, "{rss}");
+    if cfg!(target_os = "linux") {
+        // Every registration, batch and ack crossed loopback: at least a datagram per probe and s.
+        let sent = v["udp_datagrams_sent"].as_u64().unwrap();
+        let per_probe_s = v["udp_datagrams_per_probe_s"].as_f64().unwrap();
+        assert!(sent >= 20 * 3 && per_probe_s >= 1.0, "{v}");
+        assert!(v["udp_receive_buffer_errors"].is_u64(), "{v}");
+    }
     let pid = u32::try_from(v["child_pid"].as_u64().unwrap()).unwrap();
     assert!(!alive(pid), "the probe process {pid} is still running");
 }

@@ -11,10 +11,12 @@
 //! expected (N·D·H·S) against samples stored (read back from the store; any difference is a loss
 //! and fails the bench), the coordinator process's CPU share and peak memory over the run, and
 //! every failed connection attempt by cause (from the probe process's report, and the
-//! coordinator's refusals from its events). Every wait is bounded, and the probe process is killed
+//! coordinator's refusals from its events), and the machine's UDP datagrams sent and dropped for
+//! full receive buffers over the same time ([`super::bench_fleet_udp`]). Every wait is bounded, and the probe process is killed
 //! on any way out of this command.
 
 use super::bench_fleet_probes::{peak_rss_mb, unix_now_ns, FleetNode, FleetReport, FleetSpec};
+use super::bench_fleet_udp::UdpCounters;
 use super::execute::{execute, RunRequest};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -81,6 +83,10 @@ struct Measured {
     run_status: String,
     cpu_pct: Option<f64>,
     probes_cpu_pct: Option<f64>,
+    /// From the probes' start to the run's end, s.
+    wall_s: f64,
+    /// The machine's UDP counters over `wall_s` (`None`: not Linux).
+    udp: Option<UdpCounters>,
     refusals: BTreeMap<String, u64>,
     /// Connections the coordinator turned away before their handshake (busy), by cause.
     load_refusals: LoadRefusals,
@@ -192,6 +198,7 @@ async fn with_probes(
 ) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("finding this program to start the probe process")?;
     let cpu_start = process_cpu_s("self");
+    let udp_start = UdpCounters::read();
     let wall_start = Instant::now();
     let mut child = Child(
         std::process::Command::new(exe)
@@ -230,6 +237,7 @@ async fn with_probes(
     };
     let (_, summary) = tokio::join!(watch, execute(server, request));
     let wall = wall_start.elapsed().as_secs_f64();
+    let udp = udp_start.zip(UdpCounters::read()).map(|(s, e)| s.since(e));
     let cpu_pct = cpu_start
         .zip(process_cpu_s("self"))
         .map(|(s, e)| 100.0 * (e - s) / wall);
@@ -276,6 +284,8 @@ async fn with_probes(
         run_status: summary.status.to_string(),
         cpu_pct,
         probes_cpu_pct,
+        wall_s: wall,
+        udp,
         refusals,
         load_refusals: server.load_refusals(),
         events_missed,
@@ -383,6 +393,10 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
     let lost = expected.saturating_sub(m.samples_stored);
     let per_s = (m.burn_s > 0.0).then(|| m.samples_stored as f64 / m.burn_s);
     let rss = peak_rss_mb();
+    let udp_per_probe_s = m
+        .udp
+        .filter(|_| m.wall_s > 0.0)
+        .map(|u| u.sent as f64 / a.probes as f64 / m.wall_s);
     let pass = m.registered == a.probes && lost == 0 && m.samples_stored >= expected;
     let c = &m.child;
     if a.json {
@@ -402,6 +416,9 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             "coordinator_rss_mb": rss,
             "probes_cpu_pct": m.probes_cpu_pct,
             "probes_rss_mb": c.peak_rss_mb,
+            "udp_datagrams_sent": m.udp.map(|u| u.sent),
+            "udp_datagrams_per_probe_s": udp_per_probe_s,
+            "udp_receive_buffer_errors": m.udp.map(|u| u.receive_buffer_errors),
             "run_status": m.run_status,
             "pass": pass,
             "handshake_failures": {
@@ -455,6 +472,14 @@ fn print(a: &FleetArgs, m: &Measured) -> anyhow::Result<ExitCode> {
             num(rss, 1),
             num(m.probes_cpu_pct, 1),
             num(c.peak_rss_mb, 1)
+        );
+        println!(
+            "UDP on this machine over {} s: {} datagrams sent, {} per probe per s; {} dropped for full receive buffers",
+            num(Some(m.wall_s), 1),
+            m.udp.map_or("-".to_string(), |u| u.sent.to_string()),
+            num(udp_per_probe_s, 2),
+            m.udp
+                .map_or("-".to_string(), |u| u.receive_buffer_errors.to_string())
         );
         println!(
             "failed connection attempts: retried {} busy, {} timeout, {} reset, {} other; fatal {} certificate rejected, {} coordinator not trusted, {} refused, {} other",

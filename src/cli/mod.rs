@@ -5,6 +5,7 @@ mod bench;
 mod bench_fabric;
 mod bench_fleet;
 mod bench_fleet_probes;
+mod bench_fleet_udp;
 mod certify;
 mod certs;
 mod compare;
