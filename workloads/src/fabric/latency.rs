@@ -15,6 +15,7 @@
 
 mod mesh;
 pub mod packet;
+mod pairs;
 pub mod schedule;
 
 #[cfg(test)]

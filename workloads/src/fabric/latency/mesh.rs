@@ -23,13 +23,13 @@
 //! past that the oldest counts as lost at once.
 
 use super::packet::{self, Header, Kind, Malformed, MAX_PACKET};
+use super::pairs::{match_pong, PairRun, Pending, PongMatch};
 use super::schedule::Half;
 use crate::fabric::auth::PhaseMac;
 use crate::fabric::PhaseWindow;
 use hallmark_protocol::{FabricFault, FabricPhase, FabricReport, LatencyPair, NodeId};
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
-use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,79 +53,6 @@ const MAX_RTT_NS: u64 = 60_000_000_000;
 const SIGFIG: u8 = 3;
 /// Receive buffer: larger than any valid packet, so an oversized one is seen as such.
 const RECV_BUF: usize = 2048;
-
-/// The ping waiting for its pong.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    seq: u64,
-    sent_at: Instant,
-    deadline: Instant,
-}
-
-/// What one directed pair initiated here has counted so far.
-#[derive(Debug)]
-struct PairRun {
-    peer: usize,
-    /// The sequence number of the pair's first ping (pongs below it belong to an earlier pair).
-    first_seq: u64,
-    sent: u64,
-    /// Pings given up for good (only past [`MAX_OVERDUE`] before the half-slot ends).
-    lost: u64,
-    /// Pongs received, late ones included.
-    pongs: u64,
-    /// Of `pongs`, those that came after their ping's [`PONG_TIMEOUT`].
-    late: u64,
-    /// Pings past their timeout, not answered yet: (seq, sent at), oldest first.
-    overdue: VecDeque<(u64, Instant)>,
-    send_errors: u64,
-    first_send_error: Option<io::Error>,
-}
-
-impl PairRun {
-    fn new(peer: usize, first_seq: u64) -> PairRun {
-        PairRun {
-            peer,
-            first_seq,
-            sent: 0,
-            lost: 0,
-            pongs: 0,
-            late: 0,
-            overdue: VecDeque::new(),
-            send_errors: 0,
-            first_send_error: None,
-        }
-    }
-
-    /// `p` got no pong within its timeout: it waits among the overdue pings.
-    fn timed_out(&mut self, p: Pending) {
-        if self.overdue.len() >= MAX_OVERDUE {
-            self.overdue.pop_front();
-            self.lost += 1;
-        }
-        self.overdue.push_back((p.seq, p.sent_at));
-    }
-
-    /// Takes the overdue ping `seq` out, returning its send instant.
-    fn answer_overdue(&mut self, seq: u64) -> Option<Instant> {
-        let i = self.overdue.iter().position(|&(s, _)| s == seq)?;
-        self.overdue.remove(i).map(|(_, at)| at)
-    }
-
-    /// Pings never answered: lost ones and those still overdue (at the half-slot's end).
-    fn unanswered(&self) -> u64 {
-        self.lost + self.overdue.len() as u64
-    }
-}
-
-/// Where a pong fits.
-enum PongMatch {
-    /// It answers the outstanding ping or an overdue one, sent at this instant.
-    Answer(Instant),
-    /// A ping of the current pair that is answered already (or was given up): a duplicate.
-    Duplicate,
-    /// Nothing this member is waiting for: a pong past its half-slot or not for this pair.
-    Stale,
-}
 
 /// Packets dropped, by reason (for the debug line at the end).
 #[derive(Debug, Default, Clone, Copy)]
@@ -639,31 +566,6 @@ impl<'a> Mesh<'a> {
                 "latency mesh dropped {total} packets"
             );
         }
-    }
-}
-
-/// Where a pong from `src` with sequence number `seq` fits (before its tag is checked), given the
-/// pair being measured, its outstanding ping and the last sequence number sent.
-fn match_pong(
-    pair: Option<&PairRun>,
-    pending: Option<Pending>,
-    last_seq: u64,
-    src: usize,
-    seq: u64,
-) -> PongMatch {
-    let Some(pr) = pair.filter(|pr| pr.peer == src) else {
-        return PongMatch::Stale;
-    };
-    if let Some(p) = pending.filter(|p| p.seq == seq) {
-        return PongMatch::Answer(p.sent_at);
-    }
-    if let Some(&(_, at)) = pr.overdue.iter().find(|&&(s, _)| s == seq) {
-        return PongMatch::Answer(at);
-    }
-    if (pr.first_seq..=last_seq).contains(&seq) {
-        PongMatch::Duplicate
-    } else {
-        PongMatch::Stale
     }
 }
 
