@@ -13,9 +13,9 @@
 
 use hallmark_coordinator::metrics::{Format, Metrics};
 use hallmark_coordinator::{Event, ProbeRecord};
-use hallmark_protocol::{
-    DeviceInfo, DeviceKind, Labels, NodeId, ProbeRole, Sample, TelemetryBatch,
-};
+use hallmark_protocol::{Labels, NodeId, ProbeRole, Sample, TelemetryBatch};
+use hallmark_workloads::backend::Backend;
+use hallmark_workloads::sim::SimBackend;
 use std::time::Instant;
 
 /// Nodes per rack, racks per row (labels only).
@@ -41,21 +41,11 @@ fn registered(i: usize, devices: u16) -> Event {
             row: format!("row{}", i / NODES_PER_RACK / RACKS_PER_ROW + 1),
             rack: format!("rack{:04}", i / NODES_PER_RACK + 1),
         },
-        inventory: (0..devices)
-            .map(|index| DeviceInfo {
-                index,
-                kind: DeviceKind::SimulatedGpu,
-                model: "sim".into(),
-                uuid: format!("{node}-{index}"),
-                serial: None,
-                memory_bytes: None,
-                power_limit_w: Some(700.0),
-                idle_power_w: None,
-                slowdown_temp_c: None,
-                shutdown_temp_c: None,
-                max_operating_temp_c: None,
-            })
-            .collect(),
+        // The simulated devices' real inventory (model, limits, uuids), as a probe sends it.
+        inventory: SimBackend::standalone(NodeId::new(&node).unwrap(), devices)
+            .expect("a simulated node")
+            .inventory()
+            .to_vec(),
         backend: "sim".into(),
         hallmark_version: env!("CARGO_PKG_VERSION").into(),
         instance_id: i as u64,
@@ -73,7 +63,7 @@ fn registered(i: usize, devices: u16) -> Event {
 fn telemetry(i: usize, devices: u16, seq: u64, t: i64) -> Event {
     let instants: Vec<i64> = (0..10).map(|k| t - (9 - k) * 100_000_000).collect();
     Event::Telemetry {
-        node_id: NodeId::new(&format!("node{i:05}")).unwrap(),
+        node_id: NodeId::new(format!("node{i:05}")).unwrap(),
         received_at_ns: t,
         batch: TelemetryBatch {
             seq,
