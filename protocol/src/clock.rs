@@ -88,7 +88,8 @@ impl Default for ClockSyncConfig {
     /// Bursts of 8 pings 5 ms apart, one every 30 s. Between two bursts a node's clock drifts from
     /// the estimate by its frequency error × 30 s: 1.5 ms for a free-running crystal at 50 ppm,
     /// far less on an NTP- or PTP-disciplined node, and either well inside the 10 ms a hall's
-    /// start skew is warned at. A burst every 10 s cost a tenth of a 10 000-probe fleet's packets.
+    /// start skew is warned at. A burst every 10 s was about a tenth of a fleet's packets (measured
+    /// at 1 000 probes, docs/PERFORMANCE.md).
     fn default() -> Self {
         ClockSyncConfig {
             burst_len: 8,

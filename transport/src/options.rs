@@ -3,8 +3,9 @@
 //!
 //! Acknowledgements are a large part of a fleet's packets. Without the acknowledgement-frequency
 //! extension (draft-ietf-quic-ack-frequency, which quinn implements on both sides) a receiver
-//! acknowledges every second packet at once: a probe's telemetry batch of two or three packets
-//! drew one acknowledgement at once and one more 25 ms later. Each side asks its peer to wait for
+//! acknowledges every second packet at once: a busy coordinator, taking a probe's telemetry batch
+//! of two or three packets in separate turns, sent one acknowledgement at once and one more 25 ms
+//! later. Each side asks its peer to wait for
 //! [`ACK_ELICITING_THRESHOLD`] packets, or its 25 ms acknowledgement delay, whichever comes first,
 //! so a batch draws one acknowledgement. Packets that arrive out of order still draw one at once
 //! (quinn's reordering threshold), so loss is detected about as quickly as before.
