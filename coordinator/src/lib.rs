@@ -19,6 +19,7 @@ pub mod machine;
 pub mod metrics;
 mod metrics_facility;
 pub mod metrics_http;
+mod metrics_text;
 mod probelist;
 pub mod record;
 mod refused;

@@ -10,6 +10,7 @@
 
 use crate::event::{Event, ProbeRecord};
 use crate::metrics_facility::FacilityMetrics;
+use crate::metrics_text::{counter, counter_family, esc, family, node_labels, num, rack_labels};
 use crate::run::Outcome;
 use hallmark_protocol::{Labels, NodeId, ProbeRole, TelemetryBatch};
 use std::collections::BTreeMap;
@@ -92,6 +93,8 @@ pub struct Metrics {
     nodes: BTreeMap<NodeId, Node>,
     run: Option<Run>,
     refusals: u64,
+    /// Connections turned away before their handshake ("coordinator busy"), by cause.
+    turned_away: crate::LoadRefusals,
     samples_received: u64,
     batches_received: u64,
     samples_stored: u64,
@@ -175,6 +178,11 @@ impl Metrics {
         if let Some(samples) = self.pending.remove(&(node.clone(), seq)) {
             self.samples_stored = self.samples_stored.saturating_add(samples);
         }
+    }
+
+    /// The connections turned away for load so far (the shell's admission counts them).
+    pub fn set_turned_away(&mut self, refusals: crate::LoadRefusals) {
+        self.turned_away = refusals;
     }
 
     /// The store refused `node`'s batch `seq`: it will never count as stored.
@@ -322,6 +330,18 @@ impl Metrics {
             "probe connections refused (certificate, node id, protocol)",
             self.refusals,
         );
+        let t = &self.turned_away;
+        let name = "hallmark_connections_turned_away";
+        let help = "connections turned away before their handshake, told the coordinator is busy, \
+                    by cause (a copy of a refused attempt's first packet counted apart)";
+        counter_family(o, format, name, help);
+        for (cause, n) in [
+            ("handshakes_in_flight", t.handshakes_in_flight),
+            ("connections_open", t.connections_open),
+            ("resent_initial", t.resent_initials),
+        ] {
+            let _ = writeln!(o, "{name}_total{{cause=\"{cause}\"}} {n}");
+        }
     }
 
     fn render_run(&self, o: &mut String, now_ns: i64) {
@@ -528,58 +548,6 @@ impl Metrics {
             self.gap_instants,
         );
     }
-}
-
-/// `# HELP` and `# TYPE` of a family.
-pub(crate) fn family(o: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// A counter family with one sample, named `NAME_total`; the family is `NAME_total` in the
-/// Prometheus format (whose `TYPE` names the sample) and `NAME` in OpenMetrics (whose counter
-/// samples add `_total` to the family's name).
-pub(crate) fn counter(o: &mut String, format: Format, name: &str, help: &str, value: u64) {
-    match format {
-        Format::Prometheus => family(o, &format!("{name}_total"), "counter", help),
-        Format::OpenMetrics => family(o, name, "counter", help),
-    }
-    let _ = writeln!(o, "{name}_total {value}");
-}
-
-fn node_labels(id: &NodeId, l: &Labels) -> String {
-    format!(
-        "{},node=\"{}\"",
-        rack_labels(&l.hall, &l.row, &l.rack),
-        esc(id.as_str())
-    )
-}
-
-pub(crate) fn rack_labels(hall: &str, row: &str, rack: &str) -> String {
-    format!(
-        "hall=\"{}\",row=\"{}\",rack=\"{}\"",
-        esc(hall),
-        esc(row),
-        esc(rack)
-    )
-}
-
-/// A label value escaped as both formats require (`\\`, `\"`, `\n`).
-fn esc(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-/// A sample value: finite as Rust prints it (shortest round trip).
-pub(crate) fn num(v: f64) -> String {
-    format!("{v}")
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! assigned to it; a PDU whose latest reading is absent or older than [`STALE_NS`] makes the rack's
 //! figure absent (left out, and counted in `hallmark_rack_pdus_stale`), never a smaller sum.
 
-use crate::metrics::{counter, family, num, rack_labels, Format, STALE_NS};
+use crate::metrics::{Format, STALE_NS};
+use crate::metrics_text::{counter, family, num, rack_labels};
 use hallmark_protocol::{FacilityBatch, FacilityQuantity, FacilitySubject, SourceKind};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

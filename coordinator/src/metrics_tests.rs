@@ -223,6 +223,38 @@ fn racks_and_the_hall_sum_their_nodes_latest_fresh_readings() {
 }
 
 #[test]
+fn connections_turned_away_are_counted_by_cause_in_both_formats() {
+    let mut m = Metrics::new();
+    let zero = m.render(T0, Format::Prometheus);
+    assert!(
+        zero.contains("hallmark_connections_turned_away_total{cause=\"resent_initial\"} 0\n"),
+        "{zero}"
+    );
+    m.set_turned_away(crate::LoadRefusals {
+        handshakes_in_flight: 53_868,
+        connections_open: 2,
+        resent_initials: 6_437,
+    });
+    for (format, family) in [
+        (Format::Prometheus, "hallmark_connections_turned_away_total"),
+        (Format::OpenMetrics, "hallmark_connections_turned_away"),
+    ] {
+        let text = m.render(T0, format);
+        assert!(
+            text.contains(&format!("# TYPE {family} counter\n")),
+            "{text}"
+        );
+        for line in [
+            "hallmark_connections_turned_away_total{cause=\"handshakes_in_flight\"} 53868\n",
+            "hallmark_connections_turned_away_total{cause=\"connections_open\"} 2\n",
+            "hallmark_connections_turned_away_total{cause=\"resent_initial\"} 6437\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+}
+
+#[test]
 fn the_run_its_phase_losses_gaps_and_storage_are_counted() {
     let mut m = Metrics::new();
     m.on_event(&probe("n1", "r01", 1));

@@ -141,6 +141,8 @@ impl Core {
                         let conn = next_conn;
                         next_conn += 1;
                         tokio::spawn(connection(conn, incoming, tx.clone(), params.clone(), place));
+                    } else if let Some((m, _)) = &self.metrics {
+                        update(m, |m| m.set_turned_away(admission.refusals()));
                     }
                 }
                 Some(ev) = rx.recv() => self.apply(ev),

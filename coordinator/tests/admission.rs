@@ -1,7 +1,8 @@
 //! Admission control of handshakes over real loopback QUIC: more probes arrive at once than the
 //! coordinator does handshakes; the excess is turned away before any cryptography ("coordinator
 //! busy"), counted, retried by the probes after a jittered backoff, and every probe registers —
-//! slowed, not timed out, and nothing crashes.
+//! slowed, not timed out, and nothing crashes. The live metrics count the turned-away connections
+//! by cause as the coordinator does.
 
 use hallmark_coordinator::{ServerHandle, ServerOptions};
 use hallmark_probe::{Backoff, ProbeHandle, ProbeOptions, ProbeStatus};
@@ -9,6 +10,8 @@ use hallmark_protocol::{Labels, NodeId};
 use hallmark_transport::pki::Ca;
 use hallmark_transport::tls::{ConnectFailure, Identity};
 use hallmark_workloads::sim::SimBackend;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,23 @@ const STORM_LIMIT: Duration = Duration::from_secs(60);
 fn node_identity(ca: &Ca, node: &str) -> Identity {
     let c = ca.issue_node(&NodeId::new(node).unwrap()).unwrap();
     Identity::from_pem(ca.cert_pem(), &c.cert_pem, &c.key_pem).unwrap()
+}
+
+/// A loopback TCP address free a moment ago.
+fn free_tcp() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The body of `GET /metrics` (HTTP/1.1, the connection closed after it), bounded in time.
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// Counts, from one probe's status, attempts that failed "busy" and attempts that timed out.
@@ -60,6 +80,8 @@ async fn a_storm_beyond_the_handshake_cap_is_slowed_and_every_probe_registers() 
     let coordinator = Identity::from_pem(ca.cert_pem(), &c.cert_pem, &c.key_pem).unwrap();
     let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap());
     opts.max_handshakes = MAX_HANDSHAKES;
+    let metrics = free_tcp();
+    opts.metrics = Some(metrics);
     let server = ServerHandle::start(&coordinator, opts).await.unwrap();
     let addr = server.local_addr();
 
@@ -124,6 +146,12 @@ async fn a_storm_beyond_the_handshake_cap_is_slowed_and_every_probe_registers() 
         "a probe counts no more busy attempts than the coordinator refused"
     );
     assert_eq!(timed_out.load(Ordering::SeqCst), 0, "slowed, not timed out");
+    let text = scrape(metrics);
+    let line = format!(
+        "hallmark_connections_turned_away_total{{cause=\"handshakes_in_flight\"}} {}\n",
+        refused.handshakes_in_flight
+    );
+    assert!(text.contains(&line), "{line} in {text}");
 
     for p in probes {
         timeout(Duration::from_secs(10), p.shutdown())
