@@ -12,8 +12,8 @@
 //! and fails the bench), the coordinator process's CPU share and peak memory over the run, and
 //! every failed connection attempt by cause (from the probe process's report, and the
 //! coordinator's refusals from its events), and the machine's UDP datagrams sent and dropped for
-//! full receive buffers over the same time ([`super::bench_fleet_udp`]). Every wait is bounded, and the probe process is killed
-//! on any way out of this command.
+//! full receive buffers over the same time ([`super::bench_fleet_udp`]). Every wait is bounded,
+//! and the probe process is killed on any way out of this command.
 
 use super::bench_fleet_probes::{peak_rss_mb, unix_now_ns, FleetNode, FleetReport, FleetSpec};
 use super::bench_fleet_udp::UdpCounters;
