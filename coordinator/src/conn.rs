@@ -252,10 +252,10 @@ pub(crate) async fn connection(
 /// Turns `incoming` away before any cryptography (QUIC's CONNECTION_REFUSED: the probe retries
 /// after a jittered backoff, reporting "coordinator busy"), `full` saying which cap is reached.
 /// Logged as a warning at the 1st, 2nd, 4th, 8th… refusal of each cause (a storm refuses
-/// thousands), with the count so far; every one at debug level.
+/// thousands), with the count so far; every one at debug level. Logged before the refusal goes
+/// out, so that whoever reads it has the line to read.
 pub(crate) fn refuse_for_load(incoming: quinn::Incoming, full: Full, admission: &Admission) {
     let remote = incoming.remote_address();
-    incoming.refuse();
     let refused = admission.refusals();
     let (n, why) = match full {
         Full::Connections(held) => (
@@ -280,6 +280,7 @@ pub(crate) fn refuse_for_load(incoming: quinn::Incoming, full: Full, admission: 
              cause so far"
         );
     }
+    incoming.refuse();
 }
 
 /// The watch of an authenticated connection on the revocation list in force.
