@@ -14,10 +14,7 @@ impl Coordinator {
     /// The earliest instant at which [`Coordinator::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<i64> {
         let run = self.run.as_ref().and_then(|r| r.poll_timeout());
-        match (self.timers.first(), run) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.first().into_iter().chain(run).min()
     }
 
     /// Runs every timer due at `now`.
