@@ -121,8 +121,8 @@ pub struct ProbeArgs {
     /// default 0: at once). For fleets started at the same second (Slurm's `srun`, a DaemonSet's
     /// rollout, a systemd target): 10 000 probes spread over 30 s reach the coordinator at ~330 a
     /// second. Later attempts back off on their own (a busy coordinator tells probes to retry).
-    #[arg(long, value_name = "SECONDS", value_parser = parse_start_jitter)]
-    start_jitter: Option<Duration>,
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_start_jitter)]
+    start_jitter: Duration,
 }
 
 /// `--start-jitter` (of `probe` and `bench fleet`): seconds, 0 to 600.
@@ -238,7 +238,7 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         let hello = super::probe_facility::hello(node.clone(), a.hall.clone());
         let mut opts = ProbeOptions::new(coordinator.clone(), hello);
         opts.server_name = a.server_name;
-        opts.start_jitter = a.start_jitter.unwrap_or_default();
+        opts.start_jitter = a.start_jitter;
         info!(
             "facility collector {node}: {} sources, connecting to {coordinator}",
             collector.sources()
@@ -343,7 +343,7 @@ pub async fn run(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let hello = hallmark_probe::hello(node.clone(), labels, backend.as_ref());
     let mut opts = ProbeOptions::new(coordinator.clone(), hello);
     opts.server_name = a.server_name;
-    opts.start_jitter = a.start_jitter.unwrap_or_default();
+    opts.start_jitter = a.start_jitter;
     info!("probe {node} connecting to {coordinator}");
     let mut probe = ProbeHandle::spawn_with_fabric(&identity, opts, backend, fabric)
         .context("starting the probe")?;
@@ -444,11 +444,15 @@ mod tests {
 
     #[test]
     fn start_jitter_is_seconds_from_0_to_600() {
-        assert_eq!(parse(&[]).unwrap().start_jitter, None, "at once by default");
+        assert_eq!(
+            parse(&[]).unwrap().start_jitter,
+            Duration::ZERO,
+            "at once by default"
+        );
         let a = parse(&["--start-jitter", "30"]).unwrap();
-        assert_eq!(a.start_jitter, Some(Duration::from_secs(30)));
+        assert_eq!(a.start_jitter, Duration::from_secs(30));
         let a = parse(&["--start-jitter", "0.5"]).unwrap();
-        assert_eq!(a.start_jitter, Some(Duration::from_millis(500)));
+        assert_eq!(a.start_jitter, Duration::from_millis(500));
         for bad in ["-1", "601", "NaN", "soon"] {
             let arg = format!("--start-jitter={bad}");
             let e = parse(&[&arg]).unwrap_err().to_string();
